@@ -1,0 +1,1 @@
+"""Shipped presets (TOML). A package so they are found from an installed wheel via importlib.resources."""

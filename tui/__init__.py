@@ -1,0 +1,1 @@
+"""The grpo-tui front ends: CLI, headless printer, Textual dashboard, rollout browser."""
