@@ -1,0 +1,399 @@
+"""Presets: TOML files validated into a typed config.
+
+A preset is plain data (nanoGPT-style): every knob is a typed dataclass field
+with a one-line help and a default, like TRL's GRPOConfig. Loading is strict:
+an unknown key, a wrong type or an impossible combination raises PresetError
+naming the file, the key and what is allowed, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+class PresetError(ValueError):
+    """A preset or override that can't be used. The message names file, key and fix."""
+
+
+def _f(default: Any, help: str, choices: tuple | None = None, **kw: Any) -> Any:
+    meta = {"help": help}
+    if choices:
+        meta["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class PresetInfo:
+    name: str = _f("", "Preset name shown in the UI (defaults to the file name).")
+    description: str = _f("", "One line on what this preset is for.")
+    recipe: str = _f("", "The published recipe this preset follows, if any.")
+    device: str = _f("auto", "Device class the preset is meant for.", ("cpu", "gpu", "auto"))
+    expected_peak_gb: float | None = _f(None, "Peak GPU memory reported for this recipe, in GB.")
+    min_gpu_gb: float | None = _f(None, "Smallest GPU memory the preset is meant to fit, in GB.")
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f("tiny-random", "Hub id, local directory, 'smollm2-135m-instruct' (offline) or 'tiny-random' (tests).")
+    dtype: str = _f("auto", "Weights dtype; 'auto' is bfloat16 on a GPU that supports it, else float32.",
+                    ("auto", "float32", "bfloat16", "float16"))
+    lora: bool = _f(False, "Train LoRA adapters through peft instead of all weights.")
+    lora_r: int = _f(16, "LoRA rank.")
+    lora_alpha: int = _f(32, "LoRA alpha.")
+    lora_dropout: float = _f(0.05, "LoRA dropout.")
+    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                                        "Modules that get LoRA adapters ('all-linear' as the single entry for every linear layer).")
+    load_in_4bit: bool = _f(False, "Load the base model in 4-bit NF4 (QLoRA; needs bitsandbytes and a GPU).")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass to save memory.")
+    attn_implementation: str | None = _f(None, "Attention kernel passed to transformers (e.g. 'sdpa', 'flash_attention_2').")
+    tiny_hidden_size: int = _f(64, "tiny-random only: hidden size of the random Llama.")
+    tiny_layers: int = _f(2, "tiny-random only: number of layers of the random Llama.")
+
+
+@dataclass
+class DataConfig:
+    source: str = _f("synthetic", "Where training problems come from.", ("synthetic", "gsm8k", "file"))
+    data_files: list[str] = _f([], "Local JSONL/Parquet files (gsm8k: instead of the hub; file: required). Relative to the working directory.")
+    split: str = _f("train", "Split to train on (hub datasets).")
+    question_field: str = _f("question", "Field holding the question (source 'file').")
+    answer_field: str = _f("answer", "Field holding the gold answer or solution (source 'file').")
+    gold_format: str = _f("auto", "How the gold answer is written: after '####' (gsm8k), last \\boxed{} (boxed), the whole field (plain), or guessed per row (auto).",
+                          ("auto", "gsm8k", "boxed", "plain"))
+    synthetic_difficulty: int = _f(1, "Synthetic problems: 1 one operation, 2 two operations, 3 three operations with larger numbers.")
+    synthetic_size: int = _f(2000, "Synthetic problems: how many to generate.")
+    max_examples: int = _f(0, "Use at most this many training rows after shuffling (0 = all).")
+    shuffle: bool = _f(True, "Shuffle rows with the run seed before training.")
+
+
+@dataclass
+class PromptConfig:
+    format: str = _f("reasoning", "Output format asked for in the system prompt.", ("reasoning", "think"))
+    system_prompt: str | None = _f(None, "Replace the format's built-in system prompt.")
+    one_shot: bool = _f(False, "Append one worked example to the system prompt (helps tiny models find the format).")
+
+
+@dataclass
+class TrainConfig:
+    # Field names match trl.GRPOConfig so they pass straight through.
+    learning_rate: float = _f(5e-6, "Peak learning rate.")
+    lr_scheduler_type: str = _f("cosine", "Learning-rate schedule.", ("constant", "constant_with_warmup", "linear", "cosine"))
+    warmup_ratio: float = _f(0.1, "Fraction of steps spent warming up the learning rate.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    max_grad_norm: float = _f(0.1, "Gradient-norm clip.")
+    optim: str = _f("adamw_torch", "Optimizer name as transformers knows it (e.g. adamw_torch, paged_adamw_8bit).")
+    adam_beta1: float = _f(0.9, "AdamW beta1.")
+    adam_beta2: float = _f(0.99, "AdamW beta2.")
+    num_generations: int = _f(8, "G: completions sampled per prompt (the group).")
+    per_device_train_batch_size: int = _f(8, "Completions per device per micro-batch (TRL counts completions, not prompts).")
+    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.")
+    steps_per_generation: int | None = _f(None, "Micro-batches generated at once (default: gradient_accumulation_steps).")
+    max_completion_length: int = _f(200, "Most tokens generated per completion; longer ones are truncated.")
+    temperature: float = _f(1.0, "Sampling temperature.")
+    top_p: float = _f(1.0, "Nucleus sampling threshold.")
+    top_k: int = _f(0, "Top-k sampling (0 = off).")
+    repetition_penalty: float = _f(1.0, "Repetition penalty during generation.")
+    beta: float = _f(0.0, "KL coefficient; > 0 loads a reference model.")
+    loss_type: str = _f("dapo", "GRPO loss aggregation.", ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"))
+    scale_rewards: str = _f("group", "Divide advantages by the group std ('group'), the batch std ('batch') or not at all ('none').",
+                            ("group", "batch", "none"))
+    epsilon: float = _f(0.2, "PPO clip range (lower).")
+    epsilon_high: float | None = _f(None, "PPO clip range (upper; default: epsilon).")
+    num_iterations: int = _f(1, "Optimization passes over each generated batch (mu).")
+    mask_truncated_completions: bool = _f(False, "Exclude truncated completions from the loss.")
+    max_steps: int = _f(100, "Optimizer steps to train.")
+    bf16: bool | None = _f(None, "bf16 mixed precision (default: on for GPUs that support it, off on CPU).")
+    seed: int = _f(42, "Seed for data order, sampling and weights init.")
+    save_steps: int = _f(0, "Write a checkpoint every N steps (0 = only on command, stop and at the end).")
+    save_total_limit: int | None = _f(3, "Keep at most this many checkpoints.")
+    save_final: bool = _f(True, "Write a checkpoint when training ends.")
+    use_vllm: bool = _f(False, "Generate with vLLM (needs the 'vllm' extra and a GPU).")
+    vllm_mode: str = _f("colocate", "vLLM mode.", ("colocate", "server"))
+    vllm_gpu_memory_utilization: float = _f(0.3, "Fraction of GPU memory vLLM reserves (colocate).")
+
+
+@dataclass
+class Config:
+    preset: PresetInfo = field(default_factory=PresetInfo)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    rewards: dict[str, Any] = field(default_factory=lambda: {"correctness": 1.0, "soft_format": 1.0},
+                                    metadata={"help": "Reward name (or 'file.py:function') -> weight, or a table {weight = W, option = ...}."})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    source: str = field(default="", metadata={"help": "Where this config was loaded from (set by the loader)."})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def reward_weights(self) -> dict[str, float]:
+        """Name -> weight, whether the preset wrote a bare weight or a table."""
+        return {k: float(v["weight"]) if isinstance(v, dict) else float(v) for k, v in self.rewards.items()}
+
+    def reward_options(self) -> dict[str, dict[str, Any]]:
+        return {k: {o: x for o, x in v.items() if o != "weight"} if isinstance(v, dict) else {}
+                for k, v in self.rewards.items()}
+
+    @property
+    def base_dir(self) -> Path | None:
+        """Folder of the preset file, against which user reward files resolve."""
+        return Path(self.source).parent if self.source and self.source.endswith(".toml") else None
+
+
+SECTIONS: dict[str, type] = {"preset": PresetInfo, "model": ModelConfig, "data": DataConfig,
+                             "prompt": PromptConfig, "train": TrainConfig}
+
+
+# ---------------------------------------------------------------- validation
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "none"
+    if typing.get_origin(tp) is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "integer", float: "number", str: "string", bool: "true/false"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Check value against a field type; ints are accepted where floats are expected."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, v = _coerce(value, arg)
+            if ok:
+                return True, v
+        return False, value
+    if tp is type(None):
+        return (value is None or value == "none"), None
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    if tp is str:
+        return isinstance(value, str), value
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, list):
+            return False, value
+        out = []
+        for item in value:
+            ok, v = _coerce(item, typing.get_args(tp)[0])
+            if not ok:
+                return False, value
+            out.append(v)
+        return True, out
+    return True, value
+
+
+def _unknown(where: str, key: str, allowed: list[str]) -> PresetError:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return PresetError(f"{where}: unknown key '{key}'.{hint} Allowed: {', '.join(sorted(allowed))}.")
+
+
+def _build_section(cls: type, raw: Any, where: str, section: str) -> Any:
+    if not isinstance(raw, dict):
+        raise PresetError(f"{where}: [{section}] must be a table, got {type(raw).__name__}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise _unknown(f"{where} [{section}]", key, list(fields))
+        ok, coerced = _coerce(value, hints[key])
+        if not ok:
+            raise PresetError(f"{where}: [{section}] {key} = {value!r} has the wrong type; "
+                              f"expected {_type_name(hints[key])}. ({fields[key].metadata['help']})")
+        choices = fields[key].metadata.get("choices")
+        if choices and coerced not in choices:
+            raise PresetError(f"{where}: [{section}] {key} = {value!r} is not allowed; "
+                              f"choose one of {', '.join(map(repr, choices))}.")
+        values[key] = coerced
+    return cls(**values)
+
+
+def _check_rewards(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not raw:
+        raise PresetError(f"{where}: [rewards] must be a non-empty table of reward name -> weight.")
+    for name, value in raw.items():
+        weight = value.get("weight", 1.0) if isinstance(value, dict) else value
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise PresetError(f"{where}: [rewards] {name} = {value!r}: the weight must be a number "
+                              f"(or a table with a numeric 'weight').")
+    return {k: (dict(v) if isinstance(v, dict) else float(v)) for k, v in raw.items()}
+
+
+def validate(cfg: Config) -> None:
+    """Combinations no single field can check. Raises PresetError."""
+    t, where = cfg.train, cfg.source or "config"
+    if t.num_generations < 2:
+        raise PresetError(f"{where}: [train] num_generations = {t.num_generations}: GRPO needs at least 2 "
+                          "completions per prompt to compare; set num_generations >= 2.")
+    spg = t.steps_per_generation or t.gradient_accumulation_steps
+    gen_batch = t.per_device_train_batch_size * spg
+    if gen_batch % t.num_generations:
+        raise PresetError(f"{where}: [train] per_device_train_batch_size ({t.per_device_train_batch_size}) x "
+                          f"steps_per_generation ({spg}) = {gen_batch} completions is not divisible by "
+                          f"num_generations ({t.num_generations}); make the batch a multiple of num_generations.")
+    for name in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+                 "max_completion_length", "num_iterations"):
+        if getattr(t, name) < 1:
+            raise PresetError(f"{where}: [train] {name} must be at least 1.")
+    if t.learning_rate <= 0:
+        raise PresetError(f"{where}: [train] learning_rate must be positive.")
+    if not 0 < t.top_p <= 1:
+        raise PresetError(f"{where}: [train] top_p must be in (0, 1].")
+    if t.temperature <= 0:
+        raise PresetError(f"{where}: [train] temperature must be positive.")
+    m = cfg.model
+    if m.load_in_4bit and not m.lora:
+        raise PresetError(f"{where}: [model] load_in_4bit = true needs lora = true (4-bit weights can't be trained directly).")
+    d = cfg.data
+    if d.source == "file" and not d.data_files:
+        raise PresetError(f"{where}: [data] source = 'file' needs data_files = [\"path.jsonl\", ...].")
+    if d.synthetic_difficulty not in (1, 2, 3):
+        raise PresetError(f"{where}: [data] synthetic_difficulty must be 1, 2 or 3.")
+
+
+# ---------------------------------------------------------------- loading
+
+def preset_dir() -> Path:
+    """Shipped presets, from a source checkout or an installed wheel alike."""
+    return Path(str(resources.files("presets")))
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in preset_dir().glob("*.toml"))
+
+
+def find_preset(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or "/" in name_or_path:
+        if not p.is_file():
+            raise PresetError(f"{name_or_path}: preset file not found.")
+        return p.resolve()
+    shipped = preset_dir() / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        names = list_presets()
+        close = difflib.get_close_matches(name_or_path, names, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise PresetError(f"unknown preset '{name_or_path}'.{hint} Shipped presets: {', '.join(names)}; "
+                          "or pass a path to a .toml file.")
+    return shipped
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        # rewards replace as a whole: a preset that lists its rewards means exactly those
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "rewards":
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if path in seen:
+        raise PresetError(f"{path}: 'extends' forms a cycle.")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise PresetError(f"{path}: not valid TOML: {e}.") from None
+    except OSError as e:
+        raise PresetError(f"{path}: can't read: {e.strerror}.") from None
+    parent = raw.pop("extends", None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise PresetError(f"{path}: 'extends' must be a preset name or path.")
+        base_path = find_preset(parent) if "/" not in parent else (path.parent / parent).resolve()
+        raw = _deep_merge(_read_toml(base_path, seen + (path,)), raw)
+    return raw
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.learning_rate=1e-5' -> (['train', 'learning_rate'], 1e-05). Values are TOML literals; bare words are strings."""
+    if "=" not in text:
+        raise PresetError(f"--set {text!r}: expected section.key=value, e.g. train.learning_rate=1e-5.")
+    key, value = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise PresetError(f"--set {text!r}: the key must be section.key, e.g. train.max_steps or rewards.correctness.")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return parts, parsed
+
+
+def config_from_dict(raw: dict, where: str) -> Config:
+    raw = dict(raw)
+    raw.pop("source", None)
+    allowed = list(SECTIONS) + ["rewards"]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in allowed:
+            raise _unknown(where, key, allowed)
+        if key == "rewards":
+            kwargs["rewards"] = _check_rewards(value, where)
+        else:
+            kwargs[key] = _build_section(SECTIONS[key], value, where, key)
+    cfg = Config(**kwargs, source=where)
+    validate(cfg)
+    return cfg
+
+
+def load_config(preset: str, overrides: list[str] = ()) -> Config:
+    """Load a preset by name or path, apply --set overrides, validate. Raises PresetError."""
+    path = find_preset(preset)
+    raw = _read_toml(path)
+    for text in overrides:
+        (section, key), value = parse_override(text)
+        if section not in SECTIONS and section != "rewards":
+            raise _unknown(f"--set {text}", section, list(SECTIONS) + ["rewards"])
+        raw.setdefault(section, {})[key] = value
+    raw.setdefault("preset", {}).setdefault("name", path.stem)
+    return config_from_dict(raw, str(path))
+
+
+load_preset = load_config
+
+
+def load_resolved(path: Path, overrides: list[str] = ()) -> Config:
+    """Read a run directory's config.json back (for --resume), with overrides."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PresetError(f"{path}: can't read the run's config: {e}.") from None
+    source = raw.pop("source", str(path))
+    for text in overrides:
+        (section, key), value = parse_override(text)
+        raw.setdefault(section, {})[key] = value
+    cfg = config_from_dict(raw, str(path))
+    cfg.source = source
+    return cfg
+
+
+def describe_fields() -> list[tuple[str, str, str, str]]:
+    """(section.key, type, default, help) for every knob; used by docs and `grpo-tui presets --fields`."""
+    rows = []
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f"{section}.{f.name}", _type_name(hints[f.name]), repr(default), f.metadata["help"]))
+    return rows
