@@ -1,0 +1,90 @@
+"""The reward library: built-in rewards, answer extraction, the judgment, guards.
+
+API (what the engine and the TUI import from ``engine.rewards``)::
+
+    REWARDS: dict[str, RewardFn]
+        Built-in rewards by name: correctness, int_answer, strict_format,
+        soft_format, xmlcount (the five of the TRL GSM8K recipe),
+        correctness_normalized, math_equivalence, think_format,
+        correctness_think, length_penalty. VALUES[name] is each one's value.
+        RewardFn: fn(prompts, completions, answer, **kwargs) -> list[float]
+        with plain-text completions; kwargs may hold completion_ids,
+        prompt_format ("reasoning" | "think"), other dataset columns and
+        whatever TRL passes (trainer_state, log_extra, log_metric).
+
+    resolve_reward(spec, options=None, base_dir=None) -> RewardFn
+        spec: a built-in name or "path/to/file.py:function_name" (relative to
+        base_dir, the preset's folder). options: the reward's keyword options
+        (reward_options(fn) lists them with defaults; a "weight" key is
+        ignored). Raises RewardSpecError naming the reward and the fix.
+
+    guard(fn, name=None, timeout_s=5.0) -> GuardedReward
+        Callable like a RewardFn, never raises, always one finite float per
+        completion (failures score 0). .drain_failures() -> list of
+        {"name", "count", "kind", "kinds", "example"} since the last drain
+        (one entry per failing reward). drain_all(guards) drains several.
+
+    extract_answer(text, prompt_format="reasoning") -> str | None
+        "reasoning": text inside the last <answer>...</answer> (to the end if
+        unclosed), None without an <answer> tag. "think": after the last
+        </think> (None without one): last \\boxed{}, else <answer>, else the
+        last number.
+
+    is_correct(extracted, gold, *, timeout_s=None) -> bool   (never raises)
+        Multiple choice (gold A-E) strictly by letter; two numbers exactly
+        after normalization (1,000 = 1000, $18, 18.00, 18 dollars, 18.);
+        otherwise math-verify equivalence, bounded (default 5 s).
+
+    gold_from_solution(text, kind) -> str | None
+        kind "gsm8k" (after ####, thousands separators removed), "boxed" (last
+        \\boxed{} of a MATH solution, nested braces), "plain" (stripped).
+
+    score_completion(...) and main(argv) live in engine.rewards.playground
+    (imported lazily: it needs rich).
+
+    mathverify.warm_up() starts the math-verify worker process ahead of the
+    first step; mathverify.shutdown() stops it (also done at exit).
+"""
+
+from __future__ import annotations
+
+from . import mathverify
+from .builtin import GSM8K_RECIPE, REWARDS, THINK_RECIPE, VALUES, RewardFailure, count_xml
+from .extract import (
+    extract_answer,
+    gold_from_solution,
+    is_correct,
+    judge,
+    last_boxed,
+    last_number,
+    multiple_choice_letter,
+    parse_number,
+)
+from .guard import GuardedReward, drain_all, guard
+from .spec import RewardSpecError, resolve_reward, reward_options
+
+RewardFn = object  # documentation alias: fn(prompts, completions, answer, **kwargs) -> list[float]
+
+__all__ = [
+    "REWARDS",
+    "VALUES",
+    "GSM8K_RECIPE",
+    "THINK_RECIPE",
+    "RewardFailure",
+    "RewardSpecError",
+    "GuardedReward",
+    "guard",
+    "drain_all",
+    "resolve_reward",
+    "reward_options",
+    "extract_answer",
+    "is_correct",
+    "judge",
+    "gold_from_solution",
+    "last_boxed",
+    "last_number",
+    "parse_number",
+    "multiple_choice_letter",
+    "count_xml",
+    "mathverify",
+]

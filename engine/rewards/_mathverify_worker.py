@@ -1,0 +1,43 @@
+"""math-verify worker process (run as a script by mathverify.py; imports nothing of ours).
+
+Protocol: one JSON object per line on stdin, {"p": predicted, "g": gold};
+one per line on stdout, {"ok": true|false} or {"err": "..."}. Prints "ready"
+once math-verify is imported. math-verify's own signal-based timeouts are
+disabled (parsing_timeout=None, timeout_seconds=None): the parent enforces the
+deadline by killing this process, which also stops work stuck in C code.
+"""
+
+import json
+import logging
+import sys
+
+
+def _wrap(s: str) -> str:
+    s = s.strip()
+    if "\\boxed" in s or s.startswith("$"):
+        return s
+    return "\\boxed{" + s + "}"
+
+
+def main() -> int:
+    logging.disable(logging.WARNING)
+    from math_verify import parse, verify
+
+    out = sys.stdout
+    out.write("ready\n")
+    out.flush()
+    for line in sys.stdin:
+        try:
+            req = json.loads(line)
+            gold = parse(_wrap(req["g"]), parsing_timeout=None)
+            pred = parse(_wrap(req["p"]), parsing_timeout=None)
+            ok = bool(gold) and bool(pred) and verify(gold, pred, timeout_seconds=None)
+            out.write('{"ok": true}\n' if ok else '{"ok": false}\n')
+        except Exception as e:  # noqa: BLE001 - reported to the parent, never fatal here
+            out.write(json.dumps({"err": f"{type(e).__name__}: {e}"[:300]}) + "\n")
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Answer extraction, gold extraction and the correct/incorrect judgment.
+
+Everything here is pure string work except the last step of `is_correct`,
+which asks math-verify (through the bounded worker in `mathverify.py`) when
+the two answers are not both plain numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from . import mathverify
+
+PROMPT_FORMATS = ("reasoning", "think")
+GOLD_KINDS = ("gsm8k", "boxed", "plain")
+
+_ANSWER_OPEN = "<answer>"
+_ANSWER_CLOSE = "</answer>"
+_THINK_CLOSE = "</think>"
+
+# A number as a grader reads it: optional sign, digits with optional thousands
+# separators, optional decimals (".5" too).
+_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+_LAST_NUMBER_RE = re.compile(_NUMBER)
+_THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+
+# --------------------------------------------------------------------------- boxed
+
+
+def last_boxed(text: str) -> str | None:
+    r"""Content of the last complete ``\boxed{...}`` (or ``\fbox{...}``) in text.
+
+    Braces nest (``\boxed{\frac{1}{2}}`` gives ``\frac{1}{2}``). A trailing
+    unclosed box (a truncated completion) is skipped in favour of the previous
+    complete one. ``\boxed 5`` (no braces) gives ``5``.
+    """
+    if not text or "\\boxed" not in text and "\\fbox" not in text:
+        return None
+    starts = [m.start() for m in re.finditer(r"\\(?:boxed|fbox)\b", text)]
+    for start in reversed(starts):
+        j = start + (6 if text.startswith("\\boxed", start) else 5)
+        while j < len(text) and text[j] == " ":
+            j += 1
+        if j >= len(text):
+            continue
+        if text[j] != "{":
+            # \boxed 5 / \boxed5: take the next run of non-space characters
+            m = re.match(r"[^\s$]+", text[j:])
+            if m:
+                return m.group(0).rstrip(".,")
+            continue
+        depth = 0
+        for k in range(j, len(text)):
+            c = text[k]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[j + 1 : k].strip()
+        # unclosed: try the previous box
+    return None
+
+
+# ------------------------------------------------------------------ completions
+
+
+def _answer_tag(text: str) -> str | None:
+    if _ANSWER_OPEN not in text:
+        return None
+    inner = text.rsplit(_ANSWER_OPEN, 1)[1]
+    return inner.split(_ANSWER_CLOSE, 1)[0].strip()
+
+
+def last_number(text: str) -> str | None:
+    """The last number in text, thousands separators removed ("1,000" -> "1000")."""
+    found = _LAST_NUMBER_RE.findall(text or "")
+    if not found:
+        return None
+    return _THOUSANDS_RE.sub("", found[-1]).lstrip("+")
+
+
+def extract_answer(text: str, prompt_format: str = "reasoning") -> str | None:
+    r"""The answer a completion gives, as the trainer records it.
+
+    ``"reasoning"``: the stripped text inside the last ``<answer>...</answer>``
+    (a missing closing tag means "to the end", as the original recipe's
+    split-based extractor does); None when there is no ``<answer>`` tag.
+
+    ``"think"``: only the text after the last ``</think>`` counts (None when
+    there is none: a completion truncated while thinking has no answer). In that
+    tail: the last ``\boxed{}`` if present, else an ``<answer>`` tag, else the
+    last number.
+    """
+    if text is None:
+        return None
+    if prompt_format == "reasoning":
+        return _answer_tag(text)
+    if prompt_format == "think":
+        if _THINK_CLOSE not in text:
+            return None
+        tail = text.rsplit(_THINK_CLOSE, 1)[1]
+        boxed = last_boxed(tail)
+        if boxed is not None:
+            return boxed
+        tagged = _answer_tag(tail)
+        if tagged is not None:
+            return tagged
+        return last_number(tail)
+    raise ValueError(
+        f"unknown prompt_format {prompt_format!r}; expected one of {', '.join(PROMPT_FORMATS)}"
+    )
+
+
+# ------------------------------------------------------------------------ gold
+
+
+def gold_from_solution(text: str, kind: str) -> str | None:
+    r"""The gold answer from a dataset's solution field.
+
+    ``"gsm8k"``: text after the last ``####``, thousands separators removed
+    (None without ``####``). ``"boxed"``: the last ``\boxed{}`` of a MATH-style
+    solution (nested braces). ``"plain"``: the stripped field (None if empty).
+    """
+    if kind == "gsm8k":
+        if text is None or "####" not in text:
+            return None
+        gold = text.rsplit("####", 1)[1].strip()
+        gold = _THOUSANDS_RE.sub("", gold)
+        return gold or None
+    if kind == "boxed":
+        return last_boxed(text or "")
+    if kind == "plain":
+        gold = str(text).strip() if text is not None else ""
+        return gold or None
+    raise ValueError(f"unknown gold kind {kind!r}; expected one of {', '.join(GOLD_KINDS)}")
+
+
+# ------------------------------------------------------------------ judgment
+
+_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+_UNIT_WORDS = r"[a-z][a-z .'/²³-]*"
+_NUMERIC_RE = re.compile(
+    r"^(?:[a-z][a-z ]*?(?:is|=|:)\s*)?"  # "answer:", "x =", "the answer is"
+    r"(?:\$|usd|£|€)?\s*"
+    r"(?P<num>" + _NUMBER + r")"
+    r"(?:\s*/\s*(?P<den>\d+(?:\.\d+)?))?"
+    r"\s*(?:%|" + _UNIT_WORDS + r")?$"
+)
+_FRAC_RE = re.compile(r"^(?P<sign>[-+]?)\\[dt]?frac\{(?P<a>-?\d+)\}\{(?P<b>-?\d+)\}$")
+_MC_RE = re.compile(r"^\(?([A-E])\)?\.?$")
+
+
+def _unwrap(s: str) -> str:
+    s = s.strip()
+    inner = last_boxed(s) if s.startswith(("\\boxed", "\\fbox")) else None
+    if inner is not None:
+        s = inner
+    for _ in range(3):
+        s2 = _TEXT_CMD_RE.sub(r"\1", s)
+        if s2 == s:
+            break
+        s = s2
+    if len(s) >= 2 and s[0] == "$" and s[-1] == "$" and s.count("$") == 2:
+        s = s[1:-1]
+    if s.startswith("\\(") and s.endswith("\\)"):
+        s = s[2:-2]
+    for tok in ("\\$", "\\%", "\\,", "\\!", "\\;", "\\ ", "~", "\\left", "\\right"):
+        s = s.replace(tok, "%" if tok == "\\%" else ("$" if tok == "\\$" else ""))
+    return s.strip()
+
+
+def parse_number(s: str | None) -> Fraction | None:
+    """A grader's reading of s as a number, or None if it is not just a number.
+
+    Accepts ``1,000``, ``$18``, ``18.00``, ``18 dollars``, ``18.``, ``18%``,
+    ``-3``, ``1/2``, ``\\frac{1}{2}``, ``answer: 18``; rejects anything with
+    more than one number in it ("2 hours 30 minutes", "1, 2").
+    """
+    if s is None:
+        return None
+    s = _unwrap(str(s)).lower()
+    s = s.rstrip(" .")
+    s = s.strip()
+    if not s:
+        return None
+    m = _FRAC_RE.match(s.replace(" ", ""))
+    if m:
+        b = int(m.group("b"))
+        if b == 0:
+            return None
+        v = Fraction(int(m.group("a")), b)
+        return -v if m.group("sign") == "-" else v
+    m = _NUMERIC_RE.match(s)
+    if not m:
+        return None
+    num = m.group("num").replace(",", "")
+    try:
+        v = Fraction(num)
+        if m.group("den") is not None:
+            den = Fraction(m.group("den"))
+            if den == 0:
+                return None
+            v = v / den
+    except (ValueError, ZeroDivisionError):
+        return None
+    return v
+
+
+def multiple_choice_letter(s: str | None) -> str | None:
+    """'B' for 'B', '(B)', 'B.', '\\text{(B)}', '\\boxed{B}'; None otherwise (case-sensitive)."""
+    if s is None:
+        return None
+    m = _MC_RE.match(_unwrap(str(s)).replace(" ", ""))
+    return m.group(1) if m else None
+
+
+def _canonical(s: str) -> str:
+    return re.sub(r"\s+", "", _unwrap(s)).rstrip(".")
+
+
+def judge(extracted: str | None, gold: str | None, *, timeout_s: float | None = None) -> bool:
+    """Like ``is_correct`` but raises MathVerifyTimeout / MathVerifyError (rewards count those)."""
+    if extracted is None or gold is None:
+        return False
+    extracted, gold = str(extracted).strip(), str(gold).strip()
+    if not extracted or not gold:
+        return False
+    gold_letter = multiple_choice_letter(gold)
+    if gold_letter is not None:
+        return multiple_choice_letter(extracted) == gold_letter
+    g, p = parse_number(gold), parse_number(extracted)
+    if g is not None and p is not None:
+        return g == p
+    if _canonical(extracted) == _canonical(gold):
+        return True
+    if g is not None and not re.search(r"[\\^{}]|\d", extracted):
+        return False  # numeric gold, no digits or LaTeX in the answer: nothing to ask math-verify
+    return mathverify.equivalent(extracted, gold, timeout_s=timeout_s)
+
+
+def is_correct(extracted: str | None, gold: str | None, *, timeout_s: float | None = None) -> bool:
+    """Whether an extracted answer matches the gold answer; never raises.
+
+    Order: multiple choice (gold a single letter A-E, optionally in parentheses
+    or ``\\text{}``) is judged strictly on the letter; two plain numbers compare
+    exactly after normalization (``parse_number``: ``1,000``, ``$18``,
+    ``18.00``, ``18 dollars``, ``18.``); otherwise equal canonical strings, else
+    math-verify equivalence, bounded by ``timeout_s`` (default 5 s; a timeout or
+    a math-verify error counts as incorrect).
+    """
+    try:
+        return judge(extracted, gold, timeout_s=timeout_s)
+    except Exception:  # noqa: BLE001 - the dashboard's judgment must not take anything down
+        return False
