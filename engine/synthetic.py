@@ -1,0 +1,50 @@
+"""Built-in synthetic arithmetic word problems, so the demo trains with no download.
+
+Difficulty 1: one operation on small numbers; 2: two operations; 3: three
+operations with larger numbers. Deterministic for a seed. Answers are
+non-negative integers, like GSM8K's.
+"""
+
+from __future__ import annotations
+
+import random
+
+NAMES = ["Ava", "Ben", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jade", "Kofi", "Lena",
+         "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara"]
+ITEMS = ["apples", "marbles", "stickers", "books", "coins", "pencils", "cookies", "stamps", "shells", "cards"]
+
+
+def _step(rng: random.Random, value: int, item: str, hi: int) -> tuple[str, int]:
+    """One more sentence applied to the running total."""
+    op = rng.choice(["add", "add", "sub", "mul", "div"] if value > 1 else ["add", "mul"])
+    if op == "add":
+        n = rng.randint(2, hi)
+        return rng.choice([f"Then they get {n} more {item}.", f"A friend gives them {n} more {item}."]), value + n
+    if op == "sub" and value > 2:
+        n = rng.randint(1, value - 1)
+        return rng.choice([f"Then they give away {n} {item}.", f"They lose {n} {item}."]), value - n
+    if op == "div":
+        divisors = [d for d in range(2, 6) if value % d == 0]
+        if divisors:
+            d = rng.choice(divisors)
+            return f"They split the {item} equally into {d} boxes and keep one box.", value // d
+    m = rng.randint(2, 4)
+    return rng.choice([f"Then the number of {item} becomes {m} times as many.",
+                       f"Then they multiply their {item} by {m}."]), value * m
+
+
+def make_problem(rng: random.Random, difficulty: int) -> dict[str, str]:
+    hi = {1: 9, 2: 20, 3: 60}[difficulty]
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    value = rng.randint(2, hi)
+    sentences = [f"{name} has {value} {item}."]
+    for _ in range(difficulty):
+        text, value = _step(rng, value, item, hi)
+        sentences.append(text)
+    sentences.append(f"How many {item} does {name} have now?")
+    return {"question": " ".join(sentences), "answer": str(value)}
+
+
+def generate(n: int, difficulty: int, seed: int) -> list[dict[str, str]]:
+    rng = random.Random(f"synthetic-{difficulty}-{seed}")
+    return [make_problem(rng, difficulty) for _ in range(n)]

@@ -1,0 +1,362 @@
+"""GRPO training on TRL, writing the run directory as it goes.
+
+The training loop is TRL's GRPOTrainer. Two small additions make it
+observable and steerable:
+
+- RecordingGRPOTrainer hooks the two places where a generation batch is
+  complete: `_calculate_rewards` (raw reward per function) and
+  `_generate_and_score_completions` (advantages, token ids), and writes every
+  group to rollouts.jsonl.
+- EngineCallback writes a `step` and `memory` event after every optimizer
+  step and acts on commands (pause, resume, checkpoint, stop) at that step
+  boundary. A watcher thread acknowledges commands as soon as they arrive so a
+  UI can show "pausing" while the step finishes.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+from engine.config import Config
+from engine.control import take_commands
+from engine.events import EventWriter
+from engine.rewards import GuardedReward, extract_answer, is_correct, resolve_reward
+from engine.rollouts import RolloutWriter
+from engine.rundir import RunDir
+from engine.telemetry import MemoryProbe
+
+REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
+
+
+def _text(x: Any) -> str:
+    """TRL hands conversational prompts/completions as message lists; rewards take plain text."""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, list) and x:
+        users = [m for m in x if isinstance(m, dict) and m.get("role") == "user"]
+        last = (users or x)[-1]
+        return last.get("content", "") if isinstance(last, dict) else str(last)
+    return ""
+
+
+class TrlReward:
+    """Adapts a library reward (plain text in) to TRL's call (messages in), guarded against failure."""
+
+    def __init__(self, name: str, fn: Callable, prompt_format: str) -> None:
+        self.__name__ = name
+        self.guarded = GuardedReward(fn, name, timeout_s=REWARD_TIMEOUT_S)
+        self.prompt_format = prompt_format
+
+    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float]:
+        answer = kwargs.pop("answer", None)
+        return self.guarded([_text(p) for p in prompts], [_text(c) for c in completions], answer,
+                            prompt_format=self.prompt_format, **kwargs)
+
+
+def build_rewards(cfg: Config) -> tuple[list[TrlReward], list[float]]:
+    """Resolve every reward of the preset; raises RewardSpecError before anything runs."""
+    options = cfg.reward_options()
+    funcs, weights = [], []
+    for name, weight in cfg.reward_weights().items():
+        fn = resolve_reward(name, options[name] or None, cfg.base_dir)
+        label = name.rsplit(":", 1)[-1] if ":" in name else name
+        funcs.append(TrlReward(label, fn, cfg.prompt.format))
+        weights.append(weight)
+    return funcs, weights
+
+
+def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None = None) -> GRPOConfig:
+    t = cfg.train
+    bf16 = t.bf16 if t.bf16 is not None else (device == "cuda" and torch.cuda.is_bf16_supported())
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio in transformers 5
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=t.optim,
+        adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2,
+        num_generations=t.num_generations, per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, steps_per_generation=t.steps_per_generation,
+        max_completion_length=t.max_completion_length, temperature=t.temperature, top_p=t.top_p,
+        top_k=t.top_k, repetition_penalty=t.repetition_penalty, beta=t.beta, loss_type=t.loss_type,
+        scale_rewards=t.scale_rewards, epsilon=t.epsilon, epsilon_high=t.epsilon_high,
+        num_iterations=t.num_iterations, mask_truncated_completions=t.mask_truncated_completions,
+        max_steps=max_steps or t.max_steps, bf16=bf16, seed=t.seed, data_seed=t.seed,
+        **({"gradient_checkpointing": True} if cfg.model.gradient_checkpointing else {}),
+        use_vllm=t.use_vllm, vllm_mode=t.vllm_mode, vllm_gpu_memory_utilization=t.vllm_gpu_memory_utilization,
+        # Events are the progress report: log every step, no tqdm bars in engine.log, no wandb.
+        logging_steps=1, report_to="none", disable_tqdm=True,
+        save_strategy="steps" if t.save_steps > 0 else "no", save_steps=max(t.save_steps, 1),
+        save_total_limit=t.save_total_limit,
+        use_cpu=device == "cpu",
+    )
+
+
+class RecordingGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer that hands every scored generation batch to a recorder."""
+
+    recorder: "RolloutRecorder | None" = None
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_scored = (inputs, completions, completion_ids_list, rewards)
+        return rewards
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        if self.recorder is not None and self.accelerator.is_main_process:
+            scored_inputs, completions, completion_ids, rewards = self._last_scored
+            n, rank = len(scored_inputs), self.accelerator.process_index
+            # rewards are gathered over processes; keep this process's rows, like TRL does
+            local = rewards[rank * n:(rank + 1) * n].detach().float().cpu()
+            self.recorder.record(
+                step=self.state.global_step + 1, inputs=scored_inputs, completions=completions,
+                completion_ids=completion_ids, rewards=local,
+                advantages=out["advantages"].detach().float().cpu(),
+                eos_ids=set(self.eos_token_ids) | {self._tokenizer.pad_token_id})
+        return out
+
+
+class RolloutRecorder:
+    """Turns a scored generation batch into group records in rollouts.jsonl."""
+
+    def __init__(self, writer: RolloutWriter, reward_names: list[str], weights: list[float],
+                 num_generations: int, prompt_format: str, max_completion_length: int) -> None:
+        self.writer = writer
+        self.names = reward_names
+        self.weights = torch.tensor(weights, dtype=torch.float32)
+        self.G = num_generations
+        self.fmt = prompt_format
+        self.max_len = max_completion_length
+        self.step_correct: dict[int, list[bool]] = {}
+        self._group_counter: dict[int, int] = {}
+
+    def record(self, step: int, inputs: list[dict], completions: list, completion_ids: list[list[int]],
+               rewards: torch.Tensor, advantages: torch.Tensor, eos_ids: set[int]) -> None:
+        totals = torch.nan_to_num(rewards * self.weights.unsqueeze(0), nan=0.0).sum(dim=1)
+        correct_list = self.step_correct.setdefault(step, [])
+        for start in range(0, len(inputs), self.G):
+            rows = []
+            for i in range(start, min(start + self.G, len(inputs))):
+                text = _text(completions[i])
+                extracted = extract_answer(text, self.fmt)
+                correct = bool(is_correct(extracted, inputs[i].get("answer")))
+                correct_list.append(correct)
+                ids = completion_ids[i]
+                rows.append({
+                    "text": text, "extracted": extracted, "correct": correct,
+                    "rewards": {n: float(rewards[i, j]) for j, n in enumerate(self.names)},
+                    "total": float(totals[i]), "advantage": float(advantages[i]),
+                    "tokens": len(ids),
+                    "truncated": bool(len(ids) >= self.max_len and (not ids or ids[-1] not in eos_ids)),
+                })
+            group = self._group_counter.get(step, 0)
+            self._group_counter[step] = group + 1
+            first = inputs[start]
+            self.writer.write_group(step, group, first.get("question") or _text(first.get("prompt")),
+                                    str(first.get("answer", "")), rows)
+        self.writer.flush()
+
+    def correct_frac(self, step: int) -> float | None:
+        vals = self.step_correct.pop(step, None)
+        return sum(vals) / len(vals) if vals else None
+
+
+class CommandWatcher(threading.Thread):
+    """Polls control/ every 0.2 s, acknowledges at once, queues for the step boundary."""
+
+    def __init__(self, control_dir: Path, events: EventWriter, lock: threading.Lock) -> None:
+        super().__init__(name="command-watcher", daemon=True)
+        self.control_dir, self.events, self.lock = control_dir, events, lock
+        self.queue: queue.Queue[dict] = queue.Queue()
+        self._stop = threading.Event()
+        self.paused = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.poll()
+
+    def poll(self) -> None:
+        for cmd in take_commands(self.control_dir):
+            self.submit(cmd)
+
+    def submit(self, cmd: dict) -> None:
+        name = cmd.get("command")
+        with self.lock:
+            if name == "invalid" or name == "switch_preset":
+                detail = ("switching presets is not supported by this engine yet" if name == "switch_preset"
+                          else f"not a command: {cmd.get('args')}")
+                self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=detail)
+                return
+            self.events.emit("command", id=cmd.get("id"), command=name, status="accepted")
+            pending = {"pause": "pausing", "checkpoint": "checkpointing", "stop": "stopping"}.get(name)
+            if pending and not (name == "pause" and self.paused.is_set()):
+                self.events.state(pending)
+        self.queue.put(cmd)
+
+    def drain(self) -> list[dict]:
+        out = []
+        while True:
+            try:
+                out.append(self.queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class EngineCallback(TrainerCallback):
+    def __init__(self, events: EventWriter, lock: threading.Lock, watcher: CommandWatcher,
+                 recorder: RolloutRecorder, rewards: list[TrlReward], probe: MemoryProbe,
+                 max_steps: int, save_final: bool) -> None:
+        self.events, self.lock, self.watcher = events, lock, watcher
+        self.recorder, self.rewards, self.probe = recorder, rewards, probe
+        self.max_steps, self.save_final = max_steps, save_final
+        self.trainer: RecordingGRPOTrainer | None = None
+        self.t_start = time.time()
+        self.t_last = time.time()
+        self.last_tokens: float | None = None
+        self.step_times: list[float] = []
+        self.save_reasons: list[tuple[str, str | None]] = []  # (reason, command id)
+        self.stop_requested = False
+        self.last_saved_step = -1
+
+    # --------------------------------------------------------------- events
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t_start = self.t_last = time.time()
+        with self.lock:
+            self.events.state("running", step=state.global_step)
+            self.events.emit("memory", step=state.global_step, **self.probe.sample())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "train_runtime" in logs:  # the end-of-training summary log
+            return control
+        now = time.time()
+        step_time = now - self.t_last
+        self.t_last = now
+        self.step_times.append(step_time)
+        tokens = logs.get("num_tokens")
+        tps = None
+        if tokens is not None:
+            tps = (tokens - self.last_tokens) / step_time if self.last_tokens is not None and step_time > 0 else (
+                tokens / step_time if step_time > 0 else None)
+            self.last_tokens = tokens
+        recent = self.step_times[-10:]
+        eta = (self.max_steps - state.global_step) * (sum(recent) / len(recent))
+        metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()}
+        with self.lock:
+            for r in self.rewards:
+                for f in r.guarded.drain_failures():
+                    self.events.emit("reward_failure", step=state.global_step, reward=f["name"], kind=f["kind"],
+                                     kinds=f.get("kinds"), count=f["count"], example=f["example"])
+            self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
+                             epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
+                             tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
+                             elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
+                             correct_frac=self.recorder.correct_frac(state.global_step))
+            self.events.emit("memory", step=state.global_step, **self.probe.sample())
+        print(f"step {state.global_step}/{self.max_steps} reward={metrics.get('reward')} "
+              f"zero_std={metrics.get('frac_reward_zero_std')} {step_time:.2f}s", flush=True)
+        self._handle_commands(state, control)
+        if state.global_step >= self.max_steps and self.save_final and not control.should_save:
+            control.should_save = True
+            self.save_reasons.append(("final", None))
+        if control.should_save and not self.save_reasons:
+            self.save_reasons.append(("schedule", None))
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.last_saved_step = state.global_step
+        with self.lock:
+            reasons = self.save_reasons or [("schedule", None)]
+            self.events.emit("checkpoint", step=state.global_step, path=str(path), reason=reasons[0][0])
+            for _, cid in reasons:
+                if cid:
+                    self.events.emit("command", id=cid, command="checkpoint", status="done", detail=str(path))
+            if not self.stop_requested and state.global_step < self.max_steps:
+                self.events.state("running", step=state.global_step)
+        self.save_reasons = []
+        return control
+
+    # ------------------------------------------------------------- commands
+    def request_stop(self, control, cid: str | None) -> None:
+        self.stop_requested = True
+        control.should_training_stop = True
+        control.should_save = True
+        self.save_reasons.insert(0, ("stop", None))
+        if cid:
+            with self.lock:
+                self.events.emit("command", id=cid, command="stop", status="done")
+
+    def _handle_commands(self, state, control) -> None:
+        for cmd in self.watcher.drain():
+            name, cid = cmd.get("command"), cmd.get("id")
+            if name == "checkpoint":
+                control.should_save = True
+                self.save_reasons.append(("command", cid))
+            elif name == "stop":
+                self.request_stop(control, cid)
+            elif name == "pause":
+                self._pause(state, control, cid)
+            elif name == "resume":
+                with self.lock:
+                    self.events.emit("command", id=cid, command="resume", status="rejected", detail="not paused")
+        if self.stop_requested:
+            with self.lock:
+                self.events.state("stopping", step=state.global_step)
+
+    def _pause(self, state, control, cid: str | None) -> None:
+        """Block at the step boundary; the model and optimizer stay in memory so resuming is instant."""
+        if control.should_save and self.trainer is not None:
+            self._save_now(state)  # a checkpoint asked for with the pause happens before pausing
+            control.should_save = False
+        self.watcher.paused.set()
+        with self.lock:
+            self.events.state("paused", step=state.global_step)
+            self.events.emit("command", id=cid, command="pause", status="done")
+        paused_at = time.time()
+        while True:
+            cmds = self.watcher.drain()
+            if not cmds:
+                time.sleep(0.1)
+                continue
+            done = False
+            for cmd in cmds:
+                name, ccid = cmd.get("command"), cmd.get("id")
+                if name == "resume":
+                    with self.lock:
+                        self.events.emit("command", id=ccid, command="resume", status="done")
+                    done = True
+                elif name == "checkpoint":
+                    self.save_reasons.append(("command", ccid))
+                    self._save_now(state)
+                    with self.lock:
+                        self.events.state("paused", step=state.global_step)
+                elif name == "stop":
+                    self.request_stop(control, ccid)
+                    done = True
+                elif name == "pause":
+                    with self.lock:
+                        self.events.emit("command", id=ccid, command="pause", status="done", detail="already paused")
+            if done:
+                break
+        self.watcher.paused.clear()
+        self.t_last += time.time() - paused_at  # paused time is not step time
+        if not self.stop_requested:
+            with self.lock:
+                self.events.state("running", step=state.global_step)
+
+    def _save_now(self, state) -> None:
+        with self.lock:
+            self.events.state("checkpointing", step=state.global_step)
+        self.trainer._save_checkpoint(self.trainer.model, None)
+        self.on_save(self.trainer.args, state, self.trainer.control)

@@ -1,0 +1,86 @@
+"""Start the engine as a detached process (no Textual here; the headless path uses it too).
+
+The engine runs in its own process session with no terminal stdin and its
+output going to <run>/engine.log, so a UI can quit or crash without taking
+training down (and Ctrl-C in the terminal doesn't reach the engine: UIs send
+a stop command instead).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from engine.rundir import RunDir
+
+
+def default_run_dir(preset: str, root: Path = Path("runs")) -> Path:
+    stem = Path(preset).stem if preset.endswith(".toml") else preset
+    return root / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{stem}"
+
+
+def engine_command(preset: str | None, run_dir: Path, max_steps: int | None = None,
+                   overrides: list[str] = (), resume: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "engine", "train", "--run-dir", str(run_dir), "--log-to-run-dir"]
+    if preset:
+        cmd += ["--preset", preset]
+    if max_steps is not None:
+        cmd += ["--max-steps", str(max_steps)]
+    for o in overrides:
+        cmd += ["--set", o]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+class EngineProcess:
+    """A detached engine. Its pre-flight output (before engine.log exists) is kept in a temp file."""
+
+    def __init__(self, proc: subprocess.Popen, run_dir: Path, preflight_log: Path) -> None:
+        self.proc, self.run = proc, RunDir(Path(run_dir))
+        self.preflight_log = preflight_log
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.proc.wait(timeout)
+
+    def preflight_output(self) -> str:
+        """What the engine printed before it took over engine.log (its pre-flight error, if any)."""
+        try:
+            return self.preflight_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_started(self, timeout: float = 120.0) -> bool:
+        """Wait until the engine wrote events.jsonl, or exited. True if the run started."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.run.events.exists():
+                return True
+            if self.proc.poll() is not None:
+                return self.run.events.exists()
+            time.sleep(0.05)
+        return self.run.events.exists()
+
+
+def launch_engine(preset: str | None, run_dir: Path, max_steps: int | None = None,
+                  overrides: list[str] = (), resume: bool = False) -> EngineProcess:
+    """Start `python -m engine train` detached (own session, no stdin, output to engine.log)."""
+    fd, log_path = tempfile.mkstemp(prefix="grpo-tui-preflight-", suffix=".log")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(engine_command(preset, run_dir, max_steps, overrides, resume),
+                            stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=env)
+    os.close(fd)
+    return EngineProcess(proc, run_dir, Path(log_path))
