@@ -7,6 +7,7 @@ disabled (parsing_timeout=None, timeout_seconds=None): the parent enforces the
 deadline by killing this process, which also stops work stuck in C code.
 """
 
+import functools
 import json
 import logging
 import sys
@@ -21,7 +22,11 @@ def _wrap(s: str) -> str:
 
 def main() -> int:
     logging.disable(logging.WARNING)
-    from math_verify import parse, verify
+    from math_verify import parse as _parse, verify
+
+    @functools.lru_cache(maxsize=4096)  # golds repeat across a group; parsed sympy values are immutable
+    def parse(text: str, parsing_timeout=None):
+        return _parse(text, parsing_timeout=parsing_timeout)
 
     out = sys.stdout
     out.write("ready\n")

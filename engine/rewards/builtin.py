@@ -70,7 +70,8 @@ def correctness(prompts=None, completions=(), answer=None, **kwargs) -> list[flo
     out = []
     for text, gold in zip(completions, golds):
         got = extract_answer(text, "reasoning")
-        out.append(2.0 if got is not None and gold is not None and got == str(gold).strip() else 0.0)
+        gold = "" if gold is None else str(gold).strip()
+        out.append(2.0 if gold and got == gold else 0.0)
     return out
 
 

@@ -24,6 +24,7 @@ _THINK_CLOSE = "</think>"
 _NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
 _LAST_NUMBER_RE = re.compile(_NUMBER)
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_BRACE_RE = re.compile(r"[{}]")
 
 
 # --------------------------------------------------------------------------- boxed
@@ -38,29 +39,31 @@ def last_boxed(text: str) -> str | None:
     """
     if not text or "\\boxed" not in text and "\\fbox" not in text:
         return None
-    starts = [m.start() for m in re.finditer(r"\\(?:boxed|fbox)\b", text)]
-    for start in reversed(starts):
-        j = start + (6 if text.startswith("\\boxed", start) else 5)
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\b", text)]
+    if not starts:
+        return None
+    # Match every brace once (linear even for thousands of unclosed boxes).
+    closing: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE_RE.finditer(text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            closing[stack.pop()] = m.start()
+    for j in reversed(starts):
         while j < len(text) and text[j] == " ":
             j += 1
         if j >= len(text):
             continue
         if text[j] != "{":
-            # \boxed 5 / \boxed5: take the next run of non-space characters
+            # \boxed 5: the next run of non-space characters
             m = re.match(r"[^\s$]+", text[j:])
             if m:
                 return m.group(0).rstrip(".,")
             continue
-        depth = 0
-        for k in range(j, len(text)):
-            c = text[k]
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[j + 1 : k].strip()
-        # unclosed: try the previous box
+        if j in closing:
+            return text[j + 1 : closing[j]].strip()
+        # unclosed (a truncated completion): try the previous box
     return None
 
 
@@ -151,6 +154,8 @@ _NUMERIC_RE = re.compile(
 )
 _FRAC_RE = re.compile(r"^(?P<sign>[-+]?)\\[dt]?frac\{(?P<a>-?\d+)\}\{(?P<b>-?\d+)\}$")
 _MC_RE = re.compile(r"^\(?([A-E])\)?\.?$")
+# A number in another base, "52_8" / "4210_{5}": math-verify drops the subscript.
+_BASE_RE = re.compile(r"^([0-9A-Z]*[0-9][0-9A-Z]*)_\{?(\d+)\}?$")
 
 
 def _unwrap(s: str) -> str:
@@ -181,7 +186,7 @@ def parse_number(s: str | None) -> Fraction | None:
     """
     if s is None:
         return None
-    s = _unwrap(str(s)).lower()
+    s = _unwrap(str(s).replace("\u2212", "-")).lower()
     s = s.rstrip(" .")
     s = s.strip()
     if not s:
@@ -231,6 +236,13 @@ def judge(extracted: str | None, gold: str | None, *, timeout_s: float | None = 
     gold_letter = multiple_choice_letter(gold)
     if gold_letter is not None:
         return multiple_choice_letter(extracted) == gold_letter
+    gold_base = _BASE_RE.match(_canonical(gold))
+    if gold_base is not None:
+        pred_c = _canonical(extracted)
+        pred_base = _BASE_RE.match(pred_c)
+        if pred_base is not None:
+            return pred_base.groups() == gold_base.groups()
+        return pred_c == gold_base.group(1)
     g, p = parse_number(gold), parse_number(extracted)
     if g is not None and p is not None:
         return g == p

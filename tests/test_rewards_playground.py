@@ -1,0 +1,93 @@
+"""The reward playground: score_completion and the `grpo-tui rewards` entry point."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import types
+
+import pytest
+
+from engine.rewards import RewardSpecError
+from engine.rewards.playground import main, score_completion
+
+STRICT = "<reasoning>\nHe had 3.\nThen 4 more.\n</reasoning>\n<answer>\n7\n</answer>\n"
+
+
+def test_score_completion_default_stack():
+    result = score_completion(STRICT, "7")
+    assert result["scores"] == {
+        "xmlcount": 0.5, "soft_format": 0.5, "strict_format": 0.5, "int_answer": 0.5, "correctness": 2.0,
+    }
+    assert result["total"] == 4.0 and result["extracted"] == "7" and result["correct"] is True
+
+
+def test_score_completion_weights_options_and_think_format():
+    text = "<think>\n" + "step " * 50 + "\n</think>\nSo \\boxed{\\frac{1}{2}}"
+    rewards = {
+        "correctness_think": 2.0,
+        "think_format": {"weight": 0.5},
+        "length_penalty": {"weight": 1.0, "min_tokens": 0, "max_tokens": 10, "ramp_tokens": 10},
+    }
+    result = score_completion(text, "0.5", rewards, "think")
+    assert result["scores"] == {"correctness_think": 1.0, "think_format": 0.5, "length_penalty": -0.1}
+    assert result["weighted"] == {"correctness_think": 2.0, "think_format": 0.25, "length_penalty": -0.1}
+    assert result["total"] == pytest.approx(2.15)
+    assert result["extracted"] == "\\frac{1}{2}" and result["correct"]
+
+
+def test_score_completion_reports_a_failing_user_reward(tmp_path):
+    (tmp_path / "r.py").write_text("def boom(prompts, completions, answer, **kw):\n    raise KeyError('x')\n")
+    result = score_completion(STRICT, "7", {"r.py:boom": 1.0, "correctness": 1.0}, base_dir=tmp_path)
+    (row, _) = result["rewards"]
+    assert row["score"] == 0.0 and row["failure"]["kind"] == "exception" and result["total"] == 2.0
+
+
+def test_score_completion_spec_errors():
+    with pytest.raises(RewardSpecError, match="weight must be a number"):
+        score_completion(STRICT, "7", {"correctness": {"weight": "high"}})
+    with pytest.raises(RewardSpecError, match="unknown reward"):
+        score_completion(STRICT, "7", {"nope": 1.0})
+
+
+def test_main_prints_scores_total_and_extracted(tmp_path, capsys):
+    path = tmp_path / "completion.txt"
+    path.write_text(STRICT)
+    assert main(["--answer", "7", "--completion", str(path)]) == 0
+    out = capsys.readouterr().out
+    for needle in ("correctness", "xmlcount", "total", "+4", "extracted answer: '7'", "correct"):
+        assert needle in out
+
+
+def test_main_reads_stdin_and_writes_json(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("<answer>1,000</answer>"))
+    assert main(["--answer", "1000", "--reward", "correctness_normalized=0.5", "--reward", "correctness", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["scores"] == {"correctness_normalized": 2.0, "correctness": 0.0}
+    assert result["total"] == 1.0 and result["correct"] is True
+
+
+def test_main_errors_are_exit_code_2(tmp_path, capsys):
+    assert main(["--answer", "7", "--completion", str(tmp_path / "missing.txt")]) == 2
+    path = tmp_path / "c.txt"
+    path.write_text(STRICT)
+    assert main(["--answer", "7", "--completion", str(path), "--reward", "corectness"]) == 2
+    assert "did you mean 'correctness'" in capsys.readouterr().err
+
+
+def test_main_with_a_preset(monkeypatch, tmp_path, capsys):
+    (tmp_path / "mine.py").write_text("def one(prompts, completions, answer, **kw):\n    return [1.0] * len(completions)\n")
+    preset = types.SimpleNamespace(
+        rewards={"think_format": 1.0, "mine.py:one": {"weight": 3.0}},
+        prompt=types.SimpleNamespace(format="think"),
+        path=str(tmp_path / "p.toml"),
+    )
+    fake = types.ModuleType("engine.config")
+    fake.load_preset = lambda name: preset
+    monkeypatch.setitem(sys.modules, "engine.config", fake)
+    path = tmp_path / "c.txt"
+    path.write_text("<think>x</think> 7")
+    assert main(["--answer", "7", "--completion", str(path), "--preset", "p", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["prompt_format"] == "think" and result["total"] == 3.5 and result["extracted"] == "7"
