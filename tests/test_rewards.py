@@ -473,3 +473,12 @@ def test_long_and_adversarial_inputs_stay_fast():
         t0 = time.perf_counter()
         fn(None, cases, ["7"] * len(cases))
         assert time.perf_counter() - t0 < 1.0, name
+
+
+def test_prose_in_the_answer_is_not_sent_to_math_verify():
+    from engine.rewards import mathverify
+
+    prose = "Let me think about " * 100 + "\\sqrt{4}"
+    assert len(prose) > mathverify.MAX_ANSWER_CHARS
+    assert is_correct(prose, "2") is False
+    assert is_correct("\\sqrt{4}", "2") is True

@@ -143,3 +143,73 @@ def test_drain_all():
     b(None, ["x"], None)
     assert [f["name"] for f in drain_all([a, b])] == ["a"]
     assert drain_all([a, b]) == []
+
+
+def test_worker_dies_with_its_trainer_even_mid_computation(tmp_path):
+    """A trainer killed with SIGKILL while math-verify is stuck leaves no worker burning a core."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "trainer.py"
+    script.write_text(
+        "import sys, threading, time\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from engine.rewards import mathverify\n"
+        "mathverify.warm_up()\n"
+        "print(mathverify.stats()['worker_pid'], flush=True)\n"
+        f"mathverify.equivalent({PATHOLOGICAL!r}, '1+x', timeout_s=120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker_pid = int(proc.stdout.readline())
+    time.sleep(0.5)  # let it get stuck in sympy
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            return
+        # reaped by init? a zombie still answers kill(0); check its state
+        try:
+            if Path(f"/proc/{worker_pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                return
+        except OSError:
+            return
+        time.sleep(0.1)
+    os.kill(worker_pid, signal.SIGKILL)
+    raise AssertionError("math-verify worker outlived its trainer")
+
+
+def test_forked_child_gets_its_own_worker():
+    import os
+
+    mathverify.warm_up()
+    parent_worker = mathverify.stats()["worker_pid"]
+    pid = os.fork()
+    if pid == 0:  # child: must not talk over the parent's pipes
+        try:
+            ok = mathverify.equivalent("\\sqrt{16}", "4") and mathverify.stats()["worker_pid"] != parent_worker
+        finally:
+            mathverify.shutdown()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert mathverify.equivalent("\\sqrt{25}", "5") and mathverify.stats()["worker_pid"] == parent_worker
+
+
+def test_worker_started_from_a_short_lived_thread_survives_it():
+    """PR_SET_PDEATHSIG follows the starting thread; the launcher thread keeps the worker alive."""
+    mathverify.shutdown()
+    t = threading.Thread(target=lambda: mathverify.equivalent("\\sqrt{36}", "6+0*x"))
+    t.start()
+    t.join(60)
+    pid = mathverify.stats()["worker_pid"]
+    assert pid is not None
+    time.sleep(0.3)
+    restarts = mathverify.stats()["restarts"]
+    assert mathverify.equivalent("\\sqrt{49}", "7+0*x")
+    assert mathverify.stats()["worker_pid"] == pid and mathverify.stats()["restarts"] == restarts

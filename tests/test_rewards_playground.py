@@ -91,3 +91,16 @@ def test_main_with_a_preset(monkeypatch, tmp_path, capsys):
     assert main(["--answer", "7", "--completion", str(path), "--preset", "p", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["prompt_format"] == "think" and result["total"] == 3.5 and result["extracted"] == "7"
+
+
+def test_main_reports_a_preset_that_does_not_load(monkeypatch, tmp_path, capsys):
+    def load_preset(name):
+        raise ValueError(f"unknown preset {name!r}. Shipped presets: cpu-demo")
+
+    fake = types.ModuleType("engine.config")
+    fake.load_preset = load_preset
+    monkeypatch.setitem(sys.modules, "engine.config", fake)
+    path = tmp_path / "c.txt"
+    path.write_text(STRICT)
+    assert main(["--answer", "7", "--completion", str(path), "--preset", "nope"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err

@@ -10,6 +10,7 @@ deadline by killing this process, which also stops work stuck in C code.
 import functools
 import json
 import logging
+import os
 import sys
 
 
@@ -20,7 +21,32 @@ def _wrap(s: str) -> str:
     return "\\boxed{" + s + "}"
 
 
+def _tie_to_parent() -> None:
+    """Die with the trainer even while stuck in C code (Linux), and cap memory."""
+    parent = os.getppid()
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:  # noqa: BLE001 - not Linux: stdin EOF still ends the loop
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+    try:
+        import resource
+
+        limit = int(os.environ.get("GRPO_TUI_MATHVERIFY_MEM_MB", "4096")) * 1024 * 1024
+        if limit > 0:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def main() -> int:
+    _tie_to_parent()
     logging.disable(logging.WARNING)
     from math_verify import parse as _parse, verify
 

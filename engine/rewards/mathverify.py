@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import queue
 import select
 import subprocess
 import sys
@@ -33,7 +34,11 @@ from pathlib import Path
 DEFAULT_TIMEOUT_S = 5.0
 STARTUP_TIMEOUT_S = 120.0
 _WORKER_SCRIPT = Path(__file__).with_name("_mathverify_worker.py")
-_CACHE_SIZE = 100_000
+_CACHE_SIZE = 50_000
+_CACHE_MAX_CHARS = 2_000  # long pairs are not worth keeping
+# An "answer" longer than this is prose, not an answer: judged wrong without
+# asking math-verify (which could spend its whole deadline on it).
+MAX_ANSWER_CHARS = 1_000
 
 
 class MathVerifyError(RuntimeError):
@@ -44,6 +49,48 @@ class MathVerifyError(RuntimeError):
 
 class MathVerifyTimeout(MathVerifyError):
     kind = "timeout"
+
+
+class _Launcher:
+    """Starts worker processes from one long-lived thread.
+
+    The worker asks the kernel to kill it when the thread that started it
+    exits (PR_SET_PDEATHSIG is per thread, not per process), so it must not be
+    started from a short-lived thread such as a guarded user reward's.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: queue.Queue | None = None
+
+    def popen(self, *args, **kwargs) -> subprocess.Popen:
+        if threading.current_thread() is threading.main_thread():
+            return subprocess.Popen(*args, **kwargs)
+        with self.lock:
+            if self.requests is None:
+                self.requests = queue.Queue()
+                threading.Thread(target=self._serve, args=(self.requests,), name="math-verify-launcher", daemon=True).start()
+        reply: queue.Queue = queue.Queue()
+        self.requests.put((args, kwargs, reply))
+        ok, value = reply.get()
+        if not ok:
+            raise value
+        return value
+
+    @staticmethod
+    def _serve(requests: queue.Queue) -> None:
+        while True:
+            args, kwargs, reply = requests.get()
+            try:
+                reply.put((True, subprocess.Popen(*args, **kwargs)))
+            except BaseException as e:  # noqa: BLE001
+                reply.put((False, e))
+
+    def after_fork_in_child(self) -> None:
+        self.lock, self.requests = threading.Lock(), None
+
+
+_launcher = _Launcher()
 
 
 class _Worker:
@@ -57,7 +104,7 @@ class _Worker:
     # -- process management ---------------------------------------------------
     def _start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-        self.proc = subprocess.Popen(
+        self.proc = _launcher.popen(
             [sys.executable, "-u", str(_WORKER_SCRIPT)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -103,23 +150,39 @@ class _Worker:
         line, self.buf = self.buf.split(b"\n", 1)
         return line.strip()
 
+    def _after_fork_in_child(self) -> None:
+        # The child must not share the parent's pipes (or a lock held at fork time).
+        self.proc, self.buf, self.lock = None, b"", threading.Lock()
+
+    def _ensure_started(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self._kill()
+                self.restarts += 1
+            self._start()
+
     # -- one comparison -------------------------------------------------------
     def compare(self, pred: str, gold: str, timeout_s: float) -> bool:
+        msg = json.dumps({"p": pred, "g": gold}).encode() + b"\n"
         with self.lock:
-            if self.proc is None or self.proc.poll() is not None:
-                if self.proc is not None:
-                    self._kill()
-                    self.restarts += 1
-                self._start()
+            self._ensure_started()
             assert self.proc is not None and self.proc.stdin is not None
-            msg = json.dumps({"p": pred, "g": gold}).encode() + b"\n"
             try:
                 self.proc.stdin.write(msg)
                 self.proc.stdin.flush()
-                line = self._readline(time.monotonic() + timeout_s)
-            except (BrokenPipeError, EOFError, OSError) as e:
+            except (BrokenPipeError, OSError):
+                # died while idle (e.g. killed from outside): one fresh start, then give up
                 self._kill()
-                raise MathVerifyError(f"math-verify worker died: {e}") from e
+                self.restarts += 1
+                self._start()
+                assert self.proc is not None and self.proc.stdin is not None
+                self.proc.stdin.write(msg)
+                self.proc.stdin.flush()
+            try:
+                line = self._readline(time.monotonic() + timeout_s)
+            except (EOFError, OSError) as e:
+                self._kill()  # died on this input (out of memory, crash): that pair fails
+                raise MathVerifyError(f"math-verify worker died on this answer: {e}") from e
             if line is None:
                 self._kill()  # restarted lazily by the next call
                 self.restarts += 1
@@ -136,6 +199,9 @@ class _Worker:
 
 _worker = _Worker()
 atexit.register(_worker.close)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_launcher.after_fork_in_child)
+    os.register_at_fork(after_in_child=_worker._after_fork_in_child)
 _cache: OrderedDict[tuple[str, str], object] = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -178,6 +244,8 @@ def equivalent(pred: str, gold: str, *, timeout_s: float | None = None) -> bool:
     MathVerifyError when math-verify itself fails.
     """
     timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else float(timeout_s)
+    if len(pred) > MAX_ANSWER_CHARS:
+        return False
     key = (pred, gold)
     with _cache_lock:
         if key in _cache:
@@ -201,19 +269,23 @@ def equivalent(pred: str, gold: str, *, timeout_s: float | None = None) -> bool:
         with _cache_lock:
             _cache[key] = e
         raise
-    with _cache_lock:
-        _cache[key] = ok
-        if len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+    if len(pred) + len(gold) <= _CACHE_MAX_CHARS:
+        with _cache_lock:
+            _cache[key] = ok
+            if len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
     return ok
 
 
 def warm_up() -> None:
     """Start the worker now (about half a second) so the first step does not wait."""
+    if _worker.unavailable is not None:
+        return
     try:
-        equivalent("1", "1")
-    except Exception:  # noqa: BLE001
-        pass
+        with _worker.lock:
+            _worker._ensure_started()
+    except Exception as e:  # noqa: BLE001 - the first comparison falls back in-process
+        _worker.unavailable = f"{type(e).__name__}: {e}"
 
 
 def shutdown() -> None:

@@ -93,7 +93,10 @@ def _load_preset(name_or_path: str):
         raise RewardSpecError(
             f"--preset needs engine.config.load_preset, which is not available ({e}); pass --reward NAME[=WEIGHT] instead"
         ) from e
-    preset = load_preset(name_or_path)
+    try:
+        preset = load_preset(name_or_path)
+    except Exception as e:  # noqa: BLE001 - PresetError and friends: report, don't trace back
+        raise RewardSpecError(str(e)) from e
     rewards = getattr(preset, "rewards", None)
     if not isinstance(rewards, dict):
         raise RewardSpecError(f"preset {name_or_path!r} has no rewards table")
