@@ -48,6 +48,8 @@ API (what the engine and the TUI import from ``engine.rewards``)::
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from . import mathverify
 from .builtin import GSM8K_RECIPE, REWARDS, THINK_RECIPE, VALUES, RewardFailure, count_xml
 from .extract import (
@@ -63,10 +65,17 @@ from .extract import (
 from .guard import GuardedReward, drain_all, guard
 from .spec import RewardSpecError, resolve_reward, reward_options
 
-RewardFn = object  # documentation alias: fn(prompts, completions, answer, **kwargs) -> list[float]
+
+
+class RewardFn(Protocol):
+    """fn(prompts, completions, answer, **kwargs) -> one float (or None) per completion."""
+
+    def __call__(self, prompts: Any, completions: list[str], answer: Any, **kwargs: Any) -> list[float | None]: ...
+
 
 __all__ = [
     "REWARDS",
+    "RewardFn",
     "VALUES",
     "GSM8K_RECIPE",
     "THINK_RECIPE",

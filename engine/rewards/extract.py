@@ -22,7 +22,8 @@ _THINK_CLOSE = "</think>"
 # A number as a grader reads it: optional sign, digits with optional thousands
 # separators, optional decimals (".5" too).
 _NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-_LAST_NUMBER_RE = re.compile(_NUMBER)
+# In running text a minus is a sign only where a number can start: "5-3" ends in 3, not -3.
+_LAST_NUMBER_RE = re.compile(r"(?:(?<![\w)\]}.])[-\u2212])?" + _NUMBER.replace("[-+]?", ""))
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _BRACE_RE = re.compile(r"[{}]")
 
@@ -82,7 +83,7 @@ def last_number(text: str) -> str | None:
     found = _LAST_NUMBER_RE.findall(text or "")
     if not found:
         return None
-    return _THOUSANDS_RE.sub("", found[-1]).lstrip("+")
+    return _THOUSANDS_RE.sub("", found[-1]).replace("\u2212", "-")
 
 
 def extract_answer(text: str, prompt_format: str = "reasoning") -> str | None:
