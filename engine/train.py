@@ -75,6 +75,7 @@ def build_rewards(cfg: Config) -> tuple[list[TrlReward], list[float]]:
 
 
 def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None = None) -> GRPOConfig:
+    """TRL's config from ours. Reward weights come in the preset's order, the order build_rewards returns."""
     t = cfg.train
     bf16 = t.bf16 if t.bf16 is not None else (device == "cuda" and torch.cuda.is_bf16_supported())
     return GRPOConfig(
@@ -84,12 +85,14 @@ def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None 
         adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2,
         num_generations=t.num_generations, per_device_train_batch_size=t.per_device_train_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps, steps_per_generation=t.steps_per_generation,
+        reward_weights=list(cfg.reward_weights().values()),
         max_completion_length=t.max_completion_length, temperature=t.temperature, top_p=t.top_p,
         top_k=t.top_k, repetition_penalty=t.repetition_penalty, beta=t.beta, loss_type=t.loss_type,
         scale_rewards=t.scale_rewards, epsilon=t.epsilon, epsilon_high=t.epsilon_high,
         num_iterations=t.num_iterations, mask_truncated_completions=t.mask_truncated_completions,
         max_steps=max_steps or t.max_steps, bf16=bf16, seed=t.seed, data_seed=t.seed,
-        **({"gradient_checkpointing": True} if cfg.model.gradient_checkpointing else {}),
+        # Always explicit: TRL 1.16 turns gradient checkpointing on by default.
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
         use_vllm=t.use_vllm, vllm_mode=t.vllm_mode, vllm_gpu_memory_utilization=t.vllm_gpu_memory_utilization,
         # Events are the progress report: log every step, no tqdm bars in engine.log, no wandb.
         logging_steps=1, report_to="none", disable_tqdm=True,

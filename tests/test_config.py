@@ -1,0 +1,94 @@
+"""Preset loading and validation: every bad input names the file, the key and the fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.config import (PresetError, config_from_dict, describe_fields, list_presets, load_config,
+                           load_resolved, parse_override, preset_dir)
+
+
+def write(tmp_path, text: str, name: str = "p.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_shipped_presets_found_from_package():
+    assert {"tiny", "cpu-demo"} <= set(list_presets())
+    assert (preset_dir() / "tiny.toml").is_file()
+
+
+def test_tiny_preset_loads_typed():
+    cfg = load_config("tiny")
+    assert cfg.preset.name == "tiny" and cfg.model.name == "tiny-random"
+    assert isinstance(cfg.train.learning_rate, float) and cfg.train.num_generations == 4
+    assert cfg.reward_weights()["correctness"] == 1.0
+
+
+@pytest.mark.parametrize("text, expect", [
+    ('[train]\nlearnig_rate = 1e-5\n', ["[train]", "learnig_rate", "Did you mean 'learning_rate'"]),
+    ('[trian]\nmax_steps = 1\n', ["trian", "Did you mean 'train'"]),
+    ('[train]\nmax_steps = "ten"\n', ["max_steps", "expected integer"]),
+    ('[train]\nnum_generations = 1\n', ["num_generations", "at least 2"]),
+    ('[train]\nnum_generations = 3\nper_device_train_batch_size = 8\n', ["not divisible", "num_generations (3)"]),
+    ('[train]\nloss_type = "ppo"\n', ["loss_type", "'grpo'", "'dapo'"]),
+    ('[model]\nload_in_4bit = true\n', ["load_in_4bit", "lora = true"]),
+    ('[data]\nsource = "file"\n', ["data_files"]),
+    ('[rewards]\ncorrectness = "high"\n', ["correctness", "weight must be a number"]),
+    ('[train\n', ["not valid TOML"]),
+    ('[train]\nbf16 = 1\n', ["bf16", "true/false"]),
+])
+def test_bad_presets_name_file_key_and_fix(tmp_path, text, expect):
+    path = write(tmp_path, 'extends = "tiny"\n' + text)
+    with pytest.raises(PresetError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert path in msg
+    for piece in expect:
+        assert piece in msg, (piece, msg)
+
+
+def test_unknown_and_missing_presets():
+    with pytest.raises(PresetError, match="Did you mean 'tiny'"):
+        load_config("tinny")
+    with pytest.raises(PresetError, match="not found"):
+        load_config("/nonexistent/x.toml")
+
+
+def test_overrides_are_typed_and_checked():
+    cfg = load_config("tiny", ["train.learning_rate=3e-4", "train.max_steps=7", "prompt.format=think",
+                               "rewards.think_format=0.5"])
+    assert cfg.train.learning_rate == 3e-4 and cfg.train.max_steps == 7 and cfg.prompt.format == "think"
+    assert cfg.reward_weights()["think_format"] == 0.5
+    with pytest.raises(PresetError, match="max_stepz"):
+        load_config("tiny", ["train.max_stepz=3"])
+    with pytest.raises(PresetError, match="section.key"):
+        parse_override("max_steps=3")
+
+
+def test_extends_merges_and_rewards_replace(tmp_path):
+    path = write(tmp_path, 'extends = "tiny"\n[train]\nlearning_rate = 1e-3\n[rewards]\nxmlcount = 2.0\n')
+    cfg = load_config(path)
+    assert cfg.train.learning_rate == 1e-3 and cfg.train.num_generations == 4  # inherited
+    assert cfg.rewards == {"xmlcount": 2.0}  # a preset's rewards are exactly what it lists
+
+
+def test_reward_tables_carry_options():
+    cfg = config_from_dict({"rewards": {"length_penalty": {"weight": 0.5, "min_tokens": 10}}}, "x")
+    assert cfg.reward_weights() == {"length_penalty": 0.5}
+    assert cfg.reward_options() == {"length_penalty": {"min_tokens": 10}}
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config("tiny")
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    back = load_resolved(tmp_path / "config.json", ["train.max_steps=9"])
+    assert back.train.max_steps == 9 and back.model == cfg.model and back.source == cfg.source
+
+
+def test_every_field_documented():
+    rows = describe_fields()
+    assert len(rows) > 50 and all(help_ for *_, help_ in rows)
