@@ -1,0 +1,158 @@
+"""`grpo-tui presets`: every shipped preset with its estimated peak memory and whether it fits.
+
+    grpo-tui presets                    fits judged against the detected GPU (if any)
+    grpo-tui presets --gpu-mem 24       ... against a 24 GB card
+    grpo-tui presets --explain NAME     the estimate of one preset, term by term, and what to change
+
+Rich only (no Textual): this is the headless side of the core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.config import PresetError, list_presets, load_config
+from engine.memory_estimate import (HEADROOM, Estimate, detect_gpu, estimate, fit_advice, method_of)
+
+
+def _short_model(name: str) -> str:
+    if name.startswith("tiny-random"):
+        return "tiny-random"
+    return name.rstrip("/").rsplit("/", 1)[-1].removesuffix("-Instruct")
+
+
+def _fits_cell(est: Estimate, gpu_gb: float | None) -> str:
+    if est.device == "cpu":
+        return "[dim]cpu[/]"
+    if est.peak_gb is None:
+        return "[yellow]?[/]"
+    fits = est.fits(gpu_gb)
+    if fits is None:
+        return "[dim]-[/]"
+    return "[green]yes[/]" if fits else "[red]no[/]"
+
+
+def _peak_cell(est: Estimate) -> str:
+    if est.peak_gb is None:
+        return "[yellow]unknown model size[/]"
+    text = f"{est.peak_gb:.1f}"
+    if est.device == "cpu":
+        text += " RAM"
+    return text
+
+
+def build_table(rows: list[tuple[str, object]], gpu_gb: float | None, gpu_name: str | None) -> Table:
+    where = f"{gpu_gb:g} GB" + (f" {gpu_name}" if gpu_name else "") if gpu_gb else "no GPU given"
+    table = Table(title=f"grpo-tui presets (fits: {where}; estimates in GB, 1 GB = 2^30 bytes)",
+                  title_justify="left", header_style="bold")
+    for col, kw in [("preset", {"no_wrap": True}), ("model", {}), ("method", {}), ("G", {"justify": "right"}),
+                    ("batch", {"justify": "right"}), ("compl.", {"justify": "right"}), ("ckpt", {}),
+                    ("vLLM", {}), ("est. peak", {"justify": "right"}), ("fits", {"justify": "center"}),
+                    ("made for", {"justify": "right"}), ("expected", {"justify": "right"})]:
+        table.add_column(col, **kw)
+    for name, item in rows:
+        if isinstance(item, str):  # a preset that doesn't load
+            table.add_row(name, f"[red]{item}[/]", *[""] * 10)
+            continue
+        cfg, est = item
+        t = cfg.train
+        vllm = f"{t.vllm_gpu_memory_utilization:.2f}" if t.use_vllm else "-"
+        made_for = "cpu" if est.device == "cpu" else (f"{cfg.preset.min_gpu_gb:g} GB" if cfg.preset.min_gpu_gb else "-")
+        reported = f"{cfg.preset.expected_peak_gb:g}" if cfg.preset.expected_peak_gb else "-"
+        table.add_row(name, _short_model(est.model), method_of(cfg), str(t.num_generations),
+                      str(t.per_device_train_batch_size), str(t.max_completion_length),
+                      "yes" if cfg.model.gradient_checkpointing else "no", vllm, _peak_cell(est),
+                      _fits_cell(est, gpu_gb), made_for, reported)
+    return table
+
+
+def explain(name: str, gpu_gb: float | None, console: Console) -> int:
+    try:
+        cfg = load_config(name)
+    except PresetError as e:
+        console.print(f"[red]{e}[/]")
+        return 2
+    est = estimate(cfg, gpu_gb)
+    console.print(f"[bold]{est.preset}[/]: {cfg.preset.description}")
+    if cfg.preset.recipe:
+        console.print(f"recipe: {cfg.preset.recipe}")
+    if est.peak_gb is None:
+        console.print(f"[yellow]{est.unknown}[/]")
+        return 0
+    console.print(f"{est.model}, {est.method}, G={est.num_generations}, micro-batch {est.batch} completions of "
+                  f"{est.prompt_tokens} prompt + {est.completion_tokens} completion tokens")
+    table = Table(header_style="bold")
+    table.add_column("term")
+    table.add_column("GB", justify="right")
+    table.add_column("how")
+    for term in est.terms:
+        if term.bytes:
+            table.add_row(term.name, f"{term.gb:.2f}", term.note)
+    console.print(table)
+    phases = ", ".join(f"{k} {v:.1f}" for k, v in est.phases.items())
+    where = "RAM" if est.device == "cpu" else "GPU"
+    console.print(f"peak {where}: [bold]{est.peak_gb:.1f} GB[/] during the {est.peak_phase} ({phases})")
+    for note in est.notes:
+        console.print(f"note: {note}")
+    if gpu_gb and est.device == "gpu":
+        advice = fit_advice(cfg, gpu_gb)
+        if advice:
+            console.print("[red]warning:[/] " + advice[0])
+            for line in advice[1:]:
+                console.print(line)
+        else:
+            console.print(f"[green]fits[/] a {gpu_gb:g} GB GPU (keeping {HEADROOM:.0%} free).")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="grpo-tui presets",
+                                     description="List presets with estimated peak memory and whether each fits a GPU.")
+    parser.add_argument("--gpu-mem", type=float, metavar="GB",
+                        help="GPU memory to check against, in GB (default: the detected GPU)")
+    parser.add_argument("--explain", metavar="PRESET", help="show one preset's estimate term by term")
+    args = parser.parse_args(argv)
+    console = Console(width=max(Console().width, 140) if not sys.stdout.isatty() else None)
+    gpu_gb, gpu_name = args.gpu_mem, None
+    if gpu_gb is not None and gpu_gb <= 0:
+        parser.error("--gpu-mem must be positive")
+    if gpu_gb is None:
+        detected = detect_gpu()
+        if detected:
+            gpu_name, gpu_gb = detected
+    if args.explain:
+        return explain(args.explain, gpu_gb, console)
+    rows: list[tuple[str, object]] = []
+    for name in list_presets():
+        try:
+            cfg = load_config(name)
+        except PresetError as e:
+            rows.append((name, str(e)))
+            continue
+        rows.append((name, (cfg, estimate(cfg, gpu_gb))))
+    console.print(build_table(rows, gpu_gb, gpu_name))
+    if gpu_gb is None:
+        console.print("No GPU detected: pass --gpu-mem GB to check the GPU presets against a card.")
+        return 0
+    misfits = [(n, item) for n, item in rows if not isinstance(item, str) and item[1].fits(gpu_gb) is False]
+    for name, (cfg, est) in misfits:
+        if cfg.preset.min_gpu_gb and cfg.preset.min_gpu_gb > gpu_gb * 1.1:
+            continue  # made for a bigger card: "no" in the table says enough
+        advice = fit_advice(cfg, gpu_gb)
+        if advice:
+            console.print(f"[red]warning:[/] {advice[0]}")
+            for line in advice[1:]:
+                console.print(line)
+    others = [n for n, item in misfits if item[0].preset.min_gpu_gb and item[0].preset.min_gpu_gb > gpu_gb * 1.1]
+    if others:
+        console.print(f"[dim]Made for bigger cards: {', '.join(others)} "
+                      f"(see `grpo-tui presets --gpu-mem {gpu_gb:g} --explain NAME` for what to change).[/]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
