@@ -54,6 +54,8 @@ class ModelConfig:
     lora_dropout: float = _f(0.05, "LoRA dropout.")
     lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                                         "Modules that get LoRA adapters ('all-linear' as the single entry for every linear layer).")
+    lora_layers: int = _f(0, "Put LoRA only in the last N transformer layers (0 = all). Backward then stops at "
+                              "the lowest adapted layer: much faster on a CPU.")
     load_in_4bit: bool = _f(False, "Load the base model in 4-bit NF4 (QLoRA; needs bitsandbytes and a GPU).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass to save memory.")
     attn_implementation: str | None = _f(None, "Attention kernel passed to transformers (e.g. 'sdpa', 'flash_attention_2').")
@@ -80,7 +82,7 @@ class DataConfig:
 class PromptConfig:
     format: str = _f("reasoning", "Output format asked for in the system prompt.", ("reasoning", "think"))
     system_prompt: str | None = _f(None, "Replace the format's built-in system prompt.")
-    one_shot: bool = _f(False, "Append one worked example to the system prompt (helps tiny models find the format).")
+    one_shot: bool = _f(False, "Show one worked example as an earlier chat turn (helps small models find the format).")
 
 
 @dataclass

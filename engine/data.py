@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from engine.config import DataConfig, PresetError
+from engine.config import DataConfig, PresetError, PromptConfig
 from engine.synthetic import generate
 
 GSM8K_HUB = ("openai/gsm8k", "main")
@@ -131,9 +131,11 @@ def load_rows(cfg: DataConfig, seed: int) -> tuple[list[dict[str, str]], DataRep
     return rows, report
 
 
-def to_dataset(rows: list[dict[str, str]], system: str) -> Any:
+def to_dataset(rows: list[dict[str, str]], prompt: PromptConfig) -> Any:
     """A datasets.Dataset with a conversational 'prompt' column; 'answer' reaches rewards as a kwarg."""
     from datasets import Dataset
-    from engine.prompts import build_messages
-    return Dataset.from_list([{"prompt": build_messages(r["question"], system), "question": r["question"],
+    from engine.prompts import build_messages, system_prompt
+    system = system_prompt(prompt.format, prompt.system_prompt)
+    shot = prompt.format if prompt.one_shot else None
+    return Dataset.from_list([{"prompt": build_messages(r["question"], system, shot), "question": r["question"],
                                "answer": r["answer"]} for r in rows])

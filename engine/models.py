@@ -171,12 +171,16 @@ def load_model(cfg: ModelConfig, device: str, log: Any = print) -> LoadedModel:
     return LoadedModel(model, tokenizer, path, dtype, time.time() - t0)
 
 
-def lora_config(cfg: ModelConfig) -> Any:
+def lora_config(cfg: ModelConfig, num_layers: int | None = None) -> Any:
     if not cfg.lora:
         return None
     from peft import LoraConfig
     targets: Any = cfg.lora_target_modules
     if targets == ["all-linear"]:
         targets = "all-linear"
+    layers: dict[str, Any] = {}
+    if cfg.lora_layers and num_layers:
+        layers = {"layers_to_transform": list(range(max(0, num_layers - cfg.lora_layers), num_layers)),
+                  "layers_pattern": "layers"}
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
+                      target_modules=targets, task_type="CAUSAL_LM", **layers)

@@ -15,23 +15,26 @@ REASONING_PROMPT = """Respond in the following format:
 THINK_PROMPT = """Think step by step inside <think> and </think> tags, then give the final answer \
 after the closing tag as \\boxed{answer}."""
 
-ONE_SHOT = {
-    "reasoning": ("Example:\nQuestion: Sam has 4 apples and buys 3 more. How many apples does he have?\n"
-                  "<reasoning>\nHe starts with 4 and adds 3, so 4 + 3 = 7.\n</reasoning>\n<answer>\n7\n</answer>"),
-    "think": ("Example:\nQuestion: Sam has 4 apples and buys 3 more. How many apples does he have?\n"
-              "<think>\nHe starts with 4 and adds 3, so 4 + 3 = 7.\n</think>\n\\boxed{7}"),
-}
-
 FORMATS = {"reasoning": REASONING_PROMPT, "think": THINK_PROMPT}
 
+# One worked example, given as an earlier user/assistant turn: small chat models copy the format of a
+# previous assistant turn far more often than they follow an example described in the system prompt
+# (SmolLM2-135M: tags in 5 of 16 samples as a turn, 0 of 16 in the system prompt).
+EXAMPLE_QUESTION = "Sam has 4 apples and buys 3 more. How many apples does Sam have now?"
+EXAMPLE_ANSWER = {
+    "reasoning": "<reasoning>\nSam starts with 4 apples and buys 3 more, so 4 + 3 = 7.\n</reasoning>\n<answer>\n7\n</answer>",
+    "think": "<think>\nSam starts with 4 apples and buys 3 more, so 4 + 3 = 7.\n</think>\n\\boxed{7}",
+}
 
-def system_prompt(fmt: str, override: str | None = None, one_shot: bool = False) -> str:
-    text = override if override is not None else FORMATS[fmt]
-    if one_shot:
-        text = f"{text}\n\n{ONE_SHOT[fmt]}"
-    return text
+
+def system_prompt(fmt: str, override: str | None = None) -> str:
+    return override if override is not None else FORMATS[fmt]
 
 
-def build_messages(question: str, system: str) -> list[dict[str, Any]]:
+def build_messages(question: str, system: str, one_shot_format: str | None = None) -> list[dict[str, Any]]:
     """Conversational prompt; TRL applies the tokenizer's chat template to it."""
-    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    messages = [{"role": "system", "content": system}]
+    if one_shot_format:
+        messages += [{"role": "user", "content": EXAMPLE_QUESTION},
+                     {"role": "assistant", "content": EXAMPLE_ANSWER[one_shot_format]}]
+    return messages + [{"role": "user", "content": question}]

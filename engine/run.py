@@ -103,6 +103,26 @@ def preflight(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def switch_problem(current: Config, preset: str) -> str | None:
+    """Why the run can't continue under `preset` from its current weights, or None if it can."""
+    try:
+        new = load_config(preset, [f"train.max_steps={current.train.max_steps}"])
+    except PresetError as e:
+        return str(e)
+    a, b = current.model, new.model
+    for key in ("name", "lora", "lora_r", "lora_target_modules", "lora_layers", "load_in_4bit",
+                "tiny_hidden_size", "tiny_layers"):
+        if getattr(a, key) != getattr(b, key):
+            return (f"preset {preset} has [model] {key} = {getattr(b, key)!r} but this run has "
+                    f"{getattr(a, key)!r}: its checkpoint can't continue under another model or adapter shape")
+    try:
+        from engine.train import build_rewards
+        build_rewards(new)
+    except Exception as e:  # noqa: BLE001 - any reward problem is a reason to refuse
+        return f"preset {preset}: [rewards] {e}"
+    return None
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
     out = {}
@@ -119,7 +139,6 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
     from engine.data import load_rows, to_dataset
     from engine.events import EventWriter
     from engine.models import load_model, lora_config, pick_device
-    from engine.prompts import system_prompt
     from engine.rollouts import RolloutWriter
     from engine.telemetry import MemoryProbe
     from engine.train import (CommandWatcher, EngineCallback, RecordingGRPOTrainer, RolloutRecorder,
@@ -128,7 +147,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
     t0 = time.time()
     events = EventWriter(run.events)
     lock = threading.Lock()
-    watcher = CommandWatcher(run.control, events, lock)
+    watcher = CommandWatcher(run.control, events, lock, check_switch=lambda p: switch_problem(cfg, p))
     checkpoint = run.latest_checkpoint() if resume else None
     device = pick_device()
     rewards, weights = build_rewards(cfg)
@@ -147,7 +166,8 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
                     model=cfg.model.name, pid=os.getpid(), host=socket.gethostname(), resumed=resume,
                     resume_from=str(checkpoint) if checkpoint else None, max_steps=cfg.train.max_steps,
                     num_generations=cfg.train.num_generations, reward_names=names,
-                    reward_weights=dict(zip(names, weights)), device=device, versions=_versions())
+                    reward_weights=dict(zip(names, weights)), device=device, versions=_versions(),
+                    config=cfg.to_dict())
         events.state("starting")
     watcher.start()
     try:
@@ -163,13 +183,12 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
               flush=True)
         loaded = load_model(cfg.model, device, log=lambda m: print(m, flush=True))
         n_params = sum(p.numel() for p in loaded.model.parameters())
-        system = system_prompt(cfg.prompt.format, cfg.prompt.system_prompt, cfg.prompt.one_shot)
-        dataset = to_dataset(rows, system)
+        dataset = to_dataset(rows, cfg.prompt)
         args = grpo_args(cfg, run.checkpoints, device)
         torch.manual_seed(cfg.train.seed)
         trainer = RecordingGRPOTrainer(model=loaded.model, reward_funcs=rewards, args=args,
                                        train_dataset=dataset, processing_class=loaded.tokenizer,
-                                       peft_config=lora_config(cfg.model))
+                                       peft_config=lora_config(cfg.model, getattr(loaded.model.config, "num_hidden_layers", None)))
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         with lock:
             events.emit("model", name=cfg.model.name, path=loaded.path, parameters=n_params, trainable=trainable,
@@ -180,11 +199,20 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
         callback = EngineCallback(events, lock, watcher, recorder, rewards, MemoryProbe(device),
                                   cfg.train.max_steps, cfg.train.save_final)
         callback.trainer = trainer
+        if checkpoint:
+            callback.learning_rate = cfg.train.learning_rate
         trainer.add_callback(callback)
         from transformers.trainer_callback import PrinterCallback
         trainer.remove_callback(PrinterCallback)  # our one-line step report replaces its dict dumps
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         step = trainer.state.global_step
+        if callback.switch_to:
+            with lock:
+                events.state("starting", step=step, detail=f"switching to preset {callback.switch_to}")
+                events.emit("run_end", status="switched", step=step, exit_code=EXIT_OK,
+                            elapsed_s=round(time.time() - t0, 2), next_preset=callback.switch_to)
+            run.switch_to = callback.switch_to  # main() re-executes the engine under it
+            return EXIT_OK
         status = "stopped" if callback.stop_requested else "finished"
         with lock:
             events.state("finished", step=step, detail=status)
@@ -224,15 +252,26 @@ def main(argv: list[str] | None = None) -> int:
     elif not _stdout_is(run.engine_log):
         log = open(run.engine_log, "a", encoding="utf-8")
         sys.stdout, sys.stderr = Tee(sys.__stdout__, log), Tee(sys.__stderr__, log)
-    if not args.resume:
+    if not args.resume or args.preset or args.overrides or args.max_steps is not None:
+        # config.json is always the config in force; every run_start event also carries its own.
         tmp = run.root / ".config.json.tmp"
         tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
         os.replace(tmp, run.config)
     run.pid_file.write_text(str(os.getpid()))
+    run.switch_to = None
     try:
-        return train(cfg, run, args.resume)
+        code = train(cfg, run, args.resume)
     finally:
         try:
             run.pid_file.unlink()
         except FileNotFoundError:
             pass
+    if run.switch_to:
+        # Same pid, same run directory, same log: a UI watching the process sees one run go on.
+        argv = [sys.executable, "-m", "engine", "train", "--run-dir", str(args.run_dir), "--resume",
+                "--preset", run.switch_to, "--max-steps", str(cfg.train.max_steps)]
+        if args.log_to_run_dir:
+            argv.append("--log-to-run-dir")
+        sys.stdout.flush(), sys.stderr.flush()
+        os.execv(sys.executable, argv)
+    return code

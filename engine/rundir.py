@@ -14,9 +14,10 @@ from pathlib import Path
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunDir:
     root: Path
+    switch_to: str | None = None  # set by the engine when the run continues under another preset
 
     @property
     def config(self) -> Path:

@@ -175,9 +175,12 @@ class RolloutRecorder:
 class CommandWatcher(threading.Thread):
     """Polls control/ every 0.2 s, acknowledges at once, queues for the step boundary."""
 
-    def __init__(self, control_dir: Path, events: EventWriter, lock: threading.Lock) -> None:
+    def __init__(self, control_dir: Path, events: EventWriter, lock: threading.Lock,
+                 check_switch: Callable[[str], str | None] | None = None) -> None:
         super().__init__(name="command-watcher", daemon=True)
         self.control_dir, self.events, self.lock = control_dir, events, lock
+        # check_switch(preset) -> None if the run can continue under that preset, else why not
+        self.check_switch = check_switch or (lambda preset: "switching presets is not available here")
         self.queue: queue.Queue[dict] = queue.Queue()
         self._stop = threading.Event()
         self.paused = threading.Event()
@@ -192,14 +195,19 @@ class CommandWatcher(threading.Thread):
 
     def submit(self, cmd: dict) -> None:
         name = cmd.get("command")
+        why_not = None
+        if name == "invalid":
+            why_not = f"not a command: {cmd.get('args')}"
+        elif name == "switch_preset":
+            preset = (cmd.get("args") or {}).get("preset")
+            why_not = "switch_preset needs args.preset" if not preset else self.check_switch(str(preset))
         with self.lock:
-            if name == "invalid" or name == "switch_preset":
-                detail = ("switching presets is not supported by this engine yet" if name == "switch_preset"
-                          else f"not a command: {cmd.get('args')}")
-                self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=detail)
+            if why_not:
+                self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
                 return
             self.events.emit("command", id=cmd.get("id"), command=name, status="accepted")
-            pending = {"pause": "pausing", "checkpoint": "checkpointing", "stop": "stopping"}.get(name)
+            pending = {"pause": "pausing", "checkpoint": "checkpointing", "stop": "stopping",
+                       "switch_preset": "checkpointing"}.get(name)
             if pending and not (name == "pause" and self.paused.is_set()):
                 self.events.state(pending)
         self.queue.put(cmd)
@@ -230,11 +238,15 @@ class EngineCallback(TrainerCallback):
         self.step_times: list[float] = []
         self.save_reasons: list[tuple[str, str | None]] = []  # (reason, command id)
         self.stop_requested = False
+        self.switch_to: str | None = None  # preset to continue under, after the switch checkpoint
         self.last_saved_step = -1
+        self.learning_rate: float | None = None  # set on resume: the config's LR wins over the checkpoint's
 
     # --------------------------------------------------------------- events
     def on_train_begin(self, args, state, control, **kwargs):
         self.t_start = self.t_last = time.time()
+        if self.learning_rate is not None and self.trainer is not None and self.trainer.lr_scheduler is not None:
+            set_base_learning_rate(self.trainer.lr_scheduler, self.learning_rate)
         with self.lock:
             self.events.state("running", step=state.global_step)
             self.events.emit("memory", step=state.global_step, **self.probe.sample())
@@ -282,8 +294,11 @@ class EngineCallback(TrainerCallback):
         with self.lock:
             reasons = self.save_reasons or [("schedule", None)]
             self.events.emit("checkpoint", step=state.global_step, path=str(path), reason=reasons[0][0])
-            for _, cid in reasons:
-                if cid:
+            for reason, cid in reasons:
+                if cid and reason == "switch":
+                    self.events.emit("command", id=cid, command="switch_preset", status="done",
+                                     detail=f"checkpoint {path}; continuing under preset {self.switch_to}")
+                elif cid:
                     self.events.emit("command", id=cid, command="checkpoint", status="done", detail=str(path))
             if not self.stop_requested and state.global_step < self.max_steps:
                 self.events.state("running", step=state.global_step)
@@ -300,10 +315,20 @@ class EngineCallback(TrainerCallback):
             with self.lock:
                 self.events.emit("command", id=cid, command="stop", status="done")
 
+    def request_switch(self, control, cmd: dict) -> None:
+        """Checkpoint, stop this trainer, and let run.py continue the run under the new preset."""
+        self.switch_to = str(cmd["args"]["preset"])
+        self.stop_requested = True
+        control.should_training_stop = True
+        control.should_save = True
+        self.save_reasons.insert(0, ("switch", cmd.get("id")))
+
     def _handle_commands(self, state, control) -> None:
         for cmd in self.watcher.drain():
             name, cid = cmd.get("command"), cmd.get("id")
-            if name == "checkpoint":
+            if name == "switch_preset":
+                self.request_switch(control, cmd)
+            elif name == "checkpoint":
                 control.should_save = True
                 self.save_reasons.append(("command", cid))
             elif name == "stop":
@@ -313,7 +338,7 @@ class EngineCallback(TrainerCallback):
             elif name == "resume":
                 with self.lock:
                     self.events.emit("command", id=cid, command="resume", status="rejected", detail="not paused")
-        if self.stop_requested:
+        if self.stop_requested and not self.switch_to:
             with self.lock:
                 self.events.state("stopping", step=state.global_step)
 
@@ -347,6 +372,9 @@ class EngineCallback(TrainerCallback):
                 elif name == "stop":
                     self.request_stop(control, ccid)
                     done = True
+                elif name == "switch_preset":
+                    self.request_switch(control, cmd)
+                    done = True
                 elif name == "pause":
                     with self.lock:
                         self.events.emit("command", id=ccid, command="pause", status="done", detail="already paused")
@@ -363,3 +391,22 @@ class EngineCallback(TrainerCallback):
             self.events.state("checkpointing", step=state.global_step)
         self.trainer._save_checkpoint(self.trainer.model, None)
         self.on_save(self.trainer.args, state, self.trainer.control)
+
+
+def set_base_learning_rate(scheduler: Any, lr: float) -> None:
+    """Make a resumed schedule use `lr` as its peak.
+
+    Loading a checkpoint restores the scheduler's base_lrs from the old run, so
+    a resumed run (or one switched to another preset) would silently keep the
+    old learning rate. The schedule's shape and position are kept.
+    """
+    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the torch scheduler
+    if not hasattr(inner, "base_lrs"):
+        return
+    inner.base_lrs = [lr for _ in inner.base_lrs]
+    lambdas = getattr(inner, "lr_lambdas", None)  # transformers' schedules are all LambdaLR
+    current = [lr * f(inner.last_epoch) for f in lambdas] if lambdas else inner.get_lr()
+    for group, new in zip(inner.optimizer.param_groups, current):
+        group["initial_lr"] = lr
+        group["lr"] = new
+    inner._last_lr = [g["lr"] for g in inner.optimizer.param_groups]

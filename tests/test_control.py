@@ -1,0 +1,97 @@
+"""Steering a live engine through the control channel: pause, checkpoint, resume, switch preset, stop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from conftest import write_preset
+from engine.control import send_command, take_commands
+from engine.events import EventTail, read_events
+from engine.rundir import RunDir
+from tui.launcher import launch_engine
+
+
+def wait_for(tail: EventTail, seen: list, pred, timeout: float = 90.0) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for ev in tail.read_new():
+            seen.append(ev)
+        for ev in seen:
+            if pred(ev):
+                seen.remove(ev)
+                return ev
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; last events: {[(e['type'], e.get('state'), e.get('step')) for e in seen[-8:]]}")
+
+
+def test_control_files_are_atomic_and_private(tmp_path):
+    from engine.control import ensure_control_dir
+    d = tmp_path / "control"
+    ensure_control_dir(d)
+    assert (d.stat().st_mode & 0o777) == 0o700
+    cid = send_command(d, "pause")
+    (d / "junk.json").write_text("{not json")
+    cmds = take_commands(d)
+    assert [c["command"] for c in cmds] == ["invalid", "pause"] or [c["command"] for c in cmds] == ["pause", "invalid"]
+    assert any(c["id"] == cid for c in cmds) and list(d.iterdir()) == []
+
+
+def test_pause_checkpoint_resume_switch_stop(tmp_path):
+    other = write_preset(tmp_path / "tiny-lr.toml", 'extends = "tiny"\n[train]\nlearning_rate = 3e-3\n'
+                                                     'lr_scheduler_type = "constant"\nwarmup_ratio = 0.0\n')
+    bad = write_preset(tmp_path / "other-model.toml", 'extends = "tiny"\n[model]\ntiny_layers = 3\n')
+    run_dir = tmp_path / "run"
+    engine = launch_engine("tiny", run_dir, max_steps=40, overrides=["train.max_completion_length=8"])
+    try:
+        assert engine.wait_started(), engine.preflight_output()
+        run = RunDir(run_dir)
+        tail, seen = EventTail(run.events), []
+        wait_for(tail, seen, lambda e: e["type"] == "step" and e["step"] >= 1)
+
+        # pause: acknowledged at once, paused at the next step boundary, and no steps while paused
+        cid = send_command(run.control, "pause")
+        ack = wait_for(tail, seen, lambda e: e["type"] == "command" and e["id"] == cid)
+        assert ack["status"] == "accepted"
+        paused = wait_for(tail, seen, lambda e: e["type"] == "state" and e["state"] == "paused")
+        time.sleep(2.0)
+        assert not [e for e in tail.read_new() + seen if e["type"] == "step" and e["step"] > paused["step"]]
+
+        # checkpoint while paused: written at once, still paused
+        cid = send_command(run.control, "checkpoint")
+        ck = wait_for(tail, seen, lambda e: e["type"] == "checkpoint")
+        assert ck["reason"] == "command" and ck["step"] == paused["step"] and Path(ck["path"]).is_dir()
+        wait_for(tail, seen, lambda e: e["type"] == "command" and e["id"] == cid and e["status"] == "done")
+
+        send_command(run.control, "resume")
+        wait_for(tail, seen, lambda e: e["type"] == "state" and e["state"] == "running")
+        wait_for(tail, seen, lambda e: e["type"] == "step" and e["step"] > paused["step"])
+
+        # a preset with another model shape is refused, with the reason
+        cid = send_command(run.control, "switch_preset", preset=str(bad))
+        rej = wait_for(tail, seen, lambda e: e["type"] == "command" and e["id"] == cid)
+        assert rej["status"] == "rejected" and "tiny_layers" in rej["detail"]
+
+        # switch: checkpoint, the same process continues under the new preset, curves go on
+        cid = send_command(run.control, "switch_preset", preset=str(other))
+        sw = wait_for(tail, seen, lambda e: e["type"] == "checkpoint" and e["reason"] == "switch")
+        start = wait_for(tail, seen, lambda e: e["type"] == "run_start" and e["resumed"])
+        assert start["resumed"] and start["preset"] == "tiny-lr" and start["pid"] == engine.pid
+        assert start["resume_from"] == sw["path"]
+        after = wait_for(tail, seen, lambda e: e["type"] == "step" and e["step"] > sw["step"])
+        assert after["step"] == sw["step"] + 1
+        assert after["metrics"]["learning_rate"] == 3e-3, "the new preset's learning rate applies after a switch"
+
+        send_command(run.control, "stop")
+        end = wait_for(tail, seen, lambda e: e["type"] == "run_end" and e["status"] != "switched")
+        assert end["status"] == "stopped" and end["step"] < 40
+        assert engine.wait(timeout=60) == 0
+    finally:
+        if engine.poll() is None:
+            engine.proc.kill()
+    events = read_events(run.events)
+    steps = [e["step"] for e in events if e["type"] == "step"]
+    assert steps == list(range(1, len(steps) + 1)), "one step event per step, across the switch"
+    cks = [(e["reason"], e["step"]) for e in events if e["type"] == "checkpoint"]
+    assert cks[-1] == ("stop", end["step"])
+    assert run.latest_checkpoint().name == f"checkpoint-{end['step']}"
