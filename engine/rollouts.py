@@ -97,7 +97,11 @@ class RolloutWriter:
         # kept so the next segment can be built without reading the file back.
         self._seg_start = _sealed_end(self.segment_dir, self._pos)
         self._buffer: list[dict[str, Any]] = []
-        if self._seg_start < self._pos:
+        if self._pos - self._seg_start > 2 * segment_bytes:
+            # an old run written before segments: don't hold it all in the engine's memory;
+            # that range stays JSONL-only (readers parse holes between segments)
+            self._seg_start = self._pos
+        elif self._seg_start < self._pos:
             self._buffer = _parse_range(self.path, self._seg_start, self._pos, ReadReport())[0]
         self._buffer_steps = {r["step"] for r in self._buffer if isinstance(r.get("step"), int)}
 
@@ -149,12 +153,8 @@ class RolloutWriter:
 
 
 def _sealed_end(segment_dir: Path, jsonl_size: int) -> int:
-    """Where the contiguous run of segments from byte 0 ends (0 when there is none)."""
-    pos = 0
-    for start, end, _ in list_segments(segment_dir):
-        if start == pos and end <= jsonl_size:
-            pos = end
-    return pos
+    """Where the last segment that fits the JSONL ends (0 when there is none)."""
+    return max((end for _, end, _ in list_segments(segment_dir) if end <= jsonl_size), default=0)
 
 
 def list_segments(segment_dir: Path) -> list[tuple[int, int, Path]]:

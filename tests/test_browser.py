@@ -331,3 +331,5 @@ async def test_row_list_draws_only_what_is_shown():
         assert rl.cursor < 99_990
         await pilot.press("home")
         assert rl.cursor == 0
+        await pilot.click(RowList, offset=(3, 4))  # line 0 is the header
+        assert rl.cursor == 3

@@ -408,3 +408,24 @@ def test_chunk_round_trips_through_a_segment(tmp_path):
     assert again.records() == chunk.records() == [dict(g, completions=[dict(c) for c in g["completions"]])
                                                    for g in groups]
     assert np.array_equal(again.truncated, [True, False, True, False])
+
+
+def test_resuming_a_large_old_run_does_not_load_it_into_the_engine(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    lines = []
+    for step in (1, 2, 3):  # written before segments existed
+        prompt, gold, comps = group_for(step, 0)
+        lines.append(json.dumps({"v": 1, "step": step, "group": 0, "prompt": prompt, "gold": gold,
+                                 "completions": comps}))
+    (d / "rollouts.jsonl").write_text("\n".join(lines) + "\n")
+    small = len(lines[0]) // 2  # "large" relative to this segment size
+    w = RolloutWriter(d, segment_steps=1, segment_bytes=small)
+    assert w._buffer == []
+    w.write_group(4, 0, *group_for(4, 0))
+    w.close()
+    segs = list_segments(d / "rollouts")
+    assert len(segs) == 1 and segs[0][0] > 0, "only the new step is sealed"
+    r = open_rollouts(d)
+    assert list(r.steps) == [1, 2, 3, 4] and r.report.segments == 1 and r.report.jsonl_bytes == segs[0][0]
+    assert [r.group_record(i) for i in range(4)] == read_rollouts(d)[0]

@@ -235,7 +235,7 @@ class RolloutScreen(Screen):
         Binding("c", "clear_filters", "Clear filters"),
         Binding("f", "follow", "Follow latest"),
         Binding("r", "reload", "Reload"),
-        Binding("escape", "back", "Back", show=False),
+        Binding("escape", "escape", "Clear search", show=False),
         Binding("q", "back", "Back/Quit"),
     ]
 
@@ -569,11 +569,15 @@ class RolloutScreen(Screen):
         self.query_one("#status", Static).update("Reloading…")
         self.poll()
 
-    def action_back(self) -> None:
+    def action_escape(self) -> None:
+        """In a filled search box: clear it. Anywhere else: back to the steps."""
         if isinstance(self.focused, Input) and self.focused.id == "f-search" and self.focused.value:
             self.focused.value = ""
             self.apply_filter()
             return
+        self.query_one("#steps", RowList).focus()
+
+    def action_back(self) -> None:
         if self.can_go_back:
             self._stop.set()
             self.app.pop_screen()
@@ -595,7 +599,7 @@ class RolloutScreen(Screen):
             if sel is not None and not sel.filter.is_empty():
                 t.append(f"   {sel.count:,} match ", style="bold cyan")
                 t.append(f"({sel.filter.describe()}; {sel.seconds * 1000:.0f} ms)", style="cyan")
-        notes = [n for n in r.report.messages() if "being written" not in n]
+        notes = r.report.messages()  # the unfinished-line note too: it is only ever popped up for damage
         if notes:
             t.append("   ⚠ " + "; ".join(notes), style="yellow")
         self.query_one("#status", Static).update(t)

@@ -15,7 +15,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Region, Size
+from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -108,10 +108,18 @@ class RowList(ScrollView, can_focus=True):
             self.post_message(self.Highlighted(self, new, self.keys[new]))
 
     def _scroll_cursor_into_view(self) -> None:
-        if self.keys:
-            # row i sits on virtual line i + 1 (line 0 is the header, drawn fixed)
-            self.scroll_to_region(Region(0, self.cursor + 1, 1, 1), spacing=None, animate=False,
-                                  force=True, immediate=True, top=False)
+        if not self.keys:
+            return
+        # screen line y >= 1 shows row scroll_y + y - 1 (line 0 is the header, drawn fixed),
+        # so rows scroll_y .. scroll_y + height - 2 are visible
+        rows_shown = max(1, self.scrollable_content_region.height - 1)
+        top = int(self.scroll_offset.y)
+        if self.cursor < top:
+            top = self.cursor
+        elif self.cursor > top + rows_shown - 1:
+            top = self.cursor - rows_shown + 1
+        if top != int(self.scroll_offset.y):
+            self.scroll_to(y=top, animate=False, force=True, immediate=True)
 
     def action_move(self, delta: int) -> None:
         self.move_to(self.cursor + delta)
