@@ -1,0 +1,322 @@
+"""The Textual dashboard: its data model, the rollout tail, Pilot tests on real and synthetic run
+directories and a snapshot of the main screen. The full stack (the app steering a real engine) is in
+test_tui_fullstack.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest_tui import (ROOT, SyntheticRun, control_commands, engine_env, synthetic_run, tiny_run,  # noqa: F401
+                          wait_for, write_synthetic_run)
+from engine.events import read_events
+from engine.rollouts import RolloutWriter
+from tui.components.completion_view import highlight_completion
+from tui.components.rollout_tail import RolloutIndex, RolloutTail
+from tui.components.run_model import REWARD, RunModel, downsample, reward_key, smooth
+
+SIZE = (140, 45)
+
+
+# ------------------------------------------------------------------ pure parts
+
+def test_model_folds_a_recorded_run(tiny_run: Path) -> None:
+    m = RunModel()
+    changed = m.apply(read_events(tiny_run / "events.jsonl"))
+    assert {"curves", "status", "memory"} <= changed
+    assert m.steps == [1, 2, 3] and m.max_steps == 3 and m.state == "finished"
+    assert m.reward_names == ["correctness", "int_answer", "soft_format", "xmlcount"]
+    assert len(m.column(REWARD)) == 3 and len(m.column(reward_key("xmlcount"))) == 3
+    assert m.last_checkpoint["reason"] == "final" and not m.active and not m.failed
+    assert m.memory and m.memory[-1]["rss_gb"] > 0
+
+
+def test_model_rewinds_when_a_resumed_engine_repeats_steps() -> None:
+    m = RunModel()
+    step = lambda n, r: {"type": "step", "step": n, "metrics": {"reward": r}}  # noqa: E731
+    m.apply([step(1, 0.1), step(2, 0.2), step(3, 0.3), {"type": "run_start", "resumed": True}, step(3, 0.9)])
+    assert m.steps == [1, 2, 3] and m.column(REWARD) == [0.1, 0.2, 0.9]
+
+
+def test_a_preset_switch_is_not_the_end_of_the_run() -> None:
+    m = RunModel()
+    m.apply([{"type": "run_start", "preset": "a"}, {"type": "state", "state": "running"},
+             {"type": "state", "state": "starting", "detail": "switching to preset b"},
+             {"type": "run_end", "status": "switched", "next_preset": "b"}])
+    assert m.active and m.run_end is None and "b" in m.state_detail
+    m.apply([{"type": "run_start", "preset": "b", "resumed": True}])
+    assert m.preset == "b" and m.run_starts == 2
+
+
+def test_downsample_bounds_points_and_smooth_keeps_gaps() -> None:
+    xs = list(range(1, 20_001))
+    dx, dy = downsample(xs, [float(x % 7) for x in xs], 100)
+    assert len(dx) == len(dy) == 100 and dx[0] < dx[-1]
+    assert downsample([1, 2, 3], [1.0, None, 3.0], 100) == ([1.0, 3.0], [1.0, 3.0])
+    assert smooth([1.0, None, 1.0], 0.8) == [1.0, None, 1.0]
+
+
+def test_rollout_tail_waits_for_a_whole_line_and_indexes_by_step(tmp_path: Path) -> None:
+    path = tmp_path / "rollouts.jsonl"
+    w = RolloutWriter(path)
+    comp = {"text": "x", "extracted": "1", "correct": True, "rewards": {"a": 1.0}, "total": 1.0,
+            "advantage": 0.0, "tokens": 1, "truncated": False}
+    for step in (1, 2):
+        for g in range(3):
+            w.write_group(step, g, f"q{step}{g}", "1", [comp])
+    w.flush()
+    with open(path, "a") as f:
+        f.write('{"v": 1, "step": 3, "group": 0, "prompt": "half')  # an engine killed mid-write
+    tail, index = RolloutTail(path), RolloutIndex(path, cache_steps=1)
+    assert index.add(tail.read_new()) == {1, 2} and index.steps == [1, 2]
+    assert [g["prompt"] for g in index.groups(1)] == ["q10", "q11", "q12"]  # read back from disk
+    with open(path, "a") as f:
+        f.write('", "gold": "2", "completions": []}\n')
+    assert index.add(tail.read_new()) == {3} and index.groups(3)[0]["gold"] == "2"
+    w.write_group(2, 1, "again", "1", [comp])  # a resumed engine re-records a group
+    w.flush()
+    index.add(tail.read_new())
+    assert [g["prompt"] for g in index.groups(2)] == ["q20", "again", "q22"]
+
+
+def test_highlight_colours_tags_and_marks_the_extracted_answer() -> None:
+    text = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n7\n</answer>"
+    t = highlight_completion(text, "7", True)
+    assert t.plain == text
+    marked = [t.plain[s.start:s.end] for s in t.spans if "on green" in str(s.style)]
+    assert marked == ["7"] and t.plain.rfind("7") == next(s.start for s in t.spans if "on green" in str(s.style))
+    assert any(t.plain[s.start:s.end] == "<answer>" for s in t.spans)
+
+
+def test_engine_and_tui_init_do_not_import_textual() -> None:
+    code = ("import sys, engine.run, engine.events, engine.rollouts, tui, tui.launcher, "
+            "tui.components.run_model, tui.components.rollout_tail; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext', 'plotext')]")
+    import subprocess
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# ------------------------------------------------------------------ Pilot tests
+
+def _dashboard(run: Path, **kw):
+    from tui.app import Dashboard
+    return Dashboard(run, poll_interval=0.05, idle_interval=0.1, **kw)
+
+
+def test_dashboard_shows_a_recorded_engine_run(tiny_run: Path) -> None:
+    from tui.components.completion_view import CompletionView
+    from tui.components.curves import CurvePlot
+    from tui.components.group_table import GroupTable
+
+    async def go() -> None:
+        app = _dashboard(tiny_run)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model.steps == [1, 2, 3] and app.rollouts.steps, what="history")
+            await pilot.pause(0.3)
+            plots = list(app.query(CurvePlot))
+            assert len(plots) == 2 and all(p.builds >= 1 for p in plots)
+            groups = app.query_one(GroupTable)
+            assert groups.step == 3 and groups.follow and groups.table.row_count == 4  # tiny: G = 4
+            view = app.query_one(CompletionView)
+            first = groups.current_group
+            assert view.text.startswith("step 3 · group 0 · completion 1/4") and f"gold {first['gold']}" in view.text
+            await pilot.press("down")
+            assert "completion 2/4" in view.text
+            await pilot.press("left_square_bracket")
+            assert groups.step == 2 and not groups.follow and "step 2" in view.text
+            await pilot.press("full_stop")
+            assert groups.group_pos == 1 and groups.current_group["group"] == 1
+            await pilot.press("f")
+            assert groups.step == 3 and groups.follow
+            builds = plots[0].builds
+            await pilot.press("m")
+            await pilot.pause(0.1)
+            assert app.query_one("RewardCurves").smoothing and plots[0].builds > builds
+            # a finished run can't be steered: controls are disabled and write nothing
+            assert app.check_action("pause", ()) is None
+            await pilot.press("p", "c")
+            assert control_commands(tiny_run / "control") == []
+            assert "finished" in app.title
+            await pilot.press("q")  # nothing to leave running: quits at once
+        assert app.return_code == 0
+
+    asyncio.run(go())
+
+
+def test_controls_send_commands_and_show_acknowledgements(synthetic_run) -> None:
+    from tui.components.dialogs import ConfirmStop, PresetPicker, QuitDialog
+    from tui.components.status_panel import StatusPanel
+    run: SyntheticRun = synthetic_run(steps=3, alive=True, finished=False)
+    control = run.run.control
+
+    def status() -> str:
+        return str(app.query_one(StatusPanel).render())
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model.steps == [1, 2, 3] and app.link.alive, what="live run")
+            await pilot.press("p")
+            assert control_commands(control) == ["pause"]
+            cid = json.loads(next(control.glob("*.json")).read_text())["id"]
+            assert "pause: sent" in status()
+            run.events.emit("command", id=cid, command="pause", status="accepted")
+            run.events.state("pausing")
+            await wait_for(pilot, lambda: "pausing" in status(), what="pausing")
+            assert app.check_action("resume", ()) and not app.check_action("pause", ())
+            run.events.state("paused", step=3)
+            run.events.emit("command", id=cid, command="pause", status="done")
+            await wait_for(pilot, lambda: app.model.state == "paused", what="paused")
+            await pilot.press("p")  # now p resumes
+            assert control_commands(control)[-1] == "resume"
+            await pilot.press("c")
+            assert control_commands(control)[-1] == "checkpoint"
+
+            await pilot.press("s")
+            assert isinstance(app.screen, ConfirmStop)
+            await pilot.press("n")
+            assert "stop" not in control_commands(control)
+            await pilot.press("s", "y")
+            assert control_commands(control)[-1] == "stop"
+
+            await pilot.press("w")
+            assert isinstance(app.screen, PresetPicker)
+            await pilot.press("enter")  # the highlighted shipped preset
+            assert control_commands(control)[-1] == "switch_preset"
+            args = [json.loads(p.read_text())["args"] for p in sorted(control.glob("*.json"))]
+            assert args[-1]["preset"] in {"tiny", "cpu-demo"} or args[-1]["preset"]
+            await pilot.press("w")
+            await pilot.click("#preset-input")
+            await pilot.press(*"my.toml", "enter")
+            assert json.loads(sorted(control.glob("*.json"))[-1].read_text())["args"] == {"preset": "my.toml"}
+
+            last = json.loads(sorted(control.glob("*.json"))[-1].read_text())["id"]
+            run.events.emit("command", id=last, command="switch_preset", status="rejected",
+                            detail="preset my.toml: file not found")
+            await wait_for(pilot, lambda: "rejected" in status(), what="rejection")
+            assert "file not found" in status()
+            assert any("rejected" in str(n.message) for n in app._notifications)
+
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitDialog)
+            await pilot.press("escape")
+            assert not isinstance(app.screen, QuitDialog)
+            n = len(control_commands(control))
+            await pilot.press("q", "l")  # leave running
+        assert app.left_running and len(control_commands(control)) == n
+
+    app = _dashboard(run.run.root)
+    asyncio.run(go())
+
+
+def test_quit_and_stop_sends_stop(synthetic_run) -> None:
+    run = synthetic_run(steps=1, alive=True, finished=False)
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.link.alive and app.model.steps, what="live run")
+            await pilot.press("q", "s")
+        assert control_commands(run.run.control) == ["stop"] and not app.left_running
+
+    app = _dashboard(run.run.root)
+    asyncio.run(go())
+
+
+def test_a_failed_engine_shows_its_traceback_and_keeps_the_history(synthetic_run) -> None:
+    from tui.components.error_panel import ErrorPanel
+    run = synthetic_run(steps=4, alive=False, finished=False)
+    run.run.engine_log.write_text("step 4/60 reward=1.0\nRuntimeError: CUDA out of memory (log line)\n")
+    tb = 'Traceback (most recent call last):\n  File "engine/train.py", line 1, in step\nRuntimeError: CUDA out of memory'
+    run.events.emit("error", message="RuntimeError: CUDA out of memory", traceback=tb)
+    run.events.state("failed", step=4)
+    run.events.emit("run_end", status="failed", step=4, exit_code=1, elapsed_s=4.0)
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model.failed, what="failure")
+            panel = app.query_one(ErrorPanel)
+            assert panel.has_class("-visible") and panel.display
+            text = str(app.query_one("#error-text").render())
+            assert "CUDA out of memory" in text and 'File "engine/train.py"' in text and "(log line)" in text
+            assert app.model.steps == [1, 2, 3, 4] and app.rollouts.steps == [1, 2, 3, 4]
+            assert "failed" in app.title
+            await pilot.press("q")
+        assert app.return_code == 1
+
+    app = _dashboard(run.run.root)
+    asyncio.run(go())
+
+
+def test_an_engine_that_vanishes_shows_as_gone(synthetic_run, monkeypatch) -> None:
+    import tui.app
+    monkeypatch.setattr(tui.app, "GONE_AFTER", 0.3)
+    run = synthetic_run(steps=2, alive=False, finished=False)  # log says running, no process
+    run.run.engine_log.write_text("Killed\n")
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.link.gone, what="gone")
+            assert "engine gone" in app.title
+            assert "Killed" in str(app.query_one("#error-text").render())
+
+    app = _dashboard(run.run.root)
+    asyncio.run(go())
+
+
+def test_a_preflight_error_is_shown_and_returned(tmp_path: Path, monkeypatch) -> None:
+    from tui.components.dialogs import PreflightError
+    from tui.launcher import launch_engine
+    monkeypatch.chdir(ROOT)
+    engine = launch_engine("no-such-preset", tmp_path / "run", 3)
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, PreflightError), timeout=60, what="pre-flight")
+            assert "unknown preset 'no-such-preset'" in str(app.screen.query_one("#preflight-text").render())
+            await pilot.press("enter")
+        assert app.return_code == 2 and "unknown preset" in app.preflight_output
+
+    app = _dashboard(tmp_path / "run", engine=engine)
+    asyncio.run(go())
+
+
+def test_a_long_history_is_drawn_at_the_widget_resolution(synthetic_run, monkeypatch) -> None:
+    import tui.components.curves as curves
+    drawn: list[tuple[int, int]] = []  # (points handed to plotext, plot width)
+    real = curves.downsample
+
+    def spy(xs, ys, max_points):
+        out = real(xs, ys, max_points)
+        drawn.append((len(out[0]), max_points))
+        return out
+
+    monkeypatch.setattr(curves, "downsample", spy)
+    run = synthetic_run(steps=600, groups=2, G=4)
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: len(app.model.steps) == 600 and any(n > 20 for n, _ in drawn),
+                           what="history drawn")
+            width = max(p.size.width for p in app.query(curves.CurvePlot))
+            assert all(n <= width for n, _ in drawn) and max(n for n, _ in drawn) > 20
+
+    app = _dashboard(run.run.root)
+    asyncio.run(go())
+
+
+# ------------------------------------------------------------------ snapshot
+
+def test_main_screen_snapshot(snap_compare, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_synthetic_run(Path("runs/snapshot"), 12, seed=3, max_steps=12)
+    app = _dashboard(Path("runs/snapshot"), preset_reason="picked synthetic because this is a test")
+
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: app.model.steps and app.rollouts.steps and app.updates, what="history")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)

@@ -1,0 +1,75 @@
+"""The full stack: the dashboard starts a real tiny engine and steers it through every control
+(pause, resume, checkpoint, switch preset, stop). About 60-70 s on a 2-core CPU, so it has its own file."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from conftest_tui import ROOT, engine_env, wait_for
+from engine.events import read_events
+
+SIZE = (140, 45)
+
+
+def test_full_stack_pause_resume_checkpoint_switch_stop(tmp_path: Path, monkeypatch) -> None:
+    """The app starts a real tiny engine and steers it through every control."""
+    from tui.components.dialogs import PresetPicker
+    from tui.launcher import launch_engine
+    monkeypatch.chdir(ROOT)
+    for k, v in engine_env().items():
+        monkeypatch.setenv(k, v)
+    preset = tmp_path / "tiny-lr.toml"
+    preset.write_text('extends = "tiny"\n[preset]\ndescription = "tiny, another learning rate"\n'
+                      "[train]\nlearning_rate = 5e-5\n")
+    run_dir = tmp_path / "run"
+    engine = launch_engine("tiny", run_dir, 30, ["train.max_completion_length=16"])
+
+    def ack(command: str, status: str) -> bool:  # as the app saw it
+        return any(c.command == command and c.status == status for c in app.model.commands.values())
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model.steps, timeout=120, what="first step")
+            await pilot.press("p")
+            await wait_for(pilot, lambda: app.model.state == "paused", timeout=60, what="paused")
+            paused_at = app.model.step
+            await pilot.pause(1.5)
+            assert app.model.step == paused_at and app.model.state == "paused"
+            await pilot.press("p")
+            await wait_for(pilot, lambda: app.model.step > paused_at, timeout=60, what="resumed")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: ack("checkpoint", "done"), timeout=60, what="checkpoint")
+            await wait_for(pilot, lambda: app.model.last_checkpoint, timeout=10, what="checkpoint event")
+            assert app.model.last_checkpoint["reason"] == "command"
+            assert ack("pause", "done") and ack("resume", "done")
+
+            await pilot.press("w")
+            assert isinstance(app.screen, PresetPicker)
+            await pilot.click("#preset-input")
+            await pilot.press(*str(preset), "enter")
+            await wait_for(pilot, lambda: app.model.run_starts == 2, timeout=120, what="run under the new preset")
+            assert app.model.run_start["resumed"] and app.model.run_start["preset"] in ("tiny-lr", str(preset))
+            switched_at = app.model.last_checkpoint["step"]
+            assert app.model.last_checkpoint["reason"] == "switch"
+            await wait_for(pilot, lambda: app.model.step > switched_at, timeout=120, what="steps after the switch")
+            assert app.model.steps == list(range(1, app.model.step + 1))  # the curves continue
+
+            await pilot.press("s", "y")
+            await wait_for(pilot, lambda: app.model.run_end is not None, timeout=90, what="stopped")
+            assert app.model.run_end["status"] == "stopped" and app.model.last_checkpoint["reason"] == "stop"
+            assert ack("switch_preset", "done") and ack("stop", "done")
+            events = read_events(run_dir / "events.jsonl")
+            assert [e["preset"] for e in events if e["type"] == "run_start"] == ["tiny", app.model.preset]
+            await wait_for(pilot, lambda: not app.link.alive, timeout=30, what="engine exit")
+            await pilot.press("q")
+        assert app.return_code == 0
+        assert engine.wait(30) == 0
+
+    from tui.app import Dashboard
+    app = Dashboard(run_dir, engine=engine, poll_interval=0.1)
+    try:
+        asyncio.run(go())
+    finally:
+        if engine.poll() is None:
+            engine.proc.kill()

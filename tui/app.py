@@ -1,0 +1,388 @@
+"""The Textual dashboard: watch a run directory, steer its engine through control/.
+
+The engine is a separate, detached process (tui.launcher); the dashboard only
+reads the run directory and drops command files into control/. One thread
+worker polls events.jsonl and rollouts.jsonl from byte offsets and posts
+`RunUpdate` messages; everything that touches widgets runs on the app's
+thread. Panels repaint only when their data changed, and the curves at most
+a few times a second, so watching a run costs little CPU.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, Iterable
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+from textual.worker import get_current_worker
+
+from engine.control import send_command
+from engine.events import EventTail
+from engine.rundir import RunDir
+from tui.components.completion_view import CompletionView
+from tui.components.curves import RewardCurves
+from tui.components.dialogs import ConfirmStop, PresetPicker, PreflightError, QuitDialog
+from tui.components.error_panel import ErrorPanel, tail_lines
+from tui.components.group_table import GroupTable
+from tui.components.memory_panel import MemoryPanel
+from tui.components.rollout_tail import RolloutIndex, RolloutTail
+from tui.components.run_model import RunModel
+from tui.components.status_panel import EngineLink, StatusPanel
+from tui.launcher import EngineProcess, default_run_dir, launch_engine
+from tui.messages import EngineExited, RunUpdate
+
+CURVE_MIN_INTERVAL = 1.5  # seconds between plot rebuilds while data streams (a rebuild is ~10-20 ms each)
+POLL_ALIVE = 0.25         # seconds between looks at the run directory while the engine lives
+POLL_IDLE = 1.0           # ... when no engine process is alive
+GONE_AFTER = 3.0          # seconds without an engine process before an active run counts as dead
+CONTROL_ACTIONS = ("pause", "resume", "checkpoint", "stop", "switch_preset")
+
+
+def preset_choices() -> list[tuple[str, str]]:
+    """Shipped presets with their one-line description (read straight from the TOML)."""
+    import tomllib
+
+    from engine.config import list_presets, preset_dir
+    out = []
+    for name in list_presets():
+        try:
+            with open(preset_dir() / f"{name}.toml", "rb") as f:
+                desc = str(tomllib.load(f).get("preset", {}).get("description", ""))
+        except (OSError, ValueError):
+            desc = ""
+        out.append((name, desc))
+    return out
+
+
+class Dashboard(App[int]):
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "grpo-tui"
+    BINDINGS = [
+        Binding("p", "pause", "Pause"),
+        Binding("p", "resume", "Resume"),
+        Binding("c", "checkpoint", "Checkpoint"),
+        Binding("s", "stop", "Stop"),
+        Binding("w", "switch_preset", "Switch preset"),
+        Binding("m", "toggle_smoothing", "Smooth"),
+        Binding("left_square_bracket", "move_step(-1)", "Step", key_display="[ ]"),
+        Binding("right_square_bracket", "move_step(1)", "Next step", show=False),
+        Binding("comma", "move_group(-1)", "Group", key_display=", ."),
+        Binding("full_stop", "move_group(1)", "Next group", show=False),
+        Binding("f", "follow", "Latest"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, run_dir: Path, *, engine: EngineProcess | None = None, preset_reason: str | None = None,
+                 poll_interval: float = POLL_ALIVE, idle_interval: float = POLL_IDLE) -> None:
+        super().__init__()
+        self.rundir = RunDir(Path(run_dir))
+        self.engine = engine
+        self.model = RunModel()
+        self.rollouts = RolloutIndex(self.rundir.rollouts)
+        self.link = EngineLink(run_dir=str(run_dir), preset_reason=preset_reason, alive=engine is not None)
+        self.poll_interval, self.idle_interval = poll_interval, idle_interval
+        self.preflight_output: str | None = None
+        self.left_running = False
+        self.updates = 0  # RunUpdate messages handled (tests wait on it)
+        self._stop_polling = threading.Event()
+        self._curves_due = False
+        self._last_curves = 0.0
+        self._dead_since: float | None = None
+        self._notified: set[tuple[str, str]] = set()
+        self._started_at = time.time()
+        self._bindings_key: tuple | None = None
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="top"):
+            with Vertical(id="side"):
+                yield StatusPanel(id="status")
+                yield MemoryPanel(id="memory")
+            yield RewardCurves(self.model, id="curves")
+        with Horizontal(id="bottom"):
+            yield GroupTable(self.rollouts, id="groups")
+            yield CompletionView(id="completion")
+        yield ErrorPanel(id="error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.link.run_dir)
+        for wid, title in (("status", "Status"), ("memory", "Memory"), ("curves", "Curves"),
+                           ("groups", "Group rewards"), ("completion", "Completion"), ("error", "Engine error")):
+            self.query_one(f"#{wid}").border_title = title
+        self._refresh_status()
+        self.query_one(GroupTable).table.focus()
+        self.poll_run()
+
+    def on_unmount(self) -> None:
+        self._stop_polling.set()
+
+    # ----------------------------------------------------------------- polling
+    def _engine_alive(self) -> tuple[bool, int | None, int | None]:
+        """(alive, pid, exit code of our own engine child if it exited)."""
+        rc = self.engine.poll() if self.engine is not None else None  # also reaps our child
+        pid = self.rundir.engine_pid()
+        if self.engine is not None and rc is None and (pid is None or pid == self.engine.pid):
+            return True, self.engine.pid, None  # ours, possibly still before it wrote engine.pid
+        if self.engine is not None and pid == self.engine.pid:
+            return False, None, rc  # engine.pid left behind by our child that was killed
+        return pid is not None, pid, rc
+
+    @work(thread=True, exclusive=True, group="poll", name="run-poller")
+    def poll_run(self) -> None:
+        """Tail the run directory; post what is new. Never touches widgets."""
+        worker = get_current_worker()
+        events = EventTail(self.rundir.events)
+        rollouts = RolloutTail(self.rundir.rollouts)
+        was_alive: bool | None = None
+        exit_reported = False
+        while not worker.is_cancelled and not self._stop_polling.is_set():
+            alive, pid, rc = self._engine_alive()  # before reading: whatever a dead engine wrote is read now
+            new_events: list[dict[str, Any]] = []
+            while True:
+                chunk = events.read_new()
+                if not chunk:
+                    break
+                new_events.extend(chunk)
+            lines = rollouts.read_new()
+            if new_events or lines or alive != was_alive:
+                self.post_message(RunUpdate(new_events, lines, alive, pid))
+                was_alive = alive
+            if self.engine is not None and rc is not None and not exit_reported:
+                exit_reported = True
+                preflight = rc != 0 and not self.rundir.events.exists()
+                self.post_message(EngineExited(rc, preflight, self.engine.preflight_output() if preflight else "",
+                                               tail_lines(self.rundir.engine_log)))
+            self._stop_polling.wait(self.poll_interval if alive else self.idle_interval)
+
+    def on_run_update(self, msg: RunUpdate) -> None:
+        with suppress(NoMatches):  # a message that arrives while the app shuts down
+            self._apply_update(msg)
+
+    def _apply_update(self, msg: RunUpdate) -> None:
+        changed = self.model.apply(msg.events)
+        steps = self.rollouts.add(msg.rollouts)
+        if msg.engine_alive != self.link.alive or msg.engine_pid != self.link.pid:
+            changed.add("status")
+        self.link.alive, self.link.pid = msg.engine_alive, msg.engine_pid
+        self._notify_acks(msg.events)
+        if "curves" in changed:
+            self._schedule_curves()
+        if "memory" in changed:
+            self.query_one(MemoryPanel).show(self.model)
+        if steps:
+            groups = self.query_one(GroupTable)
+            groups.rollouts_changed(steps)
+            self._show_selected(groups)  # in this frame, not one message later
+        self._check_gone()
+        if changed & {"status", "commands", "error"}:
+            self._refresh_status()
+        if "error" in changed and self.model.failed:
+            self._show_error("The engine failed.")
+        self.updates += 1
+
+    def on_engine_exited(self, msg: EngineExited) -> None:
+        self.link.exit_code = msg.exit_code
+        if msg.preflight:
+            self.preflight_output = msg.output
+            self.push_screen(PreflightError(msg.output), lambda _: self.exit(2, return_code=2))
+            return
+        self._check_gone()
+        self._refresh_status()
+
+    def _check_gone(self) -> None:
+        """An engine that vanished without saying so (killed, OOM) shows as gone, with its log."""
+        if self.link.alive or not self.model.active or self.model.run_start is None:
+            self._dead_since = None
+            if self.link.gone and self.link.alive:
+                self.link.gone = False
+            return
+        now = time.monotonic()
+        if self._dead_since is None:
+            self._dead_since = now
+            self.set_timer(GONE_AFTER + 0.1, self._check_gone)
+        elif now - self._dead_since >= GONE_AFTER and not self.link.gone:
+            self.link.gone = True
+            self._show_error("The engine process is gone without writing run_end (killed or crashed).")
+            self._refresh_status()
+
+    def _show_error(self, title: str) -> None:
+        self.query_one(ErrorPanel).show(title, self.model.errors, tail_lines(self.rundir.engine_log, 20))
+
+    def _notify_acks(self, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            if ev.get("type") == "command" and ev.get("status") in ("rejected", "done"):
+                key = (str(ev.get("id")), str(ev.get("status")))
+                if key in self._notified or not self._is_live_event(ev):
+                    continue
+                self._notified.add(key)
+                detail = ev.get("detail") or ""
+                if ev.get("status") == "rejected":
+                    self.notify(f"{ev.get('command')} rejected: {detail}", severity="error", timeout=8)
+                else:
+                    self.notify(f"{ev.get('command')}: done" + (f" ({detail})" if detail else ""), timeout=4)
+            elif ev.get("type") == "run_start" and ev.get("resumed") and self._is_live_event(ev):
+                self.notify(f"engine continues under preset {ev.get('preset')}", timeout=6)
+
+    def _is_live_event(self, ev: dict[str, Any]) -> bool:
+        # Replaying an attached run's history shouldn't pop up old notifications.
+        return float(ev.get("t") or 0) >= self._started_at - 5
+
+    def _schedule_curves(self) -> None:
+        if self._curves_due:
+            return
+        wait = self._last_curves + CURVE_MIN_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._redraw_curves()
+        else:
+            self._curves_due = True
+            self.set_timer(wait, self._redraw_curves)
+
+    def _redraw_curves(self) -> None:
+        self._curves_due = False
+        self._last_curves = time.monotonic()
+        self.query_one(RewardCurves).redraw()
+
+    def _refresh_status(self) -> None:
+        self.query_one(StatusPanel).show(self.model, self.link)
+        state = "engine gone" if self.link.gone else self.model.state.replace("_", " ")
+        self.title = f"grpo-tui · {state}"  # the step lives in the status panel: a title change re-lays out
+        # The footer rebuilds itself on refresh_bindings: only when what check_action reads changed.
+        key = (self.link.alive, self.model.active, self.model.state in ("paused", "pausing"))
+        if key != self._bindings_key:
+            self._bindings_key = key
+            self.refresh_bindings()
+
+    # ---------------------------------------------------------------- controls
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in CONTROL_ACTIONS:
+            if not self.link.alive or not self.model.active:
+                return False if action == "resume" else None
+            paused = self.model.state in ("paused", "pausing")
+            if action == "pause":
+                return not paused
+            if action == "resume":
+                return paused
+        return True
+
+    def _send(self, command: str, **args: Any) -> str | None:
+        try:
+            cid = send_command(self.rundir.control, command, **args)
+        except (OSError, ValueError) as e:
+            self.notify(f"could not send {command}: {e}", severity="error")
+            return None
+        self.model.note_sent(cid, command, time.time())
+        self._refresh_status()
+        return cid
+
+    def action_pause(self) -> None:
+        self._send("pause")
+
+    def action_resume(self) -> None:
+        self._send("resume")
+
+    def action_checkpoint(self) -> None:
+        self._send("checkpoint")
+
+    def action_stop(self) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._send("stop")
+        self.push_screen(ConfirmStop(), answer)
+
+    def action_switch_preset(self) -> None:
+        def chosen(name: str | None) -> None:
+            if name:
+                self._send("switch_preset", preset=name)
+        self.push_screen(PresetPicker(preset_choices(), self.model.preset), chosen)
+
+    def action_toggle_smoothing(self) -> None:
+        on = self.query_one(RewardCurves).toggle_smoothing()
+        self.notify("smoothing on" if on else "smoothing off", timeout=2)
+
+    def action_move_step(self, delta: int) -> None:
+        self.query_one(GroupTable).move_step(delta)
+
+    def action_move_group(self, delta: int) -> None:
+        self.query_one(GroupTable).move_group(delta)
+
+    def action_follow(self) -> None:
+        self.query_one(GroupTable).follow_latest()
+
+    async def action_quit(self) -> None:
+        if not (self.link.alive and self.model.active):
+            code = 1 if self.model.failed or self.link.gone else 0
+            self.exit(code, return_code=code)
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice == "stop":
+                self._send("stop")
+                self.exit(0)
+            elif choice == "leave":
+                self.left_running = True
+                self.exit(0)
+        self.push_screen(QuitDialog(self.link.run_dir), answer)
+
+    def on_group_table_completion_selected(self, msg: GroupTable.CompletionSelected) -> None:
+        with suppress(NoMatches):  # a message that arrives while the app shuts down
+            self.query_one(CompletionView).show(msg.step, msg.group, msg.index)
+
+    def _show_selected(self, groups: GroupTable) -> None:
+        group = groups.current_group
+        if group is not None and groups.step is not None:
+            self.query_one(CompletionView).show(groups.step, group, groups.table.cursor_row)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if self.check_action("pause", ()):
+            yield SystemCommand("Pause training", "Pause at the next step boundary (memory stays allocated)",
+                                self.action_pause)
+        if self.check_action("resume", ()):
+            yield SystemCommand("Resume training", "Continue a paused run", self.action_resume)
+        if self.check_action("checkpoint", ()):
+            yield SystemCommand("Checkpoint now", "Write a checkpoint at the next step boundary",
+                                self.action_checkpoint)
+            yield SystemCommand("Stop training", "Finish the step, checkpoint and stop (asks first)",
+                                self.action_stop)
+            yield SystemCommand("Switch preset", "Checkpoint, then continue the run under another preset",
+                                self.action_switch_preset)
+        yield SystemCommand("Toggle smoothing", "Smooth the curves (EMA) or show raw values",
+                            self.action_toggle_smoothing)
+        yield SystemCommand("Follow latest step", "Show the newest step's groups", self.action_follow)
+
+
+def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | None = None,
+                  overrides: list[str] = (), attach: bool = False, preset_reason: str | None = None) -> int:
+    """Open the dashboard on a new run (launching the engine) or an existing one (attach). Returns the exit code."""
+    if attach:
+        if run_dir is None or not RunDir(Path(run_dir)).exists():
+            print(f"error: {run_dir} is not a run directory (no events.jsonl).", file=sys.stderr)
+            return 2
+        app = Dashboard(Path(run_dir), preset_reason=preset_reason)
+    else:
+        if not preset:
+            print("error: a preset is needed to start a run.", file=sys.stderr)
+            return 2
+        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(preset)
+        engine = launch_engine(preset, run_dir, max_steps, list(overrides))
+        app = Dashboard(run_dir, engine=engine, preset_reason=preset_reason)
+    rc = app.run()
+    if app.preflight_output is not None:
+        sys.stderr.write(app.preflight_output if app.preflight_output.strip() else "the engine exited before starting\n")
+        return 2
+    if app.left_running:
+        pid = RunDir(Path(run_dir)).engine_pid()
+        print(f"Training continues in the background (engine pid {pid}). Re-attach with: grpo-tui attach {run_dir}")
+    return rc if isinstance(rc, int) else 0

@@ -1,0 +1,156 @@
+"""Reward and signal curves by step (textual-plotext), drawn at the widget's resolution.
+
+A plotext build costs ~20 ms at 200 points and grows with the points, so each
+series is bucketed to one point per column, and a plot only rebuilds its
+picture when its data, size or theme changed; the app throttles data changes
+(tui.app.CURVE_MIN_INTERVAL). The plots are most of the dashboard's CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from rich.text import Text
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+from textual_plotext.plot import Plot
+
+from tui.components.run_model import (CLIPPED, CORRECT, MEAN_LENGTH, REWARD, ZERO_STD, RunModel,
+                                      downsample, reward_key, smooth)
+
+SMOOTHING = 0.8
+# 256-colour codes: plotext and rich draw the same colour from the same number, so the legend
+# (drawn by us above each plot, where it hides no data) matches the lines.
+TOTAL_COLOR = 15
+REWARD_COLORS = (14, 13, 10, 214, 12, 11, 9, 250)
+ZERO_STD_COLOR, TRUNCATED_COLOR, CORRECT_COLOR, LENGTH_COLOR = 9, 11, 10, 14
+
+
+class CurvePlot(PlotextPlot):
+    """A PlotextPlot that rebuilds its picture only when its inputs changed."""
+
+    def __init__(self, draw: Callable[[Plot, int, int], None], **kw: Any) -> None:
+        super().__init__(**kw)
+        self._draw = draw
+        self._version = 0
+        self._key: tuple | None = None
+        self._picture: Any = None
+        self.builds = 0  # for tests and the benchmark
+
+    def invalidate(self) -> None:
+        self._version += 1
+        self.refresh()
+
+    def render(self):
+        key = (self.size.width, self.size.height, self.app.theme, self._version)
+        if key != self._key or self._picture is None:
+            self.plt.clear_figure()
+            self._draw(self.plt, self.size.width, self.size.height)
+            self._picture = super().render()
+            self._key = key
+            self.builds += 1
+        return self._picture
+
+
+def _points(width: int) -> int:
+    return max(8, width - 12)  # one point per column of plot area (the axes take ~12)
+
+
+def step_ticks(lo: float, hi: float, most: int = 5) -> list[int]:
+    """A few whole-number steps between lo and hi (plotext would label 1.25, 1.50, ...)."""
+    lo_i, hi_i = int(lo), int(round(hi))
+    span = max(1, hi_i - lo_i)
+    raw = span / max(1, most - 1)
+    nice = next(n * 10 ** e for e in range(0, 9) for n in (1, 2, 5) if n * 10 ** e >= raw)
+    first = (lo_i + nice - 1) // nice * nice if lo_i % nice else lo_i
+    ticks = list(range(first, hi_i + 1, nice))
+    return ticks or [lo_i]
+
+
+def legend(items: list[tuple[str, int]]) -> Text:
+    """Labels in their line's colour; each label is one word so a wrapped legend never splits one."""
+    t = Text()
+    for i, (label, color) in enumerate(items):
+        if i:
+            t.append("  ")
+        t.append("━" + label, style=f"bold color({color})")
+    return t
+
+
+class RewardCurves(Horizontal):
+    """Two plots: rewards (total and each function's mean) and GRPO signal (zero-std, truncated, correct, length)."""
+
+    def __init__(self, model: RunModel, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.model = model
+        self.smoothing = False
+
+    def compose(self):
+        with Vertical(classes="curve"):
+            yield Static("", id="reward-legend", classes="legend")
+            yield CurvePlot(self._draw_rewards, id="reward-plot")
+        with Vertical(classes="curve"):
+            yield Static("", id="signal-legend", classes="legend")
+            yield CurvePlot(self._draw_signal, id="signal-plot")
+
+    def on_mount(self) -> None:
+        self.query_one("#signal-legend", Static).update(legend(
+            [("zero-std-groups", ZERO_STD_COLOR), ("truncated", TRUNCATED_COLOR), ("correct", CORRECT_COLOR),
+             ("mean-length(right)", LENGTH_COLOR)]))
+        self._legend_names: list[str] | None = None
+
+    def redraw(self) -> None:
+        m = self.model
+        if m.reward_names != self._legend_names:  # a legend update re-lays out the screen: only on change
+            self._legend_names = list(m.reward_names)
+            self.query_one("#reward-legend", Static).update(legend(
+                [("total", TOTAL_COLOR)] + [(n, REWARD_COLORS[i % len(REWARD_COLORS)])
+                                            for i, n in enumerate(m.reward_names)]))
+        for plot in self.query(CurvePlot):
+            plot.invalidate()
+
+    def toggle_smoothing(self) -> bool:
+        self.smoothing = not self.smoothing
+        self.redraw()
+        return self.smoothing
+
+    def _line(self, plt: Plot, ys: list, width: int, color: int, yside: str = "left") -> bool:
+        if self.smoothing:
+            ys = smooth(ys, SMOOTHING)
+        xs, vs = downsample(self.model.steps, ys, _points(width))
+        if not xs:
+            return False
+        marker = "braille" if len(xs) > 1 else "●"
+        plt.plot(xs, vs, color=color, marker=marker, yside=yside)
+        return True
+
+    def _xaxis(self, plt: Plot) -> None:
+        steps = self.model.steps
+        if steps:
+            plt.xticks(step_ticks(steps[0], steps[-1]))
+        plt.xlabel("step")
+
+    def _suffix(self) -> str:
+        return f" · smoothed (EMA {SMOOTHING})" if self.smoothing else ""
+
+    def _draw_rewards(self, plt: Plot, width: int, height: int) -> None:
+        m = self.model
+        drawn = self._line(plt, m.column(REWARD), width, TOTAL_COLOR)
+        for i, name in enumerate(m.reward_names):
+            drawn |= self._line(plt, m.column(reward_key(name)), width, REWARD_COLORS[i % len(REWARD_COLORS)])
+        plt.title(("Reward: total and mean per function" if drawn else "Reward: waiting for the first step")
+                  + self._suffix())
+        self._xaxis(plt)
+
+    def _draw_signal(self, plt: Plot, width: int, height: int) -> None:
+        m = self.model
+        drawn = self._line(plt, m.column(ZERO_STD), width, ZERO_STD_COLOR)
+        drawn |= self._line(plt, m.column(CLIPPED), width, TRUNCATED_COLOR)
+        drawn |= self._line(plt, m.column(CORRECT), width, CORRECT_COLOR)
+        if drawn:
+            plt.ylim(0, 1, yside="left")
+        drawn |= self._line(plt, m.column(MEAN_LENGTH), width, LENGTH_COLOR, yside="right")
+        plt.title(("Fractions (left) · length (right)" if drawn
+                   else "Signal: waiting for the first step") + self._suffix())
+        self._xaxis(plt)

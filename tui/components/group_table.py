@@ -1,0 +1,171 @@
+"""The per-group reward table: the G completions of one prompt, one row each.
+
+It follows the latest step until the user steps back ([ and ]) or to another
+group (, and .); f goes back to following. The table only ever holds one
+group (G rows), so rebuilding it per step is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from tui.components.rollout_tail import RolloutIndex
+
+
+def short_names(names: list[str]) -> dict[str, str]:
+    """Narrow column headers: the first word of a snake_case name (int_answer -> int), else 8 chars."""
+    out = {}
+    for name in names:
+        first = name.split("_")[0]
+        short = first if "_" in name and len(first) >= 3 else name[:8]
+        out[name] = short
+    shorts = list(out.values())
+    return {n: (s if shorts.count(s) == 1 else n[:8]) for n, s in out.items()}
+
+
+def _num(x: Any, signed: bool = False) -> Text:
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return Text("-", justify="right", style="dim")
+    style = ("green" if x > 0 else "red" if x < 0 else "dim") if signed else ""
+    return Text(f"{x:+.2f}" if signed else f"{x:.2f}", justify="right", style=style)
+
+
+class GroupTable(Vertical):
+    """Header (step, group, prompt, gold) over a DataTable of one group's completions."""
+
+    class CompletionSelected(Message):
+        def __init__(self, step: int, group: dict[str, Any], index: int) -> None:
+            super().__init__()
+            self.step, self.group, self.index = step, group, index
+
+    def __init__(self, rollouts: RolloutIndex, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.rollouts = rollouts
+        self.follow = True
+        self.step: int | None = None
+        self.group_pos = 0
+        self._groups: list[dict[str, Any]] = []
+        self._columns: tuple[str, ...] = ()
+
+    def compose(self):
+        yield Static("Waiting for the first step's rollouts…", id="group-header")
+        table = DataTable(id="group-data", cursor_type="row", zebra_stripes=True)
+        yield table
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#group-data", DataTable)
+
+    @property
+    def current_group(self) -> dict[str, Any] | None:
+        return self._groups[self.group_pos] if 0 <= self.group_pos < len(self._groups) else None
+
+    # ---------------------------------------------------------- navigation
+    def rollouts_changed(self, steps: set[int]) -> None:
+        if not self.rollouts.steps:
+            return
+        if self.follow:
+            self._show(self.rollouts.steps[-1])
+        elif self.step in steps:
+            self._show(self.step)
+
+    def move_step(self, delta: int) -> None:
+        steps = self.rollouts.steps
+        if not steps:
+            return
+        try:
+            i = steps.index(self.step) if self.step is not None else len(steps) - 1
+        except ValueError:
+            i = len(steps) - 1
+        i = max(0, min(len(steps) - 1, i + delta))
+        self.follow = i == len(steps) - 1
+        self._show(steps[i])
+
+    def move_group(self, delta: int) -> None:
+        if not self._groups:
+            return
+        self.group_pos = (self.group_pos + delta) % len(self._groups)
+        self._show(self.step, keep_row=True)
+
+    def follow_latest(self) -> None:
+        self.follow = True
+        if self.rollouts.steps:
+            self._show(self.rollouts.steps[-1])
+
+    # ------------------------------------------------------------- drawing
+    def _show(self, step: int | None, keep_row: bool = True) -> None:
+        if step is None:
+            return
+        self.step = step
+        self._groups = self.rollouts.groups(step)
+        if not self._groups:
+            return
+        self.group_pos = min(self.group_pos, len(self._groups) - 1)
+        group = self._groups[self.group_pos]
+        self._draw_header(group)
+        self._fill(group, keep_row)
+
+    def _draw_header(self, group: dict[str, Any]) -> None:
+        steps = self.rollouts.steps
+        comps = group.get("completions") or []
+        totals = [c.get("total") for c in comps if isinstance(c.get("total"), (int, float))]
+        h = Text()
+        h.append(f"Step {self.step}", style="bold")
+        h.append(f"/{steps[-1]}" if steps else "")
+        h.append("  following latest" if self.follow else "  (f: follow latest)",
+                 style="green" if self.follow else "yellow")
+        h.append(f"   group {self.group_pos + 1}/{len(self._groups)}", style="bold")
+        h.append("   gold ", style="dim")
+        h.append(str(group.get("gold", "?")), style="bold green")
+        correct = sum(1 for c in comps if c.get("correct"))
+        h.append(f"   correct {correct}/{len(comps)}")
+        if len(totals) > 1 and max(totals) - min(totals) < 1e-9:
+            h.append("   all totals equal: no signal", style="bold black on yellow")
+        h.append("\n")
+        prompt = " ".join(str(group.get("prompt", "")).split())
+        h.append(prompt, style="italic")
+        self.query_one("#group-header", Static).update(h, layout=False)  # fixed height (dashboard.tcss)
+
+    def _fill(self, group: dict[str, Any], keep_row: bool) -> None:
+        table = self.table
+        comps = group.get("completions") or []
+        names: list[str] = []
+        for c in comps:
+            for k in c.get("rewards") or {}:
+                if k not in names:
+                    names.append(k)
+        # The columns that matter most first, so a narrow terminal still shows them.
+        columns = ("#", "total", "adv", "ok", "answer", "tok", "cut", *names)
+        row = table.cursor_row if keep_row else 0
+        if columns != self._columns:
+            table.clear(columns=True)
+            short = short_names(names)
+            for col in columns:
+                table.add_column(short.get(col, col), key=col)
+            self._columns = columns
+        else:
+            table.clear()
+        for i, c in enumerate(comps):
+            rewards = c.get("rewards") or {}
+            extracted = c.get("extracted")
+            answer = Text("—", style="dim") if extracted is None else Text(str(extracted)[:14])
+            ok = Text("✓", style="bold green") if c.get("correct") else Text("✗", style="red")
+            table.add_row(Text(str(i + 1), justify="right"), _num(c.get("total")),
+                          _num(c.get("advantage"), signed=True), ok, answer,
+                          Text(str(c.get("tokens", "?")), justify="right"),
+                          Text("cut", style="yellow") if c.get("truncated") else Text(""),
+                          *(_num(rewards.get(n)) for n in names), key=str(i))
+        if comps:
+            table.move_cursor(row=max(0, min(row, len(comps) - 1)), animate=False)
+            self.post_message(self.CompletionSelected(self.step, group, table.cursor_row))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        group = self.current_group
+        if group is not None and self.step is not None:
+            self.post_message(self.CompletionSelected(self.step, group, event.cursor_row))

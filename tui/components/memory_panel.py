@@ -1,0 +1,64 @@
+"""GPU memory (allocated, reserved, peak, NVML) against the card, or process RSS without a GPU, with history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.containers import Vertical
+from textual.widgets import Sparkline, Static
+
+from tui.components.run_model import RunModel
+
+
+def _gb(x: Any) -> str:
+    return f"{x:.2f} GB" if isinstance(x, (int, float)) else "-"
+
+
+def _bar(value: Any, total: Any, width: int = 12) -> Text:
+    if not isinstance(value, (int, float)) or not isinstance(total, (int, float)) or total <= 0:
+        return Text("")
+    frac = max(0.0, min(1.0, value / total))
+    full = int(round(frac * width))
+    style = "red" if frac > 0.9 else "yellow" if frac > 0.75 else "green"
+    return Text("█" * full, style=style) + Text("░" * (width - full), style="dim") + Text(f" {100 * frac:.0f}%")
+
+
+class MemoryPanel(Vertical):
+    _shape: tuple = ()
+
+    def compose(self):
+        yield Static("No memory sample yet.", id="memory-text")
+        yield Sparkline([], id="memory-spark", summary_function=max)
+
+    def show(self, m: RunModel) -> None:
+        if not m.memory:
+            return
+        last = m.memory[-1]
+        gpu = last.get("allocated_gb") is not None
+        total = last.get("total_gb")
+        t = Table.grid(padding=(0, 1))
+        t.add_column(style="dim", no_wrap=True)
+        t.add_column(no_wrap=True)
+        t.add_column(no_wrap=True)
+        if gpu:
+            t.add_row("card", Text(f"{last.get('device')}  {_gb(total)}"), Text(""))
+            t.add_row("allocated", Text(_gb(last.get("allocated_gb"))), _bar(last.get("allocated_gb"), total))
+            t.add_row("reserved", Text(_gb(last.get("reserved_gb"))), _bar(last.get("reserved_gb"), total))
+            t.add_row("peak", Text(_gb(last.get("peak_gb"))), _bar(last.get("peak_gb"), total))
+            if last.get("nvml_used_gb") is not None:
+                t.add_row("nvml used", Text(_gb(last.get("nvml_used_gb"))), _bar(last.get("nvml_used_gb"), total))
+            t.add_row("engine rss", Text(_gb(last.get("rss_gb"))), Text(""))
+            key, label = "reserved_gb", "reserved"
+        else:
+            t.add_row("device", Text(f"{last.get('device', 'cpu')} (no GPU)"), Text(""))
+            t.add_row("engine rss", Text(_gb(last.get("rss_gb"))), _bar(last.get("rss_gb"), total))
+            t.add_row("RAM", Text(_gb(total)), Text(""))
+            key, label = "rss_gb", "rss"
+        history = [float(e[key]) for e in m.memory if isinstance(e.get(key), (int, float))]
+        shape = (gpu, last.get("nvml_used_gb") is not None)  # rows only change with the device kind
+        self.query_one("#memory-text", Static).update(t, layout=shape != self._shape)
+        self._shape = shape
+        self.query_one("#memory-spark", Sparkline).data = history
+        self.border_subtitle = f"{label} over last {len(history)} samples"

@@ -1,0 +1,131 @@
+"""Engine state, progress, speed, preset and run directory, from the event log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.components.run_model import RunModel, fmt_duration
+
+STATE_STYLE = {
+    "starting": "bold cyan", "loading_model": "bold cyan", "running": "bold green",
+    "pausing": "bold black on yellow", "paused": "bold yellow", "checkpointing": "bold cyan",
+    "stopping": "bold yellow", "finished": "bold blue", "failed": "bold white on red", "gone": "bold white on red",
+}
+STATE_LABEL = {"loading_model": "loading model", "pausing": "pausing (at the step boundary)"}
+
+
+@dataclass
+class EngineLink:
+    """What the app knows about the engine process beyond the events."""
+    run_dir: str
+    preset_reason: str | None = None
+    alive: bool = False
+    pid: int | None = None
+    gone: bool = False  # the log says active but the process is gone (killed, crashed)
+    exit_code: int | None = None
+
+
+def _bar(frac: float, width: int = 14) -> Text:
+    frac = max(0.0, min(1.0, frac))
+    full = int(round(frac * width))
+    return Text("█" * full, style="green") + Text("░" * (width - full), style="dim")
+
+
+def _int(x: Any) -> str:
+    return f"{int(x):,}" if isinstance(x, (int, float)) else "?"
+
+
+class _Rows:
+    """Label/value lines, one terminal line each (cropped, never wrapped), so the panel's
+    height only changes when a row appears or goes, and most updates need no relayout."""
+
+    def __init__(self) -> None:
+        self.lines: list[Text] = []
+
+    def add_row(self, label: str, value: Text) -> None:
+        line = Text(f"{label:<11}", style="dim", no_wrap=True, overflow="ellipsis")
+        line.append_text(value)
+        line.no_wrap, line.overflow = True, "ellipsis"
+        self.lines.append(line)
+
+    def text(self) -> Text:
+        return Text("\n", no_wrap=True, overflow="ellipsis").join(self.lines)
+
+
+class StatusPanel(Static):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._rows = -1
+
+    def show(self, m: RunModel, link: EngineLink) -> None:
+        t = _Rows()
+        state = "gone" if link.gone else m.state
+        label = Text(STATE_LABEL.get(state, state), style=STATE_STYLE.get(state, "bold"))
+        if link.gone:
+            label = Text(f"engine gone (last state: {m.state})", style=STATE_STYLE["gone"])
+        elif m.state_detail and m.state_detail != state:
+            label.append(f" ({m.state_detail})", style="")
+        pending = m.pending_commands()
+        if pending and not link.gone:
+            label.append("  " + ", ".join(f"{c.command}: {c.status}" for c in pending[-2:]), style="yellow")
+        t.add_row("State", label)
+
+        total = m.max_steps
+        step = Text(f"{m.step}" + (f" / {total}" if total else ""), style="bold")
+        if total:
+            step.append("  ")
+            step.append_text(_bar(m.step / total))
+            step.append(f" {100 * m.step / total:.0f}%")
+        t.add_row("Step", step)
+        last = m.last_step or {}
+        t.add_row("ETA", Text(f"{fmt_duration(last.get('eta_s')) if m.active else '-'}"
+                              f"   elapsed {fmt_duration(last.get('elapsed_s'))}"))
+        tps = last.get("tokens_per_s")
+        t.add_row("Speed", Text(f"{last['step_time_s']:.2f} s/step" if last.get("step_time_s") else "- s/step")
+                  + Text(f"   {tps:,.0f} tok/s" if isinstance(tps, (int, float)) else "   - tok/s"))
+        preset = Text(m.preset, style="bold")
+        if m.run_starts > 1:
+            preset.append(f"  (engine start {m.run_starts})", style="dim")
+        t.add_row("Preset", preset)
+        if link.preset_reason:
+            t.add_row("", Text(link.preset_reason, style="dim"))
+        rs = m.run_start or {}
+        model = m.model or {}
+        if rs or model:
+            t.add_row("Model", Text(str(model.get("name") or rs.get("model") or "?")))
+            ptext = Text(f"{model['parameters'] / 1e6:.1f}M" if model.get("parameters") else "?")
+            if model.get("trainable") and model["trainable"] != model.get("parameters"):
+                ptext.append(f", {model['trainable'] / 1e6:.1f}M trainable")
+            ptext.append(f"  on {rs.get('device', '?')}", style="dim")
+            t.add_row("Params", ptext)
+        if m.dataset:
+            t.add_row("Data", Text(f"{m.dataset.get('source')}  {_int(m.dataset.get('rows_used'))} rows"
+                                   f"  G={rs.get('num_generations', '?')}"))
+        t.add_row("Run", Text(link.run_dir))
+        if m.last_checkpoint:
+            ck = m.last_checkpoint
+            t.add_row("Checkpoint", Text(f"step {ck.get('step')} ({ck.get('reason')})  {m.checkpoints} saved"))
+        if m.last_command:
+            c = m.last_command
+            style = {"rejected": "bold red", "done": "green", "accepted": "yellow", "sent": "yellow"}.get(c.status, "")
+            cmd = Text(f"{c.command}: ") + Text(c.status, style=style)
+            if c.detail:
+                cmd.append(f"  {c.detail}", style="dim")
+            t.add_row("Command", cmd)
+        if m.reward_failures:
+            f = m.reward_failures[-1]
+            t.add_row("Reward err", Text(f"{f.get('reward')}: {f.get('kind')} x{f.get('count')} (step {f.get('step')})",
+                                         style="yellow"))
+        if link.alive and link.pid:
+            engine = Text(f"pid {link.pid} running", style="green")
+        elif link.exit_code is not None:
+            engine = Text(f"exited with code {link.exit_code}", style="red" if link.exit_code else "dim")
+        else:
+            engine = Text("not running", style="dim")
+        t.add_row("Engine", engine)
+        self.update(t.text(), layout=len(t.lines) != self._rows)
+        self._rows = len(t.lines)
