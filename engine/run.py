@@ -154,6 +154,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
     names = [r.__name__ for r in rewards]
     step = 0
     callback = None
+    recorder = None
 
     def on_signal(signum: int, frame: Any) -> None:
         # SIGTERM/SIGINT: finish the step, checkpoint, stop (same path as the stop command).
@@ -229,6 +230,11 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
         return EXIT_FAILED
     finally:
         watcher.stop()
+        if recorder is not None:
+            try:
+                recorder.close()  # drains queued groups, seals the newest steps into a columnar segment
+            except Exception as e:  # noqa: BLE001 - a segment is an index; the JSONL already holds the data
+                print(f"warning: could not seal the last rollout segment: {e}", file=sys.stderr)
         events.close()
 
 

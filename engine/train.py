@@ -128,7 +128,12 @@ class RecordingGRPOTrainer(GRPOTrainer):
 
 
 class RolloutRecorder:
-    """Turns a scored generation batch into group records in rollouts.jsonl."""
+    """Turns a scored generation batch into group records in rollouts.jsonl.
+
+    Judging answers (is_correct may ask the math-verify worker, ~10 ms for an
+    unusual answer) and writing happen on a background thread, so a GPU step
+    never waits on them; the step event waits only for its own step's groups.
+    """
 
     def __init__(self, writer: RolloutWriter, reward_names: list[str], weights: list[float],
                  num_generations: int, prompt_format: str, max_completion_length: int) -> None:
@@ -140,8 +145,29 @@ class RolloutRecorder:
         self.max_len = max_completion_length
         self.step_correct: dict[int, list[bool]] = {}
         self._group_counter: dict[int, int] = {}
+        self._queue: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="rollout-recorder", daemon=True)
+        self._thread.start()
 
     def record(self, step: int, inputs: list[dict], completions: list, completion_ids: list[list[int]],
+               rewards: torch.Tensor, advantages: torch.Tensor, eos_ids: set[int]) -> None:
+        """Queue a scored batch (CPU tensors, plain lists); returns at once."""
+        self._queue.put((step, inputs, completions, completion_ids, rewards, advantages, eos_ids))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._write(*item)
+            except BaseException as e:  # noqa: BLE001 - reported by wait(); training must not die here
+                self.error = e
+            finally:
+                self._queue.task_done()
+
+    def _write(self, step: int, inputs: list[dict], completions: list, completion_ids: list[list[int]],
                rewards: torch.Tensor, advantages: torch.Tensor, eos_ids: set[int]) -> None:
         totals = torch.nan_to_num(rewards * self.weights.unsqueeze(0), nan=0.0).sum(dim=1)
         correct_list = self.step_correct.setdefault(step, [])
@@ -165,11 +191,26 @@ class RolloutRecorder:
             first = inputs[start]
             self.writer.write_group(step, group, first.get("question") or _text(first.get("prompt")),
                                     str(first.get("answer", "")), rows)
+        for old in [k for k in self._group_counter if k < step - 1]:
+            del self._group_counter[old]
         self.writer.flush()
 
+    def wait(self) -> None:
+        """Block until every queued batch is written; re-raise a recording failure."""
+        self._queue.join()
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise RuntimeError(f"recording rollouts failed: {err!r}") from err
+
     def correct_frac(self, step: int) -> float | None:
+        self.wait()
         vals = self.step_correct.pop(step, None)
         return sum(vals) / len(vals) if vals else None
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+        self.writer.close()
 
 
 class CommandWatcher(threading.Thread):

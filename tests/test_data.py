@@ -1,0 +1,90 @@
+"""Training data: GSM8K from local files, any JSONL/Parquet with chosen fields, synthetic problems."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SHARED_DATA
+from engine.config import DataConfig, PresetError, PromptConfig
+from engine.data import check_files, load_rows, to_dataset
+from engine.synthetic import generate
+
+GSM8K_TRAIN = SHARED_DATA / "gsm8k" / "train.jsonl"
+needs_gsm8k = pytest.mark.skipif(not GSM8K_TRAIN.exists(), reason="../shared/data/gsm8k not present")
+
+
+@needs_gsm8k
+def test_gsm8k_local_file_all_rows():
+    rows, report = load_rows(DataConfig(source="gsm8k", data_files=[str(GSM8K_TRAIN)], shuffle=False), seed=0)
+    assert report.rows_total == 7473 and report.rows_used == 7473 and not report.skipped
+    assert rows[0]["answer"] == "72"  # Natalia's clips: "#### 72"
+    assert all("," not in r["answer"] for r in rows), "thousands separators are removed from gold answers"
+    assert any(r["answer"] == "1080" for r in rows)
+
+
+def test_unusable_rows_are_skipped_and_counted(tmp_path):
+    f = tmp_path / "mixed.jsonl"
+    lines = [{"q": "What is 2+2?", "a": "4"}, {"q": "", "a": "1"}, {"q": "No gold?", "a": ""},
+             {"q": "Missing answer field"}, {"q": "  ", "a": "3"}]
+    f.write_text("\n".join(json.dumps(x) for x in lines) + "\n{broken json\n[1, 2]\n")
+    rows, report = load_rows(DataConfig(source="file", data_files=[str(f)], question_field="q", answer_field="a",
+                                        gold_format="plain"), seed=0)
+    assert rows == [{"question": "What is 2+2?", "answer": "4"}]
+    assert report.rows_total == 7
+    assert dict(report.skipped) == {"empty_question": 2, "no_gold": 2, "bad_json": 2}
+    assert report.as_event()["rows_skipped"] == 6
+
+
+def test_parquet_and_gold_formats(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    f = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"problem": ["Half of one?", "Two times three?"],
+                             "solution": ["So it is $\\boxed{\\frac{1}{2}}$.", "We get 6.\n#### 6"]}), f)
+    rows, _ = load_rows(DataConfig(source="file", data_files=[str(f)], question_field="problem",
+                                   answer_field="solution", shuffle=False), seed=0)
+    assert [r["answer"] for r in rows] == ["\\frac{1}{2}", "6"]  # auto: boxed, then gsm8k
+
+
+def test_no_usable_rows_is_a_clear_error(tmp_path):
+    f = tmp_path / "empty.jsonl"
+    f.write_text(json.dumps({"question": "x"}) + "\n")
+    with pytest.raises(PresetError, match="no usable rows"):
+        load_rows(DataConfig(source="file", data_files=[str(f)]), seed=0)
+
+
+def test_missing_data_file_fails_preflight(tmp_path):
+    with pytest.raises(PresetError, match="does not exist"):
+        check_files(DataConfig(source="gsm8k", data_files=[str(tmp_path / "nope.jsonl")]))
+
+
+def test_synthetic_problems_are_deterministic_and_correct():
+    a, b = generate(50, 2, seed=1), generate(50, 2, seed=1)
+    assert a == b and a != generate(50, 2, seed=2)
+    for level in (1, 2, 3):
+        for p in generate(200, level, seed=0):
+            assert p["question"].endswith("now?") and int(p["answer"]) >= 0
+    # difficulty 1: one operation; check the arithmetic of a few by reading the numbers back
+    import re
+    for p in generate(100, 1, seed=3):
+        start = int(re.search(r"has (\d+)", p["question"]).group(1))
+        n = int(re.findall(r"\d+", p["question"])[1])
+        q = p["question"]
+        expected = (start + n if "more" in q else start - n if ("give away" in q or "lose" in q)
+                    else start // n if "boxes" in q else start * n)
+        assert int(p["answer"]) == expected, q
+
+
+@pytest.mark.parametrize("fmt, tag", [("reasoning", "<reasoning>"), ("think", "<think>")])
+def test_prompts_go_through_the_chat_template(fmt, tag):
+    from transformers import AutoTokenizer
+    from engine.models import ensure_smollm2
+    tok = AutoTokenizer.from_pretrained(ensure_smollm2())
+    ds = to_dataset([{"question": "Ann has 2 cats. How many now?", "answer": "2"}], PromptConfig(format=fmt, one_shot=True))
+    msgs = ds[0]["prompt"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
+    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert tag in text and text.rstrip().endswith("<|im_start|>assistant")
+    assert ds[0]["answer"] == "2"
