@@ -322,11 +322,12 @@ class EngineCallback(TrainerCallback):
         print(f"step {state.global_step}/{self.max_steps} reward={metrics.get('reward')} "
               f"zero_std={metrics.get('frac_reward_zero_std')} {step_time:.2f}s", flush=True)
         self._handle_commands(state, control)
-        if state.global_step >= self.max_steps and self.save_final and not control.should_save:
+        at_end = state.global_step >= self.max_steps
+        if at_end and self.save_final:
             control.should_save = True
-            self.save_reasons.append(("final", None))
         if control.should_save and not self.save_reasons:
-            self.save_reasons.append(("schedule", None))
+            # transformers' flow callback also asks for a save at the last step when saving on a schedule
+            self.save_reasons.append(("final" if at_end else "schedule", None))
         return control
 
     def on_save(self, args, state, control, **kwargs):
