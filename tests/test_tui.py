@@ -177,19 +177,21 @@ def test_controls_send_commands_and_show_acknowledgements(synthetic_run) -> None
             assert control_commands(control)[-1] == "checkpoint"
 
             await pilot.press("s")
-            assert isinstance(app.screen, ConfirmStop)
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmStop) and app.screen.query("Button"))
             await pilot.press("n")
             assert "stop" not in control_commands(control)
             await pilot.press("s", "y")
             assert control_commands(control)[-1] == "stop"
 
             await pilot.press("w")
-            assert isinstance(app.screen, PresetPicker)
+            await wait_for(pilot, lambda: isinstance(app.screen, PresetPicker) and app.screen.query("#preset-input"))
             await pilot.press("enter")  # the highlighted shipped preset
             assert control_commands(control)[-1] == "switch_preset"
+            from engine.config import list_presets
             args = [json.loads(p.read_text())["args"] for p in sorted(control.glob("*.json"))]
-            assert args[-1]["preset"] in {"tiny", "cpu-demo"} or args[-1]["preset"]
+            assert args[-1] == {"preset": list_presets()[0]}  # "synthetic" isn't shipped: the first is highlighted
             await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, PresetPicker) and app.screen.query("#preset-input"))
             await pilot.click("#preset-input")
             await pilot.press(*"my.toml", "enter")
             assert json.loads(sorted(control.glob("*.json"))[-1].read_text())["args"] == {"preset": "my.toml"}
@@ -202,7 +204,7 @@ def test_controls_send_commands_and_show_acknowledgements(synthetic_run) -> None
             assert any("rejected" in str(n.message) for n in app._notifications)
 
             await pilot.press("q")
-            assert isinstance(app.screen, QuitDialog)
+            await wait_for(pilot, lambda: isinstance(app.screen, QuitDialog) and app.screen.query("Button"))
             await pilot.press("escape")
             assert not isinstance(app.screen, QuitDialog)
             n = len(control_commands(control))
@@ -275,12 +277,29 @@ def test_a_preflight_error_is_shown_and_returned(tmp_path: Path, monkeypatch) ->
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, PreflightError), timeout=60, what="pre-flight")
+            await wait_for(pilot, lambda: isinstance(app.screen, PreflightError) and app.screen.query("#preflight-text"),
+                           timeout=60, what="pre-flight")
             assert "unknown preset 'no-such-preset'" in str(app.screen.query_one("#preflight-text").render())
             await pilot.press("enter")
         assert app.return_code == 2 and "unknown preset" in app.preflight_output
 
     app = _dashboard(tmp_path / "run", engine=engine)
+    asyncio.run(go())
+
+
+def test_memory_panel_shows_gpu_figures_against_the_card(synthetic_run) -> None:
+    from textual.widgets import Sparkline
+    run = synthetic_run(steps=6, device="cuda:0")
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: len(app.model.memory) == 7, what="memory samples")
+            text = str(app.query_one("#memory-text").render())
+            for word in ("cuda:0", "79.60 GB", "allocated", "reserved", "peak", "nvml used", "engine rss"):
+                assert word in text
+            assert len(app.query_one("#memory-spark", Sparkline).data) == 7
+
+    app = _dashboard(run.run.root)
     asyncio.run(go())
 
 

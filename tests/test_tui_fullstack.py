@@ -45,7 +45,7 @@ def test_full_stack_pause_resume_checkpoint_switch_stop(tmp_path: Path, monkeypa
             assert ack("pause", "done") and ack("resume", "done")
 
             await pilot.press("w")
-            assert isinstance(app.screen, PresetPicker)
+            await wait_for(pilot, lambda: isinstance(app.screen, PresetPicker) and app.screen.query("#preset-input"))
             await pilot.click("#preset-input")
             await pilot.press(*str(preset), "enter")
             await wait_for(pilot, lambda: app.model.run_starts == 2, timeout=120, what="run under the new preset")

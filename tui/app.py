@@ -189,7 +189,7 @@ class Dashboard(App[int]):
         if changed & {"status", "commands", "error"}:
             self._refresh_status()
         if "error" in changed and self.model.failed:
-            self._show_error("The engine failed.")
+            self._show_error("Engine error: the engine failed")
         self.updates += 1
 
     def on_engine_exited(self, msg: EngineExited) -> None:
@@ -214,7 +214,7 @@ class Dashboard(App[int]):
             self.set_timer(GONE_AFTER + 0.1, self._check_gone)
         elif now - self._dead_since >= GONE_AFTER and not self.link.gone:
             self.link.gone = True
-            self._show_error("The engine process is gone without writing run_end (killed or crashed).")
+            self._show_error("Engine error: the engine process is gone without a run_end (killed or crashed)")
             self._refresh_status()
 
     def _show_error(self, title: str) -> None:
@@ -364,19 +364,23 @@ class Dashboard(App[int]):
 
 
 def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | None = None,
-                  overrides: list[str] = (), attach: bool = False, preset_reason: str | None = None) -> int:
-    """Open the dashboard on a new run (launching the engine) or an existing one (attach). Returns the exit code."""
+                  overrides: list[str] = (), attach: bool = False, preset_reason: str | None = None,
+                  resume: bool = False) -> int:
+    """Open the dashboard on a new run (launching the engine) or an existing one (attach). Returns the exit code.
+
+    resume: launch the engine with --resume on run_dir (preset optional: the run's own config by default).
+    """
     if attach:
         if run_dir is None or not RunDir(Path(run_dir)).exists():
             print(f"error: {run_dir} is not a run directory (no events.jsonl).", file=sys.stderr)
             return 2
         app = Dashboard(Path(run_dir), preset_reason=preset_reason)
     else:
-        if not preset:
+        if not preset and not (resume and run_dir is not None):
             print("error: a preset is needed to start a run.", file=sys.stderr)
             return 2
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(preset)
-        engine = launch_engine(preset, run_dir, max_steps, list(overrides))
+        engine = launch_engine(preset, run_dir, max_steps, list(overrides), resume=resume)
         app = Dashboard(run_dir, engine=engine, preset_reason=preset_reason)
     rc = app.run()
     if app.preflight_output is not None:

@@ -34,8 +34,8 @@ class ErrorPanel(VerticalScroll):
         yield Static("", id="error-text")
 
     def show(self, title: str, errors: list[dict[str, Any]], log_tail: str) -> None:
+        self.border_title = title  # stays visible while the text below scrolls
         t = Text()
-        t.append(title + "\n", style="bold red")
         for ev in errors[-1:]:
             t.append(str(ev.get("message", "")) + "\n", style="bold")
             tb = str(ev.get("traceback") or "")

@@ -153,7 +153,7 @@ class GroupTable(Vertical):
         for i, c in enumerate(comps):
             rewards = c.get("rewards") or {}
             extracted = c.get("extracted")
-            answer = Text("—", style="dim") if extracted is None else Text(str(extracted)[:14])
+            answer = Text("—", style="dim") if extracted is None else Text(str(extracted)[:10])
             ok = Text("✓", style="bold green") if c.get("correct") else Text("✗", style="red")
             table.add_row(Text(str(i + 1), justify="right"), _num(c.get("total")),
                           _num(c.get("advantage"), signed=True), ok, answer,

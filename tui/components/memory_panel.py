@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.table import Table
 from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
@@ -25,6 +24,20 @@ def _bar(value: Any, total: Any, width: int = 12) -> Text:
     return Text("█" * full, style=style) + Text("░" * (width - full), style="dim") + Text(f" {100 * frac:.0f}%")
 
 
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[Text] = []
+
+    def add_row(self, label: str, value: Text, bar: Text) -> None:
+        line = Text(f"{label:<11}", style="dim")
+        line.append_text(Text(f"{value.plain:<12}"))
+        line.append_text(bar)
+        self.lines.append(line)
+
+    def text(self) -> Text:
+        return Text("\n").join(self.lines)
+
+
 class MemoryPanel(Vertical):
     _shape: tuple = ()
 
@@ -38,10 +51,7 @@ class MemoryPanel(Vertical):
         last = m.memory[-1]
         gpu = last.get("allocated_gb") is not None
         total = last.get("total_gb")
-        t = Table.grid(padding=(0, 1))
-        t.add_column(style="dim", no_wrap=True)
-        t.add_column(no_wrap=True)
-        t.add_column(no_wrap=True)
+        t = _Lines()
         if gpu:
             t.add_row("card", Text(f"{last.get('device')}  {_gb(total)}"), Text(""))
             t.add_row("allocated", Text(_gb(last.get("allocated_gb"))), _bar(last.get("allocated_gb"), total))
@@ -58,7 +68,7 @@ class MemoryPanel(Vertical):
             key, label = "rss_gb", "rss"
         history = [float(e[key]) for e in m.memory if isinstance(e.get(key), (int, float))]
         shape = (gpu, last.get("nvml_used_gb") is not None)  # rows only change with the device kind
-        self.query_one("#memory-text", Static).update(t, layout=shape != self._shape)
+        self.query_one("#memory-text", Static).update(t.text(), layout=shape != self._shape)
         self._shape = shape
         self.query_one("#memory-spark", Sparkline).data = history
         self.border_subtitle = f"{label} over last {len(history)} samples"

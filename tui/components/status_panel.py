@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ STATE_STYLE = {
     "pausing": "bold black on yellow", "paused": "bold yellow", "checkpointing": "bold cyan",
     "stopping": "bold yellow", "finished": "bold blue", "failed": "bold white on red", "gone": "bold white on red",
 }
-STATE_LABEL = {"loading_model": "loading model", "pausing": "pausing (at the step boundary)"}
+LABEL_WIDTH = 11
+STATE_LABEL = {"loading_model": "loading model", "pausing": "pausing at step end"}
 
 
 @dataclass
@@ -47,7 +49,7 @@ class _Rows:
         self.lines: list[Text] = []
 
     def add_row(self, label: str, value: Text) -> None:
-        line = Text(f"{label:<11}", style="dim", no_wrap=True, overflow="ellipsis")
+        line = Text(f"{label:<{LABEL_WIDTH}}", style="dim", no_wrap=True, overflow="ellipsis")
         line.append_text(value)
         line.no_wrap, line.overflow = True, "ellipsis"
         self.lines.append(line)
@@ -69,38 +71,54 @@ class StatusPanel(Static):
             label = Text(f"engine gone (last state: {m.state})", style=STATE_STYLE["gone"])
         elif m.state_detail and m.state_detail != state:
             label.append(f" ({m.state_detail})", style="")
-        pending = m.pending_commands()
+        pending = [c for c in m.pending_commands() if c.status == "sent"]  # accepted ones show in the state
         if pending and not link.gone:
             label.append("  " + ", ".join(f"{c.command}: {c.status}" for c in pending[-2:]), style="yellow")
         t.add_row("State", label)
 
+        rs = m.run_start or {}
+        if link.alive and link.pid:
+            engine = Text(f"pid {link.pid}", style="green")
+        elif link.exit_code is not None and link.exit_code < 0:
+            engine = Text(f"killed by signal {-link.exit_code}", style="red")
+        elif link.exit_code is not None:
+            engine = Text(f"exited with code {link.exit_code}", style="red" if link.exit_code else "dim")
+        else:
+            engine = Text("not running", style="dim")
+        if rs.get("device"):
+            engine.append(f"  on {rs['device']}", style="dim")
+        t.add_row("Engine", engine)
+
         total = m.max_steps
+        last = m.last_step or {}
         step = Text(f"{m.step}" + (f" / {total}" if total else ""), style="bold")
         if total:
             step.append("  ")
-            step.append_text(_bar(m.step / total))
+            step.append_text(_bar(m.step / total, 10))
             step.append(f" {100 * m.step / total:.0f}%")
+        if last.get("elapsed_s") is not None:
+            step.append(f"  {fmt_duration(last.get('elapsed_s'))}", style="dim")
         t.add_row("Step", step)
-        last = m.last_step or {}
-        t.add_row("ETA", Text(f"{fmt_duration(last.get('eta_s')) if m.active else '-'}"
-                              f"   elapsed {fmt_duration(last.get('elapsed_s'))}"))
         tps = last.get("tokens_per_s")
-        t.add_row("Speed", Text(f"{last['step_time_s']:.2f} s/step" if last.get("step_time_s") else "- s/step")
-                  + Text(f"   {tps:,.0f} tok/s" if isinstance(tps, (int, float)) else "   - tok/s"))
+        st = last.get("step_time_s")
+        speed = Text((f"{st:.2f}" if st < 10 else f"{st:.0f}") + " s/step" if st else "- s/step")
+        speed.append(f"  {tps:,.0f} tok/s" if isinstance(tps, (int, float)) else "  - tok/s")
+        speed.append(f"  ETA {fmt_duration(last.get('eta_s')) if m.active else '-'}")
+        t.add_row("Speed", speed)
         preset = Text(m.preset, style="bold")
         if m.run_starts > 1:
             preset.append(f"  (engine start {m.run_starts})", style="dim")
         t.add_row("Preset", preset)
-        if link.preset_reason:
-            t.add_row("", Text(link.preset_reason, style="dim"))
-        rs = m.run_start or {}
+        if link.preset_reason and m.run_starts <= 1:  # why the first preset was picked, on at most two lines
+            width = self.content_size.width - LABEL_WIDTH if self.content_size.width > LABEL_WIDTH + 10 else 35
+            for line in textwrap.wrap(link.preset_reason, width)[:2]:
+                t.add_row("", Text(line, style="dim"))
         model = m.model or {}
         if rs or model:
             t.add_row("Model", Text(str(model.get("name") or rs.get("model") or "?")))
             ptext = Text(f"{model['parameters'] / 1e6:.1f}M" if model.get("parameters") else "?")
             if model.get("trainable") and model["trainable"] != model.get("parameters"):
                 ptext.append(f", {model['trainable'] / 1e6:.1f}M trainable")
-            ptext.append(f"  on {rs.get('device', '?')}", style="dim")
             t.add_row("Params", ptext)
         if m.dataset:
             t.add_row("Data", Text(f"{m.dataset.get('source')}  {_int(m.dataset.get('rows_used'))} rows"
@@ -120,12 +138,5 @@ class StatusPanel(Static):
             f = m.reward_failures[-1]
             t.add_row("Reward err", Text(f"{f.get('reward')}: {f.get('kind')} x{f.get('count')} (step {f.get('step')})",
                                          style="yellow"))
-        if link.alive and link.pid:
-            engine = Text(f"pid {link.pid} running", style="green")
-        elif link.exit_code is not None:
-            engine = Text(f"exited with code {link.exit_code}", style="red" if link.exit_code else "dim")
-        else:
-            engine = Text("not running", style="dim")
-        t.add_row("Engine", engine)
         self.update(t.text(), layout=len(t.lines) != self._rows)
         self._rows = len(t.lines)
