@@ -125,6 +125,80 @@ class TrainConfig:
 
 
 @dataclass
+class SftConfig:
+    # Stage 1 of the two-stage recipe (engine/sft.py): supervised cold start on worked solutions
+    # rewritten into the prompt format, loss on completion tokens only; GRPO then starts from it.
+    enabled: bool = _f(False, "Run an SFT cold-start stage before GRPO; GRPO starts from its weights (saved in RUN_DIR/sft/model).")
+    source: str = _f("auto", "Worked solutions to imitate: GSM8K solutions ('gsm8k', <<calc>> notes stripped), traces of the "
+                             "built-in synthetic problems ('synthetic'), or 'auto' (follows [data] source).",
+                     ("auto", "gsm8k", "synthetic"))
+    data_files: list[str] = _f([], "GSM8K-style JSONL/Parquet files (question, answer with '####'); default: [data] data_files "
+                                   "when [data] source = 'gsm8k', else the hub's openai/gsm8k train split.")
+    max_examples: int = _f(0, "Use at most this many SFT examples after shuffling (0 = all).")
+    epochs: float = _f(2.0, "Passes over the SFT examples.")
+    max_steps: int = _f(0, "Stop SFT after this many optimizer steps (0 = run the epochs).")
+    learning_rate: float = _f(2e-5, "SFT peak learning rate.")
+    lr_scheduler_type: str = _f("cosine", "SFT learning-rate schedule.", ("constant", "constant_with_warmup", "linear", "cosine"))
+    warmup_ratio: float = _f(0.03, "Fraction of SFT steps spent warming up.")
+    weight_decay: float = _f(0.0, "SFT AdamW weight decay.")
+    max_grad_norm: float = _f(1.0, "SFT gradient-norm clip.")
+    optim: str = _f("adamw_torch", "SFT optimizer name as transformers knows it.")
+    per_device_train_batch_size: int = _f(8, "SFT sequences per device per micro-batch.")
+    gradient_accumulation_steps: int = _f(4, "SFT micro-batches per optimizer step (effective batch = the two multiplied).")
+    max_length: int = _f(1024, "SFT sequences (prompt + solution) longer than this are truncated.")
+    lora: bool = _f(False, "Train the SFT stage as LoRA ([model] lora_* settings) and merge it into the weights before GRPO.")
+    save_steps: int = _f(0, "Write an SFT checkpoint every N steps (RUN_DIR/sft/checkpoints; 0 = none). A resumed run continues from it.")
+
+
+@dataclass
+class CurriculumConfig:
+    # engine/curriculum.py (difficulty pre-pass) and engine/dynamic_sampling.py (group filtering).
+    prepass: bool = _f(False, "Before GRPO, sample prepass_samples completions per training problem with the starting model "
+                              "and keep only problems whose pass rate is in the band (cached in RUN_DIR/curriculum/).")
+    prepass_samples: int = _f(8, "Completions sampled per problem in the pre-pass (K).")
+    prepass_max_problems: int = _f(256, "Score at most this many training problems (0 = all); training uses the kept ones only.")
+    prepass_batch_size: int = _f(0, "Sequences generated at once in the pre-pass (0 = 64 on a GPU, 8 on a CPU).")
+    min_pass_rate: float = _f(0.0, "Lower edge of the kept pass-rate band.")
+    max_pass_rate: float = _f(1.0, "Upper edge of the kept pass-rate band.")
+    exclusive: bool = _f(True, "Band edges excluded (the default band (0, 1) keeps problems solved sometimes but not always).")
+    pass_rates_file: str | None = _f(None, "Reuse pass rates cached by an earlier run (its curriculum/pass_rates.jsonl); "
+                                           "problems not in it are scored.")
+    dynamic_sampling: bool = _f(False, "Drop groups whose G completions are all right or all wrong and refill the batch "
+                                       "with groups of fresh prompts (DAPO-style dynamic sampling).")
+    dynamic_sampling_criterion: str = _f("correctness", "What makes a group uninformative: identical correctness of the "
+                                                        "extracted answers, or identical total reward.", ("correctness", "total"))
+    dynamic_sampling_max_extra: float = _f(1.0, "Cap on refill generation per batch, as a multiple of the batch's groups "
+                                                "(0 = measure only: report the fractions, drop nothing).")
+
+
+@dataclass
+class EvalConfig:
+    # engine/eval.py: greedy evaluation on a fixed held-out subset during training, written as `eval` events.
+    every_steps: int = _f(0, "Evaluate every N optimizer steps (0 = off); with N > 0 also before the first step and after the last.")
+    dataset: str = _f("synthetic", "'synthetic' (held-out built-in problems), 'gsm8k', 'math500', or a JSONL/Parquet file.")
+    split: str = _f("test", "Split of a named dataset.")
+    limit: int = _f(64, "Evaluate this many items (the same fixed subset every time).")
+    max_new_tokens: int = _f(0, "Tokens generated per answer (0 = [train] max_completion_length).")
+    batch_size: int = _f(0, "Sequences generated at once (0 = 64 on a GPU, 8 on a CPU).")
+
+
+@dataclass
+class DistributedConfig:
+    # More than one process: the engine re-launches itself through `accelerate launch`; rank 0 alone
+    # writes the run directory and reads commands, which it broadcasts so every rank acts at the same step.
+    num_processes: int = _f(1, "Processes (one per GPU) across all machines; > 1 runs the engine through accelerate launch.")
+    backend: str = _f("ddp", "How the model is spread: DDP replicas, DeepSpeed ZeRO-2/ZeRO-3 sharding, or FSDP2.",
+                      ("ddp", "deepspeed-zero2", "deepspeed-zero3", "fsdp2"))
+    cpu_offload: bool = _f(False, "DeepSpeed/FSDP: keep optimizer states (ZeRO-3/FSDP: also parameters) in CPU memory.")
+    num_machines: int = _f(1, "Machines (nodes) in the job; run the same command on each with its machine_rank.")
+    machine_rank: int = _f(0, "This machine's rank (0 on the main node).")
+    main_process_ip: str = _f("127.0.0.1", "Address of the main node (machine_rank 0), reachable from every node.")
+    main_process_port: int = _f(29500, "Port on the main node for the process-group rendezvous.")
+    vllm_server_host: str | None = _f(None, "Generate with a separate `trl vllm-serve` at this host (TRL server mode).")
+    vllm_server_port: int = _f(8000, "Port of the `trl vllm-serve` server.")
+
+
+@dataclass
 class Config:
     preset: PresetInfo = field(default_factory=PresetInfo)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -133,6 +207,10 @@ class Config:
     rewards: dict[str, Any] = field(default_factory=lambda: {"correctness": 1.0, "soft_format": 1.0},
                                     metadata={"help": "Reward name (or 'file.py:function') -> weight, or a table {weight = W, option = ...}."})
     train: TrainConfig = field(default_factory=TrainConfig)
+    sft: SftConfig = field(default_factory=SftConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     source: str = field(default="", metadata={"help": "Where this config was loaded from (set by the loader)."})
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,7 +231,8 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {"preset": PresetInfo, "model": ModelConfig, "data": DataConfig,
-                             "prompt": PromptConfig, "train": TrainConfig}
+                             "prompt": PromptConfig, "train": TrainConfig, "sft": SftConfig,
+                             "curriculum": CurriculumConfig, "eval": EvalConfig, "distributed": DistributedConfig}
 
 
 # ---------------------------------------------------------------- validation
@@ -242,6 +321,12 @@ def _check_rewards(raw: Any, where: str) -> dict[str, Any]:
 def validate(cfg: Config) -> None:
     """Combinations no single field can check. Raises PresetError."""
     t, where = cfg.train, cfg.source or "config"
+    dist = cfg.distributed
+    if dist.num_processes < 1 or dist.num_machines < 1 or dist.num_processes % dist.num_machines:
+        raise PresetError(f"{where}: [distributed] num_processes ({dist.num_processes}) must be a positive multiple "
+                          f"of num_machines ({dist.num_machines}): the same number of processes on every machine.")
+    if not 0 <= dist.machine_rank < dist.num_machines:
+        raise PresetError(f"{where}: [distributed] machine_rank = {dist.machine_rank} must be in 0..{dist.num_machines - 1}.")
     if t.num_generations < 2:
         raise PresetError(f"{where}: [train] num_generations = {t.num_generations}: GRPO needs at least 2 "
                           "completions per prompt to compare; set num_generations >= 2.")
@@ -269,6 +354,30 @@ def validate(cfg: Config) -> None:
         raise PresetError(f"{where}: [data] source = 'file' needs data_files = [\"path.jsonl\", ...].")
     if d.synthetic_difficulty not in (1, 2, 3):
         raise PresetError(f"{where}: [data] synthetic_difficulty must be 1, 2 or 3.")
+    s = cfg.sft
+    if s.enabled:
+        if m.load_in_4bit:
+            raise PresetError(f"{where}: [sft] enabled = true with [model] load_in_4bit = true: run the SFT stage in a "
+                              "preset without 4-bit, then point [model] name at its RUN_DIR/sft/model.")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length"):
+            if getattr(s, name) < 1:
+                raise PresetError(f"{where}: [sft] {name} must be at least 1.")
+        if s.epochs <= 0 and s.max_steps < 1:
+            raise PresetError(f"{where}: [sft] set epochs > 0 or max_steps >= 1.")
+    c = cfg.curriculum
+    if not 0.0 <= c.min_pass_rate <= c.max_pass_rate <= 1.0:
+        raise PresetError(f"{where}: [curriculum] need 0 <= min_pass_rate <= max_pass_rate <= 1 "
+                          f"(got {c.min_pass_rate}, {c.max_pass_rate}).")
+    if c.prepass and c.prepass_samples < 2:
+        raise PresetError(f"{where}: [curriculum] prepass_samples must be at least 2 to tell easy from hard problems.")
+    if c.prepass and c.exclusive and c.min_pass_rate == c.max_pass_rate:
+        raise PresetError(f"{where}: [curriculum] an exclusive band ({c.min_pass_rate}, {c.max_pass_rate}) is empty; "
+                          "widen it or set exclusive = false.")
+    if c.dynamic_sampling_max_extra < 0:
+        raise PresetError(f"{where}: [curriculum] dynamic_sampling_max_extra must be >= 0.")
+    e = cfg.eval
+    if e.every_steps < 0 or e.limit < 1:
+        raise PresetError(f"{where}: [eval] every_steps must be >= 0 and limit >= 1.")
 
 
 # ---------------------------------------------------------------- loading

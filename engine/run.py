@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from engine import distributed
 from engine.config import Config, PresetError, load_config, load_resolved
 from engine.control import ensure_control_dir
 from engine.rundir import RunDir
@@ -89,7 +90,7 @@ def preflight(args: argparse.Namespace) -> Config:
     else:
         if not args.preset:
             raise PresetError("--preset is required for a new run (a name from `grpo-tui presets` or a .toml path).")
-        if run.exists() or run.config.exists():
+        if (run.exists() or run.config.exists()) and distributed.is_main() and distributed.world_size() == 1:
             raise PresetError(f"{args.run_dir} already holds a run; pass --resume to continue it, "
                               "or choose another --run-dir.")
         if args.run_dir.exists() and not args.run_dir.is_dir():
@@ -100,11 +101,17 @@ def preflight(args: argparse.Namespace) -> Config:
     except RewardSpecError as e:
         raise PresetError(f"{cfg.source}: [rewards] {e}") from None
     check_files(cfg.data)
+    problem = distributed.check_backend(cfg)
+    if problem:
+        raise PresetError(f"{cfg.source}: {problem}")
     return cfg
 
 
 def switch_problem(current: Config, preset: str) -> str | None:
     """Why the run can't continue under `preset` from its current weights, or None if it can."""
+    if distributed.world_size() > 1:
+        return ("switching presets is not supported in a multi-process run: stop it, then start again with "
+                f"--resume --preset {preset}")
     try:
         new = load_config(preset, [f"train.max_steps={current.train.max_steps}"])
     except PresetError as e:
@@ -145,7 +152,8 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
                               build_rewards, grpo_args)
 
     t0 = time.time()
-    events = EventWriter(run.events)
+    main_rank = distributed.is_main()
+    events = EventWriter(run.events) if main_rank else distributed.NullEvents()
     lock = threading.Lock()
     watcher = CommandWatcher(run.control, events, lock, check_switch=lambda p: switch_problem(cfg, p))
     checkpoint = run.latest_checkpoint() if resume else None
@@ -160,17 +168,23 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
         # SIGTERM/SIGINT: finish the step, checkpoint, stop (same path as the stop command).
         watcher.submit({"id": f"signal-{signum}", "command": "stop", "args": {"signal": signum}})
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    if main_rank:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    else:
+        # Rank 0 decides and broadcasts the stop; the other ranks finish the step with it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with lock:
         events.emit("run_start", run_dir=str(run.root.resolve()), preset=cfg.preset.name, preset_path=cfg.source,
                     model=cfg.model.name, pid=os.getpid(), host=socket.gethostname(), resumed=resume,
                     resume_from=str(checkpoint) if checkpoint else None, max_steps=cfg.train.max_steps,
                     num_generations=cfg.train.num_generations, reward_names=names,
                     reward_weights=dict(zip(names, weights)), device=device, versions=_versions(),
-                    config=cfg.to_dict())
+                    config=cfg.to_dict(), world_size=distributed.world_size())
         events.state("starting")
-    watcher.start()
+    if main_rank:
+        watcher.start()
     try:
         if resume and checkpoint is None:
             with lock:
@@ -182,20 +196,37 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
             events.state("loading_model")
         print(f"{report.rows_used} training rows ({sum(report.skipped.values())} skipped); loading {cfg.model.name}",
               flush=True)
-        loaded = load_model(cfg.model, device, log=lambda m: print(m, flush=True))
+        from engine.sft import before_grpo, starting_model  # issue 7: SFT stage, curriculum pre-pass
+        loaded = load_model(starting_model(cfg, run.root), device, log=lambda m: print(m, flush=True))
         n_params = sum(p.numel() for p in loaded.model.parameters())
+        if cfg.sft.enabled or cfg.curriculum.prepass:
+            rows = before_grpo(cfg, run.root, loaded, rows, events, lock, watcher, device)
+            if rows is None:  # a stop command during the SFT stage
+                with lock:
+                    events.state("finished", step=0, detail="stopped")
+                    events.emit("run_end", status="stopped", step=0, exit_code=EXIT_OK,
+                                elapsed_s=round(time.time() - t0, 2))
+                return EXIT_OK
         dataset = to_dataset(rows, cfg.prompt)
         args = grpo_args(cfg, run.checkpoints, device)
         torch.manual_seed(cfg.train.seed)
-        trainer = RecordingGRPOTrainer(model=loaded.model, reward_funcs=rewards, args=args,
-                                       train_dataset=dataset, processing_class=loaded.tokenizer,
-                                       peft_config=lora_config(cfg.model, getattr(loaded.model.config, "num_hidden_layers", None)))
+        trainer_cls = RecordingGRPOTrainer
+        if cfg.curriculum.dynamic_sampling:  # issue 7: drop all-right/all-wrong groups, refill the batch
+            from engine.dynamic_sampling import DynamicSamplingGRPOTrainer as trainer_cls
+        trainer = trainer_cls(model=loaded.model, reward_funcs=rewards, args=args,
+                              train_dataset=dataset, processing_class=loaded.tokenizer,
+                              peft_config=lora_config(cfg.model, getattr(loaded.model.config, "num_hidden_layers", None)))
+        if cfg.curriculum.dynamic_sampling:
+            c = cfg.curriculum
+            trainer.configure_dynamic_sampling(c.dynamic_sampling_criterion, c.dynamic_sampling_max_extra,
+                                               cfg.prompt.format, cfg.train.seed)
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         with lock:
             events.emit("model", name=cfg.model.name, path=loaded.path, parameters=n_params, trainable=trainable,
                         dtype=str(loaded.dtype).replace("torch.", ""), load_s=round(loaded.load_s, 2))
-        recorder = RolloutRecorder(RolloutWriter(run.rollouts), names, weights, cfg.train.num_generations,
-                                   cfg.prompt.format, cfg.train.max_completion_length)
+        if main_rank:
+            recorder = RolloutRecorder(RolloutWriter(run.rollouts), names, weights, cfg.train.num_generations,
+                                       cfg.prompt.format, cfg.train.max_completion_length)
         trainer.recorder = recorder
         callback = EngineCallback(events, lock, watcher, recorder, rewards, MemoryProbe(device),
                                   cfg.train.max_steps, cfg.train.save_final)
@@ -203,6 +234,9 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
         if checkpoint:
             callback.learning_rate = cfg.train.learning_rate
         trainer.add_callback(callback)
+        if cfg.eval.every_steps > 0 and main_rank:  # issue 7: `eval` events on a held-out subset
+            from engine.eval import make_eval_callback
+            trainer.add_callback(make_eval_callback(cfg, run.root, device, events, lock, callback))
         from transformers.trainer_callback import PrinterCallback
         trainer.remove_callback(PrinterCallback)  # our one-line step report replaces its dict dumps
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -246,32 +280,44 @@ def main(argv: list[str] | None = None) -> int:
     except PresetError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if distributed.needs_launch(cfg):
+        # Everything was checked in this one process; now become the accelerate job (same pid).
+        sys.stdout.flush(), sys.stderr.flush()
+        os.environ[distributed.LAUNCHED_ENV] = "1"
+        os.execv(sys.executable, distributed.accelerate_argv(cfg, list(sys.argv[1:] if argv is None else argv)))
+    distributed.init()
+    main_rank = distributed.is_main()
     run = RunDir(args.run_dir)
-    run.root.mkdir(parents=True, exist_ok=True)
-    ensure_control_dir(run.control)
+    if main_rank:
+        run.root.mkdir(parents=True, exist_ok=True)
+        ensure_control_dir(run.control)
+    distributed.barrier()  # the run directory exists for every rank from here on
+    log_path = run.engine_log if main_rank else run.root / f"engine.rank{distributed.rank()}.log"
     if args.log_to_run_dir:
         # Detached: from here on fds 1 and 2 (C-level warnings included) go to engine.log.
         sys.stdout.flush(), sys.stderr.flush()
-        fd = os.open(run.engine_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1), os.dup2(fd, 2)
         os.close(fd)
-    elif not _stdout_is(run.engine_log):
-        log = open(run.engine_log, "a", encoding="utf-8")
+    elif not _stdout_is(log_path):
+        log = open(log_path, "a", encoding="utf-8")
         sys.stdout, sys.stderr = Tee(sys.__stdout__, log), Tee(sys.__stderr__, log)
-    if not args.resume or args.preset or args.overrides or args.max_steps is not None:
+    if main_rank and (not args.resume or args.preset or args.overrides or args.max_steps is not None):
         # config.json is always the config in force; every run_start event also carries its own.
         tmp = run.root / ".config.json.tmp"
         tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
         os.replace(tmp, run.config)
-    run.pid_file.write_text(str(os.getpid()))
+    if main_rank:
+        run.pid_file.write_text(str(os.getpid()))
     run.switch_to = None
     try:
         code = train(cfg, run, args.resume)
     finally:
-        try:
-            run.pid_file.unlink()
-        except FileNotFoundError:
-            pass
+        if main_rank:
+            try:
+                run.pid_file.unlink()
+            except FileNotFoundError:
+                pass
     if run.switch_to:
         # Same pid, same run directory, same log: a UI watching the process sees one run go on.
         argv = [sys.executable, "-m", "engine", "train", "--run-dir", str(args.run_dir), "--resume",

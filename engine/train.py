@@ -26,6 +26,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
+from engine import distributed
 from engine.config import Config
 from engine.control import take_commands
 from engine.events import EventWriter
@@ -114,15 +115,19 @@ class RecordingGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)
-        if self.recorder is not None and self.accelerator.is_main_process:
-            scored_inputs, completions, completion_ids, rewards = self._last_scored
-            n, rank = len(scored_inputs), self.accelerator.process_index
-            # rewards are gathered over processes; keep this process's rows, like TRL does
-            local = rewards[rank * n:(rank + 1) * n].detach().float().cpu()
+        if self.recorder is None and distributed.world_size() == 1:
+            return out
+        scored_inputs, completions, completion_ids, rewards = self._last_scored
+        advantages = out["advantages"].detach().float().cpu()
+        # rewards are already gathered over processes (in rank order); gather the rest the same way so
+        # rank 0 records the whole generation batch and groups split across ranks stay whole.
+        parts = distributed.gather(([{k: x.get(k) for k in ("question", "answer", "prompt")} for x in scored_inputs],
+                                    completions, completion_ids, advantages))
+        if self.recorder is not None and parts:
             self.recorder.record(
-                step=self.state.global_step + 1, inputs=scored_inputs, completions=completions,
-                completion_ids=completion_ids, rewards=local,
-                advantages=out["advantages"].detach().float().cpu(),
+                step=self.state.global_step + 1, inputs=[x for p in parts for x in p[0]],
+                completions=[c for p in parts for c in p[1]], completion_ids=[c for p in parts for c in p[2]],
+                rewards=rewards.detach().float().cpu(), advantages=torch.cat([p[3] for p in parts]),
                 eos_ids=set(self.eos_token_ids) | {self._tokenizer.pad_token_id})
         return out
 
@@ -290,7 +295,15 @@ class EngineCallback(TrainerCallback):
             set_base_learning_rate(self.trainer.lr_scheduler, self.learning_rate)
         with self.lock:
             self.events.state("running", step=state.global_step)
-            self.events.emit("memory", step=state.global_step, **self.probe.sample())
+        self._emit_memory(state.global_step)
+
+    def _emit_memory(self, step: int) -> None:
+        """Rank 0's sample at the top level (what single-GPU readers use) plus one per rank."""
+        samples = distributed.gather(self.probe.sample())  # every rank takes part
+        if samples:
+            extra = {"ranks": samples} if len(samples) > 1 else {}
+            with self.lock:
+                self.events.emit("memory", step=step, **samples[0], **extra)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "train_runtime" in logs:  # the end-of-training summary log
@@ -317,10 +330,11 @@ class EngineCallback(TrainerCallback):
                              epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
                              tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
                              elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
-                             correct_frac=self.recorder.correct_frac(state.global_step))
-            self.events.emit("memory", step=state.global_step, **self.probe.sample())
-        print(f"step {state.global_step}/{self.max_steps} reward={metrics.get('reward')} "
-              f"zero_std={metrics.get('frac_reward_zero_std')} {step_time:.2f}s", flush=True)
+                             correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
+        self._emit_memory(state.global_step)
+        if distributed.is_main():
+            print(f"step {state.global_step}/{self.max_steps} reward={metrics.get('reward')} "
+                  f"zero_std={metrics.get('frac_reward_zero_std')} {step_time:.2f}s", flush=True)
         self._handle_commands(state, control)
         at_end = state.global_step >= self.max_steps
         if at_end and self.save_final:
@@ -365,8 +379,12 @@ class EngineCallback(TrainerCallback):
         control.should_save = True
         self.save_reasons.insert(0, ("switch", cmd.get("id")))
 
+    def _commands(self) -> list[dict]:
+        """Rank 0 reads the queue; every rank gets the same list (the ranks stay in step)."""
+        return distributed.broadcast(self.watcher.drain() if distributed.is_main() else None)
+
     def _handle_commands(self, state, control) -> None:
-        for cmd in self.watcher.drain():
+        for cmd in self._commands():
             name, cid = cmd.get("command"), cmd.get("id")
             if name == "switch_preset":
                 self.request_switch(control, cmd)
@@ -395,9 +413,10 @@ class EngineCallback(TrainerCallback):
             self.events.emit("command", id=cid, command="pause", status="done")
         paused_at = time.time()
         while True:
-            cmds = self.watcher.drain()
-            if not cmds:
+            if distributed.is_main():
                 time.sleep(0.1)
+            cmds = self._commands()
+            if not cmds:
                 continue
             done = False
             for cmd in cmds:
