@@ -322,6 +322,16 @@ def estimate(cfg: Config, gpu_gb: float | None = None, *, prompt_tokens: int | N
     e = 4 if (wb == 4 or upcast) else 2
     targets = list(ALL_LINEAR) if m.lora_target_modules == ["all-linear"] else list(m.lora_target_modules)
 
+    # -- sharding across processes ([distributed]): per-GPU share of each model-state term
+    d = cfg.distributed
+    n_proc = d.num_processes if on_gpu else 1
+    zero3 = n_proc > 1 and d.backend in ("deepspeed-zero3", "fsdp2")
+    zero2 = n_proc > 1 and (zero3 or d.backend == "deepspeed-zero2")
+    w_share = 1 / n_proc if zero3 else 1.0          # ZeRO-3 / FSDP shard the weights too
+    s_share = 1 / n_proc if zero2 else 1.0          # ZeRO-2 and up shard gradients and optimizer states
+    offload = zero2 and d.cpu_offload               # states (ZeRO-3: also params) live in CPU memory
+    shard_note = f" / {n_proc} GPUs ({d.backend})" if n_proc > 1 and d.backend != "ddp" else ""
+
     # -- weights
     n_params = arch.params
     if quant:
@@ -332,10 +342,16 @@ def estimate(cfg: Config, gpu_gb: float | None = None, *, prompt_tokens: int | N
                       f"{lin / 1e9:.2f}B linear params in NF4 + {other / 1e9:.2f}B "
                       f"(embeddings, head, norms) in {'fp32 (peft up-cast)' if ob == 4 else 'fp16/bf16'}")
     else:
-        weights = add("weights", n_params * wb, f"{n_params / 1e9:.2f}B params x {wb} B")
+        if zero3:  # the sharded weights plus one layer gathered in full for its forward/backward
+            w_gpu = 0.0 if offload else n_params * wb * w_share
+            weights = add("weights", w_gpu + arch.layer_params * wb,
+                          f"{n_params / 1e9:.2f}B params x {wb} B{shard_note}"
+                          + (" (offloaded to CPU)" if offload else "") + " + one gathered layer")
+        else:
+            weights = add("weights", n_params * wb, f"{n_params / 1e9:.2f}B params x {wb} B")
     ref = 0.0
     if t.beta > 0 and not m.lora:
-        ref = add("reference model", n_params * wb, f"beta = {t.beta} > 0 loads a second copy")
+        ref = add("reference model", n_params * wb * w_share, f"beta = {t.beta} > 0 loads a second copy{shard_note if zero3 else ''}")
     # -- trainable parameters, gradients, optimizer
     if m.lora:
         n_train = arch.lora_params(m.lora_r, targets)
@@ -343,10 +359,12 @@ def estimate(cfg: Config, gpu_gb: float | None = None, *, prompt_tokens: int | N
         adapters = add("LoRA adapters", n_train * tb, f"{n_train / 1e6:.1f}M params in fp32")
     else:
         n_train, tb, adapters = n_params, wb, 0.0
-    grads = add("gradients", n_train * tb, f"{n_train / 1e6:.0f}M x {tb} B" if m.lora else f"{tb} B per param")
+    grads = add("gradients", n_train * tb * s_share,
+                (f"{n_train / 1e6:.0f}M x {tb} B" if m.lora else f"{tb} B per param") + (shard_note if zero2 else ""))
     state_b, step_b, state_note = _optimizer_state_bytes(t.optim, tb)
-    states = add("optimizer states", n_train * state_b, f"{t.optim}: {state_note}")
-    step_buf = n_train * step_b  # foreach AdamW keeps one temporary the size of a moment
+    states = add("optimizer states", 0.0 if offload else n_train * state_b * s_share,
+                 f"{t.optim}: {state_note}" + (shard_note if zero2 else "") + (" (offloaded to CPU)" if offload else ""))
+    step_buf = 0.0 if offload else n_train * step_b * s_share  # foreach AdamW keeps one temporary the size of a moment
 
     # -- activations of one micro-batch (B sequences of P + C tokens)
     T = P + C

@@ -61,9 +61,11 @@ def test_preset_loads_and_is_consistent(name):
 
 @pytest.mark.parametrize("name", GPU_PRESETS)
 def test_gpu_preset_names_its_recipe_and_memory(name):
-    p = load_config(name).preset
+    cfg = load_config(name)
+    p, n = cfg.preset, cfg.distributed.num_processes
     assert p.device == "gpu" and p.recipe and p.expected_peak_gb and p.min_gpu_gb
-    assert name.startswith(f"gpu{int(p.min_gpu_gb)}-")
+    # one-GPU presets are gpu<GB>-..., multi-GPU ones gpu<GB>x<GPUs>-... (memory is per GPU)
+    assert name.startswith(f"gpu{int(p.min_gpu_gb)}-" if n == 1 else f"gpu{int(p.min_gpu_gb)}x{n}-")
 
 
 @pytest.mark.parametrize("name", GPU_PRESETS)
