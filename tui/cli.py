@@ -5,6 +5,7 @@
     grpo-tui browse [RUN_DIR]
     grpo-tui presets [--gpu-mem GB]
     grpo-tui rewards --answer GOLD [--completion FILE|-] [--preset P]
+    grpo-tui eval --model ID|PATH|RUN_DIR[@STEP] --dataset gsm8k|math500|synthetic|FILE.jsonl [--limit N] [--samples K]
 
 Textual is imported only by the commands that open a Textual app, so the
 headless path and the engine never load it.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from tui.launcher import default_run_dir
 
-SUBCOMMANDS = ("attach", "browse", "presets", "rewards")
+SUBCOMMANDS = ("attach", "browse", "presets", "rewards", "eval")
 
 
 def _default_preset() -> tuple[str, str]:
@@ -36,7 +37,7 @@ def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="grpo-tui", description="Watch and steer GRPO training of language models on math.",
         epilog="other commands: grpo-tui attach RUN_DIR | browse [RUN_DIR] | presets [--gpu-mem GB] | "
-               "rewards --answer GOLD [--completion FILE|-]")
+               "rewards --answer GOLD [--completion FILE|-] | eval --model M --dataset D")
     p.add_argument("--preset", help="preset name (see `grpo-tui presets`) or a .toml path; "
                                     "default: the best preset for the detected GPU, cpu-demo without one")
     p.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/<timestamp>-<preset>)")
@@ -101,12 +102,17 @@ def cmd_rewards(argv: list[str]) -> int:
     return main(argv)
 
 
+def cmd_eval(argv: list[str]) -> int:
+    from engine.eval import main
+    return main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] in SUBCOMMANDS:
         return {"attach": cmd_attach, "browse": cmd_browse, "presets": cmd_presets,
-                "rewards": cmd_rewards}[argv[0]](argv[1:])
+                "rewards": cmd_rewards, "eval": cmd_eval}[argv[0]](argv[1:])
     return cmd_train(argv)
 
 
