@@ -17,7 +17,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, Iterable
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -124,6 +124,10 @@ class Dashboard(App[int]):
         self._refresh_status()
         self.query_one(GroupTable).table.focus()
         self.poll_run()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The side column (status, memory) takes a third of a narrow terminal, 50 columns of a wide one.
+        self.query_one("#side").styles.width = max(34, min(50, event.size.width // 3))
 
     def on_unmount(self) -> None:
         self._stop_polling.set()

@@ -78,7 +78,7 @@ def legend(items: list[tuple[str, int]]) -> Text:
     return t
 
 
-class RewardCurves(Horizontal):
+class RewardCurves(Vertical):
     """Two plots: rewards (total and each function's mean) and GRPO signal (zero-std, truncated, correct, length)."""
 
     def __init__(self, model: RunModel, **kw: Any) -> None:
@@ -87,11 +87,12 @@ class RewardCurves(Horizontal):
         self.smoothing = False
 
     def compose(self):
-        with Vertical(classes="curve"):
+        # Legends in one row above both plots, so the plots line up whatever the legends' heights.
+        with Horizontal(classes="legends"):
             yield Static("", id="reward-legend", classes="legend")
-            yield CurvePlot(self._draw_rewards, id="reward-plot")
-        with Vertical(classes="curve"):
             yield Static("", id="signal-legend", classes="legend")
+        with Horizontal(classes="plots"):
+            yield CurvePlot(self._draw_rewards, id="reward-plot")
             yield CurvePlot(self._draw_signal, id="signal-plot")
 
     def on_mount(self) -> None:
@@ -139,8 +140,9 @@ class RewardCurves(Horizontal):
         drawn = self._line(plt, m.column(REWARD), width, TOTAL_COLOR)
         for i, name in enumerate(m.reward_names):
             drawn |= self._line(plt, m.column(reward_key(name)), width, REWARD_COLORS[i % len(REWARD_COLORS)])
-        plt.title(("Reward: total and mean per function" if drawn else "Reward: waiting for the first step")
-                  + self._suffix())
+        if height >= 14 or not drawn:  # a short plot keeps its rows for the curves
+            plt.title(("Reward: total and mean per function" if drawn else "Reward: waiting for the first step")
+                      + self._suffix())
         self._xaxis(plt)
 
     def _draw_signal(self, plt: Plot, width: int, height: int) -> None:
@@ -151,6 +153,7 @@ class RewardCurves(Horizontal):
         if drawn:
             plt.ylim(0, 1, yside="left")
         drawn |= self._line(plt, m.column(MEAN_LENGTH), width, LENGTH_COLOR, yside="right")
-        plt.title(("Fractions (left) · length (right)" if drawn
-                   else "Signal: waiting for the first step") + self._suffix())
+        if height >= 14 or not drawn:
+            plt.title(("Fractions (left) · length (right)" if drawn
+                       else "Signal: waiting for the first step") + self._suffix())
         self._xaxis(plt)
