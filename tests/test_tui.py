@@ -160,6 +160,9 @@ def test_controls_send_commands_and_show_acknowledgements(synthetic_run) -> None
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.model.steps == [1, 2, 3] and app.link.alive, what="live run")
+            palette = {c.title for c in app.get_system_commands(app.screen)}
+            assert {"Pause training", "Checkpoint now", "Stop training", "Switch preset", "Toggle smoothing",
+                    "Quit"} <= palette and "Resume training" not in palette
             await pilot.press("p")
             assert control_commands(control) == ["pause"]
             cid = json.loads(next(control.glob("*.json")).read_text())["id"]
@@ -171,6 +174,7 @@ def test_controls_send_commands_and_show_acknowledgements(synthetic_run) -> None
             run.events.state("paused", step=3)
             run.events.emit("command", id=cid, command="pause", status="done")
             await wait_for(pilot, lambda: app.model.state == "paused", what="paused")
+            assert "Resume training" in {c.title for c in app.get_system_commands(app.screen)}
             await pilot.press("p")  # now p resumes
             assert control_commands(control)[-1] == "resume"
             await pilot.press("c")
