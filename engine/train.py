@@ -258,6 +258,12 @@ class CommandWatcher(threading.Thread):
                 self.events.state(pending)
         self.queue.put(cmd)
 
+    def requeue(self, cmds: list[dict]) -> None:
+        """Put commands back at the front of the queue, ahead of anything that arrived since."""
+        rest = self.drain()
+        for cmd in [*cmds, *rest]:
+            self.queue.put(cmd)
+
     def drain(self) -> list[dict]:
         out = []
         while True:
@@ -356,7 +362,7 @@ class EngineCallback(TrainerCallback):
                                      detail=f"checkpoint {path}; continuing under preset {self.switch_to}")
                 elif cid:
                     self.events.emit("command", id=cid, command="checkpoint", status="done", detail=str(path))
-            if not self.stop_requested and state.global_step < self.max_steps:
+            if not self.stop_requested and state.global_step < self.max_steps and not self.watcher.paused.is_set():
                 self.events.state("running", step=state.global_step)
         self.save_reasons = []
         return control
@@ -384,7 +390,8 @@ class EngineCallback(TrainerCallback):
         return distributed.broadcast(self.watcher.drain() if distributed.is_main() else None)
 
     def _handle_commands(self, state, control) -> None:
-        for cmd in self._commands():
+        cmds = self._commands()
+        for i, cmd in enumerate(cmds):
             name, cid = cmd.get("command"), cmd.get("id")
             if name == "switch_preset":
                 self.request_switch(control, cmd)
@@ -393,8 +400,15 @@ class EngineCallback(TrainerCallback):
                 self.save_reasons.append(("command", cid))
             elif name == "stop":
                 self.request_stop(control, cid)
+            elif name == "pause" and self.stop_requested:
+                with self.lock:
+                    self.events.emit("command", id=cid, command="pause", status="rejected",
+                                     detail="the run is stopping")
             elif name == "pause":
-                self._pause(state, control, cid)
+                # commands that arrived after the pause in the same batch (a quick resume or stop)
+                # are the first ones the pause acts on
+                self._pause(state, control, cid, pending=cmds[i + 1:])
+                break
             elif name == "resume":
                 with self.lock:
                     self.events.emit("command", id=cid, command="resume", status="rejected", detail="not paused")
@@ -402,7 +416,7 @@ class EngineCallback(TrainerCallback):
             with self.lock:
                 self.events.state("stopping", step=state.global_step)
 
-    def _pause(self, state, control, cid: str | None) -> None:
+    def _pause(self, state, control, cid: str | None, pending: list[dict] = ()) -> None:
         """Block at the step boundary; the model and optimizer stay in memory so resuming is instant."""
         if control.should_save and self.trainer is not None:
             self._save_now(state)  # a checkpoint asked for with the pause happens before pausing
@@ -412,14 +426,21 @@ class EngineCallback(TrainerCallback):
             self.events.state("paused", step=state.global_step)
             self.events.emit("command", id=cid, command="pause", status="done")
         paused_at = time.time()
+        cmds = list(pending)
         while True:
-            if distributed.is_main():
-                time.sleep(0.1)
-            cmds = self._commands()
+            if not cmds:
+                if distributed.is_main():
+                    time.sleep(0.1)
+                cmds = self._commands()
             if not cmds:
                 continue
             done = False
-            for cmd in cmds:
+            for j, cmd in enumerate(cmds):
+                if done:
+                    # what came after the resume/stop in the same batch is handled at the next boundary
+                    if distributed.is_main():
+                        self.watcher.requeue(cmds[j:])
+                    break
                 name, ccid = cmd.get("command"), cmd.get("id")
                 if name == "resume":
                     with self.lock:
@@ -439,6 +460,7 @@ class EngineCallback(TrainerCallback):
                 elif name == "pause":
                     with self.lock:
                         self.events.emit("command", id=ccid, command="pause", status="done", detail="already paused")
+            cmds = []
             if done:
                 break
         self.watcher.paused.clear()

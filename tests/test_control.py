@@ -95,3 +95,44 @@ def test_pause_checkpoint_resume_switch_stop(tmp_path):
     cks = [(e["reason"], e["step"]) for e in events if e["type"] == "checkpoint"]
     assert cks[-1] == ("stop", end["step"])
     assert run.latest_checkpoint().name == f"checkpoint-{end['step']}"
+
+
+def test_commands_in_one_batch_are_all_handled():
+    """[pause, resume] or [pause, stop] arriving before one step boundary: nothing is lost."""
+    import threading
+    from types import SimpleNamespace
+    from engine.train import CommandWatcher, EngineCallback
+
+    class Events:
+        def __init__(self):
+            self.log = []
+
+        def emit(self, type, **f):
+            self.log.append((type, f.get("command"), f.get("status"), f.get("state")))
+
+        def state(self, state, **f):
+            self.emit("state", state=state)
+
+    events, lock = Events(), threading.Lock()
+    watcher = CommandWatcher(Path("/nonexistent"), events, lock)
+    cb = EngineCallback(events, lock, watcher, None, [], None, max_steps=10, save_final=False)
+    state = SimpleNamespace(global_step=3)
+
+    control = SimpleNamespace(should_save=False, should_training_stop=False)
+    for c in ({"id": "a", "command": "pause"}, {"id": "b", "command": "resume"}):
+        watcher.queue.put(c)
+    cb._handle_commands(state, control)  # returns: the resume in the same batch ended the pause
+    assert ("command", "resume", "done", None) in events.log and not control.should_training_stop
+
+    control = SimpleNamespace(should_save=False, should_training_stop=False)
+    for c in ({"id": "c", "command": "pause"}, {"id": "d", "command": "stop"}):
+        watcher.queue.put(c)
+    cb._handle_commands(state, control)
+    assert control.should_training_stop and control.should_save
+
+    cb2 = EngineCallback(events, lock, watcher, None, [], None, max_steps=10, save_final=False)
+    control = SimpleNamespace(should_save=False, should_training_stop=False)
+    for c in ({"id": "e", "command": "stop"}, {"id": "f", "command": "pause"}):
+        watcher.queue.put(c)
+    cb2._handle_commands(state, control)  # a pause after a stop is refused, not parked forever
+    assert control.should_training_stop and ("command", "pause", "rejected", None) in events.log

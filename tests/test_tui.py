@@ -343,3 +343,22 @@ def test_main_screen_snapshot(snap_compare, tmp_path: Path, monkeypatch) -> None
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_memory_panel_shows_each_rank_of_a_multi_process_run(synthetic_run) -> None:
+    run = synthetic_run(steps=2, finished=False, device="cuda:0")
+    sample = {"device": "cuda:0", "allocated_gb": 30.0, "reserved_gb": 35.0, "peak_gb": 36.0, "total_gb": 79.6,
+              "nvml_used_gb": 36.5, "rss_gb": 3.0}
+    run.events.emit("memory", step=2, **sample,
+                    ranks=[sample, {**sample, "device": "cuda:1", "reserved_gb": 71.9}])
+    run.finish()
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model.memory and app.model.memory[-1].get("ranks"), what="ranks")
+            await pilot.pause(0.2)
+            text = str(app.query_one("#memory-text").render())
+            assert "rank 0" in text and "rank 1" in text and "71.90 GB" in text
+
+    app = _dashboard(run.run.root)
+    asyncio.run(go())

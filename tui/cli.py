@@ -64,7 +64,8 @@ def cmd_train(argv: list[str]) -> int:
         from tui.headless import run_headless
         return run_headless(preset, run_dir, args.max_steps, args.overrides, args.resume)
     from tui.app import run_dashboard
-    return run_dashboard(preset, run_dir, args.max_steps, args.overrides, attach=False, preset_reason=reason)
+    return run_dashboard(preset, run_dir, args.max_steps, args.overrides, attach=False, preset_reason=reason,
+                         resume=args.resume)
 
 
 def cmd_attach(argv: list[str]) -> int:

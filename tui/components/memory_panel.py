@@ -66,8 +66,14 @@ class MemoryPanel(Vertical):
             t.add_row("engine rss", Text(_gb(last.get("rss_gb"))), _bar(last.get("rss_gb"), total))
             t.add_row("RAM", Text(_gb(total)), Text(""))
             key, label = "rss_gb", "rss"
+        ranks = last.get("ranks") or []
+        for i, r in enumerate(ranks):
+            # a multi-process run: one line per rank (per GPU), reserved on GPUs, RSS on CPUs
+            rk = "reserved_gb" if r.get("reserved_gb") is not None else "rss_gb"
+            t.add_row(f"rank {i}", Text(f"{_gb(r.get(rk))}"), _bar(r.get(rk), r.get("total_gb")))
         history = [float(e[key]) for e in m.memory if isinstance(e.get(key), (int, float))]
-        shape = (gpu, last.get("nvml_used_gb") is not None)  # rows only change with the device kind
+        # rows only change with the device kind and the number of ranks
+        shape = (gpu, last.get("nvml_used_gb") is not None, len(ranks))
         self.query_one("#memory-text", Static).update(t.text(), layout=shape != self._shape)
         self._shape = shape
         self.query_one("#memory-spark", Sparkline).data = history
