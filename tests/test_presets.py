@@ -133,7 +133,7 @@ def test_two_stage_r1_grpo_stage():
     assert cfg.prompt.format == "think"
     assert cfg.rewards["length_penalty"] == {"weight": 1.0, "min_tokens": 500, "max_tokens": 800}
     assert "think_format" in cfg.rewards and t.max_completion_length > 800
-    assert "TODO" in cfg.preset.recipe and "SFT" in cfg.preset.recipe
+    assert "TODO" not in cfg.preset.recipe and "SFT" in cfg.preset.recipe and cfg.sft.enabled  # issue 7
 
 
 def test_bigger_cards_get_bigger_models_or_groups():
