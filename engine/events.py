@@ -81,6 +81,16 @@ def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int, int]:
     return events, end, skipped
 
 
+def read_chunk(path: Path, offset: int, max_bytes: int) -> bytes:
+    """Up to max_bytes of a growing file from a byte offset (b"" if it doesn't exist yet)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(max_bytes)
+    except FileNotFoundError:
+        return b""
+
+
 def read_events(path: Path) -> list[dict[str, Any]]:
     """All complete events of a log (a half-written last line is ignored)."""
     try:
@@ -99,12 +109,7 @@ class EventTail:
         self.skipped = 0
 
     def read_new(self, max_bytes: int = 8 << 20) -> list[dict[str, Any]]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read(max_bytes)
-        except FileNotFoundError:
-            return []
+        data = read_chunk(self.path, self.offset, max_bytes)
         events, used, skipped = parse_lines(data)
         self.offset += used
         self.skipped += skipped

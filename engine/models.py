@@ -49,15 +49,22 @@ def smollm2_gguf() -> Path:
     return path
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Move a fully written directory into place; a concurrent writer that won the race is fine."""
+def _save_to_cache(model: Any, tokenizer: Any, final: Path) -> Path:
+    """Write model and tokenizer to a temporary directory, then move it into place in one rename.
+
+    A reader never sees half a model; a concurrent writer that won the race is fine.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
     try:
         os.rename(tmp, final)
     except OSError:
         if not (final / "config.json").exists():
             raise
         shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def ensure_smollm2(log: Any = print) -> Path:
@@ -74,12 +81,7 @@ def ensure_smollm2(log: Any = print) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=final.parent))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    _publish(tmp, final)
-    return final
+    return _save_to_cache(model, tok, final)
 
 
 def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> Path:
@@ -95,13 +97,7 @@ def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> P
         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=final.parent))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    _publish(tmp, final)
-    return final
+    return _save_to_cache(LlamaForCausalLM(config), tok, final)
 
 
 def resolve_model_path(cfg: ModelConfig, log: Any = print) -> str:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.events import read_chunk
+
 # The writer puts "v", "step" and "group" first on every line; reading them with a
 # regex lets a long run's history be indexed without parsing every completion.
 _HEAD = re.compile(rb'^\{"v":\s*\d+,\s*"step":\s*(-?\d+),\s*"group":\s*(-?\d+)')
@@ -41,12 +43,7 @@ class RolloutTail:
 
     def read_new(self, max_bytes: int = 32 << 20, parse_from_step: int | None = None) -> list[GroupLine]:
         """New group lines; records are parsed only for steps >= parse_from_step (None: the last step read)."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read(max_bytes)
-        except FileNotFoundError:
-            return []
+        data = read_chunk(self.path, self.offset, max_bytes)
         base, end = self.offset, data.rfind(b"\n") + 1
         lines: list[GroupLine] = []
         pos = 0

@@ -62,8 +62,17 @@ class StatusPanel(Static):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self._rows = -1
+        self._last: tuple[RunModel, EngineLink] | None = None
+        self._wrap_width = 0
+
+    def on_resize(self) -> None:
+        # The preset reason is wrapped to the panel's width, which is only known after layout:
+        # redraw once it is (or changes), so the result doesn't depend on when the first update came.
+        if self._last is not None and self.content_size.width != self._wrap_width:
+            self.show(*self._last)
 
     def show(self, m: RunModel, link: EngineLink) -> None:
+        self._last = (m, link)
         t = _Rows()
         state = "gone" if link.gone else m.state
         label = Text(STATE_LABEL.get(state, state), style=STATE_STYLE.get(state, "bold"))
@@ -110,6 +119,7 @@ class StatusPanel(Static):
             preset.append(f"  (engine start {m.run_starts})", style="dim")
         t.add_row("Preset", preset)
         if link.preset_reason and m.run_starts <= 1:  # why the first preset was picked, on at most two lines
+            self._wrap_width = self.content_size.width
             width = self.content_size.width - LABEL_WIDTH if self.content_size.width > LABEL_WIDTH + 10 else 35
             for line in textwrap.wrap(link.preset_reason, width)[:2]:
                 t.add_row("", Text(line, style="dim"))
