@@ -27,6 +27,7 @@ class RunSummary:
     zero_std: list[float] = field(default_factory=list)
     correct: list[float] = field(default_factory=list)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     reward_failures: dict[str, int] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
@@ -76,7 +77,9 @@ class RunSummary:
             self.dataset = ev
         elif typ == "run_end":
             self.end = ev
-        elif typ not in ("model", "command"):
+        elif typ == "eval":
+            self.evals.append(ev)
+        elif typ not in ("model", "command", "stage", "sft_step", "curriculum"):
             self.unknown_types += 1
 
     def extend(self, events: Iterable[dict[str, Any]]) -> "RunSummary":

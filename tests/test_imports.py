@@ -10,6 +10,7 @@ from conftest import REPO
 HEADLESS_MODULES = ["engine", "engine.config", "engine.data", "engine.models", "engine.train", "engine.run",
                     "engine.events", "engine.rollouts", "engine.control", "engine.summary", "engine.rewards",
                     "engine.rewards.playground", "engine.memory_estimate", "engine.preset_table", "engine.distributed",
+                    "engine.eval", "engine.sft", "engine.curriculum", "engine.dynamic_sampling",
                     "tui", "tui.cli", "tui.launcher", "tui.headless"]
 
 

@@ -94,6 +94,11 @@ def print_summary(console: Console, s: RunSummary, run_dir: Path, code: int | No
                           f"{s.dataset.get('skipped') or ''}")
     if s.reward_failures:
         t.add_row("reward failures", ", ".join(f"{k}: {v}" for k, v in s.reward_failures.items()))
+    if s.evals:
+        first, last = s.evals[0], s.evals[-1]
+        t.add_row("eval (strict)", f"step {first.get('step')}: {_f(first.get('accuracy'), 3)}  ->  "
+                                   f"step {last.get('step')}: {_f(last.get('accuracy'), 3)} "
+                                   f"[{_f(last.get('ci_low'), 3)}, {_f(last.get('ci_high'), 3)}]")
     if s.checkpoints:
         t.add_row("last checkpoint", s.checkpoints[-1]["path"])
     t.add_row("run directory", str(run_dir))
@@ -134,8 +139,8 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
                 s.add(ev)
                 if ev["type"] == "step":
                     console.print(step_line(ev, s.reward_names))
-                elif ev["type"] in ("checkpoint", "reward_failure", "dataset", "model") or (
-                        ev["type"] == "command" and ev.get("status") == "rejected"):
+                elif ev["type"] in ("checkpoint", "reward_failure", "dataset", "model", "eval", "sft_step", "stage",
+                                    "curriculum") or (ev["type"] == "command" and ev.get("status") == "rejected"):
                     console.print(_event_line(ev), style="dim")
                 elif ev["type"] == "state" and ev["state"] in ("paused", "stopping", "failed"):
                     console.print(f"[{ev['state']}] {ev.get('detail', '')}", style="yellow")
@@ -181,6 +186,20 @@ def _event_line(ev: dict[str, Any]) -> str:
                 f"{ev.get('skipped') or ''}")
     if typ == "model":
         return f"model: {ev.get('name')} ({ev.get('parameters', 0) / 1e6:.1f}M params, {ev.get('trainable', 0) / 1e6:.2f}M trainable)"
+    if typ == "eval":
+        return (f"eval at step {ev.get('step')}: {ev.get('dataset')} n={ev.get('n')} strict {_f(ev.get('accuracy'), 3)} "
+                f"[{_f(ev.get('ci_low'), 3)}, {_f(ev.get('ci_high'), 3)}] flexible {_f(ev.get('accuracy_flex'), 3)} "
+                f"format {_f(ev.get('format_rate'), 2)}")
+    if typ == "sft_step":
+        return (f"sft step {ev.get('step')}/{ev.get('max_steps')} loss {_f(ev.get('loss'), 4)} "
+                f"token acc {_f(ev.get('mean_token_accuracy'), 3)} lr {ev.get('learning_rate')} "
+                f"ETA {fmt_duration(ev.get('eta_s'))}")
+    if typ == "stage":
+        extra = {k: ev[k] for k in ("examples", "steps", "train_loss", "kept", "problems", "rows") if k in ev}
+        return f"stage {ev.get('stage')} {ev.get('status')} {extra or ''}"
+    if typ == "curriculum":
+        return (f"curriculum: kept {ev.get('kept')}/{ev.get('problems')} problems in pass-rate band {ev.get('band')} "
+                f"(all wrong {ev.get('all_wrong')}, all right {ev.get('all_right')})")
     return f"command {ev.get('command')} rejected: {ev.get('detail')}"
 
 
