@@ -743,6 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); on a CPU shared "
+                                               "with other jobs, 1 is often several times faster")
     p.add_argument("--out", type=Path, help="output directory (default: evals/<time>-<dataset>)")
     return p
 
@@ -760,12 +762,18 @@ def main(argv: list[str] | None = None) -> int:
         preset = load_config(args.preset) if args.preset else None
         specs_in = ([args.compare] if args.compare else []) + args.model
         specs = [resolve_model(s, preset) for s in specs_in]
+        # one prompt for every model compared: a plain model is asked the way the run it is compared with was
+        shared = next((s.prompt for s in specs if s.prompt), None)
+        for s in specs:
+            s.prompt = s.prompt or shared
         cfg_for_data = preset or next((s.config for s in specs if s.config), None)
         data = load_eval_data(args.dataset, args.split, args.limit, cfg_for_data, args.difficulty, args.shuffle)
     except (EvalError, PresetError) as e:
         console.print(f"error: {e}")
         return EXIT_USAGE
     import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     temp_src = preset or next((s.config for s in specs if s.config), None)
     override = None
