@@ -25,6 +25,7 @@ class RunSummary:
     last_memory: dict[str, Any] = field(default_factory=dict)
     rewards: list[float] = field(default_factory=list)  # mean total reward per step
     zero_std: list[float] = field(default_factory=list)
+    zero_std_before: list[float] = field(default_factory=list)  # dynamic sampling: before filtering
     correct: list[float] = field(default_factory=list)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
@@ -62,6 +63,8 @@ class RunSummary:
                 self.rewards.append(m["reward"])
             if m.get("frac_reward_zero_std") is not None:
                 self.zero_std.append(m["frac_reward_zero_std"])
+            if m.get("dynamic_sampling/frac_reward_zero_std_before") is not None:
+                self.zero_std_before.append(m["dynamic_sampling/frac_reward_zero_std_before"])
             if ev.get("correct_frac") is not None:
                 self.correct.append(ev["correct_frac"])
         elif typ == "memory":

@@ -362,3 +362,22 @@ def test_memory_panel_shows_each_rank_of_a_multi_process_run(synthetic_run) -> N
 
     app = _dashboard(run.run.root)
     asyncio.run(go())
+
+
+def test_dynamic_sampling_runs_draw_zero_std_before_and_after(synthetic_run) -> None:
+    from tui.components.run_model import ZERO_STD_BEFORE
+    run = synthetic_run(steps=0, finished=False)
+    for step in (1, 2, 3):
+        run.events.emit("step", step=step, max_steps=3, metrics={"reward": 1.0, "frac_reward_zero_std": 0.1,
+                                                                   ZERO_STD_BEFORE: 0.6})
+    run.finish()
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: len(app.model.steps) == 3, what="steps")
+            await pilot.pause(0.3)
+            assert app.model.column(ZERO_STD_BEFORE) == [0.6, 0.6, 0.6]
+            assert "zero-std-before-filter" in str(app.query_one("#signal-legend").render())
+
+    app = _dashboard(run.run.root)
+    asyncio.run(go())

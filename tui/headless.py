@@ -86,7 +86,11 @@ def print_summary(console: Console, s: RunSummary, run_dir: Path, code: int | No
         last, le = mean_and_stderr(s.rewards[-k:])
         t.add_row("mean reward", f"first {k} steps {first:.3f} ± {fe:.3f}  ->  last {k} steps {last:.3f} ± {le:.3f}")
     if s.zero_std:
-        t.add_row("zero-std groups", f"{sum(s.zero_std) / len(s.zero_std):.2f} on average")
+        line = f"{sum(s.zero_std) / len(s.zero_std):.2f} on average"
+        if s.zero_std_before:  # dynamic sampling: as sampled vs as trained
+            line = (f"{sum(s.zero_std_before) / len(s.zero_std_before):.2f} as sampled -> {line} as trained "
+                    "(dynamic sampling)")
+        t.add_row("zero-std groups", line)
     if s.correct:
         t.add_row("correct", f"{s.correct[-1]:.2f} at the last step")
     if s.dataset:

@@ -16,7 +16,7 @@ from textual.widgets import Static
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
-from tui.components.run_model import (CLIPPED, CORRECT, MEAN_LENGTH, REWARD, ZERO_STD, RunModel,
+from tui.components.run_model import (CLIPPED, CORRECT, MEAN_LENGTH, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunModel,
                                       downsample, reward_key, smooth)
 
 SMOOTHING = 0.8
@@ -25,6 +25,7 @@ SMOOTHING = 0.8
 TOTAL_COLOR = 15
 REWARD_COLORS = (14, 13, 10, 214, 12, 11, 9, 250)
 ZERO_STD_COLOR, TRUNCATED_COLOR, CORRECT_COLOR, LENGTH_COLOR = 9, 11, 10, 14
+ZERO_STD_BEFORE_COLOR = 13
 
 
 class CurvePlot(PlotextPlot):
@@ -96,10 +97,16 @@ class RewardCurves(Vertical):
             yield CurvePlot(self._draw_signal, id="signal-plot")
 
     def on_mount(self) -> None:
-        self.query_one("#signal-legend", Static).update(legend(
-            [("zero-std-groups", ZERO_STD_COLOR), ("truncated", TRUNCATED_COLOR), ("correct", CORRECT_COLOR),
-             ("mean-length(right)", LENGTH_COLOR)]))
+        self._signal_legend(filtered=False)
         self._legend_names: list[str] | None = None
+        self._filtered = False
+
+    def _signal_legend(self, filtered: bool) -> None:
+        items = [("zero-std-groups", ZERO_STD_COLOR)]
+        if filtered:  # dynamic sampling: zero-std as sampled (before) and as trained
+            items.append(("zero-std-before-filter", ZERO_STD_BEFORE_COLOR))
+        items += [("truncated", TRUNCATED_COLOR), ("correct", CORRECT_COLOR), ("mean-length(right)", LENGTH_COLOR)]
+        self.query_one("#signal-legend", Static).update(legend(items))
 
     def redraw(self) -> None:
         m = self.model
@@ -108,6 +115,10 @@ class RewardCurves(Vertical):
             self.query_one("#reward-legend", Static).update(legend(
                 [("total", TOTAL_COLOR)] + [(n, REWARD_COLORS[i % len(REWARD_COLORS)])
                                             for i, n in enumerate(m.reward_names)]))
+        filtered = any(v is not None for v in m.column(ZERO_STD_BEFORE))
+        if filtered != self._filtered:
+            self._filtered = filtered
+            self._signal_legend(filtered)
         for plot in self.query(CurvePlot):
             plot.invalidate()
 
@@ -148,6 +159,8 @@ class RewardCurves(Vertical):
     def _draw_signal(self, plt: Plot, width: int, height: int) -> None:
         m = self.model
         drawn = self._line(plt, m.column(ZERO_STD), width, ZERO_STD_COLOR)
+        if any(v is not None for v in m.column(ZERO_STD_BEFORE)):
+            drawn |= self._line(plt, m.column(ZERO_STD_BEFORE), width, ZERO_STD_BEFORE_COLOR)
         drawn |= self._line(plt, m.column(CLIPPED), width, TRUNCATED_COLOR)
         drawn |= self._line(plt, m.column(CORRECT), width, CORRECT_COLOR)
         if drawn:

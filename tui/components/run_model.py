@@ -20,6 +20,8 @@ REWARD = "reward"
 MEAN_LENGTH = "completions/mean_length"
 CLIPPED = "completions/clipped_ratio"
 ZERO_STD = "frac_reward_zero_std"
+# with dynamic sampling: the zero-std fraction of the batch as first sampled, before filtering
+ZERO_STD_BEFORE = "dynamic_sampling/frac_reward_zero_std_before"
 CORRECT = "correct_frac"  # top-level field of the step event, not a TRL metric
 STEP_TIME = "step_time_s"
 TOKENS_PER_S = "tokens_per_s"
@@ -151,6 +153,7 @@ class RunModel:
         metrics = ev.get("metrics") or {}
         values = {REWARD: metrics.get(REWARD), MEAN_LENGTH: metrics.get(MEAN_LENGTH),
                   CLIPPED: metrics.get(CLIPPED), ZERO_STD: metrics.get(ZERO_STD),
+                  ZERO_STD_BEFORE: metrics.get(ZERO_STD_BEFORE),
                   CORRECT: ev.get(CORRECT), STEP_TIME: ev.get(STEP_TIME), TOKENS_PER_S: ev.get(TOKENS_PER_S)}
         for key, value in metrics.items():
             if key.startswith("rewards/") and key.endswith("/mean"):
