@@ -25,6 +25,8 @@ from engine.control import ensure_control_dir
 from engine.rundir import RunDir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Set by the launcher: the temporary file that holds the engine's output until engine.log exists.
+PREFLIGHT_LOG_ENV = "GRPO_TUI_PREFLIGHT_LOG"
 
 
 class Tee:
@@ -299,6 +301,14 @@ def main(argv: list[str] | None = None) -> int:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1), os.dup2(fd, 2)
         os.close(fd)
+        early = os.environ.get(PREFLIGHT_LOG_ENV)
+        if main_rank and early:
+            # keep what was printed before the run directory existed, and leave no temp file behind
+            try:
+                os.write(1, Path(early).read_bytes())
+                os.unlink(early)
+            except OSError:
+                pass
     elif not _stdout_is(log_path):
         log = open(log_path, "a", encoding="utf-8")
         sys.stdout, sys.stderr = Tee(sys.__stdout__, log), Tee(sys.__stderr__, log)

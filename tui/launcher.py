@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from engine.rundir import RunDir
+from engine.run import PREFLIGHT_LOG_ENV
 
 
 def default_run_dir(preset: str, root: Path = Path("runs")) -> Path:
@@ -44,6 +45,7 @@ class EngineProcess:
     def __init__(self, proc: subprocess.Popen, run_dir: Path, preflight_log: Path) -> None:
         self.proc, self.run = proc, RunDir(Path(run_dir))
         self.preflight_log = preflight_log
+        self._preflight_text: str | None = None
 
     @property
     def pid(self) -> int:
@@ -56,11 +58,18 @@ class EngineProcess:
         return self.proc.wait(timeout)
 
     def preflight_output(self) -> str:
-        """What the engine printed before it took over engine.log (its pre-flight error, if any)."""
-        try:
-            return self.preflight_log.read_text(errors="replace")
-        except OSError:
-            return ""
+        """What the engine printed before it took over engine.log (its pre-flight error, if any).
+
+        Read once, then the temporary file is removed (an engine that started removes it itself,
+        after copying it into engine.log).
+        """
+        if self._preflight_text is None:
+            try:
+                self._preflight_text = self.preflight_log.read_text(errors="replace")
+                self.preflight_log.unlink()
+            except OSError:
+                self._preflight_text = self._preflight_text or ""
+        return self._preflight_text
 
     def wait_started(self, timeout: float = 120.0) -> bool:
         """Wait until the engine wrote events.jsonl, or exited. True if the run started."""
@@ -78,7 +87,7 @@ def launch_engine(preset: str | None, run_dir: Path, max_steps: int | None = Non
                   overrides: list[str] = (), resume: bool = False) -> EngineProcess:
     """Start `python -m engine train` detached (own session, no stdin, output to engine.log)."""
     fd, log_path = tempfile.mkstemp(prefix="grpo-tui-preflight-", suffix=".log")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{PREFLIGHT_LOG_ENV: log_path})
     proc = subprocess.Popen(engine_command(preset, run_dir, max_steps, overrides, resume),
                             stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env)
