@@ -37,13 +37,13 @@ from transformers.trainer_callback import PrinterCallback  # noqa: E402
 from trl import GRPOTrainer  # noqa: E402
 
 from engine.config import Config, load_config  # noqa: E402
-from engine.data import load_rows, to_dataset  # noqa: E402
-from engine.events import read_events  # noqa: E402
+from engine.data.loader import load_rows, to_dataset  # noqa: E402
+from rundir.events import read_events  # noqa: E402
 from engine.models import load_model  # noqa: E402
 from engine.rewards import resolve_reward  # noqa: E402
 from engine.run import train as engine_train  # noqa: E402
-from engine.rundir import RunDir  # noqa: E402
-from engine.train import RecordingGRPOTrainer, _text, grpo_args  # noqa: E402
+from rundir.layout import RunDir  # noqa: E402
+from engine.train.grpo import RecordingGRPOTrainer, _text, grpo_args  # noqa: E402
 
 
 class StepTimer(TrainerCallback):

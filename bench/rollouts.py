@@ -34,8 +34,8 @@ ITEMS = "pencils apples books marbles stickers cookies".split()
 
 
 def make_run(run_dir: Path, steps: int, groups: int, gens: int, words: int, seed: int = 0) -> dict:
-    """Writes rollouts through engine.rollouts.RolloutWriter exactly as the engine does (flush per batch)."""
-    from engine.rollouts import RolloutWriter
+    """Writes rollouts through rundir.rollouts.RolloutWriter exactly as the engine does (flush per batch)."""
+    from rundir.rollouts import RolloutWriter
 
     rng = random.Random(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ SEARCHES = ["Janet ducks", "zzz-not-there", "PENCILS", "answer>\n42\n<", "/eggs 
 
 
 def measure(run_dir: str, mode: str, repeat: int) -> dict:
-    from engine.rollouts import RolloutFilter, RolloutReader, Rollouts, open_rollouts
+    from rundir.rollouts import RolloutFilter, RolloutReader, Rollouts, open_rollouts
 
     out: dict = {}
     t = time.perf_counter()
@@ -152,7 +152,7 @@ def measure_app(run_dir: str, repeat: int) -> dict:
     a filter change to the step list redrawn."""
     import asyncio
 
-    from tui.browser import BrowserApp, RolloutScreen
+    from tui.browser.app import BrowserApp, RolloutScreen
 
     out: dict = {}
 

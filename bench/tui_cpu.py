@@ -1,7 +1,7 @@
 """How much CPU does the dashboard use while it watches a run?
 
 Writes a synthetic run directory with the engine's own writers
-(engine.events.EventWriter, engine.rollouts.RolloutWriter) at one step per
+(rundir.events.EventWriter, rundir.rollouts.RolloutWriter) at one step per
 second with G=8 completions and 8 groups per step, while the real app
 (`Dashboard`, attached to that directory) runs in a child process on a pseudo
 terminal, drawing exactly as it would in a terminal. Prints the app process's
@@ -40,11 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine import events as events_module  # noqa: E402
-from engine.control import ensure_control_dir  # noqa: E402
-from engine.events import EventWriter  # noqa: E402
-from engine.rollouts import RolloutWriter  # noqa: E402
-from engine.rundir import RunDir  # noqa: E402
+from rundir import events as events_module  # noqa: E402
+from rundir.control import ensure_control_dir  # noqa: E402
+from rundir.events import EventWriter  # noqa: E402
+from rundir.rollouts import RolloutWriter  # noqa: E402
+from rundir.layout import RunDir  # noqa: E402
 
 REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xmlcount"]
 NAMES = ["Ava", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana"]

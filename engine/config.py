@@ -126,7 +126,7 @@ class TrainConfig:
 
 @dataclass
 class SftConfig:
-    # Stage 1 of the two-stage recipe (engine/sft.py): supervised cold start on worked solutions
+    # Stage 1 of the two-stage recipe (engine/train/sft.py): supervised cold start on worked solutions
     # rewritten into the prompt format, loss on completion tokens only; GRPO then starts from it.
     enabled: bool = _f(False, "Run an SFT cold-start stage before GRPO; GRPO starts from its weights (saved in RUN_DIR/sft/model).")
     source: str = _f("auto", "Worked solutions to imitate: GSM8K solutions ('gsm8k', <<calc>> notes stripped), traces of the "
@@ -152,7 +152,7 @@ class SftConfig:
 
 @dataclass
 class CurriculumConfig:
-    # engine/curriculum.py (difficulty pre-pass) and engine/dynamic_sampling.py (group filtering).
+    # engine/train/curriculum.py (difficulty pre-pass) and engine/train/dynamic_sampling.py (group filtering).
     prepass: bool = _f(False, "Before GRPO, sample prepass_samples completions per training problem with the starting model "
                               "and keep only problems whose pass rate is in the band (cached in RUN_DIR/curriculum/).")
     prepass_samples: int = _f(8, "Completions sampled per problem in the pre-pass (K).")
@@ -173,7 +173,7 @@ class CurriculumConfig:
 
 @dataclass
 class EvalConfig:
-    # engine/eval.py: greedy evaluation on a fixed held-out subset during training, written as `eval` events.
+    # engine/eval/evaluate.py: greedy evaluation on a fixed held-out subset during training, written as `eval` events.
     every_steps: int = _f(0, "Evaluate every N optimizer steps (0 = off); with N > 0 also before the first step and after the last.")
     dataset: str = _f("synthetic", "'synthetic' (held-out built-in problems), 'gsm8k', 'math500', or a JSONL/Parquet file.")
     split: str = _f("test", "Split of a named dataset.")

@@ -21,8 +21,8 @@ from typing import Any
 
 from engine import distributed
 from engine.config import Config, PresetError, load_config, load_resolved
-from engine.control import ensure_control_dir
-from engine.rundir import RunDir
+from rundir.control import ensure_control_dir
+from rundir.layout import RunDir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Set by the launcher: the temporary file that holds the engine's output until engine.log exists.
@@ -74,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def preflight(args: argparse.Namespace) -> Config:
     """All checks that need no model. Raises PresetError; writes nothing."""
-    from engine.data import check_files
+    from engine.data.loader import check_files
     from engine.rewards import RewardSpecError
-    from engine.train import build_rewards
+    from engine.train.grpo import build_rewards
 
     run = RunDir(args.run_dir)
     overrides = list(args.overrides)
@@ -125,7 +125,7 @@ def switch_problem(current: Config, preset: str) -> str | None:
             return (f"preset {preset} has [model] {key} = {getattr(b, key)!r} but this run has "
                     f"{getattr(a, key)!r}: its checkpoint can't continue under another model or adapter shape")
     try:
-        from engine.train import build_rewards
+        from engine.train.grpo import build_rewards
         build_rewards(new)
     except Exception as e:  # noqa: BLE001 - any reward problem is a reason to refuse
         return f"preset {preset}: [rewards] {e}"
@@ -145,12 +145,12 @@ def _versions() -> dict[str, str]:
 
 def train(cfg: Config, run: RunDir, resume: bool) -> int:
     import torch
-    from engine.data import load_rows, to_dataset
-    from engine.events import EventWriter
+    from engine.data.loader import load_rows, to_dataset
+    from rundir.events import EventWriter
     from engine.models import load_model, lora_config, pick_device
-    from engine.rollouts import RolloutWriter
-    from engine.telemetry import MemoryProbe
-    from engine.train import (CommandWatcher, EngineCallback, RecordingGRPOTrainer, RolloutRecorder,
+    from rundir.rollouts import RolloutWriter
+    from engine.train.telemetry import MemoryProbe
+    from engine.train.grpo import (CommandWatcher, EngineCallback, RecordingGRPOTrainer, RolloutRecorder,
                               build_rewards, grpo_args)
 
     t0 = time.time()
@@ -198,7 +198,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
             events.state("loading_model")
         print(f"{report.rows_used} training rows ({sum(report.skipped.values())} skipped); loading {cfg.model.name}",
               flush=True)
-        from engine.sft import before_grpo, starting_model  # issue 7: SFT stage, curriculum pre-pass
+        from engine.train.sft import before_grpo, starting_model  # issue 7: SFT stage, curriculum pre-pass
         loaded = load_model(starting_model(cfg, run.root), device, log=lambda m: print(m, flush=True))
         n_params = sum(p.numel() for p in loaded.model.parameters())
         if cfg.sft.enabled or cfg.curriculum.prepass:
@@ -214,7 +214,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
         torch.manual_seed(cfg.train.seed)
         trainer_cls = RecordingGRPOTrainer
         if cfg.curriculum.dynamic_sampling:  # issue 7: drop all-right/all-wrong groups, refill the batch
-            from engine.dynamic_sampling import DynamicSamplingGRPOTrainer as trainer_cls
+            from engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer as trainer_cls
         trainer = trainer_cls(model=loaded.model, reward_funcs=rewards, args=args,
                               train_dataset=dataset, processing_class=loaded.tokenizer,
                               peft_config=lora_config(cfg.model, getattr(loaded.model.config, "num_hidden_layers", None)))
@@ -237,7 +237,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
             callback.learning_rate = cfg.train.learning_rate
         trainer.add_callback(callback)
         if cfg.eval.every_steps > 0 and main_rank:  # issue 7: `eval` events on a held-out subset
-            from engine.eval import make_eval_callback
+            from engine.eval.evaluate import make_eval_callback
             trainer.add_callback(make_eval_callback(cfg, run.root, device, events, lock, callback))
         from transformers.trainer_callback import PrinterCallback
         trainer.remove_callback(PrinterCallback)  # our one-line step report replaces its dict dumps

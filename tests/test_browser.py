@@ -10,10 +10,10 @@ import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Input, Select, Static
 
-from engine.rollouts import RolloutFilter, RolloutWriter, open_rollouts
+from rundir.rollouts import RolloutFilter, RolloutWriter, open_rollouts
 from test_rollouts import PROMPTS, group_for, write_run
-from tui.browser import BrowserApp, ExportDialog, HistoryScreen, RolloutScreen, RunListScreen, run_browser
-from tui.browser_widgets import RowList
+from tui.browser.app import BrowserApp, ExportDialog, HistoryScreen, RolloutScreen, RunListScreen, run_browser
+from tui.browser.widgets import RowList
 from tui.components.completion_view import CompletionView
 from tui.components.group_table import GroupTable
 

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 from conftest import write_preset
-from engine.control import send_command, take_commands
-from engine.events import EventTail, read_events
-from engine.rundir import RunDir
+from rundir.control import send_command, take_commands
+from rundir.events import EventTail, read_events
+from rundir.layout import RunDir
 from tui.launcher import launch_engine
 
 
@@ -26,7 +26,7 @@ def wait_for(tail: EventTail, seen: list, pred, timeout: float = 90.0) -> dict:
 
 
 def test_control_files_are_atomic_and_private(tmp_path):
-    from engine.control import ensure_control_dir
+    from rundir.control import ensure_control_dir
     d = tmp_path / "control"
     ensure_control_dir(d)
     assert (d.stat().st_mode & 0o777) == 0o700
@@ -101,7 +101,7 @@ def test_commands_in_one_batch_are_all_handled():
     """[pause, resume] or [pause, stop] arriving before one step boundary: nothing is lost."""
     import threading
     from types import SimpleNamespace
-    from engine.train import CommandWatcher, EngineCallback
+    from engine.train.grpo import CommandWatcher, EngineCallback
 
     class Events:
         def __init__(self):

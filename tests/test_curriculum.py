@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from engine.config import PresetError, load_config
-from engine.curriculum import (cache_path, completion_correct, histogram, in_band, prepass_filter, read_cache,
+from engine.train.curriculum import (cache_path, completion_correct, histogram, in_band, prepass_filter, read_cache,
                                score_pass_rates)
-from engine.dynamic_sampling import group_totals, merge_batches, pad_cat, uniform_groups, zero_std_groups
-from engine.events import EventWriter, read_events
+from engine.train.dynamic_sampling import group_totals, merge_batches, pad_cat, uniform_groups, zero_std_groups
+from rundir.events import EventWriter, read_events
 
 # ------------------------------------------------------------------------------ band
 
@@ -138,7 +138,7 @@ def test_merge_batches_keeps_rows_aligned():
 
 
 def test_dynamic_sampling_refuses_what_it_cannot_merge():
-    from engine.dynamic_sampling import DynamicSamplingGRPOTrainer
+    from engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer
     fake = SimpleNamespace(accelerator=SimpleNamespace(num_processes=2))
     with pytest.raises(RuntimeError, match="single training process"):
         DynamicSamplingGRPOTrainer.configure_dynamic_sampling(fake)

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import SHARED_DATA
 from engine.config import DataConfig, PresetError, PromptConfig
-from engine.data import check_files, load_rows, to_dataset
-from engine.synthetic import generate
+from engine.data.loader import check_files, load_rows, to_dataset
+from engine.data.synthetic import generate
 
 GSM8K_TRAIN = SHARED_DATA / "gsm8k" / "train.jsonl"
 needs_gsm8k = pytest.mark.skipif(not GSM8K_TRAIN.exists(), reason="../shared/data/gsm8k not present")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 from conftest import run_cli
-from engine.control import send_command
+from rundir.control import send_command
 from engine.distributed import accelerate_argv
 from engine.config import load_config
-from engine.events import EventTail, read_events
-from engine.rollouts import read_rollouts
-from engine.rundir import RunDir
+from rundir.events import EventTail, read_events
+from rundir.rollouts import read_rollouts
+from rundir.layout import RunDir
 from test_control import wait_for
 from tui.launcher import launch_engine
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from conftest import run_cli
-from engine.events import read_events
-from engine.rollouts import read_rollouts
-from engine.rundir import RunDir
+from rundir.events import read_events
+from rundir.rollouts import read_rollouts
+from rundir.layout import RunDir
 
 STEP_METRICS = ["reward", "reward_std", "frac_reward_zero_std", "completions/mean_length",
                 "completions/clipped_ratio", "loss", "grad_norm", "learning_rate", "num_tokens"]

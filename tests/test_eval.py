@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SHARED_DATA
-from engine.eval import (Completion, EvalError, aggregate, compare, compare_markdown, flexible_answer,
+from engine.eval.evaluate import (Completion, EvalError, aggregate, compare, compare_markdown, flexible_answer,
                          heldout_synthetic, items_from_records, load_eval_data, main, majority, mean_ci,
                          pass_at_k, resolve_model, score_items, wilson)
 
@@ -72,7 +72,7 @@ def test_majority_vote_groups_equal_numbers():
 
 
 def test_strict_and_flexible_scores_differ_on_format():
-    from engine.eval import EvalItem
+    from engine.eval.evaluate import EvalItem
     items = [EvalItem("a", "q", "7"), EvalItem("b", "q", "12")]
     greedy = [Completion("<reasoning>3+4=7</reasoning>\n<answer>\n7\n</answer>", 20, False),
               Completion("The total is 12.", 6, False)]  # right number, wrong format
@@ -86,7 +86,7 @@ def test_strict_and_flexible_scores_differ_on_format():
 
 
 def test_sampled_metrics_pass_at_k_and_majority():
-    from engine.eval import EvalItem
+    from engine.eval.evaluate import EvalItem
     items = [EvalItem("a", "q", "7"), EvalItem("b", "q", "3")]
     ans = lambda x: Completion(f"<answer>{x}</answer>", 5, False)  # noqa: E731
     samples = [[ans(7), ans(7), ans(1), ans(2)], [ans(1), ans(1), ans(3), ans(4)]]
@@ -137,7 +137,7 @@ def test_shared_files_load_with_limit_and_shuffle():
 
 
 def test_heldout_synthetic_is_disjoint_from_training():
-    from engine.synthetic import generate
+    from engine.data.synthetic import generate
     train = {p["question"] for p in generate(2000, 1, 42)}
     held = heldout_synthetic(300, 1, train_seed=42, train_size=2000)
     assert len(held) == 300 and not train & {i.question for i in held}
@@ -223,6 +223,6 @@ def test_cli_usage_errors(tmp_path, capsys):
 
 
 def test_module_entry_point_help():
-    proc = subprocess.run([sys.executable, "-m", "engine.eval", "--help"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "engine.eval.evaluate", "--help"], capture_output=True, text=True,
                           cwd=REPO, timeout=60)
     assert proc.returncode == 0 and "--samples" in proc.stdout and "--compare" in proc.stdout

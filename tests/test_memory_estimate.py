@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import memory_estimate as me
+from engine.plan import memory as me
 from engine.config import load_config
-from engine.memory_estimate import GiB, KNOWN_ARCHS, choose_preset, estimate, fit_advice, lookup_arch
-from engine.preset_table import main as presets_main
+from engine.plan.memory import GiB, KNOWN_ARCHS, choose_preset, estimate, fit_advice, lookup_arch
+from tui.console.presets import main as presets_main
 
 
 def within(value: float, target: float, tol: float = 0.25) -> bool:
@@ -276,7 +276,7 @@ def test_presets_explain_and_warning(capsys):
 
 
 def test_estimator_imports_neither_torch_nor_textual():
-    code = ("import sys, engine.memory_estimate, engine.preset_table; "
+    code = ("import sys, engine.plan.memory, tui.console.presets; "
             "bad = [m for m in ('torch', 'textual', 'transformers') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0

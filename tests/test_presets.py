@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import load_config, list_presets, preset_dir
-from engine.memory_estimate import HEADROOM, estimate
+from engine.plan.memory import HEADROOM, estimate
 
 try:
     from engine.rewards import REWARDS, resolve_reward

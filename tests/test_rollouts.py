@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.rollouts import (Chunk, RolloutFilter, RolloutReader, Rollouts, RolloutWriter, ReadReport, list_segments,
+from rundir.rollouts import (Chunk, RolloutFilter, RolloutReader, Rollouts, RolloutWriter, ReadReport, list_segments,
                              open_rollouts, parse_range, read_rollouts, write_segment)
 
 NAMES = ["correctness", "format"]
@@ -379,7 +379,7 @@ def test_segment_with_foreign_columns_is_refused_not_trusted(run, tmp_path):
 
 def test_nothing_is_executed_or_unpickled():
     root = Path(__file__).resolve().parents[1]
-    for rel in ("engine/rollouts.py", "tui/browser.py", "tui/browser_runs.py", "tui/browser_widgets.py"):
+    for rel in ("rundir/rollouts.py", "tui/browser/app.py", "tui/browser/runs.py", "tui/browser/widgets.py"):
         src = (root / rel).read_text()
         bad = re.findall(r"import pickle|pickle\.|\beval\(|\bexec\(|to_pandas\(|import marshal|__import__\(|"
                          r"py_extension_type", src)
@@ -390,7 +390,7 @@ def test_store_does_not_import_textual():
     import subprocess
     import sys
 
-    code = "import sys, engine.rollouts; print('textual' in sys.modules)"
+    code = "import sys, rundir.rollouts; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False"
@@ -402,7 +402,7 @@ def test_chunk_round_trips_through_a_segment(tmp_path):
               for s in range(1, 5)]
     chunk = Chunk.from_records(groups, ReadReport())
     path = write_segment(tmp_path, 0, 10, chunk)
-    from engine.rollouts import read_segment
+    from rundir.rollouts import read_segment
 
     again = read_segment(path)
     assert again.records() == chunk.records() == [dict(g, completions=[dict(c) for c in g["completions"]])

@@ -12,10 +12,10 @@ import pytest
 
 from conftest import FIXTURES, SHARED_DATA, run_cli, write_preset
 from engine.config import PresetError, load_config
-from engine.events import EventWriter, read_events
+from rundir.events import EventWriter, read_events
 from engine.rewards import extract_answer, is_correct
-from engine.rundir import RunDir
-from engine.sft import (build_sft_rows, gsm8k_solution, run_sft_stage, sft_summary, starting_model, strip_calc,
+from rundir.layout import RunDir
+from engine.train.sft import (build_sft_rows, gsm8k_solution, run_sft_stage, sft_summary, starting_model, strip_calc,
                         synthetic_trace, target_text)
 
 GSM8K_ROW = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
@@ -47,7 +47,7 @@ def test_targets_score_as_correct_in_their_own_format(fmt):
 
 @pytest.mark.parametrize("difficulty", [1, 2, 3])
 def test_synthetic_traces_work_out_the_answer(difficulty):
-    from engine.synthetic import generate
+    from engine.data.synthetic import generate
     problems = generate(300, difficulty, 5)
     traces = [synthetic_trace(p["question"], p["answer"]) for p in problems]
     assert all(t is not None for t in traces)
@@ -91,7 +91,7 @@ def test_sft_loss_masks_prompt_tokens():
     from datasets import Dataset
     from trl import SFTTrainer
     from engine.models import load_model
-    from engine.sft import sft_args
+    from engine.train.sft import sft_args
     import tempfile
     cfg = load_config("tiny", ["sft.enabled=true", "sft.max_examples=4", "sft.max_length=512"])
     rows, _ = build_sft_rows(cfg)

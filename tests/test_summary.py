@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from engine.summary import mean_and_stderr, summarize
+from rundir.state import mean_and_stderr, summarize
 from tui.headless import print_summary
 
 

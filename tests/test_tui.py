@@ -14,8 +14,8 @@ import pytest
 
 from conftest_tui import (ROOT, SyntheticRun, control_commands, engine_env, synthetic_run, tiny_run,  # noqa: F401
                           wait_for, write_synthetic_run)
-from engine.events import read_events
-from engine.rollouts import RolloutWriter
+from rundir.events import read_events
+from rundir.rollouts import RolloutWriter
 from tui.components.completion_view import highlight_completion
 from tui.components.rollout_tail import RolloutIndex, RolloutTail
 from tui.components.run_model import REWARD, RunModel, downsample, reward_key, smooth
@@ -94,7 +94,7 @@ def test_highlight_colours_tags_and_marks_the_extracted_answer() -> None:
 
 
 def test_engine_and_tui_init_do_not_import_textual() -> None:
-    code = ("import sys, engine.run, engine.events, engine.rollouts, tui, tui.launcher, "
+    code = ("import sys, engine.run, rundir.events, rundir.rollouts, tui, tui.launcher, "
             "tui.components.run_model, tui.components.rollout_tail; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext', 'plotext')]")
     import subprocess
@@ -236,7 +236,7 @@ def test_a_failed_engine_shows_its_traceback_and_keeps_the_history(synthetic_run
     from tui.components.error_panel import ErrorPanel
     run = synthetic_run(steps=4, alive=False, finished=False)
     run.run.engine_log.write_text("step 4/60 reward=1.0\nRuntimeError: CUDA out of memory (log line)\n")
-    tb = 'Traceback (most recent call last):\n  File "engine/train.py", line 1, in step\nRuntimeError: CUDA out of memory'
+    tb = 'Traceback (most recent call last):\n  File "engine/train/grpo.py", line 1, in step\nRuntimeError: CUDA out of memory'
     run.events.emit("error", message="RuntimeError: CUDA out of memory", traceback=tb)
     run.events.state("failed", step=4)
     run.events.emit("run_end", status="failed", step=4, exit_code=1, elapsed_s=4.0)
@@ -247,7 +247,7 @@ def test_a_failed_engine_shows_its_traceback_and_keeps_the_history(synthetic_run
             panel = app.query_one(ErrorPanel)
             assert panel.has_class("-visible") and panel.display
             text = str(app.query_one("#error-text").render())
-            assert "CUDA out of memory" in text and 'File "engine/train.py"' in text and "(log line)" in text
+            assert "CUDA out of memory" in text and 'File "engine/train/grpo.py"' in text and "(log line)" in text
             assert app.model.steps == [1, 2, 3, 4] and app.rollouts.steps == [1, 2, 3, 4]
             assert "failed" in app.title
             await pilot.press("q")

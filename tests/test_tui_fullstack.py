@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from conftest_tui import ROOT, engine_env, wait_for
-from engine.events import read_events
+from rundir.events import read_events
 
 SIZE = (140, 45)
 

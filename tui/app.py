@@ -26,9 +26,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import get_current_worker
 
-from engine.control import send_command
-from engine.events import EventTail
-from engine.rundir import RunDir
+from rundir.control import send_command
+from rundir.events import EventTail
+from rundir.layout import RunDir
 from tui.components.completion_view import CompletionView
 from tui.components.curves import RewardCurves
 from tui.components.dialogs import ConfirmStop, PresetPicker, PreflightError, QuitDialog

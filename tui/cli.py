@@ -26,7 +26,7 @@ SUBCOMMANDS = ("attach", "browse", "presets", "rewards", "eval")
 def _default_preset() -> tuple[str, str]:
     """Best shipped preset for the detected GPU, cpu-demo without one."""
     try:
-        from engine.memory_estimate import choose_preset, detect_gpu
+        from engine.plan.memory import choose_preset, detect_gpu
     except ImportError:
         return "cpu-demo", "no GPU detection available; using the CPU demo"
     gpu = detect_gpu()
@@ -73,7 +73,7 @@ def cmd_attach(argv: list[str]) -> int:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--no-ui", action="store_true", help="follow it headless")
     args = p.parse_args(argv)
-    from engine.rundir import RunDir
+    from rundir.layout import RunDir
     if not RunDir(args.run_dir).exists():
         print(f"error: {args.run_dir} is not a run directory (no events.jsonl)", file=sys.stderr)
         return 2
@@ -89,12 +89,12 @@ def cmd_browse(argv: list[str]) -> int:
     p.add_argument("run_dir", type=Path, nargs="?", help="a run directory (default: pick from runs/)")
     p.add_argument("--runs-root", type=Path, default=Path("runs"), help="where to list runs from")
     args = p.parse_args(argv)
-    from tui.browser import run_browser
+    from tui.browser.app import run_browser
     return run_browser(args.run_dir, args.runs_root)
 
 
 def cmd_presets(argv: list[str]) -> int:
-    from engine.preset_table import main
+    from tui.console.presets import main
     return main(argv)
 
 
@@ -104,7 +104,7 @@ def cmd_rewards(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from engine.eval import main
+    from engine.eval.evaluate import main
     return main(argv)
 
 

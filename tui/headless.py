@@ -20,10 +20,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from engine.control import send_command
-from engine.events import EventTail
-from engine.rundir import RunDir
-from engine.summary import RunSummary, fmt_duration, mean_and_stderr
+from rundir.control import send_command
+from rundir.events import EventTail
+from rundir.layout import RunDir
+from rundir.state import RunSummary, fmt_duration, mean_and_stderr
 from tui.launcher import EngineProcess, launch_engine
 
 

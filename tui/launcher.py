@@ -16,7 +16,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from engine.rundir import RunDir
+from rundir.layout import RunDir
 from engine.run import PREFLIGHT_LOG_ENV
 
 

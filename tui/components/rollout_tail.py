@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.events import read_chunk
+from rundir.events import read_chunk
 
 # The writer puts "v", "step" and "group" first on every line; reading them with a
 # regex lets a long run's history be indexed without parsing every completion.

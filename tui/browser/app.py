@@ -6,7 +6,7 @@ GroupTable) and the full text of the selected completion (its CompletionView).
 The filters above combine; `h` shows every group of the same prompt across the
 run, `e` exports the filtered completions to JSONL.
 
-The store is engine.rollouts (no Textual there). Thread workers read files and
+The store is rundir.rollouts (no Textual there). Thread workers read files and
 compute selections, then post messages; only the app's thread touches widgets.
 A live run is polled: new steps appear as the engine writes them.
 """
@@ -32,9 +32,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from engine.rollouts import (RolloutFilter, RolloutReader, Rollouts, Selection, StepSummary, parse_range)
-from tui.browser_runs import RunSummary, list_runs
-from tui.browser_widgets import RowList
+from rundir.rollouts import (RolloutFilter, RolloutReader, Rollouts, Selection, StepSummary, parse_range)
+from tui.browser.runs import RunSummary, list_runs
+from tui.browser.widgets import RowList
 from tui.components.completion_view import CompletionView
 from tui.components.group_table import GroupTable
 

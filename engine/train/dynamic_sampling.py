@@ -55,8 +55,8 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from engine.curriculum import completion_correct
-from engine.train import RecordingGRPOTrainer, _text
+from engine.train.curriculum import completion_correct
+from engine.train.grpo import RecordingGRPOTrainer, _text
 
 METRIC_PREFIX = "dynamic_sampling/"
 # Per-row tensors of TRL's batch dict and how to pad them when batches of different widths are joined.

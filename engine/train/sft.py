@@ -118,7 +118,7 @@ def sft_source(cfg: Config) -> str:
 
 
 def _gsm8k_records(cfg: Config) -> tuple[list[dict[str, Any]], str]:
-    from engine.eval import _read_records
+    from engine.eval.evaluate import _read_records
     files = cfg.sft.data_files or (cfg.data.data_files if cfg.data.source == "gsm8k" else [])
     if files:
         recs: list[dict[str, Any]] = []
@@ -134,7 +134,7 @@ def _gsm8k_records(cfg: Config) -> tuple[list[dict[str, Any]], str]:
 
 def build_sft_rows(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Prompt/completion rows for SFTTrainer, plus a report (origin, counts)."""
-    from engine.prompts import build_messages, system_prompt
+    from engine.data.prompts import build_messages, system_prompt
     fmt = cfg.prompt.format
     system = system_prompt(fmt, cfg.prompt.system_prompt)
     shot = fmt if cfg.prompt.one_shot else None
@@ -142,7 +142,7 @@ def build_sft_rows(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     pairs: list[tuple[str, str, str]] = []  # question, steps, gold
     skipped = 0
     if source == "synthetic":
-        from engine.synthetic import generate
+        from engine.data.synthetic import generate
         origin = f"built-in synthetic, difficulty {cfg.data.synthetic_difficulty}"
         # the GRPO training problems' own distribution, a different stream (a different seed) of it
         for p in generate(max(cfg.data.synthetic_size, cfg.sft.max_examples or 0), cfg.data.synthetic_difficulty,
@@ -441,7 +441,7 @@ def before_grpo(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str, s
         if result.stopped:
             return None
     if cfg.curriculum.prepass:
-        from engine.curriculum import prepass_filter
+        from engine.train.curriculum import prepass_filter
         rows = prepass_filter(cfg, run_root, loaded, rows, events, lock, device)
     with lock:
         events.emit("stage", stage="grpo", status="started", rows=len(rows))

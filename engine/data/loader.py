@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from engine.config import DataConfig, PresetError, PromptConfig
-from engine.synthetic import generate
+from engine.data.synthetic import generate
 
 GSM8K_HUB = ("openai/gsm8k", "main")
 
@@ -134,7 +134,7 @@ def load_rows(cfg: DataConfig, seed: int) -> tuple[list[dict[str, str]], DataRep
 def to_dataset(rows: list[dict[str, str]], prompt: PromptConfig) -> Any:
     """A datasets.Dataset with a conversational 'prompt' column; 'answer' reaches rewards as a kwarg."""
     from datasets import Dataset
-    from engine.prompts import build_messages, system_prompt
+    from engine.data.prompts import build_messages, system_prompt
     system = system_prompt(prompt.format, prompt.system_prompt)
     shot = prompt.format if prompt.one_shot else None
     return Dataset.from_list([{"prompt": build_messages(r["question"], system, shot), "question": r["question"],

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.events import parse_lines
-from engine.rundir import SCHEMA_VERSION, RunDir
+from rundir.events import parse_lines
+from rundir.layout import SCHEMA_VERSION, RunDir
 
 HEAD_BYTES = 64 << 10
 TAIL_BYTES = 256 << 10

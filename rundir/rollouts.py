@@ -36,7 +36,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from engine.rundir import SCHEMA_VERSION
+from rundir.layout import SCHEMA_VERSION
 
 SEGMENT_FORMAT = 1  # version of the Arrow segment layout (schema metadata "format")
 SEGMENT_STEPS = 50  # seal a segment once the unsealed groups span this many steps
@@ -553,7 +553,7 @@ class ReadReport:
 def _parse_range(path: Path, start: int, end: int | None, report: ReadReport,
                  block: int = 1 << 62) -> tuple[list[dict[str, Any]], int]:
     """Complete JSON lines of bytes [start, end): (records, end of the last complete line)."""
-    from engine.events import parse_lines
+    from rundir.events import parse_lines
 
     want = (end - start) if end is not None else block
     while True:
@@ -652,7 +652,7 @@ def read_rollouts(path: Path | str) -> tuple[list[dict[str, Any]], int]:
     Skips a half-written or corrupt line instead of failing. For large runs prefer
     `open_rollouts` (columnar, uses the segments).
     """
-    from engine.events import parse_lines
+    from rundir.events import parse_lines
 
     path = _paths(path)[0]
     try:

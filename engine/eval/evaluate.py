@@ -1,6 +1,6 @@
 """Evaluation: what the model can do, before, during and after training.
 
-    python -m engine.eval --model ID|PATH|RUN_DIR[@STEP] --dataset gsm8k|math500|synthetic|FILE.jsonl
+    python -m engine.eval.evaluate --model ID|PATH|RUN_DIR[@STEP] --dataset gsm8k|math500|synthetic|FILE.jsonl
                           [--split test] [--limit N] [--samples K] [--preset P] [--out DIR]
                           [--compare BASE] [--model OTHER ...]
 
@@ -222,7 +222,7 @@ def items_from_records(records: Iterable[dict[str, Any]], prefix: str) -> tuple[
 
 def heldout_synthetic(n: int, difficulty: int, train_seed: int | None = None, train_size: int = 0) -> list[EvalItem]:
     """n built-in problems from a seed no training run uses, minus any question in the given training set."""
-    from engine.synthetic import generate
+    from engine.data.synthetic import generate
     train = {p["question"] for p in generate(train_size, difficulty, train_seed)} if train_seed is not None and train_size else set()
     out: list[EvalItem] = []
     want = n
@@ -434,7 +434,7 @@ def load_for_eval(spec: ModelSpec, device: str, dtype: str = "auto") -> tuple[An
 
 def render_prompts(tokenizer: Any, questions: list[str], prompt: PromptConfig) -> list[str]:
     """Chat-templated prompt text, exactly as the trainer builds it (system prompt, optional one-shot turn)."""
-    from engine.prompts import build_messages, system_prompt
+    from engine.data.prompts import build_messages, system_prompt
     system = system_prompt(prompt.format, prompt.system_prompt)
     shot = prompt.format if prompt.one_shot else None
     return [tokenizer.apply_chat_template(build_messages(q, system, shot), tokenize=False, add_generation_prompt=True)

@@ -28,12 +28,12 @@ from trl import GRPOConfig, GRPOTrainer
 
 from engine import distributed
 from engine.config import Config
-from engine.control import take_commands
-from engine.events import EventWriter
+from rundir.control import take_commands
+from rundir.events import EventWriter
 from engine.rewards import GuardedReward, extract_answer, is_correct, resolve_reward
-from engine.rollouts import RolloutWriter
-from engine.rundir import RunDir
-from engine.telemetry import MemoryProbe
+from rundir.rollouts import RolloutWriter
+from rundir.layout import RunDir
+from engine.train.telemetry import MemoryProbe
 
 REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.rundir import SCHEMA_VERSION
+from rundir.layout import SCHEMA_VERSION
 
 STATES = ("starting", "loading_model", "running", "pausing", "paused", "checkpointing",
           "stopping", "finished", "failed")

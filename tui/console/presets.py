@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.config import PresetError, list_presets, load_config
-from engine.memory_estimate import (HEADROOM, Estimate, detect_gpu, estimate, fit_advice, method_of)
+from engine.plan.memory import (HEADROOM, Estimate, detect_gpu, estimate, fit_advice, method_of)
 
 
 def _short_model(name: str) -> str:

@@ -12,7 +12,7 @@ Pass rates are cached in RUN_DIR/curriculum/pass_rates.jsonl (one problem a
 line, appended as they are scored), so a resumed or switched run does not
 score again; `[curriculum] pass_rates_file` reuses another run's cache.
 
-Dynamic sampling, the per-step counterpart, lives in engine/dynamic_sampling.py.
+Dynamic sampling, the per-step counterpart, lives in engine/train/dynamic_sampling.py.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def histogram(rates: list[float], k: int) -> dict[str, int]:
 def score_pass_rates(model: Any, tokenizer: Any, rows: list[dict[str, str]], cfg: Config, device: str,
                      cache: Path, known: dict[str, dict[str, Any]], log: Any = print) -> dict[str, dict[str, Any]]:
     """Sample K completions for every row not in `known`; append each record to `cache`; return all records."""
-    from engine.eval import default_batch_size, generate, render_prompts
+    from engine.eval.evaluate import default_batch_size, generate, render_prompts
     c, t = cfg.curriculum, cfg.train
     k = c.prepass_samples
     todo = [r for r in rows if r["question"] not in known or known[r["question"]].get("samples") != k]

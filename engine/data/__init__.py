@@ -1,0 +1,1 @@
+"""Training data: one loader for training, SFT and eval; prompts; synthetic problems."""

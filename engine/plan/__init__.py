@@ -1,0 +1,1 @@
+"""Memory planning: per-preset peak memory estimates and fit advice."""

@@ -1,0 +1,1 @@
+"""Training: TRL GRPO and SFT, the rollout recorder, commands at step boundaries."""

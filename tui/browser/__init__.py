@@ -1,0 +1,1 @@
+"""The rollout browser (`grpo-tui browse`): run list, steps, groups, completions."""
