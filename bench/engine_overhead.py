@@ -106,7 +106,7 @@ def run_engine(cfg: Config, out: Path) -> StepTimer:
             original(self, timer)
     RecordingGRPOTrainer.add_callback = add_then_time
     try:
-        code = engine_train(cfg, run, resume=False)
+        code, _ = engine_train(cfg, run, resume=False)
     finally:
         RecordingGRPOTrainer.add_callback = original
     assert code == 0, f"engine run failed, see {run.events}"

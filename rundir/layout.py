@@ -17,7 +17,6 @@ SCHEMA_VERSION = 1
 @dataclass
 class RunDir:
     root: Path
-    switch_to: str | None = None  # set by the engine when the run continues under another preset
 
     @property
     def config(self) -> Path:

@@ -101,7 +101,8 @@ def test_commands_in_one_batch_are_all_handled():
     """[pause, resume] or [pause, stop] arriving before one step boundary: nothing is lost."""
     import threading
     from types import SimpleNamespace
-    from engine.train.grpo import CommandWatcher, EngineCallback
+    from engine.train.commands import CommandWatcher
+    from engine.train.grpo import EngineCallback
 
     class Events:
         def __init__(self):

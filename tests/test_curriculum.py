@@ -1,4 +1,4 @@
-"""Curriculum filtering and dynamic sampling (issue 7): the band, the pass-rate cache, the pre-pass, group
+"""Curriculum filtering and dynamic sampling: the band, the pass-rate cache, the pre-pass, group
 judgments and the batch merge. The end-to-end dynamic-sampling run is in test_sft.py (one run, both stages)."""
 
 from __future__ import annotations

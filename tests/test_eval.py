@@ -1,4 +1,4 @@
-"""Evaluation (issue 7): statistics, scoring, datasets, model resolution, the CLI on tiny-random."""
+"""Evaluation: statistics, scoring, datasets, model resolution, the CLI on tiny-random."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import pytest
 
 from conftest import REPO, SHARED_DATA
 from engine.eval.evaluate import (Completion, EvalError, aggregate, compare, compare_markdown, flexible_answer,
-                         heldout_synthetic, items_from_records, load_eval_data, main, majority, mean_ci,
-                         pass_at_k, resolve_model, score_items, wilson)
+                                  heldout_synthetic, items_from_records, load_eval_data, majority, mean_ci,
+                                  pass_at_k, resolve_model, score_items, wilson)
+from tui.console.eval import main
 
 # ------------------------------------------------------------------------ statistics
 
@@ -223,6 +224,6 @@ def test_cli_usage_errors(tmp_path, capsys):
 
 
 def test_module_entry_point_help():
-    proc = subprocess.run([sys.executable, "-m", "engine.eval.evaluate", "--help"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "tui.cli", "eval", "--help"], capture_output=True, text=True,
                           cwd=REPO, timeout=60)
     assert proc.returncode == 0 and "--samples" in proc.stdout and "--compare" in proc.stdout

@@ -11,13 +11,9 @@ import pytest
 from engine.config import load_config, list_presets, preset_dir
 from engine.plan.memory import HEADROOM, estimate
 
-try:
-    from engine.rewards import REWARDS, resolve_reward
-    REWARD_NAMES = set(REWARDS)
-except ImportError:  # the reward library is a parallel piece of work
-    REWARDS, resolve_reward = None, None
-    REWARD_NAMES = {"correctness", "int_answer", "strict_format", "soft_format", "xmlcount",
-                    "correctness_normalized", "think_format", "length_penalty", "math_equivalence"}
+from engine.rewards import REWARDS, resolve_reward
+
+REWARD_NAMES = set(REWARDS)
 
 PRESETS = list_presets()
 CPU_PRESETS = {"cpu-demo", "tiny"}  # the lead's; checked here like the rest
@@ -46,8 +42,7 @@ def test_preset_loads_and_is_consistent(name):
     # rewards exist, and their options are ones the reward takes
     for reward, options in cfg.reward_options().items():
         assert reward in REWARD_NAMES, f"{name}: unknown reward {reward}"
-        if resolve_reward is not None:
-            resolve_reward(reward, options or None, cfg.base_dir)
+        resolve_reward(reward, options or None, cfg.base_dir)
     # dtype and quantization suit the device class
     if m.dtype in ("bfloat16", "float16") or m.load_in_4bit:
         assert cfg.preset.device == "gpu", f"{name}: {m.dtype}/4-bit needs device = 'gpu'"
@@ -133,7 +128,7 @@ def test_two_stage_r1_grpo_stage():
     assert cfg.prompt.format == "think"
     assert cfg.rewards["length_penalty"] == {"weight": 1.0, "min_tokens": 500, "max_tokens": 800}
     assert "think_format" in cfg.rewards and t.max_completion_length > 800
-    assert "TODO" not in cfg.preset.recipe and "SFT" in cfg.preset.recipe and cfg.sft.enabled  # issue 7
+    assert "TODO" not in cfg.preset.recipe and "SFT" in cfg.preset.recipe and cfg.sft.enabled
 
 
 def test_bigger_cards_get_bigger_models_or_groups():

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 import sys
-import types
 
 import pytest
 
 from engine.rewards import RewardSpecError
-from engine.rewards.playground import main, score_completion
+from engine.rewards.playground import score_completion
+from tui.console.rewards import main
 
 STRICT = "<reasoning>\nHe had 3.\nThen 4 more.\n</reasoning>\n<answer>\n7\n</answer>\n"
 
@@ -78,28 +78,16 @@ def test_main_errors_are_exit_code_2(tmp_path, capsys):
 
 def test_main_with_a_preset(monkeypatch, tmp_path, capsys):
     (tmp_path / "mine.py").write_text("def one(prompts, completions, answer, **kw):\n    return [1.0] * len(completions)\n")
-    preset = types.SimpleNamespace(
-        rewards={"think_format": 1.0, "mine.py:one": {"weight": 3.0}},
-        prompt=types.SimpleNamespace(format="think"),
-        path=str(tmp_path / "p.toml"),
-    )
-    fake = types.ModuleType("engine.config")
-    fake.load_preset = lambda name: preset
-    monkeypatch.setitem(sys.modules, "engine.config", fake)
+    (tmp_path / "p.toml").write_text('[prompt]\nformat = "think"\n\n[rewards]\nthink_format = 1.0\n'
+                                     '"mine.py:one" = { weight = 3.0 }\n')
     path = tmp_path / "c.txt"
     path.write_text("<think>x</think> 7")
-    assert main(["--answer", "7", "--completion", str(path), "--preset", "p", "--json"]) == 0
+    assert main(["--answer", "7", "--completion", str(path), "--preset", str(tmp_path / "p.toml"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["prompt_format"] == "think" and result["total"] == 3.5 and result["extracted"] == "7"
 
 
 def test_main_reports_a_preset_that_does_not_load(monkeypatch, tmp_path, capsys):
-    def load_preset(name):
-        raise ValueError(f"unknown preset {name!r}. Shipped presets: cpu-demo")
-
-    fake = types.ModuleType("engine.config")
-    fake.load_preset = load_preset
-    monkeypatch.setitem(sys.modules, "engine.config", fake)
     path = tmp_path / "c.txt"
     path.write_text(STRICT)
     assert main(["--answer", "7", "--completion", str(path), "--preset", "nope"]) == 2

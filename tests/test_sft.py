@@ -1,4 +1,4 @@
-"""SFT cold start (issue 7): examples in the target format, prompt-masked labels, and a two-stage run
+"""SFT cold start: examples in the target format, prompt-masked labels, and a two-stage run
 (SFT, then GRPO with dynamic sampling and periodic evaluation) of the tiny random model, read back from
 its run directory."""
 

@@ -25,10 +25,7 @@ SUBCOMMANDS = ("attach", "browse", "presets", "rewards", "eval")
 
 def _default_preset() -> tuple[str, str]:
     """Best shipped preset for the detected GPU, cpu-demo without one."""
-    try:
-        from engine.plan.memory import choose_preset, detect_gpu
-    except ImportError:
-        return "cpu-demo", "no GPU detection available; using the CPU demo"
+    from engine.plan.memory import choose_preset, detect_gpu
     gpu = detect_gpu()
     return choose_preset(gpu[1] if gpu else None)
 
@@ -99,12 +96,12 @@ def cmd_presets(argv: list[str]) -> int:
 
 
 def cmd_rewards(argv: list[str]) -> int:
-    from engine.rewards.playground import main
+    from tui.console.rewards import main
     return main(argv)
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from engine.eval.evaluate import main
+    from tui.console.eval import main
     return main(argv)
 
 

@@ -39,7 +39,7 @@ API (what the engine and the TUI import from ``engine.rewards``)::
         kind "gsm8k" (after ####, thousands separators removed), "boxed" (last
         \\boxed{} of a MATH solution, nested braces), "plain" (stripped).
 
-    score_completion(...) and main(argv) live in engine.rewards.playground
+    score_completion(...) lives in engine.rewards.playground (its CLI: tui/console/rewards.py)
     (imported lazily: it needs rich).
 
     mathverify.warm_up() starts the math-verify worker process ahead of the

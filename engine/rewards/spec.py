@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from rundir.errors import GrpoTuiError
+
 from .builtin import REWARDS
 
 # Keyword parameters every reward may receive from the trainer: never options.
@@ -21,7 +23,7 @@ CALL_PARAMS = frozenset(
 ENGINE_KEYS = frozenset({"weight"})
 
 
-class RewardSpecError(ValueError):
+class RewardSpecError(GrpoTuiError, ValueError):
     """A reward spec or its options cannot be used; the message names the fix."""
 
 

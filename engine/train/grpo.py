@@ -8,9 +8,8 @@ observable and steerable:
   `_generate_and_score_completions` (advantages, token ids), and writes every
   group to rollouts.jsonl.
 - EngineCallback writes a `step` and `memory` event after every optimizer
-  step and acts on commands (pause, resume, checkpoint, stop) at that step
-  boundary. A watcher thread acknowledges commands as soon as they arrive so a
-  UI can show "pausing" while the step finishes.
+  step and acts on commands (pause, resume, checkpoint, stop, switch) at that
+  step boundary, with the state machine of engine/train/commands.py.
 """
 
 from __future__ import annotations
@@ -28,11 +27,10 @@ from trl import GRPOConfig, GRPOTrainer
 
 from engine import distributed
 from engine.config import Config
-from rundir.control import take_commands
 from rundir.events import EventWriter
 from engine.rewards import GuardedReward, extract_answer, is_correct, resolve_reward
 from rundir.rollouts import RolloutWriter
-from rundir.layout import RunDir
+from engine.train.commands import CommandWatcher, StepCommands
 from engine.train.telemetry import MemoryProbe
 
 REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
@@ -218,65 +216,9 @@ class RolloutRecorder:
         self.writer.close()
 
 
-class CommandWatcher(threading.Thread):
-    """Polls control/ every 0.2 s, acknowledges at once, queues for the step boundary."""
+class EngineCallback(StepCommands, TrainerCallback):
+    """`step`/`memory` events after every optimizer step; commands at that boundary (engine/train/commands.py)."""
 
-    def __init__(self, control_dir: Path, events: EventWriter, lock: threading.Lock,
-                 check_switch: Callable[[str], str | None] | None = None) -> None:
-        super().__init__(name="command-watcher", daemon=True)
-        self.control_dir, self.events, self.lock = control_dir, events, lock
-        # check_switch(preset) -> None if the run can continue under that preset, else why not
-        self.check_switch = check_switch or (lambda preset: "switching presets is not available here")
-        self.queue: queue.Queue[dict] = queue.Queue()
-        self._stop = threading.Event()
-        self.paused = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop.wait(0.2):
-            self.poll()
-
-    def poll(self) -> None:
-        for cmd in take_commands(self.control_dir):
-            self.submit(cmd)
-
-    def submit(self, cmd: dict) -> None:
-        name = cmd.get("command")
-        why_not = None
-        if name == "invalid":
-            why_not = f"not a command: {cmd.get('args')}"
-        elif name == "switch_preset":
-            preset = (cmd.get("args") or {}).get("preset")
-            why_not = "switch_preset needs args.preset" if not preset else self.check_switch(str(preset))
-        with self.lock:
-            if why_not:
-                self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
-                return
-            self.events.emit("command", id=cmd.get("id"), command=name, status="accepted")
-            pending = {"pause": "pausing", "checkpoint": "checkpointing", "stop": "stopping",
-                       "switch_preset": "checkpointing"}.get(name)
-            if pending and not (name == "pause" and self.paused.is_set()):
-                self.events.state(pending)
-        self.queue.put(cmd)
-
-    def requeue(self, cmds: list[dict]) -> None:
-        """Put commands back at the front of the queue, ahead of anything that arrived since."""
-        rest = self.drain()
-        for cmd in [*cmds, *rest]:
-            self.queue.put(cmd)
-
-    def drain(self) -> list[dict]:
-        out = []
-        while True:
-            try:
-                out.append(self.queue.get_nowait())
-            except queue.Empty:
-                return out
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-class EngineCallback(TrainerCallback):
     def __init__(self, events: EventWriter, lock: threading.Lock, watcher: CommandWatcher,
                  recorder: RolloutRecorder, rewards: list[TrlReward], probe: MemoryProbe,
                  max_steps: int, save_final: bool) -> None:
@@ -368,7 +310,7 @@ class EngineCallback(TrainerCallback):
         return control
 
     # ------------------------------------------------------------- commands
-    def request_stop(self, control, cid: str | None) -> None:
+    def command_stop(self, state, control, cid: str | None) -> None:
         self.stop_requested = True
         control.should_training_stop = True
         control.should_save = True
@@ -377,7 +319,7 @@ class EngineCallback(TrainerCallback):
             with self.lock:
                 self.events.emit("command", id=cid, command="stop", status="done")
 
-    def request_switch(self, control, cmd: dict) -> None:
+    def command_switch(self, state, control, cmd: dict) -> None:
         """Checkpoint, stop this trainer, and let run.py continue the run under the new preset."""
         self.switch_to = str(cmd["args"]["preset"])
         self.stop_requested = True
@@ -385,89 +327,22 @@ class EngineCallback(TrainerCallback):
         control.should_save = True
         self.save_reasons.insert(0, ("switch", cmd.get("id")))
 
-    def _commands(self) -> list[dict]:
-        """Rank 0 reads the queue; every rank gets the same list (the ranks stay in step)."""
-        return distributed.broadcast(self.watcher.drain() if distributed.is_main() else None)
+    def command_checkpoint(self, state, control, cid: str | None, paused: bool) -> None:
+        self.save_reasons.append(("command", cid))
+        if paused:
+            self._save_now(state)
+        else:
+            control.should_save = True
 
-    def _handle_commands(self, state, control) -> None:
-        cmds = self._commands()
-        for i, cmd in enumerate(cmds):
-            name, cid = cmd.get("command"), cmd.get("id")
-            if name == "switch_preset":
-                self.request_switch(control, cmd)
-            elif name == "checkpoint":
-                control.should_save = True
-                self.save_reasons.append(("command", cid))
-            elif name == "stop":
-                self.request_stop(control, cid)
-            elif name == "pause" and self.stop_requested:
-                with self.lock:
-                    self.events.emit("command", id=cid, command="pause", status="rejected",
-                                     detail="the run is stopping")
-            elif name == "pause":
-                # commands that arrived after the pause in the same batch (a quick resume or stop)
-                # are the first ones the pause acts on
-                self._pause(state, control, cid, pending=cmds[i + 1:])
-                break
-            elif name == "resume":
-                with self.lock:
-                    self.events.emit("command", id=cid, command="resume", status="rejected", detail="not paused")
-        if self.stop_requested and not self.switch_to:
-            with self.lock:
-                self.events.state("stopping", step=state.global_step)
-
-    def _pause(self, state, control, cid: str | None, pending: list[dict] = ()) -> None:
-        """Block at the step boundary; the model and optimizer stay in memory so resuming is instant."""
+    def before_pause(self, state, control) -> None:
         if control.should_save and self.trainer is not None:
             self._save_now(state)  # a checkpoint asked for with the pause happens before pausing
             control.should_save = False
-        self.watcher.paused.set()
-        with self.lock:
-            self.events.state("paused", step=state.global_step)
-            self.events.emit("command", id=cid, command="pause", status="done")
-        paused_at = time.time()
-        cmds = list(pending)
-        while True:
-            if not cmds:
-                if distributed.is_main():
-                    time.sleep(0.1)
-                cmds = self._commands()
-            if not cmds:
-                continue
-            done = False
-            for j, cmd in enumerate(cmds):
-                if done:
-                    # what came after the resume/stop in the same batch is handled at the next boundary
-                    if distributed.is_main():
-                        self.watcher.requeue(cmds[j:])
-                    break
-                name, ccid = cmd.get("command"), cmd.get("id")
-                if name == "resume":
-                    with self.lock:
-                        self.events.emit("command", id=ccid, command="resume", status="done")
-                    done = True
-                elif name == "checkpoint":
-                    self.save_reasons.append(("command", ccid))
-                    self._save_now(state)
-                    with self.lock:
-                        self.events.state("paused", step=state.global_step)
-                elif name == "stop":
-                    self.request_stop(control, ccid)
-                    done = True
-                elif name == "switch_preset":
-                    self.request_switch(control, cmd)
-                    done = True
-                elif name == "pause":
-                    with self.lock:
-                        self.events.emit("command", id=ccid, command="pause", status="done", detail="already paused")
-            cmds = []
-            if done:
-                break
-        self.watcher.paused.clear()
-        self.t_last += time.time() - paused_at  # paused time is not step time
-        if not self.stop_requested:
+
+    def after_commands(self, state) -> None:
+        if self.stop_requested and not self.switch_to:
             with self.lock:
-                self.events.state("running", step=state.global_step)
+                self.events.state("stopping", step=state.global_step)
 
     def _save_now(self, state) -> None:
         with self.lock:

@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import random
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,14 +238,26 @@ class SftResult:
 def make_sft_callback(events: Any, lock: Any, watcher: Any) -> Any:
     from transformers import TrainerCallback
 
-    class SftEventCallback(TrainerCallback):
-        """sft_step events, and stop/pause from control/ at SFT step boundaries."""
+    from engine.train.commands import StepCommands
+
+    class SftEventCallback(StepCommands, TrainerCallback):
+        """sft_step events, and stop/pause from control/ at SFT step boundaries.
+
+        Checkpoint, switch and a resume that finds nothing paused wait for the GRPO stage's callback.
+        """
+
+        handles = frozenset({"stop", "pause"})
 
         def __init__(self) -> None:
+            self.events, self.lock, self.watcher = events, lock, watcher
             self.t_start = self.t_last = time.time()
             self.step_times: list[float] = []
             self.stopped = False
             self.last: dict[str, Any] = {}
+
+        @property
+        def stop_requested(self) -> bool:  # type: ignore[override]
+            return self.stopped
 
         def on_train_begin(self, args, state, control, **kw):
             self.t_start = self.t_last = time.time()
@@ -272,25 +281,16 @@ def make_sft_callback(events: Any, lock: Any, watcher: Any) -> Any:
                 events.emit("sft_step", **fields)
             print(f"sft step {state.global_step}/{state.max_steps} loss={fields['loss']} "
                   f"token_acc={fields['mean_token_accuracy']} {dt:.2f}s", flush=True)
-            self._commands(state, control)
+            self._handle_commands(state, control)
             return control
 
-        def _commands(self, state, control) -> None:
-            if watcher is None:
-                return
-            later = []
-            for cmd in watcher.drain():
-                name, cid = cmd.get("command"), cmd.get("id")
-                if name == "stop":
-                    self._stop(state, control, cid)
-                elif name == "pause":
-                    self._pause(state, control, cid)
-                else:  # checkpoint / switch / resume: handled by the GRPO stage's callback
-                    later.append(cmd)
-            for cmd in later:
-                watcher.queue.put(cmd)
+        # GRPO's run state counts GRPO steps: the SFT stage reports step 0 and says where it is in detail
+        def state_fields(self, state_name: str, state: Any) -> dict[str, Any]:
+            if state_name == "paused":
+                return {"step": 0, "detail": f"sft step {state.global_step}"}
+            return {"step": 0, "detail": "sft stage"}
 
-        def _stop(self, state, control, cid) -> None:
+        def command_stop(self, state, control, cid) -> None:
             self.stopped = True
             control.should_training_stop = True
             control.should_save = True  # an SFT checkpoint, so --resume continues the stage
@@ -298,52 +298,7 @@ def make_sft_callback(events: Any, lock: Any, watcher: Any) -> Any:
                 events.state("stopping", step=0, detail="sft stage")
                 events.emit("command", id=cid, command="stop", status="done", detail=f"SFT stopped at step {state.global_step}")
 
-        def _pause(self, state, control, cid) -> None:
-            watcher.paused.set()
-            with lock:
-                events.state("paused", step=0, detail=f"sft step {state.global_step}")
-                events.emit("command", id=cid, command="pause", status="done")
-            t0 = time.time()
-            while True:
-                cmds = watcher.drain()
-                if not cmds:
-                    time.sleep(0.1)
-                    continue
-                rest, go = [], False
-                for cmd in cmds:
-                    name, ccid = cmd.get("command"), cmd.get("id")
-                    if name == "resume":
-                        with lock:
-                            events.emit("command", id=ccid, command="resume", status="done")
-                        go = True
-                    elif name == "stop":
-                        self._stop(state, control, ccid)
-                        go = True
-                    else:
-                        rest.append(cmd)
-                for cmd in rest:
-                    watcher.queue.put(cmd)
-                if go:
-                    break
-                time.sleep(0.1)
-            watcher.paused.clear()
-            self.t_last += time.time() - t0
-            if not self.stopped:
-                with lock:
-                    events.state("running", step=0, detail="sft stage")
-
     return SftEventCallback()
-
-
-def _save_model(model: Any, tokenizer: Any, final: Path) -> None:
-    """Write to a temporary directory, then rename: RUN_DIR/sft/model is complete or absent."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=final.parent))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
 
 
 def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, lock: Any, watcher: Any,
@@ -358,7 +313,7 @@ def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, lock: A
     import torch
     from trl import SFTTrainer
     from datasets import Dataset
-    from engine.models import lora_config
+    from engine.models import lora_config, save_model
     t0 = time.time()
     rows, report = build_sft_rows(cfg)
     args = sft_args(cfg, sft_dir(run_root) / "checkpoints", device)
@@ -390,7 +345,7 @@ def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, lock: A
     if cfg.sft.lora:
         model = model.merge_and_unload()
     model.config.use_cache = True
-    _save_model(model, loaded.tokenizer, sft_model_dir(run_root))
+    save_model(model, loaded.tokenizer, sft_model_dir(run_root), replace=True)  # complete or absent
     last = callback.last
     with lock:
         events.emit("stage", stage="sft", status="finished", steps=trainer.state.global_step,

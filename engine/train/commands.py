@@ -1,0 +1,217 @@
+"""Commands from control/ at step boundaries: the one pause/resume/stop state machine.
+
+Both training stages (GRPO, and the SFT cold start before it) act on commands
+the same way:
+
+- `CommandWatcher` (a thread) polls the control channel, acknowledges each
+  command at once (accepted/rejected, plus a pending state such as "pausing")
+  and queues it for the next step boundary.
+- `StepCommands._handle_commands` runs at each step boundary, in the training
+  thread: it takes the queued commands in arrival order and acts on them.
+  `pause` blocks right there (the model and optimizer stay in memory, so
+  resuming is instant) until `resume`, `stop` or `switch_preset`.
+- A stage lists the commands it acts on (`handles`). The others wait for a
+  later stage: they go back to the FRONT of the queue, in arrival order, when
+  the boundary is done. The same happens to what arrived after the resume or
+  stop that ended a pause in the same batch.
+
+A stage supplies what the commands mean for it through the `on_*` hooks and
+how its state events look (`state_fields`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from engine import distributed
+from rundir.control import take_commands
+
+ALL_COMMANDS = frozenset({"pause", "resume", "checkpoint", "stop", "switch_preset"})
+
+
+class CommandWatcher(threading.Thread):
+    """Polls control/ every 0.2 s, acknowledges at once, queues for the step boundary."""
+
+    def __init__(self, control_dir: Path, events: Any, lock: threading.Lock,
+                 check_switch: Callable[[str], str | None] | None = None) -> None:
+        super().__init__(name="command-watcher", daemon=True)
+        self.control_dir, self.events, self.lock = control_dir, events, lock
+        # check_switch(preset) -> None if the run can continue under that preset, else why not
+        self.check_switch = check_switch or (lambda preset: "switching presets is not available here")
+        self.queue: queue.Queue[dict] = queue.Queue()
+        self._stop = threading.Event()
+        self.paused = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.poll()
+
+    def poll(self) -> None:
+        for cmd in take_commands(self.control_dir):
+            self.submit(cmd)
+
+    def submit(self, cmd: dict) -> None:
+        name = cmd.get("command")
+        why_not = None
+        if name == "invalid":
+            why_not = f"not a command: {cmd.get('args')}"
+        elif name == "switch_preset":
+            preset = (cmd.get("args") or {}).get("preset")
+            why_not = "switch_preset needs args.preset" if not preset else self.check_switch(str(preset))
+        with self.lock:
+            if why_not:
+                self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
+                return
+            self.events.emit("command", id=cmd.get("id"), command=name, status="accepted")
+            pending = {"pause": "pausing", "checkpoint": "checkpointing", "stop": "stopping",
+                       "switch_preset": "checkpointing"}.get(name)
+            if pending and not (name == "pause" and self.paused.is_set()):
+                self.events.state(pending)
+        self.queue.put(cmd)
+
+    def requeue(self, cmds: list[dict]) -> None:
+        """Put commands back at the front of the queue, ahead of anything that arrived since."""
+        if not cmds:
+            return
+        rest = self.drain()
+        for cmd in [*cmds, *rest]:
+            self.queue.put(cmd)
+
+    def drain(self) -> list[dict]:
+        out = []
+        while True:
+            try:
+                out.append(self.queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class StepCommands:
+    """The state machine a training callback mixes in. Needs `watcher`, `events`, `lock`, `t_last`."""
+
+    handles: frozenset[str] = ALL_COMMANDS
+    watcher: CommandWatcher | None
+    events: Any
+    lock: Any
+    t_last: float
+    stop_requested: bool = False
+
+    # ----------------------------------------------------------- stage hooks
+    def state_fields(self, state_name: str, state: Any) -> dict[str, Any]:
+        """Fields of a `state` event this machine emits (step, detail)."""
+        return {"step": state.global_step}
+
+    def command_stop(self, state: Any, control: Any, cid: str | None) -> None:
+        raise NotImplementedError
+
+    def command_checkpoint(self, state: Any, control: Any, cid: str | None, paused: bool) -> None:
+        raise NotImplementedError
+
+    def command_switch(self, state: Any, control: Any, cmd: dict) -> None:
+        raise NotImplementedError
+
+    def before_pause(self, state: Any, control: Any) -> None:
+        """Called once a pause is decided, before the stage blocks (e.g. a save asked for with it)."""
+
+    def after_commands(self, state: Any) -> None:
+        """Called at the end of every boundary that had commands."""
+
+    # ----------------------------------------------------------- the machine
+    def _emit_state(self, name: str, state: Any) -> None:
+        with self.lock:
+            self.events.state(name, **self.state_fields(name, state))
+
+    def _emit_command(self, cid: str | None, name: str, status: str, detail: str | None = None) -> None:
+        with self.lock:
+            if detail is None:
+                self.events.emit("command", id=cid, command=name, status=status)
+            else:
+                self.events.emit("command", id=cid, command=name, status=status, detail=detail)
+
+    def _fetch(self) -> list[dict]:
+        """Rank 0 reads the queue; every rank gets the same list (the ranks stay in step)."""
+        if self.watcher is None:
+            return []
+        return distributed.broadcast(self.watcher.drain() if distributed.is_main() else None)
+
+    def _handle_commands(self, state: Any, control: Any) -> None:
+        """Act on the queued commands at this step boundary (may block in a pause)."""
+        cmds = self._fetch()
+        held: list[dict] = []  # for a later stage, or after the end of a pause: back to the front, in order
+        for i, cmd in enumerate(cmds):
+            name, cid = cmd.get("command"), cmd.get("id")
+            if name not in self.handles:
+                held.append(cmd)
+            elif name == "switch_preset":
+                self.command_switch(state, control, cmd)
+            elif name == "checkpoint":
+                self.command_checkpoint(state, control, cid, paused=False)
+            elif name == "stop":
+                self.command_stop(state, control, cid)
+            elif name == "pause" and self.stop_requested:
+                self._emit_command(cid, "pause", "rejected", "the run is stopping")
+            elif name == "pause":
+                # commands that arrived after the pause in the same batch (a quick resume or stop)
+                # are the first ones the pause acts on
+                held += self._pause(state, control, cid, pending=cmds[i + 1:])
+                break
+            elif name == "resume":
+                self._emit_command(cid, "resume", "rejected", "not paused")
+        if held and self.watcher is not None and distributed.is_main():
+            self.watcher.requeue(held)
+        self.after_commands(state)
+
+    def _pause(self, state: Any, control: Any, cid: str | None, pending: list[dict]) -> list[dict]:
+        """Block at the step boundary until resume, stop or switch; returns the commands to hold over."""
+        self.before_pause(state, control)
+        self.watcher.paused.set()
+        with self.lock:
+            self.events.state("paused", **self.state_fields("paused", state))
+            self.events.emit("command", id=cid, command="pause", status="done")
+        paused_at = time.time()
+        held: list[dict] = []
+        cmds = list(pending)
+        while True:
+            if not cmds:
+                if distributed.is_main():
+                    time.sleep(0.1)
+                cmds = self._fetch()
+            if not cmds:
+                continue
+            done = False
+            for j, cmd in enumerate(cmds):
+                if done:
+                    held += cmds[j:]  # what came after the resume/stop is handled at the next boundary
+                    break
+                name, ccid = cmd.get("command"), cmd.get("id")
+                if name == "resume":
+                    self._emit_command(ccid, "resume", "done")
+                    done = True
+                elif name not in self.handles:
+                    held.append(cmd)
+                elif name == "checkpoint":
+                    self.command_checkpoint(state, control, ccid, paused=True)
+                    self._emit_state("paused", state)
+                elif name == "stop":
+                    self.command_stop(state, control, ccid)
+                    done = True
+                elif name == "switch_preset":
+                    self.command_switch(state, control, cmd)
+                    done = True
+                elif name == "pause":
+                    self._emit_command(ccid, "pause", "done", "already paused")
+            cmds = []
+            if done:
+                break
+        self.watcher.paused.clear()
+        self.t_last += time.time() - paused_at  # paused time is not step time
+        if not self.stop_requested:
+            self._emit_state("running", state)
+        return held

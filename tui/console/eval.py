@@ -1,0 +1,199 @@
+"""`grpo-tui eval`: evaluate models from the command line (rich output, no Textual).
+
+    grpo-tui eval --model ID|PATH|RUN_DIR[@STEP] --dataset gsm8k|math500|synthetic|FILE.jsonl
+                  [--split test] [--limit N] [--samples K] [--preset P] [--out DIR]
+                  [--compare BASE] [--model OTHER ...]
+
+Arguments, the progress bar and the summary tables. What is measured, and the
+files written, are engine/eval/evaluate.py; docs/eval.md has the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from engine.config import PromptConfig, load_config
+from engine.eval.evaluate import (EvalError, EvalRequest, ModelSpec, _pct, compare, compare_markdown, evaluate_spec,
+                                  load_eval_data, resolve_model, write_results)
+from rundir.errors import EXIT_FAILED, EXIT_OK, GrpoTuiError
+
+
+def summary_lines(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """(metric, value with interval) pairs for printing one model's summary."""
+    rows = []
+    g = s.get("greedy")
+    if g:
+        for mode in ("strict", "flexible"):
+            r = g[mode]
+            rows.append((f"greedy pass@1 ({mode})", f"{_pct(r['accuracy'])}%  [{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}]  "
+                                                    f"{r['correct']}/{r['n']}"))
+        rows.append(("answers in the trained format", f"{_pct(g['format_rate'])}%"))
+        rows.append(("mean tokens / truncated", f"{g['mean_tokens']:.0f} / {_pct(g['truncated_frac'])}%"))
+    sm = s.get("sampled")
+    if sm:
+        k = sm["k"]
+        for mode in ("strict", "flexible"):
+            r = sm[mode]
+            rows.append((f"sampled pass@1 ({mode})", f"{_pct(r['pass@1'])}%  [{_pct(r['pass@1_ci95'][0])}, {_pct(r['pass@1_ci95'][1])}]"))
+            rows.append((f"pass@{k} ({mode})", f"{_pct(r[f'pass@{k}'])}%"))
+            mj = r[f"maj@{k}"]
+            rows.append((f"maj@{k} ({mode})", f"{_pct(mj['accuracy'])}%  [{_pct(mj['ci95'][0])}, {_pct(mj['ci95'][1])}]"))
+        rows.append((f"items with all {k} samples alike", f"{_pct(sm['frac_all_same'])}%"))
+    return rows
+
+
+
+def run_one(spec: ModelSpec, req: EvalRequest, device: str, console: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """evaluate_spec with a progress bar on a terminal, one line per batch in a log file."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    n = len(req.dataset.items)
+    total = (n if req.greedy else 0) + (n if req.samples else 0)
+    log = lambda m: console.print(m, markup=False)  # noqa: E731 - labels and paths are not markup
+    if console.is_terminal:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=console, transient=False) as bar:
+            task = bar.add_task(f"{spec.label} on {req.dataset.name}", total=total)
+            return evaluate_spec(spec, req, device, progress=lambda k: bar.advance(task, k), log=log)
+    # a log file: one line per batch instead of a bar redrawn in place
+    done = [0]
+    t_start = time.time()
+
+    def line(k: int) -> None:
+        done[0] += k
+        el = time.time() - t_start
+        console.print(f"{spec.label}: {done[0]}/{total} ({el:.0f}s, ~{el / done[0] * (total - done[0]):.0f}s left)",
+                      markup=False)
+    return evaluate_spec(spec, req, device, progress=line, log=log)
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._@-]+", "_", s).strip("_") or "model"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="grpo-tui eval", description="Evaluate a model, checkpoint or run on GSM8K, MATH-500, held-out "
+                                          "synthetic problems or a JSONL file: greedy pass@1 (strict and flexible), "
+                                          "pass@K and majority vote with --samples K.")
+    p.add_argument("--model", action="append", required=True, metavar="ID|PATH|RUN_DIR[@STEP]",
+                   help="hub id, local model dir, smollm2-135m-instruct, tiny-random, or a run directory (latest "
+                        "checkpoint; @STEP, @sft, @base); repeat to compare (the first is the baseline)")
+    p.add_argument("--compare", metavar="BASE", help="baseline model to compare against (evaluated first)")
+    p.add_argument("--dataset", required=True, help="gsm8k, math500, synthetic, or a .jsonl/.parquet file")
+    p.add_argument("--split", default="test", help="split of gsm8k/math500 (default test)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N items (0 = all; synthetic: 500)")
+    p.add_argument("--shuffle", type=int, metavar="SEED", help="shuffle items with SEED before --limit")
+    p.add_argument("--samples", type=int, default=0, metavar="K", help="also sample K answers per item: pass@1, pass@K, maj@K")
+    p.add_argument("--no-greedy", action="store_true", help="skip the greedy pass (with --samples)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: the preset's, else 1.0)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling (default: the preset's, else 1.0)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="tokens generated per answer (default 256)")
+    p.add_argument("--batch-size", type=int, default=0, help="sequences generated at once (default 64 on a GPU, 8 on a CPU)")
+    p.add_argument("--preset", help="preset whose prompt format to ask in (default: the run's config.json, else 'reasoning')")
+    p.add_argument("--format", choices=("reasoning", "think"), help="override the prompt format")
+    p.add_argument("--one-shot", action=argparse.BooleanOptionalAction, default=None,
+                   help="show (or not) the worked example turn, overriding the preset/run")
+    p.add_argument("--difficulty", type=int, choices=(1, 2, 3), help="synthetic problems' difficulty (default: the preset's, else 1)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); on a CPU shared "
+                                               "with other jobs, 1 is often several times faster")
+    p.add_argument("--out", type=Path, help="output directory (default: evals/<time>-<dataset>)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from rich.console import Console
+    from rich.table import Table
+    console = Console(stderr=False, highlight=False)
+    if args.samples < 0 or (args.no_greedy and not args.samples):
+        console.print("error: --no-greedy needs --samples K (K >= 1)")
+        return EvalError.exit_code
+    try:
+        preset = load_config(args.preset) if args.preset else None
+        specs_in = ([args.compare] if args.compare else []) + args.model
+        specs = [resolve_model(s, preset) for s in specs_in]
+        # one prompt for every model compared: a plain model is asked the way the run it is compared with was
+        shared = next((s.prompt for s in specs if s.prompt), None)
+        for s in specs:
+            s.prompt = s.prompt or shared
+        cfg_for_data = preset or next((s.config for s in specs if s.config), None)
+        data = load_eval_data(args.dataset, args.split, args.limit, cfg_for_data, args.difficulty, args.shuffle)
+    except GrpoTuiError as e:
+        console.print(f"error: {e}", markup=False)
+        return e.exit_code
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    temp_src = preset or next((s.config for s in specs if s.config), None)
+    override = None
+    if args.format or args.one_shot is not None:
+        base = (preset.prompt if preset else None) or specs[0].prompt or PromptConfig()
+        override = PromptConfig(format=args.format or base.format, system_prompt=base.system_prompt if not args.format else None,
+                                one_shot=base.one_shot if args.one_shot is None else args.one_shot)
+    req = EvalRequest(dataset=data, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                      samples=args.samples, greedy=not args.no_greedy,
+                      temperature=args.temperature if args.temperature is not None else (temp_src.train.temperature if temp_src else 1.0),
+                      top_p=args.top_p if args.top_p is not None else (temp_src.train.top_p if temp_src else 1.0),
+                      seed=args.seed, prompt_override=override, dtype=args.dtype)
+    out = args.out or Path("evals") / f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(Path(data.name).stem)}"
+    console.print(f"{len(data.items)} items from {data.origin}" + (f" ({data.skipped} skipped)" if data.skipped else "")
+                  + f"; device {device}" + ("" if device.startswith("cuda") else " (no GPU: expect minutes per 100 items)"))
+    summaries, all_rows = [], []
+    labels = Counter()
+    for spec in specs:
+        try:
+            rows, summary = run_one(spec, req, device, console)
+        except GrpoTuiError as e:
+            console.print(f"error: {e}", markup=False)
+            return e.exit_code
+        except Exception as e:  # noqa: BLE001 - a model that won't load or generate: say which
+            console.print(f"error: {spec.label}: {type(e).__name__}: {e}")
+            return EXIT_FAILED
+        labels[spec.label] += 1
+        sub = out / (_slug(spec.label) + (f"-{labels[spec.label]}" if labels[spec.label] > 1 else ""))
+        write_results(sub, rows, summary)
+        summaries.append(summary)
+        all_rows.append(rows)
+        t = Table(title=f"{spec.label} on {data.name} ({summary['n']} items, {summary['generation_s']:.0f} s)")
+        t.add_column("metric")
+        t.add_column("value (95% CI)")
+        for k, v in summary_lines(summary):
+            t.add_row(k, v)
+        console.print(t)
+        console.print(f"results: {sub / 'results.jsonl'}\nsummary: {sub / 'summary.json'}")
+    if len(summaries) > 1:
+        cmp = compare(summaries, all_rows)
+        (out / "compare.json").write_text(json.dumps(cmp, indent=2))
+        (out / "compare.md").write_text(compare_markdown(cmp))
+        t = Table(title=f"before/after on {data.name} ({cmp['n']} items)")
+        t.add_column("metric (%)")
+        for m in cmp["models"]:
+            t.add_column(m)
+        for m in cmp["models"][1:]:
+            t.add_column(f"Δ {m}")
+        for row in cmp["table"]:
+            t.add_row(row["metric"], *[_pct(v) for v in row["values"]],
+                      *["-" if d is None else f"{100 * d:+.1f}" for d in row["delta"][1:]])
+        console.print(t)
+        for p in cmp["paired"]:
+            console.print(f"{p['model']} vs {cmp['models'][0]} ({p['mode']}): fixed {p['fixed']}, "
+                          f"broke {p['broken']} of {p['items']}")
+        console.print(f"compare: {out / 'compare.md'}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
