@@ -6,8 +6,8 @@ nothing. DAPO's dynamic sampling drops such groups and samples fresh prompts
 until the batch is full again. Here that happens inside the trainer's
 generation step, before the batch is split into micro-batches:
 
-1. TRL generates and scores the generation batch as usual (one call of
-   GRPOTrainer._generate_and_score_completions: B rows = B/G groups).
+1. TRL generates and scores the generation batch as usual (one
+   `score_batch`, engine/train/trl_hooks.py: B rows = B/G groups).
 2. Each group is judged on raw correctness (is_correct of the answer
    extracted in the run's format, the `correct` of rollouts.jsonl), not on the
    shaped total: a group where every completion is wrong but the format
@@ -53,10 +53,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from trl import GRPOTrainer
 
 from engine.train.curriculum import completion_correct
 from engine.train.grpo import RecordingGRPOTrainer, _text
+from engine.train.trl_hooks import ScoredBatch, nanstd
 
 METRIC_PREFIX = "dynamic_sampling/"
 # Per-row tensors of TRL's batch dict and how to pad them when batches of different widths are joined.
@@ -67,13 +67,8 @@ _ROWS = {"advantages"}
 
 
 @dataclass
-class Scored:
-    """One scoring call's output and what went into it (rows in order, groups of G consecutive rows)."""
-    out: dict[str, Any]
-    inputs: list[dict[str, Any]]
-    completions: list[Any]
-    completion_ids: list[list[int]]
-    rewards: torch.Tensor          # (rows, reward functions), raw, NaN where a function returned None
+class Scored(ScoredBatch):
+    """One scoring call's output and what went into it, with each row's correctness."""
     correct: list[bool] = field(default_factory=list)
 
 
@@ -95,7 +90,6 @@ def group_totals(rewards: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 def zero_std_groups(totals: torch.Tensor, G: int) -> list[bool]:
     """TRL's is_std_zero per group: the nan-aware std of the group's totals is (close to) zero."""
-    from trl.trainer.utils import nanstd
     std = nanstd(totals.view(-1, G), dim=1)
     return [bool(x) for x in torch.isclose(torch.nan_to_num(std, nan=0.0), torch.zeros_like(std))]
 
@@ -165,10 +159,8 @@ class DynamicSamplingGRPOTrainer(RecordingGRPOTrainer):
 
     # ------------------------------------------------------------------ scoring
     def _score(self, inputs: list[dict[str, Any]]) -> Scored:
-        out = GRPOTrainer._generate_and_score_completions(self, inputs)  # not RecordingGRPOTrainer's: we record once, below
-        scored_inputs, completions, completion_ids, rewards = self._last_scored
-        s = Scored(out, list(scored_inputs), list(completions), [list(c) for c in completion_ids],
-                   rewards.detach().float().cpu())
+        b = self.score_batch(inputs)  # TRL's scoring only; the batch that trains is recorded once, below
+        s = Scored(b.out, b.inputs, b.completions, b.completion_ids, b.rewards)
         s.correct = [completion_correct(_text(c), x.get("answer"), self.ds_prompt_format)
                      for c, x in zip(s.completions, s.inputs)]
         return s
@@ -197,12 +189,11 @@ class DynamicSamplingGRPOTrainer(RecordingGRPOTrainer):
         return rows
 
     # --------------------------------------------------------------- the batch
-    def _generate_and_score_completions(self, inputs):
+    def generate_batch(self, inputs):
         if not self.model.training or self._ds_rng is None:
-            return super()._generate_and_score_completions(inputs)
+            return super().generate_batch(inputs)
         G = self.num_generations
-        metrics = self._metrics["train"]
-        snap = {k: len(v) for k, v in metrics.items()}
+        mark = self.metrics_mark()  # TRL appends metrics per scoring call; one value per step replaces them
         batches = [self._score(inputs)]
         groups = self._groups(batches[0], 0)
         need = len(groups)
@@ -233,55 +224,50 @@ class DynamicSamplingGRPOTrainer(RecordingGRPOTrainer):
         if len(batches) == 1 and [r for _, r in order] == list(range(len(batches[0].inputs))):
             out = batches[0].out
         else:
-            out = merge_batches(parts, self._tokenizer.pad_token_id, self.pad_to_multiple_of)
+            out = merge_batches(parts, self.pad_token_id, self.pad_to_multiple_of)
             out["num_items_in_batch"] = self.accelerator.gather(out["completion_mask"].sum()).sum()
         f_inputs = [batches[b].inputs[r] for b, r in order]
         f_completions = [batches[b].completions[r] for b, r in order]
         f_ids = [batches[b].completion_ids[r] for b, r in order]
         f_rewards = torch.stack([batches[b].rewards[r] for b, r in order])
         f_correct = [batches[b].correct[r] for b, r in order]
-        self._fix_metrics(metrics, snap, f_rewards, f_ids, f_correct, groups, extra, len(fallback), need)
+        self.replace_metrics(mark, self._batch_metrics(f_rewards, f_ids, f_correct, groups, extra, len(fallback), need))
         if self.recorder is not None and self.accelerator.is_main_process:
             self.recorder.record(
                 step=self.state.global_step + 1, inputs=f_inputs, completions=f_completions, completion_ids=f_ids,
                 rewards=f_rewards, advantages=out["advantages"].detach().float().cpu(),
-                eos_ids=set(self.eos_token_ids) | {self._tokenizer.pad_token_id})
+                eos_ids=self.end_token_ids())
         return out
 
-    def _fix_metrics(self, metrics: dict, snap: dict[str, int], rewards: torch.Tensor, ids: list[list[int]],
-                     correct: list[bool], first_groups: list[GroupRef], extra: int, fallback: int, need: int) -> None:
-        """Replace the per-call values TRL appended with values over the batch that trains; add ours."""
-        from trl.trainer.utils import nanstd
+    def _batch_metrics(self, rewards: torch.Tensor, ids: list[list[int]], correct: list[bool],
+                       first_groups: list[GroupRef], extra: int, fallback: int, need: int) -> dict[str, float]:
+        """TRL's per-batch metrics over the batch that trains (they replace the per-call values), plus ours."""
         G = self.num_generations
-
-        def put(key: str, value: float) -> None:
-            lst = metrics[key]
-            del lst[snap.get(key, 0):]
-            lst.append(float(value))
-
+        m: dict[str, float] = {}
         weights = self.reward_weights.detach().float().cpu()
         for i, name in enumerate(self.reward_func_names):
-            put(f"rewards/{name}/mean", torch.nanmean(rewards[:, i]).item())
-            put(f"rewards/{name}/std", nanstd(rewards[:, i]).item())
+            m[f"rewards/{name}/mean"] = torch.nanmean(rewards[:, i]).item()
+            m[f"rewards/{name}/std"] = nanstd(rewards[:, i]).item()
         totals = group_totals(rewards, weights)
-        put("reward", torch.nanmean(totals).item())
-        put("reward_std", nanstd(totals).item())
+        m["reward"] = torch.nanmean(totals).item()
+        m["reward_std"] = nanstd(totals).item()
         zero = zero_std_groups(totals, G)
-        put("frac_reward_zero_std", sum(zero) / len(zero))
+        m["frac_reward_zero_std"] = sum(zero) / len(zero)
         lengths = torch.tensor([len(x) for x in ids], dtype=torch.float32)
-        eos = set(self.eos_token_ids) | {self._tokenizer.pad_token_id}
+        eos = self.end_token_ids()
         truncated = torch.tensor([bool(x) and x[-1] not in eos for x in ids])
-        put("completions/mean_length", lengths.mean().item())
-        put("completions/min_length", lengths.min().item())
-        put("completions/max_length", lengths.max().item())
-        put("completions/clipped_ratio", truncated.float().mean().item())
+        m["completions/mean_length"] = lengths.mean().item()
+        m["completions/min_length"] = lengths.min().item()
+        m["completions/max_length"] = lengths.max().item()
+        m["completions/clipped_ratio"] = truncated.float().mean().item()
         term = lengths[~truncated] if (~truncated).any() else torch.zeros(1)
-        put("completions/mean_terminated_length", term.mean().item())
-        put("completions/min_terminated_length", term.min().item())
-        put("completions/max_terminated_length", term.max().item())
-        put(METRIC_PREFIX + "frac_reward_zero_std_before", sum(g.zero_std for g in first_groups) / need)
-        put(METRIC_PREFIX + "frac_uniform_correct_before", sum(g.uniform_correct for g in first_groups) / need)
-        put(METRIC_PREFIX + "frac_uniform_correct", sum(uniform_groups(correct, G)) / need)
-        put(METRIC_PREFIX + "extra_groups", extra)
-        put(METRIC_PREFIX + "generated_ratio", (need + extra) / need)
-        put(METRIC_PREFIX + "fallback_groups", fallback)
+        m["completions/mean_terminated_length"] = term.mean().item()
+        m["completions/min_terminated_length"] = term.min().item()
+        m["completions/max_terminated_length"] = term.max().item()
+        m[METRIC_PREFIX + "frac_reward_zero_std_before"] = sum(g.zero_std for g in first_groups) / need
+        m[METRIC_PREFIX + "frac_uniform_correct_before"] = sum(g.uniform_correct for g in first_groups) / need
+        m[METRIC_PREFIX + "frac_uniform_correct"] = sum(uniform_groups(correct, G)) / need
+        m[METRIC_PREFIX + "extra_groups"] = extra
+        m[METRIC_PREFIX + "generated_ratio"] = (need + extra) / need
+        m[METRIC_PREFIX + "fallback_groups"] = fallback
+        return m

@@ -3,10 +3,9 @@
 The training loop is TRL's GRPOTrainer. Two small additions make it
 observable and steerable:
 
-- RecordingGRPOTrainer hooks the two places where a generation batch is
-  complete: `_calculate_rewards` (raw reward per function) and
-  `_generate_and_score_completions` (advantages, token ids), and writes every
-  group to rollouts.jsonl.
+- RecordingGRPOTrainer records every scored generation batch (raw reward per
+  function, advantages, token ids) as groups in rollouts.jsonl, through the
+  hooks of engine/train/trl_hooks.py (the one home of TRL's private methods).
 - EngineCallback writes a `step` and `memory` event after every optimizer
   step and acts on commands (pause, resume, checkpoint, stop, switch) at that
   step boundary, with the state machine of engine/train/commands.py.
@@ -23,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 from transformers import TrainerCallback
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
 
 from engine import distributed
 from engine.config import Config
@@ -32,6 +31,7 @@ from engine.rewards import GuardedReward, extract_answer, is_correct, resolve_re
 from rundir.rollouts import RolloutWriter
 from engine.train.commands import CommandWatcher, StepCommands
 from engine.train.telemetry import MemoryProbe
+from engine.train.trl_hooks import HookedGRPOTrainer
 
 REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
 
@@ -101,33 +101,26 @@ def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None 
     )
 
 
-class RecordingGRPOTrainer(GRPOTrainer):
+class RecordingGRPOTrainer(HookedGRPOTrainer):
     """GRPOTrainer that hands every scored generation batch to a recorder."""
 
     recorder: "RolloutRecorder | None" = None
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._last_scored = (inputs, completions, completion_ids_list, rewards)
-        return rewards
-
-    def _generate_and_score_completions(self, inputs):
-        out = super()._generate_and_score_completions(inputs)
+    def generate_batch(self, inputs):
         if self.recorder is None and distributed.world_size() == 1:
-            return out
-        scored_inputs, completions, completion_ids, rewards = self._last_scored
-        advantages = out["advantages"].detach().float().cpu()
+            return super().generate_batch(inputs)
+        s = self.score_batch(inputs)
+        advantages = s.out["advantages"].detach().float().cpu()
         # rewards are already gathered over processes (in rank order); gather the rest the same way so
         # rank 0 records the whole generation batch and groups split across ranks stay whole.
-        parts = distributed.gather(([{k: x.get(k) for k in ("question", "answer", "prompt")} for x in scored_inputs],
-                                    completions, completion_ids, advantages))
+        parts = distributed.gather(([{k: x.get(k) for k in ("question", "answer", "prompt")} for x in s.inputs],
+                                    s.completions, s.completion_ids, advantages))
         if self.recorder is not None and parts:
             self.recorder.record(
                 step=self.state.global_step + 1, inputs=[x for p in parts for x in p[0]],
                 completions=[c for p in parts for c in p[1]], completion_ids=[c for p in parts for c in p[2]],
-                rewards=rewards.detach().float().cpu(), advantages=torch.cat([p[3] for p in parts]),
-                eos_ids=set(self.eos_token_ids) | {self._tokenizer.pad_token_id})
-        return out
+                rewards=s.rewards, advantages=torch.cat([p[3] for p in parts]), eos_ids=self.end_token_ids())
+        return s.out
 
 
 class RolloutRecorder:
@@ -347,7 +340,7 @@ class EngineCallback(StepCommands, TrainerCallback):
     def _save_now(self, state) -> None:
         with self.lock:
             self.events.state("checkpointing", step=state.global_step)
-        self.trainer._save_checkpoint(self.trainer.model, None)
+        self.trainer.save_checkpoint_now()
         self.on_save(self.trainer.args, state, self.trainer.control)
 
 

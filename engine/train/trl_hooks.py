@@ -1,0 +1,93 @@
+"""Every use of TRL's (and transformers' Trainer's) private internals, in one module.
+
+GRPOTrainer has no public hook for "a generation batch was scored", so the
+engine overrides two private methods and reads a few private attributes. They
+are all here, behind names the rest of the engine uses, and
+tests/test_trl_hooks.py checks their signatures with `inspect.signature`, so a
+TRL upgrade that changes them fails in CI instead of mid-run:
+
+- `GRPOTrainer._calculate_rewards(inputs, prompts, completions, completion_ids_list)`:
+  returns the raw (rows, reward functions) reward tensor; wrapped to keep it.
+- `GRPOTrainer._generate_and_score_completions(inputs)`: generates and scores
+  one generation batch, returns TRL's batch dict (`advantages`, `completion_mask`,
+  ...); overridden to call `generate_batch`, the engine's hook.
+- `GRPOTrainer._metrics["train"]`: key -> list of values, one appended per
+  scoring call, averaged at `log()`; `replace_metrics` swaps what one step appended.
+- `GRPOTrainer._tokenizer`: the tokenizer inside the processing class (pad id).
+- `Trainer._save_checkpoint(model, trial)`: save now, outside the save schedule.
+- `trl.trainer.utils.nanstd`: TRL's std that skips NaN (a reward that returned None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+from trl.trainer.utils import nanstd
+
+__all__ = ["HookedGRPOTrainer", "ScoredBatch", "nanstd"]
+
+
+@dataclass
+class ScoredBatch:
+    """One generation batch as TRL scored it: rows in order, groups of num_generations consecutive rows."""
+
+    out: dict[str, Any]  # TRL's batch dict, what training consumes
+    inputs: list[dict[str, Any]]
+    completions: list[Any]
+    completion_ids: list[list[int]]
+    rewards: torch.Tensor  # (rows, reward functions) on the CPU, raw, NaN where a function returned None
+
+
+class HookedGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer with public names for the private parts the engine relies on.
+
+    Subclasses override `generate_batch` (not TRL's private method) and call
+    `score_batch` for TRL's generation and scoring of a batch.
+    """
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_scored = (inputs, completions, completion_ids_list, rewards)
+        return rewards
+
+    def _generate_and_score_completions(self, inputs):
+        return self.generate_batch(inputs)
+
+    # ------------------------------------------------------------ the engine's names
+    def generate_batch(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The batch dict training consumes for these inputs (override to record, filter, refill)."""
+        return self.score_batch(inputs).out
+
+    def score_batch(self, inputs: list[dict[str, Any]]) -> ScoredBatch:
+        """TRL's own generation and scoring of one batch, with the raw rewards it computed on the way."""
+        out = GRPOTrainer._generate_and_score_completions(self, inputs)
+        scored_inputs, completions, completion_ids, rewards = self._last_scored
+        return ScoredBatch(out, list(scored_inputs), list(completions), [list(c) for c in completion_ids],
+                           rewards.detach().float().cpu())
+
+    @property
+    def pad_token_id(self) -> int:
+        return self._tokenizer.pad_token_id
+
+    def end_token_ids(self) -> set[int]:
+        """Token ids that end a completion (a completion ending in none of them was cut at the length cap)."""
+        return set(self.eos_token_ids) | {self.pad_token_id}
+
+    def metrics_mark(self) -> dict[str, int]:
+        """Where each training metric's list ends now; pass to `replace_metrics`."""
+        return {k: len(v) for k, v in self._metrics["train"].items()}
+
+    def replace_metrics(self, mark: dict[str, int], values: dict[str, float]) -> None:
+        """Each key's values appended since `mark` (one per scoring call) become the one value given."""
+        metrics = self._metrics["train"]
+        for key, value in values.items():
+            lst = metrics[key]
+            del lst[mark.get(key, 0):]
+            lst.append(float(value))
+
+    def save_checkpoint_now(self) -> None:
+        """Write checkpoint-<global_step> now (a checkpoint or pause command), outside the save schedule."""
+        self._save_checkpoint(self.model, None)

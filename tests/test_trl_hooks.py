@@ -1,0 +1,59 @@
+"""The TRL/transformers internals engine/train/trl_hooks.py relies on still look the way it expects.
+
+A TRL upgrade that renames a private method, changes its parameters or drops
+an attribute fails here, in CI, instead of mid-run after the model has loaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from transformers import Trainer
+from trl import GRPOTrainer
+from trl.trainer import utils as trl_utils
+
+from engine.train import trl_hooks
+from engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer
+from engine.train.grpo import RecordingGRPOTrainer
+
+
+def _params(fn) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+def test_private_method_signatures() -> None:
+    assert _params(GRPOTrainer._calculate_rewards) == ["self", "inputs", "prompts", "completions",
+                                                       "completion_ids_list"]
+    assert _params(GRPOTrainer._generate_and_score_completions) == ["self", "inputs"]
+    assert _params(Trainer._save_checkpoint) == ["self", "model", "trial"]
+    assert _params(trl_utils.nanstd)[0] == "tensor" and "dim" in _params(trl_utils.nanstd)
+
+
+def test_private_attributes_are_set_where_expected() -> None:
+    # Building a trainer needs a model; the assignments in TRL's __init__ are what the hooks read.
+    init = inspect.getsource(GRPOTrainer.__init__)
+    for attr in ("self._tokenizer =", "self._metrics =", "self.eos_token_ids =", "self.reward_weights =",
+                 "self.reward_func_names =", "self.num_generations =", "self.pad_to_multiple_of ="):
+        assert attr in init, f"GRPOTrainer.__init__ no longer sets {attr.split()[0]}"
+    assert '"train": defaultdict(list)' in init  # _metrics["train"]: key -> list, one value per scoring call
+
+
+def test_scoring_calls_calculate_rewards_and_returns_the_fields_recorded() -> None:
+    src = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert "self._calculate_rewards(inputs, prompts, completions, completion_ids_list)" in src
+    for key in ('"advantages"', '"completion_mask"', '"completion_ids"', '"prompt_ids"'):
+        assert key in src, f"TRL's batch dict has no {key} any more"
+
+
+def test_memory_plan_tracks_trls_logprob_chunk() -> None:
+    from engine.plan.memory import FUSED_VOCAB_TILE
+    assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == FUSED_VOCAB_TILE
+
+
+def test_only_trl_hooks_overrides_trl_private_methods() -> None:
+    """Engine trainers hook `generate_batch`; TRL's private methods are overridden in one class."""
+    for name in ("_calculate_rewards", "_generate_and_score_completions"):
+        owners = [c for c in DynamicSamplingGRPOTrainer.__mro__ if name in vars(c)]
+        assert owners == [trl_hooks.HookedGRPOTrainer, GRPOTrainer], (name, owners)
+    assert issubclass(RecordingGRPOTrainer, trl_hooks.HookedGRPOTrainer)
+    assert "generate_batch" in vars(RecordingGRPOTrainer) and "generate_batch" in vars(DynamicSamplingGRPOTrainer)
