@@ -35,7 +35,7 @@ ITEMS = "pencils apples books marbles stickers cookies".split()
 
 def make_run(run_dir: Path, steps: int, groups: int, gens: int, words: int, seed: int = 0) -> dict:
     """Writes rollouts through rundir.rollouts.RolloutWriter exactly as the engine does (flush per batch)."""
-    from rundir.rollouts import RolloutWriter
+    from rundir.rollouts import CompletionRecord, RolloutWriter
 
     rng = random.Random(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -62,14 +62,14 @@ def make_run(run_dir: Path, steps: int, groups: int, gens: int, words: int, seed
                 text = f"<reasoning>\n{body}\n</reasoning>\n" + ("" if truncated else f"<answer>\n{ans}\n</answer>")
                 corr = 2.0 if ok and not truncated and not same else 0.0
                 fmt = 0.5 if not truncated else 0.0
-                comps.append({"text": text, "extracted": None if truncated else ans, "correct": ok and not truncated,
-                              "rewards": {"correctness": corr, "int_answer": 0.5, "soft_format": fmt,
-                                          "xmlcount": 0.375},
-                              "total": corr + 0.875 + fmt if not same else 1.0, "advantage": 0.0,
-                              "tokens": int(n * 1.3), "truncated": truncated})
-            mean = sum(c["total"] for c in comps) / len(comps)
+                comps.append(CompletionRecord(
+                    text=text, extracted=None if truncated else ans, correct=ok and not truncated,
+                    rewards={"correctness": corr, "int_answer": 0.5, "soft_format": fmt, "xmlcount": 0.375},
+                    total=corr + 0.875 + fmt if not same else 1.0, advantage=0.0,
+                    tokens=int(n * 1.3), truncated=truncated))
+            mean = sum(c.total for c in comps) / len(comps)
             for c in comps:
-                c["advantage"] = c["total"] - mean
+                c.advantage = c.total - mean
             batch.append((step, g, prompt, gold, comps))
         t = time.perf_counter()
         for rec in batch:

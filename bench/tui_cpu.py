@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
 from rundir import events as events_module  # noqa: E402
 from rundir.control import ensure_control_dir  # noqa: E402
 from rundir.events import EventWriter  # noqa: E402
-from rundir.rollouts import RolloutWriter  # noqa: E402
+from rundir.rollouts import CompletionRecord, RolloutWriter  # noqa: E402
 from rundir.layout import RunDir  # noqa: E402
 
 REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xmlcount"]
@@ -112,7 +112,7 @@ class SyntheticRun:
         return {"device": "cpu", "rss_gb": round(1.2 + 0.01 * self.step + 0.05 * self.rng.random(), 3),
                 "allocated_gb": None, "reserved_gb": None, "peak_gb": None, "nvml_used_gb": None, "total_gb": 23.5}
 
-    def _completion(self, gold: int, skill: float) -> dict[str, Any]:
+    def _completion(self, gold: int, skill: float) -> CompletionRecord:
         rng = self.rng
         formatted = rng.random() < skill
         guess = gold if rng.random() < skill else gold + rng.choice([-3, -1, 1, 2, 10])
@@ -134,9 +134,9 @@ class SyntheticRun:
                    "strict_format": 0.5 if formatted and not truncated else 0.0,
                    "soft_format": 0.5 if formatted and not truncated else 0.0,
                    "xmlcount": round(0.125 * text.count("<") / 2, 3)}
-        return {"text": text, "extracted": extracted, "correct": correct, "rewards": rewards,
-                "total": sum(rewards.values()), "advantage": 0.0, "tokens": 96 if truncated else rng.randint(20, 90),
-                "truncated": truncated}
+        return CompletionRecord(text=text, extracted=extracted, correct=correct, rewards=rewards,
+                                total=sum(rewards.values()), advantage=0.0,
+                                tokens=96 if truncated else rng.randint(20, 90), truncated=truncated)
 
     def write_step(self) -> None:
         """One optimizer step: its rollouts (G x groups), then the step and memory events."""
@@ -150,16 +150,16 @@ class SyntheticRun:
             name, thing = rng.choice(NAMES), rng.choice(THINGS)
             prompt = f"{name} has {a} {thing}. Then they get {b} more {thing}. How many {thing} does {name} have now?"
             comps = [self._completion(a + b, skill) for _ in range(self.G)]
-            ts = [c["total"] for c in comps]
+            ts = [c.total for c in comps]
             mean = sum(ts) / len(ts)
             std = (sum((t - mean) ** 2 for t in ts) / len(ts)) ** 0.5
             for c in comps:
-                c["advantage"] = (c["total"] - mean) / (std + 1e-4)
-                lengths.append(c["tokens"])
-                clipped += c["truncated"]
-                correct += c["correct"]
+                c.advantage = (c.total - mean) / (std + 1e-4)
+                lengths.append(c.tokens)
+                clipped += c.truncated
+                correct += c.correct
                 for r in REWARDS:
-                    per_reward[r].append(c["rewards"][r])
+                    per_reward[r].append(c.rewards[r])
             zero_std += std < 1e-9
             totals.extend(ts)
             self.rollouts.write_group(step, g, prompt, str(a + b), comps)

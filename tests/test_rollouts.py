@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rundir.rollouts import (Chunk, RolloutFilter, RolloutReader, Rollouts, RolloutWriter, ReadReport, list_segments,
-                             open_rollouts, parse_range, read_rollouts, write_segment)
+from rundir.rollouts import (Chunk, CompletionRecord, RolloutFilter, RolloutReader, Rollouts, RolloutWriter, ReadReport,
+                             list_segments, open_rollouts, parse_range, read_rollouts, write_segment)
 
 NAMES = ["correctness", "format"]
 PROMPTS = ["What is 2+3?", "Tom has 4 apples and eats 1. How many are left?", "What is 10-7?"]
@@ -21,9 +21,10 @@ GOLDS = ["5", "3", "3"]
 def completion(text: str, answer: str | None, gold: str, tokens: int = 20, truncated: bool = False,
                fmt: float = 0.5) -> dict:
     correct = answer == gold
-    return {"text": text, "extracted": answer, "correct": correct,
-            "rewards": {"correctness": 2.0 if correct else 0.0, "format": fmt},
-            "total": (2.0 if correct else 0.0) + fmt, "advantage": 0.0, "tokens": tokens, "truncated": truncated}
+    return CompletionRecord(text=text, extracted=answer, correct=correct,
+                            rewards={"correctness": 2.0 if correct else 0.0, "format": fmt},
+                            total=(2.0 if correct else 0.0) + fmt, advantage=0.0, tokens=tokens,
+                            truncated=truncated).to_dict()
 
 
 def group_for(step: int, g: int, gens: int = 4) -> tuple[str, str, list[dict]]:
@@ -379,8 +380,10 @@ def test_segment_with_foreign_columns_is_refused_not_trusted(run, tmp_path):
 
 def test_nothing_is_executed_or_unpickled():
     root = Path(__file__).resolve().parents[1]
-    for rel in ("rundir/rollouts.py", "tui/browser/app.py", "tui/browser/runs.py", "tui/browser/widgets.py"):
-        src = (root / rel).read_text()
+    files = [*(root / "rundir" / "rollouts").glob("*.py"), *(root / "tui" / "browser").rglob("*.py")]
+    assert len(files) >= 8
+    for path in files:
+        rel, src = path.relative_to(root), path.read_text()
         bad = re.findall(r"import pickle|pickle\.|\beval\(|\bexec\(|to_pandas\(|import marshal|__import__\(|"
                          r"py_extension_type", src)
         assert not bad, f"{rel} uses {bad}"
@@ -429,3 +432,26 @@ def test_resuming_a_large_old_run_does_not_load_it_into_the_engine(tmp_path):
     r = open_rollouts(d)
     assert list(r.steps) == [1, 2, 3, 4] and r.report.segments == 1 and r.report.jsonl_bytes == segs[0][0]
     assert [r.group_record(i) for i in range(4)] == read_rollouts(d)[0]
+
+
+def test_record_types_round_trip_and_lead_with_the_index_keys(tmp_path):
+    """GroupRecord is the one shape of a line: written, read back and indexed without parsing."""
+    from rundir.rollouts import GroupRecord, RolloutTail
+    from rundir.rollouts.records import line_key
+
+    rec = GroupRecord(step=3, group=1, prompt="q", gold="5", extra={"source": "gsm8k"}, completions=[
+        CompletionRecord(text="t", extracted="5", correct=True, rewards={"a": 1 / 3, "b": None}, total=float("nan"),
+                         advantage=0.25, tokens=4, truncated=False, extra={"logprob": -1.5})])
+    d = rec.to_dict()
+    assert list(d)[:3] == ["v", "step", "group"] and d["completions"][0]["rewards"]["a"] == 0.333333
+    assert d["completions"][0]["total"] is None and d["completions"][0]["logprob"] == -1.5
+    assert GroupRecord.from_dict(d).to_dict() == d
+    assert line_key(rec.to_line().rstrip(b"\n")) == (3, 1, None)  # found from the head, not parsed
+    other_order = json.dumps({"group": 2, "completions": [], "step": 7}).encode()
+    assert line_key(other_order)[:2] == (7, 2)  # another writer's key order: parsed
+    w = RolloutWriter(tmp_path / "rollouts.jsonl")
+    w.write(rec)
+    w.close()
+    assert read_rollouts(tmp_path)[0] == [d]
+    lines = RolloutTail(tmp_path / "rollouts.jsonl").read_new()
+    assert [(x.step, x.group, x.record) for x in lines] == [(3, 1, d)]

@@ -15,9 +15,9 @@ import pytest
 from conftest_tui import (ROOT, SyntheticRun, control_commands, engine_env, synthetic_run, tiny_run,  # noqa: F401
                           wait_for, write_synthetic_run)
 from rundir.events import read_events
-from rundir.rollouts import RolloutWriter
+from rundir.rollouts import CompletionRecord, RolloutWriter
 from tui.components.completion_view import highlight_completion
-from tui.components.rollout_tail import RolloutIndex, RolloutTail
+from rundir.rollouts import RolloutIndex, RolloutTail
 from tui.components.run_model import REWARD, RunModel, downsample, reward_key, smooth
 
 SIZE = (140, 45)
@@ -64,8 +64,8 @@ def test_downsample_bounds_points_and_smooth_keeps_gaps() -> None:
 def test_rollout_tail_waits_for_a_whole_line_and_indexes_by_step(tmp_path: Path) -> None:
     path = tmp_path / "rollouts.jsonl"
     w = RolloutWriter(path)
-    comp = {"text": "x", "extracted": "1", "correct": True, "rewards": {"a": 1.0}, "total": 1.0,
-            "advantage": 0.0, "tokens": 1, "truncated": False}
+    comp = CompletionRecord(text="x", extracted="1", correct=True, rewards={"a": 1.0}, total=1.0, advantage=0.0,
+                            tokens=1, truncated=False)
     for step in (1, 2):
         for g in range(3):
             w.write_group(step, g, f"q{step}{g}", "1", [comp])
@@ -95,7 +95,7 @@ def test_highlight_colours_tags_and_marks_the_extracted_answer() -> None:
 
 def test_engine_and_tui_init_do_not_import_textual() -> None:
     code = ("import sys, engine.run, rundir.events, rundir.rollouts, tui, tui.launcher, "
-            "tui.components.run_model, tui.components.rollout_tail; "
+            "tui.components.run_model; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext', 'plotext')]")
     import subprocess
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

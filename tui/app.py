@@ -35,7 +35,7 @@ from tui.components.dialogs import ConfirmStop, PresetPicker, PreflightError, Qu
 from tui.components.error_panel import ErrorPanel, tail_lines
 from tui.components.group_table import GroupTable
 from tui.components.memory_panel import MemoryPanel
-from tui.components.rollout_tail import RolloutIndex, RolloutTail
+from rundir.rollouts import RolloutIndex, RolloutTail
 from tui.components.run_model import RunModel
 from tui.components.status_panel import EngineLink, StatusPanel
 from tui.launcher import EngineProcess, default_run_dir, launch_engine

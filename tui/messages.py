@@ -6,7 +6,7 @@ from typing import Any
 
 from textual.message import Message
 
-from tui.components.rollout_tail import GroupLine
+from rundir.rollouts import GroupLine
 
 
 class RunUpdate(Message):

@@ -28,7 +28,7 @@ from engine import distributed
 from engine.config import Config
 from rundir.events import EventWriter
 from engine.rewards import GuardedReward, extract_answer, is_correct, resolve_reward
-from rundir.rollouts import RolloutWriter
+from rundir.rollouts import CompletionRecord, GroupRecord, RolloutWriter
 from engine.train.commands import CommandWatcher, StepCommands
 from engine.train.telemetry import MemoryProbe
 from engine.train.trl_hooks import HookedGRPOTrainer
@@ -175,18 +175,17 @@ class RolloutRecorder:
                 correct = bool(is_correct(extracted, inputs[i].get("answer")))
                 correct_list.append(correct)
                 ids = completion_ids[i]
-                rows.append({
-                    "text": text, "extracted": extracted, "correct": correct,
-                    "rewards": {n: float(rewards[i, j]) for j, n in enumerate(self.names)},
-                    "total": float(totals[i]), "advantage": float(advantages[i]),
-                    "tokens": len(ids),
-                    "truncated": bool(len(ids) >= self.max_len and (not ids or ids[-1] not in eos_ids)),
-                })
+                rows.append(CompletionRecord(
+                    text=text, extracted=extracted, correct=correct,
+                    rewards={n: float(rewards[i, j]) for j, n in enumerate(self.names)},
+                    total=float(totals[i]), advantage=float(advantages[i]), tokens=len(ids),
+                    truncated=bool(len(ids) >= self.max_len and (not ids or ids[-1] not in eos_ids))))
             group = self._group_counter.get(step, 0)
             self._group_counter[step] = group + 1
             first = inputs[start]
-            self.writer.write_group(step, group, first.get("question") or _text(first.get("prompt")),
-                                    str(first.get("answer", "")), rows)
+            self.writer.write(GroupRecord(step=step, group=group,
+                                          prompt=first.get("question") or _text(first.get("prompt")),
+                                          gold=str(first.get("answer", "")), completions=rows))
         for old in [k for k in self._group_counter if k < step - 1]:
             del self._group_counter[old]
         self.writer.flush()

@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from tui.components.rollout_tail import RolloutIndex
+from rundir.rollouts import RolloutIndex
 
 
 def short_names(names: list[str]) -> dict[str, str]:
