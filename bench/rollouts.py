@@ -152,7 +152,8 @@ def measure_app(run_dir: str, repeat: int) -> dict:
     a filter change to the step list redrawn."""
     import asyncio
 
-    from tui.browser.app import BrowserApp, RolloutScreen
+    from tui.browser.app import BrowserApp
+    from tui.browser.screens.rollouts import RolloutScreen
 
     out: dict = {}
 

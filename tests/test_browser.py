@@ -12,7 +12,11 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from rundir.rollouts import RolloutFilter, RolloutWriter, open_rollouts
 from test_rollouts import PROMPTS, group_for, write_run
-from tui.browser.app import BrowserApp, ExportDialog, HistoryScreen, RolloutScreen, RunListScreen, run_browser
+from tui.browser.app import BrowserApp, run_browser
+from tui.browser.screens.export import ExportDialog
+from tui.browser.screens.history import HistoryScreen
+from tui.browser.screens.rollouts import RolloutScreen
+from tui.browser.screens.run_list import RunListScreen
 from tui.browser.widgets import RowList
 from tui.components.completion_view import CompletionView
 from tui.components.group_table import GroupTable

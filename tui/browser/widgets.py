@@ -1,25 +1,37 @@
-"""RowList: a cursor list of many rows that renders only the rows on screen.
+"""The browser's widgets and cell formatting.
+
+RowList: a cursor list of many rows that renders only the rows on screen.
 
 DataTable measures every cell of every row it is given (about 0.3 ms a row
 here), so refilling it with a long run's 2,000+ steps after each filter costs
 most of a second. RowList asks for a row's Text only when that row is drawn
 (Textual's line API), so refilling it costs nothing however many rows there are.
+
+FilterBar: the filter inputs above the steps. GroupSource/show_group feed the
+dashboard's GroupTable with the browser's groups.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Sequence
+import math
+from typing import Any, Callable, Hashable, Sequence
 
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widgets import Input, Select
+
+from rundir.rollouts import Rollouts
+from tui.components.group_table import GroupTable
 
 
 class RowList(ScrollView, can_focus=True):
@@ -167,3 +179,73 @@ class RowList(ScrollView, can_focus=True):
                     for s in text.render(self.app.console) if s.text != "\n"]
         strip = Strip(segments).crop(scroll_x, scroll_x + width)
         return strip.extend_cell_length(width, base)
+
+
+# ------------------------------------------------------------------ formatting and groups
+
+
+def num_cell(x: float, fmt: str = "{:.2f}", style: str = "") -> Text:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return Text("-", style="dim", justify="right")
+    return Text(fmt.format(x), style=style, justify="right")
+
+
+def pct_cell(x: float) -> Text:
+    return num_cell(x, "{:.0%}")
+
+
+def one_line(s: str, n: int) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+class GroupSource:
+    """What the dashboard's GroupTable reads (it duck-types RolloutIndex: `steps`, `groups(step)`):
+    here, the groups the browser currently shows."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self._groups: dict[int, list[dict[str, Any]]] = {}
+
+    def set(self, steps: list[int], step: int, groups: list[dict[str, Any]]) -> None:
+        self.steps = steps
+        self._groups = {step: groups}
+
+    def groups(self, step: int) -> list[dict[str, Any]]:
+        return self._groups.get(step, [])
+
+
+def show_group(table: GroupTable, source: GroupSource, steps: list[int], step: int,
+               groups: list[dict[str, Any]], pos: int) -> None:
+    source.set(steps, step, groups)
+    table.follow = False
+    table.step = step
+    table.group_pos = pos
+    table.rollouts_changed({step})
+
+
+def group_answers(r: Rollouts, gid: int, limit: int = 8) -> Text:
+    """The extracted answers of a group's completions, green when correct."""
+    s, n = int(r.g_start[gid]), int(r.g_n[gid])
+    out = Text()
+    for c in range(s, s + min(n, limit)):
+        ex = r.extracted[c].as_py()
+        if out:
+            out.append(" ")
+        out.append("·" if ex is None else one_line(ex, 8), style="green" if r.correct[c] else "dim")
+    if n > limit:
+        out.append(" …", style="dim")
+    return out
+
+
+class FilterBar(Horizontal):
+    """Search, correctness, truncation, zero-std, reward and step range; all combine."""
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="search prompts + completions (/re/ = regex)", id="f-search")
+        yield Select([("correct", "yes"), ("incorrect", "no")], prompt="any answer", id="f-correct")
+        yield Select([("truncated", "yes"), ("not truncated", "no")], prompt="any length", id="f-truncated")
+        yield Select([("zero-std groups", "yes"), ("groups with signal", "no")], prompt="any group",
+                     id="f-zero-std")
+        yield Input(placeholder="reward a..b", id="f-reward")
+        yield Input(placeholder="steps a..b", id="f-steps")

@@ -1,0 +1,38 @@
+"""Messages the browser's workers post; only the app's thread touches widgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.message import Message
+
+from rundir.rollouts import Rollouts, Selection, StepSummary
+from tui.browser.runs import RunSummary
+
+
+class RolloutsLoaded(Message):
+    """A newer snapshot of the run's rollouts (the first one, or one with new groups)."""
+
+    def __init__(self, rollouts: Rollouts, seconds: float, first: bool) -> None:
+        super().__init__()
+        self.rollouts, self.seconds, self.first = rollouts, seconds, first
+
+
+class SelectionReady(Message):
+    """A filter applied to a snapshot; dropped if either changed meanwhile."""
+
+    def __init__(self, rollouts: Rollouts, selection: Selection, summary: StepSummary) -> None:
+        super().__init__()
+        self.rollouts, self.selection, self.summary = rollouts, selection, summary
+
+
+class RunsListed(Message):
+    def __init__(self, runs: list[RunSummary]) -> None:
+        super().__init__()
+        self.runs = runs
+
+
+class Exported(Message):
+    def __init__(self, path: Path, count: int, error: str | None = None) -> None:
+        super().__init__()
+        self.path, self.count, self.error = path, count, error
