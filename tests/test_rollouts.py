@@ -455,3 +455,14 @@ def test_record_types_round_trip_and_lead_with_the_index_keys(tmp_path):
     assert read_rollouts(tmp_path)[0] == [d]
     lines = RolloutTail(tmp_path / "rollouts.jsonl").read_new()
     assert [(x.step, x.group, x.record) for x in lines] == [(3, 1, d)]
+
+
+def test_run_directory_doc_lists_the_record_fields():
+    """docs/run-directory.md's two rollouts.jsonl tables name exactly the fields of the record types."""
+    from rundir.rollouts import COMPLETION_KEYS, GROUP_KEYS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "run-directory.md").read_text()
+    section = doc.split("## rollouts.jsonl", 1)[1].split("### rollouts/", 1)[0]
+    tables = [[line.split("|")[1].strip().strip("`") for line in block.splitlines()
+               if line.startswith("| `")] for block in section.split("Each completion:")]
+    assert set(tables[0]) == set(GROUP_KEYS) and set(tables[1]) == set(COMPLETION_KEYS)
