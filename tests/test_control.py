@@ -137,3 +137,50 @@ def test_commands_in_one_batch_are_all_handled():
         watcher.queue.put(c)
     cb2._handle_commands(state, control)  # a pause after a stop is refused, not parked forever
     assert control.should_training_stop and ("command", "pause", "rejected", None) in events.log
+
+
+def test_sft_stage_shares_the_state_machine_and_holds_grpo_commands_in_order():
+    """SFT acts on pause/resume/stop like GRPO; checkpoint/switch wait for the GRPO stage, in arrival order."""
+    import threading
+    import time
+    from types import SimpleNamespace
+    from engine.train.commands import CommandWatcher
+    from engine.train.sft import make_sft_callback
+
+    log = []
+
+    class Events:
+        def emit(self, type, **f):
+            log.append((type, f.get("id"), f.get("status"), f.get("state"), f.get("detail")))
+
+        def state(self, state, **f):
+            log.append(("state", None, None, state, f.get("detail")))
+
+    lock = threading.Lock()
+    watcher = CommandWatcher(Path("/nonexistent"), Events(), lock)
+    cb = make_sft_callback(Events(), lock, watcher)
+    state = SimpleNamespace(global_step=2)
+    control = SimpleNamespace(should_save=False, should_training_stop=False)
+    for c in ({"id": "a", "command": "checkpoint"}, {"id": "b", "command": "pause"},
+              {"id": "c", "command": "resume"}, {"id": "d", "command": "switch_preset", "args": {"preset": "x"}}):
+        watcher.queue.put(c)
+    done = threading.Thread(target=cb._handle_commands, args=(state, control), daemon=True)
+    done.start()
+    done.join(30)
+    assert not done.is_alive(), "a pause and its resume in one batch must not block"
+    assert ("command", "b", "done", None, None) in log and ("command", "c", "done", None, None) in log
+    assert ("state", None, None, "paused", "sft step 2") in log and log[-1][3] == "running"
+    assert [c["id"] for c in watcher.drain()] == ["a", "d"]  # held for GRPO, in arrival order
+
+    # a command that arrives while paused and that SFT does not handle waits too, behind the earlier ones
+    for c in ({"id": "e", "command": "checkpoint"}, {"id": "f", "command": "pause"}):
+        watcher.queue.put(c)
+    t = threading.Thread(target=cb._handle_commands, args=(state, control), daemon=True)
+    t.start()
+    while not watcher.paused.is_set():
+        time.sleep(0.01)
+    watcher.queue.put({"id": "g", "command": "checkpoint"})
+    watcher.queue.put({"id": "h", "command": "stop"})
+    t.join(30)
+    assert not t.is_alive() and control.should_training_stop and cb.stopped
+    assert [c["id"] for c in watcher.drain()] == ["e", "g"]
