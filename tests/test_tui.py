@@ -18,7 +18,8 @@ from rundir.events import read_events
 from rundir.rollouts import RolloutWriter
 from tui.components.completion_view import highlight_completion
 from tui.components.rollout_tail import RolloutIndex, RolloutTail
-from tui.components.run_model import REWARD, RunModel, downsample, reward_key, smooth
+from rundir.state import REWARD, RunState, reward_key
+from tui.components.curves import downsample, smooth
 
 SIZE = (140, 45)
 
@@ -26,7 +27,7 @@ SIZE = (140, 45)
 # ------------------------------------------------------------------ pure parts
 
 def test_model_folds_a_recorded_run(tiny_run: Path) -> None:
-    m = RunModel()
+    m = RunState()
     changed = m.apply(read_events(tiny_run / "events.jsonl"))
     assert {"curves", "status", "memory"} <= changed
     assert m.steps == [1, 2, 3] and m.max_steps == 3 and m.state == "finished"
@@ -37,14 +38,14 @@ def test_model_folds_a_recorded_run(tiny_run: Path) -> None:
 
 
 def test_model_rewinds_when_a_resumed_engine_repeats_steps() -> None:
-    m = RunModel()
+    m = RunState()
     step = lambda n, r: {"type": "step", "step": n, "metrics": {"reward": r}}  # noqa: E731
     m.apply([step(1, 0.1), step(2, 0.2), step(3, 0.3), {"type": "run_start", "resumed": True}, step(3, 0.9)])
     assert m.steps == [1, 2, 3] and m.column(REWARD) == [0.1, 0.2, 0.9]
 
 
 def test_a_preset_switch_is_not_the_end_of_the_run() -> None:
-    m = RunModel()
+    m = RunState()
     m.apply([{"type": "run_start", "preset": "a"}, {"type": "state", "state": "running"},
              {"type": "state", "state": "starting", "detail": "switching to preset b"},
              {"type": "run_end", "status": "switched", "next_preset": "b"}])
@@ -95,7 +96,7 @@ def test_highlight_colours_tags_and_marks_the_extracted_answer() -> None:
 
 def test_engine_and_tui_init_do_not_import_textual() -> None:
     code = ("import sys, engine.run, rundir.events, rundir.rollouts, tui, tui.launcher, "
-            "tui.components.run_model, tui.components.rollout_tail; "
+            "rundir.state, tui.components.rollout_tail, tui.headless; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext', 'plotext')]")
     import subprocess
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
@@ -365,7 +366,7 @@ def test_memory_panel_shows_each_rank_of_a_multi_process_run(synthetic_run) -> N
 
 
 def test_dynamic_sampling_runs_draw_zero_std_before_and_after(synthetic_run) -> None:
-    from tui.components.run_model import ZERO_STD_BEFORE
+    from rundir.state import ZERO_STD_BEFORE
     run = synthetic_run(steps=0, finished=False)
     for step in (1, 2, 3):
         run.events.emit("step", step=step, max_steps=3, metrics={"reward": 1.0, "frac_reward_zero_std": 0.1,

@@ -221,10 +221,10 @@ class RolloutRecorder:
 class CommandWatcher(threading.Thread):
     """Polls control/ every 0.2 s, acknowledges at once, queues for the step boundary."""
 
-    def __init__(self, control_dir: Path, events: EventWriter, lock: threading.Lock,
+    def __init__(self, control_dir: Path, events: EventWriter,
                  check_switch: Callable[[str], str | None] | None = None) -> None:
         super().__init__(name="command-watcher", daemon=True)
-        self.control_dir, self.events, self.lock = control_dir, events, lock
+        self.control_dir, self.events = control_dir, events
         # check_switch(preset) -> None if the run can continue under that preset, else why not
         self.check_switch = check_switch or (lambda preset: "switching presets is not available here")
         self.queue: queue.Queue[dict] = queue.Queue()
@@ -247,15 +247,14 @@ class CommandWatcher(threading.Thread):
         elif name == "switch_preset":
             preset = (cmd.get("args") or {}).get("preset")
             why_not = "switch_preset needs args.preset" if not preset else self.check_switch(str(preset))
-        with self.lock:
-            if why_not:
-                self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
-                return
-            self.events.emit("command", id=cmd.get("id"), command=name, status="accepted")
-            pending = {"pause": "pausing", "checkpoint": "checkpointing", "stop": "stopping",
-                       "switch_preset": "checkpointing"}.get(name)
-            if pending and not (name == "pause" and self.paused.is_set()):
-                self.events.state(pending)
+        if why_not:
+            self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
+            return
+        self.events.emit("command", id=cmd.get("id"), command=name, status="accepted")
+        pending = {"pause": "pausing", "checkpoint": "checkpointing", "stop": "stopping",
+                   "switch_preset": "checkpointing"}.get(name)
+        if pending and not (name == "pause" and self.paused.is_set()):
+            self.events.state(pending)
         self.queue.put(cmd)
 
     def requeue(self, cmds: list[dict]) -> None:
@@ -277,10 +276,10 @@ class CommandWatcher(threading.Thread):
 
 
 class EngineCallback(TrainerCallback):
-    def __init__(self, events: EventWriter, lock: threading.Lock, watcher: CommandWatcher,
+    def __init__(self, events: EventWriter, watcher: CommandWatcher,
                  recorder: RolloutRecorder, rewards: list[TrlReward], probe: MemoryProbe,
                  max_steps: int, save_final: bool) -> None:
-        self.events, self.lock, self.watcher = events, lock, watcher
+        self.events, self.watcher = events, watcher
         self.recorder, self.rewards, self.probe = recorder, rewards, probe
         self.max_steps, self.save_final = max_steps, save_final
         self.trainer: RecordingGRPOTrainer | None = None
@@ -299,8 +298,7 @@ class EngineCallback(TrainerCallback):
         self.t_start = self.t_last = time.time()
         if self.learning_rate is not None and self.trainer is not None and self.trainer.lr_scheduler is not None:
             set_base_learning_rate(self.trainer.lr_scheduler, self.learning_rate)
-        with self.lock:
-            self.events.state("running", step=state.global_step)
+        self.events.state("running", step=state.global_step)
         self._emit_memory(state.global_step)
 
     def _emit_memory(self, step: int) -> None:
@@ -308,8 +306,7 @@ class EngineCallback(TrainerCallback):
         samples = distributed.gather(self.probe.sample())  # every rank takes part
         if samples:
             extra = {"ranks": samples} if len(samples) > 1 else {}
-            with self.lock:
-                self.events.emit("memory", step=step, **samples[0], **extra)
+            self.events.emit("memory", step=step, **samples[0], **extra)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "train_runtime" in logs:  # the end-of-training summary log
@@ -327,16 +324,15 @@ class EngineCallback(TrainerCallback):
         recent = self.step_times[-10:]
         eta = (self.max_steps - state.global_step) * (sum(recent) / len(recent))
         metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()}
-        with self.lock:
-            for r in self.rewards:
-                for f in r.guarded.drain_failures():
-                    self.events.emit("reward_failure", step=state.global_step, reward=f["name"], kind=f["kind"],
-                                     kinds=f.get("kinds"), count=f["count"], example=f["example"])
-            self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
-                             epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
-                             tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
-                             elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
-                             correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
+        for r in self.rewards:
+            for f in r.guarded.drain_failures():
+                self.events.emit("reward_failure", step=state.global_step, reward=f["name"], kind=f["kind"],
+                                 kinds=f.get("kinds"), count=f["count"], example=f["example"])
+        self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
+                         epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
+                         tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
+                         elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
+                         correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
         self._emit_memory(state.global_step)
         if distributed.is_main():
             print(f"step {state.global_step}/{self.max_steps} reward={metrics.get('reward')} "
@@ -353,17 +349,16 @@ class EngineCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         self.last_saved_step = state.global_step
-        with self.lock:
-            reasons = self.save_reasons or [("schedule", None)]
-            self.events.emit("checkpoint", step=state.global_step, path=str(path), reason=reasons[0][0])
-            for reason, cid in reasons:
-                if cid and reason == "switch":
-                    self.events.emit("command", id=cid, command="switch_preset", status="done",
-                                     detail=f"checkpoint {path}; continuing under preset {self.switch_to}")
-                elif cid:
-                    self.events.emit("command", id=cid, command="checkpoint", status="done", detail=str(path))
-            if not self.stop_requested and state.global_step < self.max_steps and not self.watcher.paused.is_set():
-                self.events.state("running", step=state.global_step)
+        reasons = self.save_reasons or [("schedule", None)]
+        self.events.emit("checkpoint", step=state.global_step, path=str(path), reason=reasons[0][0])
+        for reason, cid in reasons:
+            if cid and reason == "switch":
+                self.events.emit("command", id=cid, command="switch_preset", status="done",
+                                 detail=f"checkpoint {path}; continuing under preset {self.switch_to}")
+            elif cid:
+                self.events.emit("command", id=cid, command="checkpoint", status="done", detail=str(path))
+        if not self.stop_requested and state.global_step < self.max_steps and not self.watcher.paused.is_set():
+            self.events.state("running", step=state.global_step)
         self.save_reasons = []
         return control
 
@@ -374,8 +369,7 @@ class EngineCallback(TrainerCallback):
         control.should_save = True
         self.save_reasons.insert(0, ("stop", None))
         if cid:
-            with self.lock:
-                self.events.emit("command", id=cid, command="stop", status="done")
+            self.events.emit("command", id=cid, command="stop", status="done")
 
     def request_switch(self, control, cmd: dict) -> None:
         """Checkpoint, stop this trainer, and let run.py continue the run under the new preset."""
@@ -401,20 +395,17 @@ class EngineCallback(TrainerCallback):
             elif name == "stop":
                 self.request_stop(control, cid)
             elif name == "pause" and self.stop_requested:
-                with self.lock:
-                    self.events.emit("command", id=cid, command="pause", status="rejected",
-                                     detail="the run is stopping")
+                self.events.emit("command", id=cid, command="pause", status="rejected",
+                                 detail="the run is stopping")
             elif name == "pause":
                 # commands that arrived after the pause in the same batch (a quick resume or stop)
                 # are the first ones the pause acts on
                 self._pause(state, control, cid, pending=cmds[i + 1:])
                 break
             elif name == "resume":
-                with self.lock:
-                    self.events.emit("command", id=cid, command="resume", status="rejected", detail="not paused")
+                self.events.emit("command", id=cid, command="resume", status="rejected", detail="not paused")
         if self.stop_requested and not self.switch_to:
-            with self.lock:
-                self.events.state("stopping", step=state.global_step)
+            self.events.state("stopping", step=state.global_step)
 
     def _pause(self, state, control, cid: str | None, pending: list[dict] = ()) -> None:
         """Block at the step boundary; the model and optimizer stay in memory so resuming is instant."""
@@ -422,9 +413,8 @@ class EngineCallback(TrainerCallback):
             self._save_now(state)  # a checkpoint asked for with the pause happens before pausing
             control.should_save = False
         self.watcher.paused.set()
-        with self.lock:
-            self.events.state("paused", step=state.global_step)
-            self.events.emit("command", id=cid, command="pause", status="done")
+        self.events.state("paused", step=state.global_step)
+        self.events.emit("command", id=cid, command="pause", status="done")
         paused_at = time.time()
         cmds = list(pending)
         while True:
@@ -443,14 +433,12 @@ class EngineCallback(TrainerCallback):
                     break
                 name, ccid = cmd.get("command"), cmd.get("id")
                 if name == "resume":
-                    with self.lock:
-                        self.events.emit("command", id=ccid, command="resume", status="done")
+                    self.events.emit("command", id=ccid, command="resume", status="done")
                     done = True
                 elif name == "checkpoint":
                     self.save_reasons.append(("command", ccid))
                     self._save_now(state)
-                    with self.lock:
-                        self.events.state("paused", step=state.global_step)
+                    self.events.state("paused", step=state.global_step)
                 elif name == "stop":
                     self.request_stop(control, ccid)
                     done = True
@@ -458,20 +446,17 @@ class EngineCallback(TrainerCallback):
                     self.request_switch(control, cmd)
                     done = True
                 elif name == "pause":
-                    with self.lock:
-                        self.events.emit("command", id=ccid, command="pause", status="done", detail="already paused")
+                    self.events.emit("command", id=ccid, command="pause", status="done", detail="already paused")
             cmds = []
             if done:
                 break
         self.watcher.paused.clear()
         self.t_last += time.time() - paused_at  # paused time is not step time
         if not self.stop_requested:
-            with self.lock:
-                self.events.state("running", step=state.global_step)
+            self.events.state("running", step=state.global_step)
 
     def _save_now(self, state) -> None:
-        with self.lock:
-            self.events.state("checkpointing", step=state.global_step)
+        self.events.state("checkpointing", step=state.global_step)
         self.trainer._save_checkpoint(self.trainer.model, None)
         self.on_save(self.trainer.args, state, self.trainer.control)
 

@@ -33,7 +33,8 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 from textual.worker import get_current_worker
 
 from rundir.rollouts import (RolloutFilter, RolloutReader, Rollouts, Selection, StepSummary, parse_range)
-from tui.browser.runs import RunSummary, list_runs
+from rundir.state import RunState
+from tui.browser.runs import list_runs, run_date
 from tui.browser.widgets import RowList
 from tui.components.completion_view import CompletionView
 from tui.components.group_table import GroupTable
@@ -62,7 +63,7 @@ class SelectionReady(Message):
 
 
 class RunsListed(Message):
-    def __init__(self, runs: list[RunSummary]) -> None:
+    def __init__(self, runs: list[RunState]) -> None:
         super().__init__()
         self.runs = runs
 
@@ -163,7 +164,7 @@ class RunListScreen(Screen):
     def __init__(self, runs_root: Path) -> None:
         super().__init__()
         self.runs_root = Path(runs_root)
-        self.runs: list[RunSummary] = []
+        self.runs: list[RunState] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -191,9 +192,9 @@ class RunListScreen(Screen):
         state_style = {"finished": "green", "running": "bold cyan", "failed": "red", "gone": "yellow",
                        "stopped": "yellow", "paused": "cyan"}
         for i, r in enumerate(self.runs):
-            steps = "-" if r.step is None else f"{r.step}" + (f"/{r.max_steps}" if r.max_steps else "")
-            table.add_row(r.date, r.name, r.preset, r.model, Text(steps, justify="right"),
-                          _f(r.reward), Text(r.state, style=state_style.get(r.state, "")),
+            steps = "-" if not r.steps else f"{r.step}" + (f"/{r.max_steps}" if r.max_steps else "")
+            table.add_row(run_date(r), r.path.name, r.preset, r.model_name, Text(steps, justify="right"),
+                          _f(r.last_reward), Text(r.status, style=state_style.get(r.status, "")),
                           Text("; ".join(r.notes), style="yellow"), key=str(i))
         title = self.query_one("#runs-title", Static)
         if self.runs:
