@@ -22,7 +22,8 @@ Adding an event type (or a field) takes one dataclass (or one line):
         rule: str = info("the check's name")                 # required: no default
         step: int | None = info("step it fired at", None)   # optional: a default
 
-then `python -m rundir.event_docs` to update the docs. Readers (rundir.state)
+then `python -m rundir.event_docs` to update the docs. A new state or command is one
+member of `State` or `Command` (rundir.control and the UIs take the list from there). Readers (rundir.state)
 still read events as plain dicts and tolerate missing and unknown fields, so
 old logs and logs from newer engines stay readable.
 """
@@ -225,7 +226,7 @@ class CommandEvent:
     """Acknowledges a command file from `control/`."""
     id: str | None = info("the command's id")
     command: str = info("the command", choices=Command)
-    status: str = info("`accepted` (will act at the step boundary), `done`, `rejected`",
+    status: str = info("accepted (it acts at the next step boundary), then done or rejected",
                        choices=("accepted", "done", "rejected"))
     detail: str | None = info("why rejected, or what was done", None)
 
@@ -251,8 +252,8 @@ class StageEvent:
     `sft_step` events, then GRPO from `step` events, in the same run. Details:
     docs/eval.md."""
     stage: str = info("the stage", choices=("sft", "curriculum", "grpo"))
-    status: str = info("`started`, `finished`, `skipped` (sft: done earlier in this run, e.g. before a resume), "
-                       "`stopped` (sft: a stop command)", choices=("started", "finished", "skipped", "stopped"))
+    status: str = info("skipped: sft was done earlier in this run (e.g. before a resume); stopped: sft ended by "
+                       "a stop command", choices=("started", "finished", "skipped", "stopped"))
     detail: str | None = info("sft skipped: why", None)
     examples: int | None = info("sft started: SFT examples", None)
     source: str | None = info("sft started: `gsm8k` or `synthetic`", None)

@@ -109,6 +109,8 @@ class RunState:
     _switching: bool = False
     # a checkpoint accepted mid-step: the engine is still running the step until it ends
     _checkpoint_pending: bool = False
+    _metric_keys: tuple = ()
+    _reward_keys: list[str] = field(default_factory=list)
     _before_checkpointing: str = State.RUNNING.value
 
     # ------------------------------------------------------------- reading
@@ -228,25 +230,27 @@ class RunState:
             changed |= self.add(ev)
         return changed
 
-    def add(self, ev: dict[str, Any]) -> set[str]:
+    def add(self, ev: dict[str, Any]) -> set[str] | frozenset[str]:
+        """Fold one event in; returns the parts of a screen that changed. (The dashboard applies events live
+        and a run list folds many logs: this runs for every event, so it stays lean.)"""
         kind = ev.get("type")
         v = ev.get("v")
-        if isinstance(v, int) and v > SCHEMA_VERSION:
+        if v != SCHEMA_VERSION and isinstance(v, int) and v > SCHEMA_VERSION:
             self.newer_schema += 1
             self.newest_schema = max(self.newest_schema, v)
-        t = _num(ev.get("t"))
-        if t is not None:
+        t = ev.get("t")
+        if t.__class__ is float or t.__class__ is int:
             self.last_t = t
             if kind != "run_start":
                 if self._seg_start is None and self.run_end is None:
                     self._seg_start = t  # a log read from its middle: count from what we see
                 self._seg_last = t
-        handler = getattr(self, f"_on_{kind}", None)
+        handler = _HANDLERS.get(kind)
         if handler is None:
             if kind not in RECORDS:
                 self.unknown_types += 1
-            return set()
-        return handler(ev)
+            return _NOTHING
+        return handler(self, ev)
 
     def _close_segment(self, end: float | None) -> None:
         if self._seg_start is not None and end is not None:
@@ -313,26 +317,33 @@ class RunState:
         metrics = ev.get("metrics")
         if not isinstance(metrics, dict):
             metrics = {}
+        keys = tuple(metrics)
+        if keys != self._metric_keys:  # the same keys step after step: find the reward columns once
+            self._metric_keys = keys
+            self._reward_keys = [k for k in keys if k.startswith("rewards/") and k.endswith("/mean")]
+            for k in self._reward_keys:
+                name = k[len("rewards/"):-len("/mean")]
+                if name not in self.reward_names:
+                    self.reward_names.append(name)
         values = {REWARD: metrics.get(REWARD), MEAN_LENGTH: metrics.get(MEAN_LENGTH),
                   CLIPPED: metrics.get(CLIPPED), ZERO_STD: metrics.get(ZERO_STD),
                   ZERO_STD_BEFORE: metrics.get(ZERO_STD_BEFORE),
                   CORRECT: ev.get(CORRECT), STEP_TIME: ev.get(STEP_TIME), TOKENS_PER_S: ev.get(TOKENS_PER_S)}
-        for key, value in metrics.items():
-            if key.startswith("rewards/") and key.endswith("/mean"):
-                values[key] = value
-                name = key[len("rewards/"):-len("/mean")]
-                if name not in self.reward_names:
-                    self.reward_names.append(name)
+        for k in self._reward_keys:
+            values[k] = metrics[k]
         n = len(self.steps)
         self.steps.append(step)
+        series = self.series
         for key, value in values.items():
-            col = self.series.get(key)
+            col = series.get(key)
             if col is None:
-                col = self.series[key] = [None] * n
-            col.append(_num(value))
-        for col in self.series.values():
-            if len(col) < n + 1:
-                col.append(None)
+                col = series[key] = [None] * n
+            # _num, inlined: this runs for every series of every step
+            col.append(value if value.__class__ is float else float(value) if value.__class__ is int else None)
+        if len(series) != len(values):  # a column this step lacks gets a gap
+            for col in series.values():
+                if len(col) < n + 1:
+                    col.append(None)
         self.last_step = ev
         self.curves_version += 1
         return {"curves", "status"}
@@ -415,6 +426,11 @@ class RunState:
         return (self.sft_stage or {}).get("status")
 
 
+# event type -> RunState._on_<type>: one dict lookup per event
+_HANDLERS = {name[len("_on_"):]: fn for name, fn in vars(RunState).items() if name.startswith("_on_")}
+_NOTHING: frozenset[str] = frozenset()
+
+
 def summarize(events: Iterable[dict[str, Any]]) -> RunState:
     """The fold of a whole list of events."""
     s = RunState()
@@ -443,7 +459,8 @@ def _head_and_tail(path: Path) -> tuple[list[dict[str, Any]], int]:
 
 
 def fold_run(path: Path) -> RunState:
-    """A run directory as a run list shows it: config.json, then the head and the tail of its event log.
+    """A run directory as a run list shows it: config.json, then the head and the tail of its event log
+    (of its step events only the last, so `steps` and the series hold that one step).
 
     `path`, `config` and `notes` (what could not be read) are set; `engine_gone` too when the log
     says the engine is active but no engine process lives. `started` falls back on config.json's mtime.
@@ -467,8 +484,10 @@ def fold_run(path: Path) -> RunState:
     events, skipped = _head_and_tail(run.events)
     if skipped:
         s.notes.append(f"{skipped} damaged event line(s) skipped")
+    # A list shows the latest step, not the curves: fold only the last step event (the dearest to fold).
+    last = next((i for i in range(len(events) - 1, -1, -1) if events[i].get("type") == "step"), -1)
     fallback_started, s.started = s.started, None
-    s.apply(events)
+    s.apply(ev for i, ev in enumerate(events) if i == last or ev.get("type") != "step")
     s.started = s.started if s.started is not None else fallback_started
     if s.newer_schema:
         s.notes.append(f"{s.newer_schema} event(s) from a newer schema (v{s.newest_schema}): "
