@@ -382,3 +382,47 @@ def test_dynamic_sampling_runs_draw_zero_std_before_and_after(synthetic_run) -> 
 
     app = _dashboard(run.run.root)
     asyncio.run(go())
+
+
+def test_elapsed_ticks_checkpointing_waits_for_the_step_end_and_eta_goes_with_the_engine(synthetic_run,
+                                                                                           monkeypatch) -> None:
+    import re
+    import tui.app
+    from tui.components.status_panel import StatusPanel
+    monkeypatch.setattr(tui.app, "TICK", 0.2)
+    monkeypatch.setattr(tui.app, "GONE_AFTER", 0.3)
+    run = synthetic_run(steps=2, alive=True, finished=False)
+
+    def status() -> str:
+        return str(app.query_one(StatusPanel).render())
+
+    def shown_elapsed() -> int:
+        return int(re.search(r"%  (\d+)s", status()).group(1))
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.link.alive and app.model.steps == [1, 2], what="live run")
+            before = shown_elapsed()
+            assert re.search(r"ETA \d+s", status())
+            await wait_for(pilot, lambda: shown_elapsed() >= before + 2, timeout=15, what="elapsed ticking")
+            assert app.model.steps == [1, 2], "no new step: the clock moved on its own"
+            # a checkpoint accepted mid-step: still running until the step ends
+            run.events.emit("command", id="c", command="checkpoint", status="accepted")
+            run.events.state("checkpointing")
+            await wait_for(pilot, lambda: "checkpoint: accepted" in status(), what="accepted checkpoint")
+            assert app.model.state == "running" and "checkpointing" not in status()
+            run.write_step()
+            await wait_for(pilot, lambda: "checkpointing" in status(), what="checkpointing at the step end")
+            run.events.emit("checkpoint", step=3, path=str(run.run.checkpoints / "checkpoint-3"), reason="command")
+            await wait_for(pilot, lambda: app.model.state == "running" and "checkpointing" not in status(),
+                           what="checkpoint written")
+            run.run.pid_file.unlink()  # the engine is gone without a run_end
+            await wait_for(pilot, lambda: app.link.gone, what="gone")
+            await pilot.pause(0.3)
+            assert "ETA -" in status()
+            stopped = shown_elapsed()
+            await pilot.pause(1.5)
+            assert shown_elapsed() == stopped, "a dead engine's clock stops"
+
+    app = _dashboard(run.run.root)
+    asyncio.run(go())
