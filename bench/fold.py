@@ -35,6 +35,7 @@ BASE = "7b4dcd8"
 def _module(name: str, path: Path) -> Any:
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 
