@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
-
-import time
 
 from rundir.events import Command, State
 from rundir.state import RunState, fmt_duration
