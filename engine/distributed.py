@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from engine.config import Config
+from rundir.events import check_event
 
 LAUNCHED_ENV = "GRPO_TUI_DISTRIBUTED"  # set on the ranks we launch, so they never re-launch
 
@@ -111,6 +112,7 @@ class NullEvents:
     """The event writer of ranks other than 0: they observe, rank 0 writes."""
 
     def emit(self, type: str, **fields: Any) -> dict[str, Any]:
+        check_event(type, fields)  # the same checks as rank 0's writer, so drift fails on any rank
         return {"type": type, **fields}
 
     def state(self, state: str, **fields: Any) -> dict[str, Any]:

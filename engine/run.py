@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -157,8 +156,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> tuple[int, str | None]:
     t0 = time.time()
     main_rank = distributed.is_main()
     events = EventWriter(run.events) if main_rank else distributed.NullEvents()
-    lock = threading.Lock()
-    watcher = CommandWatcher(run.control, events, lock, check_switch=lambda p: switch_problem(cfg, p))
+    watcher = CommandWatcher(run.control, events, check_switch=lambda p: switch_problem(cfg, p))
     checkpoint = run.latest_checkpoint() if resume else None
     device = pick_device()
     rewards, weights = build_rewards(cfg)
@@ -178,37 +176,33 @@ def train(cfg: Config, run: RunDir, resume: bool) -> tuple[int, str | None]:
         # Rank 0 decides and broadcasts the stop; the other ranks finish the step with it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with lock:
-        events.emit("run_start", run_dir=str(run.root.resolve()), preset=cfg.preset.name, preset_path=cfg.source,
-                    model=cfg.model.name, pid=os.getpid(), host=socket.gethostname(), resumed=resume,
-                    resume_from=str(checkpoint) if checkpoint else None, max_steps=cfg.train.max_steps,
-                    num_generations=cfg.train.num_generations, reward_names=names,
-                    reward_weights=dict(zip(names, weights)), device=device, versions=_versions(),
-                    config=cfg.to_dict(), world_size=distributed.world_size())
-        events.state("starting")
+    events.emit("run_start", run_dir=str(run.root.resolve()), preset=cfg.preset.name, preset_path=cfg.source,
+                model=cfg.model.name, pid=os.getpid(), host=socket.gethostname(), resumed=resume,
+                resume_from=str(checkpoint) if checkpoint else None, max_steps=cfg.train.max_steps,
+                num_generations=cfg.train.num_generations, reward_names=names,
+                reward_weights=dict(zip(names, weights)), device=device, versions=_versions(),
+                config=cfg.to_dict(), world_size=distributed.world_size())
+    events.state("starting")
     if main_rank:
         watcher.start()
     try:
         if resume and checkpoint is None:
-            with lock:
-                events.emit("error", message="no finished checkpoint to resume from; starting from step 0",
-                            traceback="")
+            events.emit("error", message="no finished checkpoint to resume from; starting from step 0",
+                        traceback="")
         rows, report = load_rows(cfg.data, cfg.train.seed)
-        with lock:
-            events.emit("dataset", **report.as_event())
-            events.state("loading_model")
+        events.emit("dataset", **report.as_event())
+        events.state("loading_model")
         print(f"{report.rows_used} training rows ({sum(report.skipped.values())} skipped); loading {cfg.model.name}",
               flush=True)
         from engine.train.sft import before_grpo, starting_model
         loaded = load_model(starting_model(cfg, run.root), device, log=lambda m: print(m, flush=True))
         n_params = sum(p.numel() for p in loaded.model.parameters())
         if cfg.sft.enabled or cfg.curriculum.prepass:
-            rows = before_grpo(cfg, run.root, loaded, rows, events, lock, watcher, device)
+            rows = before_grpo(cfg, run.root, loaded, rows, events, watcher, device)
             if rows is None:  # a stop command during the SFT stage
-                with lock:
-                    events.state("finished", step=0, detail="stopped")
-                    events.emit("run_end", status="stopped", step=0, exit_code=EXIT_OK,
-                                elapsed_s=round(time.time() - t0, 2))
+                events.state("finished", step=0, detail="stopped")
+                events.emit("run_end", status="stopped", step=0, exit_code=EXIT_OK,
+                            elapsed_s=round(time.time() - t0, 2))
                 return EXIT_OK, None
         dataset = to_dataset(rows, cfg.prompt)
         args = grpo_args(cfg, run.checkpoints, device)
@@ -224,14 +218,13 @@ def train(cfg: Config, run: RunDir, resume: bool) -> tuple[int, str | None]:
             trainer.configure_dynamic_sampling(c.dynamic_sampling_criterion, c.dynamic_sampling_max_extra,
                                                cfg.prompt.format, cfg.train.seed)
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-        with lock:
-            events.emit("model", name=cfg.model.name, path=loaded.path, parameters=n_params, trainable=trainable,
-                        dtype=str(loaded.dtype).replace("torch.", ""), load_s=round(loaded.load_s, 2))
+        events.emit("model", name=cfg.model.name, path=loaded.path, parameters=n_params, trainable=trainable,
+                    dtype=str(loaded.dtype).replace("torch.", ""), load_s=round(loaded.load_s, 2))
         if main_rank:
             recorder = RolloutRecorder(RolloutWriter(run.rollouts), names, weights, cfg.train.num_generations,
                                        cfg.prompt.format, cfg.train.max_completion_length)
         trainer.recorder = recorder
-        callback = EngineCallback(events, lock, watcher, recorder, rewards, MemoryProbe(device),
+        callback = EngineCallback(events, watcher, recorder, rewards, MemoryProbe(device),
                                   cfg.train.max_steps, cfg.train.save_final)
         callback.trainer = trainer
         if checkpoint:
@@ -239,30 +232,27 @@ def train(cfg: Config, run: RunDir, resume: bool) -> tuple[int, str | None]:
         trainer.add_callback(callback)
         if cfg.eval.every_steps > 0 and main_rank:  # `eval` events on a held-out subset
             from engine.eval.evaluate import make_eval_callback
-            trainer.add_callback(make_eval_callback(cfg, run.root, device, events, lock, callback))
+            trainer.add_callback(make_eval_callback(cfg, run.root, device, events, callback))
         from transformers.trainer_callback import PrinterCallback
         trainer.remove_callback(PrinterCallback)  # our one-line step report replaces its dict dumps
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         step = trainer.state.global_step
         if callback.switch_to:
-            with lock:
-                events.state("starting", step=step, detail=f"switching to preset {callback.switch_to}")
-                events.emit("run_end", status="switched", step=step, exit_code=EXIT_OK,
-                            elapsed_s=round(time.time() - t0, 2), next_preset=callback.switch_to)
+            events.state("starting", step=step, detail=f"switching to preset {callback.switch_to}")
+            events.emit("run_end", status="switched", step=step, exit_code=EXIT_OK,
+                        elapsed_s=round(time.time() - t0, 2), next_preset=callback.switch_to)
             return EXIT_OK, callback.switch_to  # main() re-executes the engine under it
         status = "stopped" if callback.stop_requested else "finished"
-        with lock:
-            events.state("finished", step=step, detail=status)
-            events.emit("run_end", status=status, step=step, exit_code=EXIT_OK, elapsed_s=round(time.time() - t0, 2))
+        events.state("finished", step=step, detail=status)
+        events.emit("run_end", status=status, step=step, exit_code=EXIT_OK, elapsed_s=round(time.time() - t0, 2))
         return EXIT_OK, None
     except BaseException as e:  # noqa: BLE001 - every failure must reach the event log
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
-        with lock:
-            events.emit("error", message=f"{type(e).__name__}: {e}"[:500], traceback=tb)
-            events.state("failed", step=step)
-            events.emit("run_end", status="failed", step=step, exit_code=EXIT_FAILED,
-                        elapsed_s=round(time.time() - t0, 2))
+        events.emit("error", message=f"{type(e).__name__}: {e}"[:500], traceback=tb)
+        events.state("failed", step=step)
+        events.emit("run_end", status="failed", step=step, exit_code=EXIT_FAILED,
+                    elapsed_s=round(time.time() - t0, 2))
         return EXIT_FAILED, None
     finally:
         watcher.stop()

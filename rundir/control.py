@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("pause", "resume", "checkpoint", "stop", "switch_preset")
+from rundir.events import COMMANDS, Command
 
 
 def ensure_control_dir(path: Path) -> None:
@@ -24,7 +24,7 @@ def ensure_control_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
-def send_command(control_dir: Path, command: str, **args: Any) -> str:
+def send_command(control_dir: Path, command: Command | str, **args: Any) -> str:
     """Queue a command for the engine; returns its id (matched by the ack event)."""
     if command not in COMMANDS:
         raise ValueError(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
@@ -32,7 +32,7 @@ def send_command(control_dir: Path, command: str, **args: Any) -> str:
     if not control_dir.is_dir():
         raise FileNotFoundError(f"{control_dir}: no control directory; is this a run directory?")
     cid = f"{time.time_ns()}-{uuid.uuid4().hex[:6]}"
-    body = json.dumps({"id": cid, "command": command, "args": args, "t": time.time()})
+    body = json.dumps({"id": cid, "command": str(command), "args": args, "t": time.time()})
     tmp = control_dir / f".{cid}.tmp"
     tmp.write_text(body)
     os.rename(tmp, control_dir / f"{cid}.json")
@@ -51,9 +51,9 @@ def take_commands(control_dir: Path) -> list[dict[str, Any]]:
         try:
             cmd = json.loads(p.read_text())
             if not isinstance(cmd, dict) or cmd.get("command") not in COMMANDS:
-                cmd = {"id": name[:-5], "command": "invalid", "args": {"raw": str(cmd)[:200]}}
+                cmd = {"id": name[:-5], "command": Command.INVALID.value, "args": {"raw": str(cmd)[:200]}}
         except (OSError, json.JSONDecodeError) as e:
-            cmd = {"id": name[:-5], "command": "invalid", "args": {"error": str(e)}}
+            cmd = {"id": name[:-5], "command": Command.INVALID.value, "args": {"error": str(e)}}
         try:
             p.unlink()
         except FileNotFoundError:

@@ -99,7 +99,6 @@ def test_pause_checkpoint_resume_switch_stop(tmp_path):
 
 def test_commands_in_one_batch_are_all_handled():
     """[pause, resume] or [pause, stop] arriving before one step boundary: nothing is lost."""
-    import threading
     from types import SimpleNamespace
     from engine.train.commands import CommandWatcher
     from engine.train.grpo import EngineCallback
@@ -114,9 +113,9 @@ def test_commands_in_one_batch_are_all_handled():
         def state(self, state, **f):
             self.emit("state", state=state)
 
-    events, lock = Events(), threading.Lock()
-    watcher = CommandWatcher(Path("/nonexistent"), events, lock)
-    cb = EngineCallback(events, lock, watcher, None, [], None, max_steps=10, save_final=False)
+    events = Events()
+    watcher = CommandWatcher(Path("/nonexistent"), events)
+    cb = EngineCallback(events, watcher, None, [], None, max_steps=10, save_final=False)
     state = SimpleNamespace(global_step=3)
 
     control = SimpleNamespace(should_save=False, should_training_stop=False)
@@ -131,7 +130,7 @@ def test_commands_in_one_batch_are_all_handled():
     cb._handle_commands(state, control)
     assert control.should_training_stop and control.should_save
 
-    cb2 = EngineCallback(events, lock, watcher, None, [], None, max_steps=10, save_final=False)
+    cb2 = EngineCallback(events, watcher, None, [], None, max_steps=10, save_final=False)
     control = SimpleNamespace(should_save=False, should_training_stop=False)
     for c in ({"id": "e", "command": "stop"}, {"id": "f", "command": "pause"}):
         watcher.queue.put(c)
@@ -156,9 +155,8 @@ def test_sft_stage_shares_the_state_machine_and_holds_grpo_commands_in_order():
         def state(self, state, **f):
             log.append(("state", None, None, state, f.get("detail")))
 
-    lock = threading.Lock()
-    watcher = CommandWatcher(Path("/nonexistent"), Events(), lock)
-    cb = make_sft_callback(Events(), lock, watcher)
+    watcher = CommandWatcher(Path("/nonexistent"), Events())
+    cb = make_sft_callback(Events(), watcher)
     state = SimpleNamespace(global_step=2)
     control = SimpleNamespace(should_save=False, should_training_stop=False)
     for c in ({"id": "a", "command": "checkpoint"}, {"id": "b", "command": "pause"},

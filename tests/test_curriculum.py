@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -71,7 +70,7 @@ def test_prepass_keeps_the_band_from_cached_rates(tmp_path):
     run.mkdir()
     events = EventWriter(run / "events.jsonl")
     loaded = SimpleNamespace(model=None, tokenizer=None)  # never used: everything is cached
-    kept = prepass_filter(cfg, run, loaded, _rows(6), events, threading.Lock(), "cpu")
+    kept = prepass_filter(cfg, run, loaded, _rows(6), events, "cpu")
     events.close()
     assert [r["question"] for r in kept] == ["q1", "q2", "q4"]
     ev = next(e for e in read_events(run / "events.jsonl") if e["type"] == "curriculum")
@@ -89,7 +88,7 @@ def test_prepass_scores_with_the_model_and_fails_clearly_on_an_empty_band(tmp_pa
     loaded = load_model(cfg.model, "cpu", log=lambda m: None)
     events = EventWriter(tmp_path / "events.jsonl")
     with pytest.raises(PresetError, match="no problem has a pass rate"):
-        prepass_filter(cfg, tmp_path, loaded, _rows(5), events, threading.Lock(), "cpu")  # a random model: all wrong
+        prepass_filter(cfg, tmp_path, loaded, _rows(5), events, "cpu")  # a random model: all wrong
     events.close()
     cache = read_cache(cache_path(tmp_path))
     assert sorted(cache) == ["q0", "q1", "q2"] and all(r["samples"] == 2 and r["pass_rate"] == 0 for r in cache.values())

@@ -5,7 +5,6 @@ its run directory."""
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,10 @@ import pytest
 from conftest import FIXTURES, SHARED_DATA, run_cli, write_preset
 from engine.config import PresetError, load_config
 from rundir.events import EventWriter, read_events
+from rundir.state import summarize
 from engine.rewards import extract_answer, is_correct
 from rundir.layout import RunDir
-from engine.train.sft import (build_sft_rows, gsm8k_solution, run_sft_stage, sft_summary, starting_model, strip_calc,
+from engine.train.sft import (build_sft_rows, gsm8k_solution, run_sft_stage, starting_model, strip_calc,
                         synthetic_trace, target_text)
 
 GSM8K_ROW = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
@@ -129,7 +129,7 @@ def test_finished_sft_stage_is_reused(tmp_path):
     class Loaded:
         model = object()
     events = EventWriter(tmp_path / "events.jsonl")
-    res = run_sft_stage(cfg, tmp_path, Loaded(), events, threading.Lock(), None, "cpu")
+    res = run_sft_stage(cfg, tmp_path, Loaded(), events, None, "cpu")
     events.close()
     assert res.skipped and res.model is Loaded.model
     ev = read_events(tmp_path / "events.jsonl")
@@ -193,8 +193,8 @@ def test_sft_then_grpo_in_one_run(staged_run):
     assert [e["step"] for e in events if e["type"] == "step"] == [1, 2]
     assert events[-1]["type"] == "run_end" and events[-1]["status"] == "finished"
     assert (run_dir / "sft" / "model" / "model.safetensors").exists()
-    s = sft_summary(events)
-    assert s["status"] == "finished" and len(s["losses"]) == 2
+    s = summarize(events)
+    assert s.sft_status == "finished" and len(s.sft_losses) == 2
 
 
 def test_eval_events_during_training(staged_run):

@@ -18,7 +18,8 @@ from rundir.events import read_events
 from rundir.rollouts import CompletionRecord, RolloutWriter
 from tui.components.completion_view import highlight_completion
 from rundir.rollouts import RolloutIndex, RolloutTail
-from tui.components.run_model import REWARD, RunModel, downsample, reward_key, smooth
+from rundir.state import REWARD, RunState, reward_key
+from tui.components.curves import downsample, smooth
 
 SIZE = (140, 45)
 
@@ -26,7 +27,7 @@ SIZE = (140, 45)
 # ------------------------------------------------------------------ pure parts
 
 def test_model_folds_a_recorded_run(tiny_run: Path) -> None:
-    m = RunModel()
+    m = RunState()
     changed = m.apply(read_events(tiny_run / "events.jsonl"))
     assert {"curves", "status", "memory"} <= changed
     assert m.steps == [1, 2, 3] and m.max_steps == 3 and m.state == "finished"
@@ -37,14 +38,14 @@ def test_model_folds_a_recorded_run(tiny_run: Path) -> None:
 
 
 def test_model_rewinds_when_a_resumed_engine_repeats_steps() -> None:
-    m = RunModel()
+    m = RunState()
     step = lambda n, r: {"type": "step", "step": n, "metrics": {"reward": r}}  # noqa: E731
     m.apply([step(1, 0.1), step(2, 0.2), step(3, 0.3), {"type": "run_start", "resumed": True}, step(3, 0.9)])
     assert m.steps == [1, 2, 3] and m.column(REWARD) == [0.1, 0.2, 0.9]
 
 
 def test_a_preset_switch_is_not_the_end_of_the_run() -> None:
-    m = RunModel()
+    m = RunState()
     m.apply([{"type": "run_start", "preset": "a"}, {"type": "state", "state": "running"},
              {"type": "state", "state": "starting", "detail": "switching to preset b"},
              {"type": "run_end", "status": "switched", "next_preset": "b"}])
@@ -95,7 +96,7 @@ def test_highlight_colours_tags_and_marks_the_extracted_answer() -> None:
 
 def test_engine_and_tui_init_do_not_import_textual() -> None:
     code = ("import sys, engine.run, rundir.events, rundir.rollouts, tui, tui.launcher, "
-            "tui.components.run_model; "
+            "rundir.state, rundir.rollouts, tui.headless; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext', 'plotext')]")
     import subprocess
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
@@ -365,7 +366,7 @@ def test_memory_panel_shows_each_rank_of_a_multi_process_run(synthetic_run) -> N
 
 
 def test_dynamic_sampling_runs_draw_zero_std_before_and_after(synthetic_run) -> None:
-    from tui.components.run_model import ZERO_STD_BEFORE
+    from rundir.state import ZERO_STD_BEFORE
     run = synthetic_run(steps=0, finished=False)
     for step in (1, 2, 3):
         run.events.emit("step", step=step, max_steps=3, metrics={"reward": 1.0, "frac_reward_zero_std": 0.1,
@@ -378,6 +379,50 @@ def test_dynamic_sampling_runs_draw_zero_std_before_and_after(synthetic_run) -> 
             await pilot.pause(0.3)
             assert app.model.column(ZERO_STD_BEFORE) == [0.6, 0.6, 0.6]
             assert "zero-std-before-filter" in str(app.query_one("#signal-legend").render())
+
+    app = _dashboard(run.run.root)
+    asyncio.run(go())
+
+
+def test_elapsed_ticks_checkpointing_waits_for_the_step_end_and_eta_goes_with_the_engine(synthetic_run,
+                                                                                           monkeypatch) -> None:
+    import re
+    import tui.app
+    from tui.components.status_panel import StatusPanel
+    monkeypatch.setattr(tui.app, "TICK", 0.2)
+    monkeypatch.setattr(tui.app, "GONE_AFTER", 0.3)
+    run = synthetic_run(steps=2, alive=True, finished=False)
+
+    def status() -> str:
+        return str(app.query_one(StatusPanel).render())
+
+    def shown_elapsed() -> int:
+        return int(re.search(r"%  (\d+)s", status()).group(1))
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.link.alive and app.model.steps == [1, 2], what="live run")
+            before = shown_elapsed()
+            assert re.search(r"ETA \d+s", status())
+            await wait_for(pilot, lambda: shown_elapsed() >= before + 2, timeout=15, what="elapsed ticking")
+            assert app.model.steps == [1, 2], "no new step: the clock moved on its own"
+            # a checkpoint accepted mid-step: still running until the step ends
+            run.events.emit("command", id="c", command="checkpoint", status="accepted")
+            run.events.state("checkpointing")
+            await wait_for(pilot, lambda: "checkpoint: accepted" in status(), what="accepted checkpoint")
+            assert app.model.state == "running" and "checkpointing" not in status()
+            run.write_step()
+            await wait_for(pilot, lambda: "checkpointing" in status(), what="checkpointing at the step end")
+            run.events.emit("checkpoint", step=3, path=str(run.run.checkpoints / "checkpoint-3"), reason="command")
+            await wait_for(pilot, lambda: app.model.state == "running" and "checkpointing" not in status(),
+                           what="checkpoint written")
+            run.run.pid_file.unlink()  # the engine is gone without a run_end
+            await wait_for(pilot, lambda: app.link.gone, what="gone")
+            await pilot.pause(0.3)
+            assert "ETA -" in status()
+            stopped = shown_elapsed()
+            await pilot.pause(1.5)
+            assert shown_elapsed() == stopped, "a dead engine's clock stops"
 
     app = _dashboard(run.run.root)
     asyncio.run(go())

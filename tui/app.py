@@ -27,8 +27,9 @@ from textual.widgets import Footer, Header
 from textual.worker import get_current_worker
 
 from rundir.control import send_command
-from rundir.events import EventTail
+from rundir.events import COMMANDS, EventTail, State
 from rundir.layout import RunDir
+from rundir.state import RunState
 from tui.components.completion_view import CompletionView
 from tui.components.curves import RewardCurves
 from tui.components.dialogs import ConfirmStop, PresetPicker, PreflightError, QuitDialog
@@ -36,7 +37,6 @@ from tui.components.error_panel import ErrorPanel, tail_lines
 from tui.components.group_table import GroupTable
 from tui.components.memory_panel import MemoryPanel
 from rundir.rollouts import RolloutIndex, RolloutTail
-from tui.components.run_model import RunModel
 from tui.components.status_panel import EngineLink, StatusPanel
 from tui.launcher import EngineProcess, default_run_dir, launch_engine
 from tui.messages import EngineExited, RunUpdate
@@ -45,7 +45,8 @@ CURVE_MIN_INTERVAL = 1.5  # seconds between plot rebuilds while data streams (a 
 POLL_ALIVE = 0.25         # seconds between looks at the run directory while the engine lives
 POLL_IDLE = 1.0           # ... when no engine process is alive
 GONE_AFTER = 3.0          # seconds without an engine process before an active run counts as dead
-CONTROL_ACTIONS = ("pause", "resume", "checkpoint", "stop", "switch_preset")
+CONTROL_ACTIONS = tuple(c.value for c in COMMANDS)  # actions named after the commands they send
+TICK = 1.0                # seconds between status repaints while the engine lives (elapsed, ETA)
 
 
 def preset_choices() -> list[tuple[str, str]]:
@@ -87,7 +88,7 @@ class Dashboard(App[int]):
         super().__init__()
         self.rundir = RunDir(Path(run_dir))
         self.engine = engine
-        self.model = RunModel()
+        self.model = RunState()
         self.rollouts = RolloutIndex(self.rundir.rollouts)
         self.link = EngineLink(run_dir=str(run_dir), preset_reason=preset_reason, alive=engine is not None)
         self.poll_interval, self.idle_interval = poll_interval, idle_interval
@@ -123,6 +124,7 @@ class Dashboard(App[int]):
             self.query_one(f"#{wid}").border_title = title
         self._refresh_status()
         self.query_one(GroupTable).table.focus()
+        self.set_interval(TICK, self._tick)
         self.poll_run()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -210,14 +212,14 @@ class Dashboard(App[int]):
         if self.link.alive or not self.model.active or self.model.run_start is None:
             self._dead_since = None
             if self.link.gone and self.link.alive:
-                self.link.gone = False
+                self.link.gone = self.model.engine_gone = False
             return
         now = time.monotonic()
         if self._dead_since is None:
             self._dead_since = now
             self.set_timer(GONE_AFTER + 0.1, self._check_gone)
         elif now - self._dead_since >= GONE_AFTER and not self.link.gone:
-            self.link.gone = True
+            self.link.gone = self.model.engine_gone = True
             self._show_error("Engine error: the engine process is gone without a run_end (killed or crashed)")
             self._refresh_status()
 
@@ -258,12 +260,17 @@ class Dashboard(App[int]):
         self._last_curves = time.monotonic()
         self.query_one(RewardCurves).redraw()
 
+    def _tick(self) -> None:
+        """Elapsed time and ETA move between steps: repaint the status while the engine works."""
+        if self.link.alive and not self.link.gone and self.model.active:
+            self._refresh_status()
+
     def _refresh_status(self) -> None:
         self.query_one(StatusPanel).show(self.model, self.link)
         state = "engine gone" if self.link.gone else self.model.state.replace("_", " ")
         self.title = f"grpo-tui · {state}"  # the step lives in the status panel: a title change re-lays out
         # The footer rebuilds itself on refresh_bindings: only when what check_action reads changed.
-        key = (self.link.alive, self.model.active, self.model.state in ("paused", "pausing"))
+        key = (self.link.alive, self.model.active, self.model.state in (State.PAUSED, State.PAUSING))
         if key != self._bindings_key:
             self._bindings_key = key
             self.refresh_bindings()
@@ -273,7 +280,7 @@ class Dashboard(App[int]):
         if action in CONTROL_ACTIONS:
             if not self.link.alive or not self.model.active:
                 return False if action == "resume" else None
-            paused = self.model.state in ("paused", "pausing")
+            paused = self.model.state in (State.PAUSED, State.PAUSING)
             if action == "pause":
                 return not paused
             if action == "resume":

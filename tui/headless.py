@@ -23,7 +23,8 @@ from rich.text import Text
 from rundir.control import send_command
 from rundir.events import EventTail
 from rundir.layout import RunDir
-from rundir.state import RunSummary, fmt_duration, mean_and_stderr
+from rundir.events import State
+from rundir.state import CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, fmt_duration, mean_and_stderr
 from tui.launcher import EngineProcess, launch_engine
 
 
@@ -54,57 +55,71 @@ def step_line(ev: dict[str, Any], names: list[str]) -> str:
     return " | ".join(parts)
 
 
-def status_panel(s: RunSummary, run_dir: Path, note: str) -> Panel:
-    ev, m = s.last_step, s.metrics
+def status_panel(s: RunState, run_dir: Path, note: str, now: float | None = None) -> Panel:
+    """The live panel; `now` while the engine lives, so elapsed time and ETA tick between steps."""
+    ev, m = s.last_step or {}, s.metrics
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold cyan")
     t.add_column()
-    t.add_row("state", f"{s.state}{' (' + s.detail + ')' if s.detail else ''}")
-    t.add_row("step", f"{s.step}/{s.max_steps}  ETA {fmt_duration(ev.get('eta_s'))}  "
+    t.add_row("state", f"{s.state}{' (' + s.state_detail + ')' if s.state_detail else ''}")
+    t.add_row("step", f"{s.step}/{s.max_steps}  in {fmt_duration(s.elapsed(now))}  ETA {fmt_duration(s.eta(now))}  "
                       f"{_f(ev.get('step_time_s'), 1)} s/step  {_f(ev.get('tokens_per_s'), 0)} tok/s")
     rewards = "  ".join(f"{n} {_f(m.get(f'rewards/{n}/mean'), 2)}" for n in s.reward_names)
     t.add_row("reward", f"{_f(m.get('reward'))}   {rewards}")
     t.add_row("groups", f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}  correct {_f(ev.get('correct_frac'), 2)}  "
                         f"len {_f(m.get('completions/mean_length'), 0)}  truncated {_f(m.get('completions/clipped_ratio'), 2)}")
     t.add_row("memory", memory_text(s.last_memory))
-    t.add_row("run", f"{s.preset} ({s.model})  {run_dir}")
+    t.add_row("run", f"{s.preset} ({s.model_name})  {run_dir}")
     if note:
         t.add_row("", Text(note, style="yellow"))
     return Panel(t, title="grpo-tui --no-ui", border_style="cyan")
 
 
-def print_summary(console: Console, s: RunSummary, run_dir: Path, code: int | None) -> None:
+def _reward_trend(rewards: list[float]) -> str:
+    """Mean reward over the first and the last fifth of the steps (one step each for short runs)."""
+    if len(rewards) < 2:
+        return f"{rewards[0]:.3f} (one step)"
+    k = max(1, len(rewards) // 5)
+    first, fe = mean_and_stderr(rewards[:k])
+    last, le = mean_and_stderr(rewards[-k:])
+    if k == 1:
+        return f"first step {first:.3f}  ->  last step {last:.3f}"
+    return f"first {k} steps {first:.3f} ± {fe:.3f}  ->  last {k} steps {last:.3f} ± {le:.3f}"
+
+
+def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None) -> None:
     t = Table(title="Run summary", show_header=False, title_style="bold")
     t.add_column(style="bold")
     t.add_column()
-    end = s.end or {}
-    t.add_row("status", f"{end.get('status', s.state)}  (engine exit code {code})")
-    t.add_row("steps", f"{s.step}/{s.max_steps}  in {fmt_duration(end.get('elapsed_s'))}")
-    if s.rewards:
-        k = max(1, len(s.rewards) // 5)
-        first, fe = mean_and_stderr(s.rewards[:k])
-        last, le = mean_and_stderr(s.rewards[-k:])
-        t.add_row("mean reward", f"first {k} steps {first:.3f} ± {fe:.3f}  ->  last {k} steps {last:.3f} ± {le:.3f}")
-    if s.zero_std:
-        line = f"{sum(s.zero_std) / len(s.zero_std):.2f} on average"
-        if s.zero_std_before:  # dynamic sampling: as sampled vs as trained
-            line = (f"{sum(s.zero_std_before) / len(s.zero_std_before):.2f} as sampled -> {line} as trained "
-                    "(dynamic sampling)")
+    t.add_row("status", s.outcome(code) + (f"  (engine exit code {code})" if code is not None else ""))
+    t.add_row("steps", f"{s.step}/{s.max_steps}  in {fmt_duration(s.elapsed())}"
+                       + (f" over {s.run_starts} engine starts" if s.run_starts > 1 else ""))
+    rewards = s.values(REWARD)
+    if rewards:
+        t.add_row("mean reward", _reward_trend(rewards))
+    zero_std, before = s.values(ZERO_STD), s.values(ZERO_STD_BEFORE)
+    if zero_std:
+        line = f"{sum(zero_std) / len(zero_std):.2f} on average"
+        if before:  # dynamic sampling: as sampled vs as trained
+            line = f"{sum(before) / len(before):.2f} as sampled -> {line} as trained (dynamic sampling)"
         t.add_row("zero-std groups", line)
-    if s.correct:
-        t.add_row("correct", f"{s.correct[-1]:.2f} at the last step")
+    correct = s.values(CORRECT)
+    if correct:
+        t.add_row("correct", f"{correct[-1]:.2f} at the last step")
+    if s.sft_stage:
+        t.add_row("sft stage", f"{s.sft_status}" + (f", last loss {s.sft_losses[-1]:.4f}" if s.sft_losses else ""))
     if s.dataset:
         t.add_row("data", f"{s.dataset.get('rows_used')} rows used, {s.dataset.get('rows_skipped')} skipped "
                           f"{s.dataset.get('skipped') or ''}")
-    if s.reward_failures:
-        t.add_row("reward failures", ", ".join(f"{k}: {v}" for k, v in s.reward_failures.items()))
+    if s.reward_failure_counts:
+        t.add_row("reward failures", ", ".join(f"{k}: {v}" for k, v in s.reward_failure_counts.items()))
     if s.evals:
         first, last = s.evals[0], s.evals[-1]
         t.add_row("eval (strict)", f"step {first.get('step')}: {_f(first.get('accuracy'), 3)}  ->  "
                                    f"step {last.get('step')}: {_f(last.get('accuracy'), 3)} "
                                    f"[{_f(last.get('ci_low'), 3)}, {_f(last.get('ci_high'), 3)}]")
-    if s.checkpoints:
-        t.add_row("last checkpoint", s.checkpoints[-1]["path"])
+    if s.last_checkpoint:
+        t.add_row("last checkpoint", str(s.last_checkpoint.get("path")))
     t.add_row("run directory", str(run_dir))
     console.print(t)
     if s.errors:
@@ -118,7 +133,7 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
     console = console or Console()
     run = RunDir(Path(run_dir))
     tail = EventTail(run.events)
-    s = RunSummary()
+    s = RunState()
     note = ""
     stop_sent = [0]
 
@@ -131,36 +146,36 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
         else:
             raise KeyboardInterrupt
 
+    def read() -> None:
+        for ev in tail.read_new():
+            s.add(ev)
+            line = event_line(ev, s)
+            if line is not None:
+                console.print(Text(line[0], style=line[1]))  # run text is data, never markup
+
     old = signal.signal(signal.SIGINT, on_sigint)
     live = Live(status_panel(s, run.root, note), console=console, refresh_per_second=4,
                 transient=True) if console.is_terminal else None
-    code: int | None = None
+    code: int | None = None  # the engine's exit code, when known
     try:
         if live:
             live.start()
         while True:
-            for ev in tail.read_new():
-                s.add(ev)
-                if ev["type"] == "step":
-                    console.print(step_line(ev, s.reward_names))
-                elif ev["type"] in ("checkpoint", "reward_failure", "dataset", "model", "eval", "sft_step", "stage",
-                                    "curriculum") or (ev["type"] == "command" and ev.get("status") == "rejected"):
-                    console.print(_event_line(ev), style="dim")
-                elif ev["type"] == "state" and ev["state"] in ("paused", "stopping", "failed"):
-                    console.print(f"[{ev['state']}] {ev.get('detail', '')}", style="yellow")
+            read()
             if live:
-                live.update(status_panel(s, run.root, note))
+                live.update(status_panel(s, run.root, note, time.time()))
             if engine is not None:
                 code = engine.poll()
                 if code is not None:
-                    for ev in tail.read_new():
-                        s.add(ev)
-                        if ev["type"] == "step":
-                            console.print(step_line(ev, s.reward_names))
+                    read()  # whatever it wrote before exiting
+                    s.engine_gone = s.active
                     break
-            elif s.end is not None or run.engine_pid() is None:
-                s.extend(tail.read_new())
-                code = (s.end or {}).get("exit_code", 0 if s.state == "finished" else 1)
+            elif s.run_end is not None or run.engine_pid() is None:
+                read()
+                if s.run_end is not None:
+                    code = s.run_end.get("exit_code", 0 if s.state == State.FINISHED else 1)
+                else:
+                    s.engine_gone = s.active  # attached to a run whose engine died without a word
                 break
             time.sleep(poll_s)
     except KeyboardInterrupt:
@@ -176,7 +191,30 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
     if tail.skipped:
         console.print(f"note: {tail.skipped} unreadable event line(s) skipped", style="yellow")
     print_summary(console, s, run.root, code)
-    return code if code is not None else 1
+    if code is None:
+        return 0 if s.state == State.FINISHED and not s.failed else 1
+    return code
+
+
+def event_line(ev: dict[str, Any], s: RunState) -> tuple[str, str] | None:
+    """The line (text, style) printed for an event, live or attached alike; None for events not printed."""
+    typ = ev.get("type")
+    if typ == "step":
+        return (step_line(ev, s.reward_names), "") if isinstance(ev.get("step"), int) else None
+    if typ in ("checkpoint", "reward_failure", "dataset", "model", "eval", "sft_step", "stage", "curriculum"):
+        return _event_line(ev), "dim"
+    if typ == "command" and ev.get("status") in ("done", "rejected"):
+        detail = f": {ev.get('detail')}" if ev.get("detail") else ""
+        return f"command {ev.get('command')} {ev.get('status')}{detail}", (
+            "yellow" if ev.get("status") == "rejected" else "cyan")
+    if typ == "state" and ev.get("state") in (State.PAUSED, State.STOPPING, State.FAILED):
+        return f"[{ev.get('state')}] {ev.get('detail') or ''}", "yellow"
+    if typ == "run_end" and ev.get("status") == "switched":
+        return f"switching to preset {ev.get('next_preset')} after step {ev.get('step')}", "cyan"
+    if typ == "run_start" and s.run_starts > 1:
+        return (f"engine start {s.run_starts}: preset {ev.get('preset')}"
+                + (f", resuming from {ev.get('resume_from')}" if ev.get("resume_from") else "")), "cyan"
+    return None
 
 
 def _event_line(ev: dict[str, Any]) -> str:
@@ -204,7 +242,7 @@ def _event_line(ev: dict[str, Any]) -> str:
     if typ == "curriculum":
         return (f"curriculum: kept {ev.get('kept')}/{ev.get('problems')} problems in pass-rate band {ev.get('band')} "
                 f"(all wrong {ev.get('all_wrong')}, all right {ev.get('all_right')})")
-    return f"command {ev.get('command')} rejected: {ev.get('detail')}"
+    raise ValueError(f"no line for a {typ!r} event")
 
 
 def run_headless(preset: str | None, run_dir: Path, max_steps: int | None = None,

@@ -710,7 +710,7 @@ class TrainingEvaluator:
                 "eval_s": round(time.time() - t0, 2), "path": str(path)}
 
 
-def make_eval_callback(cfg: Config, run_root: Path, device: str, events: Any, lock: Any, engine_callback: Any = None) -> Any:
+def make_eval_callback(cfg: Config, run_root: Path, device: str, events: Any, engine_callback: Any = None) -> Any:
     """A TrainerCallback that writes `eval` events: before the first step, every N steps, after the last."""
     from transformers import TrainerCallback
 
@@ -729,8 +729,7 @@ def make_eval_callback(cfg: Config, run_root: Path, device: str, events: Any, lo
             if hasattr(model, "module"):
                 model = model.module
             fields = evaluator.run(model, tokenizer, step)
-            with lock:
-                events.emit("eval", **fields)
+            events.emit("eval", **fields)
             print(f"eval step {step}: {fields['correct']}/{fields['n']} = {100 * fields['accuracy']:.1f}% "
                   f"[{100 * fields['ci_low']:.1f}, {100 * fields['ci_high']:.1f}] "
                   f"(flexible {100 * fields['accuracy_flex']:.1f}%) in {fields['eval_s']:.1f}s", flush=True)

@@ -36,10 +36,10 @@ ALL_COMMANDS = frozenset({"pause", "resume", "checkpoint", "stop", "switch_prese
 class CommandWatcher(threading.Thread):
     """Polls control/ every 0.2 s, acknowledges at once, queues for the step boundary."""
 
-    def __init__(self, control_dir: Path, events: Any, lock: threading.Lock,
+    def __init__(self, control_dir: Path, events: Any,
                  check_switch: Callable[[str], str | None] | None = None) -> None:
         super().__init__(name="command-watcher", daemon=True)
-        self.control_dir, self.events, self.lock = control_dir, events, lock
+        self.control_dir, self.events = control_dir, events
         # check_switch(preset) -> None if the run can continue under that preset, else why not
         self.check_switch = check_switch or (lambda preset: "switching presets is not available here")
         self.queue: queue.Queue[dict] = queue.Queue()
@@ -62,15 +62,14 @@ class CommandWatcher(threading.Thread):
         elif name == "switch_preset":
             preset = (cmd.get("args") or {}).get("preset")
             why_not = "switch_preset needs args.preset" if not preset else self.check_switch(str(preset))
-        with self.lock:
-            if why_not:
-                self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
-                return
-            self.events.emit("command", id=cmd.get("id"), command=name, status="accepted")
-            pending = {"pause": "pausing", "checkpoint": "checkpointing", "stop": "stopping",
-                       "switch_preset": "checkpointing"}.get(name)
-            if pending and not (name == "pause" and self.paused.is_set()):
-                self.events.state(pending)
+        if why_not:
+            self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
+            return
+        self.events.emit("command", id=cmd.get("id"), command=name, status="accepted")
+        pending = {"pause": "pausing", "checkpoint": "checkpointing", "stop": "stopping",
+                   "switch_preset": "checkpointing"}.get(name)
+        if pending and not (name == "pause" and self.paused.is_set()):
+            self.events.state(pending)
         self.queue.put(cmd)
 
     def requeue(self, cmds: list[dict]) -> None:
@@ -94,12 +93,11 @@ class CommandWatcher(threading.Thread):
 
 
 class StepCommands:
-    """The state machine a training callback mixes in. Needs `watcher`, `events`, `lock`, `t_last`."""
+    """The state machine a training callback mixes in. Needs `watcher`, `events`, `t_last`."""
 
     handles: frozenset[str] = ALL_COMMANDS
     watcher: CommandWatcher | None
     events: Any
-    lock: Any
     t_last: float
     stop_requested: bool = False
 
@@ -125,15 +123,13 @@ class StepCommands:
 
     # ----------------------------------------------------------- the machine
     def _emit_state(self, name: str, state: Any) -> None:
-        with self.lock:
-            self.events.state(name, **self.state_fields(name, state))
+        self.events.state(name, **self.state_fields(name, state))
 
     def _emit_command(self, cid: str | None, name: str, status: str, detail: str | None = None) -> None:
-        with self.lock:
-            if detail is None:
-                self.events.emit("command", id=cid, command=name, status=status)
-            else:
-                self.events.emit("command", id=cid, command=name, status=status, detail=detail)
+        if detail is None:
+            self.events.emit("command", id=cid, command=name, status=status)
+        else:
+            self.events.emit("command", id=cid, command=name, status=status, detail=detail)
 
     def _fetch(self) -> list[dict]:
         """Rank 0 reads the queue; every rank gets the same list (the ranks stay in step)."""
@@ -172,9 +168,8 @@ class StepCommands:
         """Block at the step boundary until resume, stop or switch; returns the commands to hold over."""
         self.before_pause(state, control)
         self.watcher.paused.set()
-        with self.lock:
-            self.events.state("paused", **self.state_fields("paused", state))
-            self.events.emit("command", id=cid, command="pause", status="done")
+        self.events.state("paused", **self.state_fields("paused", state))
+        self.events.emit("command", id=cid, command="pause", status="done")
         paused_at = time.time()
         held: list[dict] = []
         cmds = list(pending)

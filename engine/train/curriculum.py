@@ -106,7 +106,7 @@ def score_pass_rates(model: Any, tokenizer: Any, rows: list[dict[str, str]], cfg
     return out
 
 
-def prepass_filter(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str, str]], events: Any, lock: Any,
+def prepass_filter(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str, str]], events: Any,
                    device: str) -> list[dict[str, str]]:
     """Score (or read cached) pass rates, keep the rows in the band, emit a `curriculum` event, return the kept rows."""
     from engine.config import PresetError
@@ -121,9 +121,8 @@ def prepass_filter(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str
         reused_from = c.pass_rates_file
         known = {**other, **known}
     cached = sum(1 for r in pool if r["question"] in known and known[r["question"]].get("samples") == c.prepass_samples)
-    with lock:
-        events.emit("stage", stage="curriculum", status="started", problems=len(pool), cached=cached,
-                    samples_per_problem=c.prepass_samples)
+    events.emit("stage", stage="curriculum", status="started", problems=len(pool), cached=cached,
+                samples_per_problem=c.prepass_samples)
     print(f"curriculum pre-pass: {len(pool)} problems x {c.prepass_samples} samples ({cached} cached)", flush=True)
     records = score_pass_rates(loaded.model, loaded.tokenizer, pool, cfg, device, path, known,
                                log=lambda m: print(m, flush=True))
@@ -146,9 +145,8 @@ def prepass_filter(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str
               "all_wrong": sum(1 for x in rates if x == 0), "all_right": sum(1 for x in rates if x == 1),
               "histogram": histogram(rates, c.prepass_samples), "cached": cached, "reused_from": reused_from,
               "path": str(path), "elapsed_s": round(time.time() - t0, 2)}
-    with lock:
-        events.emit("curriculum", **fields)
-        events.emit("stage", stage="curriculum", status="finished", kept=len(kept), problems=len(pool))
+    events.emit("curriculum", **fields)
+    events.emit("stage", stage="curriculum", status="finished", kept=len(kept), problems=len(pool))
     print(f"curriculum: kept {len(kept)} of {len(pool)} problems with pass rate in {band} "
           f"(all wrong {fields['all_wrong']}, all right {fields['all_right']}, mean pass rate "
           f"{fields['mean_pass_rate']:.2f}); histogram {fields['histogram']}", flush=True)

@@ -211,10 +211,10 @@ class RolloutRecorder:
 class EngineCallback(StepCommands, TrainerCallback):
     """`step`/`memory` events after every optimizer step; commands at that boundary (engine/train/commands.py)."""
 
-    def __init__(self, events: EventWriter, lock: threading.Lock, watcher: CommandWatcher,
+    def __init__(self, events: EventWriter, watcher: CommandWatcher,
                  recorder: RolloutRecorder, rewards: list[TrlReward], probe: MemoryProbe,
                  max_steps: int, save_final: bool) -> None:
-        self.events, self.lock, self.watcher = events, lock, watcher
+        self.events, self.watcher = events, watcher
         self.recorder, self.rewards, self.probe = recorder, rewards, probe
         self.max_steps, self.save_final = max_steps, save_final
         self.trainer: RecordingGRPOTrainer | None = None
@@ -233,8 +233,7 @@ class EngineCallback(StepCommands, TrainerCallback):
         self.t_start = self.t_last = time.time()
         if self.learning_rate is not None and self.trainer is not None and self.trainer.lr_scheduler is not None:
             set_base_learning_rate(self.trainer.lr_scheduler, self.learning_rate)
-        with self.lock:
-            self.events.state("running", step=state.global_step)
+        self.events.state("running", step=state.global_step)
         self._emit_memory(state.global_step)
 
     def _emit_memory(self, step: int) -> None:
@@ -242,8 +241,7 @@ class EngineCallback(StepCommands, TrainerCallback):
         samples = distributed.gather(self.probe.sample())  # every rank takes part
         if samples:
             extra = {"ranks": samples} if len(samples) > 1 else {}
-            with self.lock:
-                self.events.emit("memory", step=step, **samples[0], **extra)
+            self.events.emit("memory", step=step, **samples[0], **extra)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "train_runtime" in logs:  # the end-of-training summary log
@@ -261,16 +259,15 @@ class EngineCallback(StepCommands, TrainerCallback):
         recent = self.step_times[-10:]
         eta = (self.max_steps - state.global_step) * (sum(recent) / len(recent))
         metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()}
-        with self.lock:
-            for r in self.rewards:
-                for f in r.guarded.drain_failures():
-                    self.events.emit("reward_failure", step=state.global_step, reward=f["name"], kind=f["kind"],
-                                     kinds=f.get("kinds"), count=f["count"], example=f["example"])
-            self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
-                             epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
-                             tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
-                             elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
-                             correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
+        for r in self.rewards:
+            for f in r.guarded.drain_failures():
+                self.events.emit("reward_failure", step=state.global_step, reward=f["name"], kind=f["kind"],
+                                 kinds=f.get("kinds"), count=f["count"], example=f["example"])
+        self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
+                         epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
+                         tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
+                         elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
+                         correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
         self._emit_memory(state.global_step)
         if distributed.is_main():
             print(f"step {state.global_step}/{self.max_steps} reward={metrics.get('reward')} "
@@ -287,17 +284,16 @@ class EngineCallback(StepCommands, TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         self.last_saved_step = state.global_step
-        with self.lock:
-            reasons = self.save_reasons or [("schedule", None)]
-            self.events.emit("checkpoint", step=state.global_step, path=str(path), reason=reasons[0][0])
-            for reason, cid in reasons:
-                if cid and reason == "switch":
-                    self.events.emit("command", id=cid, command="switch_preset", status="done",
-                                     detail=f"checkpoint {path}; continuing under preset {self.switch_to}")
-                elif cid:
-                    self.events.emit("command", id=cid, command="checkpoint", status="done", detail=str(path))
-            if not self.stop_requested and state.global_step < self.max_steps and not self.watcher.paused.is_set():
-                self.events.state("running", step=state.global_step)
+        reasons = self.save_reasons or [("schedule", None)]
+        self.events.emit("checkpoint", step=state.global_step, path=str(path), reason=reasons[0][0])
+        for reason, cid in reasons:
+            if cid and reason == "switch":
+                self.events.emit("command", id=cid, command="switch_preset", status="done",
+                                 detail=f"checkpoint {path}; continuing under preset {self.switch_to}")
+            elif cid:
+                self.events.emit("command", id=cid, command="checkpoint", status="done", detail=str(path))
+        if not self.stop_requested and state.global_step < self.max_steps and not self.watcher.paused.is_set():
+            self.events.state("running", step=state.global_step)
         self.save_reasons = []
         return control
 
@@ -308,8 +304,7 @@ class EngineCallback(StepCommands, TrainerCallback):
         control.should_save = True
         self.save_reasons.insert(0, ("stop", None))
         if cid:
-            with self.lock:
-                self.events.emit("command", id=cid, command="stop", status="done")
+            self.events.emit("command", id=cid, command="stop", status="done")
 
     def command_switch(self, state, control, cmd: dict) -> None:
         """Checkpoint, stop this trainer, and let run.py continue the run under the new preset."""
@@ -333,12 +328,10 @@ class EngineCallback(StepCommands, TrainerCallback):
 
     def after_commands(self, state) -> None:
         if self.stop_requested and not self.switch_to:
-            with self.lock:
-                self.events.state("stopping", step=state.global_step)
+            self.events.state("stopping", step=state.global_step)
 
     def _save_now(self, state) -> None:
-        with self.lock:
-            self.events.state("checkpointing", step=state.global_step)
+        self.events.state("checkpointing", step=state.global_step)
         self.trainer.save_checkpoint_now()
         self.on_save(self.trainer.args, state, self.trainer.control)
 

@@ -235,7 +235,7 @@ class SftResult:
     skipped: bool = False
 
 
-def make_sft_callback(events: Any, lock: Any, watcher: Any) -> Any:
+def make_sft_callback(events: Any, watcher: Any) -> Any:
     from transformers import TrainerCallback
 
     from engine.train.commands import StepCommands
@@ -249,7 +249,7 @@ def make_sft_callback(events: Any, lock: Any, watcher: Any) -> Any:
         handles = frozenset({"stop", "pause"})
 
         def __init__(self) -> None:
-            self.events, self.lock, self.watcher = events, lock, watcher
+            self.events, self.watcher = events, watcher
             self.t_start = self.t_last = time.time()
             self.step_times: list[float] = []
             self.stopped = False
@@ -277,8 +277,7 @@ def make_sft_callback(events: Any, lock: Any, watcher: Any) -> Any:
                       "eta_s": round((state.max_steps - state.global_step) * sum(recent) / len(recent), 1)}
             fields = {k: (float(v) if hasattr(v, "item") else v) for k, v in fields.items()}
             self.last = fields
-            with lock:
-                events.emit("sft_step", **fields)
+            events.emit("sft_step", **fields)
             print(f"sft step {state.global_step}/{state.max_steps} loss={fields['loss']} "
                   f"token_acc={fields['mean_token_accuracy']} {dt:.2f}s", flush=True)
             self._handle_commands(state, control)
@@ -294,21 +293,19 @@ def make_sft_callback(events: Any, lock: Any, watcher: Any) -> Any:
             self.stopped = True
             control.should_training_stop = True
             control.should_save = True  # an SFT checkpoint, so --resume continues the stage
-            with lock:
-                events.state("stopping", step=0, detail="sft stage")
-                events.emit("command", id=cid, command="stop", status="done", detail=f"SFT stopped at step {state.global_step}")
+            events.state("stopping", step=0, detail="sft stage")
+            events.emit("command", id=cid, command="stop", status="done", detail=f"SFT stopped at step {state.global_step}")
 
     return SftEventCallback()
 
 
-def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, lock: Any, watcher: Any,
+def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, watcher: Any,
                   device: str) -> SftResult:
     """Train loaded.model in place (full FT) or through a merged LoRA; save it; return the model GRPO starts from."""
     run_root = Path(run_root)
     if sft_done(run_root):
-        with lock:
-            events.emit("stage", stage="sft", status="skipped", detail="finished earlier in this run",
-                        path=str(sft_model_dir(run_root)))
+        events.emit("stage", stage="sft", status="skipped", detail="finished earlier in this run",
+                    path=str(sft_model_dir(run_root)))
         return SftResult(loaded.model, skipped=True)
     import torch
     from trl import SFTTrainer
@@ -320,38 +317,35 @@ def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, lock: A
     peft = None
     if cfg.sft.lora:
         peft = lora_config(dataclasses.replace(cfg.model, lora=True), getattr(loaded.model.config, "num_hidden_layers", None))
-    callback = make_sft_callback(events, lock, watcher)
+    callback = make_sft_callback(events, watcher)
     trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=loaded.tokenizer, peft_config=peft, callbacks=[callback])
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)
     resume = _latest_sft_checkpoint(run_root)
-    with lock:
-        events.emit("stage", stage="sft", status="started", examples=report["examples"], source=report["source"],
-                    origin=report["origin"], skipped=report["skipped"], lora=cfg.sft.lora,
-                    epochs=cfg.sft.epochs, max_steps=trainer.args.max_steps if trainer.args.max_steps > 0 else None,
-                    effective_batch=cfg.sft.per_device_train_batch_size * cfg.sft.gradient_accumulation_steps,
-                    learning_rate=cfg.sft.learning_rate, resume_from=str(resume) if resume else None)
-        events.state("running", step=0, detail="sft stage")
+    events.emit("stage", stage="sft", status="started", examples=report["examples"], source=report["source"],
+                origin=report["origin"], skipped=report["skipped"], lora=cfg.sft.lora,
+                epochs=cfg.sft.epochs, max_steps=trainer.args.max_steps if trainer.args.max_steps > 0 else None,
+                effective_batch=cfg.sft.per_device_train_batch_size * cfg.sft.gradient_accumulation_steps,
+                learning_rate=cfg.sft.learning_rate, resume_from=str(resume) if resume else None)
+    events.state("running", step=0, detail="sft stage")
     print(f"SFT stage: {report['examples']} examples from {report['origin']}"
           f"{' (resuming ' + resume.name + ')' if resume else ''}", flush=True)
     out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
     if callback.stopped:
-        with lock:
-            events.emit("stage", stage="sft", status="stopped", step=trainer.state.global_step,
-                        elapsed_s=round(time.time() - t0, 2))
+        events.emit("stage", stage="sft", status="stopped", step=trainer.state.global_step,
+                    elapsed_s=round(time.time() - t0, 2))
         return SftResult(model, stopped=True)
     if cfg.sft.lora:
         model = model.merge_and_unload()
     model.config.use_cache = True
     save_model(model, loaded.tokenizer, sft_model_dir(run_root), replace=True)  # complete or absent
     last = callback.last
-    with lock:
-        events.emit("stage", stage="sft", status="finished", steps=trainer.state.global_step,
-                    train_loss=float(out.training_loss), loss=last.get("loss"),
-                    mean_token_accuracy=last.get("mean_token_accuracy"), path=str(sft_model_dir(run_root)),
-                    elapsed_s=round(time.time() - t0, 2))
+    events.emit("stage", stage="sft", status="finished", steps=trainer.state.global_step,
+                train_loss=float(out.training_loss), loss=last.get("loss"),
+                mean_token_accuracy=last.get("mean_token_accuracy"), path=str(sft_model_dir(run_root)),
+                elapsed_s=round(time.time() - t0, 2))
     print(f"SFT stage done: {trainer.state.global_step} steps, loss {last.get('loss')}, "
           f"token accuracy {last.get('mean_token_accuracy')}, saved to {sft_model_dir(run_root)}", flush=True)
     del trainer
@@ -361,25 +355,11 @@ def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, lock: A
     return SftResult(model)
 
 
-def sft_summary(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The SFT stage as a reader sees it: last sft_step, stage status. For headless/dashboard helpers."""
-    out: dict[str, Any] = {"status": None, "last": None, "losses": []}
-    for ev in events:
-        if ev.get("type") == "stage" and ev.get("stage") == "sft":
-            out["status"] = ev.get("status")
-            out["stage"] = ev
-        elif ev.get("type") == "sft_step":
-            out["last"] = ev
-            if ev.get("loss") is not None:
-                out["losses"].append(ev["loss"])
-    return out
-
-
 __all__ = ["build_sft_rows", "gsm8k_solution", "run_sft_stage", "starting_model", "strip_calc",
-           "synthetic_trace", "target_text", "sft_summary"]
+           "synthetic_trace", "target_text"]
 
 
-def before_grpo(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str, str]], events: Any, lock: Any,
+def before_grpo(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str, str]], events: Any,
                 watcher: Any, device: str) -> list[dict[str, str]] | None:
     """The stages between loading the model and GRPO: SFT cold start, then the curriculum pre-pass.
 
@@ -391,13 +371,12 @@ def before_grpo(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str, s
         raise PresetError("[sft] / [curriculum] prepass run in a single process for now; run them with "
                           "[distributed] num_processes = 1, then start the multi-GPU GRPO run from RUN_DIR/sft/model.")
     if cfg.sft.enabled:
-        result = run_sft_stage(cfg, run_root, loaded, events, lock, watcher, device)
+        result = run_sft_stage(cfg, run_root, loaded, events, watcher, device)
         loaded.model = result.model
         if result.stopped:
             return None
     if cfg.curriculum.prepass:
         from engine.train.curriculum import prepass_filter
-        rows = prepass_filter(cfg, run_root, loaded, rows, events, lock, device)
-    with lock:
-        events.emit("stage", stage="grpo", status="started", rows=len(rows))
+        rows = prepass_filter(cfg, run_root, loaded, rows, events, device)
+    events.emit("stage", stage="grpo", status="started", rows=len(rows))
     return rows

@@ -7,7 +7,7 @@ from pathlib import Path
 from textual.message import Message
 
 from rundir.rollouts import Rollouts, Selection, StepSummary
-from tui.browser.runs import RunSummary
+from rundir.state import RunState
 
 
 class RolloutsLoaded(Message):
@@ -27,7 +27,7 @@ class SelectionReady(Message):
 
 
 class RunsListed(Message):
-    def __init__(self, runs: list[RunSummary]) -> None:
+    def __init__(self, runs: list[RunState]) -> None:
         super().__init__()
         self.runs = runs
 

@@ -16,8 +16,7 @@ from textual.widgets import Static
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
-from tui.components.run_model import (CLIPPED, CORRECT, MEAN_LENGTH, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunModel,
-                                      downsample, reward_key, smooth)
+from rundir.state import CLIPPED, CORRECT, MEAN_LENGTH, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, reward_key
 
 SMOOTHING = 0.8
 # 256-colour codes: plotext and rich draw the same colour from the same number, so the legend
@@ -26,6 +25,41 @@ TOTAL_COLOR = 15
 REWARD_COLORS = (14, 13, 10, 214, 12, 11, 9, 250)
 ZERO_STD_COLOR, TRUNCATED_COLOR, CORRECT_COLOR, LENGTH_COLOR = 9, 11, 10, 14
 ZERO_STD_BEFORE_COLOR = 13
+
+
+def downsample(xs: list[int], ys: list[float | None], max_points: int) -> tuple[list[float], list[float]]:
+    """Bucket a series to at most max_points points (mean per bucket), dropping missing values.
+
+    Curves are drawn at the widget's resolution: a 20k-step run costs the same
+    to draw as a 200-step one.
+    """
+    pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+    if max_points < 1 or len(pts) <= max_points:
+        return [float(x) for x, _ in pts], [y for _, y in pts]
+    out_x, out_y = [], []
+    n = len(pts)
+    for b in range(max_points):
+        lo, hi = b * n // max_points, (b + 1) * n // max_points
+        if hi <= lo:
+            continue
+        chunk = pts[lo:hi]
+        out_x.append(sum(p[0] for p in chunk) / len(chunk))
+        out_y.append(sum(p[1] for p in chunk) / len(chunk))
+    return out_x, out_y
+
+
+def smooth(ys: list[float | None], weight: float) -> list[float | None]:
+    """TensorBoard-style debiased exponential moving average; missing values stay missing."""
+    out: list[float | None] = []
+    last, norm = 0.0, 0.0
+    for y in ys:
+        if y is None:
+            out.append(None)
+            continue
+        last = last * weight + (1 - weight) * y
+        norm = norm * weight + (1 - weight)
+        out.append(last / norm)
+    return out
 
 
 class CurvePlot(PlotextPlot):
@@ -82,7 +116,7 @@ def legend(items: list[tuple[str, int]]) -> Text:
 class RewardCurves(Vertical):
     """Two plots: rewards (total and each function's mean) and GRPO signal (zero-std, truncated, correct, length)."""
 
-    def __init__(self, model: RunModel, **kw: Any) -> None:
+    def __init__(self, model: RunState, **kw: Any) -> None:
         super().__init__(**kw)
         self.model = model
         self.smoothing = False

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
-from tui.components.run_model import RunModel
+from rundir.state import RunState
 
 
 def _gb(x: Any) -> str:
@@ -45,7 +45,7 @@ class MemoryPanel(Vertical):
         yield Static("No memory sample yet.", id="memory-text")
         yield Sparkline([], id="memory-spark", summary_function=max)
 
-    def show(self, m: RunModel) -> None:
+    def show(self, m: RunState) -> None:
         if not m.memory:
             return
         last = m.memory[-1]

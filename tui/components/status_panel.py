@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.components.run_model import RunModel, fmt_duration
+from rundir.events import Command, State
+from rundir.state import RunState, fmt_duration
 
 STATE_STYLE = {
     "starting": "bold cyan", "loading_model": "bold cyan", "running": "bold green",
@@ -62,7 +64,7 @@ class StatusPanel(Static):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self._rows = -1
-        self._last: tuple[RunModel, EngineLink] | None = None
+        self._last: tuple[RunState, EngineLink] | None = None
         self._wrap_width = 0
 
     def on_resize(self) -> None:
@@ -71,7 +73,7 @@ class StatusPanel(Static):
         if self._last is not None and self.content_size.width != self._wrap_width:
             self.show(*self._last)
 
-    def show(self, m: RunModel, link: EngineLink) -> None:
+    def show(self, m: RunState, link: EngineLink) -> None:
         self._last = (m, link)
         t = _Rows()
         state = "gone" if link.gone else m.state
@@ -80,7 +82,9 @@ class StatusPanel(Static):
             label = Text(f"engine gone (last state: {m.state})", style=STATE_STYLE["gone"])
         elif m.state_detail and m.state_detail != state:
             label.append(f" ({m.state_detail})", style="")
-        pending = [c for c in m.pending_commands() if c.status == "sent"]  # accepted ones show in the state
+        # accepted ones show in the state, except a checkpoint: it is written when the step ends
+        pending = [c for c in m.pending_commands() if c.status == "sent" or (
+            c.command in (Command.CHECKPOINT, Command.SWITCH_PRESET) and m.state != State.CHECKPOINTING)]
         if pending and not link.gone:
             label.append("  " + ", ".join(f"{c.command}: {c.status}" for c in pending[-2:]), style="yellow")
         t.add_row("State", label)
@@ -105,14 +109,17 @@ class StatusPanel(Static):
             step.append("  ")
             step.append_text(_bar(m.step / total, 10))
             step.append(f" {100 * m.step / total:.0f}%")
-        if last.get("elapsed_s") is not None:
-            step.append(f"  {fmt_duration(last.get('elapsed_s'))}", style="dim")
+        live = link.alive and not link.gone
+        now = time.time() if live else None  # ticks between steps while the engine lives
+        elapsed = m.elapsed(now)
+        if elapsed is not None:
+            step.append(f"  {fmt_duration(elapsed)}", style="dim")
         t.add_row("Step", step)
         tps = last.get("tokens_per_s")
         st = last.get("step_time_s")
         speed = Text((f"{st:.2f}" if st < 10 else f"{st:.0f}") + " s/step" if st else "- s/step")
         speed.append(f"  {tps:,.0f} tok/s" if isinstance(tps, (int, float)) else "  - tok/s")
-        speed.append(f"  ETA {fmt_duration(last.get('eta_s')) if m.active else '-'}")
+        speed.append(f"  ETA {fmt_duration(m.eta(now) if live else None)}")
         t.add_row("Speed", speed)
         preset = Text(m.preset, style="bold")
         if m.run_starts > 1:
@@ -123,7 +130,7 @@ class StatusPanel(Static):
             width = self.content_size.width - LABEL_WIDTH if self.content_size.width > LABEL_WIDTH + 10 else 35
             for line in textwrap.wrap(link.preset_reason, width)[:2]:
                 t.add_row("", Text(line, style="dim"))
-        model = m.model or {}
+        model = m.model_info or {}
         if rs or model:
             t.add_row("Model", Text(str(model.get("name") or rs.get("model") or "?")))
             ptext = Text(f"{model['parameters'] / 1e6:.1f}M" if model.get("parameters") else "?")

@@ -12,7 +12,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from tui.browser.messages import RunsListed
-from tui.browser.runs import RunSummary, list_runs
+from rundir.state import RunState
+from tui.browser.runs import list_runs, run_date
 from tui.browser.screens.rollouts import RolloutScreen
 from tui.browser.widgets import num_cell
 
@@ -24,7 +25,7 @@ class RunListScreen(Screen):
     def __init__(self, runs_root: Path) -> None:
         super().__init__()
         self.runs_root = Path(runs_root)
-        self.runs: list[RunSummary] = []
+        self.runs: list[RunState] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -52,9 +53,9 @@ class RunListScreen(Screen):
         state_style = {"finished": "green", "running": "bold cyan", "failed": "red", "gone": "yellow",
                        "stopped": "yellow", "paused": "cyan"}
         for i, r in enumerate(self.runs):
-            steps = "-" if r.step is None else f"{r.step}" + (f"/{r.max_steps}" if r.max_steps else "")
-            table.add_row(r.date, r.name, r.preset, r.model, Text(steps, justify="right"),
-                          num_cell(r.reward), Text(r.state, style=state_style.get(r.state, "")),
+            steps = "-" if not r.steps else f"{r.step}" + (f"/{r.max_steps}" if r.max_steps else "")
+            table.add_row(run_date(r), r.path.name, r.preset, r.model_name, Text(steps, justify="right"),
+                          num_cell(r.last_reward), Text(r.status, style=state_style.get(r.status, "")),
                           Text("; ".join(r.notes), style="yellow"), key=str(i))
         title = self.query_one("#runs-title", Static)
         if self.runs:
