@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from rundir.layout import SCHEMA_VERSION
+from rundir.layout import SCHEMA_VERSION, open_private
 
 STATES = ("starting", "loading_model", "running", "pausing", "paused", "checkpointing",
           "stopping", "finished", "failed")
@@ -32,12 +32,68 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class _LineAppender:
+    """A text sink that appends each write whole or not at all.
+
+    One os.write per event on an O_APPEND descriptor (no 8 KB buffer to cut a
+    long event in two); if the disk is full mid-write, the partial bytes are
+    cut off again, so the log never holds half an event written by this engine.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8")
+        start = os.fstat(self.fd).st_size
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self.fd, data[done:])
+        except OSError:
+            try:
+                os.ftruncate(self.fd, start)
+            except OSError:
+                pass
+            raise
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+def _end_torn_line(fd: int) -> None:
+    """A killed engine may have left half a line: end it, so the next event starts a line of its own
+    (readers then skip that one damaged line instead of losing the next event with it)."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")
+
+
 class EventWriter:
-    """Appends events to events.jsonl. One writer per run (the engine's main process)."""
+    """Appends events to events.jsonl. One writer per run (the engine's main process).
+
+    The file is opened without following a link (UnsafeRunDir if it is one, or
+    not ours), owner-only when created, and a torn last line is ended first.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._f = open(self.path, "a", encoding="utf-8")
+        fd = open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "event log")
+        try:
+            _end_torn_line(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        self._f = _LineAppender(fd)
 
     def emit(self, type: str, **fields: Any) -> dict[str, Any]:
         event = {"v": SCHEMA_VERSION, "t": round(time.time(), 3), "type": type, **_clean(fields)}
@@ -50,12 +106,15 @@ class EventWriter:
         return self.emit("state", state=state, **fields)
 
     def close(self) -> None:
+        """Make the log durable and close it; never raises (it runs on the way out of a failure)."""
         try:
-            self._f.flush()
             os.fsync(self._f.fileno())
+        except (OSError, ValueError):
+            pass
+        try:
+            self._f.close()
         except OSError:
             pass
-        self._f.close()
 
 
 def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int, int]:

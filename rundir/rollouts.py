@@ -36,7 +36,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from rundir.layout import SCHEMA_VERSION
+from rundir.layout import SCHEMA_VERSION, open_private
 
 SEGMENT_FORMAT = 1  # version of the Arrow segment layout (schema metadata "format")
 SEGMENT_STEPS = 50  # seal a segment once the unsealed groups span this many steps
@@ -82,7 +82,8 @@ class RolloutWriter:
         self.segment_steps, self.segment_bytes = segment_steps, segment_bytes
         self.segments_written = 0
         self.seal_errors: list[str] = []
-        self._f = open(self.path, "ab")
+        # never through a link, owner-only when created (rundir.layout.open_private)
+        self._f = os.fdopen(open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "rollout log"), "ab")
         self._pos = self._f.seek(0, os.SEEK_END)
         if self._pos:
             with open(self.path, "rb") as f:
