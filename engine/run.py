@@ -93,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def preflight(args: argparse.Namespace) -> Config:
-    """All checks that need no model. Raises PresetError; writes nothing."""
-    from engine.data.loader import check_files
-    from engine.rewards import RewardSpecError
-    from engine.train.grpo import build_rewards
+    """All checks that need no model. Raises PresetError or UnsafeRunDir; writes nothing.
 
+    The run directory and config are checked first, before torch and TRL are imported,
+    so a second engine on a locked run or a bad value is refused within a second or two.
+    """
     run = RunDir(args.run_dir)
     overrides = list(args.overrides)
     if args.max_steps is not None:
@@ -125,6 +125,9 @@ def preflight(args: argparse.Namespace) -> Config:
         if args.run_dir.exists() and not args.run_dir.is_dir():
             raise PresetError(f"--run-dir {args.run_dir} exists and is not a directory.")
         cfg = load_config(args.preset, overrides)
+    from engine.data.loader import check_files
+    from engine.rewards import RewardSpecError
+    from engine.train.grpo import build_rewards
     try:
         close_rewards(build_rewards(cfg)[0])  # imports user reward files in worker processes, bounded in time
     except RewardSpecError as e:

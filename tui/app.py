@@ -80,6 +80,8 @@ class Dashboard(App[int]):
         Binding("full_stop", "move_group(1)", "Next group", show=False),
         Binding("f", "follow", "Latest"),
         Binding("q", "quit", "Quit"),
+        # attached to a run someone started: Ctrl-C leaves it running (a dashboard that launched it asks first)
+        Binding("ctrl+c", "detach", "Detach", show=False, priority=True),
     ]
 
     def __init__(self, run_dir: Path, *, engine: EngineProcess | None = None, preset_reason: str | None = None,
@@ -324,6 +326,13 @@ class Dashboard(App[int]):
     def action_follow(self) -> None:
         self.query_one(GroupTable).follow_latest()
 
+    def action_detach(self) -> None:
+        if self.engine is not None:
+            self.action_help_quit()
+            return
+        self.left_running = self.link.alive and self.model.active
+        self.exit(0, return_code=0)
+
     async def action_quit(self) -> None:
         if not (self.link.alive and self.model.active):
             code = 1 if self.model.failed or self.link.gone else 0
@@ -392,5 +401,6 @@ def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | Non
         return 2
     if app.left_running:
         pid = RunDir(Path(run_dir)).engine_pid()
-        print(f"Training continues in the background (engine pid {pid}). Re-attach with: grpo-tui attach {run_dir}")
+        print(f"Detached: training continues in the background (engine pid {pid}). Re-attach with: "
+              f"grpo-tui attach {run_dir}; stop it with: grpo-tui stop {run_dir} (or attach, then s)")
     return rc if isinstance(rc, int) else 0

@@ -71,8 +71,8 @@ class ProcessReward:
         try:
             line = self._worker.start()
         except WorkerStartError as e:
-            raise RewardCallError(f"importing {self.path} did not finish: the import {e} "
-                                  "(an endless loop or a wait at import time?)") from None
+            raise RewardCallError(f"importing {self.path} failed: its worker process {e} "
+                                  f"(an endless loop, a wait or an exit at import time?)") from None
         info = json.loads(line)
         if "import_error" in info:
             self._worker.kill()

@@ -104,7 +104,7 @@ class WorkerProcess:
             raise WorkerStartError(f"exited with code {code} before it was ready") from None
         if line is None:
             self.kill()
-            raise WorkerStartError(f"not ready after {self.startup_timeout_s:g}s")
+            raise WorkerStartError(f"did not get ready within {self.startup_timeout_s:g}s")
         self.greeting = line
         return line
 
