@@ -87,7 +87,7 @@ class EventWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        fd = open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "event log")
+        fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, "event log")
         try:
             _end_torn_line(fd)
         except OSError:

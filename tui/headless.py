@@ -120,7 +120,7 @@ def print_summary(console: Console, s: RunSummary, run_dir: Path, code: int | No
 
 
 def how_to_stop(run_dir: Path) -> str:
-    return f"stop it with: grpo-tui stop {run_dir}   (or grpo-tui attach {run_dir}, then s)"
+    return f"Stop it with: grpo-tui stop {run_dir} (or grpo-tui attach {run_dir}, then s)."
 
 
 class _Detach(Exception):
@@ -213,7 +213,7 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
 def _say(console: Console, text: str, style: str | None = None) -> None:
     # after SIGHUP the terminal may be gone: the message is a courtesy, never a crash
     try:
-        console.print(Text(text, style=style or ""))
+        console.print(Text(text, style=style or ""), soft_wrap=True)
     except OSError:
         pass
 
