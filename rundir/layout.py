@@ -70,13 +70,17 @@ def ownership_problem(st: os.stat_result, path: Path, what: str, *, allow_root: 
     """Why a file or directory with this stat must not be trusted by this user, or None.
 
     Trusted: owned by us (or by root when allow_root, for installed files) and
-    writable by nobody else (group members may write only under group access).
+    writable by nobody else (a group other than our primary group may write only
+    under group access).
     """
     me = os.geteuid()
     if st.st_uid != me and not (allow_root and st.st_uid == 0):
         return (f"{what} {path} belongs to {_owner(st.st_uid)}, not to you ({_owner(me)}); the engine only uses "
                 f"{what}s you own: copy it, or choose a path of your own.")
-    others = 0o002 if group_access() else 0o022
+    # Group write is fine for your own primary group (a user-private group under umask 002, as on Ubuntu)
+    # and under group access; any other group could change the file behind your back.
+    group_ok = group_access() or st.st_gid == os.getegid()
+    others = 0o002 if group_ok else 0o022
     if stat.S_IMODE(st.st_mode) & others and not stat.S_ISLNK(st.st_mode):
         who = "other users" if st.st_mode & 0o002 else "its group"
         return f"{what} {path} can be written by {who}; make it yours alone: chmod go-w {path}"

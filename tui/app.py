@@ -378,7 +378,7 @@ class Dashboard(App[int]):
 
 def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | None = None,
                   overrides: list[str] = (), attach: bool = False, preset_reason: str | None = None,
-                  resume: bool = False) -> int:
+                  resume: bool = False, restart: bool = False) -> int:
     """Open the dashboard on a new run (launching the engine) or an existing one (attach). Returns the exit code.
 
     resume: launch the engine with --resume on run_dir (preset optional: the run's own config by default).
@@ -389,11 +389,11 @@ def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | Non
             return 2
         app = Dashboard(Path(run_dir), preset_reason=preset_reason)
     else:
-        if not preset and not (resume and run_dir is not None):
+        if not preset and not ((resume or restart) and run_dir is not None):
             print("error: a preset is needed to start a run.", file=sys.stderr)
             return 2
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(preset)
-        engine = launch_engine(preset, run_dir, max_steps, list(overrides), resume=resume)
+        engine = launch_engine(preset, run_dir, max_steps, list(overrides), resume=resume, restart=restart)
         app = Dashboard(run_dir, engine=engine, preset_reason=preset_reason)
     rc = app.run()
     if app.preflight_output is not None:

@@ -46,6 +46,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a preset value, e.g. --set train.learning_rate=1e-5 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    p.add_argument("--restart", action="store_true",
+                   help="start the run in --run-dir over from step 0 (when --resume finds no usable checkpoint); "
+                        "its event log is kept, old checkpoints and rollouts are set aside in the run directory")
     p.add_argument("--no-ui", action="store_true", help="run headless: print progress with rich, no Textual")
     return p
 
@@ -53,20 +56,20 @@ def train_parser() -> argparse.ArgumentParser:
 def cmd_train(argv: list[str]) -> int:
     args = train_parser().parse_args(argv)
     reason = None
-    if args.resume and not args.run_dir:
-        print("error: --resume needs --run-dir RUN_DIR", file=sys.stderr)
+    if (args.resume or args.restart) and not args.run_dir:
+        print(f"error: {'--resume' if args.resume else '--restart'} needs --run-dir RUN_DIR", file=sys.stderr)
         return 2
     preset = args.preset
-    if not preset and not args.resume:
+    if not preset and not (args.resume or args.restart):
         preset, reason = _default_preset()
         print(f"preset: {preset} ({reason})")
     run_dir = args.run_dir or default_run_dir(preset)
     if args.no_ui:
         from tui.headless import run_headless
-        return run_headless(preset, run_dir, args.max_steps, args.overrides, args.resume)
+        return run_headless(preset, run_dir, args.max_steps, args.overrides, args.resume, args.restart)
     from tui.app import run_dashboard
     return run_dashboard(preset, run_dir, args.max_steps, args.overrides, attach=False, preset_reason=reason,
-                         resume=args.resume)
+                         resume=args.resume, restart=args.restart)
 
 
 def cmd_attach(argv: list[str]) -> int:

@@ -247,9 +247,9 @@ def _event_line(ev: dict[str, Any]) -> str:
 
 
 def run_headless(preset: str | None, run_dir: Path, max_steps: int | None = None,
-                 overrides: list[str] = (), resume: bool = False) -> int:
+                 overrides: list[str] = (), resume: bool = False, restart: bool = False) -> int:
     console = Console()
-    engine = launch_engine(preset, run_dir, max_steps, overrides, resume)
+    engine = launch_engine(preset, run_dir, max_steps, overrides, resume, restart)
     console.print(f"engine pid {engine.pid}, run directory {run_dir}")
     if not engine.wait_started():
         code = engine.wait()
