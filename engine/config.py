@@ -9,6 +9,7 @@ naming the file, the key and what is allowed, before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import math
 import difflib
 import json
 import tomllib
@@ -301,6 +302,9 @@ def _build_section(cls: type, raw: Any, where: str, section: str) -> Any:
         if not ok:
             raise PresetError(f"{where}: [{section}] {key} = {value!r} has the wrong type; "
                               f"expected {_type_name(hints[key])}. ({fields[key].metadata['help']})")
+        if isinstance(coerced, float) and not math.isfinite(coerced):
+            raise PresetError(f"{where}: [{section}] {key} = {value!r} is not a finite number; "
+                              f"give a real value. ({fields[key].metadata['help']})")
         choices = fields[key].metadata.get("choices")
         if choices and coerced not in choices:
             raise PresetError(f"{where}: [{section}] {key} = {value!r} is not allowed; "
@@ -318,6 +322,45 @@ def _check_rewards(raw: Any, where: str) -> dict[str, Any]:
             raise PresetError(f"{where}: [rewards] {name} = {value!r}: the weight must be a number "
                               f"(or a table with a numeric 'weight').")
     return {k: (dict(v) if isinstance(v, dict) else float(v)) for k, v in raw.items()}
+
+
+# (section, key) -> (low, high, low inclusive): numbers outside make no sense (or make TRL fail late).
+_RANGES: dict[tuple[str, str], tuple[float, float, bool]] = {
+    ("train", "learning_rate"): (0.0, 1.0, False), ("train", "temperature"): (0.0, 100.0, False),
+    ("train", "top_p"): (0.0, 1.0, False), ("train", "top_k"): (0, math.inf, True),
+    ("train", "warmup_ratio"): (0.0, 1.0, True), ("train", "weight_decay"): (0.0, math.inf, True),
+    ("train", "max_grad_norm"): (0.0, math.inf, True), ("train", "adam_beta1"): (0.0, 1.0, True),
+    ("train", "adam_beta2"): (0.0, 1.0, True), ("train", "repetition_penalty"): (0.0, math.inf, False),
+    ("train", "beta"): (0.0, math.inf, True), ("train", "epsilon"): (0.0, math.inf, True),
+    ("train", "epsilon_high"): (0.0, math.inf, True), ("train", "save_steps"): (0, math.inf, True),
+    ("train", "save_total_limit"): (1, math.inf, True), ("train", "seed"): (0, math.inf, True),
+    ("train", "vllm_gpu_memory_utilization"): (0.0, 1.0, False),
+    ("model", "lora_r"): (1, math.inf, True), ("model", "lora_alpha"): (0, math.inf, False),
+    ("model", "lora_dropout"): (0.0, 1.0, True), ("model", "lora_layers"): (0, math.inf, True),
+    ("model", "tiny_hidden_size"): (1, math.inf, True), ("model", "tiny_layers"): (1, math.inf, True),
+    ("data", "synthetic_size"): (1, math.inf, True), ("data", "max_examples"): (0, math.inf, True),
+    ("sft", "learning_rate"): (0.0, 1.0, False), ("sft", "epochs"): (0.0, math.inf, True),
+    ("sft", "max_steps"): (0, math.inf, True), ("sft", "max_examples"): (0, math.inf, True),
+    ("sft", "warmup_ratio"): (0.0, 1.0, True), ("sft", "weight_decay"): (0.0, math.inf, True),
+    ("sft", "max_grad_norm"): (0.0, math.inf, True), ("sft", "save_steps"): (0, math.inf, True),
+    ("curriculum", "prepass_max_problems"): (0, math.inf, True), ("curriculum", "prepass_batch_size"): (0, math.inf, True),
+    ("eval", "max_new_tokens"): (0, math.inf, True), ("eval", "batch_size"): (0, math.inf, True),
+    ("distributed", "main_process_port"): (1, 65535, True), ("distributed", "vllm_server_port"): (1, 65535, True),
+}
+
+
+def _check_ranges(cfg: Config, where: str) -> None:
+    for (section, key), (lo, hi, lo_ok) in _RANGES.items():
+        value = getattr(getattr(cfg, section), key, None)
+        if value is None or isinstance(value, bool):
+            continue
+        if not math.isfinite(value) or not (lo <= value if lo_ok else lo < value) or value > hi:
+            low = f"[{lo:g}" if lo_ok else f"({lo:g}"
+            raise PresetError(f"{where}: [{section}] {key} = {value!r} is out of range; it must be in "
+                              f"{low}, {hi:g}].")
+    for name, weight in cfg.reward_weights().items():
+        if not math.isfinite(weight):
+            raise PresetError(f"{where}: [rewards] {name} weight = {weight!r} is not a finite number.")
 
 
 def validate(cfg: Config) -> None:
@@ -342,12 +385,7 @@ def validate(cfg: Config) -> None:
                  "max_completion_length", "num_iterations"):
         if getattr(t, name) < 1:
             raise PresetError(f"{where}: [train] {name} must be at least 1.")
-    if t.learning_rate <= 0:
-        raise PresetError(f"{where}: [train] learning_rate must be positive.")
-    if not 0 < t.top_p <= 1:
-        raise PresetError(f"{where}: [train] top_p must be in (0, 1].")
-    if t.temperature <= 0:
-        raise PresetError(f"{where}: [train] temperature must be positive.")
+    _check_ranges(cfg, where)
     m = cfg.model
     if m.load_in_4bit and not m.lora:
         raise PresetError(f"{where}: [model] load_in_4bit = true needs lora = true (4-bit weights can't be trained directly).")

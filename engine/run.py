@@ -3,13 +3,20 @@
 Everything that can be checked without loading a model (preset, overrides,
 rewards, data files, the run directory itself) is checked before anything is
 written; a failure there exits 2 with a message naming the file, key and fix.
+
+The run directory is owner-only (rundir.layout): created 0700 (0750 with
+--group-access), nothing in it followed through a link, and one engine at a
+time holds its lock (RunLock) from before the first write to exit, across the
+in-place re-executions of a preset switch and of `accelerate launch`.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -21,11 +28,18 @@ from typing import Any
 from engine import distributed
 from engine.config import Config, PresetError, load_config, load_resolved
 from rundir.control import ensure_control_dir
-from rundir.errors import EXIT_FAILED, EXIT_OK, GrpoTuiError
-from rundir.layout import RunDir
+from rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, GrpoTuiError
+from rundir.layout import (GROUP_ACCESS_ENV, LOCK_FD_ENV, LOCK_HOLDER_ENV, RunDir, RunLock, RunLocked, UnsafeRunDir,
+                           check_private_dir, find_checkpoints, make_private_dir, open_private,
+                           ownership_problem, trusted_file_problem, write_private)
 
 # Set by the launcher: the temporary file that holds the engine's output until engine.log exists.
 PREFLIGHT_LOG_ENV = "GRPO_TUI_PREFLIGHT_LOG"
+TRACEBACK_CHARS = 8000  # the error event keeps the end of a traceback: short enough to write on a nearly full disk
+# Entries of a run directory the engine writes; none may be a link or belong to someone else.
+_ENTRIES = ("config.json", ".config.json.tmp", "events.jsonl", "rollouts.jsonl", "engine.log", "engine.pid",
+            "engine.lock")
+_DIRS = ("control", "checkpoints", "rollouts", "sft", "curriculum", "eval")
 
 
 class Tee:
@@ -66,28 +80,41 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a preset value, e.g. --set train.learning_rate=1e-5 (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    t.add_argument("--restart", action="store_true",
+                   help="start the run in --run-dir over from step 0 under its config.json: its event log is kept "
+                        "and appended to; checkpoints, rollouts and stage outputs move to RUN_DIR/before-restart-TIME/")
+    t.add_argument("--group-access", action="store_true",
+                   help=f"create the run directory 0750 and its files 0640 so your group can read them "
+                        f"(default: owner only; also {GROUP_ACCESS_ENV}=1)")
     t.add_argument("--log-to-run-dir", action="store_true",
                    help="after pre-flight, send all output to RUN_DIR/engine.log only (used by the launcher)")
     return p
 
 
 def preflight(args: argparse.Namespace) -> Config:
-    """All checks that need no model. Raises PresetError; writes nothing."""
-    from engine.data.loader import check_files
-    from engine.rewards import RewardSpecError
-    from engine.train.grpo import build_rewards
+    """All checks that need no model. Raises PresetError or UnsafeRunDir; writes nothing.
 
+    The run directory and config are checked first, before torch and TRL are imported,
+    so a second engine on a locked run or a bad value is refused within a second or two.
+    """
     run = RunDir(args.run_dir)
     overrides = list(args.overrides)
     if args.max_steps is not None:
         if args.max_steps < 1:
             raise PresetError("--max-steps must be at least 1.")
         overrides.append(f"train.max_steps={args.max_steps}")
-    if args.resume:
+    if args.resume and args.restart:
+        raise PresetError("--resume and --restart exclude each other: --resume continues from the latest "
+                          "checkpoint, --restart starts over from step 0.")
+    check_run_dir(run)
+    if args.resume or args.restart:
+        flag = "--resume" if args.resume else "--restart"
         if not run.config.exists():
-            raise PresetError(f"--resume: {args.run_dir} is not a run directory (no config.json); "
-                              "drop --resume to start a new run there.")
+            raise PresetError(f"{flag}: {args.run_dir} is not a run directory (no config.json); "
+                              f"drop {flag} to start a new run there.")
         cfg = load_config(args.preset, overrides) if args.preset else load_resolved(run.config, overrides)
+        if args.resume:
+            check_resumable(run, cfg)
     else:
         if not args.preset:
             raise PresetError("--preset is required for a new run (a name from `grpo-tui presets` or a .toml path).")
@@ -97,8 +124,11 @@ def preflight(args: argparse.Namespace) -> Config:
         if args.run_dir.exists() and not args.run_dir.is_dir():
             raise PresetError(f"--run-dir {args.run_dir} exists and is not a directory.")
         cfg = load_config(args.preset, overrides)
+    from engine.data.loader import check_files
+    from engine.rewards import RewardSpecError
+    from engine.train.grpo import build_rewards
     try:
-        build_rewards(cfg)
+        close_rewards(build_rewards(cfg)[0])  # imports user reward files in worker processes, bounded in time
     except RewardSpecError as e:
         raise PresetError(f"{cfg.source}: [rewards] {e}") from None
     check_files(cfg.data)
@@ -106,6 +136,82 @@ def preflight(args: argparse.Namespace) -> Config:
     if problem:
         raise PresetError(f"{cfg.source}: {problem}")
     return cfg
+
+
+def check_run_dir(run: RunDir) -> None:
+    """Everything about the run directory that can be checked without writing. Raises UnsafeRunDir."""
+    root = run.root
+    if root.exists() or root.is_symlink():
+        check_private_dir(root, "run directory", follow=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise UnsafeRunDir(f"--run-dir {root}: you can't write to it; choose a directory you can write.")
+        for name in _ENTRIES:
+            p = root / name
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            if os.path.islink(p):
+                raise UnsafeRunDir(f"{p} is a symbolic link; the engine never follows links inside a run directory: "
+                                   f"remove the link ({p}) and start again.")
+            problem = ownership_problem(st, p, "file")
+            if problem:
+                raise UnsafeRunDir(problem)
+        if (root / "control").exists() or (root / "control").is_symlink():
+            check_private_dir(root / "control", "control directory")
+        for name in _DIRS:
+            _no_link(root / name)
+        holder = RunLock.holder(root)
+        if holder is not None and holder != os.getpid() and not os.environ.get(LOCK_HOLDER_ENV):
+            raise RunLocked(root, holder)
+        return
+    parent = root.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UnsafeRunDir(f"--run-dir {root}: can't create it, {parent} is not a directory you can write; "
+                           "choose a --run-dir under a directory of yours.")
+
+
+def _no_link(path: Path) -> None:
+    if path.is_symlink():
+        raise UnsafeRunDir(f"{path} is a symbolic link; the engine never follows links inside a run directory: "
+                           f"remove the link ({path}) and start again.")
+
+
+def check_resumable(run: RunDir, cfg: Config) -> None:
+    """--resume needs a complete checkpoint (or the SFT stage's own progress); else exit 2 offering --restart."""
+    from engine.train.sft import sft_dir, sft_done
+    lookup = find_checkpoints(run.checkpoints)
+    if lookup.latest is not None:
+        return
+    if cfg.sft.enabled and (sft_done(run.root) or find_checkpoints(sft_dir(run.root) / "checkpoints").latest):
+        return  # stopped during (or right after) the SFT stage: that stage resumes
+    why = "; ".join(f"{p.name}: {r}" for p, r in lookup.skipped) or "none was written"
+    raise PresetError(f"--resume: {run.checkpoints} holds no usable checkpoint ({why}). Pass --restart instead "
+                      f"to start over from step 0 in {run.root} (the event log is kept and appended to; old "
+                      "checkpoints and rollouts are moved to a before-restart-* folder there).")
+
+
+def set_aside_for_restart(run: RunDir) -> Path | None:
+    """--restart: move what belongs to the old attempt (not the event log, log, config) into before-restart-TIME/."""
+    old = [run.root / n for n in ("checkpoints", "rollouts.jsonl", "rollouts", "sft", "curriculum", "eval")]
+    old = [p for p in old if p.exists() or p.is_symlink()]
+    if not old:
+        return None
+    dest = run.root / time.strftime("before-restart-%Y%m%d-%H%M%S")
+    make_private_dir(dest, "restart folder")
+    for p in old:
+        os.rename(p, dest / p.name)
+    return dest
+
+
+def close_rewards(rewards: list[Any]) -> None:
+    """Stop the worker processes of user rewards built only to be checked."""
+    for r in rewards:
+        close = getattr(r, "close", None)
+        if close is not None:
+            close()
 
 
 def switch_problem(current: Config, preset: str) -> str | None:
@@ -117,6 +223,11 @@ def switch_problem(current: Config, preset: str) -> str | None:
         new = load_config(preset, [f"train.max_steps={current.train.max_steps}"])
     except PresetError as e:
         return str(e)
+    if new.source and Path(new.source).is_file():
+        # a command file names the preset: only run code from presets you (or root, for installed ones) own
+        problem = trusted_file_problem(new.source, "preset")
+        if problem:
+            return problem
     a, b = current.model, new.model
     for key in ("name", "lora", "lora_r", "lora_target_modules", "lora_layers", "load_in_4bit",
                 "tiny_hidden_size", "tiny_layers"):
@@ -125,7 +236,7 @@ def switch_problem(current: Config, preset: str) -> str | None:
                     f"{getattr(a, key)!r}: its checkpoint can't continue under another model or adapter shape")
     try:
         from engine.train.grpo import build_rewards
-        build_rewards(new)
+        close_rewards(build_rewards(new)[0])
     except Exception as e:  # noqa: BLE001 - any reward problem is a reason to refuse
         return f"preset {preset}: [rewards] {e}"
     return None
@@ -142,7 +253,55 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def train(cfg: Config, run: RunDir, resume: bool) -> tuple[int, str | None]:
+def _os_error(exc: BaseException) -> OSError | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def describe_failure(exc: BaseException, run: RunDir) -> str:
+    """One short line for the error event: "no space left on device while writing checkpoint-12".
+
+    torch reports a full disk as "basic_ios::clear" or "PytorchStreamWriter failed",
+    so a disk with almost no space left also counts as full. An unfinished newest
+    checkpoint names what was being written (and is removed: it can't be resumed
+    from, and its space lets the failure be recorded).
+    """
+    os_err = _os_error(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    try:
+        free = shutil.disk_usage(run.root).free
+    except OSError:
+        free = None
+    full = (os_err is not None and os_err.errno == errno.ENOSPC) or "No space left" in text or (
+        free is not None and free < (16 << 20) and ("basic_ios" in text or "failed writing" in text))
+    lookup = find_checkpoints(run.checkpoints)
+    unfinished = [p for p, _ in lookup.skipped_after(lookup.latest) if not (p / "trainer_state.json").exists()]
+    where = f" while writing {unfinished[-1].name}" if unfinished else ""
+    if full:
+        for p in unfinished:
+            shutil.rmtree(p, ignore_errors=True)
+        return f"no space left on device{where} (in {run.root})"
+    if os_err is not None:
+        target = f" ({os_err.filename})" if os_err.filename else ""
+        return f"{os_err.strerror or type(os_err).__name__}{where}{target}"[:500]
+    return (text + where)[:500]
+
+
+def _quietly(fn: Any, *args: Any, **kwargs: Any) -> bool:
+    """Call fn; on a full disk (or any OS error) carry on: the failure path must reach run_end."""
+    try:
+        fn(*args, **kwargs)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None) -> tuple[int, str | None]:
     """One training run: (exit code, the preset a switch_preset command asked to continue under, or None)."""
     import torch
     from engine.data.loader import load_rows, to_dataset
@@ -157,7 +316,10 @@ def train(cfg: Config, run: RunDir, resume: bool) -> tuple[int, str | None]:
     main_rank = distributed.is_main()
     events = EventWriter(run.events) if main_rank else distributed.NullEvents()
     watcher = CommandWatcher(run.control, events, check_switch=lambda p: switch_problem(cfg, p))
-    checkpoint = run.latest_checkpoint() if resume else None
+    lookup = find_checkpoints(run.checkpoints) if resume else None
+    checkpoint = lookup.latest if lookup else None
+    # a damaged newer checkpoint (torn trainer_state.json, killed mid-save): fall back past it, and say so
+    skipped = [{"path": str(p), "reason": why} for p, why in lookup.skipped_after(checkpoint)] if lookup else []
     device = pick_device()
     rewards, weights = build_rewards(cfg)
     names = [r.__name__ for r in rewards]
@@ -181,14 +343,14 @@ def train(cfg: Config, run: RunDir, resume: bool) -> tuple[int, str | None]:
                 resume_from=str(checkpoint) if checkpoint else None, max_steps=cfg.train.max_steps,
                 num_generations=cfg.train.num_generations, reward_names=names,
                 reward_weights=dict(zip(names, weights)), device=device, versions=_versions(),
-                config=cfg.to_dict(), world_size=distributed.world_size())
+                config=cfg.to_dict(), world_size=distributed.world_size(), skipped_checkpoints=skipped,
+                restarted=restarted is not None, set_aside=str(restarted) if restarted else None)
     events.state("starting")
+    for s in skipped:
+        print(f"skipping {s['path']}: {s['reason']}; resuming from {checkpoint}", flush=True)
     if main_rank:
         watcher.start()
     try:
-        if resume and checkpoint is None:
-            events.emit("error", message="no finished checkpoint to resume from; starting from step 0",
-                        traceback="")
         rows, report = load_rows(cfg.data, cfg.train.seed)
         events.emit("dataset", **report.as_event())
         events.state("loading_model")
@@ -248,11 +410,15 @@ def train(cfg: Config, run: RunDir, resume: bool) -> tuple[int, str | None]:
         return EXIT_OK, None
     except BaseException as e:  # noqa: BLE001 - every failure must reach the event log
         tb = traceback.format_exc()
-        print(tb, file=sys.stderr, flush=True)
-        events.emit("error", message=f"{type(e).__name__}: {e}"[:500], traceback=tb)
-        events.state("failed", step=step)
-        events.emit("run_end", status="failed", step=step, exit_code=EXIT_FAILED,
-                    elapsed_s=round(time.time() - t0, 2))
+        message = describe_failure(e, run)
+        _quietly(print, tb, file=sys.stderr, flush=True)
+        # each event is written whole or not at all; on a full disk the short form may still fit
+        if not _quietly(events.emit, "error", message=message, traceback=tb[-TRACEBACK_CHARS:]):
+            _quietly(events.emit, "error", message=message, traceback="")
+        _quietly(events.state, "failed", step=step)
+        _quietly(events.emit, "run_end", status="failed", step=step, exit_code=EXIT_FAILED,
+                 elapsed_s=round(time.time() - t0, 2))
+        _quietly(print, f"error: {message}", file=sys.stderr, flush=True)
         return EXIT_FAILED, None
     finally:
         watcher.stop()
@@ -264,31 +430,78 @@ def train(cfg: Config, run: RunDir, resume: bool) -> tuple[int, str | None]:
         events.close()
 
 
+def _take_run_dir(run: RunDir) -> RunLock:
+    """Create the run directory owner-only (or check it) and take its lock. Raises UnsafeRunDir/RunLocked/OSError."""
+    run.root.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(run.root, "run directory", follow=True)
+    return RunLock.acquire(run.root)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.group_access:
+        os.environ[GROUP_ACCESS_ENV] = "1"  # inherited by re-executions and ranks
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Whatever the engine writes (checkpoints, segments, stage outputs) is owner-only as well.
+    os.umask(0o027 if os.environ.get(GROUP_ACCESS_ENV) == "1" else 0o077)
     try:
         cfg = preflight(args)
-    except GrpoTuiError as e:
+    except GrpoTuiError as e:  # UnsafeRunDir too
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    run = RunDir(args.run_dir)
+    # One process holds the lock for the job: this one, unless it is a rank under a launcher that holds it
+    # (or a launcher on a machine other than the main one, which writes no run directory).
+    under_launcher = "WORLD_SIZE" in os.environ and os.environ.get(LOCK_HOLDER_ENV)
+    run_lock: RunLock | None = None
+    try:
+        if not under_launcher and cfg.distributed.machine_rank == 0 and distributed.is_main():
+            run_lock = _take_run_dir(run)
+    except UnsafeRunDir as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"error: --run-dir {run.root}: can't create it: {e.strerror}; choose a directory you can write.",
+              file=sys.stderr)
+        return EXIT_USAGE
     if distributed.needs_launch(cfg):
-        # Everything was checked in this one process; now become the accelerate job (same pid).
+        # Everything was checked in this one process; now become the accelerate job (same pid, same lock).
         sys.stdout.flush(), sys.stderr.flush()
         os.environ[distributed.LAUNCHED_ENV] = "1"
+        if run_lock is not None:
+            run_lock.keep_across_exec()
+            os.environ[LOCK_HOLDER_ENV] = str(os.getpid())
         os.execv(sys.executable, distributed.accelerate_argv(cfg, list(sys.argv[1:] if argv is None else argv)))
+    try:
+        return _run(args, cfg, run, run_lock)
+    except UnsafeRunDir as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if run_lock is not None:  # a preset switch execs before this point and keeps the lock
+            run_lock.release()
+
+
+def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock | None) -> int:
     distributed.init()
     main_rank = distributed.is_main()
-    run = RunDir(args.run_dir)
+    os.environ.pop(LOCK_FD_ENV, None)  # a rank's copy of the launcher's note, meaningless here
+    restarted = None
     if main_rank:
-        run.root.mkdir(parents=True, exist_ok=True)
+        if run_lock is None:
+            holder = RunLock.holder(run.root)
+            if holder is None or str(holder) != os.environ.get(LOCK_HOLDER_ENV):
+                raise UnsafeRunDir(f"{run.root}: rank 0 runs without its launcher's lock on the run directory; "
+                                   "start multi-process runs with `python -m engine train` (it launches the ranks).")
         ensure_control_dir(run.control)
+        if args.restart:
+            restarted = set_aside_for_restart(run)
     distributed.barrier()  # the run directory exists for every rank from here on
     log_path = run.engine_log if main_rank else run.root / f"engine.rank{distributed.rank()}.log"
     if args.log_to_run_dir:
         # Detached: from here on fds 1 and 2 (C-level warnings included) go to engine.log.
         sys.stdout.flush(), sys.stderr.flush()
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, "engine log")
         os.dup2(fd, 1), os.dup2(fd, 2)
         os.close(fd)
         early = os.environ.get(PREFLIGHT_LOG_ENV)
@@ -300,17 +513,18 @@ def main(argv: list[str] | None = None) -> int:
             except OSError:
                 pass
     elif not _stdout_is(log_path):
-        log = open(log_path, "a", encoding="utf-8")
+        log = os.fdopen(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, "engine log"),
+                        "a", encoding="utf-8")
         sys.stdout, sys.stderr = Tee(sys.__stdout__, log), Tee(sys.__stderr__, log)
     if main_rank and (not args.resume or args.preset or args.overrides or args.max_steps is not None):
         # config.json is always the config in force; every run_start event also carries its own.
         tmp = run.root / ".config.json.tmp"
-        tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
+        write_private(tmp, json.dumps(cfg.to_dict(), indent=2), "temporary config")
         os.replace(tmp, run.config)
     if main_rank:
-        run.pid_file.write_text(str(os.getpid()))
+        write_private(run.pid_file, str(os.getpid()), "pid file")
     try:
-        code, switch_to = train(cfg, run, args.resume)
+        code, switch_to = train(cfg, run, args.resume, restarted)
     finally:
         if main_rank:
             try:
@@ -318,11 +532,13 @@ def main(argv: list[str] | None = None) -> int:
             except FileNotFoundError:
                 pass
     if switch_to:
-        # Same pid, same run directory, same log: a UI watching the process sees one run go on.
+        # Same pid, same run directory, same log, same lock: a UI watching the process sees one run go on.
         argv = [sys.executable, "-m", "engine", "train", "--run-dir", str(args.run_dir), "--resume",
                 "--preset", switch_to, "--max-steps", str(cfg.train.max_steps)]
         if args.log_to_run_dir:
             argv.append("--log-to-run-dir")
+        if run_lock is not None:
+            run_lock.keep_across_exec()
         sys.stdout.flush(), sys.stderr.flush()
         os.execv(sys.executable, argv)
     return code

@@ -4,7 +4,9 @@ A command is one small JSON file in <run>/control/, written to a temporary
 name and renamed into place so the engine never reads half a command. The
 directory is created mode 0700 so only the owning user can steer the run. The
 engine reads commands at step boundaries (and while paused), deletes each file
-and acknowledges it with a "command" event carrying the same id.
+and acknowledges it with a "command" event carrying the same id. It refuses a
+control directory that is a link or that others own or can write, and rejects
+(as "invalid") a command file that is a link or that another user owns.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from rundir.events import COMMANDS, Command
+from rundir.layout import UnsafeRunDir, make_private_dir, open_private
 
 
 def ensure_control_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    """Create control/ owner-only, or check an existing one (UnsafeRunDir if it is a link or not ours)."""
+    make_private_dir(Path(path), "control directory")
 
 
 def send_command(control_dir: Path, command: Command | str, **args: Any) -> str:
@@ -49,10 +52,13 @@ def take_commands(control_dir: Path) -> list[dict[str, Any]]:
     for name in names:
         p = Path(control_dir) / name
         try:
-            cmd = json.loads(p.read_text())
+            with os.fdopen(open_private(p, os.O_RDONLY, "command file"), "rb") as f:
+                cmd = json.loads(f.read(1 << 20))
             if not isinstance(cmd, dict) or cmd.get("command") not in COMMANDS:
                 cmd = {"id": name[:-5], "command": Command.INVALID.value, "args": {"raw": str(cmd)[:200]}}
-        except (OSError, json.JSONDecodeError) as e:
+        except UnsafeRunDir as e:  # a link or another user's file: never acted on (unlink removes only the entry)
+            cmd = {"id": name[:-5], "command": Command.INVALID.value, "args": {"error": str(e)}}
+        except (OSError, ValueError) as e:
             cmd = {"id": name[:-5], "command": Command.INVALID.value, "args": {"error": str(e)}}
         try:
             p.unlink()

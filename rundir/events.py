@@ -41,7 +41,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from rundir.layout import SCHEMA_VERSION
+from rundir.layout import SCHEMA_VERSION, open_private
 
 
 class _StrEnum(str, Enum):
@@ -130,6 +130,11 @@ class RunStartEvent:
     versions: dict[str, str] = info("torch, transformers, trl, peft, grpo-tui", {})
     config: dict[str, Any] | None = info("the resolved config in force (as config.json)", None)
     world_size: int | None = info("training processes (GPUs) of a distributed run", None)
+    skipped_checkpoints: list[dict[str, Any]] | None = info(
+        "with --resume: newer checkpoints that were damaged or unfinished and passed over ({path, reason})", None)
+    restarted: bool | None = info("started with --restart", None)
+    set_aside: str | None = info("with --restart: where the earlier attempt's checkpoints and rollouts were moved",
+                                 None)
 
 
 @record("state")
@@ -345,8 +350,9 @@ class EvalEvent:
 @dataclass
 class ErrorEvent:
     """Something went wrong; with a traceback when the engine failed."""
-    message: str = info("one line")
-    traceback: str | None = info("full Python traceback", None)
+    message: str = info("one short line (an OS error names what was being written: "
+                        "`no space left on device while writing checkpoint-12`)")
+    traceback: str | None = info("the Python traceback (its last 8,000 characters)", None)
 
 
 @record("run_end")
@@ -394,12 +400,68 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class _LineAppender:
+    """A text sink that appends each write whole or not at all.
+
+    One os.write per event on an O_APPEND descriptor (no 8 KB buffer to cut a
+    long event in two); if the disk is full mid-write, the partial bytes are
+    cut off again, so the log never holds half an event written by this engine.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8")
+        start = os.fstat(self.fd).st_size
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self.fd, data[done:])
+        except OSError:
+            try:
+                os.ftruncate(self.fd, start)
+            except OSError:
+                pass
+            raise
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+def _end_torn_line(fd: int) -> None:
+    """A killed engine may have left half a line: end it, so the next event starts a line of its own
+    (readers then skip that one damaged line instead of losing the next event with it)."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")
+
+
 class EventWriter:
-    """Appends events to events.jsonl. One writer per run (the engine's main process); thread-safe."""
+    """Appends events to events.jsonl. One writer per run (the engine's main process); thread-safe.
+
+    The file is opened without following a link (UnsafeRunDir if it is one, or
+    not ours), owner-only when created, and a torn last line is ended first.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._f = open(self.path, "a", encoding="utf-8")
+        fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, "event log")
+        try:
+            _end_torn_line(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        self._f = _LineAppender(fd)
         self._lock = threading.Lock()  # the command watcher, recorder and trainer threads all emit
 
     def emit(self, type: str, **fields: Any) -> dict[str, Any]:
@@ -414,13 +476,16 @@ class EventWriter:
         return self.emit("state", state=state, **fields)
 
     def close(self) -> None:
+        """Make the log durable and close it; never raises (it runs on the way out of a failure)."""
         with self._lock:
             try:
-                self._f.flush()
                 os.fsync(self._f.fileno())
+            except (OSError, ValueError):
+                pass
+            try:
+                self._f.close()
             except OSError:
                 pass
-            self._f.close()
 
 
 # ------------------------------------------------------------------ reading

@@ -81,6 +81,8 @@ class Dashboard(App[int]):
         Binding("full_stop", "move_group(1)", "Next group", show=False),
         Binding("f", "follow", "Latest"),
         Binding("q", "quit", "Quit"),
+        # attached to a run someone started: Ctrl-C leaves it running (a dashboard that launched it asks first)
+        Binding("ctrl+c", "detach", "Detach", show=False, priority=True),
     ]
 
     def __init__(self, run_dir: Path, *, engine: EngineProcess | None = None, preset_reason: str | None = None,
@@ -331,6 +333,13 @@ class Dashboard(App[int]):
     def action_follow(self) -> None:
         self.query_one(GroupTable).follow_latest()
 
+    def action_detach(self) -> None:
+        if self.engine is not None:
+            self.action_help_quit()
+            return
+        self.left_running = self.link.alive and self.model.active
+        self.exit(0, return_code=0)
+
     async def action_quit(self) -> None:
         if not (self.link.alive and self.model.active):
             code = 1 if self.model.failed or self.link.gone else 0
@@ -376,7 +385,7 @@ class Dashboard(App[int]):
 
 def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | None = None,
                   overrides: list[str] = (), attach: bool = False, preset_reason: str | None = None,
-                  resume: bool = False) -> int:
+                  resume: bool = False, restart: bool = False) -> int:
     """Open the dashboard on a new run (launching the engine) or an existing one (attach). Returns the exit code.
 
     resume: launch the engine with --resume on run_dir (preset optional: the run's own config by default).
@@ -387,11 +396,11 @@ def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | Non
             return 2
         app = Dashboard(Path(run_dir), preset_reason=preset_reason)
     else:
-        if not preset and not (resume and run_dir is not None):
+        if not preset and not ((resume or restart) and run_dir is not None):
             print("error: a preset is needed to start a run.", file=sys.stderr)
             return 2
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(preset)
-        engine = launch_engine(preset, run_dir, max_steps, list(overrides), resume=resume)
+        engine = launch_engine(preset, run_dir, max_steps, list(overrides), resume=resume, restart=restart)
         app = Dashboard(run_dir, engine=engine, preset_reason=preset_reason)
     rc = app.run()
     if app.preflight_output is not None:
@@ -399,5 +408,6 @@ def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | Non
         return 2
     if app.left_running:
         pid = RunDir(Path(run_dir)).engine_pid()
-        print(f"Training continues in the background (engine pid {pid}). Re-attach with: grpo-tui attach {run_dir}")
+        print(f"Detached: training continues in the background (engine pid {pid}). Re-attach with: "
+              f"grpo-tui attach {run_dir}; stop it with: grpo-tui stop {run_dir} (or attach, then s)")
     return rc if isinstance(rc, int) else 0

@@ -2,6 +2,7 @@
 
     grpo-tui [--preset P] [--run-dir D] [--max-steps N] [--set K=V ...] [--no-ui]
     grpo-tui attach RUN_DIR [--no-ui]
+    grpo-tui stop RUN_DIR
     grpo-tui browse [RUN_DIR]
     grpo-tui presets [--gpu-mem GB]
     grpo-tui rewards --answer GOLD [--completion FILE|-] [--preset P]
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from tui.launcher import default_run_dir
 
-SUBCOMMANDS = ("attach", "browse", "presets", "rewards", "eval")
+SUBCOMMANDS = ("attach", "stop", "browse", "presets", "rewards", "eval")
 
 
 def _default_preset() -> tuple[str, str]:
@@ -33,7 +34,7 @@ def _default_preset() -> tuple[str, str]:
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="grpo-tui", description="Watch and steer GRPO training of language models on math.",
-        epilog="other commands: grpo-tui attach RUN_DIR | browse [RUN_DIR] | presets [--gpu-mem GB] | "
+        epilog="other commands: grpo-tui attach RUN_DIR | stop RUN_DIR | browse [RUN_DIR] | presets [--gpu-mem GB] | "
                "rewards --answer GOLD [--completion FILE|-] | eval --model M --dataset D")
     p.add_argument("--preset", help="preset name (see `grpo-tui presets`) or a .toml path; "
                                     "default: the best preset for the detected GPU, cpu-demo without one")
@@ -42,6 +43,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a preset value, e.g. --set train.learning_rate=1e-5 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    p.add_argument("--restart", action="store_true",
+                   help="start the run in --run-dir over from step 0 (when --resume finds no usable checkpoint); "
+                        "its event log is kept, old checkpoints and rollouts are set aside in the run directory")
     p.add_argument("--no-ui", action="store_true", help="run headless: print progress with rich, no Textual")
     return p
 
@@ -49,20 +53,20 @@ def train_parser() -> argparse.ArgumentParser:
 def cmd_train(argv: list[str]) -> int:
     args = train_parser().parse_args(argv)
     reason = None
-    if args.resume and not args.run_dir:
-        print("error: --resume needs --run-dir RUN_DIR", file=sys.stderr)
+    if (args.resume or args.restart) and not args.run_dir:
+        print(f"error: {'--resume' if args.resume else '--restart'} needs --run-dir RUN_DIR", file=sys.stderr)
         return 2
     preset = args.preset
-    if not preset and not args.resume:
+    if not preset and not (args.resume or args.restart):
         preset, reason = _default_preset()
         print(f"preset: {preset} ({reason})")
     run_dir = args.run_dir or default_run_dir(preset)
     if args.no_ui:
         from tui.headless import run_headless
-        return run_headless(preset, run_dir, args.max_steps, args.overrides, args.resume)
+        return run_headless(preset, run_dir, args.max_steps, args.overrides, args.resume, args.restart)
     from tui.app import run_dashboard
     return run_dashboard(preset, run_dir, args.max_steps, args.overrides, attach=False, preset_reason=reason,
-                         resume=args.resume)
+                         resume=args.resume, restart=args.restart)
 
 
 def cmd_attach(argv: list[str]) -> int:
@@ -79,6 +83,24 @@ def cmd_attach(argv: list[str]) -> int:
         return follow(args.run_dir, None)
     from tui.app import run_dashboard
     return run_dashboard(None, args.run_dir, attach=True)
+
+
+def cmd_stop(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="grpo-tui stop",
+                                description="ask a run's engine to stop (it finishes the step and writes a checkpoint)")
+    p.add_argument("run_dir", type=Path)
+    args = p.parse_args(argv)
+    from rundir.control import send_command
+    from rundir.layout import RunDir
+    run = RunDir(args.run_dir)
+    pid = run.engine_pid()
+    if not run.exists() or pid is None:
+        print(f"error: no engine is running in {args.run_dir}", file=sys.stderr)
+        return 2
+    send_command(run.control, "stop")
+    print(f"asked engine pid {pid} to stop; it finishes the step and writes a checkpoint "
+          f"(watch it with: grpo-tui attach {args.run_dir})")
+    return 0
 
 
 def cmd_browse(argv: list[str]) -> int:
@@ -109,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] in SUBCOMMANDS:
-        return {"attach": cmd_attach, "browse": cmd_browse, "presets": cmd_presets,
+        return {"attach": cmd_attach, "stop": cmd_stop, "browse": cmd_browse, "presets": cmd_presets,
                 "rewards": cmd_rewards, "eval": cmd_eval}[argv[0]](argv[1:])
     return cmd_train(argv)
 

@@ -1,9 +1,14 @@
 """`grpo-tui --no-ui`: the same detached engine, watched with rich instead of Textual.
 
 Prints one line per step (so logs and CI output stay readable) under a live
-status panel when the terminal is interactive. Ctrl-C sends the engine a stop
-command: it finishes the step and writes a checkpoint. A second Ctrl-C
-detaches and leaves the engine to finish stopping on its own.
+status panel when the terminal is interactive.
+
+Signals, when this printer started the run: Ctrl-C (SIGINT), SIGTERM and
+SIGHUP send the engine a stop command (it finishes the step and writes a
+checkpoint) and say so; a second Ctrl-C or SIGTERM detaches and leaves the
+engine to finish stopping on its own. Attached to a run someone started
+(`grpo-tui attach --no-ui`), any of them only detaches: training goes on, and
+the printer says how to stop it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+_WATCH_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -127,24 +134,39 @@ def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None
         console.print(Panel("\n".join(tb.strip().splitlines()[-15:]), title="engine error", border_style="red"))
 
 
+def how_to_stop(run_dir: Path) -> str:
+    return f"Stop it with: grpo-tui stop {run_dir} (or grpo-tui attach {run_dir}, then s)."
+
+
+class _Detach(Exception):
+    """Raised from a signal handler: leave the engine running and stop watching."""
+
+
 def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None = None,
            poll_s: float = 0.25) -> int:
-    """Print the run until its engine exits; returns the engine's exit code (or 0/1 from run_end when attached)."""
+    """Print the run until its engine exits; returns the engine's exit code (or 0/1 from run_end when attached).
+
+    engine None means attached: a signal detaches (returns 0) and training goes on.
+    """
     console = console or Console()
     run = RunDir(Path(run_dir))
     tail = EventTail(run.events)
     s = RunState()
     note = ""
-    stop_sent = [0]
+    stop_sent: list[int] = []
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         nonlocal note
-        stop_sent[0] += 1
-        if stop_sent[0] == 1:
+        if engine is None:
+            raise _Detach(signal.Signals(signum).name)
+        if stop_sent and signum != signal.SIGHUP:
+            raise KeyboardInterrupt  # second Ctrl-C / SIGTERM: detach, the engine finishes stopping alone
+        if not stop_sent:
             send_command(run.control, "stop")
-            note = "stopping: finishing the step and writing a checkpoint (Ctrl-C again to detach)"
-        else:
-            raise KeyboardInterrupt
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            note = f"{name}: asked the engine to stop (finishing the step, writing a checkpoint); again to detach"
+            _say(console, note, style="yellow")
+        stop_sent.append(signum)
 
     def read() -> None:
         for ev in tail.read_new():
@@ -153,7 +175,7 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
             if line is not None:
                 console.print(Text(line[0], style=line[1]))  # run text is data, never markup
 
-    old = signal.signal(signal.SIGINT, on_sigint)
+    old = {sig: signal.signal(sig, on_signal) for sig in _WATCH_SIGNALS}
     live = Live(status_panel(s, run.root, note), console=console, refresh_per_second=4,
                 transient=True) if console.is_terminal else None
     code: int | None = None  # the engine's exit code, when known
@@ -178,16 +200,25 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
                     s.engine_gone = s.active  # attached to a run whose engine died without a word
                 break
             time.sleep(poll_s)
+    except _Detach as e:
+        if live:
+            live.stop()
+            live = None
+        pid = run.engine_pid()
+        _say(console, f"{e}: detached; training continues in the background (engine pid {pid}). "
+                      f"{how_to_stop(run.root)}")
+        return 0
     except KeyboardInterrupt:
         if live:
             live.stop()
             live = None
-        console.print(f"detached; the engine is still stopping. Watch it with: grpo-tui attach {run.root}")
+        _say(console, f"detached; the engine is still stopping. Watch it with: grpo-tui attach {run.root}")
         return 130
     finally:
         if live:
             live.stop()
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if tail.skipped:
         console.print(f"note: {tail.skipped} unreadable event line(s) skipped", style="yellow")
     print_summary(console, s, run.root, code)
@@ -215,6 +246,14 @@ def event_line(ev: dict[str, Any], s: RunState) -> tuple[str, str] | None:
         return (f"engine start {s.run_starts}: preset {ev.get('preset')}"
                 + (f", resuming from {ev.get('resume_from')}" if ev.get("resume_from") else "")), "cyan"
     return None
+
+
+def _say(console: Console, text: str, style: str | None = None) -> None:
+    # after SIGHUP the terminal may be gone: the message is a courtesy, never a crash
+    try:
+        console.print(Text(text, style=style or ""), soft_wrap=True)
+    except OSError:
+        pass
 
 
 def _event_line(ev: dict[str, Any]) -> str:
@@ -246,9 +285,9 @@ def _event_line(ev: dict[str, Any]) -> str:
 
 
 def run_headless(preset: str | None, run_dir: Path, max_steps: int | None = None,
-                 overrides: list[str] = (), resume: bool = False) -> int:
+                 overrides: list[str] = (), resume: bool = False, restart: bool = False) -> int:
     console = Console()
-    engine = launch_engine(preset, run_dir, max_steps, overrides, resume)
+    engine = launch_engine(preset, run_dir, max_steps, overrides, resume, restart)
     console.print(f"engine pid {engine.pid}, run directory {run_dir}")
     if not engine.wait_started():
         code = engine.wait()

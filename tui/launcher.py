@@ -26,7 +26,7 @@ def default_run_dir(preset: str, root: Path = Path("runs")) -> Path:
 
 
 def engine_command(preset: str | None, run_dir: Path, max_steps: int | None = None,
-                   overrides: list[str] = (), resume: bool = False) -> list[str]:
+                   overrides: list[str] = (), resume: bool = False, restart: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "engine", "train", "--run-dir", str(run_dir), "--log-to-run-dir"]
     if preset:
         cmd += ["--preset", preset]
@@ -36,6 +36,8 @@ def engine_command(preset: str | None, run_dir: Path, max_steps: int | None = No
         cmd += ["--set", o]
     if resume:
         cmd.append("--resume")
+    if restart:
+        cmd.append("--restart")
     return cmd
 
 
@@ -84,11 +86,11 @@ class EngineProcess:
 
 
 def launch_engine(preset: str | None, run_dir: Path, max_steps: int | None = None,
-                  overrides: list[str] = (), resume: bool = False) -> EngineProcess:
+                  overrides: list[str] = (), resume: bool = False, restart: bool = False) -> EngineProcess:
     """Start `python -m engine train` detached (own session, no stdin, output to engine.log)."""
     fd, log_path = tempfile.mkstemp(prefix="grpo-tui-preflight-", suffix=".log")
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{PREFLIGHT_LOG_ENV: log_path})
-    proc = subprocess.Popen(engine_command(preset, run_dir, max_steps, overrides, resume),
+    proc = subprocess.Popen(engine_command(preset, run_dir, max_steps, overrides, resume, restart),
                             stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env)
     os.close(fd)

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable
 from engine.config import Config, ModelConfig, PresetError, PromptConfig
 from rundir.errors import GrpoTuiError
 from engine.rewards import extract_answer, gold_from_solution, is_correct, last_boxed, last_number, parse_number
+from rundir.layout import find_checkpoints
 
 
 # The synthetic problems a model trains on come from random.Random(f"synthetic-{difficulty}-{seed}") with the
@@ -331,14 +332,8 @@ def _base_of_run(root: Path, cfg: Config | None) -> str:
 
 
 def _checkpoints(root: Path) -> dict[int, Path]:
-    out = {}
-    d = root / "checkpoints"
-    if d.is_dir():
-        for p in d.iterdir():
-            m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-            if m and ((p / "config.json").exists() or (p / "adapter_config.json").exists()):
-                out[int(m.group(1))] = p
-    return out
+    """Complete checkpoints by step (the one definition of complete is rundir.layout.checkpoint_problem)."""
+    return find_checkpoints(root / "checkpoints").usable
 
 
 def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:

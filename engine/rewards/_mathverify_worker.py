@@ -22,27 +22,9 @@ def _wrap(s: str) -> str:
 
 
 def _tie_to_parent() -> None:
-    """Die with the trainer even while stuck in C code (Linux), and cap memory."""
-    parent = os.getppid()
-    try:
-        import ctypes
-        import signal
+    from _worker_common import tie_to_parent  # next to this script (run by path)
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except Exception:  # noqa: BLE001 - not Linux: stdin EOF still ends the loop
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(0)
-    try:
-        import resource
-
-        limit = int(os.environ.get("GRPO_TUI_MATHVERIFY_MEM_MB", "4096")) * 1024 * 1024
-        if limit > 0:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except Exception:  # noqa: BLE001
-        pass
+    tie_to_parent(int(os.environ.get("GRPO_TUI_MATHVERIFY_MEM_MB", "4096")))
 
 
 def main() -> int:

@@ -10,11 +10,13 @@ scores 0 for the completions it concerns and is counted:
 - ``nan``: NaN or infinite value. ``bad_value``: not a number at all.
 - ``bad_length``: a list of the wrong length (the whole batch scores 0).
 - ``timeout``: built-ins report math-verify deadlines per completion; a user
-  function runs in a worker thread and gets ``timeout_s`` per completion for
-  the whole call (a batch of 16 gets 16 x timeout_s). Past the deadline every
-  completion of the call scores 0. A Python thread cannot be killed, so the
-  abandoned call keeps running in the background; while it does, later calls
-  of that reward are ``skipped`` (score 0) instead of piling up threads.
+  function gets ``timeout_s`` per completion for the whole call (a batch of 16
+  gets 16 x timeout_s). Past the deadline every completion of the call scores
+  0. A user reward *file* (isolated.ProcessReward) runs in a worker process,
+  which is killed at the deadline and restarted for the next call; its exit or
+  crash is an ``exception``. A plain callable handed to ``guard`` runs in a
+  thread, which cannot be killed: the abandoned call keeps running in the
+  background and, while it does, later calls are ``skipped`` (score 0).
 - ``error``: math-verify itself failed on a completion (built-ins).
 
 ``drain_failures()`` returns and clears what was counted since the last drain:
@@ -31,6 +33,7 @@ import traceback
 from typing import Any, Callable
 
 from .builtin import RewardFailure
+from .worker import WorkerTimeout
 
 EXAMPLE_CHARS = 160
 # Keyword arguments that describe the whole batch, never sliced per completion.
@@ -65,7 +68,8 @@ class GuardedReward:
         self.timeout_s = timeout_s
         # Built-ins bound their own slow part (math-verify) and run inline;
         # user functions run in a thread with a deadline when timeout_s is set.
-        self.threaded = (timeout_s is not None and not getattr(fn, "builtin", False)) if threaded is None else threaded
+        self.threaded = (timeout_s is not None and not getattr(fn, "builtin", False)
+                         and not hasattr(fn, "call_with_deadline")) if threaded is None else threaded
         self._lock = threading.Lock()
         self._failures: dict[str, int] = {}
         self._first_kind: str | None = None
@@ -105,6 +109,14 @@ class GuardedReward:
     # ------------------------------------------------------------------ call
     def _invoke(self, deadline_s: float | None, args: tuple, kwargs: dict) -> tuple[str, Any]:
         """('ok', value) | ('exception', exc) | ('timeout', None) | ('skipped', None)."""
+        if hasattr(self.fn, "call_with_deadline"):
+            # a user reward file: its worker process is killed past the deadline, so nothing keeps running
+            try:
+                return "ok", self.fn.call_with_deadline(deadline_s, args, kwargs)
+            except WorkerTimeout:
+                return "timeout", None
+            except Exception as e:  # noqa: BLE001
+                return "exception", e
         if not self.threaded or deadline_s is None:
             try:
                 return "ok", self.fn(*args, **kwargs)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
-import importlib.util
 import inspect
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from rundir.errors import GrpoTuiError
+from rundir.layout import trusted_file_problem
 
 from .builtin import REWARDS
+from .isolated import ProcessReward, RewardCallError
 
 # Keyword parameters every reward may receive from the trainer: never options.
 CALL_PARAMS = frozenset(
@@ -29,6 +29,9 @@ class RewardSpecError(GrpoTuiError, ValueError):
 
 def reward_options(fn: Callable[..., Any]) -> dict[str, Any]:
     """The options a reward accepts: its keyword parameters with defaults, minus the call's own."""
+    declared = getattr(fn, "declared_options", None)  # a ProcessReward: its worker inspected the function
+    if isinstance(declared, dict):
+        return declared
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -64,44 +67,37 @@ def _load_file(spec: str, base_dir: Path | None) -> tuple[Callable[..., Any], st
         )
     if not func.isidentifier():
         raise RewardSpecError(f"reward {spec!r}: {func!r} is not a function name (expected 'file.py:function_name')")
-    # One module per file path, loaded once; a hash keeps same-named files apart.
+    problem = trusted_file_problem(path, "reward file")
+    if problem:
+        # it would run as you: only files you (or root, for installed ones) own and nobody else can change
+        raise RewardSpecError(f"reward {spec!r}: {problem}")
+    # A hash keeps same-named files apart. The file is imported in its own worker process (isolated.py):
+    # an exit or endless loop at import time becomes this error instead of ending or hanging the engine.
     mod_name = "grpo_user_reward_" + path.stem + "_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    module = sys.modules.get(mod_name)
-    if module is None:
-        try:
-            module_spec = importlib.util.spec_from_file_location(mod_name, path)
-            assert module_spec is not None and module_spec.loader is not None
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[mod_name] = module
-            module_spec.loader.exec_module(module)
-        except Exception as e:  # noqa: BLE001
-            sys.modules.pop(mod_name, None)
-            raise RewardSpecError(
-                f"reward {spec!r}: importing {path} failed: {type(e).__name__}: {e}; fix the file"
-            ) from e
-    fn = getattr(module, func, None)
-    if fn is None or not callable(fn):
-        names = sorted(
-            n for n, v in vars(module).items()
-            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == mod_name
-        )
-        found = "is not callable" if fn is not None else "is not defined"
+    try:
+        fn = ProcessReward(path, func, mod_name)
+    except RewardCallError as e:
+        raise RewardSpecError(f"reward {spec!r}: {e}; fix the file") from None
+    info = fn.info
+    if not info["callable"]:
+        fn.close()
+        names = info["functions"]
+        found = "is not callable" if info["defined"] else "is not defined"
         hint = difflib.get_close_matches(func, names, n=1)
         raise RewardSpecError(
             f"reward {spec!r}: {func!r} {found} in {path}"
             + (f"; did you mean {hint[0]!r}?" if hint else "")
             + (f" (functions there: {', '.join(names)})" if names else " (the file defines no functions)")
         )
-    if inspect.iscoroutinefunction(fn):
+    if info["coroutine"]:
+        fn.close()
         raise RewardSpecError(f"reward {spec!r}: async functions are not supported; make {func!r} a plain def")
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return fn, func
-    if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+    if not info["var_kw"]:
+        fn.close()
         raise RewardSpecError(
-            f"reward {spec!r}: {func}{sig} must accept **kwargs; the trainer passes prompts, completions, answer, "
-            f"completion_ids and other dataset columns as keywords. Write: def {func}(prompts, completions, answer, **kwargs)"
+            f"reward {spec!r}: {func}{info['signature']} must accept **kwargs; the trainer passes prompts, "
+            f"completions, answer, completion_ids and other dataset columns as keywords. "
+            f"Write: def {func}(prompts, completions, answer, **kwargs)"
         )
     return fn, func
 
@@ -141,6 +137,8 @@ def resolve_reward(spec: str, options: dict | None = None, base_dir: Path | None
             + (f"; did you mean {close[0]!r}?" if close else "")
             + f". Options it accepts: {listed}"
         )
+    if isinstance(fn, ProcessReward):
+        return fn.bind(options)
     validate = getattr(fn, "validate_options", None)
     if validate is not None:
         try:

@@ -29,8 +29,9 @@ from typing import Any, Callable
 
 from engine import distributed
 from rundir.control import take_commands
+from rundir.events import COMMANDS, Command, State
 
-ALL_COMMANDS = frozenset({"pause", "resume", "checkpoint", "stop", "switch_preset"})
+ALL_COMMANDS = frozenset(COMMANDS)
 
 
 class CommandWatcher(threading.Thread):
@@ -66,8 +67,8 @@ class CommandWatcher(threading.Thread):
             self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
             return
         self.events.emit("command", id=cmd.get("id"), command=name, status="accepted")
-        pending = {"pause": "pausing", "checkpoint": "checkpointing", "stop": "stopping",
-                   "switch_preset": "checkpointing"}.get(name)
+        pending = {Command.PAUSE: State.PAUSING, Command.CHECKPOINT: State.CHECKPOINTING, Command.STOP: State.STOPPING,
+                   Command.SWITCH_PRESET: State.CHECKPOINTING}.get(name)
         if pending and not (name == "pause" and self.paused.is_set()):
             self.events.state(pending)
         self.queue.put(cmd)

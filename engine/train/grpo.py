@@ -55,6 +55,12 @@ class TrlReward:
         self.guarded = GuardedReward(fn, name, timeout_s=REWARD_TIMEOUT_S)
         self.prompt_format = prompt_format
 
+    def close(self) -> None:
+        """Stop a user reward's worker process (built-ins have none)."""
+        close = getattr(self.guarded.fn, "close", None)
+        if close is not None:
+            close()
+
     def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float]:
         answer = kwargs.pop("answer", None)
         return self.guarded([_text(p) for p in prompts], [_text(c) for c in completions], answer,

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config, ModelConfig, PresetError
+from rundir.layout import find_checkpoints
 
 GSM8K_HUB = ("openai/gsm8k", "main")
 _CALC_RE = re.compile(r"<<[^<>]*>>")
@@ -215,14 +216,8 @@ def sft_args(cfg: Config, output_dir: Path, device: str) -> Any:
 
 
 def _latest_sft_checkpoint(run_root: Path) -> Path | None:
-    d = sft_dir(run_root) / "checkpoints"
-    best = None
-    if d.is_dir():
-        for p in d.iterdir():
-            m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-            if m and (p / "trainer_state.json").exists() and (best is None or int(m.group(1)) > best[0]):
-                best = (int(m.group(1)), p)
-    return best[1] if best else None
+    # the one definition of a usable checkpoint lives in rundir.layout
+    return find_checkpoints(sft_dir(run_root) / "checkpoints").latest
 
 
 # --------------------------------------------------------------------------- the stage

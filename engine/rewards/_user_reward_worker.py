@@ -1,0 +1,104 @@
+"""User reward worker process (run as a script by isolated.py; imports nothing of ours but _worker_common).
+
+argv: FILE FUNCTION MODULE_NAME. Imports FILE (any exception or exit is
+reported, never fatal), then greets with one JSON line describing FUNCTION
+({"ready": true, ...facts} or {"import_error": "..."}), then answers one JSON
+request per stdin line: {"args": [prompts, completions, answer], "kwargs":
+{...}, "options": {...}} -> {"ok": [values]} or {"exc": "Type: message at
+file:line"}. The user's own prints go to stderr (the engine's log): stdout is
+the protocol.
+"""
+
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import traceback
+import types
+
+CALL_PARAMS = {"prompts", "completions", "answer", "completion_ids", "prompt_format", "trainer_state",
+               "log_extra", "log_metric"}
+
+
+def _error_line(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"[:1000]
+
+
+def _jsonable(v):
+    try:
+        json.dumps(v)
+        return v
+    except (TypeError, ValueError):
+        return repr(v)
+
+
+def _describe(module, func: str) -> dict:
+    fn = getattr(module, func, None)
+    names = sorted(n for n, v in vars(module).items()
+                   if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+    out = {"ready": True, "defined": fn is not None, "callable": callable(fn), "functions": names,
+           "coroutine": inspect.iscoroutinefunction(fn), "signature": None, "var_kw": True, "options": {}}
+    if callable(fn):
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return out
+        out["signature"] = str(sig)
+        out["var_kw"] = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+        out["options"] = {p.name: _jsonable(p.default) for p in sig.parameters.values()
+                          if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                          and p.default is not p.empty and p.name not in CALL_PARAMS}
+    return out
+
+
+def main() -> int:
+    from _worker_common import tie_to_parent  # next to this script
+
+    tie_to_parent()
+    path, func, mod_name = sys.argv[1], sys.argv[2], sys.argv[3]
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # the reward's prints must not corrupt the protocol
+    sys.stdout = sys.stderr
+    try:
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+        hello = _describe(module, func)
+    except BaseException as e:  # noqa: BLE001 - sys.exit() at import time is an error to report too
+        hello = {"import_error": _error_line(e)}
+    proto.write(json.dumps(hello) + "\n")
+    proto.flush()
+    if "import_error" in hello:
+        return 0
+    fn = getattr(module, func)
+    for line in sys.stdin:
+        try:
+            req = json.loads(line)
+            kwargs = dict(req.get("kwargs") or {}, **(req.get("options") or {}))
+            if isinstance(kwargs.get("trainer_state"), dict):
+                kwargs["trainer_state"] = types.SimpleNamespace(**kwargs["trainer_state"])
+            value = fn(*req["args"], **kwargs)
+            if value is not None and not isinstance(value, (str, bytes)):
+                try:
+                    value = [v if v is None or isinstance(v, (bool, int, float, str)) else
+                             (float(v) if hasattr(v, "__float__") else repr(v)) for v in value]
+                except TypeError:
+                    reply = {"exc": f"TypeError: returned {type(value).__name__}, not a list of floats"}
+                    value = None
+                else:
+                    reply = {"ok": value}
+            else:
+                reply = {"ok": None} if value is None else {"exc": f"TypeError: returned {type(value).__name__}"}
+        except BaseException as e:  # noqa: BLE001 - sys.exit() in a reward is a failure of that call
+            reply = {"exc": _error_line(e)}
+        proto.write(json.dumps(reply) + "\n")
+        proto.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""User reward files run in a worker process, never in the trainer.
+
+A user's ``file.py:function`` is imported and called in its own process
+(``_user_reward_worker.py``, through ``worker.WorkerProcess``, the mechanism
+math-verify uses). An endless loop or ``sys.exit`` while importing is reported
+within ``GRPO_TUI_REWARD_IMPORT_TIMEOUT_S`` seconds (default 30) as a
+RewardSpecError naming the file; at training time a call that overruns its
+deadline is killed (the worker restarts on the next call, so later steps run at
+full speed), a call that exits or crashes fails that call only. GuardedReward
+counts both as reward failures.
+
+What crosses the pipe is JSON: prompts, completions, answers and dataset
+columns as they are; ``trainer_state`` as a plain namespace of its fields;
+``log_extra``/``log_metric`` (callbacks into the trainer) are not available.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .worker import WorkerError, WorkerProcess, WorkerStartError, WorkerTimeout
+
+IMPORT_TIMEOUT_ENV = "GRPO_TUI_REWARD_IMPORT_TIMEOUT_S"
+DEFAULT_IMPORT_TIMEOUT_S = 30.0
+_SCRIPT = Path(__file__).with_name("_user_reward_worker.py")
+_NOT_SENT = frozenset({"log_extra", "log_metric"})
+
+
+class RewardCallError(RuntimeError):
+    """The user's function raised (or exited, or crashed) in its worker; the message says how."""
+
+
+def import_timeout_s() -> float:
+    try:
+        return float(os.environ.get(IMPORT_TIMEOUT_ENV, DEFAULT_IMPORT_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_IMPORT_TIMEOUT_S
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what a reward may receive: dataclasses (TrainerState) as dicts, the unknown as repr."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "tolist"):  # numpy / torch
+        return value.tolist()
+    return repr(value)
+
+
+class ProcessReward:
+    """Callable like a reward function; each call is one request to the file's worker process."""
+
+    def __init__(self, path: Path, func: str, module_name: str) -> None:
+        self.path, self.func, self.__name__ = path, func, func
+        self.options: dict[str, Any] = {}
+        self._worker = WorkerProcess([sys.executable, "-u", str(_SCRIPT), str(path), func, module_name],
+                                     startup_timeout_s=import_timeout_s(), stderr=None)
+        self.info = self._hello()
+
+    def _hello(self) -> dict[str, Any]:
+        try:
+            line = self._worker.start()
+        except WorkerStartError as e:
+            raise RewardCallError(f"importing {self.path} failed: its worker process {e} "
+                                  f"(an endless loop, a wait or an exit at import time?)") from None
+        info = json.loads(line)
+        if "import_error" in info:
+            self._worker.kill()
+            raise RewardCallError(f"importing {self.path} failed: {info['import_error']}")
+        return info
+
+    def bind(self, options: dict[str, Any]) -> "ProcessReward":
+        """The same function with keyword options fixed (sent with every call)."""
+        bound = object.__new__(ProcessReward)
+        bound.__dict__.update(self.__dict__)
+        bound.options = dict(options)
+        return bound
+
+    @property
+    def declared_options(self) -> dict[str, Any]:
+        return dict(self.info.get("options") or {})
+
+    def call_with_deadline(self, deadline_s: float | None, args: tuple, kwargs: dict) -> Any:
+        """Raises WorkerTimeout past the deadline (the worker is killed), RewardCallError if the call failed."""
+        req = {"args": _plain(list(args)), "options": self.options,
+               "kwargs": {k: _plain(v) for k, v in kwargs.items() if k not in _NOT_SENT and not callable(v)}}
+        try:
+            line = self._worker.request(json.dumps(req, allow_nan=True).encode(), deadline_s)
+        except WorkerTimeout:
+            raise
+        except WorkerError as e:
+            raise RewardCallError(f"{self.func} in {self.path.name}: {e}") from None
+        reply = json.loads(line)
+        if "exc" in reply:
+            raise RewardCallError(reply["exc"])
+        return reply["ok"]
+
+    def __call__(self, prompts: Any = None, completions: Any = (), answer: Any = None, **kwargs: Any) -> Any:
+        return self.call_with_deadline(None, (prompts, list(completions), answer), kwargs)
+
+    def close(self) -> None:
+        self._worker.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._worker.proc.pid if self._worker.proc is not None else None
+
