@@ -40,6 +40,7 @@ from tui.components.run_model import RunModel
 from tui.components.status_panel import EngineLink, StatusPanel
 from tui.launcher import EngineProcess, default_run_dir, launch_engine
 from tui.messages import EngineExited, RunUpdate
+from tui.text import visible
 
 CURVE_MIN_INTERVAL = 1.5  # seconds between plot rebuilds while data streams (a rebuild is ~10-20 ms each)
 POLL_ALIVE = 0.25         # seconds between looks at the run directory while the engine lives
@@ -117,7 +118,7 @@ class Dashboard(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.link.run_dir)
+        self.sub_title = visible(self.link.run_dir)
         for wid, title in (("status", "Status"), ("memory", "Memory"), ("curves", "Curves"),
                            ("groups", "Group rewards"), ("completion", "Completion"), ("error", "Engine error")):
             self.query_one(f"#{wid}").border_title = title
@@ -261,12 +262,17 @@ class Dashboard(App[int]):
     def _refresh_status(self) -> None:
         self.query_one(StatusPanel).show(self.model, self.link)
         state = "engine gone" if self.link.gone else self.model.state.replace("_", " ")
-        self.title = f"grpo-tui · {state}"  # the step lives in the status panel: a title change re-lays out
+        self.title = visible(f"grpo-tui · {state}")  # the step lives in the status panel: a title change re-lays out
         # The footer rebuilds itself on refresh_bindings: only when what check_action reads changed.
         key = (self.link.alive, self.model.active, self.model.state in ("paused", "pausing"))
         if key != self._bindings_key:
             self._bindings_key = key
             self.refresh_bindings()
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Notifications quote run data (command details, preset names): always literal text."""
+        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=False)
 
     # ---------------------------------------------------------------- controls
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -25,6 +25,7 @@ from rundir.events import EventTail
 from rundir.layout import RunDir
 from rundir.state import RunSummary, fmt_duration, mean_and_stderr
 from tui.launcher import EngineProcess, launch_engine
+from tui.text import safe_text
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -59,22 +60,47 @@ def status_panel(s: RunSummary, run_dir: Path, note: str) -> Panel:
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold cyan")
     t.add_column()
-    t.add_row("state", f"{s.state}{' (' + s.detail + ')' if s.detail else ''}")
-    t.add_row("step", f"{s.step}/{s.max_steps}  ETA {fmt_duration(ev.get('eta_s'))}  "
-                      f"{_f(ev.get('step_time_s'), 1)} s/step  {_f(ev.get('tokens_per_s'), 0)} tok/s")
+    t.add_row("state", safe_text(f"{s.state}{' (' + s.detail + ')' if s.detail else ''}"))
+    t.add_row("step", safe_text(f"{s.step}/{s.max_steps}  ETA {fmt_duration(ev.get('eta_s'))}  "
+                                f"{_f(ev.get('step_time_s'), 1)} s/step  {_f(ev.get('tokens_per_s'), 0)} tok/s"))
     rewards = "  ".join(f"{n} {_f(m.get(f'rewards/{n}/mean'), 2)}" for n in s.reward_names)
-    t.add_row("reward", f"{_f(m.get('reward'))}   {rewards}")
-    t.add_row("groups", f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}  correct {_f(ev.get('correct_frac'), 2)}  "
-                        f"len {_f(m.get('completions/mean_length'), 0)}  truncated {_f(m.get('completions/clipped_ratio'), 2)}")
-    t.add_row("memory", memory_text(s.last_memory))
-    t.add_row("run", f"{s.preset} ({s.model})  {run_dir}")
+    t.add_row("reward", safe_text(f"{_f(m.get('reward'))}   {rewards}"))
+    t.add_row("groups", safe_text(f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}  correct {_f(ev.get('correct_frac'), 2)}  "
+                        f"len {_f(m.get('completions/mean_length'), 0)}  truncated {_f(m.get('completions/clipped_ratio'), 2)}"))
+    t.add_row("memory", safe_text(memory_text(s.last_memory)))
+    t.add_row("run", safe_text(f"{s.preset} ({s.model})  {run_dir}"))
     if note:
-        t.add_row("", Text(note, style="yellow"))
+        t.add_row("", safe_text(note, style="yellow"))
     return Panel(t, title="grpo-tui --no-ui", border_style="cyan")
 
 
+class SafeTable(Table):
+    """A rich Table whose str cells are shown as literal text (run data is never markup)."""
+
+    def add_row(self, *cells: Any, **kw: Any) -> None:
+        super().add_row(*(safe_text(c) if isinstance(c, str) else c for c in cells), **kw)
+
+
+def wrong_answer_line(run_dir: Path) -> str:
+    """Wrong answers by kind over the run, and at the last step (from rollouts.jsonl)."""
+    from collections import Counter
+
+    from engine.rewards.error_kinds import ERROR_KINDS, error_counts
+    from rundir.rollouts import read_rollouts
+
+    per_step = error_counts(read_rollouts(run_dir)[0])
+    if not per_step:
+        return ""
+    total = sum(per_step.values(), Counter())
+    last_step = max(per_step)
+
+    def fmt(c: Counter) -> str:
+        return ", ".join(f"{ERROR_KINDS[k]} {c[k]}" for k in ERROR_KINDS if c[k]) or "none"
+    return f"{fmt(total)}  (step {last_step}: {fmt(per_step[last_step])})"
+
+
 def print_summary(console: Console, s: RunSummary, run_dir: Path, code: int | None) -> None:
-    t = Table(title="Run summary", show_header=False, title_style="bold")
+    t = SafeTable(title="Run summary", show_header=False, title_style="bold")
     t.add_column(style="bold")
     t.add_column()
     end = s.end or {}
@@ -103,13 +129,16 @@ def print_summary(console: Console, s: RunSummary, run_dir: Path, code: int | No
         t.add_row("eval (strict)", f"step {first.get('step')}: {_f(first.get('accuracy'), 3)}  ->  "
                                    f"step {last.get('step')}: {_f(last.get('accuracy'), 3)} "
                                    f"[{_f(last.get('ci_low'), 3)}, {_f(last.get('ci_high'), 3)}]")
+    wrong = wrong_answer_line(run_dir)
+    if wrong:
+        t.add_row("wrong answers", wrong)
     if s.checkpoints:
         t.add_row("last checkpoint", s.checkpoints[-1]["path"])
     t.add_row("run directory", str(run_dir))
     console.print(t)
     if s.errors:
         tb = s.errors[-1].get("traceback") or s.errors[-1].get("message", "")
-        console.print(Panel("\n".join(tb.strip().splitlines()[-15:]), title="engine error", border_style="red"))
+        console.print(Panel(safe_text("\n".join(tb.strip().splitlines()[-15:])), title="engine error", border_style="red"))
 
 
 def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None = None,
@@ -142,12 +171,12 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
             for ev in tail.read_new():
                 s.add(ev)
                 if ev["type"] == "step":
-                    console.print(step_line(ev, s.reward_names))
+                    console.print(safe_text(step_line(ev, s.reward_names)))
                 elif ev["type"] in ("checkpoint", "reward_failure", "dataset", "model", "eval", "sft_step", "stage",
                                     "curriculum") or (ev["type"] == "command" and ev.get("status") == "rejected"):
-                    console.print(_event_line(ev), style="dim")
+                    console.print(safe_text(_event_line(ev)), style="dim")
                 elif ev["type"] == "state" and ev["state"] in ("paused", "stopping", "failed"):
-                    console.print(f"[{ev['state']}] {ev.get('detail', '')}", style="yellow")
+                    console.print(safe_text(f"[{ev['state']}] {ev.get('detail', '')}"), style="yellow")
             if live:
                 live.update(status_panel(s, run.root, note))
             if engine is not None:
@@ -156,7 +185,7 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
                     for ev in tail.read_new():
                         s.add(ev)
                         if ev["type"] == "step":
-                            console.print(step_line(ev, s.reward_names))
+                            console.print(safe_text(step_line(ev, s.reward_names)))
                     break
             elif s.end is not None or run.engine_pid() is None:
                 s.extend(tail.read_new())
@@ -167,7 +196,7 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
         if live:
             live.stop()
             live = None
-        console.print(f"detached; the engine is still stopping. Watch it with: grpo-tui attach {run.root}")
+        console.print(safe_text(f"detached; the engine is still stopping. Watch it with: grpo-tui attach {run.root}"))
         return 130
     finally:
         if live:
@@ -211,7 +240,7 @@ def run_headless(preset: str | None, run_dir: Path, max_steps: int | None = None
                  overrides: list[str] = (), resume: bool = False) -> int:
     console = Console()
     engine = launch_engine(preset, run_dir, max_steps, overrides, resume)
-    console.print(f"engine pid {engine.pid}, run directory {run_dir}")
+    console.print(safe_text(f"engine pid {engine.pid}, run directory {run_dir}"))
     if not engine.wait_started():
         code = engine.wait()
         sys.stderr.write(engine.preflight_output())

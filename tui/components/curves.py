@@ -16,6 +16,8 @@ from textual.widgets import Static
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
+from tui.text import safe_text
+
 from tui.components.run_model import (CLIPPED, CORRECT, MEAN_LENGTH, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunModel,
                                       downsample, reward_key, smooth)
 
@@ -76,7 +78,7 @@ def legend(items: list[tuple[str, int]]) -> Text:
         if i:
             t.append("  ")
         t.append("━" + label, style=f"bold color({color})")
-    return t
+    return safe_text(t)  # reward names come from the run's config
 
 
 class RewardCurves(Vertical):

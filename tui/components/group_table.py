@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from tui.components.rollout_tail import RolloutIndex
+from tui.text import safe_text
 
 
 def short_names(names: list[str]) -> dict[str, str]:
@@ -26,6 +27,20 @@ def short_names(names: list[str]) -> dict[str, str]:
         out[name] = short
     shorts = list(out.values())
     return {n: (s if shorts.count(s) == 1 else n[:8]) for n, s in out.items()}
+
+
+ANSWER_CHARS = 16  # wide enough for "Eli has 17.50"; a longer answer ends in "…" so a cut one is visible
+
+
+def ellipsize(s: str, n: int) -> str:
+    """s on one line, at most n characters, ending in "…" when cut."""
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def group_label(group: Any) -> str:
+    """Groups are numbered from 1 wherever a user sees them (records count from 0)."""
+    return str(group + 1) if isinstance(group, int) and not isinstance(group, bool) else "?"
 
 
 def _num(x: Any, signed: bool = False) -> Text:
@@ -121,7 +136,7 @@ class GroupTable(Vertical):
                  style="green" if self.follow else "yellow")
         h.append(f"   group {self.group_pos + 1}/{len(self._groups)}", style="bold")
         h.append("   gold ", style="dim")
-        h.append(str(group.get("gold", "?")), style="bold green")
+        h.append(" ".join(str(group.get("gold", "?")).split()), style="bold green")
         correct = sum(1 for c in comps if c.get("correct"))
         h.append(f"   correct {correct}/{len(comps)}")
         if len(totals) > 1 and max(totals) - min(totals) < 1e-9:
@@ -129,7 +144,7 @@ class GroupTable(Vertical):
         h.append("\n")
         prompt = " ".join(str(group.get("prompt", "")).split())
         h.append(prompt, style="italic")
-        self.query_one("#group-header", Static).update(h, layout=False)  # fixed height (dashboard.tcss)
+        self.query_one("#group-header", Static).update(safe_text(h), layout=False)  # fixed height (dashboard.tcss)
 
     def _fill(self, group: dict[str, Any], keep_row: bool) -> None:
         table = self.table
@@ -153,8 +168,10 @@ class GroupTable(Vertical):
         for i, c in enumerate(comps):
             rewards = c.get("rewards") or {}
             extracted = c.get("extracted")
-            answer = Text("—", style="dim") if extracted is None else Text(str(extracted)[:10])
             ok = Text("✓", style="bold green") if c.get("correct") else Text("✗", style="red")
+            answer = (Text("—", style="dim") if extracted is None
+                      else safe_text(ellipsize(str(extracted), ANSWER_CHARS), one_line=True,
+                                     style="green" if c.get("correct") else "yellow"))
             table.add_row(Text(str(i + 1), justify="right"), _num(c.get("total")),
                           _num(c.get("advantage"), signed=True), ok, answer,
                           Text(str(c.get("tokens", "?")), justify="right"),

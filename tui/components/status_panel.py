@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tui.components.run_model import RunModel, fmt_duration
+from tui.text import safe_text
 
 STATE_STYLE = {
     "starting": "bold cyan", "loading_model": "bold cyan", "running": "bold green",
@@ -51,6 +52,7 @@ class _Rows:
     def add_row(self, label: str, value: Text) -> None:
         line = Text(f"{label:<{LABEL_WIDTH}}", style="dim", no_wrap=True, overflow="ellipsis")
         line.append_text(value)
+        line = safe_text(line)  # run data (preset, paths, details) shown literally
         line.no_wrap, line.overflow = True, "ellipsis"
         self.lines.append(line)
 
