@@ -393,6 +393,8 @@ def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | Non
         engine = launch_engine(preset, run_dir, max_steps, list(overrides), resume=resume)
         app = Dashboard(run_dir, engine=engine, preset_reason=preset_reason)
     rc = app.run()
+    if app.return_code and not isinstance(rc, int):  # it crashed (Textual printed the traceback)
+        return app.return_code
     if app.preflight_output is not None:
         sys.stderr.write(app.preflight_output if app.preflight_output.strip() else "the engine exited before starting\n")
         return 2

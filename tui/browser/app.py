@@ -33,10 +33,14 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 from textual.worker import get_current_worker
 
 from rundir.rollouts import (RolloutFilter, RolloutReader, Rollouts, Selection, StepSummary, parse_range)
+from engine.rewards.error_kinds import ERROR_KINDS
+from tui.browser import error_filter
+from tui.browser.error_filter import BrowserFilter
 from tui.browser.runs import RunSummary, list_runs
 from tui.browser.widgets import RowList
 from tui.components.completion_view import CompletionView
-from tui.components.group_table import GroupTable
+from tui.components.group_table import GroupTable, ellipsize
+from tui.text import safe_text, visible
 
 POLL_S = 1.0  # seconds between looks for new rollouts
 PROMPT_CHARS = 200
@@ -59,6 +63,14 @@ class SelectionReady(Message):
     def __init__(self, rollouts: Rollouts, selection: Selection, summary: StepSummary) -> None:
         super().__init__()
         self.rollouts, self.selection, self.summary = rollouts, selection, summary
+
+
+class SelectionFailed(Message):
+    """A filter the store could not apply (an invalid regular expression)."""
+
+    def __init__(self, rollouts: Rollouts, filter: RolloutFilter, error: str) -> None:
+        super().__init__()
+        self.rollouts, self.filter, self.error = rollouts, filter, error
 
 
 class RunsListed(Message):
@@ -110,8 +122,7 @@ def _pct(x: float) -> Text:
 
 
 def _one_line(s: str, n: int) -> str:
-    s = " ".join(s.split())
-    return s if len(s) <= n else s[: n - 1] + "…"
+    return ellipsize(s, n)
 
 
 class GroupSource:
@@ -150,7 +161,7 @@ def group_answers(r: Rollouts, gid: int, limit: int = 8) -> Text:
         out.append("·" if ex is None else _one_line(ex, 8), style="green" if r.correct[c] else "dim")
     if n > limit:
         out.append(" …", style="dim")
-    return out
+    return safe_text(out)
 
 
 # ------------------------------------------------------------------ run picker
@@ -167,7 +178,7 @@ class RunListScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"Runs under {self.runs_root}/ (reading…)", id="runs-title")
+        yield Static(safe_text(f"Runs under {self.runs_root}/ (reading…)"), id="runs-title")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="runs-notes")
         yield Footer()
@@ -192,14 +203,16 @@ class RunListScreen(Screen):
                        "stopped": "yellow", "paused": "cyan"}
         for i, r in enumerate(self.runs):
             steps = "-" if r.step is None else f"{r.step}" + (f"/{r.max_steps}" if r.max_steps else "")
-            table.add_row(r.date, r.name, r.preset, r.model, Text(steps, justify="right"),
-                          _f(r.reward), Text(r.state, style=state_style.get(r.state, "")),
-                          Text("; ".join(r.notes), style="yellow"), key=str(i))
+            table.add_row(r.date, safe_text(r.name), safe_text(r.preset), safe_text(r.model),
+                          Text(steps, justify="right"),
+                          _f(r.reward), safe_text(r.state, style=state_style.get(r.state, "")),
+                          safe_text("; ".join(r.notes), style="yellow"), key=str(i))
         title = self.query_one("#runs-title", Static)
         if self.runs:
-            title.update(f"Runs under {self.runs_root}/: {len(self.runs)} (enter: browse its rollouts)")
+            title.update(safe_text(f"Runs under {self.runs_root}/: {len(self.runs)} "
+                                   "(enter: browse its rollouts · space: mark · c: compare marked runs)"))
         else:
-            title.update(f"No runs under {self.runs_root}/ (start one with `grpo-tui`, or pass RUN_DIR)")
+            title.update(safe_text(f"No runs under {self.runs_root}/ (start one with `grpo-tui`, or pass RUN_DIR)"))
 
     def action_open(self) -> None:
         table = self.query_one("#runs", DataTable)
@@ -223,6 +236,7 @@ class FilterBar(Horizontal):
         yield Select([("truncated", "yes"), ("not truncated", "no")], prompt="any length", id="f-truncated")
         yield Select([("zero-std groups", "yes"), ("groups with signal", "no")], prompt="any group",
                      id="f-zero-std")
+        yield Select([(label, key) for key, label in ERROR_KINDS.items()], prompt="any error kind", id="f-kind")
         yield Input(placeholder="reward a..b", id="f-reward")
         yield Input(placeholder="steps a..b", id="f-steps")
 
@@ -247,7 +261,7 @@ class RolloutScreen(Screen):
         self.can_go_back = can_go_back
         self.poll_s = poll_s
         self.rollouts = Rollouts()
-        self.filter = RolloutFilter()
+        self.filter = BrowserFilter()
         self.selection: Selection | None = None
         self.summary: StepSummary | None = None
         self.visible_steps: list[int] = []
@@ -309,8 +323,12 @@ class RolloutScreen(Screen):
                 self.post_message(RolloutsLoaded(snap, time.perf_counter() - t0, False))
 
     @work(thread=True, exclusive=True, group="select")
-    def compute_selection(self, rollouts: Rollouts, f: RolloutFilter) -> None:
-        sel = rollouts.select(f)
+    def compute_selection(self, rollouts: Rollouts, f: BrowserFilter) -> None:
+        try:
+            sel = error_filter.select(rollouts, f)
+        except ValueError as e:  # pyarrow's ArrowInvalid for a /regex/ RE2 can't compile
+            self.post_message(SelectionFailed(rollouts, f, str(e)))
+            return
         summary = rollouts.summary(sel)
         self.post_message(SelectionReady(rollouts, sel, summary))
 
@@ -342,6 +360,15 @@ class RolloutScreen(Screen):
         self.selection, self.summary = msg.selection, msg.summary
         self._fill_steps(rebuild=filter_changed)
         self._update_status()
+
+    def on_selection_failed(self, msg: SelectionFailed) -> None:
+        if msg.filter != self.filter:
+            return
+        detail = msg.error.strip().splitlines()[-1] if msg.error.strip() else "not a valid pattern"
+        text = f"search {msg.filter.text}: invalid regular expression ({detail}). Fix it, or drop the slashes " \
+               "to search for the text as written."
+        self.notify(text, severity="error", timeout=10)
+        self.query_one("#status", Static).update(safe_text(text, style="bold red"))
 
     def on_exported(self, msg: Exported) -> None:
         if msg.error:
@@ -429,7 +456,7 @@ class RolloutScreen(Screen):
                           Text(f"{int(r.g_correct[gid])}/{n}", justify="right",
                                style="green" if r.g_correct[gid] else "dim"),
                           Text(f"{int(sel.group_matches[gid])}" if filtered else "", justify="right"),
-                          group_answers(r, gid), _one_line(r.prompt[gid].as_py() or "", PROMPT_CHARS),
+                          group_answers(r, gid), safe_text(_one_line(r.prompt[gid].as_py() or "", PROMPT_CHARS)),
                           key=str(gid))
         if move_cursor and step in self.visible_steps:
             self.query_one("#steps", RowList).move_to(self.visible_steps.index(step))
@@ -465,22 +492,28 @@ class RolloutScreen(Screen):
         self.query_one(CompletionView).show(msg.step, msg.group, msg.index)
 
     # -------------------------------------------------------------- filters
-    def _read_filter(self) -> RolloutFilter | None:
+    def _read_filter(self) -> BrowserFilter | None:
         def sel(wid: str) -> bool | None:
             v = self.query_one(f"#f-{wid}", Select).value
             return None if v is Select.NULL or v not in ("yes", "no") else v == "yes"
 
-        try:
-            rlo, rhi = parse_range(self.query_one("#f-reward", Input).value, float)
-        except ValueError as e:
-            self.notify(f"reward range: {e}; write e.g. 0.5..2", severity="error")
-            return None
-        try:
-            slo, shi = parse_range(self.query_one("#f-steps", Input).value, int)
-        except ValueError as e:
-            self.notify(f"step range: {e}; write e.g. 100..200", severity="error")
-            return None
-        return RolloutFilter(correct=sel("correct"), truncated=sel("truncated"), zero_std=sel("zero-std"),
+        ranges = []
+        for wid, kind, what, example in (("reward", float, "reward range", "0.5..2"),
+                                         ("steps", int, "step range", "100..200")):
+            value = self.query_one(f"#f-{wid}", Input).value
+            try:
+                ranges.append(parse_range(value, kind))
+            except ValueError as e:
+                why = ("the low end is above the high end" if "above" in str(e)
+                       else "each end must be a " + ("whole number" if kind is int else "number"))
+                text = f"{what} {value.strip()!r}: {why}. Write low..high, e.g. {example} (or {example.split('..')[0]}.. or ..{example.split('..')[1]})."
+                self.notify(text, severity="error", timeout=8)
+                self.query_one("#status", Static).update(safe_text(text, style="bold red"))
+                return None
+        (rlo, rhi), (slo, shi) = ranges
+        kind = self.query_one("#f-kind", Select).value
+        return BrowserFilter(error_kind=kind if kind in ERROR_KINDS else None,
+                             correct=sel("correct"), truncated=sel("truncated"), zero_std=sel("zero-std"),
                              reward_min=rlo, reward_max=rhi, step_min=slo, step_max=shi,
                              text=self.query_one("#f-search", Input).value.strip())
 
@@ -489,13 +522,13 @@ class RolloutScreen(Screen):
         if f is None or f == self.filter:
             return
         self.filter = f
-        self.query_one("#status", Static).update(Text(f"filtering: {f.describe()}…", style="italic"))
+        self.query_one("#status", Static).update(safe_text(f"filtering: {f.describe()}…", style="italic"))
         self.compute_selection(self.rollouts, f)
 
     @on(Input.Submitted)
     def _input_submitted(self, event: Input.Submitted) -> None:
+        # Focus stays in the input: letters typed next edit the filter, they don't fire commands (esc leaves).
         self.apply_filter()
-        self.query_one("#steps", RowList).focus()
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
@@ -507,7 +540,7 @@ class RolloutScreen(Screen):
     def action_clear_filters(self) -> None:
         for wid in ("search", "reward", "steps"):
             self.query_one(f"#f-{wid}", Input).value = ""
-        for wid in ("correct", "truncated", "zero-std"):
+        for wid in ("correct", "truncated", "zero-std", "kind"):
             select = self.query_one(f"#f-{wid}", Select)
             with select.prevent(Select.Changed):
                 select.clear()
@@ -602,7 +635,7 @@ class RolloutScreen(Screen):
         notes = r.report.messages()  # the unfinished-line note too: it is only ever popped up for damage
         if notes:
             t.append("   ⚠ " + "; ".join(notes), style="yellow")
-        self.query_one("#status", Static).update(t)
+        self.query_one("#status", Static).update(safe_text(t))
 
 
 # ------------------------------------------------------------------ prompt history
@@ -638,7 +671,7 @@ class HistoryScreen(Screen):
                     f"{len(set(r.g_step[self.gids].tolist()))} step(s)   gold ", style="bold")
         head.append(str(r.gold[gid0].as_py()), style="bold green")
         head.append("\n" + _one_line(r.prompt[gid0].as_py() or "", 400), style="italic")
-        self.query_one("#history-prompt", Static).update(head)
+        self.query_one("#history-prompt", Static).update(safe_text(head))
         self.query_one("#history").border_title = "Groups of this prompt, by step"
         self.query_one("#completions").border_title = "Completions"
         self.query_one("#completion").border_title = "Completion"
@@ -725,6 +758,11 @@ class BrowserApp(App[int]):
         self.run_dir, self.runs_root, self.poll_s = run_dir, Path(runs_root), poll_s
         self._prefetched = prefetch(Path(run_dir)) if run_dir is not None else None
 
+    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Notifications quote run data and typed filters: always literal text."""
+        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=False)
+
     def on_mount(self) -> None:
         if self.run_dir is not None:
             self.push_screen(RolloutScreen(self.run_dir, poll_s=self.poll_s, prefetched=self._prefetched))
@@ -745,5 +783,8 @@ def run_browser(run_dir: Path | None, runs_root: Path = Path("runs")) -> int:
             print(f"error: {run_dir} is not a run directory (no rollouts.jsonl, events.jsonl or config.json)",
                   file=sys.stderr)
             return 2
-    result = BrowserApp(run_dir, runs_root).run()
+    app = BrowserApp(run_dir, runs_root)
+    result = app.run()
+    if app.return_code:  # it crashed (Textual printed the traceback): never report success
+        return app.return_code
     return int(result or 0)

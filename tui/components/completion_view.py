@@ -9,7 +9,6 @@ from rich.text import Text
 from textual import events
 from textual.widgets import RichLog
 
-from tui.components.group_table import group_label
 from tui.text import safe_text
 
 TAG = re.compile(r"</?(reasoning|answer|think)>")
@@ -64,7 +63,7 @@ def describe_completion(step: int, group: dict[str, Any], index: int) -> Text:
     comps = group.get("completions") or []
     c = comps[index]
     head = Text()
-    head.append(f"step {step} · group {group_label(group.get('group'))} · completion {index + 1}/{len(comps)}\n",
+    head.append(f"step {step} · group {group.get('group', '?')} · completion {index + 1}/{len(comps)}\n",
                 style="bold")
     head.append(f"total {_fmt(c.get('total'))}   advantage {_fmt(c.get('advantage'), True)}   "
                 f"{c.get('tokens', '?')} tokens")

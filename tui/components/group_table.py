@@ -38,11 +38,6 @@ def ellipsize(s: str, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def group_label(group: Any) -> str:
-    """Groups are numbered from 1 wherever a user sees them (records count from 0)."""
-    return str(group + 1) if isinstance(group, int) and not isinstance(group, bool) else "?"
-
-
 def _num(x: Any, signed: bool = False) -> Text:
     if not isinstance(x, (int, float)) or isinstance(x, bool):
         return Text("-", justify="right", style="dim")
@@ -134,7 +129,9 @@ class GroupTable(Vertical):
         h.append(f"/{steps[-1]}" if steps else "")
         h.append("  following latest" if self.follow else "  (f: follow latest)",
                  style="green" if self.follow else "yellow")
-        h.append(f"   group {self.group_pos + 1}/{len(self._groups)}", style="bold")
+        # Group numbers are the records' own (from 0, as in rollouts.jsonl, exports and the browser's grp column).
+        h.append(f"   group {group.get('group', '?')}", style="bold")
+        h.append(f" ({self.group_pos + 1} of {len(self._groups)})")
         h.append("   gold ", style="dim")
         h.append(" ".join(str(group.get("gold", "?")).split()), style="bold green")
         correct = sum(1 for c in comps if c.get("correct"))
@@ -161,7 +158,7 @@ class GroupTable(Vertical):
             table.clear(columns=True)
             short = short_names(names)
             for col in columns:
-                table.add_column(short.get(col, col), key=col)
+                table.add_column(safe_text(short.get(col, col), one_line=True), key=col)
             self._columns = columns
         else:
             table.clear()
