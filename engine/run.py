@@ -72,12 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def preflight(args: argparse.Namespace) -> Config:
-    """All checks that need no model. Raises PresetError; writes nothing."""
-    from engine.data.loader import check_files
-    from engine.rewards import RewardSpecError
-    from engine.train.grpo import build_rewards
-
+def check_request(args: argparse.Namespace) -> Config:
+    """The checks that need neither torch nor the data: the preset, the overrides, the run directory.
+    Quick (no heavy imports), so a UI runs them before launching the engine. Raises PresetError."""
     run = RunDir(args.run_dir)
     overrides = list(args.overrides)
     if args.max_steps is not None:
@@ -98,6 +95,16 @@ def preflight(args: argparse.Namespace) -> Config:
         if args.run_dir.exists() and not args.run_dir.is_dir():
             raise PresetError(f"--run-dir {args.run_dir} exists and is not a directory.")
         cfg = load_config(args.preset, overrides)
+    return cfg
+
+
+def preflight(args: argparse.Namespace) -> Config:
+    """All checks that need no model. Raises PresetError; writes nothing."""
+    from engine.data.loader import check_files
+    from engine.rewards import RewardSpecError
+    from engine.train.grpo import build_rewards
+
+    cfg = check_request(args)
     try:
         build_rewards(cfg)
     except RewardSpecError as e:

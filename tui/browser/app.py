@@ -169,12 +169,14 @@ def group_answers(r: Rollouts, gid: int, limit: int = 8) -> Text:
 
 class RunListScreen(Screen):
     BINDINGS = [Binding("q", "app.quit", "Quit"), Binding("r", "reload", "Reload"),
-                Binding("enter", "open", "Open", show=True)]
+                Binding("enter", "open", "Open", show=True), Binding("space", "mark", "Mark"),
+                Binding("c", "compare", "Compare marked")]
 
     def __init__(self, runs_root: Path) -> None:
         super().__init__()
         self.runs_root = Path(runs_root)
         self.runs: list[RunSummary] = []
+        self.marked: set[Path] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -187,7 +189,7 @@ class RunListScreen(Screen):
         table = self.query_one("#runs", DataTable)
         for label, width in (("date", 16), ("run", 28), ("preset", 12), ("model", 24), ("steps", 9),
                              ("reward", 7), ("state", 9), ("notes", 40)):
-            table.add_column(label, key=label, width=width)
+            table.add_column(label, key=label, width=width + (2 if label == "date" else 0))
         table.focus()
         self.action_reload()
 
@@ -201,9 +203,10 @@ class RunListScreen(Screen):
         table.clear()
         state_style = {"finished": "green", "running": "bold cyan", "failed": "red", "gone": "yellow",
                        "stopped": "yellow", "paused": "cyan"}
+        self.marked &= {r.path for r in self.runs}
         for i, r in enumerate(self.runs):
             steps = "-" if r.step is None else f"{r.step}" + (f"/{r.max_steps}" if r.max_steps else "")
-            table.add_row(r.date, safe_text(r.name), safe_text(r.preset), safe_text(r.model),
+            table.add_row(self._mark(r), safe_text(r.name), safe_text(r.preset), safe_text(r.model),
                           Text(steps, justify="right"),
                           _f(r.reward), safe_text(r.state, style=state_style.get(r.state, "")),
                           safe_text("; ".join(r.notes), style="yellow"), key=str(i))
@@ -213,6 +216,34 @@ class RunListScreen(Screen):
                                    "(enter: browse its rollouts · space: mark · c: compare marked runs)"))
         else:
             title.update(safe_text(f"No runs under {self.runs_root}/ (start one with `grpo-tui`, or pass RUN_DIR)"))
+
+    def _mark(self, r: RunSummary) -> Text:
+        return Text(("● " if r.path in self.marked else "  ") + r.date, style="bold cyan" if r.path in self.marked else "")
+
+    def action_mark(self) -> None:
+        """Mark (or unmark) the run under the cursor for comparison."""
+        table = self.query_one("#runs", DataTable)
+        if not self.runs or not 0 <= table.cursor_row < len(self.runs):
+            return
+        r = self.runs[table.cursor_row]
+        self.marked ^= {r.path}
+        table.update_cell(str(table.cursor_row), "date", self._mark(r))
+        table.move_cursor(row=min(table.cursor_row + 1, len(self.runs) - 1))
+
+    def action_compare(self) -> None:
+        """Compare the marked runs (at least two) in the compare screen."""
+        from tui.compare import CompareScreen
+        from tui.console.compare import load_runs
+
+        paths = [r.path for r in self.runs if r.path in self.marked]
+        if len(paths) < 2:
+            self.notify("mark at least two runs with space, then press c", severity="warning")
+            return
+        runs, problems = load_runs(paths)
+        if problems:
+            self.notify("; ".join(problems), severity="error", timeout=10)
+            return
+        self.app.push_screen(CompareScreen(runs))
 
     def action_open(self) -> None:
         table = self.query_one("#runs", DataTable)
@@ -236,13 +267,14 @@ class FilterBar(Horizontal):
         yield Select([("truncated", "yes"), ("not truncated", "no")], prompt="any length", id="f-truncated")
         yield Select([("zero-std groups", "yes"), ("groups with signal", "no")], prompt="any group",
                      id="f-zero-std")
-        yield Select([(label, key) for key, label in ERROR_KINDS.items()], prompt="any error kind", id="f-kind")
+        yield Select([(label, key) for key, label in ERROR_KINDS.items()], prompt="any error", id="f-kind")
         yield Input(placeholder="reward a..b", id="f-reward")
         yield Input(placeholder="steps a..b", id="f-steps")
 
 
 class RolloutScreen(Screen):
     BINDINGS = [
+        Binding("q", "back", "Back/Quit"),  # first, so a narrow footer never drops it
         Binding("slash", "focus_search", "Search", key_display="/"),
         Binding("h", "history", "Prompt history"),
         Binding("e", "export", "Export"),
@@ -250,7 +282,6 @@ class RolloutScreen(Screen):
         Binding("f", "follow", "Follow latest"),
         Binding("r", "reload", "Reload"),
         Binding("escape", "escape", "Clear search", show=False),
-        Binding("q", "back", "Back/Quit"),
     ]
 
     def __init__(self, run_dir: Path, *, can_go_back: bool = False, poll_s: float = POLL_S,
@@ -752,6 +783,7 @@ class ExportDialog(ModalScreen[Path | None]):
 class BrowserApp(App[int]):
     CSS_PATH = "browser.tcss"
     TITLE = "grpo-tui browse"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (150, "-wide")]
 
     def __init__(self, run_dir: Path | None, runs_root: Path = Path("runs"), poll_s: float = POLL_S) -> None:
         super().__init__()

@@ -60,6 +60,13 @@ def _points(width: int) -> int:
     return max(8, width - 12)  # one point per column of plot area (the axes take ~12)
 
 
+def settle(ys: list[float | None], digits: int = 12) -> list[float | None]:
+    """Values rounded to `digits` significant digits: an EMA of a constant series comes back as
+    23.9999999999999964 / 24.0000000000000000, which plotext would draw as full-height noise with
+    absurd axis labels; rounded, it is the constant it was."""
+    return [None if y is None else float(f"{y:.{digits}g}") for y in ys]
+
+
 def step_ticks(lo: float, hi: float, most: int = 5) -> list[int]:
     """A few whole-number steps between lo and hi (plotext would label 1.25, 1.50, ...)."""
     lo_i, hi_i = int(lo), int(round(hi))
@@ -131,7 +138,7 @@ class RewardCurves(Vertical):
 
     def _line(self, plt: Plot, ys: list, width: int, color: int, yside: str = "left") -> bool:
         if self.smoothing:
-            ys = smooth(ys, SMOOTHING)
+            ys = settle(smooth(ys, SMOOTHING))
         xs, vs = downsample(self.model.steps, ys, _points(width))
         if not xs:
             return False

@@ -30,6 +30,7 @@ class EngineLink:
     pid: int | None = None
     gone: bool = False  # the log says active but the process is gone (killed, crashed)
     exit_code: int | None = None
+    preset: str | None = None  # the --preset asked for: shown until the engine's run_start names it
 
 
 def _bar(frac: float, width: int = 14) -> Text:
@@ -116,7 +117,7 @@ class StatusPanel(Static):
         speed.append(f"  {tps:,.0f} tok/s" if isinstance(tps, (int, float)) else "  - tok/s")
         speed.append(f"  ETA {fmt_duration(last.get('eta_s')) if m.active else '-'}")
         t.add_row("Speed", speed)
-        preset = Text(m.preset, style="bold")
+        preset = Text(m.preset if m.preset != "?" or not link.preset else link.preset, style="bold")
         if m.run_starts > 1:
             preset.append(f"  (engine start {m.run_starts})", style="dim")
         t.add_row("Preset", preset)
