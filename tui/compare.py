@@ -32,9 +32,9 @@ class CompareScreen(Screen):
     BINDINGS = [Binding("q,escape", "close", "Back/Quit")]
     DEFAULT_CSS = """
     CompareScreen #compare-legend { height: auto; padding: 0 1; }
-    CompareScreen #compare-plots { grid-size: 2 2; height: 2fr; min-height: 10; }
+    CompareScreen #compare-plots { grid-size: 2 2; height: 1fr; min-height: 10; }
     CompareScreen #compare-plots CurvePlot { border: round $primary 60%; border-title-color: $text; }
-    CompareScreen #compare-diff { height: 1fr; min-height: 4; border: round $primary 60%;
+    CompareScreen #compare-diff { height: auto; max-height: 40%; border: round $primary 60%;
                                   border-title-color: $text; }
     """
 
