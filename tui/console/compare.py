@@ -24,7 +24,7 @@ from tui.text import safe_text
 SERIES: tuple[tuple[str, str], ...] = (
     ("reward", "reward"),
     ("correct", "correct"),
-    ("length", "mean length"),
+    ("length", "length"),
     ("kl", "KL"),
 )
 SAMPLE_ROWS = 10  # steps shown in the --no-ui by-step table
@@ -153,19 +153,18 @@ def print_comparison(runs: list[RunCurves], console: Console | None = None) -> N
         diff.add_row(Text("(the runs have the same settings)", style="dim"), *([""] * len(runs)))
     console.print(diff)
 
-    summary = Table(title="Each run: first step -> last step", title_style="bold", header_style="bold")
-    summary.add_column("run")
-    summary.add_column("state")
-    summary.add_column("steps", justify="right")
+    summary = Table(title="Each run: first step → last step", title_style="bold", header_style="bold")
+    summary.add_column("run", no_wrap=True, min_width=8, overflow="ellipsis")
+    summary.add_column("state", no_wrap=True)
+    summary.add_column("steps", justify="right", no_wrap=True)
     for _, label in SERIES:
-        summary.add_column(label, justify="right")
+        summary.add_column(label, justify="right", no_wrap=True)
     for r in runs:
         cells = []
         for key, _ in SERIES:
-            digits = 0 if key == "length" else 3
+            digits = {"length": 0, "correct": 2}.get(key, 3)
             a, b = r.first(key), r.last(key)
-            cells.append(Text("-", style="dim") if b is None else
-                         Text(f"{a:.{digits}f} -> {b:.{digits}f}"))
+            cells.append(Text("-", style="dim") if b is None else Text(f"{a:.{digits}f}→{b:.{digits}f}"))
         summary.add_row(safe_text(r.name), safe_text(r.state), str(r.steps[-1] if r.steps else 0), *cells)
     console.print(summary)
 
