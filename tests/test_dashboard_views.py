@@ -263,7 +263,11 @@ def test_browser_80x24_snapshot(snap_compare, tmp_path: Path, monkeypatch) -> No
 
     async def ready(pilot) -> None:
         await wait_for(pilot, lambda: getattr(app.screen, "gid", None) is not None, what="the rollouts")
-        await pilot.pause(0.3)
+        app.screen.open_seconds = None  # the status line's timing differs from run to run
+        app.screen._update_status()
+        tables = list(app.screen.query("DataTable"))  # column widths are settled on the next refresh
+        await wait_for(pilot, lambda: not any(t._require_update_dimensions for t in tables), what="tables laid out")
+        await pilot.pause(0.5)
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
 
 

@@ -144,13 +144,13 @@ class Dashboard(App[int]):
         side.styles.width = "1fr" if compact and self.view == "status" else max(40, min(100, int(width * 0.38)))
         if compact != self.compact:
             self.compact = compact
-            self.screen.set_class(compact, "-compact")
+            self.default_screen.set_class(compact, "-compact")
             self._show_view()
             self.refresh_bindings()
 
     def _show_view(self) -> None:
         for view in COMPACT_VIEWS:
-            self.screen.set_class(self.compact and self.view == view, f"-view-{view}")
+            self.default_screen.set_class(self.compact and self.view == view, f"-view-{view}")
         if self.compact:
             self.query_one("#side").styles.width = "1fr" if self.view == "status" else \
                 max(40, min(100, int(self.size.width * 0.38)))

@@ -55,30 +55,30 @@ def step_line(ev: dict[str, Any], names: list[str]) -> str:
     return " | ".join(parts)
 
 
-def status_panel(s: RunSummary, run_dir: Path, note: str) -> Panel:
-    ev, m = s.last_step, s.metrics
-    t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold cyan")
-    t.add_column()
-    t.add_row("state", safe_text(f"{s.state}{' (' + s.detail + ')' if s.detail else ''}"))
-    t.add_row("step", safe_text(f"{s.step}/{s.max_steps}  ETA {fmt_duration(ev.get('eta_s'))}  "
-                                f"{_f(ev.get('step_time_s'), 1)} s/step  {_f(ev.get('tokens_per_s'), 0)} tok/s"))
-    rewards = "  ".join(f"{n} {_f(m.get(f'rewards/{n}/mean'), 2)}" for n in s.reward_names)
-    t.add_row("reward", safe_text(f"{_f(m.get('reward'))}   {rewards}"))
-    t.add_row("groups", safe_text(f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}  correct {_f(ev.get('correct_frac'), 2)}  "
-                        f"len {_f(m.get('completions/mean_length'), 0)}  truncated {_f(m.get('completions/clipped_ratio'), 2)}"))
-    t.add_row("memory", safe_text(memory_text(s.last_memory)))
-    t.add_row("run", safe_text(f"{s.preset} ({s.model})  {run_dir}"))
-    if note:
-        t.add_row("", safe_text(note, style="yellow"))
-    return Panel(t, title="grpo-tui --no-ui", border_style="cyan")
-
-
 class SafeTable(Table):
     """A rich Table whose str cells are shown as literal text (run data is never markup)."""
 
     def add_row(self, *cells: Any, **kw: Any) -> None:
         super().add_row(*(safe_text(c) if isinstance(c, str) else c for c in cells), **kw)
+
+
+def status_panel(s: RunSummary, run_dir: Path, note: str) -> Panel:
+    ev, m = s.last_step, s.metrics
+    t = SafeTable.grid(padding=(0, 2))
+    t.add_column(style="bold cyan")
+    t.add_column()
+    t.add_row("state", f"{s.state}{' (' + s.detail + ')' if s.detail else ''}")
+    t.add_row("step", f"{s.step}/{s.max_steps}  ETA {fmt_duration(ev.get('eta_s'))}  "
+                      f"{_f(ev.get('step_time_s'), 1)} s/step  {_f(ev.get('tokens_per_s'), 0)} tok/s")
+    rewards = "  ".join(f"{n} {_f(m.get(f'rewards/{n}/mean'), 2)}" for n in s.reward_names)
+    t.add_row("reward", f"{_f(m.get('reward'))}   {rewards}")
+    t.add_row("groups", f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}  correct {_f(ev.get('correct_frac'), 2)}  "
+                        f"len {_f(m.get('completions/mean_length'), 0)}  truncated {_f(m.get('completions/clipped_ratio'), 2)}")
+    t.add_row("memory", memory_text(s.last_memory))
+    t.add_row("run", f"{s.preset} ({s.model})  {run_dir}")
+    if note:
+        t.add_row("", Text(note, style="yellow"))
+    return Panel(t, title="grpo-tui --no-ui", border_style="cyan")
 
 
 def wrong_answer_line(run_dir: Path) -> str:

@@ -328,9 +328,11 @@ class RolloutScreen(Screen):
             self.query_one(f"#{wid}").border_title = title
         steps = self.query_one("#steps", RowList)
         groups = self.query_one("#groups", DataTable)
-        for key, label in (("group", "grp"), ("mean", "mean"), ("std", "std"), ("ok", "ok"),
-                           ("match", "match"), ("answers", "answers"), ("prompt", "prompt")):
-            groups.add_column(label, key=key)
+        # Fixed widths for the short columns: auto widths were sometimes settled before the rows arrived,
+        # cutting "0.84" to "0.8" and "1/8" to "1/" in a narrow terminal.
+        for key, label, width in (("group", "grp", 3), ("mean", "mean", 5), ("std", "std", 5), ("ok", "ok", 5),
+                                  ("match", "match", 5), ("answers", "answers", None), ("prompt", "prompt", None)):
+            groups.add_column(label, key=key, width=width)
         steps.focus()
         self.poll()
 
