@@ -15,7 +15,7 @@ from rich.console import Console
 
 from conftest_tui import ROOT, engine_env, run_coroutine, wait_for, write_synthetic_run
 from engine.rewards.error_kinds import ERROR_KINDS, classify_error, error_counts
-from tui.console.compare import config_differences, load_runs, print_comparison
+from tui.console.compare import config_differences, load_runs
 
 
 def _dashboard(run: Path, **kw):
@@ -369,3 +369,24 @@ def test_preset_name_shows_while_starting(tmp_path: Path) -> None:
             assert "Preset     tiny" in text and "Preset     ?" not in text
 
     run_coroutine(go())
+
+
+def test_quitting_with_stop_says_what_happens(tmp_path: Path, monkeypatch, capsys) -> None:
+    from textual.app import App
+    from tui import app as dashboard
+
+    run = write_synthetic_run(tmp_path / "run", 2, seed=1, max_steps=4, finished=False)
+    run.run.pid_file.write_text(str(__import__("os").getpid()))  # this test plays the live engine
+
+    async def quit_with_stop(self) -> int:
+        async with App.run_test(self, size=(140, 45)) as pilot:
+            await wait_for(pilot, lambda: self.model.steps and self.link.alive, what="a live run")
+            await pilot.press("q")  # the quit question
+            await pilot.press("s")  # stop training
+        return self.return_value
+
+    monkeypatch.setattr(dashboard.Dashboard, "run", lambda self: run_coroutine(quit_with_stop(self)))
+    assert dashboard.run_dashboard(None, run.run.root, attach=True) == 0
+    out = capsys.readouterr().out
+    assert "Stop sent" in out and "finishes step 3" in out and f"--resume --run-dir {run.run.root}" in out
+    assert [p.name for p in run.run.control.glob("*.json")]  # the stop command was written

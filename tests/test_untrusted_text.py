@@ -6,7 +6,6 @@ escapes are shown as visible characters, and the printer's own [paused]/[failed]
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 from rich.console import Console
