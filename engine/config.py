@@ -518,7 +518,21 @@ def load_config(preset: str, overrides: list[str] = ()) -> Config:
             raise _unknown(f"--set {text}", section, list(SECTIONS) + ["rewards"])
         raw.setdefault(section, {})[key] = value
     raw.setdefault("preset", {}).setdefault("name", path.stem)
-    return config_from_dict(raw, str(path))
+    try:
+        return config_from_dict(raw, str(path))
+    except PresetError as e:
+        _blame_override(overrides, e, str(path))
+        raise
+
+
+def _blame_override(overrides: list[str], error: PresetError, where: str) -> None:
+    """A bad value given with --set is the override's fault, not the preset file's: say so."""
+    for text in overrides:
+        (section, key), value = parse_override(text)
+        if section in SECTIONS:
+            _build_section(SECTIONS[section], {key: value}, f"--set {text}", section)  # raises, naming the override
+        if f"[{section}] {key}" in str(error):
+            raise PresetError(f"--set {text}: {str(error).removeprefix(where + ': ')}") from None
 
 
 

@@ -91,11 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def preflight(args: argparse.Namespace) -> Config:
-    """All checks that need no model. Raises PresetError or UnsafeRunDir; writes nothing.
+def check_request(args: argparse.Namespace) -> Config:
+    """The checks that need neither torch nor the data: the preset, the overrides, the run directory.
 
-    The run directory and config are checked first, before torch and TRL are imported,
-    so a second engine on a locked run or a bad value is refused within a second or two.
+    Quick (no heavy imports), so a UI runs them before launching the engine, and a second
+    engine on a locked run or a bad value is refused within a second or two.
+    Raises PresetError or UnsafeRunDir; writes nothing.
     """
     run = RunDir(args.run_dir)
     overrides = list(args.overrides)
@@ -124,9 +125,16 @@ def preflight(args: argparse.Namespace) -> Config:
         if args.run_dir.exists() and not args.run_dir.is_dir():
             raise PresetError(f"--run-dir {args.run_dir} exists and is not a directory.")
         cfg = load_config(args.preset, overrides)
+    return cfg
+
+
+def preflight(args: argparse.Namespace) -> Config:
+    """All checks that need no model. Raises PresetError or UnsafeRunDir; writes nothing."""
     from engine.data.loader import check_files
     from engine.rewards import RewardSpecError
     from engine.train.grpo import build_rewards
+
+    cfg = check_request(args)
     try:
         close_rewards(build_rewards(cfg)[0])  # imports user reward files in worker processes, bounded in time
     except RewardSpecError as e:

@@ -23,13 +23,14 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from rich.text import Text
+from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from rundir.control import send_command
 from rundir.events import COMMANDS, EventTail, State
 from rundir.layout import RunDir
-from rundir.state import RunState
+from rundir.state import RunState, fmt_duration
 from tui.components.completion_view import CompletionView
 from tui.components.curves import RewardCurves
 from tui.components.dialogs import ConfirmStop, PresetPicker, PreflightError, QuitDialog
@@ -40,6 +41,7 @@ from rundir.rollouts import RolloutIndex, RolloutTail
 from tui.components.status_panel import EngineLink, StatusPanel
 from tui.launcher import EngineProcess, default_run_dir, launch_engine
 from tui.messages import EngineExited, RunUpdate
+from tui.text import safe_text, visible
 
 CURVE_MIN_INTERVAL = 1.5  # seconds between plot rebuilds while data streams (a rebuild is ~10-20 ms each)
 POLL_ALIVE = 0.25         # seconds between looks at the run directory while the engine lives
@@ -47,6 +49,8 @@ POLL_IDLE = 1.0           # ... when no engine process is alive
 GONE_AFTER = 3.0          # seconds without an engine process before an active run counts as dead
 CONTROL_ACTIONS = tuple(c.value for c in COMMANDS)  # actions named after the commands they send
 TICK = 1.0                # seconds between status repaints while the engine lives (elapsed, ETA)
+COMPACT_BELOW = (100, 30)  # a terminal narrower or lower than this gets the compact layout: one view at a time
+COMPACT_VIEWS = ("curves", "rollouts", "status")
 
 
 def preset_choices() -> list[tuple[str, str]]:
@@ -69,6 +73,8 @@ class Dashboard(App[int]):
     CSS_PATH = "dashboard.tcss"
     TITLE = "grpo-tui"
     BINDINGS = [
+        Binding("q", "quit", "Quit"),  # first, so a narrow footer never drops it
+        Binding("v", "next_view", "View"),
         Binding("p", "pause", "Pause"),
         Binding("p", "resume", "Resume"),
         Binding("c", "checkpoint", "Checkpoint"),
@@ -80,19 +86,21 @@ class Dashboard(App[int]):
         Binding("comma", "move_group(-1)", "Group", key_display=", ."),
         Binding("full_stop", "move_group(1)", "Next group", show=False),
         Binding("f", "follow", "Latest"),
-        Binding("q", "quit", "Quit"),
+        Binding("r", "playground", "Rewards"),
         # attached to a run someone started: Ctrl-C leaves it running (a dashboard that launched it asks first)
         Binding("ctrl+c", "detach", "Detach", show=False, priority=True),
     ]
 
     def __init__(self, run_dir: Path, *, engine: EngineProcess | None = None, preset_reason: str | None = None,
-                 poll_interval: float = POLL_ALIVE, idle_interval: float = POLL_IDLE) -> None:
+                 poll_interval: float = POLL_ALIVE, idle_interval: float = POLL_IDLE, preset: str | None = None) -> None:
         super().__init__()
         self.rundir = RunDir(Path(run_dir))
         self.engine = engine
         self.model = RunState()
         self.rollouts = RolloutIndex(self.rundir.rollouts)
-        self.link = EngineLink(run_dir=str(run_dir), preset_reason=preset_reason, alive=engine is not None)
+        self.link = EngineLink(run_dir=str(run_dir), preset_reason=preset_reason, alive=engine is not None,
+                               preset=preset)
+        self.stop_sent_on_quit = False
         self.poll_interval, self.idle_interval = poll_interval, idle_interval
         self.preflight_output: str | None = None
         self.left_running = False
@@ -104,10 +112,13 @@ class Dashboard(App[int]):
         self._notified: set[tuple[str, str]] = set()
         self._started_at = time.time()
         self._bindings_key: tuple | None = None
+        self.compact = False
+        self.view = COMPACT_VIEWS[0]  # what the compact layout shows
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static("", id="compact-status")
         with Horizontal(id="top"):
             with Vertical(id="side"):
                 yield StatusPanel(id="status")
@@ -120,7 +131,7 @@ class Dashboard(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.link.run_dir)
+        self.sub_title = visible(self.link.run_dir)
         for wid, title in (("status", "Status"), ("memory", "Memory"), ("curves", "Curves"),
                            ("groups", "Group rewards"), ("completion", "Completion"), ("error", "Engine error")):
             self.query_one(f"#{wid}").border_title = title
@@ -130,8 +141,48 @@ class Dashboard(App[int]):
         self.poll_run()
 
     def on_resize(self, event: events.Resize) -> None:
-        # The side column (status, memory) takes a third of a narrow terminal, 50 columns of a wide one.
-        self.query_one("#side").styles.width = max(34, min(50, event.size.width // 3))
+        # The side column (status, memory) grows with the terminal, so paths and reasons fit on a wide one.
+        width, height = event.size
+        compact = width < COMPACT_BELOW[0] or height < COMPACT_BELOW[1]
+        side = self.query_one("#side")
+        side.styles.width = "1fr" if compact and self.view == "status" else max(40, min(100, int(width * 0.38)))
+        if compact != self.compact:
+            self.compact = compact
+            self.default_screen.set_class(compact, "-compact")
+            self._show_view()
+            self.refresh_bindings()
+
+    def _show_view(self) -> None:
+        for view in COMPACT_VIEWS:
+            self.default_screen.set_class(self.compact and self.view == view, f"-view-{view}")
+        if self.compact:
+            self.query_one("#side").styles.width = "1fr" if self.view == "status" else \
+                max(40, min(100, int(self.size.width * 0.38)))
+            if self.view == "rollouts":
+                self.query_one(GroupTable).table.focus()
+        self._refresh_compact_status()
+
+    def action_next_view(self) -> None:
+        self.view = COMPACT_VIEWS[(COMPACT_VIEWS.index(self.view) + 1) % len(COMPACT_VIEWS)]
+        self._show_view()
+
+    def _refresh_compact_status(self) -> None:
+        """The compact layout's one line: what the status panel says first, and which view this is."""
+        if not self.compact:
+            return
+        m = self.model
+        state = "engine gone" if self.link.gone else m.state.replace("_", " ")
+        last = m.last_step or {}
+        reward = (last.get("metrics") or {}).get("reward")
+        line = Text(state, style="bold")
+        line.append(f"  step {m.step}" + (f"/{m.max_steps}" if m.max_steps else ""))
+        eta = m.eta(time.time())
+        if eta is not None:
+            line.append(f"  ETA {fmt_duration(eta)}")
+        if isinstance(reward, (int, float)):
+            line.append(f"  reward {reward:.3f}")
+        line.append(f"   [{self.view}]  v: next view", style="dim")
+        self.query_one("#compact-status", Static).update(safe_text(line, one_line=True))
 
     def on_unmount(self) -> None:
         self._stop_polling.set()
@@ -169,7 +220,7 @@ class Dashboard(App[int]):
                 was_alive = alive
             if self.engine is not None and rc is not None and not exit_reported:
                 exit_reported = True
-                preflight = rc != 0 and not self.rundir.events.exists()
+                preflight = rc != 0 and not self.engine.started()  # refused: the run dir may hold an old run
                 self.post_message(EngineExited(rc, preflight, self.engine.preflight_output() if preflight else "",
                                                tail_lines(self.rundir.engine_log)))
             self._stop_polling.wait(self.poll_interval if alive else self.idle_interval)
@@ -187,6 +238,7 @@ class Dashboard(App[int]):
         self._notify_acks(msg.events)
         if "curves" in changed:
             self._schedule_curves()
+            self._refresh_compact_status()
         if "memory" in changed:
             self.query_one(MemoryPanel).show(self.model)
         if steps:
@@ -269,16 +321,24 @@ class Dashboard(App[int]):
 
     def _refresh_status(self) -> None:
         self.query_one(StatusPanel).show(self.model, self.link)
+        self._refresh_compact_status()
         state = "engine gone" if self.link.gone else self.model.state.replace("_", " ")
-        self.title = f"grpo-tui · {state}"  # the step lives in the status panel: a title change re-lays out
+        self.title = visible(f"grpo-tui · {state}")  # the step lives in the status panel: a title change re-lays out
         # The footer rebuilds itself on refresh_bindings: only when what check_action reads changed.
         key = (self.link.alive, self.model.active, self.model.state in (State.PAUSED, State.PAUSING))
         if key != self._bindings_key:
             self._bindings_key = key
             self.refresh_bindings()
 
+    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Notifications quote run data (command details, preset names): always literal text."""
+        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=False)
+
     # ---------------------------------------------------------------- controls
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "next_view":
+            return self.compact
         if action in CONTROL_ACTIONS:
             if not self.link.alive or not self.model.active:
                 return False if action == "resume" else None
@@ -340,6 +400,29 @@ class Dashboard(App[int]):
         self.left_running = self.link.alive and self.model.active
         self.exit(0, return_code=0)
 
+    def action_playground(self) -> None:
+        """The reward playground on the selected completion, with this run's rewards and prompt format."""
+        import json
+
+        from tui.playground import PlaygroundScreen
+        if isinstance(self.screen, PlaygroundScreen):
+            return
+        try:
+            cfg = json.loads(self.rundir.config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cfg = {}
+        rewards = cfg.get("rewards") if isinstance(cfg.get("rewards"), dict) else None
+        fmt = (cfg.get("prompt") or {}).get("format") or "reasoning"
+        source = cfg.get("source")
+        base_dir = Path(source).parent if isinstance(source, str) and source else None
+        groups = self.query_one(GroupTable)
+        group, row = groups.current_group, groups.table.cursor_row
+        comps = (group or {}).get("completions") or []
+        kw = {}
+        if group is not None and 0 <= row < len(comps):
+            kw = {"completion": str(comps[row].get("text", "")), "gold": str(group.get("gold", ""))}
+        self.push_screen(PlaygroundScreen(rewards, fmt, base_dir, source=self.model.preset if rewards else "", **kw))
+
     async def action_quit(self) -> None:
         if not (self.link.alive and self.model.active):
             code = 1 if self.model.failed or self.link.gone else 0
@@ -348,7 +431,7 @@ class Dashboard(App[int]):
 
         def answer(choice: str | None) -> None:
             if choice == "stop":
-                self._send("stop")
+                self.stop_sent_on_quit = self._send("stop") is not None
                 self.exit(0)
             elif choice == "leave":
                 self.left_running = True
@@ -381,6 +464,8 @@ class Dashboard(App[int]):
         yield SystemCommand("Toggle smoothing", "Smooth the curves (EMA) or show raw values",
                             self.action_toggle_smoothing)
         yield SystemCommand("Follow latest step", "Show the newest step's groups", self.action_follow)
+        yield SystemCommand("Reward playground", "Edit the selected completion and gold answer; every reward "
+                            "of the run recomputes as you type", self.action_playground)
 
 
 def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | None = None,
@@ -401,11 +486,17 @@ def run_dashboard(preset: str | None, run_dir: Path | None, max_steps: int | Non
             return 2
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(preset)
         engine = launch_engine(preset, run_dir, max_steps, list(overrides), resume=resume, restart=restart)
-        app = Dashboard(run_dir, engine=engine, preset_reason=preset_reason)
+        app = Dashboard(run_dir, engine=engine, preset_reason=preset_reason, preset=preset)
     rc = app.run()
+    if app.return_code and not isinstance(rc, int):  # it crashed (Textual printed the traceback)
+        return app.return_code
     if app.preflight_output is not None:
         sys.stderr.write(app.preflight_output if app.preflight_output.strip() else "the engine exited before starting\n")
         return 2
+    if app.stop_sent_on_quit:
+        pid = RunDir(Path(run_dir)).engine_pid()
+        print(f"Stop sent: the engine (pid {pid}) finishes step {app.model.step + 1}, writes a checkpoint and exits. "
+              f"Continue later with: grpo-tui --resume --run-dir {run_dir}")
     if app.left_running:
         pid = RunDir(Path(run_dir)).engine_pid()
         print(f"Detached: training continues in the background (engine pid {pid}). Re-attach with: "

@@ -4,8 +4,10 @@
     grpo-tui attach RUN_DIR [--no-ui]
     grpo-tui stop RUN_DIR
     grpo-tui browse [RUN_DIR]
+    grpo-tui compare RUN_DIR RUN_DIR... [--no-ui]
     grpo-tui presets [--gpu-mem GB]
     grpo-tui rewards --answer GOLD [--completion FILE|-] [--preset P]
+    grpo-tui rewards --ui [--preset P] [--answer GOLD] [--completion FILE]
     grpo-tui eval --model ID|PATH|RUN_DIR[@STEP] --dataset gsm8k|math500|synthetic|FILE.jsonl [--limit N] [--samples K]
 
 Textual is imported only by the commands that open a Textual app, so the
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from tui.launcher import default_run_dir
 
-SUBCOMMANDS = ("attach", "stop", "browse", "presets", "rewards", "eval")
+SUBCOMMANDS = ("attach", "stop", "browse", "compare", "presets", "rewards", "eval")
 
 
 def _default_preset() -> tuple[str, str]:
@@ -34,7 +36,7 @@ def _default_preset() -> tuple[str, str]:
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="grpo-tui", description="Watch and steer GRPO training of language models on math.",
-        epilog="other commands: grpo-tui attach RUN_DIR | stop RUN_DIR | browse [RUN_DIR] | presets [--gpu-mem GB] | "
+        epilog="other commands: grpo-tui attach RUN_DIR | stop RUN_DIR | browse [RUN_DIR] | compare RUN_DIR... | presets [--gpu-mem GB] | "
                "rewards --answer GOLD [--completion FILE|-] | eval --model M --dataset D")
     p.add_argument("--preset", help="preset name (see `grpo-tui presets`) or a .toml path; "
                                     "default: the best preset for the detected GPU, cpu-demo without one")
@@ -61,6 +63,11 @@ def cmd_train(argv: list[str]) -> int:
         preset, reason = _default_preset()
         print(f"preset: {preset} ({reason})")
     run_dir = args.run_dir or default_run_dir(preset)
+    from tui.launcher import check_request
+    problem = check_request(preset, run_dir, args.max_steps, args.overrides, args.resume, args.restart)
+    if problem:  # before any UI shows "starting": a typo fails at once, with the engine's own words
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.no_ui:
         from tui.headless import run_headless
         return run_headless(preset, run_dir, args.max_steps, args.overrides, args.resume, args.restart)
@@ -112,14 +119,60 @@ def cmd_browse(argv: list[str]) -> int:
     return run_browser(args.run_dir, args.runs_root)
 
 
+def cmd_compare(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="grpo-tui compare",
+                                description="overlay the curves of several runs by step and show their config differences")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--no-ui", action="store_true", help="print tables with rich instead of opening the Textual screen")
+    args = p.parse_args(argv)
+    from tui.console.compare import load_runs, print_comparison
+    runs, problems = load_runs(args.run_dirs)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.no_ui:
+        print_comparison(runs)
+        return 0
+    from tui.compare import run_compare
+    return run_compare(runs)
+
+
 def cmd_presets(argv: list[str]) -> int:
     from tui.console.presets import main
     return main(argv)
 
 
 def cmd_rewards(argv: list[str]) -> int:
-    from tui.console.rewards import main
-    return main(argv)
+    if "--ui" not in argv:
+        from tui.console.rewards import main
+        return main(argv)
+    p = argparse.ArgumentParser(prog="grpo-tui rewards --ui",
+                                description="the reward playground: edit a completion and the gold answer, "
+                                            "every reward of the preset recomputes as you type")
+    p.add_argument("--ui", action="store_true", required=True)
+    p.add_argument("--preset", help="preset name or path: use its rewards, weights and prompt format")
+    p.add_argument("--answer", default="7", help="the gold answer to start with")
+    p.add_argument("--completion", type=Path, help="a file with the completion to start with")
+    p.add_argument("--format", choices=("reasoning", "think"), help="prompt format (default: the preset's)")
+    args = p.parse_args(argv)
+    from engine.rewards.playground import EXAMPLE_COMPLETION
+    from tui.console.rewards import _load_preset
+    from engine.rewards.spec import RewardSpecError
+    rewards, fmt, base_dir = None, args.format, None
+    try:
+        if args.preset:
+            rewards, preset_fmt, base_dir = _load_preset(args.preset)
+            fmt = fmt or preset_fmt
+        text = args.completion.read_text(encoding="utf-8") if args.completion else EXAMPLE_COMPLETION
+    except RewardSpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot read --completion {args.completion}: {e.strerror}", file=sys.stderr)
+        return 2
+    from tui.playground import run_rewards
+    return run_rewards(rewards, fmt or "reasoning", base_dir, args.answer, text, args.preset or "")
 
 
 def cmd_eval(argv: list[str]) -> int:
@@ -131,8 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] in SUBCOMMANDS:
-        return {"attach": cmd_attach, "stop": cmd_stop, "browse": cmd_browse, "presets": cmd_presets,
+        return {"attach": cmd_attach, "stop": cmd_stop, "browse": cmd_browse, "compare": cmd_compare, "presets": cmd_presets,
                 "rewards": cmd_rewards, "eval": cmd_eval}[argv[0]](argv[1:])
+    if argv and not argv[0].startswith("-"):  # training takes no positional argument: a mistyped command
+        import difflib
+        close = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        print(f"error: unknown command {argv[0]!r}.{hint} Commands: {', '.join(SUBCOMMANDS)} "
+              "(or no command to train: grpo-tui --preset P).", file=sys.stderr)
+        return 2
     return cmd_train(argv)
 
 

@@ -33,6 +33,7 @@ from rundir.layout import RunDir
 from rundir.events import State
 from rundir.state import CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, fmt_duration, mean_and_stderr
 from tui.launcher import EngineProcess, launch_engine
+from tui.text import safe_text
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -62,10 +63,17 @@ def step_line(ev: dict[str, Any], names: list[str]) -> str:
     return " | ".join(parts)
 
 
+class SafeTable(Table):
+    """A rich Table whose str cells are shown as literal text (run data is never markup)."""
+
+    def add_row(self, *cells: Any, **kw: Any) -> None:
+        super().add_row(*(safe_text(c) if isinstance(c, str) else c for c in cells), **kw)
+
+
 def status_panel(s: RunState, run_dir: Path, note: str, now: float | None = None) -> Panel:
     """The live panel; `now` while the engine lives, so elapsed time and ETA tick between steps."""
     ev, m = s.last_step or {}, s.metrics
-    t = Table.grid(padding=(0, 2))
+    t = SafeTable.grid(padding=(0, 2))
     t.add_column(style="bold cyan")
     t.add_column()
     t.add_row("state", f"{s.state}{' (' + s.state_detail + ')' if s.state_detail else ''}")
@@ -94,8 +102,26 @@ def _reward_trend(rewards: list[float]) -> str:
     return f"first {k} steps {first:.3f} ± {fe:.3f}  ->  last {k} steps {last:.3f} ± {le:.3f}"
 
 
+def wrong_answer_line(run_dir: Path) -> str:
+    """Wrong answers by kind over the run, and at the last step (from rollouts.jsonl)."""
+    from collections import Counter
+
+    from engine.rewards.error_kinds import ERROR_KINDS, error_counts
+    from rundir.rollouts import read_rollouts
+
+    per_step = error_counts(read_rollouts(run_dir)[0])
+    if not per_step:
+        return ""
+    total = sum(per_step.values(), Counter())
+    last_step = max(per_step)
+
+    def fmt(c: Counter) -> str:
+        return ", ".join(f"{ERROR_KINDS[k]} {c[k]}" for k in ERROR_KINDS if c[k]) or "none"
+    return f"{fmt(total)}  (step {last_step}: {fmt(per_step[last_step])})"
+
+
 def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None) -> None:
-    t = Table(title="Run summary", show_header=False, title_style="bold")
+    t = SafeTable(title="Run summary", show_header=False, title_style="bold")
     t.add_column(style="bold")
     t.add_column()
     t.add_row("status", s.outcome(code) + (f"  (engine exit code {code})" if code is not None else ""))
@@ -125,13 +151,16 @@ def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None
         t.add_row("eval (strict)", f"step {first.get('step')}: {_f(first.get('accuracy'), 3)}  ->  "
                                    f"step {last.get('step')}: {_f(last.get('accuracy'), 3)} "
                                    f"[{_f(last.get('ci_low'), 3)}, {_f(last.get('ci_high'), 3)}]")
+    wrong = wrong_answer_line(run_dir)
+    if wrong:
+        t.add_row("wrong answers", wrong)
     if s.last_checkpoint:
         t.add_row("last checkpoint", str(s.last_checkpoint.get("path")))
     t.add_row("run directory", str(run_dir))
     console.print(t)
     if s.errors:
         tb = s.errors[-1].get("traceback") or s.errors[-1].get("message", "")
-        console.print(Panel("\n".join(tb.strip().splitlines()[-15:]), title="engine error", border_style="red"))
+        console.print(Panel(safe_text("\n".join(tb.strip().splitlines()[-15:])), title="engine error", border_style="red"))
 
 
 def how_to_stop(run_dir: Path) -> str:
@@ -173,7 +202,7 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
             s.add(ev)
             line = event_line(ev, s)
             if line is not None:
-                console.print(Text(line[0], style=line[1]))  # run text is data, never markup
+                console.print(safe_text(line[0], style=line[1]))  # run text is data, never markup
 
     old = {sig: signal.signal(sig, on_signal) for sig in _WATCH_SIGNALS}
     live = Live(status_panel(s, run.root, note), console=console, refresh_per_second=4,
@@ -251,7 +280,7 @@ def event_line(ev: dict[str, Any], s: RunState) -> tuple[str, str] | None:
 def _say(console: Console, text: str, style: str | None = None) -> None:
     # after SIGHUP the terminal may be gone: the message is a courtesy, never a crash
     try:
-        console.print(Text(text, style=style or ""), soft_wrap=True)
+        console.print(safe_text(text, style=style or ""), soft_wrap=True)
     except OSError:
         pass
 
@@ -288,7 +317,7 @@ def run_headless(preset: str | None, run_dir: Path, max_steps: int | None = None
                  overrides: list[str] = (), resume: bool = False, restart: bool = False) -> int:
     console = Console()
     engine = launch_engine(preset, run_dir, max_steps, overrides, resume, restart)
-    console.print(f"engine pid {engine.pid}, run directory {run_dir}")
+    console.print(safe_text(f"engine pid {engine.pid}, run directory {run_dir}"))
     if not engine.wait_started():
         code = engine.wait()
         sys.stderr.write(engine.preflight_output())

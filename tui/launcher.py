@@ -41,13 +41,44 @@ def engine_command(preset: str | None, run_dir: Path, max_steps: int | None = No
     return cmd
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def check_request(preset: str | None, run_dir: Path, max_steps: int | None = None, overrides: list[str] = (),
+                  resume: bool = False, restart: bool = False) -> str | None:
+    """What the engine's pre-flight would refuse without loading anything heavy (unknown preset, bad --set,
+    a run directory that already holds a run), as its message; None when the request looks fine.
+    Run by the UIs before launching, so such mistakes fail in well under a second."""
+    import argparse
+
+    from engine.run import check_request as engine_check
+    from rundir.errors import GrpoTuiError
+
+    args = argparse.Namespace(preset=preset, run_dir=Path(run_dir), max_steps=max_steps,
+                              overrides=list(overrides), resume=resume, restart=restart)
+    try:
+        engine_check(args)
+    except GrpoTuiError as e:  # PresetError, UnsafeRunDir (a locked or foreign run directory)
+        return str(e)
+    return None
+
+
 class EngineProcess:
     """A detached engine. Its pre-flight output (before engine.log exists) is kept in a temp file."""
 
-    def __init__(self, proc: subprocess.Popen, run_dir: Path, preflight_log: Path) -> None:
+    def __init__(self, proc: subprocess.Popen, run_dir: Path, preflight_log: Path, events_size: int = -1) -> None:
         self.proc, self.run = proc, RunDir(Path(run_dir))
         self.preflight_log = preflight_log
         self._preflight_text: str | None = None
+        self.events_size = events_size  # events.jsonl's size before launch (-1: none): a resumed run's log exists
+
+    def started(self) -> bool:
+        """Whether this engine wrote to events.jsonl (an engine refused in pre-flight writes nothing)."""
+        return _size(self.run.events) > self.events_size
 
     @property
     def pid(self) -> int:
@@ -77,21 +108,22 @@ class EngineProcess:
         """Wait until the engine wrote events.jsonl, or exited. True if the run started."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.run.events.exists():
+            if self.started():
                 return True
             if self.proc.poll() is not None:
-                return self.run.events.exists()
+                return self.started()
             time.sleep(0.05)
-        return self.run.events.exists()
+        return self.started()
 
 
 def launch_engine(preset: str | None, run_dir: Path, max_steps: int | None = None,
                   overrides: list[str] = (), resume: bool = False, restart: bool = False) -> EngineProcess:
     """Start `python -m engine train` detached (own session, no stdin, output to engine.log)."""
+    events_size = _size(RunDir(Path(run_dir)).events)
     fd, log_path = tempfile.mkstemp(prefix="grpo-tui-preflight-", suffix=".log")
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{PREFLIGHT_LOG_ENV: log_path})
     proc = subprocess.Popen(engine_command(preset, run_dir, max_steps, overrides, resume, restart),
                             stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env)
     os.close(fd)
-    return EngineProcess(proc, run_dir, Path(log_path))
+    return EngineProcess(proc, run_dir, Path(log_path), events_size)

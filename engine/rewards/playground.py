@@ -15,6 +15,9 @@ from .guard import guard
 from .spec import RewardSpecError, resolve_reward
 
 
+EXAMPLE_COMPLETION = "<reasoning>\n3 apples plus 4 apples make 7 apples.\n</reasoning>\n<answer>\n7\n</answer>"
+
+
 def _split(entry: Any, name: str) -> tuple[float, dict]:
     if isinstance(entry, (int, float)) and not isinstance(entry, bool):
         return float(entry), {}

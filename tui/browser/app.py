@@ -29,11 +29,17 @@ from tui.browser.snapshot import prefetch
 class BrowserApp(App[int]):
     CSS_PATH = "browser.tcss"
     TITLE = "grpo-tui browse"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (150, "-wide")]
 
     def __init__(self, run_dir: Path | None, runs_root: Path = Path("runs"), poll_s: float = POLL_S) -> None:
         super().__init__()
         self.run_dir, self.runs_root, self.poll_s = run_dir, Path(runs_root), poll_s
         self._prefetched = prefetch(Path(run_dir)) if run_dir is not None else None
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Notifications quote run data and typed filters: always literal text."""
+        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=False)
 
     def on_mount(self) -> None:
         if self.run_dir is not None:
@@ -55,5 +61,8 @@ def run_browser(run_dir: Path | None, runs_root: Path = Path("runs")) -> int:
             print(f"error: {run_dir} is not a run directory (no rollouts.jsonl, events.jsonl or config.json)",
                   file=sys.stderr)
             return 2
-    result = BrowserApp(run_dir, runs_root).run()
+    app = BrowserApp(run_dir, runs_root)
+    result = app.run()
+    if app.return_code:  # it crashed (Textual printed the traceback): never report success
+        return app.return_code
     return int(result or 0)

@@ -9,6 +9,8 @@ from rich.text import Text
 from textual import events
 from textual.widgets import RichLog
 
+from tui.text import safe_text
+
 TAG = re.compile(r"</?(reasoning|answer|think)>")
 TAG_STYLE = {"reasoning": "bold magenta", "think": "bold magenta", "answer": "bold cyan"}
 BODY_STYLE = {"reasoning": "", "think": "", "answer": "bold"}
@@ -83,7 +85,7 @@ def describe_completion(step: int, group: dict[str, Any], index: int) -> Text:
     head.append("  ".join(f"{k} {_fmt(v)}" for k, v in rewards.items()), style="dim")
     head.append("\n\n")
     head.append_text(highlight_completion(str(c.get("text", "")), extracted, bool(c.get("correct"))))
-    return head
+    return safe_text(head)
 
 
 class CompletionView(RichLog):
@@ -123,7 +125,7 @@ class CompletionView(RichLog):
             return
         self._shown = key
         self._text = describe_completion(step, group, index)
-        self.border_subtitle = f"gold {group.get('gold', '?')}"
+        self.border_subtitle = safe_text(f"gold {group.get('gold', '?')}", one_line=True)
         self._write()
 
     @property

@@ -17,6 +17,7 @@ from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
 from rundir.state import CLIPPED, CORRECT, MEAN_LENGTH, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, reward_key
+from tui.text import safe_text
 
 SMOOTHING = 0.8
 # 256-colour codes: plotext and rich draw the same colour from the same number, so the legend
@@ -92,6 +93,13 @@ def _points(width: int) -> int:
     return max(8, width - 12)  # one point per column of plot area (the axes take ~12)
 
 
+def settle(ys: list[float | None], digits: int = 12) -> list[float | None]:
+    """Values rounded to `digits` significant digits: an EMA of a constant series comes back as
+    23.9999999999999964 / 24.0000000000000000, which plotext would draw as full-height noise with
+    absurd axis labels; rounded, it is the constant it was."""
+    return [None if y is None else float(f"{y:.{digits}g}") for y in ys]
+
+
 def step_ticks(lo: float, hi: float, most: int = 5) -> list[int]:
     """A few whole-number steps between lo and hi (plotext would label 1.25, 1.50, ...)."""
     lo_i, hi_i = int(lo), int(round(hi))
@@ -110,7 +118,7 @@ def legend(items: list[tuple[str, int]]) -> Text:
         if i:
             t.append("  ")
         t.append("━" + label, style=f"bold color({color})")
-    return t
+    return safe_text(t)  # reward names come from the run's config
 
 
 class RewardCurves(Vertical):
@@ -163,7 +171,7 @@ class RewardCurves(Vertical):
 
     def _line(self, plt: Plot, ys: list, width: int, color: int, yside: str = "left") -> bool:
         if self.smoothing:
-            ys = smooth(ys, SMOOTHING)
+            ys = settle(smooth(ys, SMOOTHING))
         xs, vs = downsample(self.model.steps, ys, _points(width))
         if not xs:
             return False

@@ -9,6 +9,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from tui.text import safe_text
+
 
 class ConfirmStop(ModalScreen[bool]):
     BINDINGS = [Binding("y", "answer(True)", "Stop"), Binding("n,escape", "answer(False)", "Cancel")]
@@ -42,9 +44,9 @@ class QuitDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Quit the dashboard", classes="dialog-title")
-            yield Static("The engine is still training. Leave it running in the background "
-                         f"(re-attach with: grpo-tui attach {self.run_dir}) or stop it "
-                         "(it finishes the step and writes a checkpoint)?")
+            yield Static(safe_text("The engine is still training. Leave it running in the background "
+                                   f"(re-attach with: grpo-tui attach {self.run_dir}) or stop it "
+                                   "(it finishes the step and writes a checkpoint)?"))
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Leave running (l)", variant="primary", id="leave")
                 yield Button("Stop training (s)", variant="error", id="stop")
@@ -68,10 +70,10 @@ class PresetPicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(f"Switch preset (now: {self.current})", classes="dialog-title")
+            yield Label(safe_text(f"Switch preset (now: {self.current})"), classes="dialog-title")
             yield Static("The engine checkpoints at the step boundary and continues from the latest "
                          "weights under the new preset, in the same run directory.")
-            yield OptionList(*[Option(f"{name}  [dim]{desc}[/dim]" if desc else name, id=name)
+            yield OptionList(*[Option(safe_text(name) + safe_text(f"  {desc}" if desc else "", style="dim"), id=name)
                                for name, desc in self.presets], id="preset-list")
             yield Input(placeholder="or a preset name / path to a .toml file, then Enter", id="preset-input")
 
@@ -107,7 +109,7 @@ class PreflightError(ModalScreen[None]):
         with Vertical(classes="dialog wide"):
             yield Label("The engine did not start", classes="dialog-title")
             with VerticalScroll(id="preflight-scroll"):
-                yield Static(self.output.strip() or "(no output)", id="preflight-text", markup=False)
+                yield Static(safe_text(self.output.strip() or "(no output)"), id="preflight-text", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close (enter)", variant="primary", id="close")
 

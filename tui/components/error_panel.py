@@ -9,6 +9,8 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from tui.text import safe_text
+
 
 def tail_lines(path: Path, n: int = 30, max_bytes: int = 64 << 10) -> str:
     """The last n lines of a (possibly large) text file."""
@@ -44,6 +46,6 @@ class ErrorPanel(VerticalScroll):
         if log_tail.strip():
             t.append("\nengine.log (last lines):\n", style="dim bold")
             t.append(log_tail + "\n", style="dim")
-        self.query_one("#error-text", Static).update(t)
+        self.query_one("#error-text", Static).update(safe_text(t))
         self.add_class("-visible")
         self.scroll_end(animate=False)

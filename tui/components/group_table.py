@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from rundir.rollouts import RolloutIndex
+from tui.text import safe_text
 
 
 def short_names(names: list[str]) -> dict[str, str]:
@@ -26,6 +27,15 @@ def short_names(names: list[str]) -> dict[str, str]:
         out[name] = short
     shorts = list(out.values())
     return {n: (s if shorts.count(s) == 1 else n[:8]) for n, s in out.items()}
+
+
+ANSWER_CHARS = 16  # wide enough for "Eli has 17.50"; a longer answer ends in "…" so a cut one is visible
+
+
+def ellipsize(s: str, n: int) -> str:
+    """s on one line, at most n characters, ending in "…" when cut."""
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 def _num(x: Any, signed: bool = False) -> Text:
@@ -119,9 +129,11 @@ class GroupTable(Vertical):
         h.append(f"/{steps[-1]}" if steps else "")
         h.append("  following latest" if self.follow else "  (f: follow latest)",
                  style="green" if self.follow else "yellow")
-        h.append(f"   group {self.group_pos + 1}/{len(self._groups)}", style="bold")
+        # Group numbers are the records' own (from 0, as in rollouts.jsonl, exports and the browser's grp column).
+        h.append(f"   group {group.get('group', '?')}", style="bold")
+        h.append(f" ({self.group_pos + 1} of {len(self._groups)})")
         h.append("   gold ", style="dim")
-        h.append(str(group.get("gold", "?")), style="bold green")
+        h.append(" ".join(str(group.get("gold", "?")).split()), style="bold green")
         correct = sum(1 for c in comps if c.get("correct"))
         h.append(f"   correct {correct}/{len(comps)}")
         if len(totals) > 1 and max(totals) - min(totals) < 1e-9:
@@ -129,7 +141,7 @@ class GroupTable(Vertical):
         h.append("\n")
         prompt = " ".join(str(group.get("prompt", "")).split())
         h.append(prompt, style="italic")
-        self.query_one("#group-header", Static).update(h, layout=False)  # fixed height (dashboard.tcss)
+        self.query_one("#group-header", Static).update(safe_text(h), layout=False)  # fixed height (dashboard.tcss)
 
     def _fill(self, group: dict[str, Any], keep_row: bool) -> None:
         table = self.table
@@ -146,15 +158,17 @@ class GroupTable(Vertical):
             table.clear(columns=True)
             short = short_names(names)
             for col in columns:
-                table.add_column(short.get(col, col), key=col)
+                table.add_column(safe_text(short.get(col, col), one_line=True), key=col)
             self._columns = columns
         else:
             table.clear()
         for i, c in enumerate(comps):
             rewards = c.get("rewards") or {}
             extracted = c.get("extracted")
-            answer = Text("—", style="dim") if extracted is None else Text(str(extracted)[:10])
             ok = Text("✓", style="bold green") if c.get("correct") else Text("✗", style="red")
+            answer = (Text("—", style="dim") if extracted is None
+                      else safe_text(ellipsize(str(extracted), ANSWER_CHARS), one_line=True,
+                                     style="green" if c.get("correct") else "yellow"))
             table.add_row(Text(str(i + 1), justify="right"), _num(c.get("total")),
                           _num(c.get("advantage"), signed=True), ok, answer,
                           Text(str(c.get("tokens", "?")), justify="right"),

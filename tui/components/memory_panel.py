@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
 from rundir.state import RunState
+from tui.text import safe_text
 
 
 def _gb(x: Any) -> str:
@@ -53,7 +54,7 @@ class MemoryPanel(Vertical):
         total = last.get("total_gb")
         t = _Lines()
         if gpu:
-            t.add_row("card", Text(f"{last.get('device')}  {_gb(total)}"), Text(""))
+            t.add_row("card", safe_text(f"{last.get('device')}  {_gb(total)}"), Text(""))
             t.add_row("allocated", Text(_gb(last.get("allocated_gb"))), _bar(last.get("allocated_gb"), total))
             t.add_row("reserved", Text(_gb(last.get("reserved_gb"))), _bar(last.get("reserved_gb"), total))
             t.add_row("peak", Text(_gb(last.get("peak_gb"))), _bar(last.get("peak_gb"), total))

@@ -12,6 +12,7 @@ from textual.widgets import Static
 
 from rundir.events import Command, State
 from rundir.state import RunState, fmt_duration
+from tui.text import safe_text
 
 STATE_STYLE = {
     "starting": "bold cyan", "loading_model": "bold cyan", "running": "bold green",
@@ -31,6 +32,7 @@ class EngineLink:
     pid: int | None = None
     gone: bool = False  # the log says active but the process is gone (killed, crashed)
     exit_code: int | None = None
+    preset: str | None = None  # the --preset asked for: shown until the engine's run_start names it
 
 
 def _bar(frac: float, width: int = 14) -> Text:
@@ -53,6 +55,7 @@ class _Rows:
     def add_row(self, label: str, value: Text) -> None:
         line = Text(f"{label:<{LABEL_WIDTH}}", style="dim", no_wrap=True, overflow="ellipsis")
         line.append_text(value)
+        line = safe_text(line)  # run data (preset, paths, details) shown literally
         line.no_wrap, line.overflow = True, "ellipsis"
         self.lines.append(line)
 
@@ -121,7 +124,7 @@ class StatusPanel(Static):
         speed.append(f"  {tps:,.0f} tok/s" if isinstance(tps, (int, float)) else "  - tok/s")
         speed.append(f"  ETA {fmt_duration(m.eta(now) if live else None)}")
         t.add_row("Speed", speed)
-        preset = Text(m.preset, style="bold")
+        preset = Text(m.preset if m.preset != "?" or not link.preset else link.preset, style="bold")
         if m.run_starts > 1:
             preset.append(f"  (engine start {m.run_starts})", style="dim")
         t.add_row("Preset", preset)
