@@ -33,6 +33,7 @@ from rundir.events import EventWriter
 from engine.rewards import GuardedReward, extract_answer, is_correct, resolve_reward
 from rundir.rollouts import RolloutWriter
 from rundir.layout import RunDir
+from engine.train.phases import EXCLUDED, PhaseTimingMixin
 from engine.train.telemetry import MemoryProbe
 
 REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
@@ -103,8 +104,8 @@ def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None 
     )
 
 
-class RecordingGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer that hands every scored generation batch to a recorder."""
+class RecordingGRPOTrainer(PhaseTimingMixin, GRPOTrainer):
+    """GRPOTrainer that hands every scored generation batch to a recorder (and times its phases)."""
 
     recorder: "RolloutRecorder | None" = None
 
@@ -117,6 +118,11 @@ class RecordingGRPOTrainer(GRPOTrainer):
         out = super()._generate_and_score_completions(inputs)
         if self.recorder is None and distributed.world_size() == 1:
             return out
+        with self.phase("recording"):
+            self._record(out)
+        return out
+
+    def _record(self, out: dict) -> None:
         scored_inputs, completions, completion_ids, rewards = self._last_scored
         advantages = out["advantages"].detach().float().cpu()
         # rewards are already gathered over processes (in rank order); gather the rest the same way so
@@ -129,7 +135,6 @@ class RecordingGRPOTrainer(GRPOTrainer):
                 completions=[c for p in parts for c in p[1]], completion_ids=[c for p in parts for c in p[2]],
                 rewards=rewards.detach().float().cpu(), advantages=torch.cat([p[3] for p in parts]),
                 eos_ids=set(self.eos_token_ids) | {self._tokenizer.pad_token_id})
-        return out
 
 
 class RolloutRecorder:
@@ -324,6 +329,8 @@ class EngineCallback(TrainerCallback):
             tps = (tokens - self.last_tokens) / step_time if self.last_tokens is not None and step_time > 0 else (
                 tokens / step_time if step_time > 0 else None)
             self.last_tokens = tokens
+        timer = getattr(self.trainer, "phase_timer", None)
+        phase_s, gen_tps = timer.snapshot() if timer is not None else (None, None)
         recent = self.step_times[-10:]
         eta = (self.max_steps - state.global_step) * (sum(recent) / len(recent))
         metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()}
@@ -335,6 +342,7 @@ class EngineCallback(TrainerCallback):
             self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
                              epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
                              tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
+                             phase_s=phase_s, generation_tokens_per_s=gen_tps,
                              elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
                              correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
         self._emit_memory(state.global_step)
@@ -426,6 +434,9 @@ class EngineCallback(TrainerCallback):
             self.events.state("paused", step=state.global_step)
             self.events.emit("command", id=cid, command="pause", status="done")
         paused_at = time.time()
+        timer = getattr(self.trainer, "phase_timer", None)
+        if timer is not None:
+            timer.enter(EXCLUDED)
         cmds = list(pending)
         while True:
             if not cmds:
@@ -465,9 +476,18 @@ class EngineCallback(TrainerCallback):
                 break
         self.watcher.paused.clear()
         self.t_last += time.time() - paused_at  # paused time is not step time
+        if timer is not None:
+            timer.exit(EXCLUDED)
         if not self.stop_requested:
             with self.lock:
                 self.events.state("running", step=state.global_step)
+
+    def exclude(self, seconds: float) -> None:
+        """Leave seconds that just passed (an in-run eval) out of the step time and its phases."""
+        self.t_last += seconds
+        timer = getattr(self.trainer, "phase_timer", None)
+        if timer is not None:
+            timer.discard(seconds)
 
     def _save_now(self, state) -> None:
         with self.lock:
