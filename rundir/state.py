@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from rundir.phases import add_phases
+
 
 @dataclass
 class RunSummary:
@@ -27,6 +29,7 @@ class RunSummary:
     zero_std: list[float] = field(default_factory=list)
     zero_std_before: list[float] = field(default_factory=list)  # dynamic sampling: before filtering
     correct: list[float] = field(default_factory=list)
+    phase_s: dict[str, float] = field(default_factory=dict)  # seconds per step phase, summed over steps
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -67,6 +70,7 @@ class RunSummary:
                 self.zero_std_before.append(m["dynamic_sampling/frac_reward_zero_std_before"])
             if ev.get("correct_frac") is not None:
                 self.correct.append(ev["correct_frac"])
+            add_phases(self.phase_s, ev.get("phase_s"))
         elif typ == "memory":
             self.last_memory = ev
         elif typ == "checkpoint":

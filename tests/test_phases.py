@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from engine.train.phases import PHASES, PhaseTimer, dominant_phase
+from engine.train.phases import PhaseTimer
+from rundir.phases import PHASES, breakdown_text, dominant, sum_phases
 
 
 class Clock:
@@ -87,6 +88,11 @@ def test_other_threads_are_not_timed():
     assert phases["rewards"] == 0.0 and phases["other"] == 3.0
 
 
-def test_dominant_phase():
-    assert dominant_phase({"generation": 6.0, "forward_backward": 3.0, "other": 1.0}) == ("generation", 0.6)
-    assert dominant_phase({"generation": 0.0}) is None
+def test_dominant_phase_and_breakdown_over_steps():
+    steps = [{"phase_s": {"generation": 4.0, "forward_backward": 2.0, "other": 1.0}},
+             {"phase_s": {"generation": 2.0, "forward_backward": 1.0, "bogus": "x"}}, {}]
+    total = sum_phases(steps)
+    assert total == {"generation": 6.0, "forward_backward": 3.0, "other": 1.0}
+    assert dominant(total) == ("generation", 0.6)
+    assert breakdown_text(total) == "generate 60% · fwd+bwd 30% · other 10%"
+    assert dominant({"generation": 0.0}) is None

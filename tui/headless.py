@@ -23,6 +23,7 @@ from rich.text import Text
 from rundir.control import send_command
 from rundir.events import EventTail
 from rundir.layout import RunDir
+from rundir.phases import REMEDIES, breakdown_text, dominant
 from rundir.state import RunSummary, fmt_duration, mean_and_stderr
 from tui.launcher import EngineProcess, launch_engine
 
@@ -66,6 +67,9 @@ def status_panel(s: RunSummary, run_dir: Path, note: str) -> Panel:
     t.add_row("reward", f"{_f(m.get('reward'))}   {rewards}")
     t.add_row("groups", f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}  correct {_f(ev.get('correct_frac'), 2)}  "
                         f"len {_f(m.get('completions/mean_length'), 0)}  truncated {_f(m.get('completions/clipped_ratio'), 2)}")
+    if isinstance(ev.get("phase_s"), dict):
+        gen = ev.get("generation_tokens_per_s")
+        t.add_row("step time", breakdown_text(ev["phase_s"]) + (f"   generation {gen:,.0f} tok/s" if gen else ""))
     t.add_row("memory", memory_text(s.last_memory))
     t.add_row("run", f"{s.preset} ({s.model})  {run_dir}")
     if note:
@@ -93,6 +97,11 @@ def print_summary(console: Console, s: RunSummary, run_dir: Path, code: int | No
         t.add_row("zero-std groups", line)
     if s.correct:
         t.add_row("correct", f"{s.correct[-1]:.2f} at the last step")
+    top = dominant(s.phase_s)
+    if top:
+        name, share = top
+        t.add_row("step time", breakdown_text(s.phase_s, top=6))
+        t.add_row("dominant phase", f"{name} ({100 * share:.0f}%): cut it with {REMEDIES[name]}")
     if s.dataset:
         t.add_row("data", f"{s.dataset.get('rows_used')} rows used, {s.dataset.get('rows_skipped')} skipped "
                           f"{s.dataset.get('skipped') or ''}")

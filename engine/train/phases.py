@@ -22,20 +22,9 @@ from typing import Any, Iterator
 import torch
 from transformers import TrainerCallback
 
-EXCLUDED = "excluded"  # a pause: neither a phase nor step time, whatever runs inside it
-PHASES = ("generation", "rewards", "logprobs", "forward_backward", "optimizer", "recording", "checkpoint", "other")
+from rundir.phases import PHASES
 
-# What cuts each phase, for the run summary (the dominant phase is named with its remedy).
-REMEDIES = {
-    "generation": "vLLM (use_vllm) on a GPU, a smaller G (num_generations), shorter max_completion_length",
-    "rewards": "cheaper reward functions (math_verify is the slow one), fewer reward functions",
-    "logprobs": "beta = 0 (no reference pass), num_iterations = 1 (no old-policy pass)",
-    "forward_backward": "fewer LoRA layers (lora_layers), shorter completions, a smaller G",
-    "optimizer": "LoRA instead of full fine-tuning, a lighter optimizer (adamw_8bit)",
-    "recording": "nothing in the preset: rollout writing should stay small; report it if it dominates",
-    "checkpoint": "a larger save_steps",
-    "other": "nothing in the preset: time outside the timed phases (data loading, callbacks)",
-}
+EXCLUDED = "excluded"  # a pause: neither a phase nor step time, whatever runs inside it
 
 
 class PhaseTimer:
@@ -111,15 +100,6 @@ class PhaseTimer:
         self._seconds = {}
         self._gen_tokens, self._gen_s = 0, 0.0
         return out, (round(tps, 2) if tps is not None else None)
-
-
-def dominant_phase(phase_s: dict[str, float]) -> tuple[str, float] | None:
-    """The phase with the most seconds and its share of the total, or None when nothing was timed."""
-    total = sum(v for v in phase_s.values() if isinstance(v, (int, float)))
-    if total <= 0:
-        return None
-    name = max(phase_s, key=lambda k: phase_s[k] if isinstance(phase_s[k], (int, float)) else -1)
-    return name, phase_s[name] / total
 
 
 class PhaseCallback(TrainerCallback):

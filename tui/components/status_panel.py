@@ -9,6 +9,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from rundir.phases import breakdown_text
 from tui.components.run_model import RunModel, fmt_duration
 
 STATE_STYLE = {
@@ -114,6 +115,12 @@ class StatusPanel(Static):
         speed.append(f"  {tps:,.0f} tok/s" if isinstance(tps, (int, float)) else "  - tok/s")
         speed.append(f"  ETA {fmt_duration(last.get('eta_s')) if m.active else '-'}")
         t.add_row("Speed", speed)
+        if isinstance(last.get("phase_s"), dict):  # where the last step's seconds went (issue 17)
+            phases = Text(breakdown_text(last["phase_s"], top=3) or "-")
+            gen = last.get("generation_tokens_per_s")
+            if isinstance(gen, (int, float)):
+                phases.append(f"  gen {gen:,.0f} tok/s", style="dim")
+            t.add_row("Step time", phases)
         preset = Text(m.preset, style="bold")
         if m.run_starts > 1:
             preset.append(f"  (engine start {m.run_starts})", style="dim")
