@@ -199,7 +199,12 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
         print(f"{report.rows_used} training rows ({sum(report.skipped.values())} skipped); loading {cfg.model.name}",
               flush=True)
         from engine.train.sft import before_grpo, starting_model  # issue 7: SFT stage, curriculum pre-pass
-        loaded = load_model(starting_model(cfg, run.root), device, log=lambda m: print(m, flush=True))
+        def model_log(message: str) -> None:  # the one-time GGUF conversion's progress, also as the state detail
+            print(message, flush=True)
+            with lock:
+                events.state("loading_model", detail=message)
+
+        loaded = load_model(starting_model(cfg, run.root), device, log=model_log)
         n_params = sum(p.numel() for p in loaded.model.parameters())
         if cfg.sft.enabled or cfg.curriculum.prepass:
             rows = before_grpo(cfg, run.root, loaded, rows, events, lock, watcher, device)
