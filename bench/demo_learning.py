@@ -58,6 +58,7 @@ class RunReport:
     steps: int = 0
     wall_min: float | None = None
     first_step_s: float | None = None  # run_start (or launch) to the first step event
+    startup: str = "-"  # where the seconds before the first step went
     signal_step: int | None = None
     signal_min: float | None = None
     z_end: float | None = None
@@ -83,6 +84,7 @@ def analyze(run_dir: Path, launched_t: float | None = None) -> RunReport:
         r.wall_min = ((ends[-1] if ends else steps[-1])["t"] - t0) / 60
     if t0 is not None and steps:
         r.first_step_s = steps[0]["t"] - t0
+        r.startup = startup_text(events, launched_t)
     rewards = [float((e.get("metrics") or {}).get("reward", math.nan)) for e in steps]
     for n in range(MIN_STEPS_FOR_SIGNAL, len(rewards) + 1):
         z = signal_z(rewards[:n])
@@ -110,6 +112,23 @@ def analyze(run_dir: Path, launched_t: float | None = None) -> RunReport:
     return r
 
 
+def startup_text(events: list[dict[str, Any]], launched_t: float | None) -> str:
+    """'imports 9 + model 2 + trainer 1 + step 1 21': seconds from launch (or run_start) to the first step."""
+    def t(pred: Any) -> float | None:
+        return next((e["t"] for e in events if pred(e)), None)
+    start = t(lambda e: e.get("type") == "run_start")
+    model = t(lambda e: e.get("type") == "model")
+    running = t(lambda e: e.get("type") == "state" and e.get("state") == "running")
+    first = t(lambda e: e.get("type") == "step")
+    loading = t(lambda e: e.get("type") == "state" and e.get("state") == "loading_model")
+    if None in (start, model, running, first, loading):
+        return "-"
+    parts = [("imports", start - launched_t)] if launched_t else []
+    parts += [("data", loading - start), ("model", model - loading), ("trainer", running - model),
+              ("step 1", first - running)]
+    return " + ".join(f"{name} {secs:.0f}" for name, secs in parts)
+
+
 def _acc(x: tuple[int, int] | None) -> str:
     if not x:
         return "-"
@@ -126,6 +145,7 @@ def report_lines(reports: list[RunReport]) -> list[str]:
         ("steps", [str(r.steps) for r in reports]),
         ("wall minutes (run_start to run_end)", [_num(r.wall_min) for r in reports]),
         ("seconds to the first step", [_num(r.first_step_s, "{:.0f}") for r in reports]),
+        ("  of which (s)", [r.startup for r in reports]),
         ("minutes to signal (z > 2)", [f"{_num(r.signal_min)} (step {r.signal_step})" if r.signal_step else "no signal"
                                        for r in reports]),
         ("reward first fifth", [f"{r.reward_first[0]:.3f} ± {r.reward_first[1]:.3f}" if r.reward_first else "-"
