@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all", action="store_true", help="also eager attention, G/2 and 3/4 length (slower to run)")
     a = p.parse_args(argv)
     print(f"load: {os.getloadavg()}  torch threads {torch.get_num_threads()}", flush=True)
+    threads = torch.get_num_threads()
     model, tok = load()
     ids = demo_prompt_ids(tok)
     print(f"prompt {len(ids)} tokens, G={a.G}, {a.new} new tokens; attention={model.config._attn_implementation}",
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 return generate(model, tok, ids, a.G, a.new)
             finally:
-                torch.set_num_threads(2)
+                torch.set_num_threads(threads)
         variants["generate: 1 torch thread"] = one_thread
     if a.only in (None, "backward"):
         from peft import LoraConfig, get_peft_model
@@ -100,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         peft8.train(), peft4.train()
         variants["fwd+bwd: LoRA top 8 layers (baseline)"] = lambda: forward_backward(peft8, ids, a.G, a.new)
         variants["fwd+bwd: LoRA top 4 layers"] = lambda: forward_backward(peft4, ids, a.G, a.new)
+
+        def one_thread_fb() -> float:
+            torch.set_num_threads(1)
+            try:
+                return forward_backward(peft8, ids, a.G, a.new)
+            finally:
+                torch.set_num_threads(threads)
+        variants["fwd+bwd: 1 torch thread"] = one_thread_fb
     times: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(a.rounds):
         for name, fn in variants.items():

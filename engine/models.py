@@ -161,6 +161,29 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def pick_threads(requested: int, device: str) -> int | None:
+    """Set torch's CPU threads; returns the number set, or None when torch's default stays.
+
+    On a CPU shared with other jobs, torch's one-thread-per-core default is several
+    times slower than fewer threads (its threads wait on each other while the other
+    jobs hold the cores: measured 9x on a 2-core machine at load 25, bench/cpu_levers.py),
+    so auto takes the cores that are free at start.
+    """
+    if requested > 0:
+        torch.set_num_threads(requested)
+        return requested
+    if device != "cpu":
+        return None
+    cores = torch.get_num_threads()
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # no load average on this platform: keep torch's default
+        return None
+    threads = max(1, min(cores, int(cores - busy + 0.5)))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def pick_dtype(cfg: ModelConfig, device: str) -> torch.dtype:
     if cfg.dtype != "auto":
         return getattr(torch, cfg.dtype)

@@ -147,7 +147,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
     import torch
     from engine.data.loader import load_rows, to_dataset
     from rundir.events import EventWriter
-    from engine.models import load_model, lora_config, pick_device
+    from engine.models import load_model, lora_config, pick_device, pick_threads
     from rundir.rollouts import RolloutWriter
     from engine.train.telemetry import MemoryProbe
     from engine.train.grpo import (CommandWatcher, EngineCallback, RecordingGRPOTrainer, RolloutRecorder,
@@ -198,6 +198,9 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
             events.state("loading_model")
         print(f"{report.rows_used} training rows ({sum(report.skipped.values())} skipped); loading {cfg.model.name}",
               flush=True)
+        threads = pick_threads(cfg.train.torch_threads, device)
+        if threads is not None:
+            print(f"torch threads: {threads} (train.torch_threads = {cfg.train.torch_threads}; 0 is auto)", flush=True)
         from engine.train.sft import before_grpo, starting_model  # issue 7: SFT stage, curriculum pre-pass
         def model_log(message: str) -> None:  # the one-time GGUF conversion's progress, also as the state detail
             print(message, flush=True)

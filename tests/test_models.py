@@ -29,3 +29,32 @@ def test_conversion_into_an_empty_cache_logs_progress_size_and_time(tmp_path, mo
     assert lines[-1].startswith("converted SmolLM2-135M-Instruct.Q4_1.gguf") and " MB) in " in lines[-1]
     n = len(lines)
     assert ensure_smollm2(lines.append) == out and len(lines) == n  # cached: converted once
+
+
+def test_pick_threads_fixed_auto_and_gpu(monkeypatch):
+    import os
+
+    import torch
+
+    from engine.models import pick_threads
+    before = torch.get_num_threads()
+    try:
+        assert pick_threads(1, "cpu") == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(4)
+        monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+        assert pick_threads(0, "cpu") == 1 and torch.get_num_threads() == 1  # 4 cores, ~3 busy
+        torch.set_num_threads(4)
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+        assert pick_threads(0, "cpu") == 4
+        monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 0.0, 0.0))
+        assert pick_threads(0, "cpu") == 1  # never below one
+        torch.set_num_threads(3)
+        assert pick_threads(0, "cuda") is None and torch.get_num_threads() == 3  # GPU: torch's default stays
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_negative_torch_threads_is_a_preset_error():
+    from engine.config import PresetError, load_config
+    with pytest.raises(PresetError, match="torch_threads"):
+        load_config("tiny", ["train.torch_threads=-1"])
