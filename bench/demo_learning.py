@@ -6,8 +6,9 @@ the steps so far beats the first fifth by more than 2 standard errors (and the
 minutes to it), the same test over the whole run, the step-time breakdown from
 `phase_s`, and greedy held-out accuracy before and after (the run's in-run
 `eval` events) with Wilson 95% intervals. `--baseline` also runs the previous
-cpu-demo settings, interleaved seed by seed with the new ones, so the ratio
-comes from one run of the bench on one machine load.
+cpu-demo settings (torch's one thread per core instead of the threads free at
+start), interleaved seed by seed with the new ones, so the ratio comes from one
+run of the bench on one machine load.
 
   python bench/demo_learning.py                         # new settings, seeds 1 and 2 (~10 min each on 2 free cores)
   python bench/demo_learning.py --baseline              # ... and the previous settings beside them
@@ -35,9 +36,12 @@ from rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
 from rundir.state import mean_and_stderr  # noqa: E402
 
 # The cpu-demo settings before issue 17, as `--set` overrides of today's preset: what --baseline runs.
-# Empty while the preset's learning-relevant settings are unchanged: --baseline is then a same-settings
-# control run, which shows how much of a difference the machine's load alone makes.
-BASELINE_OVERRIDES: list[str] = []
+# Before, torch kept its default of one thread per core whatever the load (train.torch_threads = 0 is now auto).
+def baseline_overrides() -> list[str]:
+    import torch
+    return [f"train.torch_threads={torch.get_num_threads()}"]
+
+
 MIN_STEPS_FOR_SIGNAL = 10  # fifths of fewer steps are two points each: no signal to speak of
 
 
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average at start: {os.getloadavg()}", flush=True)
         reports = []
         for seed in a.seeds:
-            for label, overrides in [("new", [])] + ([("baseline", BASELINE_OVERRIDES)] if a.baseline else []):
+            for label, overrides in [("new", [])] + ([("baseline", baseline_overrides())] if a.baseline else []):
                 run_dir = a.out / f"{label}-s{seed}"
                 if run_dir.exists():
                     print(f"error: {run_dir} exists; pass another --out or remove it", file=sys.stderr)
