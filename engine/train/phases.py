@@ -37,7 +37,7 @@ class PhaseTimer:
         self._seconds: dict[str, float] = {}
         self._gen_tokens = 0
         self._gen_s = 0.0
-        self._owed = 0.0  # seconds to leave out of the next charges (pauses, in-run evals)
+        self._owed = 0.0  # seconds to leave out of the next charges (in-run evals; pauses use EXCLUDED)
         self._owner = threading.get_ident()
 
     def _charge(self, now: float) -> None:
