@@ -119,6 +119,8 @@ class TrainConfig:
     max_steps: int = _f(100, "Optimizer steps to train.")
     bf16: bool | None = _f(None, "bf16 mixed precision (default: on for GPUs that support it, off on CPU).")
     seed: int = _f(42, "Seed for data order, sampling and weights init.")
+    torch_threads: int = _f(0, "CPU threads for torch (0 = auto: on a CPU, the cores not busy at start, i.e. cores "
+                               "minus the 1-minute load average, at least 1; with a GPU, torch's default).")
     save_steps: int = _f(0, "Write a checkpoint every N steps (0 = only on command, stop and at the end).")
     save_total_limit: int | None = _f(3, "Keep at most this many checkpoints.")
     save_final: bool = _f(True, "Write a checkpoint when training ends.")
@@ -372,6 +374,8 @@ def validate(cfg: Config) -> None:
                           f"of num_machines ({dist.num_machines}): the same number of processes on every machine.")
     if not 0 <= dist.machine_rank < dist.num_machines:
         raise PresetError(f"{where}: [distributed] machine_rank = {dist.machine_rank} must be in 0..{dist.num_machines - 1}.")
+    if t.torch_threads < 0:
+        raise PresetError(f"{where}: [train] torch_threads = {t.torch_threads}: set 0 (auto) or a number of threads.")
     if t.num_generations < 2:
         raise PresetError(f"{where}: [train] num_generations = {t.num_generations}: GRPO needs at least 2 "
                           "completions per prompt to compare; set num_generations >= 2.")

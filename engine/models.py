@@ -72,21 +72,61 @@ def save_model(model: Any, tokenizer: Any, final: Path, replace: bool = False) -
     return final
 
 
+def _bar(frac: float, width: int = 20) -> str:
+    full = int(round(max(0.0, min(1.0, frac)) * width))
+    return "#" * full + "-" * (width - full)
+
+
+class _ProgressLog:
+    """A tqdm stand-in for transformers' GGUF tensor loop: one log line per tenth, with a bar and time."""
+
+    def __init__(self, log: Any, label: str, t0: float) -> None:
+        self.log, self.label, self.t0 = log, label, t0
+
+    def __call__(self, iterable: Any, desc: str = "", total: int | None = None, **_: Any) -> Any:
+        items = iterable if total or hasattr(iterable, "__len__") else list(iterable)
+        n = total or len(items)
+        shown = -1
+        for i, item in enumerate(items, start=1):
+            yield item
+            tenth = (10 * i) // max(1, n)
+            if tenth > shown:
+                shown = tenth
+                self.log(f"{self.label} [{_bar(i / max(1, n))}] {i}/{n} tensors  {time.time() - self.t0:.0f} s")
+
+
 def ensure_smollm2(log: Any = print) -> Path:
-    """Dequantize the GGUF once into <cache>/smollm2-135m-instruct (safetensors + tokenizer)."""
+    """Dequantize the GGUF once into <cache>/smollm2-135m-instruct (safetensors + tokenizer).
+
+    `log` gets a progress line per tenth of the tensors (the engine shows them as the
+    loading_model state's detail) and the size and time when done.
+    """
     final = cache_root() / SMOLLM2
     if (final / "config.json").exists() and (final / "tokenizer_config.json").exists():
         return final
     gguf = smollm2_gguf()
-    log(f"Converting {gguf.name} to safetensors in {final} (once; about 20 s)")
+    t0 = time.time()
+    mb = gguf.stat().st_size / 1e6
+    log(f"Converting {gguf.name} ({mb:.0f} MB) to safetensors in {final} (once; about 20 s on 2 free cores)")
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers walks the GGUF tensors under tqdm; swap in a reporter for this one load
+    original = gguf_utils.tqdm
+    gguf_utils.tqdm = _ProgressLog(log, f"dequantizing {gguf.name}", t0)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    finally:
+        gguf_utils.tqdm = original
     # Drop the GGUF quantizer so the saved model is a plain float model TRL will train.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    return save_model(model, tok, final)
+    log(f"saving {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M float32 parameters  {time.time() - t0:.0f} s")
+    out = save_model(model, tok, final)
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file()) / 1e6
+    log(f"converted {gguf.name} ({mb:.0f} MB) -> {out} ({size:.0f} MB) in {time.time() - t0:.0f} s")
+    return out
 
 
 def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> Path:
@@ -124,6 +164,29 @@ def resolve_model_path(cfg: ModelConfig, log: Any = print) -> str:
 
 def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_threads(requested: int, device: str) -> int | None:
+    """Set torch's CPU threads; returns the number set, or None when torch's default stays.
+
+    On a CPU shared with other jobs, torch's one-thread-per-core default is several
+    times slower than fewer threads (its threads wait on each other while the other
+    jobs hold the cores: measured 9x on a 2-core machine at load 25, bench/cpu_levers.py),
+    so auto takes the cores that are free at start.
+    """
+    if requested > 0:
+        torch.set_num_threads(requested)
+        return requested
+    if device != "cpu":
+        return None
+    cores = torch.get_num_threads()
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # no load average on this platform: keep torch's default
+        return None
+    threads = max(1, min(cores, int(cores - busy + 0.5)))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def pick_dtype(cfg: ModelConfig, device: str) -> torch.dtype:

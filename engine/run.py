@@ -314,7 +314,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None)
     import torch
     from engine.data.loader import load_rows, to_dataset
     from rundir.events import EventWriter
-    from engine.models import load_model, lora_config, pick_device
+    from engine.models import load_model, lora_config, pick_device, pick_threads
     from rundir.rollouts import RolloutWriter
     from engine.train.telemetry import MemoryProbe
     from engine.train.commands import CommandWatcher
@@ -364,8 +364,15 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None)
         events.state("loading_model")
         print(f"{report.rows_used} training rows ({sum(report.skipped.values())} skipped); loading {cfg.model.name}",
               flush=True)
+        threads = pick_threads(cfg.train.torch_threads, device)
+        if threads is not None:
+            print(f"torch threads: {threads} (train.torch_threads = {cfg.train.torch_threads}; 0 is auto)", flush=True)
         from engine.train.sft import before_grpo, starting_model
-        loaded = load_model(starting_model(cfg, run.root), device, log=lambda m: print(m, flush=True))
+        def model_log(message: str) -> None:  # the one-time GGUF conversion's progress, also as the state detail
+            print(message, flush=True)
+            events.state("loading_model", detail=message)
+
+        loaded = load_model(starting_model(cfg, run.root), device, log=model_log)
         n_params = sum(p.numel() for p in loaded.model.parameters())
         if cfg.sft.enabled or cfg.curriculum.prepass:
             rows = before_grpo(cfg, run.root, loaded, rows, events, watcher, device)

@@ -183,7 +183,25 @@ class StepEvent:
     and `dynamic_sampling/frac_uniform_correct` (groups whose correctness is the
     same across all G, before and after filtering), `dynamic_sampling/extra_groups`,
     `dynamic_sampling/generated_ratio` and `dynamic_sampling/fallback_groups`
-    (docs/eval.md)."""
+    (docs/eval.md).
+
+    `phase_s` holds every one of these keys (rank 0's wall time; each second is
+    charged to exactly one phase, the innermost that was running; a pause and an
+    in-run eval count in neither `step_time_s` nor any phase):
+
+    | phase | what it times |
+    |---|---|
+    | `generation` | sampling the G completions, plus the scoring glue around it (tokenizing, decoding, advantages) |
+    | `rewards` | calling the reward functions |
+    | `logprobs` | the no-grad old-policy and reference-model passes (zero with TRL's defaults: beta = 0, aligned steps) |
+    | `forward_backward` | the loss forward pass and the backward pass |
+    | `optimizer` | gradient clipping, `optimizer.step`, the LR scheduler and zeroing the gradients |
+    | `recording` | TRL's metric logging, writing this event, rollout recording and waiting for it |
+    | `checkpoint` | saving a checkpoint (the step after a save carries it: the save runs after the step event) |
+    | `other` | anything outside those (data loading, callbacks); small |
+
+    The event is written in the middle of `recording`: the rest of that phase
+    counts towards the next step."""
     step: int = info("global step (1-based)")
     max_steps: int | None = info("last step", None)
     epoch: float | None = info("epochs done", None)
@@ -199,6 +217,11 @@ class StepEvent:
     eta_s: float | None = info("estimated seconds to `max_steps`", None)
     correct_frac: float | None = info("fraction of this step's completions whose extracted answer matches the gold",
                                       None)
+    phase_s: dict[str, float] | None = info("seconds of this step per phase (below); the values add up to "
+                                            "`step_time_s`", None)
+    generation_tokens_per_s: float | None = info(
+        "completion tokens generated per second of generation in this step (null when the step generated "
+        "nothing, e.g. `steps_per_generation` > 1)", None)
 
 
 @record("memory")

@@ -27,6 +27,7 @@ from typing import Any, Iterable
 
 from rundir.events import ACTIVE_STATES, RECORDS, State, parse_lines
 from rundir.layout import SCHEMA_VERSION, RunDir
+from rundir.phases import add_phases
 
 # Series kept per step, by the key they have in a step event's metrics.
 REWARD = "reward"
@@ -84,6 +85,7 @@ class RunState:
     errors: list[dict[str, Any]] = field(default_factory=list)  # the last 10
     reward_failures: deque = field(default_factory=lambda: deque(maxlen=20))
     reward_failure_counts: dict[str, int] = field(default_factory=dict)  # reward -> completions, whole run
+    phase_s: dict[str, float] = field(default_factory=dict)  # seconds per step phase, summed over steps
     evals: list[dict[str, Any]] = field(default_factory=list)
     stage: dict[str, Any] | None = None  # the latest `stage` event
     sft_stage: dict[str, Any] | None = None  # the latest `stage` event of the SFT stage
@@ -331,6 +333,7 @@ class RunState:
                   CORRECT: ev.get(CORRECT), STEP_TIME: ev.get(STEP_TIME), TOKENS_PER_S: ev.get(TOKENS_PER_S)}
         for k in self._reward_keys:
             values[k] = metrics[k]
+        add_phases(self.phase_s, ev.get("phase_s"))
         n = len(self.steps)
         self.steps.append(step)
         series = self.series

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from conftest import run_cli
+from engine.train.phases import PHASES
 from rundir.events import read_events
 from rundir.rollouts import read_rollouts
 from rundir.layout import RunDir
@@ -63,6 +64,14 @@ def test_event_log_field_by_field(tiny_run):
             assert f"rewards/{name}/mean" in s["metrics"]
         assert 0.0 <= s["correct_frac"] <= 1.0
         assert s["tokens_per_s"] > 0
+        # where the step went: the phases add up to the step's wall time (issue 17)
+        phases = s["phase_s"]
+        assert set(phases) == set(PHASES) and all(v >= 0 for v in phases.values())
+        assert abs(sum(phases.values()) - s["step_time_s"]) <= 0.03 * s["step_time_s"] + 0.02, (phases, s)
+        for name in ("generation", "rewards", "forward_backward", "optimizer", "recording"):
+            assert phases[name] > 0, (name, phases)
+        assert phases["other"] < 0.1 * s["step_time_s"], phases
+        assert s["generation_tokens_per_s"] > 0
     # distinct_chars varies within groups, so GRPO had signal
     assert any(s["metrics"]["frac_reward_zero_std"] < 1.0 for s in steps)
     mem = [e for e in events if e["type"] == "memory"]

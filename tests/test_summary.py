@@ -202,3 +202,19 @@ def test_attached_headless_lists_commands_switches_and_engine_starts(tmp_path) -
                  "engine start 2: preset b, resuming from /x/checkpoint-2", "command stop rejected: [bold]not now[/bold]"):
         assert line in text, line
     assert "finished" in text and "over 2 engine starts" in text
+
+
+def test_summary_names_the_dominant_phase_and_its_remedy(tmp_path):
+    events = [{"type": "run_start", "preset": "p", "model": "m", "max_steps": 2, "reward_names": ["a"]}]
+    for step in (1, 2):
+        events.append({"type": "step", "step": step, "max_steps": 2, "step_time_s": 10.0,
+                       "metrics": {"reward": 1.0},
+                       "phase_s": {"generation": 6.5, "rewards": 0.1, "logprobs": 0.0, "forward_backward": 3.0,
+                                   "optimizer": 0.3, "recording": 0.05, "checkpoint": 0.0, "other": 0.05}})
+    s = summarize(events)
+    assert s.phase_s["generation"] == 13.0 and s.phase_s["forward_backward"] == 6.0
+    out = io.StringIO()
+    print_summary(Console(file=out, width=200), s, tmp_path, 0)
+    text = out.getvalue()
+    assert "generate 65% · fwd+bwd 30%" in text
+    assert "generation (65%): cut it with vLLM" in text

@@ -29,6 +29,17 @@ def test_private_method_signatures() -> None:
     assert _params(trl_utils.nanstd)[0] == "tensor" and "dim" in _params(trl_utils.nanstd)
 
 
+def test_phase_timing_hook_signatures() -> None:
+    """The methods phase timing wraps (engine/train/trl_hooks.py, HookedGRPOTrainer)."""
+    assert _params(Trainer.training_step)[:3] == ["self", "model", "inputs"]
+    assert _params(GRPOTrainer._prepare_inputs) == ["self", "generation_batch"]
+    assert _params(GRPOTrainer._generate_single_turn)[:2] == ["self", "prompt_ids"]
+    assert "self._generate_single_turn(" in inspect.getsource(GRPOTrainer._generate)
+    assert _params(GRPOTrainer._get_per_token_logps_and_entropies)[:3] == ["self", "model", "input_ids"]
+    assert _params(Trainer._clip_grad_norm) == ["self", "model"]
+    assert _params(Trainer.log)[:2] == ["self", "logs"]
+
+
 def test_private_attributes_are_set_where_expected() -> None:
     # Building a trainer needs a model; the assignments in TRL's __init__ are what the hooks read.
     init = inspect.getsource(GRPOTrainer.__init__)

@@ -121,6 +121,9 @@ def test_dashboard_shows_a_recorded_engine_run(tiny_run: Path) -> None:
             await pilot.pause(0.3)
             plots = list(app.query(CurvePlot))
             assert len(plots) == 2 and all(p.builds >= 1 for p in plots)
+            from tui.components.status_panel import StatusPanel
+            status = str(app.query_one(StatusPanel).render())
+            assert "Step time" in status and "generate" in status and "gen " in status  # phase_s breakdown
             groups = app.query_one(GroupTable)
             assert groups.step == 3 and groups.follow and groups.table.row_count == 4  # tiny: G = 4
             view = app.query_one(CompletionView)

@@ -32,6 +32,7 @@ from rundir.events import EventTail
 from rundir.layout import RunDir
 from rundir.events import State
 from rundir.state import CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, fmt_duration, mean_and_stderr
+from rundir.phases import REMEDIES, breakdown_text, dominant
 from tui.launcher import EngineProcess, launch_engine
 from tui.text import safe_text
 
@@ -83,6 +84,9 @@ def status_panel(s: RunState, run_dir: Path, note: str, now: float | None = None
     t.add_row("reward", f"{_f(m.get('reward'))}   {rewards}")
     t.add_row("groups", f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}  correct {_f(ev.get('correct_frac'), 2)}  "
                         f"len {_f(m.get('completions/mean_length'), 0)}  truncated {_f(m.get('completions/clipped_ratio'), 2)}")
+    if isinstance(ev.get("phase_s"), dict):
+        gen = ev.get("generation_tokens_per_s")
+        t.add_row("step time", breakdown_text(ev["phase_s"]) + (f"   generation {gen:,.0f} tok/s" if gen else ""))
     t.add_row("memory", memory_text(s.last_memory))
     t.add_row("run", f"{s.preset} ({s.model_name})  {run_dir}")
     if note:
@@ -141,6 +145,11 @@ def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None
         t.add_row("correct", f"{correct[-1]:.2f} at the last step")
     if s.sft_stage:
         t.add_row("sft stage", f"{s.sft_status}" + (f", last loss {s.sft_losses[-1]:.4f}" if s.sft_losses else ""))
+    top = dominant(s.phase_s)
+    if top:
+        name, share = top
+        t.add_row("step time", breakdown_text(s.phase_s, top=6))
+        t.add_row("dominant phase", f"{name} ({100 * share:.0f}%): cut it with {REMEDIES[name]}")
     if s.dataset:
         t.add_row("data", f"{s.dataset.get('rows_used')} rows used, {s.dataset.get('rows_skipped')} skipped "
                           f"{s.dataset.get('skipped') or ''}")

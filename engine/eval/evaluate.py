@@ -728,8 +728,8 @@ def make_eval_callback(cfg: Config, run_root: Path, device: str, events: Any, en
             print(f"eval step {step}: {fields['correct']}/{fields['n']} = {100 * fields['accuracy']:.1f}% "
                   f"[{100 * fields['ci_low']:.1f}, {100 * fields['ci_high']:.1f}] "
                   f"(flexible {100 * fields['accuracy_flex']:.1f}%) in {fields['eval_s']:.1f}s", flush=True)
-            if engine_callback is not None and hasattr(engine_callback, "t_last"):
-                engine_callback.t_last += fields["eval_s"]  # eval time is not step time
+            if engine_callback is not None and hasattr(engine_callback, "exclude"):
+                engine_callback.exclude(fields["eval_s"])  # eval time is not step time
 
         def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
             if state.global_step == 0:

@@ -122,6 +122,12 @@ class StepCommands:
     def after_commands(self, state: Any) -> None:
         """Called at the end of every boundary that had commands."""
 
+    def pause_began(self) -> None:
+        """The stage is now blocked in a pause (its time must not count as step time)."""
+
+    def pause_ended(self) -> None:
+        """The pause is over (resumed, stopping or switching)."""
+
     # ----------------------------------------------------------- the machine
     def _emit_state(self, name: str, state: Any) -> None:
         self.events.state(name, **self.state_fields(name, state))
@@ -172,6 +178,7 @@ class StepCommands:
         self.events.state("paused", **self.state_fields("paused", state))
         self.events.emit("command", id=cid, command="pause", status="done")
         paused_at = time.time()
+        self.pause_began()
         held: list[dict] = []
         cmds = list(pending)
         while True:
@@ -208,6 +215,7 @@ class StepCommands:
                 break
         self.watcher.paused.clear()
         self.t_last += time.time() - paused_at  # paused time is not step time
+        self.pause_ended()
         if not self.stop_requested:
             self._emit_state("running", state)
         return held

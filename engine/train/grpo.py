@@ -31,7 +31,8 @@ from engine.rewards import GuardedReward, extract_answer, is_correct, resolve_re
 from rundir.rollouts import CompletionRecord, GroupRecord, RolloutWriter
 from engine.train.commands import CommandWatcher, StepCommands
 from engine.train.telemetry import MemoryProbe
-from engine.train.trl_hooks import HookedGRPOTrainer
+from engine.train.phases import EXCLUDED
+from engine.train.trl_hooks import HookedGRPOTrainer, ScoredBatch
 
 REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
 
@@ -108,7 +109,7 @@ def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None 
 
 
 class RecordingGRPOTrainer(HookedGRPOTrainer):
-    """GRPOTrainer that hands every scored generation batch to a recorder."""
+    """GRPOTrainer that hands every scored generation batch to a recorder (and times its phases)."""
 
     recorder: "RolloutRecorder | None" = None
 
@@ -116,6 +117,11 @@ class RecordingGRPOTrainer(HookedGRPOTrainer):
         if self.recorder is None and distributed.world_size() == 1:
             return super().generate_batch(inputs)
         s = self.score_batch(inputs)
+        with self.phase("recording"):
+            self._record(s)
+        return s.out
+
+    def _record(self, s: ScoredBatch) -> None:
         advantages = s.out["advantages"].detach().float().cpu()
         # rewards are already gathered over processes (in rank order); gather the rest the same way so
         # rank 0 records the whole generation batch and groups split across ranks stay whole.
@@ -126,7 +132,6 @@ class RecordingGRPOTrainer(HookedGRPOTrainer):
                 step=self.state.global_step + 1, inputs=[x for p in parts for x in p[0]],
                 completions=[c for p in parts for c in p[1]], completion_ids=[c for p in parts for c in p[2]],
                 rewards=s.rewards, advantages=torch.cat([p[3] for p in parts]), eos_ids=self.end_token_ids())
-        return s.out
 
 
 class RolloutRecorder:
@@ -262,6 +267,8 @@ class EngineCallback(StepCommands, TrainerCallback):
             tps = (tokens - self.last_tokens) / step_time if self.last_tokens is not None and step_time > 0 else (
                 tokens / step_time if step_time > 0 else None)
             self.last_tokens = tokens
+        timer = getattr(self.trainer, "phase_timer", None)
+        phase_s, gen_tps = timer.snapshot() if timer is not None else (None, None)
         recent = self.step_times[-10:]
         eta = (self.max_steps - state.global_step) * (sum(recent) / len(recent))
         metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()}
@@ -272,6 +279,7 @@ class EngineCallback(StepCommands, TrainerCallback):
         self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
                          epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
                          tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
+                         phase_s=phase_s, generation_tokens_per_s=gen_tps,
                          elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
                          correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
         self._emit_memory(state.global_step)
@@ -332,9 +340,26 @@ class EngineCallback(StepCommands, TrainerCallback):
             self._save_now(state)  # a checkpoint asked for with the pause happens before pausing
             control.should_save = False
 
+    def pause_began(self) -> None:
+        timer = getattr(self.trainer, "phase_timer", None)
+        if timer is not None:
+            timer.enter(EXCLUDED)
+
+    def pause_ended(self) -> None:
+        timer = getattr(self.trainer, "phase_timer", None)
+        if timer is not None:
+            timer.exit(EXCLUDED)
+
     def after_commands(self, state) -> None:
         if self.stop_requested and not self.switch_to:
             self.events.state("stopping", step=state.global_step)
+
+    def exclude(self, seconds: float) -> None:
+        """Leave seconds that just passed (an in-run eval) out of the step time and its phases."""
+        self.t_last += seconds
+        timer = getattr(self.trainer, "phase_timer", None)
+        if timer is not None:
+            timer.discard(seconds)
 
     def _save_now(self, state) -> None:
         self.events.state("checkpointing", step=state.global_step)

@@ -16,16 +16,25 @@ TRL upgrade that changes them fails in CI instead of mid-run:
 - `GRPOTrainer._tokenizer`: the tokenizer inside the processing class (pad id).
 - `Trainer._save_checkpoint(model, trial)`: save now, outside the save schedule.
 - `trl.trainer.utils.nanstd`: TRL's std that skips NaN (a reward that returned None).
+- Phase timing (engine/train/phases.py) wraps `Trainer.training_step`, `Trainer._prepare_inputs`,
+  `GRPOTrainer._generate_single_turn` (returns completion ids first),
+  `GRPOTrainer._get_per_token_logps_and_entropies` (no grad: old-policy/reference passes),
+  `Trainer._clip_grad_norm`, `Trainer.log` and `Trainer._save_checkpoint`: each second
+  of a step is charged to exactly one phase.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
+
+from engine.train.phases import PhaseCallback, PhaseTimer
 
 __all__ = ["HookedGRPOTrainer", "ScoredBatch", "nanstd"]
 
@@ -48,10 +57,60 @@ class HookedGRPOTrainer(GRPOTrainer):
     `score_batch` for TRL's generation and scoring of a batch.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.phase_timer = PhaseTimer()
+        super().__init__(*args, **kwargs)
+        self.add_callback(PhaseCallback(self.phase_timer))
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        with self.phase_timer.phase("rewards"):
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._last_scored = (inputs, completions, completion_ids_list, rewards)
         return rewards
+
+    # ------------------------------------------------------------ phase timing
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        # transformers' training_step also prepares inputs (generation); the nested phases take that part
+        with self.phase_timer.phase("forward_backward"):
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    def _prepare_inputs(self, generation_batch):
+        # the scoring glue around generate/rewards/logprobs (tokenizing, decoding, advantages) counts as generation
+        with self.phase_timer.phase("generation"):
+            return super()._prepare_inputs(generation_batch)
+
+    def _generate_single_turn(self, prompt_ids, *args: Any, **kwargs: Any):
+        t0 = time.perf_counter()
+        with self.phase_timer.phase("generation"):
+            out = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        completion_ids = out[0]
+        self.phase_timer.count_generated(sum(len(c) for c in completion_ids), time.perf_counter() - t0)
+        return out
+
+    def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
+        # Called for the loss too (with grad): that forward is part of forward_backward.
+        if self.phase_timer.current == "forward_backward" or torch.is_grad_enabled():
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        with self.phase_timer.phase("logprobs"):
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+
+    def _clip_grad_norm(self, model):
+        with self.phase_timer.phase("optimizer"):
+            return super()._clip_grad_norm(model)
+
+    def log(self, *args: Any, **kwargs: Any):
+        # TRL gathers its metrics here and calls on_log, which writes the step event
+        with self.phase_timer.phase("recording"):
+            return super().log(*args, **kwargs)
+
+    def _save_checkpoint(self, *args: Any, **kwargs: Any):
+        with self.phase_timer.phase("checkpoint"):
+            return super()._save_checkpoint(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        with self.phase_timer.phase(name):
+            yield
 
     def _generate_and_score_completions(self, inputs):
         return self.generate_batch(inputs)

@@ -13,6 +13,7 @@ from textual.widgets import Static
 from rundir.events import Command, State
 from rundir.state import RunState, fmt_duration
 from tui.text import safe_text
+from rundir.phases import breakdown_text
 
 STATE_STYLE = {
     "starting": "bold cyan", "loading_model": "bold cyan", "running": "bold green",
@@ -124,6 +125,12 @@ class StatusPanel(Static):
         speed.append(f"  {tps:,.0f} tok/s" if isinstance(tps, (int, float)) else "  - tok/s")
         speed.append(f"  ETA {fmt_duration(m.eta(now) if live else None)}")
         t.add_row("Speed", speed)
+        if isinstance(last.get("phase_s"), dict):  # where the last step's seconds went
+            phases = Text(breakdown_text(last["phase_s"], top=3) or "-")
+            gen = last.get("generation_tokens_per_s")
+            if isinstance(gen, (int, float)):
+                phases.append(f"  gen {gen:,.0f} tok/s", style="dim")
+            t.add_row("Step time", phases)
         preset = Text(m.preset if m.preset != "?" or not link.preset else link.preset, style="bold")
         if m.run_starts > 1:
             preset.append(f"  (engine start {m.run_starts})", style="dim")

@@ -1,0 +1,118 @@
+"""Where a training step's seconds go: generation, rewards, logprobs, forward/backward, optimizer, recording.
+
+`PhaseTimer` charges wall time to the innermost open phase only (exclusive
+time), so nested phases never count twice and the phases of a step add up to
+the step's wall time; time outside every phase lands in `other`. A step ends at
+`snapshot()`: phases still open are split there, their rest counts towards the
+next step (the step event is written in the middle of TRL's `log()`).
+
+engine/train/trl_hooks.py `HookedGRPOTrainer` opens the phases around TRL 1.16
+GRPOTrainer methods (only `super()` calls wrapped; it is the one home of TRL
+internals); `PhaseCallback` brackets the optimizer step with the trainer's
+public callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any, Iterator
+
+from transformers import TrainerCallback
+
+from rundir.phases import PHASES
+
+EXCLUDED = "excluded"  # a pause: neither a phase nor step time, whatever runs inside it
+
+
+class PhaseTimer:
+    """Exclusive wall time per phase of the current step; one per trainer, main thread only."""
+
+    def __init__(self, clock: Any = time.perf_counter) -> None:
+        self.clock = clock
+        self._stack: list[str] = []
+        self._mark = clock()  # when the time since the last charge started
+        self._seconds: dict[str, float] = {}
+        self._gen_tokens = 0
+        self._gen_s = 0.0
+        self._owed = 0.0  # seconds to leave out of the next charges (in-run evals; pauses use EXCLUDED)
+        self._owner = threading.get_ident()
+
+    def _charge(self, now: float) -> None:
+        elapsed = now - self._mark
+        skip = min(elapsed, self._owed)
+        self._owed -= skip
+        name = EXCLUDED if EXCLUDED in self._stack else (self._stack[-1] if self._stack else "other")
+        self._seconds[name] = self._seconds.get(name, 0.0) + elapsed - skip
+        self._mark = now
+
+    def discard(self, seconds: float) -> None:
+        """Leave `seconds` that have just passed out of every phase (the step time leaves them out too)."""
+        self._owed += max(0.0, seconds)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Charge the time inside to `name` (minus any phase opened inside it). Other threads are not timed."""
+        if threading.get_ident() != self._owner:
+            yield
+            return
+        self.enter(name)
+        try:
+            yield
+        finally:
+            self.exit(name)
+
+    def enter(self, name: str) -> None:
+        self._charge(self.clock())
+        self._stack.append(name)
+
+    def exit(self, name: str) -> None:
+        self._charge(self.clock())
+        if name in self._stack:  # tolerate an unmatched exit (a callback that saw no matching enter)
+            del self._stack[len(self._stack) - 1 - self._stack[::-1].index(name)]
+
+    def excluded(self) -> contextlib.AbstractContextManager:
+        """Time inside (a pause, with any checkpoint taken during it) counts nowhere."""
+        return self.phase(EXCLUDED)
+
+    @property
+    def current(self) -> str | None:
+        return self._stack[-1] if self._stack else None
+
+    def count_generated(self, tokens: int, seconds: float) -> None:
+        self._gen_tokens += tokens
+        self._gen_s += seconds
+
+    def reset(self) -> None:
+        """Start a new step now (training begins, or a resume from pause)."""
+        self._mark = self.clock()
+        self._seconds = {}
+        self._gen_tokens, self._gen_s = 0, 0.0
+        self._owed = 0.0
+
+    def snapshot(self) -> tuple[dict[str, float], float | None]:
+        """End the step: seconds per phase (every name in PHASES) and generated tokens per second."""
+        self._charge(self.clock())
+        out = {name: round(self._seconds.get(name, 0.0), 4) for name in PHASES}  # EXCLUDED is dropped
+        tps = self._gen_tokens / self._gen_s if self._gen_s > 0 else None
+        self._seconds = {}
+        self._gen_tokens, self._gen_s = 0, 0.0
+        return out, (round(tps, 2) if tps is not None else None)
+
+
+class PhaseCallback(TrainerCallback):
+    """Gradient clipping is timed by the mixin; this brackets optimizer.step, the scheduler and zero_grad."""
+
+    def __init__(self, timer: PhaseTimer) -> None:
+        self.timer = timer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.timer.reset()
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if self.timer.current != "optimizer":
+            self.timer.enter("optimizer")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.timer.exit("optimizer")

@@ -1,0 +1,63 @@
+"""The step-time phases of a `step` event's `phase_s`, and what cuts each one (issue 17).
+
+Part of the run-directory contract: the engine writes `phase_s` with these
+names, and every reader (dashboard, headless summary, bench) names the
+dominant phase and its remedy from here. No torch, no textual.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+PHASES = ("generation", "rewards", "logprobs", "forward_backward", "optimizer", "recording", "checkpoint", "other")
+
+# What would cut each phase, for the run summary.
+REMEDIES = {
+    "generation": "vLLM (train.use_vllm) on a GPU, a smaller G (num_generations), shorter max_completion_length",
+    "rewards": "cheaper reward functions (math_verify is the slow one) or fewer of them",
+    "logprobs": "beta = 0 (no reference pass) and num_iterations = 1 (no old-policy pass)",
+    "forward_backward": "fewer LoRA layers (model.lora_layers), shorter completions, a smaller G",
+    "optimizer": "LoRA instead of full fine-tuning, or a lighter optimizer (adamw_8bit)",
+    "recording": "nothing in the preset; rollout recording should stay small, report it if it dominates",
+    "checkpoint": "a larger train.save_steps",
+    "other": "nothing in the preset; time outside the timed phases",
+}
+
+LABELS = {"generation": "generate", "rewards": "rewards", "logprobs": "logprobs", "forward_backward": "fwd+bwd",
+          "optimizer": "optimizer", "recording": "record", "checkpoint": "checkpoint", "other": "other"}
+
+
+def add_phases(total: dict[str, float], phase_s: Any) -> None:
+    """Accumulate one step's phase_s into `total` (ignores anything that is not a number)."""
+    if not isinstance(phase_s, dict):
+        return
+    for name, v in phase_s.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            total[name] = total.get(name, 0.0) + float(v)
+
+
+def sum_phases(steps: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Seconds per phase over step events."""
+    total: dict[str, float] = {}
+    for ev in steps:
+        add_phases(total, ev.get("phase_s"))
+    return total
+
+
+def shares(phase_s: dict[str, float]) -> list[tuple[str, float, float]]:
+    """(phase, seconds, fraction of the total), largest first; empty when nothing was timed."""
+    total = sum(phase_s.values())
+    if total <= 0:
+        return []
+    return sorted(((k, v, v / total) for k, v in phase_s.items() if v > 0), key=lambda x: -x[1])
+
+
+def dominant(phase_s: dict[str, float]) -> tuple[str, float] | None:
+    """The phase with the most seconds and its share, or None."""
+    s = shares(phase_s)
+    return (s[0][0], s[0][2]) if s else None
+
+
+def breakdown_text(phase_s: dict[str, float], top: int = 4) -> str:
+    """'generate 62% · fwd+bwd 30% · optimizer 4% · ...' for one-line displays."""
+    return " · ".join(f"{LABELS.get(k, k)} {100 * f:.0f}%" for k, _, f in shares(phase_s)[:top])

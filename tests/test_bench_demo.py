@@ -1,0 +1,70 @@
+"""bench/demo_learning.py on recorded runs: the cheap mode (--runs) the bench also uses after running the demo."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("demo_learning", ROOT / "bench" / "demo_learning.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["demo_learning"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _write_run(path: Path, rewards: list[float]) -> Path:
+    path.mkdir()
+    t = 1000.0
+    events = [{"v": 1, "t": t, "type": "run_start", "preset": "cpu-demo", "max_steps": len(rewards)},
+              {"v": 1, "t": t + 5, "type": "eval", "step": 0, "correct": 35, "n": 100, "accuracy": 0.35}]
+    for i, r in enumerate(rewards, start=1):
+        events.append({"v": 1, "t": t + 10 + 6 * i, "type": "step", "step": i, "metrics": {"reward": r},
+                       "step_time_s": 6.0, "generation_tokens_per_s": 80.0,
+                       "phase_s": {"generation": 4.0, "forward_backward": 1.5, "optimizer": 0.3, "other": 0.2}})
+    events += [{"v": 1, "t": t + 20 + 6 * len(rewards), "type": "eval", "step": len(rewards), "correct": 60, "n": 100},
+               {"v": 1, "t": t + 30 + 6 * len(rewards), "type": "run_end", "status": "finished"}]
+    (path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+def test_reads_a_learning_run_and_a_flat_one(tmp_path, capsys):
+    bench = _bench()
+    rising = [0.5 + 0.05 * i + (0.1 if i % 2 else -0.1) for i in range(30)]
+    flat = [0.5 + (0.1 if i % 2 else -0.1) for i in range(30)]
+    a, b = _write_run(tmp_path / "rising", rising), _write_run(tmp_path / "flat", flat)
+    r = bench.analyze(a)
+    assert r.steps == 30 and r.signal_step is not None and r.signal_step < 30 and r.z_end > 2
+    assert r.signal_min == pytest.approx((10 + 6 * r.signal_step) / 60)
+    assert r.step_s == pytest.approx(6.0) and r.phase_share["generation"] == pytest.approx(4 / 6)
+    assert r.acc_before == (35, 100) and r.acc_after == (60, 100)
+    assert bench.analyze(b).signal_step is None
+    assert bench.main(["--runs", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "no signal" in out and "generate share" in out and "67%" in out
+    assert "35% [26, 45] of 100" in out and "60% [50, 69] of 100" in out  # Wilson 95% intervals
+
+
+def test_rejects_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert _bench().main(["--runs", str(tmp_path)]) == 2
+    assert "no events.jsonl" in capsys.readouterr().err
+
+
+def test_help_works(capsys):
+    with pytest.raises(SystemExit) as e:
+        _bench().main(["--help"])
+    assert e.value.code == 0 and "--baseline" in capsys.readouterr().out
+
+
+def test_reads_a_real_engine_run(tiny_run, capsys):
+    run_dir = tiny_run[0]
+    assert _bench().main(["--runs", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "seconds per step" in out and "generate share" in out and "fwd+bwd share" in out

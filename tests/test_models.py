@@ -1,0 +1,60 @@
+"""The offline SmolLM2's one-time GGUF conversion reports its progress, size and time (issue 17)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine.models import SMOLLM2, _ProgressLog, ensure_smollm2
+
+
+def test_progress_log_reports_each_tenth_with_a_bar():
+    lines: list[str] = []
+    items = list(_ProgressLog(lines.append, "dequantizing x.gguf", time.time())(range(272), desc="ignored"))
+    assert items == list(range(272))
+    assert 10 <= len(lines) <= 11
+    assert lines[-1].startswith("dequantizing x.gguf [####################] 272/272 tensors")
+    assert any("[##########----------] 136/272" in ln for ln in lines)
+
+
+@pytest.mark.slow
+def test_conversion_into_an_empty_cache_logs_progress_size_and_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRPO_TUI_CACHE", str(tmp_path))
+    lines: list[str] = []
+    out = ensure_smollm2(lines.append)
+    assert out == tmp_path / SMOLLM2 and (out / "config.json").exists() and (out / "model.safetensors").exists()
+    assert lines[0].startswith("Converting SmolLM2-135M-Instruct.Q4_1.gguf (") and " MB) to safetensors" in lines[0]
+    assert sum("tensors" in ln and "[" in ln for ln in lines) >= 10
+    assert lines[-1].startswith("converted SmolLM2-135M-Instruct.Q4_1.gguf") and " MB) in " in lines[-1]
+    n = len(lines)
+    assert ensure_smollm2(lines.append) == out and len(lines) == n  # cached: converted once
+
+
+def test_pick_threads_fixed_auto_and_gpu(monkeypatch):
+    import os
+
+    import torch
+
+    from engine.models import pick_threads
+    before = torch.get_num_threads()
+    try:
+        assert pick_threads(1, "cpu") == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(4)
+        monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+        assert pick_threads(0, "cpu") == 1 and torch.get_num_threads() == 1  # 4 cores, ~3 busy
+        torch.set_num_threads(4)
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+        assert pick_threads(0, "cpu") == 4
+        monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 0.0, 0.0))
+        assert pick_threads(0, "cpu") == 1  # never below one
+        torch.set_num_threads(3)
+        assert pick_threads(0, "cuda") is None and torch.get_num_threads() == 3  # GPU: torch's default stays
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_negative_torch_threads_is_a_preset_error():
+    from engine.config import PresetError, load_config
+    with pytest.raises(PresetError, match="torch_threads"):
+        load_config("tiny", ["train.torch_threads=-1"])
