@@ -93,7 +93,9 @@ class SyntheticRun:
         e.emit("run_start", run_dir=str(self.run.root), preset=self.preset, preset_path=f"{self.preset}.toml",
                model="synthetic-model", pid=pid or 0, host="bench", resumed=False, resume_from=None,
                max_steps=self.max_steps, num_generations=self.G, reward_names=REWARDS,
-               reward_weights={r: 1.0 for r in REWARDS}, device=self.device, versions={})
+               reward_weights={r: 1.0 for r in REWARDS}, device=self.device, versions={},
+               config={"train": {"learning_rate": 2e-4, "temperature": 1.0, "top_p": 1.0, "beta": 0.0,
+                                 "max_completion_length": 96}, "rewards": {r: 1.0 for r in REWARDS}})
         e.state("starting")
         e.emit("dataset", source="synthetic", origin="built-in, difficulty 1", rows_total=2000, rows_used=2000,
                rows_skipped=0, skipped={})

@@ -235,6 +235,12 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
         callback.trainer = trainer
         if checkpoint:
             callback.learning_rate = cfg.train.learning_rate
+        # issue 16: health checks after every step, written as `health` events; live knobs (`set` commands)
+        from rundir.health import HealthMonitor
+        callback.health = HealthMonitor(max_completion_length=cfg.train.max_completion_length,
+                                        dynamic_sampling=cfg.curriculum.dynamic_sampling, beta=cfg.train.beta)
+        callback.config_path = run.config if main_rank else None
+        watcher.check_set = callback.check_set
         trainer.add_callback(callback)
         if cfg.eval.every_steps > 0 and main_rank:  # issue 7: `eval` events on a held-out subset
             from engine.eval.evaluate import make_eval_callback

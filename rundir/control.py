@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("pause", "resume", "checkpoint", "stop", "switch_preset")
+COMMANDS = ("pause", "resume", "checkpoint", "stop", "switch_preset",
+            "set")  # set: live knobs (rundir/knobs.py), e.g. send_command(d, "set", learning_rate=1e-5)
 
 
 def ensure_control_dir(path: Path) -> None:

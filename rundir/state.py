@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 
+POLICY_METRICS = ("entropy", "kl", "grad_norm")  # issue 16: shown by the headless line and summary
+
+
 @dataclass
 class RunSummary:
     preset: str = ""
@@ -37,6 +40,11 @@ class RunSummary:
     last_t: float | None = None
     unknown_types: int = 0
     newer_schema: int = 0
+    # issue 16 (monitor): port into the single fold at merge
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule -> latest "warn" event, while it fires
+    health_fired: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule -> first "warn" event of the run
+    knobs: list[dict[str, Any]] = field(default_factory=list)  # `knobs` events (live changes)
+    policy: dict[str, list[float]] = field(default_factory=dict)  # entropy, kl, grad_norm per step (finite only)
 
     def add(self, ev: dict[str, Any]) -> None:
         typ = ev.get("type")
@@ -67,6 +75,9 @@ class RunSummary:
                 self.zero_std_before.append(m["dynamic_sampling/frac_reward_zero_std_before"])
             if ev.get("correct_frac") is not None:
                 self.correct.append(ev["correct_frac"])
+            for key in POLICY_METRICS:  # issue 16
+                if isinstance(m.get(key), (int, float)) and math.isfinite(m[key]):
+                    self.policy.setdefault(key, []).append(float(m[key]))
         elif typ == "memory":
             self.last_memory = ev
         elif typ == "checkpoint":
@@ -82,6 +93,15 @@ class RunSummary:
             self.end = ev
         elif typ == "eval":
             self.evals.append(ev)
+        elif typ == "health":  # issue 16
+            rule = str(ev.get("rule"))
+            if ev.get("status") == "warn":
+                self.health[rule] = ev
+                self.health_fired.setdefault(rule, ev)
+            else:
+                self.health.pop(rule, None)
+        elif typ == "knobs":  # issue 16
+            self.knobs.append(ev)
         elif typ not in ("model", "command", "stage", "sft_step", "curriculum"):
             self.unknown_types += 1
 

@@ -48,10 +48,30 @@ def step_line(ev: dict[str, Any], names: list[str]) -> str:
     parts += [f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}",
               f"correct {_f(ev.get('correct_frac'), 2)}",
               f"len {_f(m.get('completions/mean_length'), 0)}",
-              f"trunc {_f(m.get('completions/clipped_ratio'), 2)}",
+              f"trunc {_f(m.get('completions/clipped_ratio'), 2)}"]
+    parts += policy_parts(m)
+    parts += [
               f"{_f(ev.get('step_time_s'), 1)}s/step",
               f"ETA {fmt_duration(ev.get('eta_s'))}"]
     return " | ".join(parts)
+
+
+def _g(x: Any) -> str:
+    return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def policy_parts(m: dict[str, Any]) -> list[str]:
+    """KL (logged only when beta > 0), entropy and grad norm of a step's metrics (issue 16)."""
+    out = [f"kl {_g(m.get('kl'))}"] if "kl" in m else []
+    return out + [f"entropy {_g(m.get('entropy'))}", f"gnorm {_g(m.get('grad_norm'))}"]
+
+
+def health_line(ev: dict[str, Any]) -> Text:
+    """A `health` event as one line (run text: never markup)."""
+    if ev.get("status") == "warn":
+        return Text(f"warning at step {ev.get('step')}: {ev.get('rule')}: {ev.get('diagnosis')}; "
+                    f"fix: {ev.get('fix')}", style="yellow")
+    return Text(f"ok at step {ev.get('step')}: {ev.get('rule')} no longer fires", style="dim")
 
 
 def status_panel(s: RunSummary, run_dir: Path, note: str) -> Panel:
@@ -66,6 +86,9 @@ def status_panel(s: RunSummary, run_dir: Path, note: str) -> Panel:
     t.add_row("reward", f"{_f(m.get('reward'))}   {rewards}")
     t.add_row("groups", f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}  correct {_f(ev.get('correct_frac'), 2)}  "
                         f"len {_f(m.get('completions/mean_length'), 0)}  truncated {_f(m.get('completions/clipped_ratio'), 2)}")
+    t.add_row("policy", "  ".join(policy_parts(m)))
+    for rule, h in s.health.items():
+        t.add_row("health", Text(f"{rule}: {h.get('diagnosis')}", style="yellow"))
     t.add_row("memory", memory_text(s.last_memory))
     t.add_row("run", f"{s.preset} ({s.model})  {run_dir}")
     if note:
@@ -93,6 +116,15 @@ def print_summary(console: Console, s: RunSummary, run_dir: Path, code: int | No
         t.add_row("zero-std groups", line)
     if s.correct:
         t.add_row("correct", f"{s.correct[-1]:.2f} at the last step")
+    if s.policy:
+        t.add_row("policy", policy_summary(s.policy))
+    for rule, h in s.health_fired.items():
+        still = " (still firing)" if rule in s.health else ""
+        t.add_row("health", Text(f"{rule} from step {h.get('step')}{still}: {h.get('diagnosis')}; fix: {h.get('fix')}",
+                                 style="yellow"))
+    for k in s.knobs:
+        t.add_row("live knobs", f"after step {k.get('step')}: " + ", ".join(
+            f"{n} {v}" for n, v in (k.get("values") or {}).items()))
     if s.dataset:
         t.add_row("data", f"{s.dataset.get('rows_used')} rows used, {s.dataset.get('rows_skipped')} skipped "
                           f"{s.dataset.get('skipped') or ''}")
@@ -110,6 +142,18 @@ def print_summary(console: Console, s: RunSummary, run_dir: Path, code: int | No
     if s.errors:
         tb = s.errors[-1].get("traceback") or s.errors[-1].get("message", "")
         console.print(Panel("\n".join(tb.strip().splitlines()[-15:]), title="engine error", border_style="red"))
+
+
+def policy_summary(policy: dict[str, list[float]]) -> str:
+    parts = []
+    if policy.get("entropy"):
+        parts.append(f"entropy {policy['entropy'][0]:.3g} -> {policy['entropy'][-1]:.3g}")
+    if policy.get("kl"):
+        parts.append(f"kl last {policy['kl'][-1]:.3g}, max {max(policy['kl']):.3g}")
+    if policy.get("grad_norm"):
+        g = policy["grad_norm"]
+        parts.append(f"grad norm mean {sum(g) / len(g):.3g}, max {max(g):.3g}")
+    return "  ".join(parts)
 
 
 def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None = None,
@@ -146,6 +190,10 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
                 elif ev["type"] in ("checkpoint", "reward_failure", "dataset", "model", "eval", "sft_step", "stage",
                                     "curriculum") or (ev["type"] == "command" and ev.get("status") == "rejected"):
                     console.print(_event_line(ev), style="dim")
+                elif ev["type"] == "health":
+                    console.print(health_line(ev))
+                elif ev["type"] == "command" and ev.get("command") == "set" and ev.get("status") == "done":
+                    console.print(Text(f"live knobs: {ev.get('detail')}", style="cyan"))
                 elif ev["type"] == "state" and ev["state"] in ("paused", "stopping", "failed"):
                     console.print(f"[{ev['state']}] {ev.get('detail', '')}", style="yellow")
             if live:

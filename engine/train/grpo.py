@@ -228,6 +228,9 @@ class CommandWatcher(threading.Thread):
         # check_switch(preset) -> None if the run can continue under that preset, else why not
         self.check_switch = check_switch or (lambda preset: "switching presets is not available here")
         self.queue: queue.Queue[dict] = queue.Queue()
+        # issue 16 (live knobs): check_set(args) -> cleaned values, or raises KnobError; set by run.py once the
+        # GRPO trainer exists (EngineCallback.check_set). Until then `set` is refused.
+        self.check_set: Callable[[dict], dict] | None = None
         self._stop = threading.Event()
         self.paused = threading.Event()
 
@@ -247,6 +250,8 @@ class CommandWatcher(threading.Thread):
         elif name == "switch_preset":
             preset = (cmd.get("args") or {}).get("preset")
             why_not = "switch_preset needs args.preset" if not preset else self.check_switch(str(preset))
+        elif name == "set":  # issue 16: live knobs, validated now so a bad value is refused at once
+            why_not = self._check_set(cmd)
         with self.lock:
             if why_not:
                 self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
@@ -257,6 +262,16 @@ class CommandWatcher(threading.Thread):
             if pending and not (name == "pause" and self.paused.is_set()):
                 self.events.state(pending)
         self.queue.put(cmd)
+
+    def _check_set(self, cmd: dict) -> str | None:
+        from rundir.knobs import KnobError
+        if self.check_set is None:
+            return "live knobs apply once GRPO training runs (the model is still loading, or an SFT stage runs)"
+        try:
+            cmd["args"] = self.check_set(cmd.get("args") or {})
+        except KnobError as e:
+            return str(e)
+        return None
 
     def requeue(self, cmds: list[dict]) -> None:
         """Put commands back at the front of the queue, ahead of anything that arrived since."""
@@ -293,6 +308,9 @@ class EngineCallback(TrainerCallback):
         self.switch_to: str | None = None  # preset to continue under, after the switch checkpoint
         self.last_saved_step = -1
         self.learning_rate: float | None = None  # set on resume: the config's LR wins over the checkpoint's
+        # issue 16: health checks after every step (run.py sets a HealthMonitor); live knobs saved to config.json
+        self.health: Any = None
+        self.config_path: Path | None = None
 
     # --------------------------------------------------------------- events
     def on_train_begin(self, args, state, control, **kwargs):
@@ -330,13 +348,15 @@ class EngineCallback(TrainerCallback):
         with self.lock:
             for r in self.rewards:
                 for f in r.guarded.drain_failures():
-                    self.events.emit("reward_failure", step=state.global_step, reward=f["name"], kind=f["kind"],
+                    failure = self.events.emit("reward_failure", step=state.global_step, reward=f["name"], kind=f["kind"],
                                      kinds=f.get("kinds"), count=f["count"], example=f["example"])
-            self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
+                    self._check_health(failure)
+            step_ev = self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
                              epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
                              tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
                              elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
                              correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
+            self._check_health(step_ev)
         self._emit_memory(state.global_step)
         if distributed.is_main():
             print(f"step {state.global_step}/{self.max_steps} reward={metrics.get('reward')} "
@@ -400,6 +420,8 @@ class EngineCallback(TrainerCallback):
                 self.save_reasons.append(("command", cid))
             elif name == "stop":
                 self.request_stop(control, cid)
+            elif name == "set":
+                self._apply_set(state, cmd)
             elif name == "pause" and self.stop_requested:
                 with self.lock:
                     self.events.emit("command", id=cid, command="pause", status="rejected",
@@ -457,6 +479,8 @@ class EngineCallback(TrainerCallback):
                 elif name == "switch_preset":
                     self.request_switch(control, cmd)
                     done = True
+                elif name == "set":  # applies at once: the next step starts with the new values
+                    self._apply_set(state, cmd)
                 elif name == "pause":
                     with self.lock:
                         self.events.emit("command", id=ccid, command="pause", status="done", detail="already paused")
@@ -468,6 +492,45 @@ class EngineCallback(TrainerCallback):
         if not self.stop_requested:
             with self.lock:
                 self.events.state("running", step=state.global_step)
+
+    # ------------------------------------------ issue 16: health, live knobs
+    def _check_health(self, ev: dict) -> None:
+        """Feed an event to the health rules; write each rule that starts or stops firing (caller holds the lock)."""
+        if self.health is None or not ev:
+            return
+        for h in self.health.add(ev):
+            self.events.emit("health", **h)
+
+    def _names(self) -> list[str]:
+        return [r.__name__ for r in self.rewards]
+
+    def check_set(self, args: dict) -> dict:
+        """Validate a `set` command's args (watcher thread); returns the cleaned values or raises KnobError."""
+        from engine.train.knobs import check_knobs
+        from rundir.knobs import validate_knobs
+        values = validate_knobs(args, self._names())
+        check_knobs(self.trainer, values, self._names())
+        return values
+
+    def _apply_set(self, state, cmd: dict) -> None:
+        from engine.train.knobs import apply_knobs, save_knobs
+        from rundir.knobs import describe_change
+        values, cid = cmd.get("args") or {}, cmd.get("id")
+        try:
+            previous = apply_knobs(self.trainer, values, self._names(), self.recorder)
+            if self.config_path is not None and distributed.is_main():
+                save_knobs(self.config_path, values, self._names())
+        except Exception as e:  # noqa: BLE001 - a knob that can't apply is refused, training goes on
+            with self.lock:
+                self.events.emit("command", id=cid, command="set", status="rejected", detail=f"{type(e).__name__}: {e}")
+            return
+        if self.health is not None and "beta" in values:
+            self.health.h.beta = values["beta"]
+        with self.lock:
+            self.events.emit("knobs", step=state.global_step, id=cid, values=values,
+                             previous={k: previous[k] for k in values})
+            self.events.emit("command", id=cid, command="set", status="done",
+                             detail=f"{describe_change(values, previous)} from step {state.global_step + 1}")
 
     def _save_now(self, state) -> None:
         with self.lock:

@@ -70,6 +70,9 @@ class RunModel:
     reward_failures: deque = field(default_factory=lambda: deque(maxlen=20))
     run_end: dict[str, Any] | None = None
     curves_version: int = 0  # bumped whenever a series changes (plots redraw on change only)
+    # issue 16 (monitor): health warnings (rule -> latest "warn" event) and live-knob changes (curve markers)
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    knob_changes: list[dict[str, Any]] = field(default_factory=list)
 
     # ------------------------------------------------------------- reading
     @property
@@ -161,6 +164,8 @@ class RunModel:
                 name = key[len("rewards/"):-len("/mean")]
                 if name not in self.reward_names:
                     self.reward_names.append(name)
+        for key, value in metrics.items():  # issue 16: every metric TRL logs gets a series (curve groups)
+            values.setdefault(key, value)
         n = len(self.steps)
         self.steps.append(step)
         for key, value in values.items():
@@ -206,6 +211,37 @@ class RunModel:
         self.errors.append(ev)
         del self.errors[:-10]
         return {"error", "status"}
+
+    # issue 16 (monitor): port into the rundir/state.py fold at merge
+    def _on_health(self, ev: dict) -> set[str]:
+        rule = str(ev.get("rule") or "?")
+        if ev.get("status") == "warn":
+            self.health[rule] = ev
+        else:
+            self.health.pop(rule, None)
+        return {"health"}
+
+    def _on_knobs(self, ev: dict) -> set[str]:
+        step = ev.get("step")
+        if isinstance(step, int):
+            self.knob_changes = [k for k in self.knob_changes if k["step"] < step] + [ev]  # a resume rewinds
+            self.curves_version += 1
+        return {"curves", "knobs"}
+
+    def knobs_now(self) -> dict[str, Any]:
+        """The live knobs' current values: the config at the last run_start, then every change since."""
+        from rundir.knobs import REWARD_WEIGHTS, knobs_from_config
+        start = self.run_start or {}
+        now = knobs_from_config(start.get("config") or {}, list(start.get("reward_names") or self.reward_names))
+        for ev in self.knob_changes:
+            if float(ev.get("t") or 0) < float(start.get("t") or 0):
+                continue  # a resumed engine reads the changes back from config.json
+            for k, v in (ev.get("values") or {}).items():
+                if k == REWARD_WEIGHTS:
+                    now.setdefault(k, {}).update(v)
+                else:
+                    now[k] = v
+        return now
 
     def _on_run_end(self, ev: dict) -> set[str]:
         if ev.get("status") == "switched":
