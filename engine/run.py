@@ -238,7 +238,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
         # issue 16: health checks after every step, written as `health` events; live knobs (`set` commands)
         from rundir.health import HealthMonitor
         callback.health = HealthMonitor(max_completion_length=cfg.train.max_completion_length,
-                                        dynamic_sampling=cfg.curriculum.dynamic_sampling, beta=cfg.train.beta)
+                                        dynamic_sampling=cfg.curriculum.dynamic_sampling)
         callback.config_path = run.config if main_rank else None
         watcher.check_set = callback.check_set
         trainer.add_callback(callback)

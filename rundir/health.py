@@ -39,6 +39,8 @@ class Thresholds:
     hacking_correct_rise: float = 0.02  # ... while the correct fraction rose by at most this much
     reward_failure_steps: int = 5     # reward failures within the last N steps ...
     reward_failure_min: int = 1       # ... at least this many failed completions
+    clear_after: int = 5              # a firing rule clears after this many quiet steps in a row (no flapping
+                                      # warn/ok events when a noisy metric hovers at its threshold)
 
 
 DEFAULT = Thresholds()
@@ -88,7 +90,6 @@ class History:
     failures: list[tuple[int, str, int]] = field(default_factory=list)  # (step, reward, count)
     max_completion_length: int | None = None
     dynamic_sampling: bool = False
-    beta: float | None = None
 
     def series(self, key: str) -> list[float | None]:
         return [_num(m.get(key)) for m in self.metrics]
@@ -255,18 +256,18 @@ class HealthMonitor:
     """Feeds events through the rules; `add` returns the `health` events to write (changes only)."""
 
     def __init__(self, thresholds: Thresholds = DEFAULT, max_completion_length: int | None = None,
-                 dynamic_sampling: bool = False, beta: float | None = None) -> None:
+                 dynamic_sampling: bool = False) -> None:
         self.t = thresholds
-        self.h = History(max_completion_length=max_completion_length, dynamic_sampling=dynamic_sampling, beta=beta)
+        self.h = History(max_completion_length=max_completion_length, dynamic_sampling=dynamic_sampling)
         self.active: dict[str, dict[str, Any]] = {}  # rule -> its last "warn" event fields
+        self._quiet: dict[str, int] = {}  # firing rule -> quiet steps in a row
 
     @classmethod
     def for_run_start(cls, ev: dict[str, Any], thresholds: Thresholds = DEFAULT) -> "HealthMonitor":
         """Settings from a run_start event's resolved config."""
         cfg = ev.get("config") or {}
         train, cur = cfg.get("train") or {}, cfg.get("curriculum") or {}
-        return cls(thresholds, train.get("max_completion_length"), bool(cur.get("dynamic_sampling")),
-                   train.get("beta"))
+        return cls(thresholds, train.get("max_completion_length"), bool(cur.get("dynamic_sampling")))
 
     def add(self, ev: dict[str, Any]) -> list[dict[str, Any]]:
         typ = ev.get("type")
@@ -287,12 +288,16 @@ class HealthMonitor:
             f = rule(self.h, self.t)
             if f is None:
                 continue
-            if f.firing and name not in self.active:
-                self.active[name] = f.as_event(step)
-                out.append(self.active[name])
-            elif not f.firing and name in self.active:
-                del self.active[name]
-                out.append(f.as_event(step))
+            if f.firing:
+                self._quiet.pop(name, None)
+                if name not in self.active:
+                    self.active[name] = f.as_event(step)
+                    out.append(self.active[name])
+            elif name in self.active:
+                self._quiet[name] = self._quiet.get(name, 0) + 1
+                if self._quiet[name] >= self.t.clear_after:
+                    del self.active[name], self._quiet[name]
+                    out.append(f.as_event(step))
         return out
 
     def extend(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

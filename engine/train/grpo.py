@@ -348,14 +348,16 @@ class EngineCallback(TrainerCallback):
         with self.lock:
             for r in self.rewards:
                 for f in r.guarded.drain_failures():
-                    failure = self.events.emit("reward_failure", step=state.global_step, reward=f["name"], kind=f["kind"],
-                                     kinds=f.get("kinds"), count=f["count"], example=f["example"])
+                    failure = self.events.emit("reward_failure", step=state.global_step, reward=f["name"],
+                                               kind=f["kind"], kinds=f.get("kinds"), count=f["count"],
+                                               example=f["example"])
                     self._check_health(failure)
             step_ev = self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
-                             epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
-                             tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
-                             elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
-                             correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
+                                       epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
+                                       tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
+                                       elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
+                                       correct_frac=(self.recorder.correct_frac(state.global_step)
+                                                     if self.recorder else None))
             self._check_health(step_ev)
         self._emit_memory(state.global_step)
         if distributed.is_main():
@@ -524,8 +526,6 @@ class EngineCallback(TrainerCallback):
             with self.lock:
                 self.events.emit("command", id=cid, command="set", status="rejected", detail=f"{type(e).__name__}: {e}")
             return
-        if self.health is not None and "beta" in values:
-            self.health.h.beta = values["beta"]
         with self.lock:
             self.events.emit("knobs", step=state.global_step, id=cid, values=values,
                              previous={k: previous[k] for k in values})
