@@ -224,9 +224,12 @@ CHILD_PTY = r"""
 import sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
+import tui.app
 from tui.app import Dashboard
 
 class BenchDashboard(Dashboard):
+    CSS_PATH = str(Path(tui.app.__file__).parent / Dashboard.CSS_PATH)  # a class made in -c has no file of its own
+
     def on_mount(self) -> None:
         super().on_mount()
         if {group}:  # show another curve group (as pressing g would)
@@ -359,6 +362,8 @@ def main() -> int:
         app = psutil.Process(proc.pid)
         startup_c0 = _cpu(app)
         time.sleep(4.0)  # start, read the history, first paint
+        if proc.poll() is not None:
+            raise SystemExit(f"the dashboard exited with code {proc.returncode} before measuring")
         startup = _cpu(app) - startup_c0
         idle = measure(args.idle, app)
         stream = measure(args.stream, app, run.write_step)

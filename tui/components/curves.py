@@ -99,8 +99,8 @@ class RewardCurves(Vertical):
             yield Static("", id="reward-legend", classes="legend")
             yield Static("", id="signal-legend", classes="legend")
         with Horizontal(classes="plots"):
-            yield CurvePlot(self._draw_left, id="reward-plot")
-            yield CurvePlot(self._draw_right, id="signal-plot")
+            yield CurvePlot(self._drawer(0), id="reward-plot")
+            yield CurvePlot(self._drawer(1), id="signal-plot")
 
     def on_mount(self) -> None:
         self._signal_legend(filtered=False)
@@ -201,19 +201,15 @@ class RewardCurves(Vertical):
             plt.title((spec.title if drawn_sides else f"{spec.title}: {spec.empty}") + self._suffix())
         self._xaxis(plt)
 
-    def _draw_left(self, plt: Plot, width: int, height: int) -> None:
-        specs = GROUPS[self.group].plots
-        if specs is None:
-            self._draw_rewards(plt, width, height)
-        else:
-            self._draw_spec(plt, specs[0], width, height)
-
-    def _draw_right(self, plt: Plot, width: int, height: int) -> None:
-        specs = GROUPS[self.group].plots
-        if specs is None:
-            self._draw_signal(plt, width, height)
-        else:
-            self._draw_spec(plt, specs[1], width, height)
+    def _drawer(self, side: int) -> Callable[[Plot, int, int], None]:
+        """The draw function of the left (0) or right (1) plot: the shown group's spec for that side."""
+        def draw(plt: Plot, width: int, height: int) -> None:
+            specs = GROUPS[self.group].plots
+            if specs is not None:
+                self._draw_spec(plt, specs[side], width, height)
+            else:
+                (self._draw_rewards if side == 0 else self._draw_signal)(plt, width, height)
+        return draw
 
     def _suffix(self) -> str:
         return f" · smoothed (EMA {SMOOTHING})" if self.smoothing else ""
