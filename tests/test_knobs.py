@@ -60,7 +60,7 @@ def steered_run(tmp_path_factory) -> Path:
         tail, seen = EventTail(run.events), []
         _wait(tail, seen, lambda e: e["type"] == "step" and e["step"] >= 1)
         # refused at once, with the reason: a bad value, and beta on a run that has no reference model
-        bad = send_command(run.control, "set", top_p=1.5)
+        send_command(run.control, "set", top_p=1.5)
         no_ref = send_command(run.control, "set", beta=0.04)
         ok = send_command(run.control, "set", learning_rate=3e-3, temperature=0.7,
                           reward_weights={"correctness": 2.0})
@@ -68,7 +68,6 @@ def steered_run(tmp_path_factory) -> Path:
         _wait(tail, seen, lambda e: e["type"] == "command" and e["id"] == no_ref)
         end = _wait(tail, seen, lambda e: e["type"] == "run_end")
         assert end["status"] == "finished" and engine.wait(timeout=60) == 0
-        assert bad
     finally:
         if engine.poll() is None:
             engine.proc.kill()

@@ -123,8 +123,8 @@ def print_summary(console: Console, s: RunSummary, run_dir: Path, code: int | No
         t.add_row("health", Text(f"{rule} from step {h.get('step')}{still}: {h.get('diagnosis')}; fix: {h.get('fix')}",
                                  style="yellow"))
     for k in s.knobs:
-        t.add_row("live knobs", f"after step {k.get('step')}: " + ", ".join(
-            f"{n} {v}" for n, v in (k.get("values") or {}).items()))
+        t.add_row("live knobs", Text(f"after step {k.get('step')}: " + ", ".join(
+            f"{n} {v}" for n, v in (k.get("values") or {}).items())))  # reward names come from the run: no markup
     if s.dataset:
         t.add_row("data", f"{s.dataset.get('rows_used')} rows used, {s.dataset.get('rows_skipped')} skipped "
                           f"{s.dataset.get('skipped') or ''}")
