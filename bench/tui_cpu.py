@@ -44,6 +44,7 @@ from rundir import events as events_module  # noqa: E402
 from rundir.control import ensure_control_dir  # noqa: E402
 from rundir.events import EventWriter  # noqa: E402
 from rundir.rollouts import CompletionRecord, RolloutWriter  # noqa: E402
+from rundir.health import HealthMonitor, Thresholds  # noqa: E402
 from rundir.layout import RunDir  # noqa: E402
 
 REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xmlcount"]
@@ -76,7 +77,7 @@ class SyntheticRun:
     """A run directory written through the engine's writers, one step at a time."""
 
     def __init__(self, root: Path, *, G: int = 8, groups: int = 8, max_steps: int = 60, seed: int = 0,
-                 preset: str = "synthetic", device: str = "cpu") -> None:
+                 preset: str = "synthetic", device: str = "cpu", health: bool = False) -> None:
         self.run = RunDir(Path(root))
         self.run.root.mkdir(parents=True, exist_ok=True)
         ensure_control_dir(self.run.control)
@@ -87,13 +88,18 @@ class SyntheticRun:
         self.preset = preset
         self.step = 0
         self.tokens = 0
+        # health: run the engine's health rules over the steps and write `health` events, as the engine does;
+        # the truncation threshold is lowered below the synthetic 15% so a warning is on screen while measuring
+        self.health = HealthMonitor(Thresholds(truncation_frac=0.1), max_completion_length=96) if health else None
 
     def start(self, pid: int | None = None) -> None:
         e = self.events
         e.emit("run_start", run_dir=str(self.run.root), preset=self.preset, preset_path=f"{self.preset}.toml",
                model="synthetic-model", pid=pid or 0, host="bench", resumed=False, resume_from=None,
                max_steps=self.max_steps, num_generations=self.G, reward_names=REWARDS,
-               reward_weights={r: 1.0 for r in REWARDS}, device=self.device, versions={})
+               reward_weights={r: 1.0 for r in REWARDS}, device=self.device, versions={},
+               config={"train": {"learning_rate": 2e-4, "temperature": 1.0, "top_p": 1.0, "beta": 0.0,
+                                 "max_completion_length": 96}, "rewards": {r: 1.0 for r in REWARDS}})
         e.state("starting")
         e.emit("dataset", source="synthetic", origin="built-in, difficulty 1", rows_total=2000, rows_used=2000,
                rows_skipped=0, skipped={})
@@ -171,13 +177,19 @@ class SyntheticRun:
                    "completions/mean_length": sum(lengths) / n, "completions/min_length": float(min(lengths)),
                    "completions/max_length": float(max(lengths)), "completions/clipped_ratio": clipped / n,
                    "reward": sum(totals) / n, "reward_std": 0.5, "frac_reward_zero_std": zero_std / self.groups,
-                   "entropy": 1.2}
+                   "entropy": 1.2,
+                   # policy metrics of a beta > 0 run (deterministic: the rng sequence, and so the snapshot
+                   # tests' data, stays as it was)
+                   "kl": 0.01 + 0.001 * step, "clip_ratio/region_mean": 0.002 * (step % 7),
+                   "clip_ratio/low_mean": 0.001 * (step % 5), "clip_ratio/high_mean": 0.001 * (step % 3)}
         for r, vals in per_reward.items():
             metrics[f"rewards/{r}/mean"] = sum(vals) / n
             metrics[f"rewards/{r}/std"] = 0.1
-        self.events.emit("step", step=step, max_steps=self.max_steps, epoch=step / 250, metrics=metrics,
-                         step_time_s=1.0, tokens_per_s=float(sum(lengths) + 60 * n),
-                         elapsed_s=float(step), eta_s=float(self.max_steps - step), correct_frac=correct / n)
+        ev = self.events.emit("step", step=step, max_steps=self.max_steps, epoch=step / 250, metrics=metrics,
+                              step_time_s=1.0, tokens_per_s=float(sum(lengths) + 60 * n),
+                              elapsed_s=float(step), eta_s=float(self.max_steps - step), correct_frac=correct / n)
+        for h in self.health.add(ev) if self.health is not None else ():
+            self.events.emit("health", **h)
         self.events.emit("memory", step=step, **self._memory())
 
     def finish(self, status: str = "finished") -> None:
@@ -212,8 +224,18 @@ CHILD_PTY = r"""
 import sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
+import tui.app
 from tui.app import Dashboard
-Dashboard(Path({run!r})).run()
+
+class BenchDashboard(Dashboard):
+    CSS_PATH = str(Path(tui.app.__file__).parent / Dashboard.CSS_PATH)  # a class made in -c has no file of its own
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        if {group}:  # show another curve group (as pressing g would)
+            self.action_next_curves({group})
+
+BenchDashboard(Path({run!r})).run()
 """
 
 CHILD_LATENCY = r"""
@@ -319,23 +341,29 @@ def main() -> int:
     ap.add_argument("--history", type=int, default=300, help="steps already in the run before the app attaches")
     ap.add_argument("--size", default="140x45", help="terminal size COLSxROWS")
     ap.add_argument("--latency", type=float, default=10, help="seconds of key-latency probing (0: skip)")
+    ap.add_argument("--group", type=int, default=0,
+                    help="curve group shown while measuring (0 rewards, 1 policy, 2 optimizer, 3 lengths)")
+    ap.add_argument("--no-health", action="store_true", help="don't write health events (the engine's checks)")
     args = ap.parse_args()
     cols, rows = (int(x) for x in args.size.split("x"))
 
     with tempfile.TemporaryDirectory(prefix="grpo-tui-bench-") as tmp:
         root = Path(tmp) / "run"
-        run = SyntheticRun(root, max_steps=args.history + 10_000)
+        run = SyntheticRun(root, max_steps=args.history + 10_000, health=not args.no_health)
         run.start(pid=os.getpid())
         for _ in range(args.history):
             run.write_step()
         run.run.pid_file.write_text(str(os.getpid()))  # the "engine" (this writer) is alive
         print(f"run: {root} ({args.history} steps of history, G={run.G}, {run.groups} groups/step), "
-              f"terminal {cols}x{rows}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+              f"terminal {cols}x{rows}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
+              f"curve group {args.group}, health events {'off' if args.no_health else 'on'}")
 
-        proc, master = _spawn_on_pty(CHILD_PTY.format(root=str(ROOT), run=str(root)), cols, rows)
+        proc, master = _spawn_on_pty(CHILD_PTY.format(root=str(ROOT), run=str(root), group=args.group), cols, rows)
         app = psutil.Process(proc.pid)
         startup_c0 = _cpu(app)
         time.sleep(4.0)  # start, read the history, first paint
+        if proc.poll() is not None:
+            raise SystemExit(f"the dashboard exited with code {proc.returncode} before measuring")
         startup = _cpu(app) - startup_c0
         idle = measure(args.idle, app)
         stream = measure(args.stream, app, run.write_step)

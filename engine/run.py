@@ -31,7 +31,7 @@ from rundir.control import ensure_control_dir
 from rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, GrpoTuiError
 from rundir.layout import (GROUP_ACCESS_ENV, LOCK_FD_ENV, LOCK_HOLDER_ENV, RunDir, RunLock, RunLocked, UnsafeRunDir,
                            check_private_dir, find_checkpoints, make_private_dir, open_private,
-                           ownership_problem, trusted_file_problem, write_private)
+                           ownership_problem, replace_private, trusted_file_problem, write_private)
 
 # Set by the launcher: the temporary file that holds the engine's output until engine.log exists.
 PREFLIGHT_LOG_ENV = "GRPO_TUI_PREFLIGHT_LOG"
@@ -406,6 +406,12 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None)
         callback.trainer = trainer
         if checkpoint:
             callback.learning_rate = cfg.train.learning_rate
+        # health checks after every step, written as `health` events; live knobs (`set` commands)
+        from rundir.health import HealthMonitor
+        callback.health = HealthMonitor(max_completion_length=cfg.train.max_completion_length,
+                                        dynamic_sampling=cfg.curriculum.dynamic_sampling)
+        callback.config_path = run.config if main_rank else None
+        watcher.check_set = callback.check_set
         trainer.add_callback(callback)
         if cfg.eval.every_steps > 0 and main_rank:  # `eval` events on a held-out subset
             from engine.eval.evaluate import make_eval_callback
@@ -533,9 +539,7 @@ def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock |
         sys.stdout, sys.stderr = Tee(sys.__stdout__, log), Tee(sys.__stderr__, log)
     if main_rank and (not args.resume or args.preset or args.overrides or args.max_steps is not None):
         # config.json is always the config in force; every run_start event also carries its own.
-        tmp = run.root / ".config.json.tmp"
-        write_private(tmp, json.dumps(cfg.to_dict(), indent=2), "temporary config")
-        os.replace(tmp, run.config)
+        replace_private(run.config, json.dumps(cfg.to_dict(), indent=2), "config")
     if main_rank:
         write_private(run.pid_file, str(os.getpid()), "pid file")
     try:

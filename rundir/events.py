@@ -75,6 +75,7 @@ class Command(_StrEnum):
     CHECKPOINT = "checkpoint"
     STOP = "stop"
     SWITCH_PRESET = "switch_preset"
+    SET = "set"  # live knobs (rundir/knobs.py), e.g. send_command(d, "set", learning_rate=1e-5)
     INVALID = "invalid"  # only in acknowledgements: a command file that could not be read
 
 
@@ -376,6 +377,53 @@ class ErrorEvent:
     message: str = info("one short line (an OS error names what was being written: "
                         "`no space left on device while writing checkpoint-12`)")
     traceback: str | None = info("the Python traceback (its last 8,000 characters)", None)
+
+
+@record("health")
+@dataclass
+class HealthEvent:
+    """A health rule (rundir/health.py) started or stopped firing.
+
+    The engine runs the rules after every step (and on every `reward_failure`)
+    and writes only changes (a firing rule clears only after 5 quiet steps in a
+    row, so a noisy metric at its threshold doesn't flap), so the log is the
+    record every UI displays: the dashboard's health panel, the headless printer
+    and its run summary read these events and judge nothing themselves.
+    `rundir.health.check_run(events)` gives the events a recorded run would get.
+
+    The rules and their thresholds (`rundir.health.Thresholds`):
+
+    | rule | fires when |
+    |---|---|
+    | `zero_std` | `frac_reward_zero_std` >= 0.5 in each of the last 5 steps (fix: `[curriculum] dynamic_sampling`, or `prepass` with a `min_pass_rate`/`max_pass_rate` band) |
+    | `entropy_collapse` | `entropy` (mean of the last 3 steps) below max(0.05, 0.1 x its mean over the first 3), after 6 steps |
+    | `kl_spike` | `kl` above max(0.05, 5 x the median of the previous 10 steps) (only logged when beta > 0) |
+    | `length_collapse` | mean completion length (3-step mean) below 0.4 x its earlier peak 3-step mean, after 6 steps |
+    | `length_at_limit` | mean completion length (last 3 steps) >= 0.9 x `[train] max_completion_length` |
+    | `truncation` | `completions/clipped_ratio` (last 3 steps) above 1/3 |
+    | `reward_hacking` | over the last 10 steps a format reward (name containing `format` or `xml`) rose by >= 0.1 while `correct_frac` rose by <= 0.02 |
+    | `non_finite` | the step's `loss` or `grad_norm` is NaN or infinite (stored as null) |
+    | `reward_failures` | a reward function failed on >= 1 completion in the last 5 steps |"""
+    step: int = info("step at which the rule changed")
+    rule: str = info("`zero_std`, `entropy_collapse`, `kl_spike`, `length_collapse`, `length_at_limit`, "
+                     "`truncation`, `reward_hacking`, `non_finite`, `reward_failures`")
+    status: str = info("`warn` (started firing) or `ok` (no longer fires)", choices=("warn", "ok"))
+    value: float | None = info("the number the rule compared", None)
+    threshold: float | None = info("what it was compared against", None)
+    diagnosis: str = info("one line: what is wrong", "")
+    fix: str = info("one line: what to change, naming preset keys", "")
+
+
+@record("knobs")
+@dataclass
+class KnobsEvent:
+    """A `set` command's values were applied at a step boundary (after the step
+    below; the next step uses them). The dashboard marks the step on the curves."""
+    step: int = info("the step after which the values apply")
+    id: str | None = info("the `set` command's id", None)
+    values: dict[str, Any] = info("the new values: any of `learning_rate`, `temperature`, `top_p`, `beta`, "
+                                  "`reward_weights` ({reward name: weight})", {})
+    previous: dict[str, Any] = info("the same keys' values before the change", {})
 
 
 @record("run_end")

@@ -161,6 +161,15 @@ def write_private(path: Path, data: str, what: str = "file") -> None:
         f.write(data)
 
 
+def replace_private(path: Path, data: str, what: str = "file") -> None:
+    """Write a whole new version of a file atomically: a private temporary beside it, then rename.
+    A reader sees the old file or the new one, never half of one (config.json: start, live knobs)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_private(tmp, data, f"temporary {what}")
+    os.replace(tmp, path)
+
+
 # ------------------------------------------------------------------ one writer
 
 

@@ -39,6 +39,7 @@ ZERO_STD_BEFORE = "dynamic_sampling/frac_reward_zero_std_before"
 CORRECT = "correct_frac"  # top-level field of the step event, not a TRL metric
 STEP_TIME = "step_time_s"
 TOKENS_PER_S = "tokens_per_s"
+POLICY_METRICS = ("entropy", "kl", "grad_norm")  # shown by the headless line and summary
 FIXED_SERIES = (REWARD, MEAN_LENGTH, CLIPPED, ZERO_STD, CORRECT, STEP_TIME, TOKENS_PER_S)
 
 MEMORY_HISTORY = 240
@@ -53,6 +54,9 @@ def reward_key(name: str) -> str:
 
 def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+POLICY_METRICS = ("entropy", "kl", "grad_norm")  # issue 16: shown by the headless line and summary
 
 
 @dataclass
@@ -114,6 +118,10 @@ class RunState:
     _metric_keys: tuple = ()
     _reward_keys: list[str] = field(default_factory=list)
     _before_checkpointing: str = State.RUNNING.value
+    # health warnings (rundir.health, written by the engine as `health` events) and live-knob changes
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule -> latest "warn" event, while it fires
+    health_fired: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule -> first "warn" event of the run
+    knob_changes: list[dict[str, Any]] = field(default_factory=list)  # `knobs` events (curve markers)
 
     # ------------------------------------------------------------- reading
     @property
@@ -333,6 +341,8 @@ class RunState:
                   CORRECT: ev.get(CORRECT), STEP_TIME: ev.get(STEP_TIME), TOKENS_PER_S: ev.get(TOKENS_PER_S)}
         for k in self._reward_keys:
             values[k] = metrics[k]
+        for key, value in metrics.items():  # every metric TRL logs gets a series (the curve groups)
+            values.setdefault(key, value)
         add_phases(self.phase_s, ev.get("phase_s"))
         n = len(self.steps)
         self.steps.append(step)
@@ -410,6 +420,47 @@ class RunState:
     def _on_curriculum(self, ev: dict) -> set[str]:
         self.curriculum = ev
         return {"status"}
+
+    def _on_health(self, ev: dict) -> set[str]:
+        rule = str(ev.get("rule") or "?")
+        if ev.get("status") == "warn":
+            self.health[rule] = ev
+            self.health_fired.setdefault(rule, ev)
+        else:
+            self.health.pop(rule, None)
+        return {"health"}
+
+    def _on_knobs(self, ev: dict) -> set[str]:
+        step = ev.get("step")
+        if isinstance(step, int):
+            self.knob_changes = [k for k in self.knob_changes if k["step"] < step] + [ev]  # a resume rewinds
+            self.curves_version += 1
+        return {"curves", "knobs"}
+
+    def knobs_now(self) -> dict[str, Any]:
+        """The live knobs' current values: the config at the last run_start, then every change since."""
+        from rundir.knobs import REWARD_WEIGHTS, knobs_from_config
+        start = self.run_start or {}
+        now = knobs_from_config(start.get("config") or {}, list(start.get("reward_names") or self.reward_names))
+        for ev in self.knob_changes:
+            if float(ev.get("t") or 0) < float(start.get("t") or 0):
+                continue  # a resumed engine reads the changes back from config.json
+            for k, v in (ev.get("values") or {}).items():
+                if k == REWARD_WEIGHTS:
+                    now.setdefault(k, {}).update(v)
+                else:
+                    now[k] = v
+        return now
+
+    @property
+    def policy(self) -> dict[str, list[float]]:
+        """Entropy, KL and grad norm per step (finite values only; a metric never logged is absent)."""
+        out = {}
+        for key in POLICY_METRICS:
+            xs = [x for x in self.values(key) if math.isfinite(x)]
+            if xs:
+                out[key] = xs
+        return out
 
     def _on_run_end(self, ev: dict) -> set[str]:
         self._checkpoint_pending = False

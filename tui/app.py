@@ -17,6 +17,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, Iterable
 
+from rich.text import Text
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -33,9 +34,11 @@ from rundir.layout import RunDir
 from rundir.state import RunState, fmt_duration
 from tui.components.completion_view import CompletionView
 from tui.components.curves import RewardCurves
-from tui.components.dialogs import ConfirmStop, PresetPicker, PreflightError, QuitDialog
+from tui.components.dialogs import ConfirmStop, KnobsDialog, PresetPicker, PreflightError, QuitDialog
 from tui.components.error_panel import ErrorPanel, tail_lines
 from tui.components.group_table import GroupTable
+from tui.components.health_panel import HealthPanel
+from tui.components.metric_groups import GROUP_NAMES
 from tui.components.memory_panel import MemoryPanel
 from rundir.rollouts import RolloutIndex, RolloutTail
 from tui.components.status_panel import EngineLink, StatusPanel
@@ -47,7 +50,8 @@ CURVE_MIN_INTERVAL = 1.5  # seconds between plot rebuilds while data streams (a 
 POLL_ALIVE = 0.25         # seconds between looks at the run directory while the engine lives
 POLL_IDLE = 1.0           # ... when no engine process is alive
 GONE_AFTER = 3.0          # seconds without an engine process before an active run counts as dead
-CONTROL_ACTIONS = tuple(c.value for c in COMMANDS)  # actions named after the commands they send
+# actions named after the commands they send (`set` is sent by the knobs dialog)
+CONTROL_ACTIONS = tuple(c.value for c in COMMANDS if c != "set") + ("knobs",)
 TICK = 1.0                # seconds between status repaints while the engine lives (elapsed, ETA)
 COMPACT_BELOW = (100, 30)  # a terminal narrower or lower than this gets the compact layout: one view at a time
 COMPACT_VIEWS = ("curves", "rollouts", "status")
@@ -80,7 +84,9 @@ class Dashboard(App[int]):
         Binding("c", "checkpoint", "Checkpoint"),
         Binding("s", "stop", "Stop"),
         Binding("w", "switch_preset", "Switch preset"),
+        Binding("k", "knobs", "Knobs"),
         Binding("m", "toggle_smoothing", "Smooth"),
+        Binding("g", "next_curves", "Curves"),
         Binding("left_square_bracket", "move_step(-1)", "Step", key_display="[ ]"),
         Binding("right_square_bracket", "move_step(1)", "Next step", show=False),
         Binding("comma", "move_group(-1)", "Group", key_display=", ."),
@@ -127,12 +133,13 @@ class Dashboard(App[int]):
         with Horizontal(id="bottom"):
             yield GroupTable(self.rollouts, id="groups")
             yield CompletionView(id="completion")
+        yield HealthPanel(id="health")
         yield ErrorPanel(id="error")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = visible(self.link.run_dir)
-        for wid, title in (("status", "Status"), ("memory", "Memory"), ("curves", "Curves"),
+        for wid, title in (("status", "Status"), ("memory", "Memory"), ("curves", "Curves · rewards (g: next)"),
                            ("groups", "Group rewards"), ("completion", "Completion"), ("error", "Engine error")):
             self.query_one(f"#{wid}").border_title = title
         self._refresh_status()
@@ -241,6 +248,8 @@ class Dashboard(App[int]):
             self._refresh_compact_status()
         if "memory" in changed:
             self.query_one(MemoryPanel).show(self.model)
+        if "health" in changed:
+            self.query_one(HealthPanel).show(self.model.health)
         if steps:
             groups = self.query_one(GroupTable)
             groups.rollouts_changed(steps)
@@ -292,6 +301,9 @@ class Dashboard(App[int]):
                     self.notify(f"{ev.get('command')} rejected: {detail}", severity="error", timeout=8)
                 else:
                     self.notify(f"{ev.get('command')}: done" + (f" ({detail})" if detail else ""), timeout=4)
+            elif ev.get("type") == "health" and ev.get("status") == "warn" and self._is_live_event(ev):
+                self.notify(Text(f"{ev.get('rule')}: {ev.get('diagnosis')}"), title="Health warning",
+                            severity="warning", timeout=8)
             elif ev.get("type") == "run_start" and ev.get("resumed") and self._is_live_event(ev):
                 self.notify(f"engine continues under preset {ev.get('preset')}", timeout=6)
 
@@ -380,6 +392,17 @@ class Dashboard(App[int]):
                 self._send("switch_preset", preset=name)
         self.push_screen(PresetPicker(preset_choices(), self.model.preset), chosen)
 
+    def action_knobs(self) -> None:
+        def chosen(args: dict | None) -> None:
+            if args:
+                self._send("set", **args)
+        self.push_screen(KnobsDialog(self.model.knobs_now(), list(self.model.reward_names)), chosen)
+
+    def action_next_curves(self, index: int | None = None) -> None:
+        curves = self.query_one(RewardCurves)
+        name = curves.set_group(curves.group + 1 if index is None else index)
+        self.query_one("#curves").border_title = f"Curves · {name} (g: next)"
+
     def action_toggle_smoothing(self) -> None:
         on = self.query_one(RewardCurves).toggle_smoothing()
         self.notify("smoothing on" if on else "smoothing off", timeout=2)
@@ -461,6 +484,12 @@ class Dashboard(App[int]):
                                 self.action_stop)
             yield SystemCommand("Switch preset", "Checkpoint, then continue the run under another preset",
                                 self.action_switch_preset)
+        if self.check_action("knobs", ()):
+            yield SystemCommand("Change live knobs", "Learning rate, temperature, top_p, beta, reward weights "
+                                "from the next step, without a restart", self.action_knobs)
+        for i, name in enumerate(GROUP_NAMES):
+            yield SystemCommand(f"Curves: {name}", f"Show the {name} curves (g cycles the groups)",
+                                lambda i=i: self.action_next_curves(i))
         yield SystemCommand("Toggle smoothing", "Smooth the curves (EMA) or show raw values",
                             self.action_toggle_smoothing)
         yield SystemCommand("Follow latest step", "Show the newest step's groups", self.action_follow)

@@ -58,10 +58,30 @@ def step_line(ev: dict[str, Any], names: list[str]) -> str:
     parts += [f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}",
               f"correct {_f(ev.get('correct_frac'), 2)}",
               f"len {_f(m.get('completions/mean_length'), 0)}",
-              f"trunc {_f(m.get('completions/clipped_ratio'), 2)}",
+              f"trunc {_f(m.get('completions/clipped_ratio'), 2)}"]
+    parts += policy_parts(m)
+    parts += [
               f"{_f(ev.get('step_time_s'), 1)}s/step",
               f"ETA {fmt_duration(ev.get('eta_s'))}"]
     return " | ".join(parts)
+
+
+def _g(x: Any) -> str:
+    return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def policy_parts(m: dict[str, Any]) -> list[str]:
+    """KL (logged only when beta > 0), entropy and grad norm of a step's metrics."""
+    out = [f"kl {_g(m.get('kl'))}"] if "kl" in m else []
+    return out + [f"entropy {_g(m.get('entropy'))}", f"gnorm {_g(m.get('grad_norm'))}"]
+
+
+def health_line(ev: dict[str, Any]) -> tuple[str, str]:
+    """A `health` event as one line (text, style)."""
+    if ev.get("status") == "warn":
+        return (f"warning at step {ev.get('step')}: {ev.get('rule')}: {ev.get('diagnosis')}; "
+                f"fix: {ev.get('fix')}", "yellow")
+    return f"ok at step {ev.get('step')}: {ev.get('rule')} no longer fires", "dim"
 
 
 class SafeTable(Table):
@@ -87,6 +107,9 @@ def status_panel(s: RunState, run_dir: Path, note: str, now: float | None = None
     if isinstance(ev.get("phase_s"), dict):
         gen = ev.get("generation_tokens_per_s")
         t.add_row("step time", breakdown_text(ev["phase_s"]) + (f"   generation {gen:,.0f} tok/s" if gen else ""))
+    t.add_row("policy", "  ".join(policy_parts(m)))
+    for rule, h in s.health.items():
+        t.add_row("health", safe_text(f"{rule}: {h.get('diagnosis')}", style="yellow"))
     t.add_row("memory", memory_text(s.last_memory))
     t.add_row("run", f"{s.preset} ({s.model_name})  {run_dir}")
     if note:
@@ -150,6 +173,15 @@ def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None
         name, share = top
         t.add_row("step time", breakdown_text(s.phase_s, top=6))
         t.add_row("dominant phase", f"{name} ({100 * share:.0f}%): cut it with {REMEDIES[name]}")
+    if s.policy:
+        t.add_row("policy", policy_summary(s.policy))
+    for rule, h in s.health_fired.items():
+        still = " (still firing)" if rule in s.health else ""
+        t.add_row("health", safe_text(f"{rule} from step {h.get('step')}{still}: {h.get('diagnosis')}; "
+                                      f"fix: {h.get('fix')}", style="yellow"))
+    for k in s.knob_changes:
+        t.add_row("live knobs", f"after step {k.get('step')}: " + ", ".join(
+            f"{n} {v}" for n, v in (k.get("values") or {}).items()))  # SafeTable: reward names are run text
     if s.dataset:
         t.add_row("data", f"{s.dataset.get('rows_used')} rows used, {s.dataset.get('rows_skipped')} skipped "
                           f"{s.dataset.get('skipped') or ''}")
@@ -178,6 +210,18 @@ def how_to_stop(run_dir: Path) -> str:
 
 class _Detach(Exception):
     """Raised from a signal handler: leave the engine running and stop watching."""
+
+
+def policy_summary(policy: dict[str, list[float]]) -> str:
+    parts = []
+    if policy.get("entropy"):
+        parts.append(f"entropy {policy['entropy'][0]:.3g} -> {policy['entropy'][-1]:.3g}")
+    if policy.get("kl"):
+        parts.append(f"kl last {policy['kl'][-1]:.3g}, max {max(policy['kl']):.3g}")
+    if policy.get("grad_norm"):
+        g = policy["grad_norm"]
+        parts.append(f"grad norm mean {sum(g) / len(g):.3g}, max {max(g):.3g}")
+    return "  ".join(parts)
 
 
 def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None = None,
@@ -272,6 +316,10 @@ def event_line(ev: dict[str, Any], s: RunState) -> tuple[str, str] | None:
         return (step_line(ev, s.reward_names), "") if isinstance(ev.get("step"), int) else None
     if typ in ("checkpoint", "reward_failure", "dataset", "model", "eval", "sft_step", "stage", "curriculum"):
         return _event_line(ev), "dim"
+    if typ == "health":
+        return health_line(ev)
+    if typ == "command" and ev.get("command") == "set" and ev.get("status") == "done":
+        return f"live knobs: {ev.get('detail')}", "cyan"
     if typ == "command" and ev.get("status") in ("done", "rejected"):
         detail = f": {ev.get('detail')}" if ev.get("detail") else ""
         return f"command {ev.get('command')} {ev.get('status')}{detail}", (

@@ -44,6 +44,9 @@ class CommandWatcher(threading.Thread):
         # check_switch(preset) -> None if the run can continue under that preset, else why not
         self.check_switch = check_switch or (lambda preset: "switching presets is not available here")
         self.queue: queue.Queue[dict] = queue.Queue()
+        # live knobs: check_set(args) -> cleaned values, or raises KnobError; set once the GRPO trainer exists
+        # (EngineCallback.check_set). Until then `set` is refused.
+        self.check_set: Callable[[dict], dict] | None = None
         self._stop = threading.Event()
         self.paused = threading.Event()
 
@@ -63,6 +66,8 @@ class CommandWatcher(threading.Thread):
         elif name == "switch_preset":
             preset = (cmd.get("args") or {}).get("preset")
             why_not = "switch_preset needs args.preset" if not preset else self.check_switch(str(preset))
+        elif name == "set":  # live knobs, validated now so a bad value is refused at once
+            why_not = self._check_set(cmd)
         if why_not:
             self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
             return
@@ -72,6 +77,16 @@ class CommandWatcher(threading.Thread):
         if pending and not (name == "pause" and self.paused.is_set()):
             self.events.state(pending)
         self.queue.put(cmd)
+
+    def _check_set(self, cmd: dict) -> str | None:
+        from rundir.knobs import KnobError
+        if self.check_set is None:
+            return "live knobs apply once GRPO training runs (the model is still loading, or an SFT stage runs)"
+        try:
+            cmd["args"] = self.check_set(cmd.get("args") or {})
+        except KnobError as e:
+            return str(e)
+        return None
 
     def requeue(self, cmds: list[dict]) -> None:
         """Put commands back at the front of the queue, ahead of anything that arrived since."""
@@ -116,6 +131,10 @@ class StepCommands:
     def command_switch(self, state: Any, control: Any, cmd: dict) -> None:
         raise NotImplementedError
 
+    def command_set(self, state: Any, cmd: dict) -> None:
+        """Live knobs; a stage without them refuses."""
+        self._emit_command(cmd.get("id"), "set", "rejected", "live knobs apply to GRPO training only")
+
     def before_pause(self, state: Any, control: Any) -> None:
         """Called once a pause is decided, before the stage blocks (e.g. a save asked for with it)."""
 
@@ -158,6 +177,8 @@ class StepCommands:
                 self.command_checkpoint(state, control, cid, paused=False)
             elif name == "stop":
                 self.command_stop(state, control, cid)
+            elif name == "set":
+                self.command_set(state, cmd)
             elif name == "pause" and self.stop_requested:
                 self._emit_command(cid, "pause", "rejected", "the run is stopping")
             elif name == "pause":
@@ -208,6 +229,8 @@ class StepCommands:
                 elif name == "switch_preset":
                     self.command_switch(state, control, cmd)
                     done = True
+                elif name == "set":  # applies at once: the next step starts with the new values
+                    self.command_set(state, cmd)
                 elif name == "pause":
                     self._emit_command(ccid, "pause", "done", "already paused")
             cmds = []

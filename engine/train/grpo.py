@@ -238,6 +238,9 @@ class EngineCallback(StepCommands, TrainerCallback):
         self.switch_to: str | None = None  # preset to continue under, after the switch checkpoint
         self.last_saved_step = -1
         self.learning_rate: float | None = None  # set on resume: the config's LR wins over the checkpoint's
+        # health checks after every step (run.py sets a HealthMonitor); live knobs saved to config.json
+        self.health: Any = None
+        self.config_path: Path | None = None
 
     # --------------------------------------------------------------- events
     def on_train_begin(self, args, state, control, **kwargs):
@@ -274,14 +277,17 @@ class EngineCallback(StepCommands, TrainerCallback):
         metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()}
         for r in self.rewards:
             for f in r.guarded.drain_failures():
-                self.events.emit("reward_failure", step=state.global_step, reward=f["name"], kind=f["kind"],
-                                 kinds=f.get("kinds"), count=f["count"], example=f["example"])
-        self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
-                         epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
-                         tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
-                         phase_s=phase_s, generation_tokens_per_s=gen_tps,
-                         elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
-                         correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
+                failure = self.events.emit("reward_failure", step=state.global_step, reward=f["name"],
+                                           kind=f["kind"], kinds=f.get("kinds"), count=f["count"],
+                                           example=f["example"])
+                self._check_health(failure)
+        step_ev = self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
+                                   epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
+                                   tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
+                                   phase_s=phase_s, generation_tokens_per_s=gen_tps,
+                                   elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
+                                   correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
+        self._check_health(step_ev)
         self._emit_memory(state.global_step)
         if distributed.is_main():
             print(f"step {state.global_step}/{self.max_steps} reward={metrics.get('reward')} "
@@ -360,6 +366,41 @@ class EngineCallback(StepCommands, TrainerCallback):
         timer = getattr(self.trainer, "phase_timer", None)
         if timer is not None:
             timer.discard(seconds)
+
+    # ------------------------------------------------------ health, live knobs
+    def _check_health(self, ev: dict) -> None:
+        """Feed an event to the health rules; write each rule that starts or stops firing."""
+        if self.health is None or not ev:
+            return
+        for h in self.health.add(ev):
+            self.events.emit("health", **h)
+
+    def _names(self) -> list[str]:
+        return [r.__name__ for r in self.rewards]
+
+    def check_set(self, args: dict) -> dict:
+        """Validate a `set` command's args (watcher thread); returns the cleaned values or raises KnobError."""
+        from engine.train.knobs import check_knobs
+        from rundir.knobs import validate_knobs
+        values = validate_knobs(args, self._names())
+        check_knobs(self.trainer, values, self._names())
+        return values
+
+    def command_set(self, state, cmd: dict) -> None:
+        from engine.train.knobs import apply_knobs, save_knobs
+        from rundir.knobs import describe_change
+        values, cid = cmd.get("args") or {}, cmd.get("id")
+        try:
+            previous = apply_knobs(self.trainer, values, self._names(), self.recorder)
+            if self.config_path is not None and distributed.is_main():
+                save_knobs(self.config_path, values, self._names())
+        except Exception as e:  # noqa: BLE001 - a knob that can't apply is refused, training goes on
+            self.events.emit("command", id=cid, command="set", status="rejected", detail=f"{type(e).__name__}: {e}")
+            return
+        self.events.emit("knobs", step=state.global_step, id=cid, values=values,
+                         previous={k: previous[k] for k in values})
+        self.events.emit("command", id=cid, command="set", status="done",
+                         detail=f"{describe_change(values, previous)} from step {state.global_step + 1}")
 
     def _save_now(self, state) -> None:
         self.events.state("checkpointing", step=state.global_step)

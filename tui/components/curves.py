@@ -18,6 +18,7 @@ from textual_plotext.plot import Plot
 
 from rundir.state import CLIPPED, CORRECT, MEAN_LENGTH, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, reward_key
 from tui.text import safe_text
+from tui.components.metric_groups import GROUPS, KNOB_MARK_COLOR, PlotSpec
 
 SMOOTHING = 0.8
 # 256-colour codes: plotext and rich draw the same colour from the same number, so the legend
@@ -122,12 +123,17 @@ def legend(items: list[tuple[str, int]]) -> Text:
 
 
 class RewardCurves(Vertical):
-    """Two plots: rewards (total and each function's mean) and GRPO signal (zero-std, truncated, correct, length)."""
+    """Two plots of one metric group (tui/components/metric_groups.py), `g` cycles the groups.
+
+    The "rewards" group: rewards (total and each function's mean) and GRPO signal (zero-std, truncated,
+    correct, length). Live-knob changes are marked on every plot with a vertical line at their step.
+    """
 
     def __init__(self, model: RunState, **kw: Any) -> None:
         super().__init__(**kw)
         self.model = model
         self.smoothing = False
+        self.group = 0  # index into GROUPS
 
     def compose(self):
         # Legends in one row above both plots, so the plots line up whatever the legends' heights.
@@ -135,30 +141,67 @@ class RewardCurves(Vertical):
             yield Static("", id="reward-legend", classes="legend")
             yield Static("", id="signal-legend", classes="legend")
         with Horizontal(classes="plots"):
-            yield CurvePlot(self._draw_rewards, id="reward-plot")
-            yield CurvePlot(self._draw_signal, id="signal-plot")
+            yield CurvePlot(self._drawer(0), id="reward-plot")
+            yield CurvePlot(self._drawer(1), id="signal-plot")
 
     def on_mount(self) -> None:
         self._signal_legend(filtered=False)
-        self._legend_names: list[str] | None = None
-        self._filtered = False
+        self._legend_names: Any = None
+        self._filtered: bool | None = False
+        self._marks = 0
 
     def _signal_legend(self, filtered: bool) -> None:
         items = [("zero-std-groups", ZERO_STD_COLOR)]
         if filtered:  # dynamic sampling: zero-std as sampled (before) and as trained
             items.append(("zero-std-before-filter", ZERO_STD_BEFORE_COLOR))
         items += [("truncated", TRUNCATED_COLOR), ("correct", CORRECT_COLOR), ("mean-length(right)", LENGTH_COLOR)]
+        if self.model.knob_changes:
+            items.append(("knob-change", KNOB_MARK_COLOR))
         self.query_one("#signal-legend", Static).update(legend(items))
+
+    @property
+    def group_name(self) -> str:
+        return GROUPS[self.group].name
+
+    def set_group(self, index: int) -> str:
+        """Show another group; returns its name."""
+        self.group = index % len(GROUPS)
+        self._legend_names = None
+        self._filtered = None
+        self.redraw()
+        return self.group_name
+
+    def _group_legends(self, specs: tuple[PlotSpec, PlotSpec]) -> None:
+        """Legends of a metric group: the lines that have data, and the knob-change marker if any."""
+        legends = []
+        for spec in specs:
+            items = [(ln.label + ("(right)" if ln.yside == "right" else ""), ln.color)
+                     for ln in spec.lines if any(v is not None for v in self.model.column(ln.key))]
+            if self.model.knob_changes:
+                items.append(("knob-change", KNOB_MARK_COLOR))
+            legends.append(items)
+        key = (self.group, repr(legends))
+        if key != self._legend_names:  # a legend update re-lays out the screen: only on change
+            self._legend_names = key
+            for wid, items in zip(("#reward-legend", "#signal-legend"), legends):
+                self.query_one(wid, Static).update(legend(items))
 
     def redraw(self) -> None:
         m = self.model
+        specs = GROUPS[self.group].plots
+        if specs is not None:
+            self._group_legends(specs)
+            for plot in self.query(CurvePlot):
+                plot.invalidate()
+            return
         if m.reward_names != self._legend_names:  # a legend update re-lays out the screen: only on change
             self._legend_names = list(m.reward_names)
             self.query_one("#reward-legend", Static).update(legend(
                 [("total", TOTAL_COLOR)] + [(n, REWARD_COLORS[i % len(REWARD_COLORS)])
                                             for i, n in enumerate(m.reward_names)]))
         filtered = any(v is not None for v in m.column(ZERO_STD_BEFORE))
-        if filtered != self._filtered:
+        if filtered != self._filtered or self._marks != len(m.knob_changes):
+            self._marks = len(m.knob_changes)
             self._filtered = filtered
             self._signal_legend(filtered)
         for plot in self.query(CurvePlot):
@@ -183,7 +226,32 @@ class RewardCurves(Vertical):
         steps = self.model.steps
         if steps:
             plt.xticks(step_ticks(steps[0], steps[-1]))
+            for ev in self.model.knob_changes:  # live knobs apply from the step after the marker
+                if steps[0] <= ev["step"] <= steps[-1]:
+                    plt.vline(ev["step"] + 0.5, color=KNOB_MARK_COLOR)
         plt.xlabel("step")
+
+    def _draw_spec(self, plt: Plot, spec: PlotSpec, width: int, height: int) -> None:
+        drawn_sides = set()
+        for ln in spec.lines:
+            if self._line(plt, self.model.column(ln.key), width, ln.color, yside=ln.yside):
+                drawn_sides.add(ln.yside)
+        for side in spec.ylim01:
+            if side in drawn_sides:
+                plt.ylim(0, 1, yside=side)
+        if height >= 14 or not drawn_sides:
+            plt.title((spec.title if drawn_sides else f"{spec.title}: {spec.empty}") + self._suffix())
+        self._xaxis(plt)
+
+    def _drawer(self, side: int) -> Callable[[Plot, int, int], None]:
+        """The draw function of the left (0) or right (1) plot: the shown group's spec for that side."""
+        def draw(plt: Plot, width: int, height: int) -> None:
+            specs = GROUPS[self.group].plots
+            if specs is not None:
+                self._draw_spec(plt, specs[side], width, height)
+            else:
+                (self._draw_rewards if side == 0 else self._draw_signal)(plt, width, height)
+        return draw
 
     def _suffix(self) -> str:
         return f" · smoothed (EMA {SMOOTHING})" if self.smoothing else ""

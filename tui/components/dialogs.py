@@ -1,7 +1,9 @@
-"""Modal questions: confirm stop, quit (leave running or stop), pick a preset, show a pre-flight error."""
+"""Modal questions: confirm stop, quit (leave running or stop), pick a preset, show a pre-flight error,
+change live knobs."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -118,3 +120,88 @@ class PreflightError(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class KnobsDialog(ModalScreen[dict | None]):
+    """Change live knobs (issue 16): learning rate, temperature, top_p, beta, reward weights.
+
+    Returns only the values that differ from the current ones (the args of a `set` command), or None.
+    Values are checked with the engine's own rules (rundir.knobs.validate_knobs) before anything is sent.
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: dict, reward_names: list[str]) -> None:
+        super().__init__()
+        self.current, self.reward_names = current, reward_names
+
+    def _fields(self) -> list[tuple[str, str, str]]:
+        """(input id, label, current value as text)."""
+        from rundir.knobs import KNOBS, REWARD_WEIGHTS
+        out = [(f"knob-{k}", KNOBS[k][0], _fmt(self.current.get(k))) for k in KNOBS]
+        weights = self.current.get(REWARD_WEIGHTS) or {}
+        out += [(f"weight-{i}", f"[rewards] {name}", _fmt(weights.get(name)))
+                for i, name in enumerate(self.reward_names)]
+        return out
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide", id="knobs-dialog"):
+            yield Label("Live knobs", classes="dialog-title")
+            yield Static("Applied at the next step boundary without a restart, marked on the curves, and kept "
+                         "by --resume.")
+            with VerticalScroll(id="knobs-fields"):
+                for wid, label, value in self._fields():
+                    with Horizontal(classes="knob-row"):
+                        yield Label(Text(label), classes="knob-label")
+                        yield Input(value=value, id=wid, classes="knob-input")
+            yield Static("", id="knobs-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Apply (enter)", variant="primary", id="apply")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def changes(self) -> dict:
+        """The set command's args for what was edited; raises KnobError for a bad value."""
+        from rundir.knobs import KNOBS, REWARD_WEIGHTS, validate_knobs
+        args: dict = {}
+        for k in KNOBS:
+            text = self.query_one(f"#knob-{k}", Input).value.strip()
+            if text and text != _fmt(self.current.get(k)):
+                args[k] = text
+        weights = {}
+        old = self.current.get(REWARD_WEIGHTS) or {}
+        for i, name in enumerate(self.reward_names):
+            text = self.query_one(f"#weight-{i}", Input).value.strip()
+            if text and text != _fmt(old.get(name)):
+                weights[name] = text
+        if weights:
+            args[REWARD_WEIGHTS] = weights
+        return validate_knobs(args, self.reward_names) if args else {}
+
+    def _apply(self) -> None:
+        from rundir.knobs import KnobError
+        try:
+            args = self.changes()
+        except KnobError as e:
+            self.query_one("#knobs-error", Static).update(Text(str(e), style="bold red"))
+            return
+        self.dismiss(args or None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._apply()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "apply":
+            self._apply()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""

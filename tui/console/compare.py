@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rundir.events import read_events
+from rundir.state import CORRECT, MEAN_LENGTH, REWARD, RunState
 from rundir.layout import RunDir
 from tui.text import safe_text
 
@@ -30,11 +31,8 @@ SERIES: tuple[tuple[str, str], ...] = (
 SAMPLE_ROWS = 10  # steps shown in the --no-ui by-step table
 
 
-def _metric(ev: dict[str, Any], key: str) -> float | None:
-    m = ev.get("metrics") if isinstance(ev.get("metrics"), dict) else {}
-    value = {"reward": m.get("reward"), "correct": ev.get("correct_frac"),
-             "length": m.get("completions/mean_length"), "kl": m.get("kl")}[key]
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+# compare's series name -> the fold's column (rundir.state.RunState)
+COLUMNS = {"reward": REWARD, "correct": CORRECT, "length": MEAN_LENGTH, "kl": "kl"}
 
 
 @dataclass
@@ -75,17 +73,11 @@ def load_run(path: Path) -> RunCurves:
         config = {}
     except (OSError, ValueError) as e:
         raise ValueError(f"{run.config}: unreadable ({type(e).__name__}: {e})") from None
-    by_step: dict[int, dict[str, Any]] = {}
-    state = "?"
-    for ev in read_events(run.events):
-        if ev.get("type") == "step" and isinstance(ev.get("step"), int):
-            by_step[ev["step"]] = ev  # a resumed run's redone step replaces the first try
-        elif ev.get("type") == "state" and isinstance(ev.get("state"), str):
-            state = ev["state"]
-        elif ev.get("type") == "run_end" and isinstance(ev.get("status"), str):
-            state = ev["status"]
-    steps = sorted(by_step)
-    series = {key: [_metric(by_step[s], key) for s in steps] for key, _ in SERIES}
+    fold = RunState()
+    fold.apply(read_events(run.events))  # the one fold: a resumed run's redone steps replace the first try
+    steps = list(fold.steps)
+    series = {key: list(fold.column(COLUMNS[key])) or [None] * len(steps) for key, _ in SERIES}
+    state = fold.status
     return RunCurves(Path(path), config if isinstance(config, dict) else {}, steps, series, state)
 
 

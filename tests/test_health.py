@@ -1,0 +1,131 @@
+"""Health rules over recorded event streams: each rule fires on a run built to trip it and stays quiet on one
+that must not (the engine-side test, a real run writing `health` events, is in test_knobs.py)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from rundir.health import DEFAULT, RULES, HealthMonitor, active_warnings, check_run, warning_line
+
+BASE = {"loss": 0.01, "grad_norm": 0.5, "learning_rate": 1e-5, "entropy": 1.0, "frac_reward_zero_std": 0.2,
+        "completions/mean_length": 100.0, "completions/clipped_ratio": 0.05, "rewards/correctness/mean": 0.3,
+        "rewards/soft_format/mean": 0.2}
+
+
+def run(n: int, vary: Any = None, correct: Any = 0.3, max_len: int = 200, dynamic: bool = False,
+        extra: list[dict] = ()) -> list[dict[str, Any]]:
+    """A recorded run of n steps: BASE metrics, with vary(step) -> overrides (step is 1-based)."""
+    evs = [{"type": "run_start", "config": {"train": {"max_completion_length": max_len, "beta": 0.0},
+                                            "curriculum": {"dynamic_sampling": dynamic}}}]
+    for s in range(1, n + 1):
+        m = dict(BASE, **(vary(s) if vary else {}))
+        c = correct(s) if callable(correct) else correct
+        evs += [e for e in extra if e.get("step") == s and e["type"] != "step"]
+        evs.append({"type": "step", "step": s, "metrics": m, "correct_frac": c})
+    return evs
+
+
+def fired(events: list[dict]) -> dict[str, dict]:
+    return {h["rule"]: h for h in check_run(events) if h["status"] == "warn"}
+
+
+def test_a_healthy_run_raises_nothing() -> None:
+    wobble = lambda s: {"entropy": 1.0 + 0.1 * math.sin(s), "completions/mean_length": 100 + 5 * math.sin(s)}
+    assert check_run(run(40, wobble, correct=lambda s: 0.2 + 0.01 * s)) == []
+
+
+def test_zero_std_fires_after_several_steps_and_names_curriculum_keys() -> None:
+    ev = fired(run(8, lambda s: {"frac_reward_zero_std": 0.9 if s >= 3 else 0.1}))["zero_std"]
+    assert ev["step"] == 3 + DEFAULT.zero_std_steps - 1 and ev["value"] == 0.9
+    assert "[curriculum] dynamic_sampling = true" in ev["fix"] and "min_pass_rate" in ev["fix"]
+    assert "dynamic_sampling_max_extra" in fired(run(8, lambda s: {"frac_reward_zero_std": 0.9},
+                                                     dynamic=True))["zero_std"]["fix"]
+
+
+def test_zero_std_stays_quiet_for_a_short_burst() -> None:
+    # 4 bad steps in a row, then a good one: below the 5-step window
+    assert "zero_std" not in fired(run(30, lambda s: {"frac_reward_zero_std": 0.2 if s % 5 == 0 else 0.9}))
+
+
+def test_zero_std_clears_with_an_ok_event() -> None:
+    hs = check_run(run(12, lambda s: {"frac_reward_zero_std": 0.9 if s <= 6 else 0.1}))
+    # quiet from step 7; cleared after 5 quiet steps in a row
+    assert [(h["rule"], h["status"], h["step"]) for h in hs] == [("zero_std", "warn", 5), ("zero_std", "ok", 11)]
+    assert active_warnings([{"type": "health", **h} for h in hs]) == {}
+
+
+def test_entropy_collapse() -> None:
+    ev = fired(run(12, lambda s: {"entropy": 1.0 if s < 6 else 0.02}))["entropy_collapse"]
+    assert ev["value"] < ev["threshold"] and "[train] temperature" in ev["fix"]
+    assert "entropy_collapse" not in fired(run(12, lambda s: {"entropy": 1.0 if s < 6 else 0.5}))
+
+
+def test_kl_spike() -> None:
+    ev = fired(run(15, lambda s: {"kl": 0.8 if s == 14 else 0.02}))["kl_spike"]
+    assert ev["step"] == 14 and "[train] beta" in ev["fix"]
+    # a KL that grows steadily is not a spike; a jump between tiny values is not either
+    assert "kl_spike" not in fired(run(15, lambda s: {"kl": 0.01 * s}))
+    assert "kl_spike" not in fired(run(15, lambda s: {"kl": 0.02 if s == 14 else 0.001}))
+
+
+def test_length_collapse() -> None:
+    ev = fired(run(14, lambda s: {"completions/mean_length": 150.0 if s < 8 else 20.0}))["length_collapse"]
+    assert ev["step"] == 10 and "[rewards]" in ev["fix"]  # the 3-step mean falls below 0.4 x 150 at step 10
+    assert "length_collapse" not in fired(run(14, lambda s: {"completions/mean_length": 150.0 - 3 * s}))
+
+
+def test_length_running_into_the_limit() -> None:
+    ev = fired(run(6, lambda s: {"completions/mean_length": 190.0}, max_len=200))["length_at_limit"]
+    assert "[train] max_completion_length" in ev["fix"]
+    assert "length_at_limit" not in fired(run(6, lambda s: {"completions/mean_length": 170.0}, max_len=200))
+
+
+def test_truncation_above_a_third() -> None:
+    ev = fired(run(5, lambda s: {"completions/clipped_ratio": 0.4}))["truncation"]
+    assert ev["step"] == 3 and ev["threshold"] == pytest.approx(1 / 3, abs=1e-6)
+    assert "mask_truncated_completions" in ev["fix"]
+    assert "truncation" not in fired(run(5, lambda s: {"completions/clipped_ratio": 0.3}))
+
+
+def test_reward_hacking_format_up_correctness_flat() -> None:
+    rising = lambda s: {"rewards/soft_format/mean": 0.05 * s}
+    ev = fired(run(12, rising, correct=0.1))["reward_hacking"]
+    assert "soft_format" in ev["diagnosis"] and "[rewards]" in ev["fix"]
+    # format and correctness rising together is learning, not hacking
+    assert "reward_hacking" not in fired(run(12, rising, correct=lambda s: 0.05 * s))
+
+
+def test_non_finite_loss_or_grad_norm() -> None:
+    # the event writer stores NaN/inf as null: a present-but-null loss is non-finite
+    ev = fired(run(4, lambda s: {"grad_norm": None} if s == 3 else {}))["non_finite"]
+    assert ev["step"] == 3 and "grad_norm" in ev["diagnosis"] and "learning_rate" in ev["fix"]
+    assert "non_finite" not in fired(run(4))
+
+
+def test_reward_failures() -> None:
+    fail = [{"type": "reward_failure", "step": 4, "reward": "crashy", "kind": "exception", "count": 3}]
+    ev = fired(run(6, extra=fail))["reward_failures"]
+    assert ev["step"] == 4 and "'crashy'" in ev["diagnosis"] and "[rewards]" in ev["fix"]
+    hs = check_run(run(14, extra=fail))
+    assert [(h["status"], h["step"]) for h in hs if h["rule"] == "reward_failures"] == [("warn", 4), ("ok", 13)]
+    assert "reward_failures" not in fired(run(6))
+
+
+def test_a_metric_hovering_at_its_threshold_does_not_flap() -> None:
+    # one low step in six: the 3-step mean dips below 1/3 for 3 steps, then goes back up
+    hs = check_run(run(30, lambda s: {"completions/clipped_ratio": 0.45 if s % 6 else 0.05}))
+    assert [(h["rule"], h["status"]) for h in hs] == [("truncation", "warn")]
+
+
+def test_every_rule_is_tested_and_a_resumed_run_rewinds() -> None:
+    assert set(RULES) == {"zero_std", "entropy_collapse", "kl_spike", "length_collapse", "length_at_limit",
+                          "truncation", "reward_hacking", "non_finite", "reward_failures"}
+    mon = HealthMonitor()
+    for s in (1, 2, 3, 2, 3):  # the resumed engine repeats steps 2 and 3
+        mon.add({"type": "step", "step": s, "metrics": dict(BASE)})
+    assert mon.h.steps == [1, 2, 3]
+    line = warning_line({"rule": "truncation", "diagnosis": "d", "fix": "f"})
+    assert line == "truncation: d -> f"
