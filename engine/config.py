@@ -69,13 +69,27 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = _f("synthetic", "Where training problems come from.", ("synthetic", "gsm8k", "file"))
-    data_files: list[str] = _f([], "Local JSONL/Parquet files (gsm8k: instead of the hub; file: required). Relative to the working directory.")
+    # engine/data/loader.py: the one loader behind training, the SFT stage and eval.
+    source: str = _f("synthetic", "Where training problems come from: built-in problems, GSM8K, any hub dataset "
+                                  "(dataset, dataset_config, split) or local files (data_files).",
+                     ("synthetic", "gsm8k", "hub", "file"))
+    dataset: str = _f("", "Hub dataset id for source 'hub' (e.g. 'swulling/gsm8k_chinese').")
+    dataset_config: str | None = _f(None, "Hub dataset configuration name, if it has several (e.g. 'main').")
+    data_files: list[str] = _f([], "Local JSONL/Parquet/CSV files (gsm8k/hub: a local copy used instead of the hub; "
+                                   "file: required). Relative to the working directory.")
     split: str = _f("train", "Split to train on (hub datasets).")
-    question_field: str = _f("question", "Field holding the question (source 'file').")
-    answer_field: str = _f("answer", "Field holding the gold answer or solution (source 'file').")
-    gold_format: str = _f("auto", "How the gold answer is written: after '####' (gsm8k), last \\boxed{} (boxed), the whole field (plain), or guessed per row (auto).",
-                          ("auto", "gsm8k", "boxed", "plain"))
+    question_field: str = _f("question", "Field holding the question, or a list of chat messages used as the prompt "
+                                         "('auto': question, problem, prompt or messages).")
+    question_template: str | None = _f(None, "Question built from several fields instead, e.g. \"{Body} {Question}\".")
+    answer_field: str = _f("answer", "Field holding the gold answer or solution ('auto': answer, else solution).")
+    gold_format: str = _f("auto", "How the gold answer is written: after '####' (gsm8k), last \\boxed{} (boxed), the whole "
+                                  "field (plain), one number with or without a unit ('9 (apples)', '145.0'; number), or "
+                                  "guessed per row (auto).",
+                          ("auto", "gsm8k", "boxed", "plain", "number"))
+    extra_fields: list[str] = _f([], "More columns passed to reward functions as keyword arguments (TRL passes dataset "
+                                     "columns to rewards).")
+    max_prompt_tokens: int = _f(0, "Skip (and count) rows whose prompt is longer than this many tokens (0 = the model's "
+                                   "context minus max_completion_length).")
     synthetic_difficulty: int = _f(1, "Synthetic problems: 1 one operation, 2 two operations, 3 three operations with larger numbers.")
     synthetic_size: int = _f(2000, "Synthetic problems: how many to generate.")
     max_examples: int = _f(0, "Use at most this many training rows after shuffling (0 = all).")
@@ -465,6 +479,10 @@ def validate(cfg: Config) -> None:
     d = cfg.data
     if d.source == "file" and not d.data_files:
         raise PresetError(f"{where}: [data] source = 'file' needs data_files = [\"path.jsonl\", ...].")
+    if d.source == "hub" and not d.dataset and not d.data_files:
+        raise PresetError(f"{where}: [data] source = 'hub' needs dataset = \"owner/name\" (the hub id).")
+    if d.max_prompt_tokens < 0:
+        raise PresetError(f"{where}: [data] max_prompt_tokens must be >= 0 (0 = from the model's context).")
     if d.synthetic_difficulty not in (1, 2, 3):
         raise PresetError(f"{where}: [data] synthetic_difficulty must be 1, 2 or 3.")
     s = cfg.sft

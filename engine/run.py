@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def preflight(args: argparse.Namespace) -> Config:
     """All checks that need no model. Raises PresetError; writes nothing."""
-    from engine.data.loader import check_files
+    from engine.data.loader import check_files, load_rows
     from engine.rewards import RewardSpecError
     from engine.train.grpo import build_rewards
 
@@ -106,7 +106,16 @@ def preflight(args: argparse.Namespace) -> Config:
     problem = distributed.check_backend(cfg)
     if problem:
         raise PresetError(f"{cfg.source}: {problem}")
+    # Every data problem surfaces here, before the run directory exists: the rows are read once, now.
+    args.data = load_rows(cfg.data, cfg.train.seed, min_rows=prompts_per_batch(cfg))
     return cfg
+
+
+def prompts_per_batch(cfg: Config) -> int:
+    """Distinct prompts in one generation batch: fewer usable rows than this can't make a single step."""
+    t = cfg.train
+    completions = t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps)
+    return max(1, completions * cfg.distributed.num_processes // t.num_generations)
 
 
 def switch_problem(current: Config, preset: str) -> str | None:
@@ -143,9 +152,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def train(cfg: Config, run: RunDir, resume: bool) -> int:
+def train(cfg: Config, run: RunDir, resume: bool, data: tuple | None = None) -> int:
     import torch
-    from engine.data.loader import load_rows, to_dataset
+    from engine.data.loader import drop_long_prompts, load_rows, prompt_token_limit, to_dataset
     from rundir.events import EventWriter
     from engine.models import load_model, lora_config, pick_device
     from rundir.rollouts import RolloutWriter
@@ -192,7 +201,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
             with lock:
                 events.emit("error", message="no finished checkpoint to resume from; starting from step 0",
                             traceback="")
-        rows, report = load_rows(cfg.data, cfg.train.seed)
+        rows, report = data or load_rows(cfg.data, cfg.train.seed, min_rows=prompts_per_batch(cfg))
         with lock:
             events.emit("dataset", **report.as_event())
             events.state("loading_model")
@@ -201,6 +210,16 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
         from engine.train.sft import before_grpo, starting_model  # issue 7: SFT stage, curriculum pre-pass
         loaded = load_model(starting_model(cfg, run.root), device, log=lambda m: print(m, flush=True))
         n_params = sum(p.numel() for p in loaded.model.parameters())
+        limit = prompt_token_limit(cfg.data.max_prompt_tokens, loaded.model.config, cfg.train.max_completion_length)
+        before = len(rows)
+        rows = drop_long_prompts(rows, loaded.tokenizer, cfg.prompt, limit, report)
+        if len(rows) < before:
+            with lock:
+                events.emit("dataset", **report.as_event(), max_prompt_tokens=limit)
+            print(f"{before - len(rows)} rows skipped: prompt over {limit} tokens", flush=True)
+            if len(rows) < prompts_per_batch(cfg):
+                raise PresetError(f"[data] {len(rows)} rows left after skipping prompts over {limit} tokens, fewer "
+                                  f"than one generation batch ({prompts_per_batch(cfg)} prompts).")
         if cfg.sft.enabled or cfg.curriculum.prepass:
             rows = before_grpo(cfg, run.root, loaded, rows, events, lock, watcher, device)
             if rows is None:  # a stop command during the SFT stage
@@ -321,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         run.pid_file.write_text(str(os.getpid()))
     run.switch_to = None
     try:
-        code = train(cfg, run, args.resume)
+        code = train(cfg, run, args.resume, getattr(args, "data", None))
     finally:
         if main_rank:
             try:

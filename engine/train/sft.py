@@ -37,7 +37,6 @@ from typing import Any
 
 from engine.config import Config, ModelConfig, PresetError
 
-GSM8K_HUB = ("openai/gsm8k", "main")
 _CALC_RE = re.compile(r"<<[^<>]*>>")
 
 
@@ -118,7 +117,7 @@ def sft_source(cfg: Config) -> str:
 
 
 def _gsm8k_records(cfg: Config) -> tuple[list[dict[str, Any]], str]:
-    from engine.eval.evaluate import _read_records
+    from engine.data.loader import GSM8K_HUB, hub_records, read_file
     files = cfg.sft.data_files or (cfg.data.data_files if cfg.data.source == "gsm8k" else [])
     if files:
         recs: list[dict[str, Any]] = []
@@ -126,10 +125,9 @@ def _gsm8k_records(cfg: Config) -> tuple[list[dict[str, Any]], str]:
             p = Path(f).expanduser()
             if not p.is_file():
                 raise PresetError(f"[sft] data_files: {f} does not exist (paths are relative to {Path.cwd()}).")
-            recs += list(_read_records(p))
+            recs += list(read_file(p))
         return recs, ", ".join(files)
-    from datasets import load_dataset
-    return list(load_dataset(*GSM8K_HUB, split="train")), f"hub {GSM8K_HUB[0]} train"
+    return list(hub_records(*GSM8K_HUB, split="train", where="[sft]")), f"hub {GSM8K_HUB[0]} train"
 
 
 def build_sft_rows(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
