@@ -735,6 +735,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="gsm8k, math500, synthetic, or a .jsonl/.parquet file")
     p.add_argument("--split", default="test", help="split of gsm8k/math500/a hub dataset (default test)")
     p.add_argument("--dataset-config", help="configuration of a hub dataset, if it has several")
+    p.add_argument("--protocol", choices=("grpo-tui", "lm-eval-gsm8k"), default="grpo-tui",
+                   help="grpo-tui: zero-shot in the training format (default); lm-eval-gsm8k: lm-evaluation-harness's "
+                        "gsm8k task (5-shot 'Question: ... Answer:', strict '#### N' and flexible last number), "
+                        "comparable with published GSM8K tables")
+    p.add_argument("--fewshot-file", help="lm-eval-gsm8k: GSM8K-format train split for the few-shot examples "
+                                          "(default: the local gsm8k train copy, else the hub)")
     p.add_argument("--question-field", default="auto",
                    help="field holding the question (default auto: question, problem, prompt or messages)")
     p.add_argument("--question-template", help='question built from fields, e.g. "{Body} {Question}" (SVAMP)')
@@ -783,6 +789,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in specs:
             s.prompt = s.prompt or shared
         cfg_for_data = preset or next((s.config for s in specs if s.config), None)
+        if args.protocol == "lm-eval-gsm8k":
+            return _main_lm_eval(args, specs, console)
         fields = FieldMap(args.question_field, args.answer_field, args.question_template, args.gold_format)
         data = load_eval_data(args.dataset, args.split, args.limit, cfg_for_data, args.difficulty, args.shuffle,
                               fields, args.dataset_config)
@@ -851,6 +859,70 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{p['model']} vs {cmp['models'][0]} ({p['mode']}): fixed {p['fixed']}, "
                           f"broke {p['broken']} of {p['items']}")
         console.print(f"compare: {out / 'compare.md'}")
+    return EXIT_OK
+
+
+def _gsm8k_docs(dataset: str, split: str, what: str) -> tuple[list[dict[str, Any]], str]:
+    """Raw GSM8K-format records (question, answer with '####') of a named split or a file, for lm-eval's protocol."""
+    path = Path(dataset).expanduser()
+    if dataset == "gsm8k" and not path.exists():
+        local = _local_copy("gsm8k", split)
+        if local is None:
+            try:
+                return [dict(r) for r in hub_records(*GSM8K_HUB, split=split, where=what)], f"hub {GSM8K_HUB[0]} {split}"
+            except PresetError as e:
+                raise EvalError(f"{e} (or set {DATA_DIRS_ENV} to a folder with gsm8k/{split}.jsonl)") from None
+        path = local
+    if not path.is_file():
+        raise EvalError(f"{what} {dataset}: not 'gsm8k' or an existing GSM8K-format file.")
+    try:
+        docs = [r for r in read_file(path) if isinstance(r.get("question"), str) and "####" in str(r.get("answer", ""))]
+    except PresetError as e:
+        raise EvalError(str(e)) from None
+    if not docs:
+        raise EvalError(f"{what} {path}: no GSM8K-format rows (question, answer ending in '#### N').")
+    return docs, str(path)
+
+
+def _main_lm_eval(args: argparse.Namespace, specs: list[ModelSpec], console: Any) -> int:
+    """--protocol lm-eval-gsm8k: lm-evaluation-harness's gsm8k task, one results table per model."""
+    from engine.eval import lm_eval_gsm8k as lm
+    try:
+        test_docs, origin = _gsm8k_docs(args.dataset, args.split, "--dataset")
+        train_docs, train_origin = _gsm8k_docs(args.fewshot_file or "gsm8k", "train", "--fewshot-file")
+    except EvalError as e:
+        console.print(f"error: {e}")
+        return EXIT_USAGE
+    if args.shuffle is not None:
+        random.Random(args.shuffle).shuffle(test_docs)
+    if args.limit:
+        test_docs = test_docs[: args.limit]  # lm-eval's --limit: the first N
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = args.out or Path("evals") / f"{time.strftime('%Y%m%d-%H%M%S')}-lm-eval-gsm8k"
+    console.print(f"lm-eval gsm8k protocol: {len(test_docs)} items from {origin}, {lm.NUM_FEWSHOT}-shot from "
+                  f"{train_origin}; device {device}")
+    for spec in specs:
+        try:
+            t0 = time.time()
+            model, tok = load_for_eval(spec, device, args.dtype)
+            rows, numbers = lm.run(model, tok, test_docs, train_docs, batch_size=args.batch_size or default_batch_size(device),
+                                   max_new_tokens=args.max_new_tokens)  # 256 by default, lm-eval's max_gen_toks
+        except EvalError as e:
+            console.print(f"error: {e}")
+            return EXIT_USAGE
+        except Exception as e:  # noqa: BLE001 - a model that won't load or generate: say which
+            console.print(f"error: {spec.label}: {type(e).__name__}: {e}")
+            return EXIT_FAILED
+        summary = {"model": spec.label, "model_path": spec.path, "adapter": spec.adapter, "run_dir": spec.run_dir,
+                   "step": spec.step, "dataset": args.dataset, "dataset_origin": origin, "fewshot_origin": train_origin,
+                   "device": device, "generation_s": round(time.time() - t0, 2), **numbers}
+        sub = out / _slug(spec.label)
+        write_results(sub, rows, summary)
+        console.print(lm.table_markdown(spec.label, numbers), markup=False)
+        console.print(f"results: {sub / 'results.jsonl'}\nsummary: {sub / 'summary.json'}")
     return EXIT_OK
 
 
