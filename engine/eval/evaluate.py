@@ -821,14 +821,10 @@ def main(argv: list[str] | None = None) -> int:
     summaries, all_rows = [], []
     labels = Counter()
     for spec in specs:
-        try:
-            rows, summary = run_one(spec, req, device, console)
-        except EvalError as e:
-            console.print(f"error: {e}")
-            return EXIT_USAGE
-        except Exception as e:  # noqa: BLE001 - a model that won't load or generate: say which
-            console.print(f"error: {spec.label}: {type(e).__name__}: {e}")
-            return EXIT_FAILED
+        done, code = _per_model(spec, console, lambda: run_one(spec, req, device, console))
+        if done is None:
+            return code
+        rows, summary = done
         labels[spec.label] += 1
         sub = out / (_slug(spec.label) + (f"-{labels[spec.label]}" if labels[spec.label] > 1 else ""))
         write_results(sub, rows, summary)
@@ -860,6 +856,18 @@ def main(argv: list[str] | None = None) -> int:
                           f"broke {p['broken']} of {p['items']}")
         console.print(f"compare: {out / 'compare.md'}")
     return EXIT_OK
+
+
+def _per_model(spec: ModelSpec, console: Any, work: Callable[[], Any]) -> tuple[Any, int]:
+    """(work(), EXIT_OK), or (None, exit code) with the error printed: one model's failure named, not a traceback."""
+    try:
+        return work(), EXIT_OK
+    except EvalError as e:
+        console.print(f"error: {e}")
+        return None, EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - a model that won't load or generate: say which
+        console.print(f"error: {spec.label}: {type(e).__name__}: {e}")
+        return None, EXIT_FAILED
 
 
 def _gsm8k_docs(dataset: str, split: str, what: str) -> tuple[list[dict[str, Any]], str]:
@@ -904,18 +912,17 @@ def _main_lm_eval(args: argparse.Namespace, specs: list[ModelSpec], console: Any
     out = args.out or Path("evals") / f"{time.strftime('%Y%m%d-%H%M%S')}-lm-eval-gsm8k"
     console.print(f"lm-eval gsm8k protocol: {len(test_docs)} items from {origin}, {lm.NUM_FEWSHOT}-shot from "
                   f"{train_origin}; device {device}")
+    def one(spec: ModelSpec) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        model, tok = load_for_eval(spec, device, args.dtype)
+        return lm.run(model, tok, test_docs, train_docs, batch_size=args.batch_size or default_batch_size(device),
+                      max_new_tokens=args.max_new_tokens)  # 256 by default, lm-eval's max_gen_toks
+
     for spec in specs:
-        try:
-            t0 = time.time()
-            model, tok = load_for_eval(spec, device, args.dtype)
-            rows, numbers = lm.run(model, tok, test_docs, train_docs, batch_size=args.batch_size or default_batch_size(device),
-                                   max_new_tokens=args.max_new_tokens)  # 256 by default, lm-eval's max_gen_toks
-        except EvalError as e:
-            console.print(f"error: {e}")
-            return EXIT_USAGE
-        except Exception as e:  # noqa: BLE001 - a model that won't load or generate: say which
-            console.print(f"error: {spec.label}: {type(e).__name__}: {e}")
-            return EXIT_FAILED
+        t0 = time.time()
+        done, code = _per_model(spec, console, lambda: one(spec))
+        if done is None:
+            return code
+        rows, numbers = done
         summary = {"model": spec.label, "model_path": spec.path, "adapter": spec.adapter, "run_dir": spec.run_dir,
                    "step": spec.step, "dataset": args.dataset, "dataset_origin": origin, "fewshot_origin": train_origin,
                    "device": device, "generation_s": round(time.time() - t0, 2), **numbers}
