@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import difflib
+import enum
+import functools
 import json
 import tomllib
 import types
@@ -27,10 +29,12 @@ class PresetError(GrpoTuiError, ValueError):
     """A preset or override that can't be used. The message names file, key and fix."""
 
 
-def _f(default: Any, help: str, choices: tuple | None = None, **kw: Any) -> Any:
-    meta = {"help": help}
+def _f(default: Any, help: str, choices: tuple | None = None, internal: bool = False, **kw: Any) -> Any:
+    meta: dict[str, Any] = {"help": help}
     if choices:
         meta["choices"] = choices
+    if internal:
+        meta["internal"] = True
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -68,13 +72,27 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = _f("synthetic", "Where training problems come from.", ("synthetic", "gsm8k", "file"))
-    data_files: list[str] = _f([], "Local JSONL/Parquet files (gsm8k: instead of the hub; file: required). Relative to the working directory.")
+    # engine/data/loader.py: the one loader behind training, the SFT stage and eval.
+    source: str = _f("synthetic", "Where training problems come from: built-in problems, GSM8K, any hub dataset "
+                                  "(dataset, dataset_config, split) or local files (data_files).",
+                     ("synthetic", "gsm8k", "hub", "file"))
+    dataset: str = _f("", "Hub dataset id for source 'hub' (e.g. 'swulling/gsm8k_chinese').")
+    dataset_config: str | None = _f(None, "Hub dataset configuration name, if it has several (e.g. 'main').")
+    data_files: list[str] = _f([], "Local JSONL/Parquet/CSV files (gsm8k/hub: a local copy used instead of the hub; "
+                                   "file: required). Relative to the working directory.")
     split: str = _f("train", "Split to train on (hub datasets).")
-    question_field: str = _f("question", "Field holding the question (source 'file').")
-    answer_field: str = _f("answer", "Field holding the gold answer or solution (source 'file').")
-    gold_format: str = _f("auto", "How the gold answer is written: after '####' (gsm8k), last \\boxed{} (boxed), the whole field (plain), or guessed per row (auto).",
-                          ("auto", "gsm8k", "boxed", "plain"))
+    question_field: str = _f("question", "Field holding the question, or a list of chat messages used as the prompt "
+                                         "('auto': question, problem, prompt or messages).")
+    question_template: str | None = _f(None, "Question built from several fields instead, e.g. \"{Body} {Question}\".")
+    answer_field: str = _f("answer", "Field holding the gold answer or solution ('auto': answer, else solution).")
+    gold_format: str = _f("auto", "How the gold answer is written: after '####' (gsm8k), last \\boxed{} (boxed), the whole "
+                                  "field (plain), one number with or without a unit ('9 (apples)', '145.0'; number), or "
+                                  "guessed per row (auto).",
+                          ("auto", "gsm8k", "boxed", "plain", "number"))
+    extra_fields: list[str] = _f([], "More columns passed to reward functions as keyword arguments (TRL passes dataset "
+                                     "columns to rewards).")
+    max_prompt_tokens: int = _f(0, "Skip (and count) rows whose prompt is longer than this many tokens (0 = the model's "
+                                   "context minus max_completion_length).")
     synthetic_difficulty: int = _f(1, "Synthetic problems: 1 one operation, 2 two operations, 3 three operations with larger numbers.")
     synthetic_size: int = _f(2000, "Synthetic problems: how many to generate.")
     max_examples: int = _f(0, "Use at most this many training rows after shuffling (0 = all).")
@@ -127,6 +145,12 @@ class TrainConfig:
     use_vllm: bool = _f(False, "Generate with vLLM (needs the 'vllm' extra and a GPU).")
     vllm_mode: str = _f("colocate", "vLLM mode.", ("colocate", "server"))
     vllm_gpu_memory_utilization: float = _f(0.3, "Fraction of GPU memory vLLM reserves (colocate).")
+    report_to: str | list[str] = _f("none", "Trackers that also get TRL's logs, beside events.jsonl: 'none', or a list of "
+                                            "'tensorboard', 'wandb', 'trackio' (the tracker's package must be installed).")
+    run_name: str | None = _f(None, "Run name shown in the trackers (default: the run directory's name).")
+    project: str | None = _f(None, "Tracker project (W&B: WANDB_PROJECT; trackio: its project; default 'grpo-tui').")
+    trl_extra: dict[str, Any] = _f({}, "Any other trl.GRPOConfig field, written directly in [train] (filled by the loader).",
+                                   internal=True)
 
 
 @dataclass
@@ -153,6 +177,8 @@ class SftConfig:
     max_length: int = _f(1024, "SFT sequences (prompt + solution) longer than this are truncated.")
     lora: bool = _f(False, "Train the SFT stage as LoRA ([model] lora_* settings) and merge it into the weights before GRPO.")
     save_steps: int = _f(0, "Write an SFT checkpoint every N steps (RUN_DIR/sft/checkpoints; 0 = none). A resumed run continues from it.")
+    trl_extra: dict[str, Any] = _f({}, "Any other trl.SFTConfig field, written directly in [sft] (filled by the loader).",
+                                   internal=True)
 
 
 @dataclass
@@ -219,7 +245,11 @@ class Config:
     source: str = field(default="", metadata={"help": "Where this config was loaded from (set by the loader)."})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data as a preset would write it: TRL passthrough fields sit flat in their section."""
+        out = dataclasses.asdict(self)
+        for section in TRL_PASSTHROUGH:
+            out[section].update(out[section].pop("trl_extra", {}))
+        return out
 
     def reward_weights(self) -> dict[str, float]:
         """Name -> weight, whether the preset wrote a bare weight or a table."""
@@ -249,11 +279,26 @@ def _type_name(tp: Any) -> str:
         return "none"
     if typing.get_origin(tp) is list:
         return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(tp)))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in tp)
+    if typing.get_origin(tp) is dict or tp is dict:
+        return "table"
     return {int: "integer", float: "number", str: "string", bool: "true/false"}.get(tp, str(tp))
 
 
 def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     """Check value against a field type; ints are accepted where floats are expected."""
+    if tp is Any:
+        return True, value
+    if typing.get_origin(tp) is typing.Literal:
+        return value in typing.get_args(tp), value
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        values = [m.value for m in tp]
+        return value in values, value
+    if typing.get_origin(tp) is dict or tp is dict:
+        return isinstance(value, dict), value
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             ok, v = _coerce(value, arg)
@@ -282,22 +327,102 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
                 return False, value
             out.append(v)
         return True, out
+    if isinstance(tp, type):  # a class TOML can't write (TRL's Callable or accelerator configs)
+        return isinstance(value, tp), value
     return True, value
 
 
-def _unknown(where: str, key: str, allowed: list[str]) -> PresetError:
+def _unknown(where: str, key: str, allowed: list[str], allowed_text: str | None = None) -> PresetError:
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    return PresetError(f"{where}: unknown key '{key}'.{hint} Allowed: {', '.join(sorted(allowed))}.")
+    return PresetError(f"{where}: unknown key '{key}'.{hint} Allowed: {allowed_text or ', '.join(sorted(allowed))}.")
+
+
+# ---------------------------------------------------------------- TRL passthrough
+
+# [train] and [sft] also take every field of the installed TRL's GRPOConfig / SFTConfig, written directly in the
+# section (`importance_sampling_level = "sequence"`) and checked against that dataclass's type hints. trl is
+# imported only when a preset names such a field: importing it takes seconds, loading a preset should not.
+TRL_PASSTHROUGH: dict[str, str] = {"train": "GRPOConfig", "sft": "SFTConfig"}
+
+_LOGGING = "the engine logs every step (events.jsonl, and the trackers in report_to)"
+# TRL fields the engine sets itself, and what to set instead.
+ENGINE_OWNED: dict[str, dict[str, str]] = {
+    "train": {
+        "output_dir": "checkpoints go to RUN_DIR/checkpoints",
+        "reward_weights": "give each reward its weight in [rewards]",
+        "logging_steps": _LOGGING, "logging_strategy": _LOGGING,
+        "disable_tqdm": "the engine prints its own one-line step report",
+        "use_cpu": "the engine picks the device",
+        "warmup_steps": "use warmup_ratio",
+        "data_seed": "use seed",
+        "save_strategy": "use save_steps (0 = checkpoints only on command, on stop and at the end)",
+        "gradient_checkpointing": "use [model] gradient_checkpointing",
+        "resume_from_checkpoint": "use --resume",
+        "vllm_server_host": "use [distributed] vllm_server_host",
+        "vllm_server_port": "use [distributed] vllm_server_port",
+    },
+    "sft": {
+        "output_dir": "the SFT stage writes to RUN_DIR/sft",
+        "num_train_epochs": "use epochs",
+        "completion_only_loss": "the stage trains on the solution tokens only; that is its purpose",
+        "logging_steps": _LOGGING, "logging_strategy": _LOGGING,
+        "disable_tqdm": "the engine prints its own step report",
+        "use_cpu": "the engine picks the device",
+        "warmup_steps": "use warmup_ratio",
+        "seed": "set [train] seed (one seed for the run)", "data_seed": "set [train] seed (one seed for the run)",
+        "bf16": "set [train] bf16 (one precision for the run)",
+        "save_strategy": "use save_steps",
+        "gradient_checkpointing": "use [model] gradient_checkpointing",
+        "resume_from_checkpoint": "use --resume",
+        "report_to": "set [train] report_to (one tracker setting for both stages)",
+        "run_name": "set [train] run_name", "project": "set [train] project",
+    },
+}
+
+
+@functools.cache
+def trl_fields(section: str) -> dict[str, tuple[Any, dataclasses.Field]]:
+    """name -> (type hint, field) of the TRL config dataclass behind a section."""
+    import trl
+    cls = getattr(trl, TRL_PASSTHROUGH[section])
+    hints = typing.get_type_hints(cls)
+    return {f.name: (hints.get(f.name, Any), f) for f in dataclasses.fields(cls) if f.init}
+
+
+def _trl_value(section: str, key: str, value: Any, where: str, own: list[str]) -> Any:
+    """A value for a TRL field written in [train]/[sft], checked like the project's own fields."""
+    if key in ENGINE_OWNED[section]:
+        raise PresetError(f"{where}: [{section}] {key} is set by the engine: {ENGINE_OWNED[section][key]}.")
+    cls = TRL_PASSTHROUGH[section]
+    known = trl_fields(section)
+    if key not in known:
+        raise _unknown(f"{where} [{section}]", key, own + list(known),
+                       f"the project's fields and every field of trl.{cls} (list them: grpo-tui presets --fields {section})")
+    tp, f = known[key]
+    ok, coerced = _coerce(value, tp)
+    if not ok:
+        help_ = " ".join(str(f.metadata.get("help", "")).split())[:200]
+        raise PresetError(f"{where}: [{section}] {key} = {value!r} has the wrong type; expected {_type_name(tp)} "
+                          f"(trl.{cls}.{key}: {help_})")
+    choices = f.metadata.get("choices")
+    if choices and coerced not in list(choices):
+        raise PresetError(f"{where}: [{section}] {key} = {value!r} is not allowed; "
+                          f"choose one of {', '.join(map(repr, choices))} (trl.{cls}.{key}).")
+    return coerced
 
 
 def _build_section(cls: type, raw: Any, where: str, section: str) -> Any:
     if not isinstance(raw, dict):
         raise PresetError(f"{where}: [{section}] must be a table, got {type(raw).__name__}.")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     for key, value in raw.items():
+        if key not in fields and section in TRL_PASSTHROUGH:
+            extra[key] = _trl_value(section, key, value, where, list(fields))
+            continue
         if key not in fields:
             raise _unknown(f"{where} [{section}]", key, list(fields))
         ok, coerced = _coerce(value, hints[key])
@@ -312,6 +437,8 @@ def _build_section(cls: type, raw: Any, where: str, section: str) -> Any:
             raise PresetError(f"{where}: [{section}] {key} = {value!r} is not allowed; "
                               f"choose one of {', '.join(map(repr, choices))}.")
         values[key] = coerced
+    if extra:
+        values["trl_extra"] = extra
     return cls(**values)
 
 
@@ -396,6 +523,10 @@ def validate(cfg: Config) -> None:
     d = cfg.data
     if d.source == "file" and not d.data_files:
         raise PresetError(f"{where}: [data] source = 'file' needs data_files = [\"path.jsonl\", ...].")
+    if d.source == "hub" and not d.dataset and not d.data_files:
+        raise PresetError(f"{where}: [data] source = 'hub' needs dataset = \"owner/name\" (the hub id).")
+    if d.max_prompt_tokens < 0:
+        raise PresetError(f"{where}: [data] max_prompt_tokens must be >= 0 (0 = from the model's context).")
     if d.synthetic_difficulty not in (1, 2, 3):
         raise PresetError(f"{where}: [data] synthetic_difficulty must be 1, 2 or 3.")
     s = cfg.sft
@@ -561,6 +692,27 @@ def describe_fields() -> list[tuple[str, str, str, str]]:
     for section, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
+            if f.metadata.get("internal"):
+                continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             rows.append((f"{section}.{f.name}", _type_name(hints[f.name]), repr(default), f.metadata["help"]))
+    return rows
+
+
+def describe_all_fields(section: str | None = None) -> list[tuple[str, str, str, str, str]]:
+    """(section.key, type, default, help, origin) for the project's knobs and, in [train]/[sft], every field of
+    the installed TRL's GRPOConfig/SFTConfig the engine does not set itself. Origin says where a knob comes from."""
+    rows = [(*r, "grpo-tui") for r in describe_fields() if section in (None, r[0].split(".")[0])]
+    for sec, cls in TRL_PASSTHROUGH.items():
+        if section not in (None, sec):
+            continue
+        own = {r[0] for r in rows}
+        for name, (tp, f) in sorted(trl_fields(sec).items()):
+            key = f"{sec}.{name}"
+            if key in own or name in ENGINE_OWNED[sec]:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            help_ = " ".join(str(f.metadata.get("help", "")).split())
+            rows.append((key, _type_name(tp), repr(default), help_, f"trl.{cls}"))
     return rows

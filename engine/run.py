@@ -130,7 +130,7 @@ def check_request(args: argparse.Namespace) -> Config:
 
 def preflight(args: argparse.Namespace) -> Config:
     """All checks that need no model. Raises PresetError or UnsafeRunDir; writes nothing."""
-    from engine.data.loader import check_files
+    from engine.data.loader import check_files, load_rows
     from engine.rewards import RewardSpecError
     from engine.train.grpo import build_rewards
 
@@ -143,6 +143,8 @@ def preflight(args: argparse.Namespace) -> Config:
     problem = distributed.check_backend(cfg)
     if problem:
         raise PresetError(f"{cfg.source}: {problem}")
+    # Every data problem surfaces here, before the run directory exists: the rows are read once, now.
+    args.data = load_rows(cfg.data, cfg.train.seed, min_rows=prompts_per_batch(cfg))
     return cfg
 
 
@@ -220,6 +222,13 @@ def close_rewards(rewards: list[Any]) -> None:
         close = getattr(r, "close", None)
         if close is not None:
             close()
+
+
+def prompts_per_batch(cfg: Config) -> int:
+    """Distinct prompts in one generation batch: fewer usable rows than this can't make a single step."""
+    t = cfg.train
+    completions = t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps)
+    return max(1, completions * cfg.distributed.num_processes // t.num_generations)
 
 
 def switch_problem(current: Config, preset: str) -> str | None:
@@ -309,10 +318,11 @@ def _quietly(fn: Any, *args: Any, **kwargs: Any) -> bool:
         return False
 
 
-def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None) -> tuple[int, str | None]:
+def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
+          data: tuple | None = None) -> tuple[int, str | None]:
     """One training run: (exit code, the preset a switch_preset command asked to continue under, or None)."""
     import torch
-    from engine.data.loader import load_rows, to_dataset
+    from engine.data.loader import drop_long_prompts, load_rows, prompt_token_limit, to_dataset
     from rundir.events import EventWriter
     from engine.models import load_model, lora_config, pick_device, pick_threads
     from rundir.rollouts import RolloutWriter
@@ -359,7 +369,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None)
     if main_rank:
         watcher.start()
     try:
-        rows, report = load_rows(cfg.data, cfg.train.seed)
+        rows, report = data or load_rows(cfg.data, cfg.train.seed, min_rows=prompts_per_batch(cfg))
         events.emit("dataset", **report.as_event())
         events.state("loading_model")
         print(f"{report.rows_used} training rows ({sum(report.skipped.values())} skipped); loading {cfg.model.name}",
@@ -368,12 +378,22 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None)
         if threads is not None:
             print(f"torch threads: {threads} (train.torch_threads = {cfg.train.torch_threads}; 0 is auto)", flush=True)
         from engine.train.sft import before_grpo, starting_model
+
         def model_log(message: str) -> None:  # the one-time GGUF conversion's progress, also as the state detail
             print(message, flush=True)
             events.state("loading_model", detail=message)
 
         loaded = load_model(starting_model(cfg, run.root), device, log=model_log)
         n_params = sum(p.numel() for p in loaded.model.parameters())
+        limit = prompt_token_limit(cfg.data.max_prompt_tokens, loaded.model.config, cfg.train.max_completion_length)
+        before = len(rows)
+        rows = drop_long_prompts(rows, loaded.tokenizer, cfg.prompt, limit, report)
+        if len(rows) < before:
+            events.emit("dataset", **report.as_event(), max_prompt_tokens=limit)
+            print(f"{before - len(rows)} rows skipped: prompt over {limit} tokens", flush=True)
+            if len(rows) < prompts_per_batch(cfg):
+                raise PresetError(f"[data] {len(rows)} rows left after skipping prompts over {limit} tokens, fewer "
+                                  f"than one generation batch ({prompts_per_batch(cfg)} prompts).")
         if cfg.sft.enabled or cfg.curriculum.prepass:
             rows = before_grpo(cfg, run.root, loaded, rows, events, watcher, device)
             if rows is None:  # a stop command during the SFT stage
@@ -543,7 +563,7 @@ def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock |
     if main_rank:
         write_private(run.pid_file, str(os.getpid()), "pid file")
     try:
-        code, switch_to = train(cfg, run, args.resume, restarted)
+        code, switch_to = train(cfg, run, args.resume, restarted, getattr(args, "data", None))
     finally:
         if main_rank:
             try:

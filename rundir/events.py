@@ -151,13 +151,16 @@ class StateEvent:
 @record("dataset")
 @dataclass
 class DatasetEvent:
-    """Once the training rows are ready."""
-    source: str = info("`synthetic`, `gsm8k`, `file`")
+    """Once the training rows are ready (again once the model's tokenizer has dropped prompts over
+    `[data] max_prompt_tokens`)."""
+    source: str = info("`synthetic`, `gsm8k`, `hub`, `file`")
     origin: str | None = info("hub id or file paths", None)
     rows_total: int | None = info("rows read", None)
     rows_used: int | None = info("rows kept for training", None)
     rows_skipped: int | None = info("rows that could not be used", None)
-    skipped: dict[str, int] = info("reason -> count (`no_gold`, `empty_question`)", {})
+    skipped: dict[str, int] = info("reason -> count (`no_gold`, `empty_question`, `missing_field`, `bad_json`, "
+                                   "`undecodable`, `prompt_too_long`)", {})
+    max_prompt_tokens: int | None = info("the prompt-length limit in force (second event only)", None)
 
 
 @record("model")

@@ -350,6 +350,11 @@ class RunDir:
         return self.root / "checkpoints"
 
     @property
+    def trackers(self) -> Path:
+        """TensorBoard event files and W&B offline runs, when [train] report_to names them."""
+        return self.root / "trackers"
+
+    @property
     def pid_file(self) -> Path:
         return self.root / "engine.pid"
 

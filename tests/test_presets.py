@@ -23,7 +23,9 @@ FIVE = {"correctness": 1.0, "int_answer": 1.0, "strict_format": 1.0, "soft_forma
 CARD_GIB = {16: 14.75, 24: 23.6, 40: 39.4, 48: 47.5, 80: 79.1}
 # Presets whose expected_peak_gb is a published measurement, not our estimate
 # (compared with the estimator in tests/test_memory_estimate.py).
-PUBLISHED = {"gpu24-qwen05b-g16", "gpu24-qwen05b-b8g8", "gpu16-qwen7b-qlora"}
+PUBLISHED = {"gpu24-qwen05b-g16", "gpu24-qwen05b-b8g8", "gpu16-qwen7b-qlora", "gpu16-qwen7b-qlora-zh"}
+# Presets that train on another hub dataset than GSM8K (checked in test_chinese_gsm8k_preset).
+HUB_DATASET_PRESETS = {"gpu16-qwen7b-qlora-zh"}
 
 
 def test_the_issue_presets_are_shipped():
@@ -81,8 +83,20 @@ def test_expected_peak_is_the_current_estimate(name):
 
 def test_gsm8k_presets_use_the_hub_dataset():
     for name in GPU_PRESETS:
+        if name in HUB_DATASET_PRESETS:
+            continue
         d = load_config(name).data
         assert d.source == "gsm8k" and not d.data_files
+
+
+def test_chinese_gsm8k_preset():
+    cfg = load_config("gpu16-qwen7b-qlora-zh")
+    d = cfg.data
+    assert (d.source, d.dataset, d.question_field, d.answer_field, d.gold_format) == (
+        "hub", "swulling/gsm8k_chinese", "question_zh-cn", "answer_only", "number")
+    assert not d.data_files and "<answer>" in cfg.prompt.system_prompt and "采用" in cfg.prompt.system_prompt
+    base = load_config("gpu16-qwen7b-qlora")
+    assert cfg.model == base.model and cfg.train == base.train and cfg.rewards == base.rewards
 
 
 @pytest.mark.parametrize("name", ["gpu24-qwen05b-g16", "gpu24-qwen05b-b8g8"])

@@ -129,3 +129,38 @@ def test_guard_always_returns_finite_floats(returned, n, raises):
     assert len(out) == n and all(isinstance(v, float) and math.isfinite(v) for v in out)
     failures = g.drain_failures()
     assert sum(f["count"] for f in failures) <= n
+
+
+# ------------------------------------------------ units, sentences, full-width digits (issue 15)
+
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+units = st.sampled_from(["本", "个", "元", "只苹果", "apples", "stickers", "km", "(apples)", " (个)", "%"])
+words = st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Lo")), min_size=1, max_size=12)
+
+
+@FAST
+@given(st.integers(min_value=0, max_value=10**9), units, st.booleans())
+def test_a_number_with_a_unit_in_any_language_is_that_number(n, unit, space):
+    s = f"{n}{' ' if space else ''}{unit}"
+    assert parse_number(s) == n, s
+    assert is_correct(s, str(n)) and not is_correct(s, str(n + 1))
+
+
+@FAST
+@given(words, st.integers(min_value=0, max_value=10**6), words, st.sampled_from(["", ".", "。", "!"]))
+def test_a_sentence_judges_the_same_with_or_without_its_full_stop(subject, n, noun, stop):
+    sentence = f"{subject} has {n} {noun}"
+    assert is_correct(sentence + stop, str(n)) is is_correct(sentence, str(n)) is True
+
+
+@FAST
+@given(st.integers(min_value=0, max_value=10**9), st.sampled_from(["", "本", "个"]))
+def test_full_width_digits_count(n, unit):
+    assert is_correct(str(n).translate(FULL_WIDTH) + unit, str(n))
+    assert gold_from_solution(str(n).translate(FULL_WIDTH), "number") == str(n)
+
+
+@FAST
+@given(st.integers(min_value=-10**6, max_value=10**6), st.sampled_from(["{}.0", "{} (apples)", "{}.00", "{} 个"]))
+def test_number_golds_read_units_parentheses_and_float_forms(n, template):
+    assert gold_from_solution(template.format(n), "number") == str(n)

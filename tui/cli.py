@@ -5,10 +5,13 @@
     grpo-tui stop RUN_DIR
     grpo-tui browse [RUN_DIR]
     grpo-tui compare RUN_DIR RUN_DIR... [--no-ui]
-    grpo-tui presets [--gpu-mem GB]
+    grpo-tui presets [--gpu-mem GB] [--explain NAME] [--fields [SECTION]]
     grpo-tui rewards --answer GOLD [--completion FILE|-] [--preset P]
     grpo-tui rewards --ui [--preset P] [--answer GOLD] [--completion FILE]
-    grpo-tui eval --model ID|PATH|RUN_DIR[@STEP] --dataset gsm8k|math500|synthetic|FILE.jsonl [--limit N] [--samples K]
+    grpo-tui eval --model ID|PATH|RUN_DIR[@STEP] --dataset gsm8k|math500|synthetic|FILE.jsonl|OWNER/NAME [--limit N] [--samples K]
+                  [--question-field F | --question-template T] [--answer-field F] [--gold-format G]
+                  [--protocol lm-eval-gsm8k]
+    grpo-tui export RUN_DIR[@STEP] --out DIR [--adapter] [--push-to-hub REPO_ID]
 
 Textual is imported only by the commands that open a Textual app, so the
 headless path and the engine never load it.
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from tui.launcher import default_run_dir
 
-SUBCOMMANDS = ("attach", "stop", "browse", "compare", "presets", "rewards", "eval")
+SUBCOMMANDS = ("attach", "stop", "browse", "compare", "presets", "rewards", "eval", "export")
 
 
 def _default_preset() -> tuple[str, str]:
@@ -37,7 +40,8 @@ def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="grpo-tui", description="Watch and steer GRPO training of language models on math.",
         epilog="other commands: grpo-tui attach RUN_DIR | stop RUN_DIR | browse [RUN_DIR] | compare RUN_DIR... | presets [--gpu-mem GB] | "
-               "rewards --answer GOLD [--completion FILE|-] | eval --model M --dataset D")
+               "rewards --answer GOLD [--completion FILE|-] | eval --model M --dataset D | "
+               "export RUN_DIR[@STEP] --out DIR")
     p.add_argument("--preset", help="preset name (see `grpo-tui presets`) or a .toml path; "
                                     "default: the best preset for the detected GPU, cpu-demo without one")
     p.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/<timestamp>-<preset>)")
@@ -180,12 +184,17 @@ def cmd_eval(argv: list[str]) -> int:
     return main(argv)
 
 
+def cmd_export(argv: list[str]) -> int:
+    from engine.export import main
+    return main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] in SUBCOMMANDS:
         return {"attach": cmd_attach, "stop": cmd_stop, "browse": cmd_browse, "compare": cmd_compare, "presets": cmd_presets,
-                "rewards": cmd_rewards, "eval": cmd_eval}[argv[0]](argv[1:])
+                "rewards": cmd_rewards, "eval": cmd_eval, "export": cmd_export}[argv[0]](argv[1:])
     if argv and not argv[0].startswith("-"):  # training takes no positional argument: a mistyped command
         import difflib
         close = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.6)

@@ -61,6 +61,7 @@ from .extract import (
     last_number,
     multiple_choice_letter,
     parse_number,
+    format_number,
 )
 from .guard import GuardedReward, drain_all, guard
 from .spec import RewardSpecError, resolve_reward, reward_options
@@ -93,6 +94,7 @@ __all__ = [
     "last_boxed",
     "last_number",
     "parse_number",
+    "format_number",
     "multiple_choice_letter",
     "count_xml",
     "mathverify",

@@ -13,7 +13,7 @@ from fractions import Fraction
 from . import mathverify
 
 PROMPT_FORMATS = ("reasoning", "think")
-GOLD_KINDS = ("gsm8k", "boxed", "plain")
+GOLD_KINDS = ("gsm8k", "boxed", "plain", "number")
 
 _ANSWER_OPEN = "<answer>"
 _ANSWER_CLOSE = "</answer>"
@@ -127,6 +127,8 @@ def gold_from_solution(text: str, kind: str) -> str | None:
     ``"gsm8k"``: text after the last ``####``, thousands separators removed
     (None without ``####``). ``"boxed"``: the last ``\boxed{}`` of a MATH-style
     solution (nested braces). ``"plain"``: the stripped field (None if empty).
+    ``"number"``: the field read as one number, units and all (``9 (apples)``
+    gives ``9``, ``145.0`` gives ``145``; None when it is not one number).
     """
     if kind == "gsm8k":
         if text is None or "####" not in text:
@@ -139,20 +141,30 @@ def gold_from_solution(text: str, kind: str) -> str | None:
     if kind == "plain":
         gold = str(text).strip() if text is not None else ""
         return gold or None
+    if kind == "number":
+        value = parse_number(text)
+        return None if value is None else format_number(value)
     raise ValueError(f"unknown gold kind {kind!r}; expected one of {', '.join(GOLD_KINDS)}")
 
 
 # ------------------------------------------------------------------ judgment
 
 _TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
-_UNIT_WORDS = r"[a-z][a-z .'/²³-]*"
+# A sentence or label before the number: digit-free text ending in a space, ':' or '=' (any language's letters
+# before them: "Eli has 17", "答案是 175", "x = 5"), or in a letter of a script written without spaces ("共175").
+_PREFIX = r"(?:[^\d]*?(?:[\s:=]|[^\W\d_a-z]))?"
+# A unit after it: digit-free text starting with a letter of any script ("17 stickers", "175本", "3 m/s") or
+# in parentheses ("9 (apples)", ASDiv's gold style); a number of anything is that number.
+_UNIT = r"(?:%|(?:[^\W\d_]|\(\s*[^\W\d_])[^\d]*)?"
 _NUMERIC_RE = re.compile(
-    r"^(?:[a-z][a-z ]*?(?:is|=|:)\s*)?"  # "answer:", "x =", "the answer is"
-    r"(?:\$|usd|£|€)?\s*"
+    "^" + _PREFIX +
+    r"(?:\$|usd|£|€|¥|￥)?\s*"
     r"(?P<num>" + _NUMBER + r")"
     r"(?:\s*/\s*(?P<den>\d+(?:\.\d+)?))?"
-    r"\s*(?:%|" + _UNIT_WORDS + r")?$"
+    r"\s*" + _UNIT + "$"
 )
+# Full-width forms ("１７５", "（个）", "：") read as their ASCII twins; not NFKC, which would make "cm²" "cm2".
+_FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 _FRAC_RE = re.compile(r"^(?P<sign>[-+]?)\\[dt]?frac\{(?P<a>-?\d+)\}\{(?P<b>-?\d+)\}$")
 _MC_RE = re.compile(r"^\(?([A-E])\)?\.?$")
 # A number in another base, "52_8" / "4210_{5}": math-verify drops the subscript.
@@ -182,13 +194,16 @@ def parse_number(s: str | None) -> Fraction | None:
     """A grader's reading of s as a number, or None if it is not just a number.
 
     Accepts ``1,000``, ``$18``, ``18.00``, ``18 dollars``, ``18.``, ``18%``,
-    ``-3``, ``1/2``, ``\\frac{1}{2}``, ``answer: 18``; rejects anything with
-    more than one number in it ("2 hours 30 minutes", "1, 2").
+    ``-3``, ``1/2``, ``\\frac{1}{2}``, ``answer: 18``, a sentence with one
+    number (``Eli has 17 stickers``), a unit in any script (``175本``), a unit
+    in parentheses (``9 (apples)``) and full-width digits (``１７５``); rejects
+    anything with more than one number in it ("2 hours 30 minutes", "1, 2").
     """
     if s is None:
         return None
-    s = _unwrap(str(s).replace("\u2212", "-")).lower()
-    s = s.rstrip(" .")
+    s = str(s).translate(_FULL_WIDTH).replace("\u2212", "-")
+    s = _unwrap(s).lower()
+    s = s.rstrip(" .。!")  # a sentence ends the same with or without its full stop
     s = s.strip()
     if not s:
         return None
@@ -213,6 +228,23 @@ def parse_number(s: str | None) -> Fraction | None:
     except (ValueError, ZeroDivisionError):
         return None
     return v
+
+
+def format_number(value: Fraction) -> str:
+    """145 for Fraction(145), 0.25 for Fraction(1, 4), 1/3 where no finite decimal exists."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    d = value.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    if d != 1:
+        return f"{value.numerator}/{value.denominator}"
+    from decimal import Decimal, localcontext
+    with localcontext() as ctx:  # exact: a finite decimal has at most as many digits as 2s and 5s in d
+        ctx.prec = 60
+        text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def multiple_choice_letter(s: str | None) -> str | None:

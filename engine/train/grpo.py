@@ -13,7 +13,9 @@ observable and steerable:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import queue
 import threading
 import time
@@ -80,32 +82,49 @@ def build_rewards(cfg: Config) -> tuple[list[TrlReward], list[float]]:
     return funcs, weights
 
 
+def tracker_settings(cfg: Config, run_root: Path) -> dict[str, Any]:
+    """report_to, run_name and project for TRL, with the trackers' files kept inside the run directory.
+
+    Trackers get TRL's logs (and W&B its completion tables) beside events.jsonl, which stays the record the
+    UIs read. The environment variables are defaults: a user's own WANDB_DIR or TENSORBOARD_LOGGING_DIR wins.
+    """
+    t = cfg.train
+    report_to = [t.report_to] if isinstance(t.report_to, str) else list(t.report_to)
+    if report_to and report_to != ["none"]:
+        trackers = RunDir(run_root).trackers
+        trackers.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(trackers / "tensorboard"))
+        os.environ.setdefault("WANDB_DIR", str(trackers))
+        os.environ.setdefault("WANDB_PROJECT", t.project or "grpo-tui")
+    return {"report_to": report_to, "run_name": t.run_name or Path(run_root).resolve().name,
+            "project": t.project or "grpo-tui"}
+
+
 def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None = None) -> GRPOConfig:
-    """TRL's config from ours. Reward weights come in the preset's order, the order build_rewards returns."""
+    """TRL's config from ours. Reward weights come in the preset's order, the order build_rewards returns.
+
+    Every [train] field named like a GRPOConfig field passes straight through, then the few the engine owns
+    (engine.config.ENGINE_OWNED), then the TRL fields the preset wrote directly (trl_extra).
+    """
     t = cfg.train
     bf16 = t.bf16 if t.bf16 is not None else (device == "cuda" and torch.cuda.is_bf16_supported())
-    return GRPOConfig(
+    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    kwargs = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name in known}
+    kwargs.update(
         output_dir=str(output_dir),
-        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio in transformers 5
-        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=t.optim,
-        adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2,
-        num_generations=t.num_generations, per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, steps_per_generation=t.steps_per_generation,
+        warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio in transformers 5
         reward_weights=list(cfg.reward_weights().values()),
-        max_completion_length=t.max_completion_length, temperature=t.temperature, top_p=t.top_p,
-        top_k=t.top_k, repetition_penalty=t.repetition_penalty, beta=t.beta, loss_type=t.loss_type,
-        scale_rewards=t.scale_rewards, epsilon=t.epsilon, epsilon_high=t.epsilon_high,
-        num_iterations=t.num_iterations, mask_truncated_completions=t.mask_truncated_completions,
-        max_steps=max_steps or t.max_steps, bf16=bf16, seed=t.seed, data_seed=t.seed,
+        max_steps=max_steps or t.max_steps, bf16=bf16, data_seed=t.seed,
         # Always explicit: TRL 1.16 turns gradient checkpointing on by default.
         gradient_checkpointing=cfg.model.gradient_checkpointing,
-        use_vllm=t.use_vllm, vllm_mode=t.vllm_mode, vllm_gpu_memory_utilization=t.vllm_gpu_memory_utilization,
-        # Events are the progress report: log every step, no tqdm bars in engine.log, no wandb.
-        logging_steps=1, report_to="none", disable_tqdm=True,
+        # Events are the progress report: log every step, no tqdm bars in engine.log.
+        logging_steps=1, disable_tqdm=True,
         save_strategy="steps" if t.save_steps > 0 else "no", save_steps=max(t.save_steps, 1),
-        save_total_limit=t.save_total_limit,
         use_cpu=device == "cpu",
+        **tracker_settings(cfg, Path(output_dir).parent),
     )
+    kwargs.update(t.trl_extra)
+    return GRPOConfig(**kwargs)
 
 
 class RecordingGRPOTrainer(HookedGRPOTrainer):

@@ -35,7 +35,6 @@ from typing import Any
 from engine.config import Config, ModelConfig, PresetError
 from rundir.layout import find_checkpoints
 
-GSM8K_HUB = ("openai/gsm8k", "main")
 _CALC_RE = re.compile(r"<<[^<>]*>>")
 
 
@@ -116,7 +115,7 @@ def sft_source(cfg: Config) -> str:
 
 
 def _gsm8k_records(cfg: Config) -> tuple[list[dict[str, Any]], str]:
-    from engine.eval.evaluate import _read_records
+    from engine.data.loader import GSM8K_HUB, hub_records, read_file
     files = cfg.sft.data_files or (cfg.data.data_files if cfg.data.source == "gsm8k" else [])
     if files:
         recs: list[dict[str, Any]] = []
@@ -124,10 +123,9 @@ def _gsm8k_records(cfg: Config) -> tuple[list[dict[str, Any]], str]:
             p = Path(f).expanduser()
             if not p.is_file():
                 raise PresetError(f"[sft] data_files: {f} does not exist (paths are relative to {Path.cwd()}).")
-            recs += list(_read_records(p))
+            recs += list(read_file(p))
         return recs, ", ".join(files)
-    from datasets import load_dataset
-    return list(load_dataset(*GSM8K_HUB, split="train")), f"hub {GSM8K_HUB[0]} train"
+    return list(hub_records(*GSM8K_HUB, split="train", where="[sft]")), f"hub {GSM8K_HUB[0]} train"
 
 
 def build_sft_rows(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -193,11 +191,13 @@ def starting_model(cfg: Config, run_root: Path) -> ModelConfig:
 
 
 def sft_args(cfg: Config, output_dir: Path, device: str) -> Any:
+    """TRL's SFTConfig from [sft]; TRL fields the preset wrote directly in [sft] (trl_extra) come last."""
     import torch
     from trl import SFTConfig
+    from engine.train.grpo import tracker_settings
     s = cfg.sft
     bf16 = cfg.train.bf16 if cfg.train.bf16 is not None else (device == "cuda" and torch.cuda.is_bf16_supported())
-    return SFTConfig(
+    kwargs: dict[str, Any] = dict(
         output_dir=str(output_dir),
         num_train_epochs=s.epochs, max_steps=s.max_steps if s.max_steps > 0 else -1,
         learning_rate=s.learning_rate, lr_scheduler_type=s.lr_scheduler_type,
@@ -209,10 +209,15 @@ def sft_args(cfg: Config, output_dir: Path, device: str) -> Any:
         completion_only_loss=True,  # the point of the stage: prompt tokens get label -100
         gradient_checkpointing=cfg.model.gradient_checkpointing, bf16=bf16,
         seed=cfg.train.seed, data_seed=cfg.train.seed,
-        logging_steps=1, report_to="none", disable_tqdm=True,
+        logging_steps=1, disable_tqdm=True,
         save_strategy="steps" if s.save_steps > 0 else "no", save_steps=max(s.save_steps, 1), save_total_limit=2,
         use_cpu=device == "cpu",
     )
+    # output_dir is RUN_DIR/sft/checkpoints: trackers live at the run's root, the SFT stage named apart
+    trackers = tracker_settings(cfg, Path(output_dir).parent.parent)
+    kwargs.update(trackers, run_name=f"{trackers['run_name']}-sft")
+    kwargs.update(s.trl_extra)
+    return SFTConfig(**kwargs)
 
 
 def _latest_sft_checkpoint(run_root: Path) -> Path | None:

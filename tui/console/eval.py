@@ -16,13 +16,15 @@ import os
 import re
 import sys
 import time
+import random
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from engine.config import PromptConfig, load_config
-from engine.eval.evaluate import (EvalError, EvalRequest, ModelSpec, _pct, compare, compare_markdown, evaluate_spec,
-                                  load_eval_data, resolve_model, write_results)
+from engine.data.loader import FieldMap
+from engine.eval.evaluate import (EvalError, EvalRequest, ModelSpec, _pct, compare, compare_markdown, default_batch_size,
+                                  evaluate_spec, gsm8k_docs, load_eval_data, load_for_eval, resolve_model, write_results)
 from rundir.errors import EXIT_FAILED, EXIT_OK, GrpoTuiError
 
 
@@ -88,7 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint; @STEP, @sft, @base); repeat to compare (the first is the baseline)")
     p.add_argument("--compare", metavar="BASE", help="baseline model to compare against (evaluated first)")
     p.add_argument("--dataset", required=True, help="gsm8k, math500, synthetic, or a .jsonl/.parquet file")
-    p.add_argument("--split", default="test", help="split of gsm8k/math500 (default test)")
+    p.add_argument("--split", default="test", help="split of gsm8k/math500/a hub dataset (default test)")
+    p.add_argument("--dataset-config", help="configuration of a hub dataset, if it has several")
+    p.add_argument("--protocol", choices=("grpo-tui", "lm-eval-gsm8k"), default="grpo-tui",
+                   help="grpo-tui: zero-shot in the training format (default); lm-eval-gsm8k: lm-evaluation-harness's "
+                        "gsm8k task (5-shot 'Question: ... Answer:', strict '#### N' and flexible last number), "
+                        "comparable with published GSM8K tables")
+    p.add_argument("--fewshot-file", help="lm-eval-gsm8k: GSM8K-format train split for the few-shot examples "
+                                          "(default: the local gsm8k train copy, else the hub)")
+    p.add_argument("--question-field", default="auto",
+                   help="field holding the question (default auto: question, problem, prompt or messages)")
+    p.add_argument("--question-template", help='question built from fields, e.g. "{Body} {Question}" (SVAMP)')
+    p.add_argument("--answer-field", default="auto", help="field holding the gold (default auto: answer, else solution)")
+    p.add_argument("--gold-format", default="auto", choices=("auto", "gsm8k", "boxed", "plain", "number"),
+                   help="how the gold is written: after ####, last \\boxed{}, the whole field, one number with or "
+                        "without a unit ('9 (apples)', '145.0'), or guessed per row (default)")
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N items (0 = all; synthetic: 500)")
     p.add_argument("--shuffle", type=int, metavar="SEED", help="shuffle items with SEED before --limit")
     p.add_argument("--samples", type=int, default=0, metavar="K", help="also sample K answers per item: pass@1, pass@K, maj@K")
@@ -115,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     console = Console(stderr=False, highlight=False)
     if args.samples < 0 or (args.no_greedy and not args.samples):
@@ -129,10 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         for s in specs:
             s.prompt = s.prompt or shared
         cfg_for_data = preset or next((s.config for s in specs if s.config), None)
-        data = load_eval_data(args.dataset, args.split, args.limit, cfg_for_data, args.difficulty, args.shuffle)
+        if args.protocol == "lm-eval-gsm8k":
+            return _main_lm_eval(args, specs, console)
+        fields = FieldMap(args.question_field, args.answer_field, args.question_template, args.gold_format)
+        data = load_eval_data(args.dataset, args.split, args.limit, cfg_for_data, args.difficulty, args.shuffle,
+                              fields, args.dataset_config)
     except GrpoTuiError as e:
         console.print(f"error: {e}", markup=False)
         return e.exit_code
+    warning = data.gold_warning()
+    if warning:
+        console.print(f"[bold red]{escape(warning)}[/]")
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -154,14 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     summaries, all_rows = [], []
     labels = Counter()
     for spec in specs:
-        try:
-            rows, summary = run_one(spec, req, device, console)
-        except GrpoTuiError as e:
-            console.print(f"error: {e}", markup=False)
-            return e.exit_code
-        except Exception as e:  # noqa: BLE001 - a model that won't load or generate: say which
-            console.print(f"error: {spec.label}: {type(e).__name__}: {e}")
-            return EXIT_FAILED
+        done, code = _per_model(spec, console, lambda: run_one(spec, req, device, console))
+        if done is None:
+            return code
+        rows, summary = done
         labels[spec.label] += 1
         sub = out / (_slug(spec.label) + (f"-{labels[spec.label]}" if labels[spec.label] > 1 else ""))
         write_results(sub, rows, summary)
@@ -192,6 +212,59 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{p['model']} vs {cmp['models'][0]} ({p['mode']}): fixed {p['fixed']}, "
                           f"broke {p['broken']} of {p['items']}")
         console.print(f"compare: {out / 'compare.md'}")
+    return EXIT_OK
+
+
+def _per_model(spec: ModelSpec, console: Any, work: Callable[[], Any]) -> tuple[Any, int]:
+    """(work(), EXIT_OK), or (None, exit code) with the error printed: one model's failure named, not a traceback."""
+    try:
+        return work(), EXIT_OK
+    except GrpoTuiError as e:
+        console.print(f"error: {e}", markup=False)
+        return None, e.exit_code
+    except Exception as e:  # noqa: BLE001 - a model that won't load or generate: say which
+        console.print(f"error: {spec.label}: {type(e).__name__}: {e}")
+        return None, EXIT_FAILED
+
+
+def _main_lm_eval(args: argparse.Namespace, specs: list[ModelSpec], console: Any) -> int:
+    """--protocol lm-eval-gsm8k: lm-evaluation-harness's gsm8k task, one results table per model."""
+    from engine.eval import lm_eval_gsm8k as lm
+    try:
+        test_docs, origin = gsm8k_docs(args.dataset, args.split, "--dataset")
+        train_docs, train_origin = gsm8k_docs(args.fewshot_file or "gsm8k", "train", "--fewshot-file")
+    except GrpoTuiError as e:
+        console.print(f"error: {e}", markup=False)
+        return e.exit_code
+    if args.shuffle is not None:
+        random.Random(args.shuffle).shuffle(test_docs)
+    if args.limit:
+        test_docs = test_docs[: args.limit]  # lm-eval's --limit: the first N
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = args.out or Path("evals") / f"{time.strftime('%Y%m%d-%H%M%S')}-lm-eval-gsm8k"
+    console.print(f"lm-eval gsm8k protocol: {len(test_docs)} items from {origin}, {lm.NUM_FEWSHOT}-shot from "
+                  f"{train_origin}; device {device}")
+    def one(spec: ModelSpec) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        model, tok = load_for_eval(spec, device, args.dtype)
+        return lm.run(model, tok, test_docs, train_docs, batch_size=args.batch_size or default_batch_size(device),
+                      max_new_tokens=args.max_new_tokens)  # 256 by default, lm-eval's max_gen_toks
+
+    for spec in specs:
+        t0 = time.time()
+        done, code = _per_model(spec, console, lambda: one(spec))
+        if done is None:
+            return code
+        rows, numbers = done
+        summary = {"model": spec.label, "model_path": spec.path, "adapter": spec.adapter, "run_dir": spec.run_dir,
+                   "step": spec.step, "dataset": args.dataset, "dataset_origin": origin, "fewshot_origin": train_origin,
+                   "device": device, "generation_s": round(time.time() - t0, 2), **numbers}
+        sub = out / _slug(spec.label)
+        write_results(sub, rows, summary)
+        console.print(lm.table_markdown(spec.label, numbers), markup=False)
+        console.print(f"results: {sub / 'results.jsonl'}\nsummary: {sub / 'summary.json'}")
     return EXIT_OK
 
 

@@ -3,6 +3,8 @@
     grpo-tui presets                    fits judged against the detected GPU (if any)
     grpo-tui presets --gpu-mem 24       ... against a 24 GB card
     grpo-tui presets --explain NAME     the estimate of one preset, term by term, and what to change
+    grpo-tui presets --fields [SECTION] every knob a preset can set, its type, default and origin
+                                        (grpo-tui's own fields, or trl.GRPOConfig / trl.SFTConfig passthrough)
 
 Rich only (no Textual): this is the headless side of the core.
 """
@@ -14,8 +16,9 @@ import sys
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from engine.config import PresetError, list_presets, load_config
+from engine.config import SECTIONS, PresetError, describe_all_fields, list_presets, load_config
 from engine.plan.memory import (HEADROOM, Estimate, detect_gpu, estimate, fit_advice, method_of)
 
 
@@ -80,6 +83,9 @@ def explain(name: str, gpu_gb: float | None, console: Console) -> int:
     console.print(f"[bold]{est.preset}[/]: {cfg.preset.description}")
     if cfg.preset.recipe:
         console.print(f"recipe: {cfg.preset.recipe}")
+    for section, extra, cls in (("train", cfg.train.trl_extra, "GRPOConfig"), ("sft", cfg.sft.trl_extra, "SFTConfig")):
+        for key, value in extra.items():
+            console.print(Text(f"[{section}] {key} = {value!r}  (passed through to trl.{cls})"))
     if est.peak_gb is None:
         console.print(f"[yellow]{est.unknown}[/]")
         return 0
@@ -109,14 +115,33 @@ def explain(name: str, gpu_gb: float | None, console: Console) -> int:
     return 0
 
 
+def fields_table(section: str | None, console: Console) -> int:
+    if section is not None and section not in SECTIONS:
+        console.print(Text(f"error: unknown section {section!r}; one of {', '.join(SECTIONS)}"))
+        return 2
+    table = Table(title="Preset fields" + (f" [{section}]" if section else ""), show_lines=False)
+    for col in ("key", "type", "default", "origin", "help"):
+        table.add_column(col, overflow="fold")
+    for key, tp, default, help_, origin in describe_all_fields(section):
+        table.add_row(Text(key), Text(tp), Text(default[:40]), Text(origin), Text(help_[:160]))
+    console.print(table)
+    console.print(Text("trl.* fields are written directly in [train] / [sft] and checked against the installed "
+                       "TRL's dataclass; the engine sets output_dir, logging, seeds and reward_weights itself."))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="grpo-tui presets",
                                      description="List presets with estimated peak memory and whether each fits a GPU.")
     parser.add_argument("--gpu-mem", type=float, metavar="GB",
                         help="GPU memory to check against, in GB (default: the detected GPU)")
     parser.add_argument("--explain", metavar="PRESET", help="show one preset's estimate term by term")
+    parser.add_argument("--fields", nargs="?", const="all", metavar="SECTION",
+                        help="list every knob (of one section) with its type, default and origin")
     args = parser.parse_args(argv)
     console = Console(width=max(Console().width, 140) if not sys.stdout.isatty() else None)
+    if args.fields:
+        return fields_table(None if args.fields == "all" else args.fields, console)
     gpu_gb, gpu_name = args.gpu_mem, None
     if gpu_gb is not None and gpu_gb <= 0:
         parser.error("--gpu-mem must be positive")
