@@ -94,6 +94,9 @@ def _points(width: int) -> int:
     return max(8, width - 12)  # one point per column of plot area (the axes take ~12)
 
 
+PLOT_DIGITS = 6  # significant digits a plotted value keeps (see settle)
+
+
 def settle(ys: list[float | None], digits: int = 12) -> list[float | None]:
     """Values rounded to `digits` significant digits: an EMA of a constant series comes back as
     23.9999999999999964 / 24.0000000000000000, which plotext would draw as full-height noise with
@@ -213,8 +216,9 @@ class RewardCurves(Vertical):
         return self.smoothing
 
     def _line(self, plt: Plot, ys: list, width: int, color: int, yside: str = "left") -> bool:
-        if self.smoothing:
-            ys = settle(smooth(ys, SMOOTHING))
+        # 6 significant digits is finer than any terminal plot can show; it keeps a series that varies in its
+        # 7th digit (entropy 10.78986 -> 10.78985) from being drawn as full-height swings under labels like 10.7898684
+        ys = settle(smooth(ys, SMOOTHING) if self.smoothing else ys, PLOT_DIGITS)
         xs, vs = downsample(self.model.steps, ys, _points(width))
         if not xs:
             return False
