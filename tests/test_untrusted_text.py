@@ -6,6 +6,8 @@ escapes are shown as visible characters, and the printer's own [paused]/[failed]
 from __future__ import annotations
 
 import io
+import json
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -14,7 +16,7 @@ from rich.text import Text
 from conftest_tui import run_coroutine, wait_for
 from rundir.control import ensure_control_dir
 from rundir.events import EventWriter
-from rundir.layout import RunDir
+from rundir.layout import SCHEMA_VERSION, RunDir
 from rundir.rollouts import RolloutWriter
 from tui.text import safe_text, visible
 
@@ -22,6 +24,12 @@ CORPUS = ["[/...]", "[@click=app.quit]quit[/]", "[link=file:///etc/passwd]x[/lin
           "[bold]", "ünïcødé ✓ 数学 🙂"]
 HOSTILE = " ".join(CORPUS)
 SIZE = (140, 45)
+
+
+def _append_raw(path: Path, type: str, **fields: object) -> None:
+    """An event line as any process could write it, past EventWriter's checks."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"v": SCHEMA_VERSION, "t": time.time(), "type": type, **fields}) + "\n")
 
 
 def write_hostile_run(root: Path, *, failed: bool = True) -> Path:
@@ -44,7 +52,8 @@ def write_hostile_run(root: Path, *, failed: bool = True) -> Path:
         ro.flush()
         ev.emit("step", step=step, max_steps=3, metrics={"reward": 0.5, **{f"rewards/{n}/mean": 0.5 for n in names}},
                 step_time_s=1.0, elapsed_s=float(step), eta_s=1.0, correct_frac=0.5)
-    ev.emit("command", id="c1", command="[/cmd]", status="rejected", detail="\x1b[2J[/why]")
+    # the writer only writes known commands; a run directory's log is untrusted all the same
+    _append_raw(run.events, "command", id="c1", command="[/cmd]", status="rejected", detail="\x1b[2J[/why]")
     ev.emit("reward_failure", step=2, reward="[/r]", count=1, kind="[bold]", example="\x1b]0;t\x07")
     ev.state("paused", step=2, detail="[/paused detail]")
     if failed:

@@ -24,6 +24,7 @@ from textual.app import App
 from tui.browser.screens.rollouts import POLL_S, RolloutScreen
 from tui.browser.screens.run_list import RunListScreen
 from tui.browser.snapshot import prefetch
+from tui.text import visible
 
 
 class BrowserApp(App[int]):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from textual.message import Message
 
-from rundir.rollouts import Rollouts, Selection, StepSummary
+from rundir.rollouts import RolloutFilter, Rollouts, Selection, StepSummary
 from rundir.state import RunState
 
 
@@ -24,6 +24,14 @@ class SelectionReady(Message):
     def __init__(self, rollouts: Rollouts, selection: Selection, summary: StepSummary) -> None:
         super().__init__()
         self.rollouts, self.selection, self.summary = rollouts, selection, summary
+
+
+class SelectionFailed(Message):
+    """A filter the store could not apply (an invalid regular expression)."""
+
+    def __init__(self, rollouts: Rollouts, filter: RolloutFilter, error: str) -> None:
+        super().__init__()
+        self.rollouts, self.filter, self.error = rollouts, filter, error
 
 
 class RunsListed(Message):

@@ -31,7 +31,9 @@ from textual.strip import Strip
 from textual.widgets import Input, Select
 
 from rundir.rollouts import Rollouts
-from tui.components.group_table import GroupTable
+from engine.rewards.error_kinds import ERROR_KINDS
+from tui.components.group_table import GroupTable, ellipsize
+from tui.text import safe_text
 
 
 class RowList(ScrollView, can_focus=True):
@@ -194,11 +196,6 @@ def pct_cell(x: float) -> Text:
     return num_cell(x, "{:.0%}")
 
 
-def one_line(s: str, n: int) -> str:
-    s = " ".join(s.split())
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
 class GroupSource:
     """What the dashboard's GroupTable reads (it duck-types RolloutIndex: `steps`, `groups(step)`):
     here, the groups the browser currently shows."""
@@ -232,14 +229,14 @@ def group_answers(r: Rollouts, gid: int, limit: int = 8) -> Text:
         ex = r.extracted[c].as_py()
         if out:
             out.append(" ")
-        out.append("·" if ex is None else one_line(ex, 8), style="green" if r.correct[c] else "dim")
+        out.append("·" if ex is None else ellipsize(ex, 8), style="green" if r.correct[c] else "dim")
     if n > limit:
         out.append(" …", style="dim")
-    return out
+    return safe_text(out)
 
 
 class FilterBar(Horizontal):
-    """Search, correctness, truncation, zero-std, reward and step range; all combine."""
+    """Search, correctness, truncation, zero-std, kind of wrong answer, reward and step range; all combine."""
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="search prompts + completions (/re/ = regex)", id="f-search")
@@ -247,5 +244,6 @@ class FilterBar(Horizontal):
         yield Select([("truncated", "yes"), ("not truncated", "no")], prompt="any length", id="f-truncated")
         yield Select([("zero-std groups", "yes"), ("groups with signal", "no")], prompt="any group",
                      id="f-zero-std")
+        yield Select([(label, key) for key, label in ERROR_KINDS.items()], prompt="any error", id="f-kind")
         yield Input(placeholder="reward a..b", id="f-reward")
         yield Input(placeholder="steps a..b", id="f-steps")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -13,9 +11,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from rundir.rollouts import Rollouts
-from tui.browser.widgets import GroupSource, group_answers, num_cell, one_line, show_group
+from tui.browser.widgets import GroupSource, group_answers, num_cell, show_group
 from tui.components.completion_view import CompletionView
-from tui.components.group_table import GroupTable
+from tui.components.group_table import GroupTable, ellipsize
+from tui.text import safe_text
 
 
 class HistoryScreen(Screen):
@@ -47,8 +46,8 @@ class HistoryScreen(Screen):
         head.append(f"Prompt history: {len(self.gids)} group(s) across "
                     f"{len(set(r.g_step[self.gids].tolist()))} step(s)   gold ", style="bold")
         head.append(str(r.gold[gid0].as_py()), style="bold green")
-        head.append("\n" + one_line(r.prompt[gid0].as_py() or "", 400), style="italic")
-        self.query_one("#history-prompt", Static).update(head)
+        head.append("\n" + ellipsize(r.prompt[gid0].as_py() or "", 400), style="italic")
+        self.query_one("#history-prompt", Static).update(safe_text(head))
         self.query_one("#history").border_title = "Groups of this prompt, by step"
         self.query_one("#completions").border_title = "Completions"
         self.query_one("#completion").border_title = "Completion"

@@ -19,15 +19,18 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 from textual.worker import get_current_worker
 
-from rundir.rollouts import RolloutFilter, Rollouts, Selection, StepSummary, parse_range
-from tui.browser.messages import Exported, RolloutsLoaded, SelectionReady
+from engine.rewards.error_kinds import ERROR_KINDS
+from rundir.rollouts import Rollouts, Selection, StepSummary, parse_range
+from tui.browser import error_filter
+from tui.browser.error_filter import BrowserFilter
+from tui.browser.messages import Exported, RolloutsLoaded, SelectionFailed, SelectionReady
 from tui.browser.screens.export import ExportDialog
 from tui.browser.screens.history import HistoryScreen
 from tui.browser.snapshot import open_snapshot
-from tui.browser.widgets import FilterBar, GroupSource, RowList, group_answers, num_cell, one_line, show_group
+from tui.browser.widgets import FilterBar, GroupSource, RowList, group_answers, num_cell, show_group
 from tui.components.completion_view import CompletionView
-from tui.components.group_table import GroupTable
-
+from tui.components.group_table import GroupTable, ellipsize
+from tui.text import safe_text
 
 POLL_S = 1.0  # seconds between looks for new rollouts
 PROMPT_CHARS = 200
@@ -35,6 +38,7 @@ PROMPT_CHARS = 200
 
 class RolloutScreen(Screen):
     BINDINGS = [
+        Binding("q", "back", "Back/Quit"),  # first, so a narrow footer never drops it
         Binding("slash", "focus_search", "Search", key_display="/"),
         Binding("h", "history", "Prompt history"),
         Binding("e", "export", "Export"),
@@ -42,7 +46,6 @@ class RolloutScreen(Screen):
         Binding("f", "follow", "Follow latest"),
         Binding("r", "reload", "Reload"),
         Binding("escape", "escape", "Clear search", show=False),
-        Binding("q", "back", "Back/Quit"),
     ]
 
     def __init__(self, run_dir: Path, *, can_go_back: bool = False, poll_s: float = POLL_S,
@@ -53,7 +56,7 @@ class RolloutScreen(Screen):
         self.can_go_back = can_go_back
         self.poll_s = poll_s
         self.rollouts = Rollouts()
-        self.filter = RolloutFilter()
+        self.filter = BrowserFilter()
         self.selection: Selection | None = None
         self.summary: StepSummary | None = None
         self.visible_steps: list[int] = []
@@ -89,9 +92,11 @@ class RolloutScreen(Screen):
             self.query_one(f"#{wid}").border_title = title
         steps = self.query_one("#steps", RowList)
         groups = self.query_one("#groups", DataTable)
-        for key, label in (("group", "grp"), ("mean", "mean"), ("std", "std"), ("ok", "ok"),
-                           ("match", "match"), ("answers", "answers"), ("prompt", "prompt")):
-            groups.add_column(label, key=key)
+        # Fixed widths for the short columns: auto widths were sometimes settled before the rows arrived,
+        # cutting "0.84" to "0.8" and "1/8" to "1/" in a narrow terminal.
+        for key, label, width in (("group", "grp", 3), ("mean", "mean", 5), ("std", "std", 5), ("ok", "ok", 5),
+                                  ("match", "match", 5), ("answers", "answers", None), ("prompt", "prompt", None)):
+            groups.add_column(label, key=key, width=width)
         steps.focus()
         self.poll()
 
@@ -115,8 +120,12 @@ class RolloutScreen(Screen):
                 self.post_message(RolloutsLoaded(snap, time.perf_counter() - t0, False))
 
     @work(thread=True, exclusive=True, group="select")
-    def compute_selection(self, rollouts: Rollouts, f: RolloutFilter) -> None:
-        sel = rollouts.select(f)
+    def compute_selection(self, rollouts: Rollouts, f: BrowserFilter) -> None:
+        try:
+            sel = error_filter.select(rollouts, f)
+        except ValueError as e:  # pyarrow's ArrowInvalid for a /regex/ RE2 can't compile
+            self.post_message(SelectionFailed(rollouts, f, str(e)))
+            return
         summary = rollouts.summary(sel)
         self.post_message(SelectionReady(rollouts, sel, summary))
 
@@ -148,6 +157,15 @@ class RolloutScreen(Screen):
         self.selection, self.summary = msg.selection, msg.summary
         self._fill_steps(rebuild=filter_changed)
         self._update_status()
+
+    def on_selection_failed(self, msg: SelectionFailed) -> None:
+        if msg.filter != self.filter:
+            return
+        detail = msg.error.strip().splitlines()[-1] if msg.error.strip() else "not a valid pattern"
+        text = f"search {msg.filter.text}: invalid regular expression ({detail}). Fix it, or drop the slashes " \
+               "to search for the text as written."
+        self.notify(text, severity="error", timeout=10)
+        self.query_one("#status", Static).update(safe_text(text, style="bold red"))
 
     def on_exported(self, msg: Exported) -> None:
         if msg.error:
@@ -235,7 +253,7 @@ class RolloutScreen(Screen):
                           Text(f"{int(r.g_correct[gid])}/{n}", justify="right",
                                style="green" if r.g_correct[gid] else "dim"),
                           Text(f"{int(sel.group_matches[gid])}" if filtered else "", justify="right"),
-                          group_answers(r, gid), one_line(r.prompt[gid].as_py() or "", PROMPT_CHARS),
+                          group_answers(r, gid), safe_text(ellipsize(r.prompt[gid].as_py() or "", PROMPT_CHARS)),
                           key=str(gid))
         if move_cursor and step in self.visible_steps:
             self.query_one("#steps", RowList).move_to(self.visible_steps.index(step))
@@ -271,22 +289,29 @@ class RolloutScreen(Screen):
         self.query_one(CompletionView).show(msg.step, msg.group, msg.index)
 
     # -------------------------------------------------------------- filters
-    def _read_filter(self) -> RolloutFilter | None:
+    def _read_filter(self) -> BrowserFilter | None:
         def sel(wid: str) -> bool | None:
             v = self.query_one(f"#f-{wid}", Select).value
             return None if v is Select.NULL or v not in ("yes", "no") else v == "yes"
 
-        try:
-            rlo, rhi = parse_range(self.query_one("#f-reward", Input).value, float)
-        except ValueError as e:
-            self.notify(f"reward range: {e}; write e.g. 0.5..2", severity="error")
-            return None
-        try:
-            slo, shi = parse_range(self.query_one("#f-steps", Input).value, int)
-        except ValueError as e:
-            self.notify(f"step range: {e}; write e.g. 100..200", severity="error")
-            return None
-        return RolloutFilter(correct=sel("correct"), truncated=sel("truncated"), zero_std=sel("zero-std"),
+        ranges = []
+        for wid, kind, what, example in (("reward", float, "reward range", "0.5..2"),
+                                         ("steps", int, "step range", "100..200")):
+            value = self.query_one(f"#f-{wid}", Input).value
+            try:
+                ranges.append(parse_range(value, kind))
+            except ValueError as e:
+                why = ("the low end is above the high end" if "above" in str(e)
+                       else "each end must be a " + ("whole number" if kind is int else "number"))
+                lo, hi = example.split("..")
+                text = f"{what} {value.strip()!r}: {why}. Write low..high, e.g. {example} (or {lo}.. or ..{hi})."
+                self.notify(text, severity="error", timeout=8)
+                self.query_one("#status", Static).update(safe_text(text, style="bold red"))
+                return None
+        (rlo, rhi), (slo, shi) = ranges
+        kind = self.query_one("#f-kind", Select).value
+        return BrowserFilter(error_kind=kind if kind in ERROR_KINDS else None,
+                             correct=sel("correct"), truncated=sel("truncated"), zero_std=sel("zero-std"),
                              reward_min=rlo, reward_max=rhi, step_min=slo, step_max=shi,
                              text=self.query_one("#f-search", Input).value.strip())
 
@@ -295,13 +320,13 @@ class RolloutScreen(Screen):
         if f is None or f == self.filter:
             return
         self.filter = f
-        self.query_one("#status", Static).update(Text(f"filtering: {f.describe()}…", style="italic"))
+        self.query_one("#status", Static).update(safe_text(f"filtering: {f.describe()}…", style="italic"))
         self.compute_selection(self.rollouts, f)
 
     @on(Input.Submitted)
     def _input_submitted(self, event: Input.Submitted) -> None:
+        # Focus stays in the input: letters typed next edit the filter, they don't fire commands (esc leaves).
         self.apply_filter()
-        self.query_one("#steps", RowList).focus()
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
@@ -313,7 +338,7 @@ class RolloutScreen(Screen):
     def action_clear_filters(self) -> None:
         for wid in ("search", "reward", "steps"):
             self.query_one(f"#f-{wid}", Input).value = ""
-        for wid in ("correct", "truncated", "zero-std"):
+        for wid in ("correct", "truncated", "zero-std", "kind"):
             select = self.query_one(f"#f-{wid}", Select)
             with select.prevent(Select.Changed):
                 select.clear()
@@ -408,4 +433,4 @@ class RolloutScreen(Screen):
         notes = r.report.messages()  # the unfinished-line note too: it is only ever popped up for damage
         if notes:
             t.append("   ⚠ " + "; ".join(notes), style="yellow")
-        self.query_one("#status", Static).update(t)
+        self.query_one("#status", Static).update(safe_text(t))

@@ -1,4 +1,4 @@
-"""The run picker: `grpo-tui browse` without a RUN_DIR."""
+"""The run picker: `grpo-tui browse` without a RUN_DIR. Space marks runs, c compares the marked ones."""
 
 from __future__ import annotations
 
@@ -11,25 +11,28 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from tui.browser.messages import RunsListed
 from rundir.state import RunState
+from tui.browser.messages import RunsListed
 from tui.browser.runs import list_runs, run_date
 from tui.browser.screens.rollouts import RolloutScreen
 from tui.browser.widgets import num_cell
+from tui.text import safe_text
 
 
 class RunListScreen(Screen):
     BINDINGS = [Binding("q", "app.quit", "Quit"), Binding("r", "reload", "Reload"),
-                Binding("enter", "open", "Open", show=True)]
+                Binding("enter", "open", "Open", show=True), Binding("space", "mark", "Mark"),
+                Binding("c", "compare", "Compare marked")]
 
     def __init__(self, runs_root: Path) -> None:
         super().__init__()
         self.runs_root = Path(runs_root)
         self.runs: list[RunState] = []
+        self.marked: set[Path] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"Runs under {self.runs_root}/ (reading…)", id="runs-title")
+        yield Static(safe_text(f"Runs under {self.runs_root}/ (reading…)"), id="runs-title")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="runs-notes")
         yield Footer()
@@ -38,7 +41,7 @@ class RunListScreen(Screen):
         table = self.query_one("#runs", DataTable)
         for label, width in (("date", 16), ("run", 28), ("preset", 12), ("model", 24), ("steps", 9),
                              ("reward", 7), ("state", 9), ("notes", 40)):
-            table.add_column(label, key=label, width=width)
+            table.add_column(label, key=label, width=width + (2 if label == "date" else 0))  # + the mark
         table.focus()
         self.action_reload()
 
@@ -52,16 +55,49 @@ class RunListScreen(Screen):
         table.clear()
         state_style = {"finished": "green", "running": "bold cyan", "failed": "red", "gone": "yellow",
                        "stopped": "yellow", "paused": "cyan"}
+        self.marked &= {r.path for r in self.runs}
         for i, r in enumerate(self.runs):
             steps = "-" if not r.steps else f"{r.step}" + (f"/{r.max_steps}" if r.max_steps else "")
-            table.add_row(run_date(r), r.path.name, r.preset, r.model_name, Text(steps, justify="right"),
-                          num_cell(r.last_reward), Text(r.status, style=state_style.get(r.status, "")),
-                          Text("; ".join(r.notes), style="yellow"), key=str(i))
+            table.add_row(self._mark(r), safe_text(r.path.name), safe_text(r.preset), safe_text(r.model_name),
+                          Text(steps, justify="right"),
+                          num_cell(r.last_reward), safe_text(r.status, style=state_style.get(r.status, "")),
+                          safe_text("; ".join(r.notes), style="yellow"), key=str(i))
         title = self.query_one("#runs-title", Static)
         if self.runs:
-            title.update(f"Runs under {self.runs_root}/: {len(self.runs)} (enter: browse its rollouts)")
+            title.update(safe_text(f"Runs under {self.runs_root}/: {len(self.runs)} "
+                                   "(enter: browse its rollouts · space: mark · c: compare marked runs)"))
         else:
-            title.update(f"No runs under {self.runs_root}/ (start one with `grpo-tui`, or pass RUN_DIR)")
+            title.update(safe_text(f"No runs under {self.runs_root}/ (start one with `grpo-tui`, or pass RUN_DIR)"))
+
+    def _mark(self, r: RunState) -> Text:
+        """The date cell, with a dot in front when the run is marked for comparison."""
+        marked = r.path in self.marked
+        return Text(("● " if marked else "  ") + run_date(r), style="bold cyan" if marked else "")
+
+    def action_mark(self) -> None:
+        """Mark (or unmark) the run under the cursor for comparison."""
+        table = self.query_one("#runs", DataTable)
+        if not self.runs or not 0 <= table.cursor_row < len(self.runs):
+            return
+        r = self.runs[table.cursor_row]
+        self.marked ^= {r.path}
+        table.update_cell(str(table.cursor_row), "date", self._mark(r))
+        table.move_cursor(row=min(table.cursor_row + 1, len(self.runs) - 1))
+
+    def action_compare(self) -> None:
+        """Compare the marked runs (at least two) in the compare screen."""
+        from tui.compare import CompareScreen
+        from tui.console.compare import load_runs
+
+        paths = [r.path for r in self.runs if r.path in self.marked]
+        if len(paths) < 2:
+            self.notify("mark at least two runs with space, then press c", severity="warning")
+            return
+        runs, problems = load_runs(paths)
+        if problems:
+            self.notify("; ".join(problems), severity="error", timeout=10)
+            return
+        self.app.push_screen(CompareScreen(runs))
 
     def action_open(self) -> None:
         table = self.query_one("#runs", DataTable)
