@@ -38,7 +38,9 @@ def _grpo_tui(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     ("<reasoning>3 + 4 is", None, "7", False, True, "cut_off"),
     ("<answer>seven</answer>", "seven", "7", False, False, "not_a_number"),
     ("<answer>Eli has 17</answer>", "Eli has 17", "17", False, False, "right_number_wrong_format"),
-    ("<answer>Eli has 18</answer>", "Eli has 18", "17", False, False, "not_a_number"),
+    # a one-number sentence reads as its number (engine/rewards/extract.py), so this is a wrong number
+    ("<answer>Eli has 18</answer>", "Eli has 18", "17", False, False, "wrong_number"),
+    ("<answer>Eli has 18 or 19</answer>", "Eli has 18 or 19", "17", False, False, "not_a_number"),
     ("<answer>18</answer>", "18", "17", False, False, "wrong_number"),
     ("<answer>x+1</answer>", "x+1", "\\sqrt{2}", False, False, "wrong_number"),
 ])

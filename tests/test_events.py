@@ -57,7 +57,7 @@ def test_every_call_site_names_a_known_type_and_state() -> None:
     emits, states = set(), set()
     for path in [*(ROOT / "engine").rglob("*.py"), *(ROOT / "rundir").rglob("*.py"), ROOT / "bench" / "tui_cpu.py"]:
         text = path.read_text(encoding="utf-8")
-        emits |= {(m, path.name) for m in re.findall(r"\bemit\(\s*\"(\w+)\"", text)}
+        emits |= {(m, path.name) for m in re.findall(r"\bemit(?:\(\s*|,\s*)\"(\w+)\"", text)}
         states |= {(m, path.name) for m in re.findall(r"\.state\(\s*\"(\w+)\"", text)}
     assert len(emits) >= 15 and len(states) >= 5
     assert [e for e in emits if e[0] not in RECORDS] == []

@@ -55,8 +55,10 @@ def classify_error(text: str | None, extracted: str | None, gold: str | None, co
         return "no_answer_tag"
     if gold_n is None:
         return "wrong_number"  # a symbolic gold (MATH): the answer is read, and wrong
-    if parse_number(extracted) is not None:
-        return "wrong_number"
+    answer_n = parse_number(extracted)
+    if answer_n is not None:
+        # equal to the gold yet recorded wrong: judged by stricter rules when it was recorded (an older run)
+        return "right_number_wrong_format" if answer_n == gold_n else "wrong_number"
     if any(_same_number(n, gold_n) for n in _numbers(str(extracted))):
         return "right_number_wrong_format"
     return "cut_off" if truncated else "not_a_number"
