@@ -122,6 +122,14 @@ class TrainConfig:
     use_vllm: bool = _f(False, "Generate with vLLM (needs the 'vllm' extra and a GPU).")
     vllm_mode: str = _f("colocate", "vLLM mode.", ("colocate", "server"))
     vllm_gpu_memory_utilization: float = _f(0.3, "Fraction of GPU memory vLLM reserves (colocate).")
+    # issue 13: the vLLM knobs a 24-80 GB user sets (passed to trl.GRPOConfig under the same names)
+    vllm_enable_sleep_mode: bool = _f(False, "Colocate: vLLM frees its weights and KV cache while the trainer runs "
+                                             "backward and the optimizer step (less peak memory, slower wake-up).")
+    vllm_max_model_length: int | None = _f(None, "Colocate: vLLM's context window (prompt + completion tokens); "
+                                                 "smaller means less KV cache reserved (default: the model's).")
+    vllm_tensor_parallel_size: int = _f(1, "Colocate: GPUs one vLLM engine spans (must divide the processes per machine).")
+    use_cpu: bool = _f(False, "Train on the CPU even when a GPU is visible (`--device cpu`): every other knob stays; "
+                              "parts that need CUDA are refused in pre-flight.")
 
 
 @dataclass
@@ -196,6 +204,8 @@ class DistributedConfig:
     main_process_port: int = _f(29500, "Port on the main node for the process-group rendezvous.")
     vllm_server_host: str | None = _f(None, "Generate with a separate `trl vllm-serve` at this host (TRL server mode).")
     vllm_server_port: int = _f(8000, "Port of the `trl vllm-serve` server.")
+    vllm_group_port: int = _f(51216, "Port for the weight-update group between trainer and `trl vllm-serve`.")
+    vllm_server_timeout: float = _f(240.0, "Seconds to wait for the `trl vllm-serve` server to answer before failing.")
 
 
 @dataclass
@@ -346,6 +356,9 @@ def validate(cfg: Config) -> None:
         raise PresetError(f"{where}: [train] top_p must be in (0, 1].")
     if t.temperature <= 0:
         raise PresetError(f"{where}: [train] temperature must be positive.")
+    if dist.vllm_server_host and not (t.use_vllm and t.vllm_mode == "server"):
+        raise PresetError(f"{where}: [distributed] vllm_server_host = {dist.vllm_server_host!r} is only used in vLLM "
+                          "server mode: set [train] use_vllm = true and vllm_mode = \"server\", or drop the host.")
     m = cfg.model
     if m.load_in_4bit and not m.lora:
         raise PresetError(f"{where}: [model] load_in_4bit = true needs lora = true (4-bit weights can't be trained directly).")

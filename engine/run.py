@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a preset value, e.g. --set train.learning_rate=1e-5 (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    t.add_argument("--device", choices=("cpu",),
+                   help="cpu: run any preset on the CPU with every other knob as written (smoke tests); "
+                        "parts that need CUDA (vLLM, 4-bit, paged/8-bit optimizers, DeepSpeed) stop in pre-flight")
     t.add_argument("--log-to-run-dir", action="store_true",
                    help="after pre-flight, send all output to RUN_DIR/engine.log only (used by the launcher)")
     return p
@@ -74,16 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def preflight(args: argparse.Namespace) -> Config:
     """All checks that need no model. Raises PresetError; writes nothing."""
-    from engine.data.loader import check_files
-    from engine.rewards import RewardSpecError
-    from engine.train.grpo import build_rewards
-
     run = RunDir(args.run_dir)
     overrides = list(args.overrides)
     if args.max_steps is not None:
         if args.max_steps < 1:
             raise PresetError("--max-steps must be at least 1.")
         overrides.append(f"train.max_steps={args.max_steps}")
+    if getattr(args, "device", None) == "cpu":
+        overrides.append("train.use_cpu=true")
     if args.resume:
         if not run.config.exists():
             raise PresetError(f"--resume: {args.run_dir} is not a run directory (no config.json); "
@@ -98,14 +99,17 @@ def preflight(args: argparse.Namespace) -> Config:
         if args.run_dir.exists() and not args.run_dir.is_dir():
             raise PresetError(f"--run-dir {args.run_dir} exists and is not a directory.")
         cfg = load_config(args.preset, overrides)
+    # GPU, optional packages, model and datasets: before anything heavy is imported or downloaded
+    from engine.preflight import check
+    check(cfg, args.run_dir if args.resume else None)
+    from engine.data.loader import check_files
+    from engine.rewards import RewardSpecError
+    from engine.train.grpo import build_rewards
     try:
         build_rewards(cfg)
     except RewardSpecError as e:
         raise PresetError(f"{cfg.source}: [rewards] {e}") from None
     check_files(cfg.data)
-    problem = distributed.check_backend(cfg)
-    if problem:
-        raise PresetError(f"{cfg.source}: {problem}")
     return cfg
 
 
@@ -159,7 +163,7 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
     lock = threading.Lock()
     watcher = CommandWatcher(run.control, events, lock, check_switch=lambda p: switch_problem(cfg, p))
     checkpoint = run.latest_checkpoint() if resume else None
-    device = pick_device()
+    device = pick_device(cfg.train.use_cpu)
     rewards, weights = build_rewards(cfg)
     names = [r.__name__ for r in rewards]
     step = 0
@@ -198,9 +202,13 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
             events.state("loading_model")
         print(f"{report.rows_used} training rows ({sum(report.skipped.values())} skipped); loading {cfg.model.name}",
               flush=True)
-        from engine.train.sft import before_grpo, starting_model  # issue 7: SFT stage, curriculum pre-pass
+        from engine.train.sft import before_grpo, sft_model_dir, starting_model  # SFT stage, curriculum pre-pass
+        # TRL's config first: under `accelerate launch --zero3_init_flag` building it registers the DeepSpeed
+        # config (a weak reference held while `args` lives), so from_pretrained below loads the weights
+        # partitioned under deepspeed.zero.Init instead of whole on every rank.
+        args = grpo_args(cfg, run.checkpoints, device)
         loaded = load_model(starting_model(cfg, run.root), device, log=lambda m: print(m, flush=True))
-        n_params = sum(p.numel() for p in loaded.model.parameters())
+        n_params = sum(getattr(p, "ds_numel", p.numel()) for p in loaded.model.parameters())
         if cfg.sft.enabled or cfg.curriculum.prepass:
             rows = before_grpo(cfg, run.root, loaded, rows, events, lock, watcher, device)
             if rows is None:  # a stop command during the SFT stage
@@ -209,8 +217,11 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
                     events.emit("run_end", status="stopped", step=0, exit_code=EXIT_OK,
                                 elapsed_s=round(time.time() - t0, 2))
                 return EXIT_OK
+        if cfg.sft.enabled:
+            # TRL builds the KL reference model from the policy's config._name_or_path; after an in-process SFT
+            # stage that is still the base model's name. Point it at the SFT weights, fresh and resumed alike.
+            loaded.model.config._name_or_path = str(sft_model_dir(run.root).resolve())
         dataset = to_dataset(rows, cfg.prompt)
-        args = grpo_args(cfg, run.checkpoints, device)
         torch.manual_seed(cfg.train.seed)
         trainer_cls = RecordingGRPOTrainer
         if cfg.curriculum.dynamic_sampling:  # issue 7: drop all-right/all-wrong groups, refill the batch
@@ -224,7 +235,9 @@ def train(cfg: Config, run: RunDir, resume: bool) -> int:
                                                cfg.prompt.format, cfg.train.seed)
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         with lock:
+            ref = getattr(trainer, "ref_model", None)
             events.emit("model", name=cfg.model.name, path=loaded.path, parameters=n_params, trainable=trainable,
+                        reference=ref.config._name_or_path if ref is not None else None,
                         dtype=str(loaded.dtype).replace("torch.", ""), load_s=round(loaded.load_s, 2))
         if main_rank:
             recorder = RolloutRecorder(RolloutWriter(run.rollouts), names, weights, cfg.train.num_generations,
@@ -282,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     except PresetError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if cfg.train.use_cpu:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # this process and any ranks it launches stay off the GPU
     if distributed.needs_launch(cfg):
         # Everything was checked in this one process; now become the accelerate job (same pid).
         sys.stdout.flush(), sys.stderr.flush()

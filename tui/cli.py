@@ -24,7 +24,7 @@ SUBCOMMANDS = ("attach", "browse", "presets", "rewards", "eval")
 
 
 def _default_preset() -> tuple[str, str]:
-    """Best shipped preset for the detected GPU, cpu-demo without one."""
+    """Best shipped preset for the detected GPU whose optional packages are installed, cpu-demo without one."""
     try:
         from engine.plan.memory import choose_preset, detect_gpu
     except ImportError:
@@ -46,6 +46,10 @@ def train_parser() -> argparse.ArgumentParser:
                    help="override a preset value, e.g. --set train.learning_rate=1e-5 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
     p.add_argument("--no-ui", action="store_true", help="run headless: print progress with rich, no Textual")
+    p.add_argument("--device", choices=("cpu",),
+                   help="cpu: run the preset on the CPU with every other knob as written (a smoke test of a GPU "
+                        "preset); parts that need CUDA (vLLM, 4-bit, paged/8-bit optimizers, DeepSpeed) stop in "
+                        "pre-flight with the --set that replaces them")
     return p
 
 
@@ -55,8 +59,13 @@ def cmd_train(argv: list[str]) -> int:
     if args.resume and not args.run_dir:
         print("error: --resume needs --run-dir RUN_DIR", file=sys.stderr)
         return 2
+    if args.device == "cpu":
+        args.overrides.append("train.use_cpu=true")  # the engine's --device cpu, recorded in config.json
     preset = args.preset
-    if not preset and not args.resume:
+    if not preset and not args.resume and args.device == "cpu":
+        preset, reason = "cpu-demo", "--device cpu"
+        print(f"preset: {preset} ({reason})")
+    elif not preset and not args.resume:
         preset, reason = _default_preset()
         print(f"preset: {preset} ({reason})")
     run_dir = args.run_dir or default_run_dir(preset)

@@ -94,13 +94,25 @@ def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None 
         max_steps=max_steps or t.max_steps, bf16=bf16, seed=t.seed, data_seed=t.seed,
         # Always explicit: TRL 1.16 turns gradient checkpointing on by default.
         gradient_checkpointing=cfg.model.gradient_checkpointing,
-        use_vllm=t.use_vllm, vllm_mode=t.vllm_mode, vllm_gpu_memory_utilization=t.vllm_gpu_memory_utilization,
+        **vllm_args(cfg),
         # Events are the progress report: log every step, no tqdm bars in engine.log, no wandb.
         logging_steps=1, report_to="none", disable_tqdm=True,
         save_strategy="steps" if t.save_steps > 0 else "no", save_steps=max(t.save_steps, 1),
         save_total_limit=t.save_total_limit,
         use_cpu=device == "cpu",
     )
+
+
+def vllm_args(cfg: Config) -> dict[str, Any]:
+    """The vLLM part of GRPOConfig: colocate knobs from [train], the server's address from [distributed]."""
+    t, d = cfg.train, cfg.distributed
+    return dict(use_vllm=t.use_vllm, vllm_mode=t.vllm_mode,
+                vllm_gpu_memory_utilization=t.vllm_gpu_memory_utilization,
+                vllm_enable_sleep_mode=t.vllm_enable_sleep_mode, vllm_max_model_length=t.vllm_max_model_length,
+                vllm_tensor_parallel_size=t.vllm_tensor_parallel_size,
+                # TRL's own default host, 0.0.0.0, reaches a `trl vllm-serve` on this machine
+                vllm_server_host=d.vllm_server_host or "0.0.0.0", vllm_server_port=d.vllm_server_port,
+                vllm_group_port=d.vllm_group_port, vllm_server_timeout=d.vllm_server_timeout)
 
 
 class RecordingGRPOTrainer(GRPOTrainer):
