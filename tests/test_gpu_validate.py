@@ -24,12 +24,12 @@ def test_help_works():
 def test_dry_run_one_preset_writes_the_table(tmp_path):
     out = tmp_path / "table.md"
     proc = run_cli([str(REPO / "bench" / "gpu_validate.py"), "--dry-run", "--data-dir", str(_gsm8k(tmp_path)),
-                    "--presets", "gpu24-qwen05b-g16,gpu80x2-qwen7b-full-zero3", "--work-dir", str(tmp_path / "w"),
+                    "--presets", "gpu24-qwen15b-ckpt,gpu80x2-qwen7b-full-zero3", "--work-dir", str(tmp_path / "w"),
                     "--out", str(out)], timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.read_text().splitlines() if line.startswith("| `")}
-    g16 = rows["gpu24-qwen05b-g16"]
+    g16 = rows["gpu24-qwen15b-ckpt"]
     assert g16[0] == "transformers" and g16[1] == "ok"
     assert float(g16[2]) > 0 and float(g16[3]) > 0  # step time, transformers tokens/s
     assert rows["gpu80x2-qwen7b-full-zero3"][1] == "skipped" and "needs 2 GPUs" in rows["gpu80x2-qwen7b-full-zero3"][-1]

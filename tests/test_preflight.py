@@ -187,3 +187,45 @@ def test_vllm_knobs_reach_grpo_config(tmp_path):
 def test_server_host_without_server_mode_is_refused():
     with pytest.raises(PresetError, match="vllm_server_host"):
         load_config("tiny", ["distributed.vllm_server_host=\"10.0.0.5\""])
+
+
+@pytest.mark.skipif(preflight.gpu_info() is not None, reason="this machine has a GPU")
+def test_dashboard_shows_the_gpu_preflight_error_and_leaves_no_run_dir(tmp_path, monkeypatch):
+    """The dashboard's PreflightError dialog carries the pre-flight message; nothing is written."""
+    import asyncio
+
+    from conftest_tui import ROOT
+    from tui.app import Dashboard
+    from tui.components.dialogs import PreflightError
+    from tui.launcher import launch_engine
+    monkeypatch.chdir(ROOT)
+    run_dir = tmp_path / "run"
+    engine = launch_engine("gpu24-qwen05b-g16", run_dir, 3)
+    app = Dashboard(run_dir, poll_interval=0.05, idle_interval=0.1, engine=engine)
+
+    async def go() -> None:
+        async with app.run_test(size=(140, 45)) as pilot:
+            for _ in range(600):
+                if isinstance(app.screen, PreflightError) and app.screen.query("#preflight-text"):
+                    break
+                await pilot.pause(0.1)
+            text = str(app.screen.query_one("#preflight-text").render())
+            assert "[preset] device" in text and "--device cpu" in text
+            await pilot.press("enter")
+        assert app.return_code == 2
+
+    asyncio.run(go())
+    assert not run_dir.exists()
+
+
+def test_vllm_extra_is_the_range_trl_supports():
+    import importlib.metadata
+    import tomllib
+
+    from conftest import REPO
+    ours = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["vllm"]
+    trls = [r.split(";")[0].replace(" ", "") for r in importlib.metadata.requires("trl") or []
+            if r.startswith("vllm") and 'extra == "vllm"' in r]
+    assert trls, "trl declares no vllm extra"
+    from packaging.specifiers import SpecifierSet
+    assert SpecifierSet(ours[0][len("vllm"):]) == SpecifierSet(trls[0][len("vllm"):])
