@@ -140,7 +140,7 @@ class NvmlPeak(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peak: float | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         try:
@@ -149,12 +149,12 @@ class NvmlPeak(threading.Thread):
             handle = pynvml.nvmlDeviceGetHandleByIndex(0)
         except Exception:  # noqa: BLE001 - no NVML (CPU dry run): no device-wide figure
             return
-        while not self._stop.wait(0.2):
+        while not self._halt.wait(0.2):
             used = pynvml.nvmlDeviceGetMemoryInfo(handle).used / GiB
             self.peak = used if self.peak is None else max(self.peak, used)
 
     def stop(self) -> float | None:
-        self._stop.set()
+        self._halt.set()  # not _stop: threading.Thread has a private _stop()
         self.join(timeout=2)
         return self.peak
 

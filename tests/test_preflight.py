@@ -229,3 +229,13 @@ def test_vllm_extra_is_the_range_trl_supports():
     assert trls, "trl declares no vllm extra"
     from packaging.specifiers import SpecifierSet
     assert SpecifierSet(ours[0][len("vllm"):]) == SpecifierSet(trls[0][len("vllm"):])
+
+
+def test_hub_reachable_reports_a_connection_failure_quickly(monkeypatch):
+    """An unreachable endpoint is a reason string, not an exception, and the request is bounded by the timeout."""
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
+    t0 = time.time()
+    why = preflight.hub_reachable("Qwen/Qwen2.5-0.5B-Instruct", timeout=2.0)
+    assert why and "can't reach http://127.0.0.1:9" in why
+    assert time.time() - t0 < 5
