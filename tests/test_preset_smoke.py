@@ -167,10 +167,10 @@ def test_two_stage_kl_reference_is_the_sft_model_fresh_and_resumed(tmp_path):
     """TRL rebuilds the reference from config._name_or_path: it must name RUN_DIR/sft/model, not the base model."""
     run_dir = tmp_path / "run"
     sets = ["sft.enabled=true", "sft.max_steps=1", "sft.max_examples=16", "train.beta=0.04", "train.max_steps=1"]
-    args = ["-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir)]
-    first = run_cli(args + [x for s in sets for x in ("--set", s)], timeout=600)
+    args = ["-m", "engine", "train", "--run-dir", str(run_dir)]
+    first = run_cli(args + ["--preset", "tiny"] + [x for s in sets for x in ("--set", s)], timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
-    again = run_cli(args + ["--resume", "--max-steps", "2"], timeout=600)
+    again = run_cli(args + ["--resume", "--max-steps", "2"], timeout=600)  # the run's own config.json
     assert again.returncode == 0, again.stderr[-2000:]
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     refs = [e["reference"] for e in events if e["type"] == "model"]
