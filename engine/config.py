@@ -151,6 +151,14 @@ class TrainConfig:
     project: str | None = _f(None, "Tracker project (W&B: WANDB_PROJECT; trackio: its project; default 'grpo-tui').")
     trl_extra: dict[str, Any] = _f({}, "Any other trl.GRPOConfig field, written directly in [train] (filled by the loader).",
                                    internal=True)
+    # the vLLM knobs a 24-80 GB user sets (passed to trl.GRPOConfig under the same names)
+    vllm_enable_sleep_mode: bool = _f(False, "Colocate: vLLM frees its weights and KV cache while the trainer runs "
+                                             "backward and the optimizer step (less peak memory, slower wake-up).")
+    vllm_max_model_length: int | None = _f(None, "Colocate: vLLM's context window (prompt + completion tokens); "
+                                                 "smaller means less KV cache reserved (default: the model's).")
+    vllm_tensor_parallel_size: int = _f(1, "Colocate: GPUs one vLLM engine spans (must divide the processes per machine).")
+    use_cpu: bool = _f(False, "Train on the CPU even when a GPU is visible (`--device cpu`): every other knob stays; "
+                              "parts that need CUDA are refused in pre-flight.")
 
 
 @dataclass
@@ -227,6 +235,8 @@ class DistributedConfig:
     main_process_port: int = _f(29500, "Port on the main node for the process-group rendezvous.")
     vllm_server_host: str | None = _f(None, "Generate with a separate `trl vllm-serve` at this host (TRL server mode).")
     vllm_server_port: int = _f(8000, "Port of the `trl vllm-serve` server.")
+    vllm_group_port: int = _f(51216, "Port for the weight-update group between trainer and `trl vllm-serve`.")
+    vllm_server_timeout: float = _f(240.0, "Seconds to wait for the `trl vllm-serve` server to answer before failing.")
 
 
 @dataclass
@@ -353,7 +363,6 @@ ENGINE_OWNED: dict[str, dict[str, str]] = {
         "reward_weights": "give each reward its weight in [rewards]",
         "logging_steps": _LOGGING, "logging_strategy": _LOGGING,
         "disable_tqdm": "the engine prints its own one-line step report",
-        "use_cpu": "the engine picks the device",
         "warmup_steps": "use warmup_ratio",
         "data_seed": "use seed",
         "save_strategy": "use save_steps (0 = checkpoints only on command, on stop and at the end)",
@@ -361,6 +370,8 @@ ENGINE_OWNED: dict[str, dict[str, str]] = {
         "resume_from_checkpoint": "use --resume",
         "vllm_server_host": "use [distributed] vllm_server_host",
         "vllm_server_port": "use [distributed] vllm_server_port",
+        "vllm_group_port": "use [distributed] vllm_group_port",
+        "vllm_server_timeout": "use [distributed] vllm_server_timeout",
     },
     "sft": {
         "output_dir": "the SFT stage writes to RUN_DIR/sft",
@@ -368,7 +379,6 @@ ENGINE_OWNED: dict[str, dict[str, str]] = {
         "completion_only_loss": "the stage trains on the solution tokens only; that is its purpose",
         "logging_steps": _LOGGING, "logging_strategy": _LOGGING,
         "disable_tqdm": "the engine prints its own step report",
-        "use_cpu": "the engine picks the device",
         "warmup_steps": "use warmup_ratio",
         "seed": "set [train] seed (one seed for the run)", "data_seed": "set [train] seed (one seed for the run)",
         "bf16": "set [train] bf16 (one precision for the run)",
@@ -517,6 +527,9 @@ def validate(cfg: Config) -> None:
         if getattr(t, name) < 1:
             raise PresetError(f"{where}: [train] {name} must be at least 1.")
     _check_ranges(cfg, where)
+    if dist.vllm_server_host and not (t.use_vllm and t.vllm_mode == "server"):
+        raise PresetError(f"{where}: [distributed] vllm_server_host = {dist.vllm_server_host!r} is only used in vLLM "
+                          "server mode: set [train] use_vllm = true and vllm_mode = \"server\", or drop the host.")
     m = cfg.model
     if m.load_in_4bit and not m.lora:
         raise PresetError(f"{where}: [model] load_in_4bit = true needs lora = true (4-bit weights can't be trained directly).")

@@ -63,17 +63,6 @@ def accelerate_argv(cfg: Config, engine_args: list[str]) -> list[str]:
     return argv + ["-m", "engine", *engine_args]
 
 
-def check_backend(cfg: Config) -> str | None:
-    """Why the preset's backend can't run here, or None."""
-    if cfg.distributed.num_processes > 1 and cfg.distributed.backend.startswith("deepspeed"):
-        try:
-            import deepspeed  # noqa: F401
-        except ImportError:
-            return (f"[distributed] backend = {cfg.distributed.backend!r} needs DeepSpeed: "
-                    "pip install deepspeed (or use backend = 'ddp' / 'fsdp2')")
-    return None
-
-
 def init() -> None:
     """Join the process group early, so rank 0 can create the run directory before the others read it."""
     if world_size() > 1:

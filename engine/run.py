@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--group-access", action="store_true",
                    help=f"create the run directory 0750 and its files 0640 so your group can read them "
                         f"(default: owner only; also {GROUP_ACCESS_ENV}=1)")
+    t.add_argument("--device", choices=("cpu",),
+                   help="cpu: run any preset on the CPU with every other knob as written (smoke tests); "
+                        "parts that need CUDA (vLLM, 4-bit, paged/8-bit optimizers, DeepSpeed) stop in pre-flight")
     t.add_argument("--log-to-run-dir", action="store_true",
                    help="after pre-flight, send all output to RUN_DIR/engine.log only (used by the launcher)")
     return p
@@ -104,6 +107,8 @@ def check_request(args: argparse.Namespace) -> Config:
         if args.max_steps < 1:
             raise PresetError("--max-steps must be at least 1.")
         overrides.append(f"train.max_steps={args.max_steps}")
+    if getattr(args, "device", None) == "cpu":
+        overrides.append("train.use_cpu=true")
     if args.resume and args.restart:
         raise PresetError("--resume and --restart exclude each other: --resume continues from the latest "
                           "checkpoint, --restart starts over from step 0.")
@@ -135,14 +140,14 @@ def preflight(args: argparse.Namespace) -> Config:
     from engine.train.grpo import build_rewards
 
     cfg = check_request(args)
+    # GPU, optional packages, model and datasets: before anything heavy is imported or downloaded
+    from engine.preflight import check
+    check(cfg, args.run_dir if (args.resume or args.restart) else None)
     try:
         close_rewards(build_rewards(cfg)[0])  # imports user reward files in worker processes, bounded in time
     except RewardSpecError as e:
         raise PresetError(f"{cfg.source}: [rewards] {e}") from None
     check_files(cfg.data)
-    problem = distributed.check_backend(cfg)
-    if problem:
-        raise PresetError(f"{cfg.source}: {problem}")
     # Every data problem surfaces here, before the run directory exists: the rows are read once, now.
     args.data = load_rows(cfg.data, cfg.train.seed, min_rows=prompts_per_batch(cfg))
     return cfg
@@ -338,7 +343,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
     checkpoint = lookup.latest if lookup else None
     # a damaged newer checkpoint (torn trainer_state.json, killed mid-save): fall back past it, and say so
     skipped = [{"path": str(p), "reason": why} for p, why in lookup.skipped_after(checkpoint)] if lookup else []
-    device = pick_device()
+    device = pick_device(cfg.train.use_cpu)
     rewards, weights = build_rewards(cfg)
     names = [r.__name__ for r in rewards]
     step = 0
@@ -377,14 +382,18 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         threads = pick_threads(cfg.train.torch_threads, device)
         if threads is not None:
             print(f"torch threads: {threads} (train.torch_threads = {cfg.train.torch_threads}; 0 is auto)", flush=True)
-        from engine.train.sft import before_grpo, starting_model
+        from engine.train.sft import before_grpo, sft_model_dir, starting_model
 
         def model_log(message: str) -> None:  # the one-time GGUF conversion's progress, also as the state detail
             print(message, flush=True)
             events.state("loading_model", detail=message)
 
+        # TRL's config first: under `accelerate launch --zero3_init_flag` building it registers the DeepSpeed
+        # config (a weak reference held while `args` lives), so from_pretrained below loads the weights
+        # partitioned under deepspeed.zero.Init instead of whole on every rank.
+        args = grpo_args(cfg, run.checkpoints, device)
         loaded = load_model(starting_model(cfg, run.root), device, log=model_log)
-        n_params = sum(p.numel() for p in loaded.model.parameters())
+        n_params = sum(getattr(p, "ds_numel", p.numel()) for p in loaded.model.parameters())
         limit = prompt_token_limit(cfg.data.max_prompt_tokens, loaded.model.config, cfg.train.max_completion_length)
         before = len(rows)
         rows = drop_long_prompts(rows, loaded.tokenizer, cfg.prompt, limit, report)
@@ -401,8 +410,11 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
                 events.emit("run_end", status="stopped", step=0, exit_code=EXIT_OK,
                             elapsed_s=round(time.time() - t0, 2))
                 return EXIT_OK, None
+        if cfg.sft.enabled:
+            # TRL builds the KL reference model from the policy's config._name_or_path; after an in-process SFT
+            # stage that is still the base model's name. Point it at the SFT weights, fresh and resumed alike.
+            loaded.model.config._name_or_path = str(sft_model_dir(run.root).resolve())
         dataset = to_dataset(rows, cfg.prompt)
-        args = grpo_args(cfg, run.checkpoints, device)
         torch.manual_seed(cfg.train.seed)
         trainer_cls = RecordingGRPOTrainer
         if cfg.curriculum.dynamic_sampling:  # drop all-right/all-wrong groups, refill the batch
@@ -415,7 +427,9 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
             trainer.configure_dynamic_sampling(c.dynamic_sampling_criterion, c.dynamic_sampling_max_extra,
                                                cfg.prompt.format, cfg.train.seed)
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        ref = getattr(trainer, "ref_model", None)
         events.emit("model", name=cfg.model.name, path=loaded.path, parameters=n_params, trainable=trainable,
+                    reference=ref.config._name_or_path if ref is not None else None,
                     dtype=str(loaded.dtype).replace("torch.", ""), load_s=round(loaded.load_s, 2))
         if main_rank:
             recorder = RolloutRecorder(RolloutWriter(run.rollouts), names, weights, cfg.train.num_generations,
@@ -505,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --run-dir {run.root}: can't create it: {e.strerror}; choose a directory you can write.",
               file=sys.stderr)
         return EXIT_USAGE
+    if cfg.train.use_cpu:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # this process and any ranks it launches stay off the GPU
     if distributed.needs_launch(cfg):
         # Everything was checked in this one process; now become the accelerate job (same pid, same lock).
         sys.stdout.flush(), sys.stderr.flush()

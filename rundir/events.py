@@ -171,6 +171,8 @@ class ModelEvent:
     path: str | None = info("where the weights were loaded from", None)
     parameters: int | None = info("all parameters", None)
     trainable: int | None = info("trainable parameters (LoRA: adapter only)", None)
+    reference: str | None = info("the KL reference model's weights (beta > 0; after an SFT stage: the SFT model)",
+                                 None)
     dtype: str | None = info("weights dtype", None)
     load_s: float | None = info("seconds to load", None)
 

@@ -236,19 +236,22 @@ def test_choose_preset_without_gpu_is_the_cpu_demo():
     assert name == "cpu-demo" and "no CUDA GPU" in reason
 
 
-@pytest.mark.parametrize("gb,expected", [(23.6, "gpu24-qwen05b-g16"), (39.4, "gpu40-qwen15b-full"),
+@pytest.mark.parametrize("gb,expected", [(23.6, "gpu24-qwen05b-g16-vllm"), (39.4, "gpu40-qwen15b-full"),
                                          (47.5, "gpu40-qwen15b-full"), (79.1, "gpu80-qwen7b-lora")])
-def test_choose_preset_picks_the_class_of_the_card(gb, expected):
+def test_choose_preset_picks_the_class_of_the_card(gb, expected, monkeypatch):
+    from engine import preflight
+    monkeypatch.setattr(preflight, "installed", lambda module: True)  # every optional package present
     name, reason = choose_preset(gb)
     assert name == expected, reason
     assert name in reason and "GB" in reason
 
 
 def test_choose_preset_on_a_t4_depends_on_bitsandbytes(monkeypatch):
-    monkeypatch.setattr(me, "_installed", lambda module: False)
+    from engine import preflight
+    monkeypatch.setattr(preflight, "installed", lambda module: False)
     name, reason = choose_preset(14.75)
     assert name == "cpu-demo" and "bitsandbytes" in reason
-    monkeypatch.setattr(me, "_installed", lambda module: module == "bitsandbytes")
+    monkeypatch.setattr(preflight, "installed", lambda module: module == "bitsandbytes")
     assert choose_preset(14.75)[0] == "gpu16-qwen7b-qlora"
     assert choose_preset(6.0)[0] == "cpu-demo"
 

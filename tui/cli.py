@@ -30,7 +30,7 @@ SUBCOMMANDS = ("attach", "stop", "browse", "compare", "presets", "rewards", "eva
 
 
 def _default_preset() -> tuple[str, str]:
-    """Best shipped preset for the detected GPU, cpu-demo without one."""
+    """Best shipped preset for the detected GPU whose optional packages are installed, cpu-demo without one."""
     from engine.plan.memory import choose_preset, detect_gpu
     gpu = detect_gpu()
     return choose_preset(gpu[1] if gpu else None)
@@ -53,6 +53,10 @@ def train_parser() -> argparse.ArgumentParser:
                    help="start the run in --run-dir over from step 0 (when --resume finds no usable checkpoint); "
                         "its event log is kept, old checkpoints and rollouts are set aside in the run directory")
     p.add_argument("--no-ui", action="store_true", help="run headless: print progress with rich, no Textual")
+    p.add_argument("--device", choices=("cpu",),
+                   help="cpu: run the preset on the CPU with every other knob as written (a smoke test of a GPU "
+                        "preset); parts that need CUDA (vLLM, 4-bit, paged/8-bit optimizers, DeepSpeed) stop in "
+                        "pre-flight with the --set that replaces them")
     return p
 
 
@@ -62,8 +66,13 @@ def cmd_train(argv: list[str]) -> int:
     if (args.resume or args.restart) and not args.run_dir:
         print(f"error: {'--resume' if args.resume else '--restart'} needs --run-dir RUN_DIR", file=sys.stderr)
         return 2
+    if args.device == "cpu":
+        args.overrides.append("train.use_cpu=true")  # the engine's --device cpu, recorded in config.json
     preset = args.preset
-    if not preset and not (args.resume or args.restart):
+    if not preset and not (args.resume or args.restart) and args.device == "cpu":
+        preset, reason = "cpu-demo", "--device cpu"
+        print(f"preset: {preset} ({reason})")
+    elif not preset and not (args.resume or args.restart):
         preset, reason = _default_preset()
         print(f"preset: {preset} ({reason})")
     run_dir = args.run_dir or default_run_dir(preset)

@@ -30,7 +30,6 @@ nvidia-smi count. No torch import at module level: `grpo-tui presets` stays fast
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config, PresetError, list_presets, load_config, validate
+from engine.preflight import missing_packages
 
 GiB = 2 ** 30
 CUDA_CONTEXT_GB = 0.5      # CUDA context + cuBLAS workspace of one process (torch 2.x, Ampere/Hopper)
@@ -55,8 +55,11 @@ PREFERENCE = (
     "gpu80-qwen15b-g16",
     "gpu40-qwen15b-full",
     "gpu40-qwen3b-lora",
+    "gpu24-qwen05b-g16-vllm",   # the vLLM variants only where vllm is installed (preflight.missing_packages)
     "gpu24-qwen05b-g16",
+    "gpu24-qwen15b-ckpt-vllm",
     "gpu24-qwen15b-ckpt",
+    "gpu24-qwen05b-b8g8-vllm",
     "gpu24-qwen05b-b8g8",
     "gpu16-qwen7b-qlora",
 )
@@ -289,8 +292,8 @@ def estimate(cfg: Config, gpu_gb: float | None = None, *, prompt_tokens: int | N
     logits_positions: with "materialized", "completion" (logits_to_keep) or "sequence" (prompt too).
     kbit_upcast: the engine runs peft's prepare_model_for_kbit_training on 4-bit models, which
         casts every non-4-bit parameter (embeddings, LM head, norms) to fp32.
-    vllm_available: False counts no vLLM reservation even if the preset asks for vLLM (the
-        engine turns it off when vllm is not installed); None counts it as configured.
+    vllm_available: False counts no vLLM reservation even if the preset asks for vLLM (what-if:
+        the engine itself refuses such a preset in pre-flight); None counts it as configured.
     """
     m, t = cfg.model, cfg.train
     device = device_class(cfg)
@@ -444,10 +447,15 @@ def estimate(cfg: Config, gpu_gb: float | None = None, *, prompt_tokens: int | N
         add("optimizer step buffer", step_buf, "foreach AdamW temporary (optimizer step only)")
 
     static = weights + ref + adapters + states + ctx + vllm
+    # Sleep mode (level 2 in TRL 1.16) discards vLLM's weights and KV cache after generation, so its
+    # reservation counts only while generating; what stays (allocator pools, CUDA graphs) is not modelled.
+    train_static = static - vllm if vllm and t.vllm_enable_sleep_mode else static
+    if vllm and t.vllm_enable_sleep_mode:
+        est.notes.append("vLLM sleep mode: its reservation is freed during backward and the optimizer step")
     phases = {
         "generation": static + kv + gen_buf,
-        "backward": static + grads + act + bwd + head,
-        "optimizer step": static + grads + step_buf,
+        "backward": train_static + grads + act + bwd + head,
+        "optimizer step": train_static + grads + step_buf,
     }
     est.terms = terms
     est.phases = {k: v / GiB for k, v in phases.items()}
@@ -602,10 +610,6 @@ def detect_gpu() -> tuple[str, float] | None:
     return None
 
 
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
 def choose_preset(gpu_total_gb: float | None) -> tuple[str, str]:
     """(preset name, reason): the most capable shipped preset that fits the GPU; the CPU demo without one."""
     shipped = set(list_presets())
@@ -622,13 +626,15 @@ def choose_preset(gpu_total_gb: float | None) -> tuple[str, str]:
             continue
         if cfg.preset.min_gpu_gb and gpu_total_gb < cfg.preset.min_gpu_gb * 0.9:
             continue  # made for a bigger class of card
-        if cfg.model.load_in_4bit and not _installed("bitsandbytes"):
-            skipped.append(f"{name} needs bitsandbytes (pip install 'grpo-tui[quant]')")
+        missing = missing_packages(cfg)
+        if missing:  # the engine would refuse it in pre-flight: no silent fallback
+            skipped.append(f"{name}: {missing[0].message}")
             continue
-        est = estimate(cfg, gpu_total_gb, vllm_available=_installed("vllm"))
+        est = estimate(cfg, gpu_total_gb)
         if est.fits(gpu_total_gb):
+            passed_over = f"; passed over: {'; '.join(skipped)}" if skipped else ""
             return name, (f"{gpu_total_gb:.0f} GB GPU: {name} is the largest recipe that fits "
-                          f"(estimated peak {est.peak_gb:.1f} GB, {method_of(cfg)} {est.model})")
+                          f"(estimated peak {est.peak_gb:.1f} GB, {method_of(cfg)} {est.model}){passed_over}")
         skipped.append(f"{name} needs ~{est.peak_gb:.1f} GB")
     why = "; ".join(skipped) if skipped else "none is made for this size"
     return fallback, f"no GPU preset fits {gpu_total_gb:.0f} GB ({why}): {fallback} runs on the CPU"

@@ -117,6 +117,7 @@ def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None 
         max_steps=max_steps or t.max_steps, bf16=bf16, data_seed=t.seed,
         # Always explicit: TRL 1.16 turns gradient checkpointing on by default.
         gradient_checkpointing=cfg.model.gradient_checkpointing,
+        **vllm_server_args(cfg),
         # Events are the progress report: log every step, no tqdm bars in engine.log.
         logging_steps=1, disable_tqdm=True,
         save_strategy="steps" if t.save_steps > 0 else "no", save_steps=max(t.save_steps, 1),
@@ -125,6 +126,14 @@ def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None 
     )
     kwargs.update(t.trl_extra)
     return GRPOConfig(**kwargs)
+
+
+def vllm_server_args(cfg: Config) -> dict[str, Any]:
+    """Server mode's address, from [distributed]; the colocate knobs pass through from [train] by name."""
+    d = cfg.distributed
+    # TRL's own default host, 0.0.0.0, reaches a `trl vllm-serve` on this machine
+    return dict(vllm_server_host=d.vllm_server_host or "0.0.0.0", vllm_server_port=d.vllm_server_port,
+                vllm_group_port=d.vllm_group_port, vllm_server_timeout=d.vllm_server_timeout)
 
 
 class RecordingGRPOTrainer(HookedGRPOTrainer):

