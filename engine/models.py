@@ -171,7 +171,7 @@ def save_random_qwen2(final: Path, *, hidden: int, layers: int, heads: int, kv_h
             model = Qwen2ForCausalLM(config)
     finally:
         torch.set_default_dtype(default)
-    return _save_to_cache(model, tok, final)
+    return save_model(model, tok, final)
 
 
 def resolve_model_path(cfg: ModelConfig, log: Any = print) -> str:

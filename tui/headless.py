@@ -21,7 +21,7 @@ from typing import Any
 
 _WATCH_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table

@@ -34,14 +34,14 @@ import re
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from engine.config import Config, ModelConfig, PresetError, PromptConfig
 from engine.data.loader import GSM8K_HUB, MATH500_HUB, DataReport, FieldMap, check_template, hub_records, map_record, read_file
 from rundir.errors import GrpoTuiError
-from engine.rewards import extract_answer, gold_from_solution, is_correct, last_boxed, last_number, parse_number
+from engine.rewards import extract_answer, is_correct, last_boxed, last_number, parse_number
 from rundir.layout import find_checkpoints
 
 

@@ -29,6 +29,7 @@ from trl import GRPOConfig
 from engine import distributed
 from engine.config import Config
 from rundir.events import EventWriter
+from rundir.layout import RunDir
 from engine.rewards import GuardedReward, extract_answer, is_correct, resolve_reward
 from rundir.rollouts import CompletionRecord, GroupRecord, RolloutWriter
 from engine.train.commands import CommandWatcher, StepCommands

@@ -19,13 +19,13 @@ Where TRL 1.16's GRPOTrainer keeps each knob:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rundir.knobs import KNOBS, REWARD_WEIGHTS, KnobError
+from rundir.layout import replace_private
 
 
 def current_knobs(trainer: Any, reward_names: list[str]) -> dict[str, Any]:
