@@ -160,6 +160,8 @@ def _fake_run(tmp_path: Path, lora: bool) -> Path:
     for step in (2, 5):
         name = "adapter_config.json" if lora else "config.json"
         (run / "checkpoints" / f"checkpoint-{step}" / name).write_text("{}")
+        # complete, as the one checkpoint lookup (rundir.layout.find_checkpoints) defines it
+        (run / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     (run / "events.jsonl").write_text("")
     from engine.config import load_config
     cfg = load_config("tiny", ["prompt.format=think", f"model.lora={str(lora).lower()}"])

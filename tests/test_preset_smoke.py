@@ -1,7 +1,8 @@
 """Every shipped preset runs one GRPO step on the CPU through the real engine (issue 13).
 
 Each preset in presets/*.toml (found automatically; the test id is its name) is run as
-`python -m engine train --device cpu` in a subprocess with every knob as shipped (LoRA
+`python -m engine train --device cpu` (engine.run.main with those arguments, the presets one after
+another in one child process, so the suite pays torch/TRL's import time once) with every knob as shipped (LoRA
 and its targets, gradient checkpointing, dtype, beta and the reference model, loss type,
 the SFT stage, dynamic sampling, eval, rewards) on a mini model of its architecture,
 built offline: Qwen2ForCausalLM with the published model's tied/untied embeddings for
@@ -30,6 +31,12 @@ from engine.plan.memory import lookup_arch
 from engine.preflight import Problem, gpu_info, problems
 
 PRESETS = list_presets()
+# The default suite runs one preset of each kind (CPU, QLoRA with its CUDA parts replaced, SFT stage + KL
+# reference, ZeRO-3, vLLM colocate, and the GPU preset people start with); every preset runs with `-m slow`
+# (about 9 CPU-minutes for all of them on a 2-core machine, over the default suite's budget).
+DEFAULT_SMOKE = ("tiny", "cpu-demo", "gpu16-qwen7b-qlora", "gpu80-qwen7b-r1-grpo", "gpu80x2-qwen7b-full-zero3",
+                 "gpu24-qwen05b-g16-vllm")
+SMOKE_PARAMS = [p if p in DEFAULT_SMOKE else pytest.param(p, marks=pytest.mark.slow) for p in PRESETS]
 OFFLINE_MODELS = ("smollm2-135m-instruct", "tiny-random")
 
 
@@ -74,6 +81,14 @@ def smoke_overrides(preset: str, env: dict) -> list[str]:
     out = [f"model.name={model}", "train.max_steps=1", "train.max_completion_length=16"]
     if cfg.data.source == "gsm8k":
         out += [f"data.data_files=[\"{env['gsm8k'] / 'train.jsonl'}\"]"]
+    elif cfg.data.source == "hub":
+        # a local copy of the hub dataset (data_files replaces the download), in its own field names
+        from engine.data.synthetic import generate
+        local = env["root"] / f"hub-{preset}.jsonl"
+        rows = [{cfg.data.question_field: r["question"], cfg.data.answer_field: str(r["answer"])}
+                for r in generate(64, 1, 3)]
+        local.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        out += [f"data.data_files=[\"{local}\"]"]
     out += ["data.max_examples=64"]
     if cfg.sft.enabled:
         out += ["sft.max_steps=1", "sft.max_examples=32"]
@@ -91,14 +106,60 @@ def _engine(preset: str, run_dir: Path, sets: list[str], timeout: float = 600):
     return run_cli(args, timeout=timeout)
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_preset_runs_one_step_on_cpu(preset, smoke_env, tmp_path, monkeypatch):
-    monkeypatch.setenv("GRPO_TUI_DATA", str(smoke_env["gsm8k"].parent))  # eval's local gsm8k/test.jsonl
-    run_dir = tmp_path / "run"
+# One child process runs every preset's engine in turn (engine.run.main, the function behind
+# `python -m engine train`); it writes each exit code as soon as that run ends.
+DRIVER = """
+import json, sys, time
+from engine.run import main
+jobs = json.loads(open(sys.argv[1]).read())
+results = {}
+for job in jobs:
     t0 = time.time()
-    proc = _engine(preset, run_dir, smoke_overrides(preset, smoke_env) + cpu_replacements(preset))
-    took = time.time() - t0
-    assert proc.returncode == 0, f"{preset} failed after {took:.0f}s:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    try:
+        code = main(job["argv"])
+    except SystemExit as e:
+        code = e.code
+    except BaseException as e:  # noqa: BLE001 - reported per preset
+        code = repr(e)
+    results[job["preset"]] = {"code": code, "seconds": round(time.time() - t0, 1)}
+    open(sys.argv[2], "w").write(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(smoke_env, tmp_path_factory, request) -> dict:
+    """The one-step run of every preset selected (-k): {preset: {"run_dir", "code", "seconds", "output"}}."""
+    import os
+    import subprocess
+    import sys
+    root = tmp_path_factory.mktemp("smoke-runs")
+    selected = {item.callspec.params["preset"] for item in request.session.items
+                if item.originalname == "test_preset_runs_one_step_on_cpu"}
+    jobs = []
+    for preset in [p for p in PRESETS if p in selected]:
+        argv = ["train", "--device", "cpu", "--preset", preset, "--run-dir", str(root / preset)]
+        for s in smoke_overrides(preset, smoke_env) + cpu_replacements(preset):
+            argv += ["--set", s]
+        jobs.append({"preset": preset, "argv": argv})
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", GRPO_TUI_DATA=str(smoke_env["gsm8k"].parent))
+    proc = subprocess.run([sys.executable, "-c", DRIVER, str(root / "jobs.json"), str(root / "results.json")],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=1800)
+    results = json.loads((root / "results.json").read_text()) if (root / "results.json").exists() else {}
+    out = {}
+    for preset in PRESETS:
+        r = results.get(preset, {"code": f"not run (driver exit {proc.returncode})", "seconds": None})
+        log = root / preset / "engine.log"
+        output = log.read_text(errors="replace")[-3000:] if log.exists() else proc.stderr[-3000:]
+        out[preset] = {"run_dir": root / preset, "output": output, **r}
+    return out
+
+
+@pytest.mark.parametrize("preset", SMOKE_PARAMS)
+def test_preset_runs_one_step_on_cpu(preset, smoke_runs):
+    r = smoke_runs[preset]
+    run_dir = r["run_dir"]
+    assert r["code"] == 0, f"{preset} failed ({r['code']}) after {r['seconds']}s:\n{r['output']}"
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["type"] == "step"]
     assert [e["step"] for e in steps] == [1]
