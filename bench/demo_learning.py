@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.eval.evaluate import wilson  # noqa: E402
 from rundir.events import read_events  # noqa: E402
+from rundir.layout import RunDir  # noqa: E402
 from rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
 from rundir.state import mean_and_stderr  # noqa: E402
 
@@ -77,7 +78,7 @@ class RunReport:
 
 
 def analyze(run_dir: Path, launched_t: float | None = None) -> RunReport:
-    events = read_events(run_dir / "events.jsonl")
+    events = read_events(RunDir(run_dir).events)
     r = RunReport(name=run_dir.name)
     starts = [e for e in events if e.get("type") == "run_start"]
     t0 = launched_t or (starts[0]["t"] if starts else None)
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/demo-learning"), help="where the runs go")
     a = p.parse_args(argv)
     if a.runs:
-        missing = [d for d in a.runs if not (d / "events.jsonl").exists()]
+        missing = [d for d in a.runs if not RunDir(d).events.exists()]
         if missing:
             print(f"error: no events.jsonl in {', '.join(map(str, missing))}: pass run directories", file=sys.stderr)
             return 2

@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from rundir.events import read_events  # noqa: E402
+from rundir.layout import RunDir  # noqa: E402
 from rundir.state import RunState, fold_run  # noqa: E402
 
 BASE = "7b4dcd8"
@@ -72,7 +73,7 @@ def main() -> int:
     for i in range(args.runs):
         bench.write_synthetic_run(tmp / "runs" / f"r{i:03d}", args.steps if i == 0 else 300, max_steps=args.steps,
                                   G=2, groups=1)
-    events = read_events(tmp / "runs" / "r000" / "events.jsonl")
+    events = read_events(RunDir(tmp / "runs" / "r000").events)
 
     def live(cls: type) -> None:
         m = cls()

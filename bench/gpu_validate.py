@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 from engine.config import Config, list_presets, load_config  # noqa: E402
 from engine.plan.memory import estimate, lookup_arch  # noqa: E402
 from engine.preflight import gpu_info, installed, missing_packages, problems  # noqa: E402
+from rundir.layout import RunDir  # noqa: E402
 
 GiB = 2 ** 30
 QWEN_VOCAB = 151936
@@ -175,8 +176,8 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
         code, tail = None, "timed out"
     res.nvml_peak_gb = nvml.stop()
     events = []
-    if (run_dir / "events.jsonl").exists():
-        events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines() if x.strip()]
+    if RunDir(run_dir).events.exists():
+        events = [json.loads(x) for x in RunDir(run_dir).events.read_text().splitlines() if x.strip()]
     step_times = [e["step_time_s"] for e in events if e.get("type") == "step"]
     peaks = [e["peak_gb"] for e in events if e.get("type") == "memory" and e.get("peak_gb") is not None]
     res.steps = len(step_times)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rundir.layout import RunDir  # noqa: E402
+
 WORDS = ("the of and to a in is we so then total each number more than less times equals first second she he "
          "has have had apples pencils books dollars cost price left remaining sum difference multiply divide add "
          "subtract step answer therefore because since let us compute which gives per week day hour minutes "
@@ -39,8 +41,8 @@ def make_run(run_dir: Path, steps: int, groups: int, gens: int, words: int, seed
 
     rng = random.Random(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps({"preset": {"name": "bench"}, "model": {"name": "synthetic"}}))
-    w = RolloutWriter(run_dir / "rollouts.jsonl")
+    RunDir(run_dir).config.write_text(json.dumps({"preset": {"name": "bench"}, "model": {"name": "synthetic"}}))
+    w = RolloutWriter(RunDir(run_dir).rollouts)
     t0 = time.perf_counter()
     write_s = 0.0
     for step in range(1, steps + 1):
@@ -79,8 +81,8 @@ def make_run(run_dir: Path, steps: int, groups: int, gens: int, words: int, seed
     t = time.perf_counter()
     w.close()
     write_s += time.perf_counter() - t
-    jsonl = (run_dir / "rollouts.jsonl").stat().st_size
-    seg = sum(p.stat().st_size for p in (run_dir / "rollouts").glob("seg-*.arrow"))
+    jsonl = RunDir(run_dir).rollouts.stat().st_size
+    seg = sum(p.stat().st_size for p in RunDir(run_dir).rollout_segments.glob("seg-*.arrow"))
     return {"generate_and_write_s": time.perf_counter() - t0, "writer_s": write_s, "writer_ms_per_step":
             1000 * write_s / steps, "jsonl_mb": jsonl / 2**20, "segments_mb": seg / 2**20,
             "segments": w.segments_written}
@@ -216,7 +218,7 @@ def main() -> int:
         tmp = Path(tempfile.mkdtemp(prefix="rollouts-bench-"))
         run_dir = tmp / "run"
     try:
-        if not (run_dir / "rollouts.jsonl").exists():
+        if not RunDir(run_dir).rollouts.exists():
             print(f"writing {args.steps} steps x {args.groups} groups x {args.generations} completions "
                   f"to {run_dir} through RolloutWriter ...", flush=True)
             info = make_run(run_dir, args.steps, args.groups, args.generations, args.words)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.config import Config, PresetError
+from rundir.layout import RunDir
 
 GiB = 2 ** 30
 HUB_TIMEOUT_S = 3.0
@@ -231,7 +232,7 @@ def check_sources(cfg: Config, run_root: Path | None = None,
     """The model and every dataset the run reads exist locally or can be fetched now."""
     out: list[Problem] = []
     name = cfg.model.name
-    sft_done = run_root is not None and (Path(run_root) / "sft" / "model" / "config.json").is_file()
+    sft_done = run_root is not None and RunDir(Path(run_root)).sft_done()
     if name not in BUILTIN_MODELS and not sft_done:
         path = Path(name).expanduser()
         if name.startswith((".", "/", "~")) or path.exists():

@@ -29,17 +29,13 @@ from engine import distributed
 from engine.config import Config, PresetError, load_config, load_resolved
 from rundir.control import ensure_control_dir
 from rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, GrpoTuiError
-from rundir.layout import (GROUP_ACCESS_ENV, LOCK_FD_ENV, LOCK_HOLDER_ENV, RunDir, RunLock, RunLocked, UnsafeRunDir,
-                           check_private_dir, find_checkpoints, make_private_dir, open_private,
-                           ownership_problem, replace_private, trusted_file_problem, write_private)
+from rundir.layout import (GROUP_ACCESS_ENV, LOCK_FD_ENV, LOCK_HOLDER_ENV, RESTART_PREFIX, RunDir, RunLock,
+                           UnsafeRunDir, check_run_dir, checkpoint_unfinished, find_checkpoints, make_private_dir,
+                           open_private, replace_private, set_aside_for_restart, trusted_file_problem, write_private)
 
 # Set by the launcher: the temporary file that holds the engine's output until engine.log exists.
 PREFLIGHT_LOG_ENV = "GRPO_TUI_PREFLIGHT_LOG"
 TRACEBACK_CHARS = 8000  # the error event keeps the end of a traceback: short enough to write on a nearly full disk
-# Entries of a run directory the engine writes; none may be a link or belong to someone else.
-_ENTRIES = ("config.json", ".config.json.tmp", "events.jsonl", "rollouts.jsonl", "engine.log", "engine.pid",
-            "engine.lock")
-_DIRS = ("control", "checkpoints", "rollouts", "sft", "curriculum", "eval")
 
 
 class Tee:
@@ -82,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
     t.add_argument("--restart", action="store_true",
                    help="start the run in --run-dir over from step 0 under its config.json: its event log is kept "
-                        "and appended to; checkpoints, rollouts and stage outputs move to RUN_DIR/before-restart-TIME/")
+                        f"and appended to; checkpoints, rollouts and stage outputs move to RUN_DIR/{RESTART_PREFIX}TIME/")
     t.add_argument("--group-access", action="store_true",
                    help=f"create the run directory 0750 and its files 0640 so your group can read them "
                         f"(default: owner only; also {GROUP_ACCESS_ENV}=1)")
@@ -153,72 +149,17 @@ def preflight(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def check_run_dir(run: RunDir) -> None:
-    """Everything about the run directory that can be checked without writing. Raises UnsafeRunDir."""
-    root = run.root
-    if root.exists() or root.is_symlink():
-        check_private_dir(root, "run directory", follow=True)
-        if not os.access(root, os.W_OK | os.X_OK):
-            raise UnsafeRunDir(f"--run-dir {root}: you can't write to it; choose a directory you can write.")
-        for name in _ENTRIES:
-            p = root / name
-            try:
-                st = os.lstat(p)
-            except FileNotFoundError:
-                continue
-            if os.path.islink(p):
-                raise UnsafeRunDir(f"{p} is a symbolic link; the engine never follows links inside a run directory: "
-                                   f"remove the link ({p}) and start again.")
-            problem = ownership_problem(st, p, "file")
-            if problem:
-                raise UnsafeRunDir(problem)
-        if (root / "control").exists() or (root / "control").is_symlink():
-            check_private_dir(root / "control", "control directory")
-        for name in _DIRS:
-            _no_link(root / name)
-        holder = RunLock.holder(root)
-        if holder is not None and holder != os.getpid() and not os.environ.get(LOCK_HOLDER_ENV):
-            raise RunLocked(root, holder)
-        return
-    parent = root.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UnsafeRunDir(f"--run-dir {root}: can't create it, {parent} is not a directory you can write; "
-                           "choose a --run-dir under a directory of yours.")
-
-
-def _no_link(path: Path) -> None:
-    if path.is_symlink():
-        raise UnsafeRunDir(f"{path} is a symbolic link; the engine never follows links inside a run directory: "
-                           f"remove the link ({path}) and start again.")
-
-
 def check_resumable(run: RunDir, cfg: Config) -> None:
     """--resume needs a complete checkpoint (or the SFT stage's own progress); else exit 2 offering --restart."""
-    from engine.train.sft import sft_dir, sft_done
     lookup = find_checkpoints(run.checkpoints)
     if lookup.latest is not None:
         return
-    if cfg.sft.enabled and (sft_done(run.root) or find_checkpoints(sft_dir(run.root) / "checkpoints").latest):
+    if cfg.sft.enabled and (run.sft_done() or find_checkpoints(run.sft_checkpoints).latest):
         return  # stopped during (or right after) the SFT stage: that stage resumes
     why = "; ".join(f"{p.name}: {r}" for p, r in lookup.skipped) or "none was written"
     raise PresetError(f"--resume: {run.checkpoints} holds no usable checkpoint ({why}). Pass --restart instead "
                       f"to start over from step 0 in {run.root} (the event log is kept and appended to; old "
-                      "checkpoints and rollouts are moved to a before-restart-* folder there).")
-
-
-def set_aside_for_restart(run: RunDir) -> Path | None:
-    """--restart: move what belongs to the old attempt (not the event log, log, config) into before-restart-TIME/."""
-    old = [run.root / n for n in ("checkpoints", "rollouts.jsonl", "rollouts", "sft", "curriculum", "eval")]
-    old = [p for p in old if p.exists() or p.is_symlink()]
-    if not old:
-        return None
-    dest = run.root / time.strftime("before-restart-%Y%m%d-%H%M%S")
-    make_private_dir(dest, "restart folder")
-    for p in old:
-        os.rename(p, dest / p.name)
-    return dest
+                      f"checkpoints and rollouts are moved to a {RESTART_PREFIX}* folder there).")
 
 
 def close_rewards(rewards: list[Any]) -> None:
@@ -302,7 +243,7 @@ def describe_failure(exc: BaseException, run: RunDir) -> str:
     full = (os_err is not None and os_err.errno == errno.ENOSPC) or "No space left" in text or (
         free is not None and free < (16 << 20) and ("basic_ios" in text or "failed writing" in text))
     lookup = find_checkpoints(run.checkpoints)
-    unfinished = [p for p, _ in lookup.skipped_after(lookup.latest) if not (p / "trainer_state.json").exists()]
+    unfinished = [p for p, _ in lookup.skipped_after(lookup.latest) if checkpoint_unfinished(p)]
     where = f" while writing {unfinished[-1].name}" if unfinished else ""
     if full:
         for p in unfinished:
@@ -382,7 +323,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         threads = pick_threads(cfg.train.torch_threads, device)
         if threads is not None:
             print(f"torch threads: {threads} (train.torch_threads = {cfg.train.torch_threads}; 0 is auto)", flush=True)
-        from engine.train.sft import before_grpo, sft_model_dir, starting_model
+        from engine.train.sft import before_grpo, starting_model
 
         def model_log(message: str) -> None:  # the one-time GGUF conversion's progress, also as the state detail
             print(message, flush=True)
@@ -413,7 +354,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         if cfg.sft.enabled:
             # TRL builds the KL reference model from the policy's config._name_or_path; after an in-process SFT
             # stage that is still the base model's name. Point it at the SFT weights, fresh and resumed alike.
-            loaded.model.config._name_or_path = str(sft_model_dir(run.root).resolve())
+            loaded.model.config._name_or_path = str(run.sft_model.resolve())
         dataset = to_dataset(rows, cfg.prompt)
         torch.manual_seed(cfg.train.seed)
         trainer_cls = RecordingGRPOTrainer
@@ -554,7 +495,7 @@ def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock |
         if args.restart:
             restarted = set_aside_for_restart(run)
     distributed.barrier()  # the run directory exists for every rank from here on
-    log_path = run.engine_log if main_rank else run.root / f"engine.rank{distributed.rank()}.log"
+    log_path = run.engine_log if main_rank else run.rank_log(distributed.rank())
     if args.log_to_run_dir:
         # Detached: from here on fds 1 and 2 (C-level warnings included) go to engine.log.
         sys.stdout.flush(), sys.stderr.flush()

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,18 @@ LOCK_FD_ENV = "GRPO_TUI_LOCK_FD"
 # pid of the launcher that holds the lock for a multi-process job (its ranks run under it).
 LOCK_HOLDER_ENV = "GRPO_TUI_LOCK_HOLDER"
 _CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
+# Names in a run directory (only this module spells them; tests/test_imports.py checks that nothing else does).
+CONFIG_NAME, EVENTS_NAME, ROLLOUTS_NAME = "config.json", "events.jsonl", "rollouts.jsonl"
+ENGINE_LOG_NAME, PID_NAME = "engine.log", "engine.pid"
+CONTROL_NAME, CHECKPOINTS_NAME, SEGMENTS_NAME, TRACKERS_NAME = "control", "checkpoints", "rollouts", "trackers"
+SFT_NAME, CURRICULUM_NAME, EVAL_NAME = "sft", "curriculum", "eval"
+RESTART_PREFIX = "before-restart-"
+TRAINER_STATE = "trainer_state.json"  # in a checkpoint: the trainer writes it last
+# Entries of a run directory the engine writes; none may be a link or belong to someone else.
+ENTRIES = (CONFIG_NAME, f".{CONFIG_NAME}.tmp", EVENTS_NAME, ROLLOUTS_NAME, ENGINE_LOG_NAME, PID_NAME, LOCK_NAME)
+DIRS = (CONTROL_NAME, CHECKPOINTS_NAME, SEGMENTS_NAME, SFT_NAME, CURRICULUM_NAME, EVAL_NAME)
+# What --restart sets aside: the earlier attempt's outputs (not the event log, engine log or config).
+ATTEMPT_OUTPUTS = (CHECKPOINTS_NAME, ROLLOUTS_NAME, SEGMENTS_NAME, SFT_NAME, CURRICULUM_NAME, EVAL_NAME)
 
 
 class UnsafeRunDir(GrpoTuiError):
@@ -265,14 +278,14 @@ def checkpoint_problem(path: Path) -> str | None:
     for LoRA) is there.
     """
     try:
-        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        state = json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return "unfinished (no trainer_state.json)"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return f"damaged trainer_state.json ({type(e).__name__}: {e})"
     if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
         return "damaged trainer_state.json (no global_step)"
-    if not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
+    if not ((path / CONFIG_NAME).is_file() or (path / "adapter_config.json").is_file()):
         return "no config.json or adapter_config.json"
     return None
 
@@ -295,6 +308,22 @@ class CheckpointLookup:
 def _step_of(path: Path) -> int:
     m = _CHECKPOINT_RE.fullmatch(path.name)
     return int(m.group(1)) if m else -1
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """N for a directory named checkpoint-N, else None."""
+    step = _step_of(Path(path))
+    return step if step >= 0 else None
+
+
+def checkpoint_path(directory: Path, step: int) -> Path:
+    """Where the trainer writes the checkpoint of `step` in a checkpoints directory."""
+    return Path(directory) / f"checkpoint-{step}"
+
+
+def checkpoint_unfinished(path: Path) -> bool:
+    """The trainer had not finished writing this checkpoint (it writes trainer_state.json last)."""
+    return not (Path(path) / TRAINER_STATE).exists()
 
 
 def find_checkpoints(directory: Path) -> CheckpointLookup:
@@ -327,39 +356,91 @@ class RunDir:
 
     @property
     def config(self) -> Path:
-        return self.root / "config.json"
+        return self.root / CONFIG_NAME
 
     @property
     def events(self) -> Path:
-        return self.root / "events.jsonl"
+        return self.root / EVENTS_NAME
 
     @property
     def rollouts(self) -> Path:
-        return self.root / "rollouts.jsonl"
+        return self.root / ROLLOUTS_NAME
+
+    @property
+    def rollout_segments(self) -> Path:
+        """Arrow segments of rollouts.jsonl (rundir.rollouts.segments)."""
+        return self.root / SEGMENTS_NAME
 
     @property
     def engine_log(self) -> Path:
-        return self.root / "engine.log"
+        return self.root / ENGINE_LOG_NAME
+
+    def rank_log(self, rank: int) -> Path:
+        """The output of one non-zero rank of a multi-process run (rank 0 writes engine.log)."""
+        return self.root / f"engine.rank{rank}.log"
 
     @property
     def control(self) -> Path:
-        return self.root / "control"
+        return self.root / CONTROL_NAME
 
     @property
     def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+        return self.root / CHECKPOINTS_NAME
 
     @property
     def trackers(self) -> Path:
         """TensorBoard event files and W&B offline runs, when [train] report_to names them."""
-        return self.root / "trackers"
+        return self.root / TRACKERS_NAME
+
+    @property
+    def sft(self) -> Path:
+        """The SFT stage's own directory."""
+        return self.root / SFT_NAME
+
+    @property
+    def sft_model(self) -> Path:
+        """The SFT stage's finished model (GRPO starts from it)."""
+        return self.sft / "model"
+
+    @property
+    def sft_checkpoints(self) -> Path:
+        return self.sft / CHECKPOINTS_NAME
+
+    def sft_done(self) -> bool:
+        """The SFT stage finished: its model is saved (written complete or not at all)."""
+        return (self.sft_model / CONFIG_NAME).is_file()
+
+    @property
+    def curriculum(self) -> Path:
+        return self.root / CURRICULUM_NAME
+
+    @property
+    def pass_rates(self) -> Path:
+        """The curriculum pre-pass's cache: one problem a line."""
+        return self.curriculum / "pass_rates.jsonl"
+
+    @property
+    def eval_dir(self) -> Path:
+        """In-run evaluations: eval/step-N.jsonl."""
+        return self.root / EVAL_NAME
+
+    def eval_results(self, step: int) -> Path:
+        return self.eval_dir / f"step-{step}.jsonl"
 
     @property
     def pid_file(self) -> Path:
-        return self.root / "engine.pid"
+        return self.root / PID_NAME
 
     def exists(self) -> bool:
         return self.events.exists()
+
+    def is_run(self) -> bool:
+        """A run a model can be taken from: its config, and an event log or checkpoints."""
+        return self.config.is_file() and (self.events.exists() or self.checkpoints.is_dir())
+
+    def has_records(self) -> bool:
+        """Anything a reader can show: an event log, a config or rollouts."""
+        return any(f.exists() for f in (self.events, self.config, self.rollouts, self.rollout_segments))
 
     @property
     def lock_file(self) -> Path:
@@ -382,3 +463,60 @@ class RunDir:
         except PermissionError:
             pass
         return pid
+
+
+# ------------------------------------------------------------------ safety and restart
+
+
+def check_run_dir(run: RunDir) -> None:
+    """Everything about the run directory that can be checked without writing. Raises UnsafeRunDir."""
+    root = run.root
+    if root.exists() or root.is_symlink():
+        check_private_dir(root, "run directory", follow=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise UnsafeRunDir(f"--run-dir {root}: you can't write to it; choose a directory you can write.")
+        for name in ENTRIES:
+            p = root / name
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            if os.path.islink(p):
+                raise UnsafeRunDir(f"{p} is a symbolic link; the engine never follows links inside a run directory: "
+                                   f"remove the link ({p}) and start again.")
+            problem = ownership_problem(st, p, "file")
+            if problem:
+                raise UnsafeRunDir(problem)
+        if run.control.exists() or run.control.is_symlink():
+            check_private_dir(run.control, "control directory")
+        for name in DIRS:
+            _no_link(root / name)
+        holder = RunLock.holder(root)
+        if holder is not None and holder != os.getpid() and not os.environ.get(LOCK_HOLDER_ENV):
+            raise RunLocked(root, holder)
+        return
+    parent = root.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UnsafeRunDir(f"--run-dir {root}: can't create it, {parent} is not a directory you can write; "
+                           "choose a --run-dir under a directory of yours.")
+
+
+def _no_link(path: Path) -> None:
+    if path.is_symlink():
+        raise UnsafeRunDir(f"{path} is a symbolic link; the engine never follows links inside a run directory: "
+                           f"remove the link ({path}) and start again.")
+
+
+def set_aside_for_restart(run: RunDir) -> Path | None:
+    """--restart: move what belongs to the old attempt (not the event log, log, config) into before-restart-TIME/."""
+    old = [run.root / n for n in ATTEMPT_OUTPUTS]
+    old = [p for p in old if p.exists() or p.is_symlink()]
+    if not old:
+        return None
+    dest = run.root / time.strftime(f"{RESTART_PREFIX}%Y%m%d-%H%M%S")
+    make_private_dir(dest, "restart folder")
+    for p in old:
+        os.rename(p, dest / p.name)
+    return dest

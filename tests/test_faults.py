@@ -314,7 +314,7 @@ def test_resume_without_a_usable_checkpoint_exits_2_and_offers_restart(tmp_path)
 
 
 def test_restart_sets_the_old_attempt_aside_and_keeps_the_event_log(tmp_path):
-    from engine.run import set_aside_for_restart
+    from rundir.layout import set_aside_for_restart
     run = RunDir(private_dir(tmp_path / "run"))
     for p in (run.checkpoints / "checkpoint-4", run.root / "rollouts"):
         p.mkdir(parents=True)

@@ -51,3 +51,86 @@ def test_no_engine_or_rundir_module_mentions_textual():
                  if any(line.lstrip().startswith(("import textual", "from textual"))
                         for line in p.read_text().splitlines())]
     assert offenders == []
+
+
+# ------------------------------------------------------------ one home for the run directory's names
+
+import ast  # noqa: E402
+
+# Files of a run directory: only rundir/ may spell them (rundir.layout.RunDir names each one).
+RUN_FILES = {"config.json", "events.jsonl", "rollouts.jsonl", "engine.log", "engine.pid", "engine.lock",
+             "trainer_state.json", "pass_rates.jsonl"}
+# Directories of a run directory: common words elsewhere (config sections, event types, views), so they count
+# only where they build or test a path: an operand of `/`, or compared with a path's `.name`.
+RUN_DIRS = {"control", "checkpoints", "rollouts", "sft", "curriculum", "eval", "trackers"}
+RUN_PREFIXES = ("before-restart", "engine.rank")
+# A saved MODEL directory (Hugging Face weights) also holds a config.json; these files mean that one.
+MODEL_CONFIG_JSON = {
+    "engine/models.py": "saved and downloaded model weights",
+    "engine/plan/memory.py": "the model's config.json sizes the model",
+    "engine/preflight.py": "[model] name pointing at a model directory",
+    "engine/eval/evaluate.py": "--model DIR: a saved model directory",
+}
+# Whole files allowed to spell run-directory names, with the reason.
+SPELLS_NAMES = {"bench/reward_hang.py": "benchmarks any checkout given by --tree, so imports nothing from this one"}
+
+
+def _pieces(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        return [v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+    return []
+
+
+def run_dir_names_in(source: str, allow_config_json: bool = False) -> list[str]:
+    """The run-directory names a module's code spells (docstrings and prose messages don't count)."""
+    found = []
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Constant, ast.JoinedStr)):
+            for text in _pieces(node):
+                if text in RUN_FILES and not (allow_config_json and text == "config.json"):
+                    found.append(f"{node.lineno}: {text!r}")
+                elif text.startswith(RUN_PREFIXES):
+                    found.append(f"{node.lineno}: {text!r}")
+        operands: list[ast.AST] = []
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            operands = [node.left, node.right]
+        elif isinstance(node, ast.Compare) and any(isinstance(x, ast.Attribute) and x.attr == "name"
+                                                   for x in [node.left, *node.comparators]):
+            operands = [node.left, *node.comparators]
+        for op in operands:
+            for text in _pieces(op):
+                if text in RUN_DIRS:
+                    found.append(f"{op.lineno}: {text!r} as a path")
+    return found
+
+
+def test_the_scan_finds_run_directory_names():
+    # the test below must be able to fail: each of these is how code used to spell the layout
+    assert run_dir_names_in('p = run / "events.jsonl"')
+    assert run_dir_names_in('p = root / "sft" / "model"')
+    assert run_dir_names_in('ok = path.parent.name == "checkpoints"')
+    assert run_dir_names_in('log = root / f"engine.rank{rank}.log"')
+    assert run_dir_names_in('d = time.strftime("before-restart-%Y")')
+    assert run_dir_names_in('p = model_dir / "config.json"') and not run_dir_names_in(
+        'p = model_dir / "config.json"', allow_config_json=True)
+    assert not run_dir_names_in('emit("stage", stage="sft")\nsections = {"eval": 1}\n"""no events.jsonl here"""')
+
+
+def test_only_rundir_spells_the_run_directory_layout():
+    offenders = {}
+    for pkg in ("engine", "tui", "bench"):
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            if rel in SPELLS_NAMES:
+                continue
+            hits = run_dir_names_in(path.read_text(encoding="utf-8"), allow_config_json=rel in MODEL_CONFIG_JSON)
+            if hits:
+                offenders[rel] = hits
+    assert offenders == {}, f"use rundir.layout.RunDir instead: {offenders}"
+    for rel in MODEL_CONFIG_JSON:  # an allowance for a file that no longer needs it would hide a new use
+        assert "config.json" in (REPO / rel).read_text(encoding="utf-8"), rel
+    for rel in SPELLS_NAMES:
+        assert run_dir_names_in((REPO / rel).read_text(encoding="utf-8")), rel

@@ -42,7 +42,7 @@ from engine.config import Config, ModelConfig, PresetError, PromptConfig
 from engine.data.loader import GSM8K_HUB, MATH500_HUB, DataReport, FieldMap, check_template, hub_records, map_record, read_file
 from rundir.errors import GrpoTuiError
 from engine.rewards import extract_answer, is_correct, last_boxed, last_number, parse_number
-from rundir.layout import find_checkpoints
+from rundir.layout import RunDir, checkpoint_step, find_checkpoints
 
 
 # The synthetic problems a model trains on come from random.Random(f"synthetic-{difficulty}-{seed}") with the
@@ -308,7 +308,7 @@ class ModelSpec:
 def _run_config(root: Path) -> Config | None:
     from engine.config import load_resolved
     try:
-        return load_resolved(root / "config.json")
+        return load_resolved(RunDir(root).config)
     except PresetError:
         return None
 
@@ -316,23 +316,19 @@ def _run_config(root: Path) -> Config | None:
 def _run_prompt(root: Path) -> PromptConfig | None:
     """The prompt section of a run's config.json, even when the rest no longer validates."""
     try:
-        raw = json.loads((root / "config.json").read_text()).get("prompt") or {}
+        raw = json.loads(RunDir(root).config.read_text()).get("prompt") or {}
     except (OSError, json.JSONDecodeError):
         return None
     known = {f for f in PromptConfig.__dataclass_fields__}
     return PromptConfig(**{k: v for k, v in raw.items() if k in known})
 
 
-def is_run_dir(p: Path) -> bool:
-    return (p / "config.json").is_file() and ((p / "events.jsonl").exists() or (p / "checkpoints").is_dir())
-
-
 def _base_of_run(root: Path, cfg: Config | None) -> str:
     """Weights a run's GRPO stage started from: its SFT model when it had one, else [model] name."""
     from engine.models import resolve_model_path
-    sft = root / "sft" / "model"
-    if (sft / "config.json").is_file():
-        return str(sft)
+    run = RunDir(root)
+    if run.sft_done():
+        return str(run.sft_model)
     if cfg is None:
         raise EvalError(f"{root}: can't read config.json to find the run's base model.")
     return resolve_model_path(cfg.model, log=lambda m: print(m, file=sys.stderr))
@@ -340,7 +336,7 @@ def _base_of_run(root: Path, cfg: Config | None) -> str:
 
 def _checkpoints(root: Path) -> dict[int, Path]:
     """Complete checkpoints by step (the one definition of complete is rundir.layout.checkpoint_problem)."""
-    return find_checkpoints(root / "checkpoints").usable
+    return find_checkpoints(RunDir(root).checkpoints).usable
 
 
 def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:
@@ -352,10 +348,10 @@ def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:
     path = Path(name).expanduser()
     prompt = preset.prompt if preset else None
     # A checkpoint directory inside a run: treat as RUN@STEP.
-    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
-    if m and path.parent.name == "checkpoints" and is_run_dir(path.parent.parent) and at is None:
-        path, at = path.parent.parent, m.group(1)
-    if path.is_dir() and is_run_dir(path):
+    ck_step, owner = checkpoint_step(path), RunDir(path.parent.parent)
+    if ck_step is not None and at is None and owner.checkpoints == path.parent and owner.is_run():
+        path, at = owner.root, str(ck_step)
+    if path.is_dir() and RunDir(path).is_run():
         root = path.resolve()
         cfg = _run_config(root)
         prompt = prompt or (cfg.prompt if cfg else _run_prompt(root))
@@ -365,8 +361,8 @@ def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:
             base = resolve_model_path(cfg.model, log=lambda m: print(m, file=sys.stderr))
             return ModelSpec(f"{root.name}@base", base, prompt=prompt, config=cfg, run_dir=str(root), stage="base")
         if at == "sft":
-            sft = root / "sft" / "model"
-            if not (sft / "config.json").is_file():
+            sft = RunDir(root).sft_model
+            if not RunDir(root).sft_done():
                 raise EvalError(f"{root}@sft: this run has no finished SFT stage ({sft} missing).")
             return ModelSpec(f"{root.name}@sft", str(sft), prompt=prompt, config=cfg, run_dir=str(root), stage="sft")
         ckpts = _checkpoints(root)
@@ -708,7 +704,7 @@ class TrainingEvaluator:
         self.data = load_eval_data(e.dataset, e.split, e.limit, cfg, shuffle_seed=None if e.dataset == "synthetic" else 1234)
         self.max_new_tokens = e.max_new_tokens or cfg.train.max_completion_length
         self.batch_size = e.batch_size or default_batch_size(device)
-        self.out_dir = Path(run_root) / "eval"
+        self.run_dir = RunDir(Path(run_root))
 
     def run(self, model: Any, tokenizer: Any, step: int) -> dict[str, Any]:
         """Greedy pass on the subset; writes eval/step-N.jsonl; returns the `eval` event's fields."""
@@ -719,8 +715,8 @@ class TrainingEvaluator:
                                             max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
         finally:
             tokenizer.padding_side = old_side
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / f"step-{step}.jsonl"
+        path = self.run_dir.eval_results(step)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")

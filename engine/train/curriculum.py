@@ -25,6 +25,7 @@ from typing import Any
 
 from engine.config import Config
 from engine.rewards import extract_answer, is_correct
+from rundir.layout import RunDir
 
 CHUNK = 32  # problems per generation round: progress, and the cache grows as it goes
 
@@ -40,7 +41,7 @@ def in_band(rate: float, lo: float, hi: float, exclusive: bool) -> bool:
 
 
 def cache_path(run_root: Path) -> Path:
-    return Path(run_root) / "curriculum" / "pass_rates.jsonl"
+    return RunDir(Path(run_root)).pass_rates
 
 
 def read_cache(path: Path) -> dict[str, dict[str, Any]]:

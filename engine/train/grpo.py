@@ -29,7 +29,7 @@ from trl import GRPOConfig
 from engine import distributed
 from engine.config import Config
 from rundir.events import EventWriter
-from rundir.layout import RunDir
+from rundir.layout import RunDir, checkpoint_path
 from engine.rewards import GuardedReward, extract_answer, is_correct, resolve_reward
 from rundir.rollouts import CompletionRecord, GroupRecord, RolloutWriter
 from engine.train.commands import CommandWatcher, StepCommands
@@ -331,7 +331,7 @@ class EngineCallback(StepCommands, TrainerCallback):
         return control
 
     def on_save(self, args, state, control, **kwargs):
-        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        path = checkpoint_path(Path(args.output_dir), state.global_step)
         self.last_saved_step = state.global_step
         reasons = self.save_reasons or [("schedule", None)]
         self.events.emit("checkpoint", step=state.global_step, path=str(path), reason=reasons[0][0])

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config, ModelConfig, PresetError
-from rundir.layout import find_checkpoints
+from rundir.layout import RunDir, find_checkpoints
 
 _CALC_RE = re.compile(r"<<[^<>]*>>")
 
@@ -168,25 +168,11 @@ def build_sft_rows(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return rows, {"source": source, "origin": origin, "examples": len(rows), "skipped": skipped}
 
 
-# ------------------------------------------------------------------------ run layout
-
-
-def sft_dir(run_root: Path) -> Path:
-    return Path(run_root) / "sft"
-
-
-def sft_model_dir(run_root: Path) -> Path:
-    return sft_dir(run_root) / "model"
-
-
-def sft_done(run_root: Path) -> bool:
-    return (sft_model_dir(run_root) / "config.json").is_file()
-
-
 def starting_model(cfg: Config, run_root: Path) -> ModelConfig:
     """The model section GRPO loads: the run's finished SFT model when it has one (resume, switch), else [model]."""
-    if cfg.sft.enabled and sft_done(run_root):
-        return dataclasses.replace(cfg.model, name=str(sft_model_dir(run_root)))
+    run = RunDir(Path(run_root))
+    if cfg.sft.enabled and run.sft_done():
+        return dataclasses.replace(cfg.model, name=str(run.sft_model))
     return cfg.model
 
 
@@ -222,7 +208,7 @@ def sft_args(cfg: Config, output_dir: Path, device: str) -> Any:
 
 def _latest_sft_checkpoint(run_root: Path) -> Path | None:
     # the one definition of a usable checkpoint lives in rundir.layout
-    return find_checkpoints(sft_dir(run_root) / "checkpoints").latest
+    return find_checkpoints(RunDir(Path(run_root)).sft_checkpoints).latest
 
 
 # --------------------------------------------------------------------------- the stage
@@ -303,9 +289,10 @@ def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, watcher
                   device: str) -> SftResult:
     """Train loaded.model in place (full FT) or through a merged LoRA; save it; return the model GRPO starts from."""
     run_root = Path(run_root)
-    if sft_done(run_root):
+    run = RunDir(run_root)
+    if run.sft_done():
         events.emit("stage", stage="sft", status="skipped", detail="finished earlier in this run",
-                    path=str(sft_model_dir(run_root)))
+                    path=str(run.sft_model))
         return SftResult(loaded.model, skipped=True)
     import torch
     from trl import SFTTrainer
@@ -313,7 +300,7 @@ def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, watcher
     from engine.models import lora_config, save_model
     t0 = time.time()
     rows, report = build_sft_rows(cfg)
-    args = sft_args(cfg, sft_dir(run_root) / "checkpoints", device)
+    args = sft_args(cfg, run.sft_checkpoints, device)
     peft = None
     if cfg.sft.lora:
         peft = lora_config(dataclasses.replace(cfg.model, lora=True), getattr(loaded.model.config, "num_hidden_layers", None))
@@ -340,14 +327,14 @@ def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, watcher
     if cfg.sft.lora:
         model = model.merge_and_unload()
     model.config.use_cache = True
-    save_model(model, loaded.tokenizer, sft_model_dir(run_root), replace=True)  # complete or absent
+    save_model(model, loaded.tokenizer, run.sft_model, replace=True)  # complete or absent
     last = callback.last
     events.emit("stage", stage="sft", status="finished", steps=trainer.state.global_step,
                 train_loss=float(out.training_loss), loss=last.get("loss"),
-                mean_token_accuracy=last.get("mean_token_accuracy"), path=str(sft_model_dir(run_root)),
+                mean_token_accuracy=last.get("mean_token_accuracy"), path=str(run.sft_model),
                 elapsed_s=round(time.time() - t0, 2))
     print(f"SFT stage done: {trainer.state.global_step} steps, loss {last.get('loss')}, "
-          f"token accuracy {last.get('mean_token_accuracy')}, saved to {sft_model_dir(run_root)}", flush=True)
+          f"token accuracy {last.get('mean_token_accuracy')}, saved to {run.sft_model}", flush=True)
     del trainer
     gc.collect()
     if torch.cuda.is_available():

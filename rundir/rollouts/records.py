@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rundir.layout import SCHEMA_VERSION
+from rundir.layout import ROLLOUTS_NAME, SCHEMA_VERSION, SEGMENTS_NAME
 
-ROLLOUTS_FILE = "rollouts.jsonl"
-SEGMENT_DIR = "rollouts"
+ROLLOUTS_FILE = ROLLOUTS_NAME  # rundir.layout names every entry of a run directory
+SEGMENT_DIR = SEGMENTS_NAME
 
 
 def _num(x: float | None) -> float | None:

@@ -25,6 +25,7 @@ from tui.browser.screens.rollouts import POLL_S, RolloutScreen
 from tui.browser.screens.run_list import RunListScreen
 from tui.browser.snapshot import prefetch
 from tui.text import visible
+from rundir.layout import RunDir
 
 
 class BrowserApp(App[int]):
@@ -58,7 +59,7 @@ def run_browser(run_dir: Path | None, runs_root: Path = Path("runs")) -> int:
         if not run_dir.is_dir():
             print(f"error: {run_dir} is not a directory", file=sys.stderr)
             return 2
-        if not any((run_dir / f).exists() for f in ("rollouts.jsonl", "rollouts", "events.jsonl", "config.json")):
+        if not RunDir(run_dir).has_records():
             print(f"error: {run_dir} is not a run directory (no rollouts.jsonl, events.jsonl or config.json)",
                   file=sys.stderr)
             return 2

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from rundir.layout import RunDir
-from rundir.rollouts.records import SEGMENT_DIR
 from rundir.state import RunState, fold_run
 
 
@@ -20,8 +19,7 @@ def run_date(run: RunState) -> str:
 
 
 def _is_run(p: Path) -> bool:
-    run = RunDir(p)
-    return any(f.exists() for f in (run.events, run.config, run.rollouts, p / SEGMENT_DIR))
+    return RunDir(p).has_records()
 
 
 def list_runs(runs_root: Path) -> list[RunState]:
