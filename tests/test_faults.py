@@ -234,12 +234,12 @@ def test_lock_survives_exec_in_the_same_process(tmp_path):
 def test_event_writer_ends_a_torn_last_line_so_the_next_event_survives(tmp_path):
     path = tmp_path / "events.jsonl"
     w = EventWriter(path)
-    w.emit("run_start", pid=1)
+    w.emit("run_start", run_dir=str(path.parent), preset="tiny", pid=1)
     w.close()
     with open(path, "a") as f:
         f.write('{"v": 1, "t": 1.0, "type": "st')  # killed mid-write
     w = EventWriter(path)
-    w.emit("run_start", pid=2)
+    w.emit("run_start", run_dir=str(path.parent), preset="tiny", pid=2)
     w.close()
     events = read_events(path)
     assert [e.get("pid") for e in events if e["type"] == "run_start"] == [1, 2]
@@ -248,7 +248,7 @@ def test_event_writer_ends_a_torn_last_line_so_the_next_event_survives(tmp_path)
 def test_event_writer_on_a_full_disk_leaves_no_half_event_and_closes_quietly(tmp_path, monkeypatch):
     path = tmp_path / "events.jsonl"
     w = EventWriter(path)
-    w.emit("run_start", pid=1)
+    w.emit("run_start", run_dir=str(path.parent), preset="tiny", pid=1)
     real_write = os.write
 
     def short_then_full(fd, data):  # the kernel takes a few bytes, then the disk is full
@@ -440,7 +440,7 @@ def _fake_live_run(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
     keeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     (run / "engine.pid").write_text(str(keeper.pid))
     w = EventWriter(run / "events.jsonl")
-    w.emit("run_start", preset="tiny", max_steps=10, reward_names=[], pid=keeper.pid)
+    w.emit("run_start", run_dir=str(run), preset="tiny", max_steps=10, reward_names=[], pid=keeper.pid)
     w.state("running", step=1)
     w.close()
     return run, keeper
