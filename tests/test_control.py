@@ -42,7 +42,8 @@ def test_pause_checkpoint_resume_switch_stop(tmp_path):
                                                      'lr_scheduler_type = "constant"\nwarmup_ratio = 0.0\n')
     bad = write_preset(tmp_path / "other-model.toml", 'extends = "tiny"\n[model]\ntiny_layers = 3\n')
     run_dir = tmp_path / "run"
-    engine = launch_engine("tiny", run_dir, max_steps=40, overrides=["train.max_completion_length=8"])
+    engine = launch_engine("tiny", run_dir, max_steps=10_000,  # ends with the test's stop (a step is ~0.1 s)
+                           overrides=["train.max_completion_length=8"])
     try:
         assert engine.wait_started(), engine.preflight_output()
         run = RunDir(run_dir)
@@ -84,7 +85,7 @@ def test_pause_checkpoint_resume_switch_stop(tmp_path):
 
         send_command(run.control, "stop")
         end = wait_for(tail, seen, lambda e: e["type"] == "run_end" and e["status"] != "switched")
-        assert end["status"] == "stopped" and end["step"] < 40
+        assert end["status"] == "stopped" and end["step"] < 10_000
         assert engine.wait(timeout=60) == 0
     finally:
         if engine.poll() is None:

@@ -35,7 +35,7 @@ def test_accelerate_command_per_backend():
 
 def test_two_processes_pause_checkpoint_stop_resume(tmp_path):
     run_dir = tmp_path / "run"
-    engine = launch_engine("tiny", run_dir, max_steps=30, overrides=TWO)
+    engine = launch_engine("tiny", run_dir, max_steps=10_000, overrides=TWO)  # ends with the test's stop
     try:
         assert engine.wait_started(timeout=240), engine.preflight_output()
         run = RunDir(run_dir)

@@ -517,7 +517,7 @@ def test_engine_lock_sigterm_torn_line_and_damaged_checkpoint(tmp_path, test_pre
     --resume, which falls back to the previous checkpoint and says so."""
     run = tmp_path / "run"
     ui = subprocess.Popen([sys.executable, "-m", "tui.cli", "--no-ui", "--preset", str(test_preset), "--run-dir",
-                           str(run), "--max-steps", "40", "--set", "train.save_steps=1", "--set",
+                           str(run), "--max-steps", "10000", "--set", "train.save_steps=1", "--set",
                            "train.save_total_limit=2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
@@ -555,9 +555,9 @@ def test_engine_lock_sigterm_torn_line_and_damaged_checkpoint(tmp_path, test_pre
 
 @pytest.mark.skipif(not IS_ROOT or not shutil.which("mount"), reason="mounting a tmpfs needs root")
 def test_full_disk_ends_the_run_with_a_short_complete_error(tmp_path):
-    mnt = tmp_path / "small"
+    mnt = tmp_path / "small"  # 1 MB: room for the run's files, not for tiny's 1.8 MB checkpoint (weights + Adam)
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)]).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]).returncode:
         pytest.skip("could not mount a tmpfs here")
     try:
         run = mnt / "run"

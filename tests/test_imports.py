@@ -134,3 +134,18 @@ def test_only_rundir_spells_the_run_directory_layout():
         assert "config.json" in (REPO / rel).read_text(encoding="utf-8"), rel
     for rel in SPELLS_NAMES:
         assert run_dir_names_in((REPO / rel).read_text(encoding="utf-8")), rel
+
+
+def test_preflight_refusal_imports_no_torch(tmp_path):
+    """`python -m engine train` refuses in pre-flight before torch, transformers or TRL load: seconds, not tens."""
+    code = ("import json, sys\n"
+            "from engine.run import main\n"
+            f"code = main(['train', '--preset', 'gpu24-qwen05b-g16', '--run-dir', {str(tmp_path / 'run')!r}])\n"
+            "print(json.dumps([code, sorted({m.split('.')[0] for m in sys.modules})]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""})
+    import json
+    code, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert code == 2, proc.stderr
+    assert "pre-flight" in proc.stderr
+    assert not {"torch", "transformers", "trl", "datasets", "peft"} & set(loaded), loaded

@@ -58,7 +58,9 @@ def steered_run(tmp_path_factory) -> Path:
         assert engine.wait_started(), engine.preflight_output()
         run = RunDir(run_dir)
         tail, seen = EventTail(run.events), []
-        _wait(tail, seen, lambda e: e["type"] == "step" and e["step"] >= 1)
+        # sent as training starts (set is refused while the model loads), so before the first step ends: a tiny
+        # step is ~0.1 s, and waiting for one could let all 7 end before the commands are read
+        _wait(tail, seen, lambda e: e["type"] == "state" and e["state"] == "running")
         # refused at once, with the reason: a bad value, and beta on a run that has no reference model
         send_command(run.control, "set", top_p=1.5)
         no_ref = send_command(run.control, "set", beta=0.04)

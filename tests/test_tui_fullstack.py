@@ -23,7 +23,7 @@ def test_full_stack_pause_resume_checkpoint_switch_stop(tmp_path: Path, monkeypa
     preset.write_text('extends = "tiny"\n[preset]\ndescription = "tiny, another learning rate"\n'
                       "[train]\nlearning_rate = 5e-5\n")
     run_dir = tmp_path / "run"
-    engine = launch_engine("tiny", run_dir, 30, ["train.max_completion_length=16"])
+    engine = launch_engine("tiny", run_dir, 10_000, ["train.max_completion_length=16"])  # stopped by the test
 
     def ack(command: str, status: str) -> bool:  # as the app saw it
         return any(c.command == command and c.status == status for c in app.model.commands.values())

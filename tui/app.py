@@ -24,7 +24,6 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from rich.text import Text
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 

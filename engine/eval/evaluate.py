@@ -406,7 +406,6 @@ def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:
 
 def load_for_eval(spec: ModelSpec, device: str, dtype: str = "auto") -> tuple[Any, Any]:
     """(model in eval mode on device, tokenizer with left padding). LoRA adapters are merged for speed."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from engine.models import pick_dtype
     torch_dtype = pick_dtype(ModelConfig(dtype=dtype), device)

@@ -142,8 +142,9 @@ KNOWN_ARCHS: dict[str, Arch] = {
 
 
 def _tiny_random(hidden: int, layers: int) -> Arch:
-    # engine.models.ensure_tiny_random: Llama, 4 heads, 2 KV heads, MLP 2h, SmolLM2 tokenizer (49,152).
-    return Arch(f"tiny-random (h{hidden}, {layers} layers)", hidden, layers, 4, 2, 2 * hidden, 49152, True)
+    # engine.models.ensure_tiny_random: Llama, 4 heads, 2 KV heads, MLP 2h, the small test tokenizer.
+    from engine.small_tokenizer import VOCAB_SIZE
+    return Arch(f"tiny-random (h{hidden}, {layers} layers)", hidden, layers, 4, 2, 2 * hidden, VOCAB_SIZE, True)
 
 
 def arch_from_config_json(path: Path) -> Arch | None:

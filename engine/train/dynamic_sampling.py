@@ -55,7 +55,8 @@ from typing import Any
 import torch
 
 from engine.train.curriculum import completion_correct
-from engine.train.grpo import RecordingGRPOTrainer, _text
+from engine.rewards.trl_adapter import message_text
+from engine.train.grpo import RecordingGRPOTrainer
 from engine.train.trl_hooks import ScoredBatch, nanstd
 
 METRIC_PREFIX = "dynamic_sampling/"
@@ -161,7 +162,7 @@ class DynamicSamplingGRPOTrainer(RecordingGRPOTrainer):
     def _score(self, inputs: list[dict[str, Any]]) -> Scored:
         b = self.score_batch(inputs)  # TRL's scoring only; the batch that trains is recorded once, below
         s = Scored(b.out, b.inputs, b.completions, b.completion_ids, b.rewards)
-        s.correct = [completion_correct(_text(c), x.get("answer"), self.ds_prompt_format)
+        s.correct = [completion_correct(message_text(c), x.get("answer"), self.ds_prompt_format)
                      for c, x in zip(s.completions, s.inputs)]
         return s
 

@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
@@ -30,58 +30,13 @@ from engine import distributed
 from engine.config import Config
 from rundir.events import EventWriter
 from rundir.layout import RunDir, checkpoint_path
-from engine.rewards import GuardedReward, extract_answer, is_correct, resolve_reward
+from engine.rewards import extract_answer, is_correct
+from engine.rewards.trl_adapter import TrlReward, message_text
 from rundir.rollouts import CompletionRecord, GroupRecord, RolloutWriter
 from engine.train.commands import CommandWatcher, StepCommands
 from engine.train.telemetry import MemoryProbe
 from engine.train.phases import EXCLUDED
 from engine.train.trl_hooks import HookedGRPOTrainer, ScoredBatch
-
-REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
-
-
-def _text(x: Any) -> str:
-    """TRL hands conversational prompts/completions as message lists; rewards take plain text."""
-    if isinstance(x, str):
-        return x
-    if isinstance(x, list) and x:
-        users = [m for m in x if isinstance(m, dict) and m.get("role") == "user"]
-        last = (users or x)[-1]
-        return last.get("content", "") if isinstance(last, dict) else str(last)
-    return ""
-
-
-class TrlReward:
-    """Adapts a library reward (plain text in) to TRL's call (messages in), guarded against failure."""
-
-    def __init__(self, name: str, fn: Callable, prompt_format: str) -> None:
-        self.__name__ = name
-        self.guarded = GuardedReward(fn, name, timeout_s=REWARD_TIMEOUT_S)
-        self.prompt_format = prompt_format
-
-    def close(self) -> None:
-        """Stop a user reward's worker process (built-ins have none)."""
-        close = getattr(self.guarded.fn, "close", None)
-        if close is not None:
-            close()
-
-    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float]:
-        answer = kwargs.pop("answer", None)
-        return self.guarded([_text(p) for p in prompts], [_text(c) for c in completions], answer,
-                            prompt_format=self.prompt_format, **kwargs)
-
-
-def build_rewards(cfg: Config) -> tuple[list[TrlReward], list[float]]:
-    """Resolve every reward of the preset; raises RewardSpecError before anything runs."""
-    options = cfg.reward_options()
-    funcs, weights = [], []
-    for name, weight in cfg.reward_weights().items():
-        fn = resolve_reward(name, options[name] or None, cfg.base_dir)
-        label = name.rsplit(":", 1)[-1] if ":" in name else name
-        funcs.append(TrlReward(label, fn, cfg.prompt.format))
-        weights.append(weight)
-    return funcs, weights
-
 
 def tracker_settings(cfg: Config, run_root: Path) -> dict[str, Any]:
     """report_to, run_name and project for TRL, with the trackers' files kept inside the run directory.
@@ -210,7 +165,7 @@ class RolloutRecorder:
         for start in range(0, len(inputs), self.G):
             rows = []
             for i in range(start, min(start + self.G, len(inputs))):
-                text = _text(completions[i])
+                text = message_text(completions[i])
                 extracted = extract_answer(text, self.fmt)
                 correct = bool(is_correct(extracted, inputs[i].get("answer")))
                 correct_list.append(correct)
@@ -224,7 +179,7 @@ class RolloutRecorder:
             self._group_counter[step] = group + 1
             first = inputs[start]
             self.writer.write(GroupRecord(step=step, group=group,
-                                          prompt=first.get("question") or _text(first.get("prompt")),
+                                          prompt=first.get("question") or message_text(first.get("prompt")),
                                           gold=str(first.get("answer", "")), completions=rows))
         for old in [k for k in self._group_counter if k < step - 1]:
             del self._group_counter[old]
