@@ -6,11 +6,12 @@ the steps so far beats the first fifth by more than 2 standard errors (and the
 minutes to it), the same test over the whole run, the step-time breakdown from
 `phase_s`, and greedy held-out accuracy before and after (the run's in-run
 `eval` events) with Wilson 95% intervals. `--baseline` also runs the previous
-cpu-demo settings (torch's one thread per core instead of the threads free at
-start), interleaved seed by seed with the new ones, so the ratio comes from one
-run of the bench on one machine load.
+cpu-demo settings (60 steps; auto threads from the 1-minute load average instead
+of the cores idle now), interleaved seed by seed with the new ones, so the ratio
+comes from one run of the bench on one machine load. Minutes leave out the
+bench's own held-out evals (about 3 minutes each for 100 problems).
 
-  python bench/demo_learning.py                         # new settings, seeds 1 and 2 (~10 min each on 2 free cores)
+  python bench/demo_learning.py                         # new settings, seeds 1 and 2 (~15 min each with the evals)
   python bench/demo_learning.py --baseline              # ... and the previous settings beside them
   python bench/demo_learning.py --runs runs/s1 runs/s2  # read finished runs, run nothing
 """
@@ -37,10 +38,16 @@ from rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
 from rundir.state import mean_and_stderr  # noqa: E402
 
 # The cpu-demo settings before issue 17, as `--set` overrides of today's preset: what --baseline runs.
-# Before, torch kept its default of one thread per core whatever the load (train.torch_threads = 0 is now auto).
-def baseline_overrides() -> list[str]:
+# Before, the demo ran 60 steps, and auto threads (train.torch_threads = 0) were the cores minus the 1-minute
+# load average, which still counts work that ended up to a minute ago; now they are the cores idle over 0.3 s.
+PREVIOUS_MAX_STEPS = 60
+
+
+def baseline_overrides(max_steps: int | None = None) -> list[str]:
     import torch
-    return [f"train.torch_threads={torch.get_num_threads()}"]
+    cores = torch.get_num_threads()
+    threads = max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))  # the previous auto rule
+    return [f"train.max_steps={max_steps or PREVIOUS_MAX_STEPS}", f"train.torch_threads={threads}"]
 
 
 MIN_STEPS_FOR_SIGNAL = 10  # fifths of fewer steps are two points each: no signal to speak of
@@ -85,17 +92,24 @@ def analyze(run_dir: Path, launched_t: float | None = None) -> RunReport:
     steps = [e for e in events if e.get("type") == "step"]
     r.steps = len(steps)
     ends = [e for e in events if e.get("type") == "run_end"]
-    if t0 is not None and (ends or steps):
-        r.wall_min = ((ends[-1] if ends else steps[-1])["t"] - t0) / 60
-    if t0 is not None and steps:
-        r.first_step_s = steps[0]["t"] - t0
-        r.startup = startup_text(events, launched_t)
     rewards = [float((e.get("metrics") or {}).get("reward", math.nan)) for e in steps]
+    evals = [e for e in events if e.get("type") == "eval"]
+
+    def eval_s_before(t: float) -> float:  # the bench's own before/after evals are not the demo's time
+        return sum(float(e.get("eval_s") or 0) for e in evals if e["t"] <= t)
+
+    if t0 is not None and steps:
+        r.first_step_s = steps[0]["t"] - t0 - eval_s_before(steps[0]["t"])
+        r.startup = startup_text(events, launched_t, eval_s_before(steps[0]["t"]))
+    if t0 is not None and (ends or steps):
+        last_t = (ends[-1] if ends else steps[-1])["t"]
+        r.wall_min = (last_t - t0 - eval_s_before(last_t)) / 60
     for n in range(MIN_STEPS_FOR_SIGNAL, len(rewards) + 1):
         z = signal_z(rewards[:n])
         if z is not None and z > 2:
             r.signal_step = n
-            r.signal_min = (steps[n - 1]["t"] - t0) / 60 if t0 is not None else None
+            at = steps[n - 1]["t"]
+            r.signal_min = (at - t0 - eval_s_before(at)) / 60 if t0 is not None else None
             break
     r.z_end = signal_z(rewards)
     k = len(rewards) // 5
@@ -117,8 +131,10 @@ def analyze(run_dir: Path, launched_t: float | None = None) -> RunReport:
     return r
 
 
-def startup_text(events: list[dict[str, Any]], launched_t: float | None) -> str:
-    """'imports 9 + model 2 + trainer 1 + step 1 21': seconds from launch (or run_start) to the first step."""
+def startup_text(events: list[dict[str, Any]], launched_t: float | None, eval_s: float = 0.0) -> str:
+    """'imports 9 + model 2 + trainer 1 + step 1 21': seconds from launch (or run_start) to the first step.
+
+    eval_s: seconds of the held-out eval before the first step, left out of "step 1"."""
     def t(pred: Any) -> float | None:
         return next((e["t"] for e in events if pred(e)), None)
     start = t(lambda e: e.get("type") == "run_start")
@@ -130,7 +146,7 @@ def startup_text(events: list[dict[str, Any]], launched_t: float | None) -> str:
         return "-"
     parts = [("imports", start - launched_t)] if launched_t else []
     parts += [("data", loading - start), ("model", model - loading), ("trainer", running - model),
-              ("step 1", first - running)]
+              ("step 1", first - running - eval_s)]
     return " + ".join(f"{name} {secs:.0f}" for name, secs in parts)
 
 
@@ -148,7 +164,7 @@ def _num(x: float | None, fmt: str = "{:.1f}") -> str:
 def report_lines(reports: list[RunReport]) -> list[str]:
     rows: list[tuple[str, list[str]]] = [
         ("steps", [str(r.steps) for r in reports]),
-        ("wall minutes (run_start to run_end)", [_num(r.wall_min) for r in reports]),
+        ("wall minutes (to run_end, evals excluded)", [_num(r.wall_min) for r in reports]),
         ("seconds to the first step", [_num(r.first_step_s, "{:.0f}") for r in reports]),
         ("  of which (s)", [r.startup for r in reports]),
         ("minutes to signal (z > 2)", [f"{_num(r.signal_min)} (step {r.signal_step})" if r.signal_step else "no signal"
@@ -210,17 +226,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average at start: {os.getloadavg()}", flush=True)
         reports = []
         for seed in a.seeds:
-            for label, overrides in [("new", [])] + ([("baseline", baseline_overrides())] if a.baseline else []):
+            for label in ["new"] + (["baseline"] if a.baseline else []):
                 run_dir = a.out / f"{label}-s{seed}"
                 if run_dir.exists():
                     print(f"error: {run_dir} exists; pass another --out or remove it", file=sys.stderr)
                     return 2
-                launched = run_demo(run_dir, seed, max_steps, a.eval_limit, overrides)
+                # the previous settings (their own 60 steps unless --max-steps sets both), threads chosen by the
+                # previous rule at their launch, as they were
+                overrides = baseline_overrides(a.max_steps)[1:] if label == "baseline" else []
+                steps = (a.max_steps or PREVIOUS_MAX_STEPS) if label == "baseline" else max_steps
+                launched = run_demo(run_dir, seed, steps, a.eval_limit, overrides)
                 reports.append(analyze(run_dir, launched))
         print(f"load average at end: {os.getloadavg()}")
     print("\n".join(report_lines(reports)))
     print("signal: the reward of the last fifth of the steps so far beats the first fifth by more than 2 standard "
-          "errors; minutes count from launch (from run_start with --runs)")
+          "errors; minutes count from launch (from run_start with --runs), less the held-out evals' seconds")
     return 0
 
 

@@ -138,7 +138,8 @@ class TrainConfig:
     bf16: bool | None = _f(None, "bf16 mixed precision (default: on for GPUs that support it, off on CPU).")
     seed: int = _f(42, "Seed for data order, sampling and weights init.")
     torch_threads: int = _f(0, "CPU threads for torch (0 = auto: on a CPU, the cores not busy at start, i.e. cores "
-                               "minus the 1-minute load average, at least 1; with a GPU, torch's default).")
+                               "minus the cores other work used over 0.3 s (/proc/stat), at least 1; with a GPU, "
+                               "torch's default).")
     save_steps: int = _f(0, "Write a checkpoint every N steps (0 = only on command, stop and at the end).")
     save_total_limit: int | None = _f(3, "Keep at most this many checkpoints.")
     save_final: bool = _f(True, "Write a checkpoint when training ends.")

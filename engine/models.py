@@ -203,13 +203,41 @@ def pick_device(use_cpu: bool = False) -> str:
     return "cuda" if torch.cuda.is_available() and not use_cpu else "cpu"
 
 
+def busy_cores(window_s: float = 0.3) -> float | None:
+    """Cores in use by other work right now: /proc/stat sampled over `window_s`, else the 1-minute load average.
+
+    The load average lags by a minute: it still counts a job (or this engine's own imports)
+    that just ended, and on a quiet 2-core machine it would halve torch's threads.
+    """
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+        return sum(v) - idle, sum(v)
+    try:
+        b0, t0 = sample()
+        own0 = time.process_time()
+        time.sleep(window_s)
+        b1, t1 = sample()
+        own = time.process_time() - own0
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except OSError:  # no load average on this platform
+            return None
+    cores = os.cpu_count() or 1
+    if t1 <= t0:
+        return None
+    return max(0.0, (b1 - b0) / (t1 - t0) * cores - own / window_s)
+
+
 def pick_threads(requested: int, device: str) -> int | None:
     """Set torch's CPU threads; returns the number set, or None when torch's default stays.
 
     On a CPU shared with other jobs, torch's one-thread-per-core default is several
     times slower than fewer threads (its threads wait on each other while the other
     jobs hold the cores: measured 9x on a 2-core machine at load 25, bench/cpu_levers.py),
-    so auto takes the cores that are free at start.
+    so auto takes the cores that are free at start (busy_cores).
     """
     if requested > 0:
         torch.set_num_threads(requested)
@@ -217,9 +245,8 @@ def pick_threads(requested: int, device: str) -> int | None:
     if device != "cpu":
         return None
     cores = torch.get_num_threads()
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:  # no load average on this platform: keep torch's default
+    busy = busy_cores()
+    if busy is None:
         return None
     threads = max(1, min(cores, int(cores - busy + 0.5)))
     torch.set_num_threads(threads)

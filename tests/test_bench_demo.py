@@ -24,12 +24,14 @@ def _write_run(path: Path, rewards: list[float]) -> Path:
     path.mkdir()
     t = 1000.0
     events = [{"v": 1, "t": t, "type": "run_start", "preset": "cpu-demo", "max_steps": len(rewards)},
-              {"v": 1, "t": t + 5, "type": "eval", "step": 0, "correct": 35, "n": 100, "accuracy": 0.35}]
+              {"v": 1, "t": t + 5, "type": "eval", "step": 0, "correct": 35, "n": 100, "accuracy": 0.35,
+               "eval_s": 4.0}]
     for i, r in enumerate(rewards, start=1):
         events.append({"v": 1, "t": t + 10 + 6 * i, "type": "step", "step": i, "metrics": {"reward": r},
                        "step_time_s": 6.0, "generation_tokens_per_s": 80.0,
                        "phase_s": {"generation": 4.0, "forward_backward": 1.5, "optimizer": 0.3, "other": 0.2}})
-    events += [{"v": 1, "t": t + 20 + 6 * len(rewards), "type": "eval", "step": len(rewards), "correct": 60, "n": 100},
+    events += [{"v": 1, "t": t + 20 + 6 * len(rewards), "type": "eval", "step": len(rewards), "correct": 60, "n": 100,
+                "eval_s": 8.0},
                {"v": 1, "t": t + 30 + 6 * len(rewards), "type": "run_end", "status": "finished"}]
     (path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     return path
@@ -42,7 +44,9 @@ def test_reads_a_learning_run_and_a_flat_one(tmp_path, capsys):
     a, b = _write_run(tmp_path / "rising", rising), _write_run(tmp_path / "flat", flat)
     r = bench.analyze(a)
     assert r.steps == 30 and r.signal_step is not None and r.signal_step < 30 and r.z_end > 2
-    assert r.signal_min == pytest.approx((10 + 6 * r.signal_step) / 60)
+    # minutes leave out the held-out evals (4 s before step 1, 8 s at the end): they are the bench's, not the demo's
+    assert r.signal_min == pytest.approx((10 + 6 * r.signal_step - 4) / 60)
+    assert r.wall_min == pytest.approx((30 + 6 * 30 - 4 - 8) / 60) and r.first_step_s == pytest.approx(16 - 4)
     assert r.step_s == pytest.approx(6.0) and r.phase_share["generation"] == pytest.approx(4 / 6)
     assert r.acc_before == (35, 100) and r.acc_after == (60, 100)
     assert bench.analyze(b).signal_step is None

@@ -32,26 +32,39 @@ def test_conversion_into_an_empty_cache_logs_progress_size_and_time(tmp_path, mo
 
 
 def test_pick_threads_fixed_auto_and_gpu(monkeypatch):
-    import os
-
     import torch
 
-    from engine.models import pick_threads
+    import engine.models as models
     before = torch.get_num_threads()
     try:
-        assert pick_threads(1, "cpu") == 1 and torch.get_num_threads() == 1
+        assert models.pick_threads(1, "cpu") == 1 and torch.get_num_threads() == 1
         torch.set_num_threads(4)
-        monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 0.0, 0.0))
-        assert pick_threads(0, "cpu") == 1 and torch.get_num_threads() == 1  # 4 cores, ~3 busy
+        monkeypatch.setattr(models, "busy_cores", lambda: 2.6)
+        assert models.pick_threads(0, "cpu") == 1 and torch.get_num_threads() == 1  # 4 cores, ~3 busy
         torch.set_num_threads(4)
-        monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
-        assert pick_threads(0, "cpu") == 4
-        monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 0.0, 0.0))
-        assert pick_threads(0, "cpu") == 1  # never below one
+        monkeypatch.setattr(models, "busy_cores", lambda: 0.2)
+        assert models.pick_threads(0, "cpu") == 4
+        monkeypatch.setattr(models, "busy_cores", lambda: 40.0)
+        assert models.pick_threads(0, "cpu") == 1  # never below one
         torch.set_num_threads(3)
-        assert pick_threads(0, "cuda") is None and torch.get_num_threads() == 3  # GPU: torch's default stays
+        assert models.pick_threads(0, "cuda") is None and torch.get_num_threads() == 3  # GPU: torch's default stays
     finally:
         torch.set_num_threads(before)
+
+
+def test_busy_cores_sees_a_spinning_process_now():
+    """Measured over a fraction of a second, not the lagging 1-minute load average."""
+    import subprocess
+    import sys
+
+    from engine.models import busy_cores
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_cores() >= 0.7
+    finally:
+        spin.kill()
+        spin.wait()
 
 
 def test_negative_torch_threads_is_a_preset_error():

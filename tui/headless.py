@@ -99,7 +99,7 @@ def status_panel(s: RunState, run_dir: Path, note: str, now: float | None = None
     t.add_column()
     t.add_row("state", f"{s.state}{' (' + s.state_detail + ')' if s.state_detail else ''}")
     t.add_row("step", f"{s.step}/{s.max_steps}  in {fmt_duration(s.elapsed(now))}  ETA {fmt_duration(s.eta(now))}  "
-                      f"{_f(ev.get('step_time_s'), 1)} s/step  {_f(ev.get('tokens_per_s'), 0)} tok/s")
+                      f"{_f(ev.get('step_time_s'), 1)} s/step  {_f(ev.get('tokens_per_s'), 0)} tok/s total")
     rewards = "  ".join(f"{n} {_f(m.get(f'rewards/{n}/mean'), 2)}" for n in s.reward_names)
     t.add_row("reward", f"{_f(m.get('reward'))}   {rewards}")
     t.add_row("groups", f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}  correct {_f(ev.get('correct_frac'), 2)}  "

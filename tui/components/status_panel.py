@@ -122,7 +122,7 @@ class StatusPanel(Static):
         tps = last.get("tokens_per_s")
         st = last.get("step_time_s")
         speed = Text((f"{st:.2f}" if st < 10 else f"{st:.0f}") + " s/step" if st else "- s/step")
-        speed.append(f"  {tps:,.0f} tok/s" if isinstance(tps, (int, float)) else "  - tok/s")
+        speed.append(f"  {tps:,.0f} tok/s total" if isinstance(tps, (int, float)) else "  - tok/s total")  # prompt + completion
         speed.append(f"  ETA {fmt_duration(m.eta(now) if live else None)}")
         t.add_row("Speed", speed)
         if isinstance(last.get("phase_s"), dict):  # where the last step's seconds went
