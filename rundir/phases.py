@@ -59,5 +59,9 @@ def dominant(phase_s: dict[str, float]) -> tuple[str, float] | None:
 
 
 def breakdown_text(phase_s: dict[str, float], top: int = 4) -> str:
-    """'generate 62% · fwd+bwd 30% · optimizer 4% · ...' for one-line displays."""
-    return " · ".join(f"{LABELS.get(k, k)} {100 * f:.0f}%" for k, _, f in shares(phase_s)[:top])
+    """'generate 62% · fwd+bwd 30% · optimizer 4% · ...' for one-line displays.
+
+    Phases that round to 0% are left out (after the first): they only take the line's room.
+    """
+    parts = [(k, f) for i, (k, _, f) in enumerate(shares(phase_s)[:top]) if i == 0 or f >= 0.005]
+    return " · ".join(f"{LABELS.get(k, k)} {100 * f:.0f}%" for k, f in parts)

@@ -95,4 +95,6 @@ def test_dominant_phase_and_breakdown_over_steps():
     assert total == {"generation": 6.0, "forward_backward": 3.0, "other": 1.0}
     assert dominant(total) == ("generation", 0.6)
     assert breakdown_text(total) == "generate 60% · fwd+bwd 30% · other 10%"
+    # a phase that rounds to 0% takes no room on the line (the cpu-demo's optimizer)
+    assert breakdown_text({"generation": 15.0, "forward_backward": 10.0, "optimizer": 0.05}) == "generate 60% · fwd+bwd 40%"
     assert dominant({"generation": 0.0}) is None
