@@ -72,9 +72,9 @@ def test_run_summary_counts_wrong_answers_by_kind(tmp_path: Path) -> None:
     assert "cut off before the answer" in line and "wrong number" in line and "(step 4:" in line
 
 
-def test_browser_filters_by_error_kind(tmp_path: Path) -> None:
+def browse_synthetic_run(tmp_path: Path, check) -> None:
+    """Open the rollout browser on a 3-step synthetic run; await check(pilot, app, screen) once it has loaded."""
     from tui.browser.app import BrowserApp, RolloutScreen
-    from textual.widgets import Select
 
     run = write_synthetic_run(tmp_path / "run", 3, seed=2, max_steps=3).run.root
 
@@ -83,50 +83,52 @@ def test_browser_filters_by_error_kind(tmp_path: Path) -> None:
         async with app.run_test(size=(160, 45)) as pilot:
             s = app.screen
             await wait_for(pilot, lambda: isinstance(s, RolloutScreen) and s.selection is not None, what="load")
-            total = s.selection.count
-            s.query_one("#f-kind", Select).value = "cut_off"
-            await wait_for(pilot, lambda: s.selection.filter.error_kind == "cut_off", what="kind filter")
-            r = s.rollouts
-            want = int((r.c_live & r.truncated & ~r.correct).sum())  # synthetic: truncated ones have no answer
-            assert 0 < s.selection.count == want < total
-            assert "cut off before the answer" in str(s.query_one("#status").render())
-            s.query_one("#f-kind", Select).value = "wrong_number"
-            await wait_for(pilot, lambda: s.selection.filter.error_kind == "wrong_number", what="kind filter")
-            assert 0 < s.selection.count < total
-            assert all(not r.correct[c] and not r.truncated[c] for c in s.selection.mask.nonzero()[0])
+            await check(pilot, app, s)
 
     run_coroutine(go())
+
+
+def test_browser_filters_by_error_kind(tmp_path: Path) -> None:
+    from textual.widgets import Select
+
+    async def check(pilot, app, s) -> None:
+        total = s.selection.count
+        s.query_one("#f-kind", Select).value = "cut_off"
+        await wait_for(pilot, lambda: s.selection.filter.error_kind == "cut_off", what="kind filter")
+        r = s.rollouts
+        want = int((r.c_live & r.truncated & ~r.correct).sum())  # synthetic: truncated ones have no answer
+        assert 0 < s.selection.count == want < total
+        assert "cut off before the answer" in str(s.query_one("#status").render())
+        s.query_one("#f-kind", Select).value = "wrong_number"
+        await wait_for(pilot, lambda: s.selection.filter.error_kind == "wrong_number", what="kind filter")
+        assert 0 < s.selection.count < total
+        assert all(not r.correct[c] and not r.truncated[c] for c in s.selection.mask.nonzero()[0])
+
+    browse_synthetic_run(tmp_path, check)
 
 
 # ------------------------------------------------------------------ browser defects
 
 def test_browser_survives_a_bad_regex_and_a_bad_range_and_enter_keeps_focus(tmp_path: Path) -> None:
-    from tui.browser.app import BrowserApp, RolloutScreen
     from textual.widgets import Input
 
-    run = write_synthetic_run(tmp_path / "run", 3, seed=2, max_steps=3).run.root
+    async def check(pilot, app, s) -> None:
+        await pilot.press("slash", *"/(unclosed/", "enter")
+        await wait_for(pilot, lambda: "invalid regular expression" in str(s.query_one("#status").render()),
+                       what="the regex error")
+        assert app.is_running and isinstance(app.focused, Input) and app.focused.id == "f-search"
+        await pilot.press("h", "e", "q")  # typed into the search box, not fired as commands
+        assert app.is_running and app.focused.value == "/(unclosed/heq" and app.screen is s
+        await pilot.press("escape")  # clears the search
+        s.query_one("#f-reward", Input).focus()
+        await pilot.press(*"abc..2", "enter")
+        status = str(s.query_one("#status").render())
+        assert "reward range 'abc..2': each end must be a number" in status and "0.5..2" in status
+        assert "could not convert" not in status
+        await pilot.press("ctrl+a", "ctrl+k", *"3..1", "enter")
+        assert "the low end is above the high end" in str(s.query_one("#status").render())
 
-    async def go() -> None:
-        app = BrowserApp(run, poll_s=0.1)
-        async with app.run_test(size=(160, 45)) as pilot:
-            s = app.screen
-            await wait_for(pilot, lambda: isinstance(s, RolloutScreen) and s.selection is not None, what="load")
-            await pilot.press("slash", *"/(unclosed/", "enter")
-            await wait_for(pilot, lambda: "invalid regular expression" in str(s.query_one("#status").render()),
-                           what="the regex error")
-            assert app.is_running and isinstance(app.focused, Input) and app.focused.id == "f-search"
-            await pilot.press("h", "e", "q")  # typed into the search box, not fired as commands
-            assert app.is_running and app.focused.value == "/(unclosed/heq" and app.screen is s
-            await pilot.press("escape")  # clears the search
-            s.query_one("#f-reward", Input).focus()
-            await pilot.press(*"abc..2", "enter")
-            status = str(s.query_one("#status").render())
-            assert "reward range 'abc..2': each end must be a number" in status and "0.5..2" in status
-            assert "could not convert" not in status
-            await pilot.press("ctrl+a", "ctrl+k", *"3..1", "enter")
-            assert "the low end is above the high end" in str(s.query_one("#status").render())
-
-    run_coroutine(go())
+    browse_synthetic_run(tmp_path, check)
 
 
 # ------------------------------------------------------------------ compare
