@@ -43,11 +43,11 @@ from rundir.state import mean_and_stderr  # noqa: E402
 PREVIOUS_MAX_STEPS = 60
 
 
-def baseline_overrides(max_steps: int | None = None) -> list[str]:
+def baseline_overrides() -> list[str]:
+    """The previous auto-threads rule, applied now: what the demo would have chosen at this launch."""
     import torch
     cores = torch.get_num_threads()
-    threads = max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))  # the previous auto rule
-    return [f"train.max_steps={max_steps or PREVIOUS_MAX_STEPS}", f"train.torch_threads={threads}"]
+    return [f"train.torch_threads={max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))}"]
 
 
 MIN_STEPS_FOR_SIGNAL = 10  # fifths of fewer steps are two points each: no signal to speak of
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 2
                 # the previous settings (their own 60 steps unless --max-steps sets both), threads chosen by the
                 # previous rule at their launch, as they were
-                overrides = baseline_overrides(a.max_steps)[1:] if label == "baseline" else []
+                overrides = baseline_overrides() if label == "baseline" else []
                 steps = (a.max_steps or PREVIOUS_MAX_STEPS) if label == "baseline" else max_steps
                 launched = run_demo(run_dir, seed, steps, a.eval_limit, overrides)
                 reports.append(analyze(run_dir, launched))
