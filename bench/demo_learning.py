@@ -11,7 +11,7 @@ of the cores idle now), interleaved seed by seed with the new ones, so the ratio
 comes from one run of the bench on one machine load. Minutes leave out the
 bench's own held-out evals (about 3 minutes each for 100 problems).
 
-  python bench/demo_learning.py                         # new settings, seeds 1 and 2 (~15 min each with the evals)
+  python bench/demo_learning.py                         # the preset as shipped, seeds 1 and 2 (~30 min each: 60 steps, two 3-min evals)
   python bench/demo_learning.py --baseline              # ... and the previous settings beside them
   python bench/demo_learning.py --runs runs/s1 runs/s2  # read finished runs, run nothing
 """
