@@ -6,12 +6,13 @@ the steps so far beats the first fifth by more than 2 standard errors (and the
 minutes to it), the same test over the whole run, the step-time breakdown from
 `phase_s`, and greedy held-out accuracy before and after (the run's in-run
 `eval` events) with Wilson 95% intervals. `--baseline` also runs the previous
-cpu-demo settings (60 steps; auto threads from the 1-minute load average instead
-of the cores idle now), interleaved seed by seed with the new ones, so the ratio
-comes from one run of the bench on one machine load. Minutes leave out the
-bench's own held-out evals (about 3 minutes each for 100 problems).
+cpu-demo settings (every prompt encoded G times; auto threads from the 1-minute
+load average instead of the cores idle now) for as many steps, without evals,
+interleaved seed by seed with the new ones, so the ratio comes from one run of
+the bench on one machine load. Minutes leave out the bench's own held-out evals
+(about 3 minutes each for 100 problems).
 
-  python bench/demo_learning.py                         # the preset as shipped, seeds 1 and 2 (~30 min each: 60 steps, two 3-min evals)
+  python bench/demo_learning.py                         # the preset as shipped, seeds 1 and 2 (~16 min each: 35 steps, two 3-min evals)
   python bench/demo_learning.py --baseline              # ... and the previous settings beside them
   python bench/demo_learning.py --runs runs/s1 runs/s2  # read finished runs, run nothing
 """
@@ -38,16 +39,19 @@ from rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
 from rundir.state import mean_and_stderr  # noqa: E402
 
 # The cpu-demo settings before issue 17, as `--set` overrides of today's preset: what --baseline runs.
-# Before, the demo ran 60 steps, and auto threads (train.torch_threads = 0) were the cores minus the 1-minute
-# load average, which still counts work that ended up to a minute ago; now they are the cores idle over 0.3 s.
-PREVIOUS_MAX_STEPS = 60
+# Before, every row's prompt was encoded G times (share_prompt_prefix off), and auto threads
+# (train.torch_threads = 0) were the cores minus the 1-minute load average, which still counts work that ended
+# up to a minute ago; now they are the cores idle over 0.3 s. The baseline runs as many steps as the new demo:
+# shared prefixes give TRL's log-probs and gradients, so step by step it learns the same and only the minutes
+# differ; it skips the held-out evals, which would score the same model twice.
 
 
 def baseline_overrides() -> list[str]:
-    """The previous auto-threads rule, applied now: what the demo would have chosen at this launch."""
+    """The previous settings, with the previous auto-threads rule applied now: what the demo would have chosen."""
     import torch
     cores = torch.get_num_threads()
-    return [f"train.torch_threads={max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))}"]
+    return ["train.share_prompt_prefix=false", "eval.every_steps=0",
+            f"train.torch_threads={max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))}"]
 
 
 MIN_STEPS_FOR_SIGNAL = 10  # fifths of fewer steps are two points each: no signal to speak of
@@ -231,11 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                 if run_dir.exists():
                     print(f"error: {run_dir} exists; pass another --out or remove it", file=sys.stderr)
                     return 2
-                # the previous settings (their own 60 steps unless --max-steps sets both), threads chosen by the
-                # previous rule at their launch, as they were
+                # the previous settings, threads chosen by the previous rule at their launch, as they were
                 overrides = baseline_overrides() if label == "baseline" else []
-                steps = (a.max_steps or PREVIOUS_MAX_STEPS) if label == "baseline" else max_steps
-                launched = run_demo(run_dir, seed, steps, a.eval_limit, overrides)
+                launched = run_demo(run_dir, seed, max_steps, a.eval_limit, overrides)
                 reports.append(analyze(run_dir, launched))
         print(f"load average at end: {os.getloadavg()}")
     print("\n".join(report_lines(reports)))

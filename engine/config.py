@@ -158,6 +158,10 @@ class TrainConfig:
     vllm_max_model_length: int | None = _f(None, "Colocate: vLLM's context window (prompt + completion tokens); "
                                                  "smaller means less KV cache reserved (default: the model's).")
     vllm_tensor_parallel_size: int = _f(1, "Colocate: GPUs one vLLM engine spans (must divide the processes per machine).")
+    share_prompt_prefix: bool = _f(False, "Encode each distinct prompt once per batch and share its KV cache among its "
+                                          "G completions, in generation and in the scoring forward/backward (same "
+                                          "log-probs and gradients as TRL's pass; single process, no gradient "
+                                          "checkpointing).")
     use_cpu: bool = _f(False, "Train on the CPU even when a GPU is visible (`--device cpu`): every other knob stays; "
                               "parts that need CUDA are refused in pre-flight.")
 
@@ -532,6 +536,14 @@ def validate(cfg: Config) -> None:
         raise PresetError(f"{where}: [distributed] vllm_server_host = {dist.vllm_server_host!r} is only used in vLLM "
                           "server mode: set [train] use_vllm = true and vllm_mode = \"server\", or drop the host.")
     m = cfg.model
+    if t.share_prompt_prefix and dist.num_processes > 1:
+        raise PresetError(f"{where}: [train] share_prompt_prefix = true runs in one process only: its two forwards "
+                          "per batch bypass the DDP/DeepSpeed wrapper; set share_prompt_prefix = false or "
+                          "[distributed] num_processes = 1.")
+    if t.share_prompt_prefix and m.gradient_checkpointing:
+        raise PresetError(f"{where}: [train] share_prompt_prefix = true needs the model's KV cache, which gradient "
+                          "checkpointing turns off in training; set share_prompt_prefix = false or "
+                          "[model] gradient_checkpointing = false.")
     if m.load_in_4bit and not m.lora:
         raise PresetError(f"{where}: [model] load_in_4bit = true needs lora = true (4-bit weights can't be trained directly).")
     d = cfg.data

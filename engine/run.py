@@ -361,6 +361,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
             from engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer as trainer_cls
         trainer = trainer_cls(model=loaded.model, reward_funcs=rewards, args=args,
                               train_dataset=dataset, processing_class=loaded.tokenizer,
+                              share_prompt_prefix=cfg.train.share_prompt_prefix,
                               peft_config=lora_config(cfg.model, getattr(loaded.model.config, "num_hidden_layers", None)))
         if cfg.curriculum.dynamic_sampling:
             c = cfg.curriculum
@@ -394,6 +395,11 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         trainer.remove_callback(PrinterCallback)  # our one-line step report replaces its dict dumps
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         step = trainer.state.global_step
+        if cfg.train.share_prompt_prefix:
+            c = trainer.shared_prefix_counts
+            print(f"share_prompt_prefix: {c['scoring']} scoring passes and {c['generation']} generations ran on "
+                  f"shared prompts; {c['scoring_unshared']} and {c['generation_unshared']} had no repeated prompt "
+                  "and ran as TRL's own", flush=True)
         if callback.switch_to:
             events.state("starting", step=step, detail=f"switching to preset {callback.switch_to}")
             events.emit("run_end", status="switched", step=step, exit_code=EXIT_OK,

@@ -40,6 +40,10 @@ def test_tiny_preset_loads_typed():
     ('[rewards]\ncorrectness = "high"\n', ["correctness", "weight must be a number"]),
     ('[train\n', ["not valid TOML"]),
     ('[train]\nbf16 = 1\n', ["bf16", "true/false"]),
+    ('[train]\nshare_prompt_prefix = true\n[distributed]\nnum_processes = 2\n',
+     ["share_prompt_prefix", "one process", "num_processes = 1"]),
+    ('[train]\nshare_prompt_prefix = true\n[model]\ngradient_checkpointing = true\n',
+     ["share_prompt_prefix", "gradient checkpointing", "gradient_checkpointing = false"]),
 ])
 def test_bad_presets_name_file_key_and_fix(tmp_path, text, expect):
     path = write(tmp_path, 'extends = "tiny"\n' + text)

@@ -40,6 +40,23 @@ def test_phase_timing_hook_signatures() -> None:
     assert _params(Trainer.log)[:2] == ["self", "logs"]
 
 
+def test_shared_prefix_hooks_match_trl() -> None:
+    """share_prompt_prefix replaces TRL's scoring pass and feeds a cache to its transformers `generate` call."""
+    # the override names TRL's parameters explicitly; the rest must be extra inputs that default to None
+    sig = inspect.signature(GRPOTrainer._get_per_token_logps_and_entropies)
+    assert list(sig.parameters)[:8] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep",
+                                        "batch_size", "compute_entropy", "compute_aux_loss"]
+    assert all(p.default is None for p in list(sig.parameters.values())[8:])
+    src = inspect.getsource(GRPOTrainer._get_per_token_logps_and_entropies)
+    # the scoring shared_prefix.score reproduces: labels masked outside the completion, TRL's fused LM head
+    assert "labels[:, :-logits_to_keep] = -100" in src
+    assert "model(**model_inputs, labels=labels, fused_lm_head=True)" in src
+    assert "outputs.log_probs[:, -logits_to_keep:]" in src
+    assert "add_fused_lm_head(" in inspect.getsource(GRPOTrainer.__init__)
+    gen = inspect.getsource(GRPOTrainer._generate_single_turn)
+    assert "unwrapped_model.generate(" in gen and "self.use_transformers_continuous_batching" in gen
+
+
 def test_private_attributes_are_set_where_expected() -> None:
     # Building a trainer needs a model; the assignments in TRL's __init__ are what the hooks read.
     init = inspect.getsource(GRPOTrainer.__init__)

@@ -16,6 +16,11 @@ TRL upgrade that changes them fails in CI instead of mid-run:
 - `GRPOTrainer._tokenizer`: the tokenizer inside the processing class (pad id).
 - `Trainer._save_checkpoint(model, trial)`: save now, outside the save schedule.
 - `trl.trainer.utils.nanstd`: TRL's std that skips NaN (a reward that returned None).
+- Shared prompt prefixes (engine/train/shared_prefix.py, `share_prompt_prefix`) replace the
+  scoring pass of `_get_per_token_logps_and_entropies` when every row's extra inputs are None,
+  calling the model with TRL's fused LM head (`fused_lm_head=True`, added by GRPOTrainer's
+  `__init__`); and, inside `_generate_single_turn`, give the unwrapped model's `generate` a
+  prefilled cache (an instance attribute set for that call only).
 - Phase timing (engine/train/phases.py) wraps `Trainer.training_step`, `Trainer._prepare_inputs`,
   `GRPOTrainer._generate_single_turn` (returns completion ids first),
   `GRPOTrainer._get_per_token_logps_and_entropies` (no grad: old-policy/reference passes),
@@ -34,6 +39,7 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
+from engine.train import shared_prefix
 from engine.train.phases import PhaseCallback, PhaseTimer
 
 __all__ = ["HookedGRPOTrainer", "ScoredBatch", "nanstd"]
@@ -57,8 +63,11 @@ class HookedGRPOTrainer(GRPOTrainer):
     `score_batch` for TRL's generation and scoring of a batch.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, share_prompt_prefix: bool = False, **kwargs: Any) -> None:
         self.phase_timer = PhaseTimer()
+        self.share_prompt_prefix = share_prompt_prefix
+        # passes that ran on shared prompts, and passes that could not (no repeated prompt, no cache)
+        self.shared_prefix_counts = {"scoring": 0, "scoring_unshared": 0, "generation": 0, "generation_unshared": 0}
         super().__init__(*args, **kwargs)
         self.add_callback(PhaseCallback(self.phase_timer))
 
@@ -81,18 +90,49 @@ class HookedGRPOTrainer(GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids, *args: Any, **kwargs: Any):
         t0 = time.perf_counter()
-        with self.phase_timer.phase("generation"):
+        with self.phase_timer.phase("generation"), self._shared_prefix_generation():
             out = super()._generate_single_turn(prompt_ids, *args, **kwargs)
         completion_ids = out[0]
         self.phase_timer.count_generated(sum(len(c) for c in completion_ids), time.perf_counter() - t0)
         return out
 
-    def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
+    @contextlib.contextmanager
+    def _shared_prefix_generation(self) -> Iterator[None]:
+        """TRL's transformers path calls `unwrapped_model.generate(...)`: for this call, that prefills each prompt once."""
+        if not self.share_prompt_prefix or self.use_vllm or self.use_transformers_continuous_batching:
+            yield
+            return
+        model = self.accelerator.unwrap_model(self.model_wrapped)  # the object TRL's unwrap_model_for_generation yields
+        original = model.generate
+
+        def generate(**kw: Any) -> Any:
+            out, shared = shared_prefix.generate(original, model, **kw)
+            self.shared_prefix_counts["generation" if shared else "generation_unshared"] += 1
+            return out
+
+        model.generate = generate
+        try:
+            yield
+        finally:
+            del model.generate
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **kwargs: Any):
+        def run():
+            if self.share_prompt_prefix and not compute_aux_loss and all(v is None for v in kwargs.values()):
+                out = shared_prefix.score(model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                          compute_entropy, autocast=self.accelerator.autocast)
+                self.shared_prefix_counts["scoring" if out is not None else "scoring_unshared"] += 1
+                if out is not None:
+                    return out[0], out[1], None
+            return GRPOTrainer._get_per_token_logps_and_entropies(
+                self, model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
         # Called for the loss too (with grad): that forward is part of forward_backward.
         if self.phase_timer.current == "forward_backward" or torch.is_grad_enabled():
-            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            return run()
         with self.phase_timer.phase("logprobs"):
-            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            return run()
 
     def _clip_grad_norm(self, model):
         with self.phase_timer.phase("optimizer"):
