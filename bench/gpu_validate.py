@@ -20,6 +20,9 @@ engine/plan/memory.py) and whose optional packages are installed, it:
    peak memory (torch.cuda.max_memory_allocated from the engine's memory events, and NVML's
    device-wide peak) against the estimate, and the ratios.
 
+`--set KEY=VALUE` (repeatable) adds an override to every preset's run, e.g. `--set
+train.share_prompt_prefix=true` to measure it against a run without; the table's title names them.
+
 Presets run smallest estimate first; a run that would start after --budget-min minutes is listed as
 not run. --dry-run does the same on the CPU with 2-layer models of each architecture, one step,
 `--device cpu` and pre-flight's CPU replacements, and no NVML: it tests this script, not a GPU.
@@ -41,7 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.config import Config, list_presets, load_config  # noqa: E402
+from engine.config import Config, PresetError, list_presets, load_config  # noqa: E402
 from engine.plan.memory import estimate, lookup_arch  # noqa: E402
 from engine.preflight import gpu_info, installed, missing_packages, problems  # noqa: E402
 from rundir.layout import RunDir  # noqa: E402
@@ -281,6 +284,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true",
                    help="on the CPU: 2-layer models, 1 step, --device cpu; exercises the script, measures nothing")
     p.add_argument("--gpu-gb", type=float, default=80.0, help="--dry-run: the card size presets are selected for")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override for every preset's run, e.g. train.share_prompt_prefix=true (repeatable)")
     return p.parse_args(argv)
 
 
@@ -305,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         gpus, gpu_gb = info
         import torch
         device_name, steps = torch.cuda.get_device_name(0), args.steps
+    try:
+        load_config("tiny", args.sets)  # a misspelled or mistyped --set fails here, before any model is built
+    except PresetError as e:
+        print(f"error: --set: {e}", file=sys.stderr)
+        return 2
     names = args.presets.split(",") if args.presets else list_presets()
     unknown = sorted(set(names) - set(list_presets()))
     if unknown:
@@ -325,8 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.model.name not in models:
             models[cfg.model.name] = build_model(cfg.model.name, work, args.dry_run)
         model_dir = models[cfg.model.name]
-        sets = run_overrides(cfg, model_dir, train_file, steps, args.dry_run)
-        run_cfg = load_config(name, sets)
+        sets = run_overrides(cfg, model_dir, train_file, steps, args.dry_run) + args.sets
+        try:
+            run_cfg = load_config(name, sets)
+        except PresetError as e:
+            res.status, res.notes = "not run", [str(e)[:300]]
+            continue
         res.generation = "vLLM colocate" if run_cfg.train.use_vllm else "transformers"
         if cfg.train.use_vllm and not run_cfg.train.use_vllm:
             res.notes.append("vllm not installed: ran with transformers generation")
@@ -357,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {res.status}: step {fmt(res.step_s, 2)} s, torch peak {fmt(res.torch_peak_gb)} GB, NVML peak "
               f"{fmt(res.nvml_peak_gb)} GB, estimate {fmt(res.estimate_gb)} GB, tok/s transformers "
               f"{fmt(res.hf_tok_s, 0)} vLLM {fmt(res.vllm_tok_s, 0)}", flush=True)
-    text = table(results, device_name, gpu_gb, steps)
+    text = table(results, device_name + (f", with {' '.join(args.sets)}" if args.sets else ""), gpu_gb, steps)
     text += f"\nTotal {time.time() - t_start:.0f} s; command: python bench/gpu_validate.py {' '.join(argv or sys.argv[1:])}\n"
     print("\n" + text)
     if args.out:

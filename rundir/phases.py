@@ -13,10 +13,12 @@ PHASES = ("generation", "rewards", "logprobs", "forward_backward", "optimizer", 
 
 # What would cut each phase, for the run summary.
 REMEDIES = {
-    "generation": "vLLM (train.use_vllm) on a GPU, a smaller G (num_generations), shorter max_completion_length",
+    "generation": "vLLM (train.use_vllm) on a GPU, train.share_prompt_prefix (one prefill per prompt), a smaller G "
+                  "(num_generations), shorter max_completion_length",
     "rewards": "cheaper reward functions (math_verify is the slow one) or fewer of them",
     "logprobs": "beta = 0 (no reference pass) and num_iterations = 1 (no old-policy pass)",
-    "forward_backward": "fewer LoRA layers (model.lora_layers), shorter completions, a smaller G",
+    "forward_backward": "train.share_prompt_prefix (each prompt encoded once, not G times; one process), fewer LoRA "
+                        "layers (model.lora_layers), shorter completions, a smaller G",
     "optimizer": "LoRA instead of full fine-tuning, or a lighter optimizer (adamw_8bit)",
     "recording": "nothing in the preset; rollout recording should stay small, report it if it dominates",
     "checkpoint": "a larger train.save_steps",

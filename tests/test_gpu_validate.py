@@ -47,3 +47,19 @@ def test_spent_budget_runs_nothing_and_says_so(tmp_path):
 def test_no_data_is_a_clear_error(tmp_path):
     proc = run_cli([str(REPO / "bench" / "gpu_validate.py"), "--dry-run", "--data-dir", str(tmp_path)], timeout=120)
     assert proc.returncode == 2 and "gsm8k/train.jsonl" in proc.stderr
+
+
+def test_set_overrides_are_checked_first_and_refused_per_preset(tmp_path):
+    data = str(_gsm8k(tmp_path))
+    proc = run_cli([str(REPO / "bench" / "gpu_validate.py"), "--dry-run", "--data-dir", data,
+                    "--set", "train.share_prompt_prefx=true"], timeout=120)
+    assert proc.returncode == 2 and "share_prompt_prefx" in proc.stderr and "share_prompt_prefix" in proc.stderr
+    out = tmp_path / "table.md"
+    # gradient checkpointing turns the KV cache off: this preset refuses the override, and the table says why
+    proc = run_cli([str(REPO / "bench" / "gpu_validate.py"), "--dry-run", "--data-dir", data, "--presets",
+                    "gpu24-qwen15b-ckpt", "--set", "train.share_prompt_prefix=true", "--work-dir", str(tmp_path / "w"),
+                    "--out", str(out)], timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = out.read_text()
+    assert "with train.share_prompt_prefix=true" in text
+    assert "| `gpu24-qwen15b-ckpt` | - | not run |" in text and "gradient checkpointing" in text
