@@ -12,9 +12,10 @@ interleaved seed by seed with the new ones, so the ratio comes from one run of
 the bench on one machine load. Minutes leave out the bench's own held-out evals
 (about 3 minutes each for 100 problems).
 
-  python bench/demo_learning.py                         # the preset as shipped, seeds 1 and 2 (~16 min each: 35 steps, two 3-min evals)
+  python bench/demo_learning.py                         # the preset as shipped, seeds 1 and 2 (~25 min each: 60 steps, two 3-min evals)
   python bench/demo_learning.py --baseline              # ... and the previous settings beside them
   python bench/demo_learning.py --runs runs/s1 runs/s2  # read finished runs, run nothing
+  python bench/demo_learning.py --runs runs/s1 --first-steps 30   # ... and each as if it had stopped at step 30
 """
 
 from __future__ import annotations
@@ -88,9 +89,15 @@ class RunReport:
     acc_steps: tuple[int, int] | None = None
 
 
-def analyze(run_dir: Path, launched_t: float | None = None) -> RunReport:
+def analyze(run_dir: Path, launched_t: float | None = None, first_steps: int | None = None) -> RunReport:
+    """The report of one run; first_steps: as if the run had ended after that step (no later event counts, an
+    eval at that step does). With a constant learning rate after warm-up, that is what a run of that many steps
+    does, minus the held-out eval it would run at its end."""
     events = read_events(RunDir(run_dir).events)
-    r = RunReport(name=run_dir.name)
+    cut = [e for e in events if e.get("type") == "step"][first_steps - 1:first_steps] if first_steps else []
+    if cut:
+        events = [e for e in events if e["t"] <= cut[0]["t"] or (e.get("type") == "eval" and e.get("step") == first_steps)]
+    r = RunReport(name=run_dir.name + (f" @{first_steps}" if first_steps else ""))
     starts = [e for e in events if e.get("type") == "run_start"]
     t0 = launched_t or (starts[0]["t"] if starts else None)
     steps = [e for e in events if e.get("type") == "step"]
@@ -130,8 +137,9 @@ def analyze(run_dir: Path, launched_t: float | None = None) -> RunReport:
     evals = [e for e in events if e.get("type") == "eval" and e.get("n")]
     if evals:
         r.acc_before = (int(evals[0]["correct"]), int(evals[0]["n"]))
-        r.acc_after = (int(evals[-1]["correct"]), int(evals[-1]["n"]))
-        r.acc_steps = (int(evals[0].get("step", 0)), int(evals[-1].get("step", 0)))
+        if len(evals) > 1:  # the eval before training is no "after"
+            r.acc_after = (int(evals[-1]["correct"]), int(evals[-1]["n"]))
+            r.acc_steps = (int(evals[0].get("step", 0)), int(evals[-1].get("step", 0)))
     return r
 
 
@@ -217,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="steps per run (default: the preset's)")
     p.add_argument("--eval-limit", type=int, default=100, help="held-out synthetic problems for before/after accuracy")
     p.add_argument("--out", type=Path, default=Path("runs/demo-learning"), help="where the runs go")
+    p.add_argument("--first-steps", type=int, default=None,
+                   help="also report each run as if it had ended after this step (e.g. a shorter preset)")
     a = p.parse_args(argv)
     if a.runs:
         missing = [d for d in a.runs if not RunDir(d).events.exists()]
@@ -224,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no events.jsonl in {', '.join(map(str, missing))}: pass run directories", file=sys.stderr)
             return 2
         reports = [analyze(d) for d in a.runs]
+        if a.first_steps:
+            reports += [analyze(d, first_steps=a.first_steps) for d in a.runs]
     else:
         from engine.config import load_config
         max_steps = a.max_steps or load_config("cpu-demo").train.max_steps
@@ -239,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                 overrides = baseline_overrides() if label == "baseline" else []
                 launched = run_demo(run_dir, seed, max_steps, a.eval_limit, overrides)
                 reports.append(analyze(run_dir, launched))
+                if a.first_steps:
+                    reports.append(analyze(run_dir, launched, a.first_steps))
         print(f"load average at end: {os.getloadavg()}")
     print("\n".join(report_lines(reports)))
     print("signal: the reward of the last fifth of the steps so far beats the first fifth by more than 2 standard "

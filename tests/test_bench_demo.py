@@ -56,6 +56,19 @@ def test_reads_a_learning_run_and_a_flat_one(tmp_path, capsys):
     assert "35% [26, 45] of 100" in out and "60% [50, 69] of 100" in out  # Wilson 95% intervals
 
 
+def test_first_steps_reads_a_run_as_if_it_had_ended_there(tmp_path, capsys):
+    bench = _bench()
+    run = _write_run(tmp_path / "rising", [0.5 + 0.05 * i for i in range(30)])
+    whole, first = bench.analyze(run), bench.analyze(run, first_steps=20)
+    assert first.name == "rising @20" and first.steps == 20
+    assert first.wall_min == pytest.approx((10 + 6 * 20 - 4) / 60)  # to step 20; the eval at step 30 is later
+    assert first.acc_before == (35, 100) and first.acc_after is None  # no eval at step 20: no "after"
+    assert first.reward_last[0] == pytest.approx(sum(0.5 + 0.05 * i for i in range(16, 20)) / 4)
+    assert whole.steps == 30 and whole.acc_after == (60, 100)
+    assert bench.main(["--runs", str(run), "--first-steps", "20"]) == 0
+    assert "rising @20" in capsys.readouterr().out
+
+
 def test_rejects_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert _bench().main(["--runs", str(tmp_path)]) == 2
     assert "no events.jsonl" in capsys.readouterr().err
