@@ -11,19 +11,29 @@ from typing import Any, Iterable
 
 PHASES = ("generation", "rewards", "logprobs", "forward_backward", "optimizer", "recording", "checkpoint", "other")
 
-# What would cut each phase, for the run summary.
-REMEDIES = {
-    "generation": "vLLM (train.use_vllm) on a GPU, train.share_prompt_prefix (one prefill per prompt), a smaller G "
-                  "(num_generations), shorter max_completion_length",
-    "rewards": "cheaper reward functions (math_verify is the slow one) or fewer of them",
-    "logprobs": "beta = 0 (no reference pass) and num_iterations = 1 (no old-policy pass)",
-    "forward_backward": "train.share_prompt_prefix (each prompt encoded once, not G times; one process), fewer LoRA "
-                        "layers (model.lora_layers), shorter completions, a smaller G",
-    "optimizer": "LoRA instead of full fine-tuning, or a lighter optimizer (adamw_8bit)",
-    "recording": "nothing in the preset; rollout recording should stay small, report it if it dominates",
-    "checkpoint": "a larger train.save_steps",
-    "other": "nothing in the preset; time outside the timed phases",
+# What would cut each phase, for the run summary: (remedy, the [train] setting that already applies it or None).
+REMEDIES: dict[str, list[tuple[str, str | None]]] = {
+    "generation": [("vLLM (train.use_vllm) on a GPU", "use_vllm"),
+                   ("train.share_prompt_prefix (one prefill per prompt)", "share_prompt_prefix"),
+                   ("a smaller G (num_generations)", None), ("shorter max_completion_length", None)],
+    "rewards": [("cheaper reward functions (math_verify is the slow one) or fewer of them", None)],
+    "logprobs": [("beta = 0 (no reference pass) and num_iterations = 1 (no old-policy pass)", None)],
+    "forward_backward": [("train.share_prompt_prefix (each prompt encoded once, not G times; one process)",
+                          "share_prompt_prefix"),
+                         ("fewer LoRA layers (model.lora_layers)", None), ("shorter completions", None),
+                         ("a smaller G", None)],
+    "optimizer": [("LoRA instead of full fine-tuning, or a lighter optimizer (adamw_8bit)", None)],
+    "recording": [("nothing in the preset; rollout recording should stay small, report it if it dominates", None)],
+    "checkpoint": [("a larger train.save_steps", None)],
+    "other": [("nothing in the preset; time outside the timed phases", None)],
 }
+
+
+def remedy(phase: str, train: dict[str, Any] | None = None) -> str:
+    """What would cut `phase`, leaving out what the run's [train] settings already do."""
+    train = train or {}
+    return ", ".join(text for text, setting in REMEDIES.get(phase, []) if not (setting and train.get(setting)))
+
 
 LABELS = {"generation": "generate", "rewards": "rewards", "logprobs": "logprobs", "forward_backward": "fwd+bwd",
           "optimizer": "optimizer", "recording": "record", "checkpoint": "checkpoint", "other": "other"}

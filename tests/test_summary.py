@@ -217,4 +217,11 @@ def test_summary_names_the_dominant_phase_and_its_remedy(tmp_path):
     print_summary(Console(file=out, width=200), s, tmp_path, 0)
     text = out.getvalue()
     assert "generate 65% · fwd+bwd 30%" in text
-    assert "generation (65%): cut it with vLLM" in text
+    assert "generation (65%): cut it with vLLM (train.use_vllm) on a GPU, train.share_prompt_prefix" in text
+    # a remedy the run already applies is not offered
+    events[0]["config"] = {"train": {"share_prompt_prefix": True, "use_vllm": False}}
+    out = io.StringIO()
+    print_summary(Console(file=out, width=200), summarize(events), tmp_path, 0)
+    text = " ".join(out.getvalue().split())
+    assert "cut it with vLLM (train.use_vllm) on a GPU, a smaller G (num_generations)" in text
+    assert "share_prompt_prefix" not in text

@@ -32,7 +32,7 @@ from rundir.events import EventTail
 from rundir.layout import RunDir
 from rundir.events import State
 from rundir.state import CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, fmt_duration, mean_and_stderr
-from rundir.phases import REMEDIES, breakdown_text, dominant
+from rundir.phases import breakdown_text, dominant, remedy
 from tui.launcher import EngineProcess, launch_engine
 from tui.text import safe_text
 
@@ -172,7 +172,8 @@ def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None
     if top:
         name, share = top
         t.add_row("step time", breakdown_text(s.phase_s, top=6))
-        t.add_row("dominant phase", f"{name} ({100 * share:.0f}%): cut it with {REMEDIES[name]}")
+        train = ((s.config or (s.run_start or {}).get("config") or {}).get("train")) or {}
+        t.add_row("dominant phase", f"{name} ({100 * share:.0f}%): cut it with {remedy(name, train)}")
     if s.policy:
         t.add_row("policy", policy_summary(s.policy))
     for rule, h in s.health_fired.items():
