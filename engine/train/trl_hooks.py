@@ -118,21 +118,18 @@ class HookedGRPOTrainer(GRPOTrainer):
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
                                            compute_entropy=False, compute_aux_loss=False, **kwargs: Any):
-        def run():
+        # Called for the loss too (with grad): that forward is part of forward_backward.
+        no_grad_pass = self.phase_timer.current != "forward_backward" and not torch.is_grad_enabled()
+        with self.phase_timer.phase("logprobs") if no_grad_pass else contextlib.nullcontext():
             if self.share_prompt_prefix and not compute_aux_loss and all(v is None for v in kwargs.values()):
                 out = shared_prefix.score(model, input_ids, attention_mask, logits_to_keep, batch_size,
                                           compute_entropy, autocast=self.accelerator.autocast)
                 self.shared_prefix_counts["scoring" if out is not None else "scoring_unshared"] += 1
                 if out is not None:
                     return out[0], out[1], None
-            return GRPOTrainer._get_per_token_logps_and_entropies(
-                self, model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
-        # Called for the loss too (with grad): that forward is part of forward_backward.
-        if self.phase_timer.current == "forward_backward" or torch.is_grad_enabled():
-            return run()
-        with self.phase_timer.phase("logprobs"):
-            return run()
 
     def _clip_grad_norm(self, model):
         with self.phase_timer.phase("optimizer"):
