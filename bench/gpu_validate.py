@@ -16,12 +16,16 @@ engine/plan/memory.py) and whose optional packages are installed, it:
 3. measures generation tokens/s for the preset's generation batch and completion length with
    transformers `generate`, and, where vllm is installed, with vLLM in the same process layout TRL's
    colocate mode uses (gpu_memory_utilization from the preset) - side by side, same prompts;
-4. prints and writes (--out) a markdown table: step time (median after the first step), tokens/s,
-   peak memory (torch.cuda.max_memory_allocated from the engine's memory events, and NVML's
-   device-wide peak) against the estimate, and the ratios.
+4. prints and writes (--out) a markdown table: step time (median after the first step), where the
+   step goes (the engine's `phase_s`) and the engine's own generation tokens/s, the benchmark's
+   tokens/s, peak memory (torch.cuda.max_memory_allocated from the engine's memory events, and
+   NVML's device-wide peak) against the estimate, and the ratios.
 
 `--set KEY=VALUE` (repeatable) adds an override to every preset's run, e.g. `--set
-train.share_prompt_prefix=true` to measure it against a run without; the table's title names them.
+train.share_prompt_prefix=true`; the table's title names them. `--ab KEY=VALUE` runs each preset
+twice on the same model, without and with the override, and prints the step-time ratio:
+
+    python bench/gpu_validate.py --presets gpu24-qwen05b-g16 --ab train.share_prompt_prefix=true --no-gen-bench
 
 Presets run smallest estimate first; a run that would start after --budget-min minutes is listed as
 not run. --dry-run does the same on the CPU with 2-layer models of each architecture, one step,
@@ -48,6 +52,7 @@ from engine.config import Config, PresetError, list_presets, load_config  # noqa
 from engine.plan.memory import estimate, lookup_arch  # noqa: E402
 from engine.preflight import gpu_info, installed, missing_packages, problems  # noqa: E402
 from rundir.layout import RunDir  # noqa: E402
+from rundir.phases import breakdown_text, sum_phases  # noqa: E402
 
 GiB = 2 ** 30
 QWEN_VOCAB = 151936
@@ -65,6 +70,8 @@ class Result:
     torch_peak_gb: float | None = None
     nvml_peak_gb: float | None = None
     estimate_gb: float | None = None
+    phases: str = ""                # the step-time breakdown over the steps after the first
+    engine_tok_s: float | None = None  # the engine's own generation tokens/s (median after the first step)
     notes: list[str] = field(default_factory=list)
 
 
@@ -173,17 +180,24 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
     t0 = time.time()
     try:
         proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=max(30.0, timeout))
-        code, tail = proc.returncode, (proc.stdout + proc.stderr)[-1500:]
-    except subprocess.TimeoutExpired:
-        code, tail = None, "timed out"
+        code, tail = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as e:
+        # TimeoutExpired carries bytes whatever text= says
+        out = b"".join(x if isinstance(x, bytes) else x.encode() for x in (e.stdout, e.stderr) if x)
+        code, tail = None, out.decode(errors="replace") + "\ntimed out"
     res.nvml_peak_gb = nvml.stop()
     events = []
     if RunDir(run_dir).events.exists():
         events = [json.loads(x) for x in RunDir(run_dir).events.read_text().splitlines() if x.strip()]
-    step_times = [e["step_time_s"] for e in events if e.get("type") == "step"]
+    steps = [e for e in events if e.get("type") == "step"]
+    step_times = [e["step_time_s"] for e in steps]
     peaks = [e["peak_gb"] for e in events if e.get("type") == "memory" and e.get("peak_gb") is not None]
     res.steps = len(step_times)
     res.step_s = statistics.median(step_times[1:] or step_times) if step_times else None
+    warm = steps[1:] or steps  # the first step carries CUDA's and the allocator's warm-up
+    res.phases = breakdown_text(sum_phases(warm))
+    gen = [e["generation_tokens_per_s"] for e in warm if e.get("generation_tokens_per_s")]
+    res.engine_tok_s = statistics.median(gen) if gen else None
     res.torch_peak_gb = max(peaks) if peaks else None
     res.status = "ok" if code == 0 else (f"failed (exit {code}, {time.time() - t0:.0f}s)" if code is not None
                                          else "timed out")
@@ -244,6 +258,49 @@ print(n / (time.time() - t0))
 """
 
 
+def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res: Result, args: argparse.Namespace,
+            train_file: Path, steps: int, gpu_gb: float, deadline: float, gen_bench: bool) -> None:
+    """One engine run of preset `name` (plus its generation benchmark when asked), filling `res`."""
+    sets = run_overrides(cfg, model_dir, train_file, steps, args.dry_run) + extra_sets
+    try:
+        run_cfg = load_config(name, sets)
+    except PresetError as e:
+        res.status, res.notes = "not run", [str(e)[:300]]
+        return
+    res.generation = "vLLM colocate" if run_cfg.train.use_vllm else "transformers"
+    if cfg.train.use_vllm and not run_cfg.train.use_vllm:
+        res.notes.append("vllm not installed: ran with transformers generation")
+    res.estimate_gb = estimate(run_cfg, gpu_gb).peak_gb if not args.dry_run else None
+    work = args.work_dir.resolve()
+    run_dir = work / "runs" / f"{name}-{int(time.time())}"
+    print(f"{res.preset}: {steps} step(s), generation with {res.generation}", flush=True)
+    run_engine(name, sets, run_dir, args.dry_run, deadline - time.time(), res)
+    t = run_cfg.train
+    gen_batch = t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps)
+    n_seq, n_tok = (min(gen_batch, 4), 8) if args.dry_run else (gen_batch, t.max_completion_length)
+    device = "cpu" if args.dry_run else "cuda"
+    for backend in ("transformers", "vllm") if gen_bench else ():
+        if time.time() > deadline:
+            res.notes.append("generation benchmark cut by the budget")
+            break
+        if backend == "vllm" and (args.dry_run or not installed("vllm")):
+            continue
+        try:
+            tps = gen_benchmark(model_dir, prompts_for(run_cfg, train_file, n_seq), n_tok, backend,
+                                t.vllm_gpu_memory_utilization, device)
+        except Exception as e:  # noqa: BLE001 - report and go on with the next measurement
+            res.notes.append(f"{backend} benchmark failed: {str(e).splitlines()[-1][:120] if str(e) else e}")
+            continue
+        if backend == "vllm":
+            res.vllm_tok_s = tps
+        else:
+            res.hf_tok_s = tps
+    print(f"  {res.status}: step {fmt(res.step_s, 2)} s ({res.phases or 'no phases'}), engine generation "
+          f"{fmt(res.engine_tok_s, 0)} tok/s, torch peak {fmt(res.torch_peak_gb)} GB, NVML peak "
+          f"{fmt(res.nvml_peak_gb)} GB, estimate {fmt(res.estimate_gb)} GB, tok/s transformers "
+          f"{fmt(res.hf_tok_s, 0)} vLLM {fmt(res.vllm_tok_s, 0)}", flush=True)
+
+
 # ---------------------------------------------------------------- report
 
 def fmt(x: float | None, nd: int = 1) -> str:
@@ -254,14 +311,15 @@ def table(results: list[Result], device: str, gpu_gb: float, steps: int) -> str:
     head = (f"GPU validation on {device} ({gpu_gb:.0f} GB), {steps} steps per preset, shape-true random-weight models, "
             "local GSM8K. Step time: median after the first step. Peak: torch.cuda.max_memory_allocated in the "
             "engine / NVML device-wide used; estimate: engine/plan/memory.py for the configuration as run.\n\n")
-    rows = ["| preset | generation | status | step s | tok/s transformers | tok/s vLLM | peak torch GB | "
-            "peak NVML GB | estimate GB | torch/est | NVML/est | notes |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| preset | generation | status | step s | where the step goes | gen tok/s in the engine | "
+            "tok/s transformers | tok/s vLLM | peak torch GB | peak NVML GB | estimate GB | torch/est | NVML/est | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         ratio_t = r.torch_peak_gb / r.estimate_gb if r.torch_peak_gb and r.estimate_gb else None
         ratio_n = r.nvml_peak_gb / r.estimate_gb if r.nvml_peak_gb and r.estimate_gb else None
         notes = "; ".join(n.replace("|", "/") for n in r.notes)
-        rows.append(f"| `{r.preset}` | {r.generation or '-'} | {r.status} | {fmt(r.step_s, 2)} | {fmt(r.hf_tok_s, 0)} | "
+        rows.append(f"| `{r.preset}` | {r.generation or '-'} | {r.status} | {fmt(r.step_s, 2)} | {r.phases or '-'} | "
+                    f"{fmt(r.engine_tok_s, 0)} | {fmt(r.hf_tok_s, 0)} | "
                     f"{fmt(r.vllm_tok_s, 0)} | {fmt(r.torch_peak_gb)} | {fmt(r.nvml_peak_gb)} | "
                     f"{fmt(r.estimate_gb)} | {fmt(ratio_t, 2)} | {fmt(ratio_n, 2)} | {notes} |")
     return head + "\n".join(rows) + "\n"
@@ -286,6 +344,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpu-gb", type=float, default=80.0, help="--dry-run: the card size presets are selected for")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override for every preset's run, e.g. train.share_prompt_prefix=true (repeatable)")
+    p.add_argument("--ab", action="append", default=[], metavar="KEY=VALUE",
+                   help="run each preset twice, without and with this override (repeatable: applied together), "
+                        "and print the step-time ratio")
+    p.add_argument("--no-gen-bench", action="store_true",
+                   help="skip the separate generation benchmark (the engine's own generation tok/s is still shown)")
     return p.parse_args(argv)
 
 
@@ -311,9 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         device_name, steps = torch.cuda.get_device_name(0), args.steps
     try:
-        load_config("tiny", args.sets)  # a misspelled or mistyped --set fails here, before any model is built
+        load_config("tiny", args.sets + args.ab)  # a misspelled or mistyped --set/--ab fails here, before any model
     except PresetError as e:
-        print(f"error: --set: {e}", file=sys.stderr)
+        print(f"error: --set/--ab: {e}", file=sys.stderr)
         return 2
     names = args.presets.split(",") if args.presets else list_presets()
     unknown = sorted(set(names) - set(list_presets()))
@@ -326,52 +389,27 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir.resolve()
     (work / "runs").mkdir(parents=True, exist_ok=True)
     models: dict[str, Path] = {}
+    variants = [("", [])] + ([(" + " + " ".join(args.ab), args.ab)] if args.ab else [])
+    ratios: list[str] = []
     for name, cfg in chosen:
-        res = Result(name)
-        results.append(res)
-        if time.time() > deadline:
-            res.status, res.notes = "not run", [f"budget of {args.budget_min:g} min spent"]
-            continue
-        if cfg.model.name not in models:
-            models[cfg.model.name] = build_model(cfg.model.name, work, args.dry_run)
-        model_dir = models[cfg.model.name]
-        sets = run_overrides(cfg, model_dir, train_file, steps, args.dry_run) + args.sets
-        try:
-            run_cfg = load_config(name, sets)
-        except PresetError as e:
-            res.status, res.notes = "not run", [str(e)[:300]]
-            continue
-        res.generation = "vLLM colocate" if run_cfg.train.use_vllm else "transformers"
-        if cfg.train.use_vllm and not run_cfg.train.use_vllm:
-            res.notes.append("vllm not installed: ran with transformers generation")
-        res.estimate_gb = estimate(run_cfg, gpu_gb).peak_gb if not args.dry_run else None
-        run_dir = work / "runs" / f"{name}-{int(time.time())}"
-        print(f"{name}: {steps} step(s), generation with {res.generation}", flush=True)
-        run_engine(name, sets, run_dir, args.dry_run, deadline - time.time(), res)
-        t = run_cfg.train
-        gen_batch = t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps)
-        n_seq, n_tok = (min(gen_batch, 4), 8) if args.dry_run else (gen_batch, t.max_completion_length)
-        questions = prompts_for(run_cfg, train_file, n_seq)
-        device = "cpu" if args.dry_run else "cuda"
-        for backend in ("transformers", "vllm"):
+        pair: list[Result] = []
+        for label, extra in variants:
+            res = Result(name + label)
+            results.append(res)
+            pair.append(res)
             if time.time() > deadline:
-                res.notes.append("generation benchmark cut by the budget")
-                break
-            if backend == "vllm" and (args.dry_run or not installed("vllm")):
+                res.status, res.notes = "not run", [f"budget of {args.budget_min:g} min spent"]
                 continue
-            try:
-                tps = gen_benchmark(model_dir, questions, n_tok, backend, t.vllm_gpu_memory_utilization, device)
-            except Exception as e:  # noqa: BLE001 - report and go on with the next measurement
-                res.notes.append(f"{backend} benchmark failed: {str(e).splitlines()[-1][:120] if str(e) else e}")
-                continue
-            if backend == "vllm":
-                res.vllm_tok_s = tps
-            else:
-                res.hf_tok_s = tps
-        print(f"  {res.status}: step {fmt(res.step_s, 2)} s, torch peak {fmt(res.torch_peak_gb)} GB, NVML peak "
-              f"{fmt(res.nvml_peak_gb)} GB, estimate {fmt(res.estimate_gb)} GB, tok/s transformers "
-              f"{fmt(res.hf_tok_s, 0)} vLLM {fmt(res.vllm_tok_s, 0)}", flush=True)
+            if cfg.model.name not in models:
+                models[cfg.model.name] = build_model(cfg.model.name, work, args.dry_run)
+            measure(name, cfg, models[cfg.model.name], args.sets + extra, res, args, train_file, steps, gpu_gb,
+                    deadline, gen_bench=not args.no_gen_bench and not extra)
+        if len(pair) == 2 and pair[0].step_s and pair[1].step_s:
+            ratios.append(f"- `{name}`: step time{pair[1].preset[len(name):]} / without = "
+                          f"{pair[1].step_s / pair[0].step_s:.2f} ({fmt(pair[1].step_s, 2)} s vs {fmt(pair[0].step_s, 2)} s)")
     text = table(results, device_name + (f", with {' '.join(args.sets)}" if args.sets else ""), gpu_gb, steps)
+    if ratios:
+        text += "\nSide by side, same model and machine, one after the other:\n" + "\n".join(ratios) + "\n"
     text += f"\nTotal {time.time() - t_start:.0f} s; command: python bench/gpu_validate.py {' '.join(argv or sys.argv[1:])}\n"
     print("\n" + text)
     if args.out:

@@ -161,7 +161,8 @@ class TrainConfig:
     share_prompt_prefix: bool = _f(False, "Encode each distinct prompt once per batch and share its KV cache among its "
                                           "G completions, in generation and in the scoring forward/backward (same "
                                           "log-probs and gradients as TRL's pass; single process, no gradient "
-                                          "checkpointing).")
+                                          "checkpointing). A CPU lever: 2.2x faster on the cpu-demo, 1.29x slower "
+                                          "on an H200 (0.5B, G=16).")
     use_cpu: bool = _f(False, "Train on the CPU even when a GPU is visible (`--device cpu`): every other knob stays; "
                               "parts that need CUDA are refused in pre-flight.")
 

@@ -14,11 +14,11 @@ PHASES = ("generation", "rewards", "logprobs", "forward_backward", "optimizer", 
 # What would cut each phase, for the run summary: (remedy, the [train] setting that already applies it or None).
 REMEDIES: dict[str, list[tuple[str, str | None]]] = {
     "generation": [("vLLM (train.use_vllm) on a GPU", "use_vllm"),
-                   ("train.share_prompt_prefix (one prefill per prompt)", "share_prompt_prefix"),
+                   ("train.share_prompt_prefix on a CPU (one prefill per prompt; slower on an H200)", "share_prompt_prefix"),
                    ("a smaller G (num_generations)", None), ("shorter max_completion_length", None)],
     "rewards": [("cheaper reward functions (math_verify is the slow one) or fewer of them", None)],
     "logprobs": [("beta = 0 (no reference pass) and num_iterations = 1 (no old-policy pass)", None)],
-    "forward_backward": [("train.share_prompt_prefix (each prompt encoded once, not G times; one process)",
+    "forward_backward": [("train.share_prompt_prefix on a CPU (each prompt encoded once, not G times; one process)",
                           "share_prompt_prefix"),
                          ("fewer LoRA layers (model.lora_layers)", None), ("shorter completions", None),
                          ("a smaller G", None)],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import REPO, run_cli
 
 
@@ -25,13 +27,19 @@ def test_dry_run_one_preset_writes_the_table(tmp_path):
     out = tmp_path / "table.md"
     proc = run_cli([str(REPO / "bench" / "gpu_validate.py"), "--dry-run", "--data-dir", str(_gsm8k(tmp_path)),
                     "--presets", "gpu24-qwen15b-ckpt,gpu80x2-qwen7b-full-zero3", "--work-dir", str(tmp_path / "w"),
-                    "--out", str(out)], timeout=900)
+                    "--ab", "train.max_completion_length=8", "--out", str(out)], timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.read_text().splitlines() if line.startswith("| `")}
     g16 = rows["gpu24-qwen15b-ckpt"]
     assert g16[0] == "transformers" and g16[1] == "ok"
-    assert float(g16[2]) > 0 and float(g16[3]) > 0  # step time, transformers tokens/s
+    assert float(g16[2]) > 0 and float(g16[5]) > 0  # step time, the benchmark's transformers tokens/s
+    assert "generate" in g16[3] and "%" in g16[3] and float(g16[4]) > 0  # the engine's phases and generation tok/s
+    # --ab: the same preset again with the override, on the same model, and the ratio of the two step times
+    ab = rows["gpu24-qwen15b-ckpt + train.max_completion_length=8"]
+    assert ab[1] == "ok" and float(ab[2]) > 0 and ab[5] == "-"  # no second generation benchmark
+    ratio = float(out.read_text().split("/ without = ")[1].split()[0])
+    assert ratio == pytest.approx(float(ab[2]) / float(g16[2]), abs=0.01)
     assert rows["gpu80x2-qwen7b-full-zero3"][1] == "skipped" and "needs 2 GPUs" in rows["gpu80x2-qwen7b-full-zero3"][-1]
 
 
