@@ -40,18 +40,18 @@ from rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
 from rundir.state import mean_and_stderr  # noqa: E402
 
 # The cpu-demo settings before issue 17, as `--set` overrides of today's preset: what --baseline runs.
-# Before, every row's prompt was encoded G times (share_prompt_prefix off), and auto threads
-# (train.torch_threads = 0) were the cores minus the 1-minute load average, which still counts work that ended
-# up to a minute ago; now they are the cores idle over 0.3 s. The baseline runs as many steps as the new demo:
-# shared prefixes give TRL's log-probs and gradients, so step by step it learns the same and only the minutes
-# differ; it skips the held-out evals, which would score the same model twice.
+# Before, every row's prompt was encoded G times (share_prompt_prefix off), completions ran past the answer to
+# the length cap (no stop_strings), and auto threads (train.torch_threads = 0) were the cores minus the 1-minute
+# load average, which still counts work that ended up to a minute ago; now they are the cores idle over 0.3 s.
+# The baseline runs as many steps as the new demo, with the same held-out evals: without the stop string it
+# trains on different completions, so it learns differently, not only more slowly.
 
 
 def baseline_overrides() -> list[str]:
     """The previous settings, with the previous auto-threads rule applied now: what the demo would have chosen."""
     import torch
     cores = torch.get_num_threads()
-    return ["train.share_prompt_prefix=false", "eval.every_steps=0",
+    return ["train.share_prompt_prefix=false", "train.stop_strings=[]",
             f"train.torch_threads={max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))}"]
 
 

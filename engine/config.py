@@ -163,6 +163,10 @@ class TrainConfig:
                                           "log-probs and gradients as TRL's pass; single process, no gradient "
                                           "checkpointing). A CPU lever: 2.2x faster on the cpu-demo, 1.29x slower "
                                           "on an H200 (0.5B, G=16).")
+    stop_strings: list[str] = _f([], "End each completion at the first of these strings (e.g. [\"</answer>\"]): "
+                                     "generation stops there and the completion ends with the end-of-turn token, "
+                                     "so nothing after the answer is generated or trained on; held-out evals stop "
+                                     "there too. Transformers generation only.")
     use_cpu: bool = _f(False, "Train on the CPU even when a GPU is visible (`--device cpu`): every other knob stays; "
                               "parts that need CUDA are refused in pre-flight.")
 
@@ -545,6 +549,13 @@ def validate(cfg: Config) -> None:
         raise PresetError(f"{where}: [train] share_prompt_prefix = true needs the model's KV cache, which gradient "
                           "checkpointing turns off in training; set share_prompt_prefix = false or "
                           "[model] gradient_checkpointing = false.")
+    paged = [k for k in ("use_transformers_paged", "use_transformers_continuous_batching") if t.trl_extra.get(k)]
+    if t.stop_strings and (t.use_vllm or paged):
+        off = " and ".join(f"{k} = false" for k in (["use_vllm"] if t.use_vllm else []) + paged)
+        raise PresetError(f"{where}: [train] stop_strings works with transformers generation only; set "
+                          f"stop_strings = [] or {off}.")
+    if any(not isinstance(x, str) or not x for x in t.stop_strings):
+        raise PresetError(f"{where}: [train] stop_strings = {t.stop_strings!r}: each must be a non-empty string.")
     if m.load_in_4bit and not m.lora:
         raise PresetError(f"{where}: [model] load_in_4bit = true needs lora = true (4-bit weights can't be trained directly).")
     d = cfg.data

@@ -362,6 +362,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         trainer = trainer_cls(model=loaded.model, reward_funcs=rewards, args=args,
                               train_dataset=dataset, processing_class=loaded.tokenizer,
                               share_prompt_prefix=cfg.train.share_prompt_prefix,
+                              stop_strings=cfg.train.stop_strings,
                               peft_config=lora_config(cfg.model, getattr(loaded.model.config, "num_hidden_layers", None)))
         if cfg.curriculum.dynamic_sampling:
             c = cfg.curriculum

@@ -44,6 +44,11 @@ def test_tiny_preset_loads_typed():
      ["share_prompt_prefix", "one process", "num_processes = 1"]),
     ('[train]\nshare_prompt_prefix = true\n[model]\ngradient_checkpointing = true\n',
      ["share_prompt_prefix", "gradient checkpointing", "gradient_checkpointing = false"]),
+    ('[train]\nstop_strings = ["</answer>"]\nuse_vllm = true\n',
+     ["stop_strings", "transformers generation only", "use_vllm = false"]),
+    ('[train]\nstop_strings = ["</answer>"]\nuse_transformers_paged = true\n',
+     ["stop_strings", "use_transformers_paged = false"]),
+    ('[train]\nstop_strings = [""]\n', ["stop_strings", "non-empty string"]),
 ])
 def test_bad_presets_name_file_key_and_fix(tmp_path, text, expect):
     path = write(tmp_path, 'extends = "tiny"\n' + text)

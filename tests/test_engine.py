@@ -174,3 +174,25 @@ def test_shared_prompt_prefix_trains_as_trl_does(tmp_path, test_preset):
         assert shared["reward"] == plain["reward"] and shared["num_tokens"] == plain["num_tokens"]
         assert shared["loss"] == pytest.approx(plain["loss"], rel=1e-3, abs=1e-5)
         assert shared["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-3)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_stop_strings_end_each_completion_at_the_string(tmp_path, test_preset, shared):
+    """[train] stop_strings: a completion that meets the string ends there, with the end-of-turn token (not cut)."""
+    run_dir = tmp_path / "stop"
+    proc = run_cli(["-m", "engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir),
+                    "--max-steps", "1", "--set", 'train.stop_strings=["e"]',
+                    "--set", f"train.share_prompt_prefix={str(shared).lower()}"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    limit = json.loads(RunDir(run_dir).config.read_text())["train"]["max_completion_length"]
+    completions = [c for g in read_rollouts(RunDir(run_dir).rollouts)[0] for c in g["completions"]]
+    stopped = [c for c in completions if c["tokens"] < limit]
+    assert len(stopped) >= len(completions) // 2, [(c["tokens"], c["text"][-20:]) for c in completions]
+    # a stop ends the row at the token that completes the string (a token may run a few characters past it);
+    # a row without "e" ended on the random model's own end-of-turn token or ran to the cap
+    assert sum("e" in c["text"] for c in stopped) >= 2, [c["text"] for c in stopped]
+    for c in completions:
+        if "e" in c["text"]:
+            assert len(c["text"]) - c["text"].index("e") <= 12, (c["tokens"], c["text"])
+        if c["tokens"] < limit:  # it ended on the string, with the end-of-turn token: not cut at the cap
+            assert not c["truncated"]

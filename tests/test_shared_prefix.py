@@ -130,3 +130,4 @@ def test_generate_with_a_shared_prefill_matches_plain_generation(lora_model):
     assert calls == [True] and was_shared  # the prefilled cache was handed over
     assert torch.equal(plain.sequences, shared.sequences)
     torch.testing.assert_close(torch.stack(shared.logits), torch.stack(plain.logits), atol=1e-4, rtol=1e-4)
+

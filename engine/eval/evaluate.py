@@ -443,9 +443,11 @@ def default_batch_size(device: str) -> int:
 
 def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int, batch_size: int,
              num_samples: int = 1, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-             top_k: int = 0, seed: int = 0, on_batch: Callable[[int], None] | None = None) -> list[list[Completion]]:
+             top_k: int = 0, seed: int = 0, on_batch: Callable[[int], None] | None = None,
+             stop_strings: list[str] | None = None) -> list[list[Completion]]:
     """num_samples completions per prompt, batched with left padding (longest prompts first, so a batch that
-    doesn't fit memory fails at once). batch_size counts sequences. Returns them in prompt order."""
+    doesn't fit memory fails at once). batch_size counts sequences. Returns them in prompt order.
+    stop_strings: each completion ends at the first of them, as in training with [train] stop_strings."""
     import torch
     from transformers import GenerationConfig
     device = next(model.parameters()).device
@@ -459,6 +461,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids))
     gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad,
                            eos_token_id=sorted(eos_ids), use_cache=True, num_return_sequences=num_samples,
+                           stop_strings=stop_strings or None,
                            **({"temperature": temperature, "top_p": top_p, "top_k": top_k or None} if do_sample else {}))
     per_batch = max(1, batch_size // max(1, num_samples))
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
@@ -471,8 +474,11 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: 
         idx = order[b:b + per_batch]
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.no_grad():
-            seqs = model.generate(**enc, generation_config=gen)
+            seqs = model.generate(**enc, generation_config=gen, **({"tokenizer": tokenizer} if stop_strings else {}))
         new = seqs[:, enc["input_ids"].shape[1]:].cpu()
+        if stop_strings:
+            from engine.stopping import end_stopped_rows
+            end_stopped_rows(new, pad, sorted(eos_ids))
         for r, row in enumerate(new.tolist()):
             n_tok = next((j + 1 for j, t in enumerate(row) if t in eos_ids), None)
             truncated = n_tok is None
@@ -617,8 +623,8 @@ class EvalRequest:
 
 def evaluate_loaded(model: Any, tokenizer: Any, data: EvalData, prompt: PromptConfig, *, max_new_tokens: int,
                     batch_size: int, samples: int = 0, greedy: bool = True, temperature: float = 1.0,
-                    top_p: float = 1.0, seed: int = 0,
-                    progress: Callable[[int], None] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                    top_p: float = 1.0, seed: int = 0, progress: Callable[[int], None] | None = None,
+                    stop_strings: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate and score; returns (rows, numbers). Restores the model's train/eval mode."""
     was_training = model.training
     model.eval()
@@ -626,11 +632,12 @@ def evaluate_loaded(model: Any, tokenizer: Any, data: EvalData, prompt: PromptCo
         prompts = render_prompts(tokenizer, [it.question for it in data.items], prompt)
         t0 = time.time()
         g = [cs[0] for cs in generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                                      batch_size=batch_size, on_batch=progress)] if greedy else None
+                                      batch_size=batch_size, on_batch=progress, stop_strings=stop_strings)] \
+            if greedy else None
         t_greedy = time.time() - t0
         s = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                      num_samples=samples, do_sample=True, temperature=temperature, top_p=top_p, seed=seed,
-                     on_batch=progress) if samples else None
+                     on_batch=progress, stop_strings=stop_strings) if samples else None
         elapsed = time.time() - t0
     finally:
         if was_training:
@@ -653,14 +660,16 @@ def evaluate_spec(spec: ModelSpec, req: EvalRequest, device: str, progress: Call
     model, tok = load_for_eval(spec, device, req.dtype)
     load_s = time.time() - t0
     batch = req.batch_size or default_batch_size(device)
+    stops = spec.config.train.stop_strings if spec.config else []  # a run's model is asked as it was trained
     rows, numbers = evaluate_loaded(model, tok, req.dataset, prompt, max_new_tokens=req.max_new_tokens,
                                     batch_size=batch, samples=req.samples, greedy=req.greedy,
-                                    temperature=req.temperature, top_p=req.top_p, seed=req.seed, progress=progress)
+                                    temperature=req.temperature, top_p=req.top_p, seed=req.seed, progress=progress,
+                                    stop_strings=stops)
     summary = {
         "model": spec.label, "model_path": spec.path, "adapter": spec.adapter, "run_dir": spec.run_dir,
         "step": spec.step, "stage": spec.stage, "dataset": req.dataset.name, "dataset_origin": req.dataset.origin,
         "math_style": req.dataset.math_style, "prompt": asdict(prompt), "max_new_tokens": req.max_new_tokens,
-        "samples": req.samples, "temperature": req.temperature if req.samples else None,
+        "stop_strings": list(stops), "samples": req.samples, "temperature": req.temperature if req.samples else None,
         "top_p": req.top_p if req.samples else None, "seed": req.seed, "batch_size": batch, "device": device,
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "load_s": round(load_s, 2),
         **numbers,
@@ -711,7 +720,8 @@ class TrainingEvaluator:
         t0 = time.time()
         try:
             rows, numbers = evaluate_loaded(model, tokenizer, self.data, self.cfg.prompt,
-                                            max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+                                            max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                                            stop_strings=self.cfg.train.stop_strings)
         finally:
             tokenizer.padding_side = old_side
         path = self.run_dir.eval_results(step)

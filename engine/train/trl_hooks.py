@@ -21,6 +21,10 @@ TRL upgrade that changes them fails in CI instead of mid-run:
   calling the model with TRL's fused LM head (`fused_lm_head=True`, added by GRPOTrainer's
   `__init__`); and, inside `_generate_single_turn`, give the unwrapped model's `generate` a
   prefilled cache (an instance attribute set for that call only).
+- Stop strings (`[train] stop_strings`) ride on the same per-call `generate`: it gets
+  `stop_strings` and the tokenizer, and a row a stop string ended gets the end-of-turn token
+  where its padding starts, because TRL's transformers path (`_generate_single_turn`) cuts each
+  completion at its first `eos_token_ids` token.
 - Phase timing (engine/train/phases.py) wraps `Trainer.training_step`, `Trainer._prepare_inputs`,
   `GRPOTrainer._generate_single_turn` (returns completion ids first),
   `GRPOTrainer._get_per_token_logps_and_entropies` (no grad: old-policy/reference passes),
@@ -31,6 +35,7 @@ TRL upgrade that changes them fails in CI instead of mid-run:
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -39,6 +44,7 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
+from engine.stopping import end_stopped_rows
 from engine.train import shared_prefix
 from engine.train.phases import PhaseCallback, PhaseTimer
 
@@ -63,9 +69,11 @@ class HookedGRPOTrainer(GRPOTrainer):
     `score_batch` for TRL's generation and scoring of a batch.
     """
 
-    def __init__(self, *args: Any, share_prompt_prefix: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, share_prompt_prefix: bool = False, stop_strings: list[str] | None = None,
+                 **kwargs: Any) -> None:
         self.phase_timer = PhaseTimer()
         self.share_prompt_prefix = share_prompt_prefix
+        self.stop_strings = list(stop_strings or [])
         # passes that ran on shared prompts, and passes that could not (no repeated prompt, no cache)
         self.shared_prefix_counts = {"scoring": 0, "scoring_unshared": 0, "generation": 0, "generation_unshared": 0}
         super().__init__(*args, **kwargs)
@@ -90,24 +98,35 @@ class HookedGRPOTrainer(GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids, *args: Any, **kwargs: Any):
         t0 = time.perf_counter()
-        with self.phase_timer.phase("generation"), self._shared_prefix_generation():
+        with self.phase_timer.phase("generation"), self._patched_generate():
             out = super()._generate_single_turn(prompt_ids, *args, **kwargs)
         completion_ids = out[0]
         self.phase_timer.count_generated(sum(len(c) for c in completion_ids), time.perf_counter() - t0)
         return out
 
     @contextlib.contextmanager
-    def _shared_prefix_generation(self) -> Iterator[None]:
-        """TRL's transformers path calls `unwrapped_model.generate(...)`: for this call, that prefills each prompt once."""
-        if not self.share_prompt_prefix or self.use_vllm or self.use_transformers_continuous_batching:
+    def _patched_generate(self) -> Iterator[None]:
+        """TRL's transformers path calls `unwrapped_model.generate(...)`: for this call, add the stop strings and
+        prefill each prompt once."""
+        if not (self.share_prompt_prefix or self.stop_strings) or self.use_vllm \
+                or self.use_transformers_continuous_batching:
             yield
             return
         model = self.accelerator.unwrap_model(self.model_wrapped)  # the object TRL's unwrap_model_for_generation yields
         original = model.generate
 
         def generate(**kw: Any) -> Any:
-            out, shared = shared_prefix.generate(original, model, **kw)
-            self.shared_prefix_counts["generation" if shared else "generation_unshared"] += 1
+            if self.stop_strings:  # generate needs the tokenizer to find the strings in the tokens
+                config = copy.copy(kw["generation_config"])
+                config.stop_strings = self.stop_strings
+                kw.update(generation_config=config, tokenizer=self._tokenizer)
+            if self.share_prompt_prefix:
+                out, shared = shared_prefix.generate(original, model, **kw)
+                self.shared_prefix_counts["generation" if shared else "generation_unshared"] += 1
+            else:
+                out = original(**kw)
+            if self.stop_strings:
+                end_stopped_rows(out[:, kw["input_ids"].size(1):], self.pad_token_id, self.eos_token_ids)
             return out
 
         model.generate = generate
