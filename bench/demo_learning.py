@@ -6,13 +6,13 @@ the steps so far beats the first fifth by more than 2 standard errors (and the
 minutes to it), the same test over the whole run, the step-time breakdown from
 `phase_s`, and greedy held-out accuracy before and after (the run's in-run
 `eval` events) with Wilson 95% intervals. `--baseline` also runs the previous
-cpu-demo settings (every prompt encoded G times; auto threads from the 1-minute
-load average instead of the cores idle now) for as many steps, without evals,
-interleaved seed by seed with the new ones, so the ratio comes from one run of
-the bench on one machine load. Minutes leave out the bench's own held-out evals
-(about 3 minutes each for 100 problems).
+cpu-demo settings (every prompt encoded G times; no stop string; auto threads
+from the 1-minute load average instead of the cores idle now) for as many steps,
+with the same evals, interleaved seed by seed with the new ones, so the ratio
+comes from one run of the bench on one machine load. Minutes leave out the
+bench's own held-out evals (2-3 minutes each for 100 problems).
 
-  python bench/demo_learning.py                         # the preset as shipped, seeds 1 and 2 (~25 min each: 60 steps, two 3-min evals)
+  python bench/demo_learning.py                         # the preset as shipped, seeds 1 and 2 (~15 min each: 36 steps, two evals)
   python bench/demo_learning.py --baseline              # ... and the previous settings beside them
   python bench/demo_learning.py --runs runs/s1 runs/s2  # read finished runs, run nothing
   python bench/demo_learning.py --runs runs/s1 --first-steps 30   # ... and each as if it had stopped at step 30
