@@ -1,8 +1,9 @@
 """Stop strings ([train] stop_strings): the rows a stop string ended, made to end the way EOS-ended rows do.
 
 `generate(stop_strings=..., tokenizer=...)` stops a row at the string and pads the rest; everything
-downstream (TRL's completion mask, the held-out eval's token count) ends a completion at its first
-EOS token. No TRL import: training (engine/train/trl_hooks.py) and evaluation share it.
+downstream (TRL's completion mask and its clipped-ratio metric, `mask_truncated_completions`, the held-out
+eval's token count) ends a completion at its first EOS token and calls a row without one cut at the cap.
+No TRL import: training (engine/train/trl_hooks.py) and evaluation share it.
 """
 
 from __future__ import annotations
@@ -10,18 +11,33 @@ from __future__ import annotations
 import torch
 
 
-def end_stopped_rows(completion_ids: torch.Tensor, pad_id: int | None, eos_ids: list[int]) -> None:
-    """In place: a row that a stop string ended is padded after it; its first pad becomes the end-of-turn token.
+def end_stopped_rows(completion_ids: torch.Tensor, pad_id: int | None, eos_ids: list[int],
+                     max_new_tokens: int) -> torch.Tensor:
+    """The completions with each row that a stop string ended closed by the end-of-turn token.
 
-    TRL ends a completion at its first EOS and would otherwise train on the padding of a model whose pad token is
-    not its EOS (Qwen2.5). Where pad is EOS (SmolLM2) the row already ends there and nothing changes.
+    A row padded after its stop gets the end-of-turn token where its padding starts: TRL would otherwise train on
+    the padding of a model whose pad token is not its EOS (Qwen2.5). Where pad is EOS (SmolLM2) it already ends
+    there. The row that stopped last has no padding to put it in: when generation ended short of
+    `max_new_tokens`, every row had stopped, so such a row gets one more column (the others get padding there).
+    Rows cut at the cap are left as they are. May modify `completion_ids` in place; returns the result.
     """
-    if pad_id is None or pad_id in eos_ids or completion_ids.numel() == 0:
-        return
-    eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device)).any(dim=1)
+    if completion_ids.numel() == 0:
+        return completion_ids
+    eos_t = torch.tensor(eos_ids, device=completion_ids.device)
+    filler = pad_id if pad_id is not None else eos_ids[0]
+    if completion_ids.size(1) < max_new_tokens:
+        last = completion_ids[:, -1]
+        closed = torch.isin(completion_ids, eos_t).any(dim=1) | (last == filler)
+        if not closed.all():
+            column = torch.full_like(last, filler).masked_fill(~closed, eos_ids[0])
+            completion_ids = torch.cat([completion_ids, column[:, None]], dim=1)
+    if pad_id is None or pad_id in eos_ids:
+        return completion_ids
+    eos = torch.isin(completion_ids, eos_t).any(dim=1)
     pad = completion_ids == pad_id
     # the trailing run of pads: a pad at every position from some point to the end
     trailing = pad.flip(1).int().cumprod(1).flip(1).bool()
     starts = trailing.int().argmax(dim=1)
     rows = (~eos & trailing.any(dim=1)).nonzero().flatten()
     completion_ids[rows, starts[rows]] = eos_ids[0]
+    return completion_ids

@@ -229,3 +229,22 @@ def test_module_entry_point_help():
     proc = subprocess.run([sys.executable, "-m", "tui.cli", "eval", "--help"], capture_output=True, text=True,
                           cwd=REPO, timeout=60)
     assert proc.returncode == 0 and "--samples" in proc.stdout and "--compare" in proc.stdout
+
+
+def test_generate_with_stop_strings_ends_every_row_at_a_string():
+    """Held-out evals stop where training stops: each row ends at its first stop string with the end-of-turn token
+    (the row that stopped last included), so none reads as cut at the cap."""
+    from engine.eval.evaluate import generate, load_for_eval, resolve_model
+    model, tok = load_for_eval(resolve_model("tiny-random"), "cpu", "float32")
+    prompts = [f"Question {i}: what is {i} + {i}?" for i in range(4)]
+    free = generate(model, tok, prompts, max_new_tokens=40, batch_size=8, num_samples=2, do_sample=True, seed=3)
+    stopped = generate(model, tok, prompts, max_new_tokens=40, batch_size=8, num_samples=2, do_sample=True, seed=3,
+                       stop_strings=["e", "a", "o"])
+    pairs = [(f, s) for fs, ss in zip(free, stopped) for f, s in zip(fs, ss)]
+    assert sum(f.tokens > s.tokens for f, s in pairs) >= len(pairs) // 2, [(f.tokens, s.tokens) for f, s in pairs]
+    for f, s in pairs:
+        assert s.text == f.text[:len(s.text)]  # the same sample, cut short
+        if any(x in s.text for x in "eao"):
+            assert not s.truncated, s.text
+            first = min(s.text.index(x) for x in "eao" if x in s.text)
+            assert len(s.text) - first <= 12, s.text

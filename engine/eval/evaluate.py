@@ -478,7 +478,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: 
         new = seqs[:, enc["input_ids"].shape[1]:].cpu()
         if stop_strings:
             from engine.stopping import end_stopped_rows
-            end_stopped_rows(new, pad, sorted(eos_ids))
+            new = end_stopped_rows(new, pad, sorted(eos_ids), gen.max_new_tokens)
         for r, row in enumerate(new.tolist()):
             n_tok = next((j + 1 for j, t in enumerate(row) if t in eos_ids), None)
             truncated = n_tok is None

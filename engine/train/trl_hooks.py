@@ -126,7 +126,11 @@ class HookedGRPOTrainer(GRPOTrainer):
             else:
                 out = original(**kw)
             if self.stop_strings:
-                end_stopped_rows(out[:, kw["input_ids"].size(1):], self.pad_token_id, self.eos_token_ids)
+                n = kw["input_ids"].size(1)
+                ended = end_stopped_rows(out[:, n:], self.pad_token_id, self.eos_token_ids,
+                                         kw["generation_config"].max_new_tokens)
+                if ended.size(1) != out.size(1) - n:  # the row that stopped last got its end-of-turn column
+                    out = torch.cat([out[:, :n], ended], dim=1)
             return out
 
         model.generate = generate
