@@ -50,7 +50,8 @@ sys.path.insert(0, str(REPO))
 
 from engine.config import Config, PresetError, list_presets, load_config  # noqa: E402
 from engine.plan.memory import estimate, lookup_arch  # noqa: E402
-from engine.preflight import gpu_info, installed, missing_packages, problems  # noqa: E402
+from engine.gpu import visible_gpus  # noqa: E402
+from engine.preflight import installed, missing_packages, problems  # noqa: E402
 from rundir.layout import RunDir  # noqa: E402
 from rundir.phases import breakdown_text, sum_phases  # noqa: E402
 
@@ -366,13 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         gpus, gpu_gb, device_name, steps = 1, args.gpu_gb, "CPU (dry run)", 1
     else:
-        info = gpu_info()
+        info = visible_gpus()
         if info is None:
             print("error: no CUDA GPU visible; use --dry-run to exercise the script on a CPU", file=sys.stderr)
             return 2
-        gpus, gpu_gb = info
-        import torch
-        device_name, steps = torch.cuda.get_device_name(0), args.steps
+        gpus, gpu_gb, device_name, steps = info.count, info.total_gib, info.name, args.steps
     try:
         load_config("tiny", args.sets + args.ab)  # a misspelled or mistyped --set/--ab fails here, before any model
     except PresetError as e:

@@ -14,7 +14,6 @@ optimizer, DeepSpeed or flash-attention gets it or does not start.
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import os
 import urllib.error
@@ -24,9 +23,9 @@ from pathlib import Path
 from typing import Callable
 
 from engine.config import Config, PresetError
+from engine.gpu import Gpus, visible_gpus
 from rundir.layout import RunDir
 
-GiB = 2 ** 30
 HUB_TIMEOUT_S = 3.0
 VLLM_PIP = "pip install 'grpo-tui[vllm]'"
 QUANT_PIP = "pip install 'grpo-tui[quant]'"
@@ -67,42 +66,7 @@ def is_bnb_optimizer(optim: str) -> bool:
 
 # ------------------------------------------------------------------ GPU
 
-def gpu_info() -> tuple[int, float] | None:
-    """(number of visible GPUs, total GiB of the first), or None. NVML first: no CUDA context, fast."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            indices = list(range(count))
-            if visible is not None:
-                ids = [v.strip() for v in visible.split(",") if v.strip()]
-                if not all(v.isdigit() for v in ids):
-                    raise LookupError(visible)  # UUIDs: ask torch
-                indices = [int(v) for v in ids if int(v) < count]
-            if not indices:
-                return None
-            mem = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(indices[0])).total
-            return len(indices), mem / GiB
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no driver, no NVML library: see below
-        pass
-    if not glob.glob("/dev/nvidia[0-9]*") and not glob.glob("/dev/dxg"):
-        return None  # no NVIDIA device node: no CUDA GPU, and no need to import torch to learn that
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.device_count(), torch.cuda.get_device_properties(0).total_memory / GiB
-    except Exception:  # noqa: BLE001
-        pass
-    return None
-
-
-def check_gpu(cfg: Config, gpu: tuple[int, float] | None) -> list[Problem]:
+def check_gpu(cfg: Config, gpu: Gpus | None) -> list[Problem]:
     if cfg.preset.device != "gpu" or cfg.train.use_cpu:
         return []
     name = cfg.preset.name or Path(cfg.source).stem
@@ -111,7 +75,7 @@ def check_gpu(cfg: Config, gpu: tuple[int, float] | None) -> list[Problem]:
                         "(NVML/torch.cuda found no device). Run it on a GPU machine, pick a CPU preset "
                         "(--preset cpu-demo), or run this preset on the CPU anyway for a smoke test with "
                         "--device cpu (slow: real model sizes on a CPU).")]
-    count, total = gpu
+    count, total = gpu.count, gpu.total_gib
     out = []
     per_machine = cfg.distributed.num_processes // max(1, cfg.distributed.num_machines)
     if per_machine > count:
@@ -275,11 +239,11 @@ def check_sources(cfg: Config, run_root: Path | None = None,
 
 # ------------------------------------------------------------------ all
 
-def problems(cfg: Config, run_root: Path | None = None, *, gpu: tuple[int, float] | None | str = "detect",
+def problems(cfg: Config, run_root: Path | None = None, *, gpu: Gpus | None | str = "detect",
              find: Callable[[str], bool] | None = None,
              reach: Callable[[str, str], str | None] = hub_reachable) -> list[Problem]:
     if gpu == "detect":
-        gpu = None if cfg.train.use_cpu else gpu_info()
+        gpu = None if cfg.train.use_cpu else visible_gpus()
     # A GPU preset without a GPU is reported once, by check_gpu; any other preset then runs on the CPU.
     on_cpu = cfg.train.use_cpu or (gpu is None and cfg.preset.device != "gpu")
     return [*check_gpu(cfg, gpu), *check_packages(cfg, find, on_cpu), *check_sources(cfg, run_root, reach)]

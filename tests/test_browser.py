@@ -10,7 +10,7 @@ import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Input, Select, Static
 
-from rundir.rollouts import RolloutFilter, RolloutWriter, open_rollouts
+from rundir.rollouts import RolloutFilter, open_rollouts
 from test_rollouts import PROMPTS, group_for, write_run
 from tui.browser.app import BrowserApp, run_browser
 from tui.browser.screens.export import ExportDialog
@@ -169,7 +169,7 @@ async def test_prompt_history(tmp_path):
     write_run(d, steps=3, groups=4)  # groups 0 and 3 ask the same question
     app = BrowserApp(d, poll_s=0.1)
     async with app.run_test(size=SIZE) as pilot:
-        s = await opened(pilot)
+        await opened(pilot)
         await pilot.press("h")
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="history")
         h = app.screen

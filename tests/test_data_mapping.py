@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli, write_preset
 from engine.config import DataConfig, PresetError, PromptConfig
-from engine.data.loader import DataReport, drop_long_prompts, hub_records, load_rows, to_dataset
+from engine.data.loader import drop_long_prompts, hub_records, load_rows, to_dataset
 from engine.eval.evaluate import load_eval_data
 from engine.data.loader import FieldMap
 

@@ -3,7 +3,6 @@ only known types and states, docs/run-directory.md agrees with them, and the wri
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from pathlib import Path

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, REPO, run_cli
+from conftest import REPO
 from engine.config import load_config
 from engine.rewards import RewardSpecError, guard, resolve_reward
 from rundir.control import ensure_control_dir, send_command, take_commands

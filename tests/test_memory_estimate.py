@@ -16,6 +16,7 @@ import pytest
 
 from engine.plan import memory as me
 from engine.config import load_config
+from engine.gpu import visible_gpus
 from engine.plan.memory import GiB, KNOWN_ARCHS, choose_preset, estimate, fit_advice, lookup_arch
 from tui.console.presets import main as presets_main
 
@@ -256,9 +257,9 @@ def test_choose_preset_on_a_t4_depends_on_bitsandbytes(monkeypatch):
     assert choose_preset(6.0)[0] == "cpu-demo"
 
 
-def test_detect_gpu_shape():
-    found = me.detect_gpu()
-    assert found is None or (isinstance(found[0], str) and found[1] > 0)
+def test_visible_gpus_shape():
+    found = visible_gpus()
+    assert found is None or (found.count >= 1 and isinstance(found.name, str) and found.total_gib > 0)
 
 
 # ------------------------------------------------------------ the CLI

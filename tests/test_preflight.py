@@ -13,6 +13,7 @@ import pytest
 from engine import preflight
 from engine.config import PresetError, load_config
 from engine.plan import memory
+from engine.gpu import Gpus, visible_gpus
 from engine.preflight import check, check_gpu, check_packages, check_sources, is_bnb_optimizer, problems
 
 NOTHING = lambda module: False  # noqa: E731 - no optional package installed
@@ -31,16 +32,16 @@ def test_gpu_preset_without_gpu_names_device_and_the_cpu_way_out():
 
 
 def test_gpu_too_small_names_the_estimate_and_the_explain_command():
-    found = check_gpu(load_config("gpu80-qwen7b-r1-grpo"), (1, 24.0))
+    found = check_gpu(load_config("gpu80-qwen7b-r1-grpo"), Gpus(1, "A10G", 24.0))
     assert keys(found) == ["[preset] min_gpu_gb"]
     assert "grpo-tui presets --gpu-mem 24 --explain gpu80-qwen7b-r1-grpo" in found[0].message
-    assert check_gpu(load_config("gpu80-qwen7b-r1-grpo"), (1, 80.0)) == []
+    assert check_gpu(load_config("gpu80-qwen7b-r1-grpo"), Gpus(1, "H100", 80.0)) == []
 
 
 def test_too_few_gpus_for_the_processes():
-    found = check_gpu(load_config("gpu80x2-qwen7b-full-zero3"), (1, 80.0))
+    found = check_gpu(load_config("gpu80x2-qwen7b-full-zero3"), Gpus(1, "H100", 80.0))
     assert "[distributed] num_processes" in keys(found)
-    assert check_gpu(load_config("gpu80x2-qwen7b-full-zero3"), (2, 80.0)) == []
+    assert check_gpu(load_config("gpu80x2-qwen7b-full-zero3"), Gpus(2, "H100", 80.0)) == []
 
 
 def test_device_cpu_and_cpu_presets_skip_the_gpu_check():
@@ -198,7 +199,7 @@ def test_server_host_without_server_mode_is_refused():
         load_config("tiny", ["distributed.vllm_server_host=\"10.0.0.5\""])
 
 
-@pytest.mark.skipif(preflight.gpu_info() is not None, reason="this machine has a GPU")
+@pytest.mark.skipif(visible_gpus() is not None, reason="this machine has a GPU")
 def test_dashboard_shows_the_gpu_preflight_error_and_leaves_no_run_dir(tmp_path, monkeypatch):
     """The dashboard's PreflightError dialog carries the pre-flight message; nothing is written."""
     import asyncio

@@ -29,7 +29,8 @@ import pytest
 from conftest import REPO, run_cli
 from engine.config import list_presets, load_config
 from engine.plan.memory import lookup_arch
-from engine.preflight import Problem, gpu_info, problems
+from engine.gpu import visible_gpus
+from engine.preflight import Problem, problems
 
 PRESETS = list_presets()
 OFFLINE_MODELS = ("smollm2-135m-instruct", "tiny-random")
@@ -204,7 +205,7 @@ def test_cuda_parts_stop_in_preflight(preset, smoke_env, tmp_path):
     assert took < 5, took  # pre-flight imports neither torch nor TRL (measured 0.2 s)
 
 
-@pytest.mark.skipif(gpu_info() is not None, reason="this machine has a GPU")
+@pytest.mark.skipif(visible_gpus() is not None, reason="this machine has a GPU")
 def test_gpu_preset_without_gpu_exits_2_fast(tmp_path):
     run_dir = tmp_path / "run"
     t0 = time.time()

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
-import pytest
 
 from conftest_tui import (ROOT, SyntheticRun, control_commands, engine_env, synthetic_run, tiny_run,  # noqa: F401
                           wait_for, write_synthetic_run)

@@ -31,9 +31,10 @@ SUBCOMMANDS = ("attach", "stop", "browse", "compare", "presets", "rewards", "eva
 
 def _default_preset() -> tuple[str, str]:
     """Best shipped preset for the detected GPU whose optional packages are installed, cpu-demo without one."""
-    from engine.plan.memory import choose_preset, detect_gpu
-    gpu = detect_gpu()
-    return choose_preset(gpu[1] if gpu else None)
+    from engine.gpu import visible_gpus
+    from engine.plan.memory import choose_preset
+    gpu = visible_gpus()
+    return choose_preset(gpu.total_gib if gpu else None)
 
 
 def train_parser() -> argparse.ArgumentParser:

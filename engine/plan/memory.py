@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -575,41 +574,7 @@ def fit_advice(cfg: Config, gpu_gb: float, **kw: Any) -> list[str]:
     return lines
 
 
-# ------------------------------------------------------------ GPU detection and choice
-
-def detect_gpu() -> tuple[str, float] | None:
-    """(name, total GiB) of the first visible CUDA GPU, via NVML or torch.cuda; None without one."""
-    try:
-        import pynvml  # nvidia-ml-py: no CUDA context, fast
-
-        pynvml.nvmlInit()
-        try:
-            if pynvml.nvmlDeviceGetCount() > 0:
-                index = 0
-                visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-                if visible is not None:
-                    first = visible.split(",")[0].strip()
-                    if not first.isdigit():  # empty (no GPU allowed) or a UUID: ask torch
-                        raise LookupError(first)
-                    index = int(first)
-                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-                name = pynvml.nvmlDeviceGetName(handle)
-                name = name.decode() if isinstance(name, bytes) else name
-                return name, pynvml.nvmlDeviceGetMemoryInfo(handle).total / GiB
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no NVML library, no permission: try torch
-        pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            props = torch.cuda.get_device_properties(0)
-            return props.name, props.total_memory / GiB
-    except Exception:
-        pass
-    return None
-
+# ------------------------------------------------------------ preset choice
 
 def choose_preset(gpu_total_gb: float | None) -> tuple[str, str]:
     """(preset name, reason): the most capable shipped preset that fits the GPU; the CPU demo without one."""

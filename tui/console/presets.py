@@ -19,7 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.config import SECTIONS, PresetError, describe_all_fields, list_presets, load_config
-from engine.plan.memory import (HEADROOM, Estimate, detect_gpu, estimate, fit_advice, method_of)
+from engine.gpu import visible_gpus
+from engine.plan.memory import HEADROOM, Estimate, estimate, fit_advice, method_of
 
 
 def _short_model(name: str) -> str:
@@ -146,9 +147,9 @@ def main(argv: list[str]) -> int:
     if gpu_gb is not None and gpu_gb <= 0:
         parser.error("--gpu-mem must be positive")
     if gpu_gb is None:
-        detected = detect_gpu()
+        detected = visible_gpus()
         if detected:
-            gpu_name, gpu_gb = detected
+            gpu_name, gpu_gb = detected.name, detected.total_gib
     if args.explain:
         return explain(args.explain, gpu_gb, console)
     rows: list[tuple[str, object]] = []
