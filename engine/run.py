@@ -30,8 +30,9 @@ from engine.config import Config, PresetError, load_config, load_resolved
 from rundir.control import ensure_control_dir
 from rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, GrpoTuiError
 from rundir.layout import (GROUP_ACCESS_ENV, LOCK_FD_ENV, LOCK_HOLDER_ENV, RESTART_PREFIX, RunDir, RunLock,
-                           UnsafeRunDir, check_run_dir, checkpoint_unfinished, find_checkpoints, make_private_dir,
-                           open_private, replace_private, set_aside_for_restart, trusted_file_problem, write_private)
+                           UnsafeRunDir, check_run_dir, checkpoint_step, checkpoint_unfinished, find_checkpoints,
+                           make_private_dir, open_private, replace_private, set_aside_for_restart,
+                           trusted_file_problem, write_private)
 
 # Set by the launcher: the temporary file that holds the engine's output until engine.log exists.
 PREFLIGHT_LOG_ENV = "GRPO_TUI_PREFLIGHT_LOG"
@@ -267,7 +268,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
     """One training run: (exit code, the preset a switch_preset command asked to continue under, or None)."""
     import torch
     from engine.data.loader import drop_long_prompts, load_rows, prompt_token_limit, to_dataset
-    from rundir.events import EventWriter
+    from rundir.events import EventWriter, read_events
     from engine.models import load_model, lora_config, pick_device, pick_threads
     from rundir.rollouts import RolloutWriter
     from engine.train.telemetry import MemoryProbe
@@ -386,6 +387,9 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         from rundir.health import HealthMonitor
         callback.health = HealthMonitor(max_completion_length=cfg.train.max_completion_length,
                                         dynamic_sampling=cfg.curriculum.dynamic_sampling)
+        if checkpoint and main_rank:  # the rules see the steps before the checkpoint too, not a fresh run
+            for h in callback.health.resume(read_events(run.events), checkpoint_step(checkpoint) or 0):
+                events.emit("health", **h)
         callback.config_path = run.config if main_rank else None
         watcher.check_set = callback.check_set
         trainer.add_callback(callback)
@@ -396,6 +400,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         trainer.remove_callback(PrinterCallback)  # our one-line step report replaces its dict dumps
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         step = trainer.state.global_step
+        watcher.close()  # a command that came too late is answered before run_end, the log's last event
         if cfg.train.share_prompt_prefix:
             c = trainer.shared_prefix_counts
             print(f"share_prompt_prefix: {c['scoring']} scoring passes and {c['generation']} generations ran on "
@@ -414,6 +419,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         tb = traceback.format_exc()
         message = describe_failure(e, run)
         _quietly(print, tb, file=sys.stderr, flush=True)
+        _quietly(watcher.close, "the run failed before its next step boundary")
         # each event is written whole or not at all; on a full disk the short form may still fit
         if not _quietly(events.emit, "error", message=message, traceback=tb[-TRACEBACK_CHARS:]):
             _quietly(events.emit, "error", message=message, traceback="")

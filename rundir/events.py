@@ -395,6 +395,10 @@ class HealthEvent:
     record every UI displays: the dashboard's health panel, the headless printer
     and its run summary read these events and judge nothing themselves.
     `rundir.health.check_run(events)` gives the events a recorded run would get.
+    A resumed engine's rules first read the recorded steps up to its checkpoint,
+    so they judge the whole run; it writes `ok` at the checkpoint's step for a
+    warning raised in the steps it rewinds, and `warn` again for one that fired
+    at the checkpoint and cleared after it.
 
     The rules and their thresholds (`rundir.health.Thresholds`):
 

@@ -303,6 +303,22 @@ class HealthMonitor:
     def extend(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         return [h for ev in events for h in self.add(ev)]
 
+    def resume(self, recorded: list[dict[str, Any]], checkpoint_step: int) -> list[dict[str, Any]]:
+        """A resumed engine's monitor: the recorded history up to its checkpoint, so the rules see the whole run.
+
+        The recorded steps are fed without writing anything (their health events are in the log). Returns what the
+        log must gain to agree: "ok" for a warning raised in the steps after the checkpoint, which the resumed
+        engine rewinds, and "warn" again for a rule that fires at the checkpoint but was cleared after it.
+        """
+        upto = [ev for ev in recorded if ev.get("type") in ("step", "reward_failure")
+                and isinstance(ev.get("step"), int) and ev["step"] <= checkpoint_step]
+        self.extend(upto)
+        logged = active_warnings(recorded)
+        out = [{"step": checkpoint_step, "rule": rule, "status": "ok", "value": None, "threshold": None,
+                "diagnosis": f"the run resumed from its step-{checkpoint_step} checkpoint, before this warning",
+                "fix": ""} for rule in logged if rule not in self.active]
+        return out + [dict(ev, step=checkpoint_step) for rule, ev in self.active.items() if rule not in logged]
+
 
 def check_run(events: Iterable[dict[str, Any]], thresholds: Thresholds = DEFAULT) -> list[dict[str, Any]]:
     """The health events a recorded run would get (for runs recorded before health checks, and for tests)."""

@@ -183,3 +183,31 @@ def test_sft_stage_shares_the_state_machine_and_holds_grpo_commands_in_order():
     t.join(30)
     assert not t.is_alive() and control.should_training_stop and cb.stopped
     assert [c["id"] for c in watcher.drain()] == ["e", "g"]
+
+
+def test_a_command_accepted_after_the_last_boundary_is_answered_when_the_run_ends():
+    """A `set` sent during the last step (or a pause after it) is accepted, then no boundary comes: closing the
+    watcher rejects it with the reason, so no UI waits on it forever."""
+    from engine.train.commands import CommandWatcher
+
+    log = []
+
+    class Events:
+        def emit(self, type, **f):
+            log.append((type, f.get("id"), f.get("command"), f.get("status"), f.get("detail")))
+
+        def state(self, state, **f):
+            log.append(("state", None, None, state, None))
+
+    watcher = CommandWatcher(Path("/nonexistent"), Events())
+    watcher.check_set = lambda args: args
+    watcher.start()
+    watcher.submit({"id": "k", "command": "set", "args": {"temperature": 0.5}})
+    watcher.submit({"id": "p", "command": "pause"})
+    assert ("command", "k", "set", "accepted", None) in log and ("command", "p", "pause", "accepted", None) in log
+    watcher.close()
+    assert not watcher.is_alive()
+    assert [e[1:4] for e in log if e[3] == "rejected"] == [("k", "set", "rejected"), ("p", "pause", "rejected")]
+    assert all("ended before its next step boundary" in e[4] for e in log if e[3] == "rejected")
+    watcher.close()  # a second close answers nothing twice
+    assert len([e for e in log if e[3] == "rejected"]) == 2

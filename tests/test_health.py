@@ -129,3 +129,42 @@ def test_every_rule_is_tested_and_a_resumed_run_rewinds() -> None:
     assert mon.h.steps == [1, 2, 3]
     line = warning_line({"rule": "truncation", "diagnosis": "d", "fix": "f"})
     assert line == "truncation: d -> f"
+
+
+def _recorded(n: int, vary: Any) -> list[dict[str, Any]]:
+    """A recorded log: steps 1..n with the health events the engine wrote after each."""
+    evs = run(n, vary)
+    mon = HealthMonitor.for_run_start(evs[0])
+    out = []
+    for ev in evs:
+        out.append(ev)
+        out += [dict(h, type="health") for h in mon.add(ev)]
+    return out
+
+
+def test_a_resumed_monitor_sees_the_steps_before_its_checkpoint() -> None:
+    zero = lambda s: {"frac_reward_zero_std": 0.9 if s >= 4 else 0.1}  # fires at step 8, after 5 such steps
+    log = _recorded(6, zero)
+    fresh, resumed = HealthMonitor(), HealthMonitor()
+    assert resumed.resume(log, checkpoint_step=6) == []  # nothing fired yet, nothing to mend
+    after = [{"type": "step", "step": s, "metrics": dict(BASE, **zero(s))} for s in (7, 8)]
+    assert [h["rule"] for h in resumed.extend(after)] == ["zero_std"]  # steps 4-8 in a row
+    assert fresh.extend(after) == []  # a monitor that started at step 7 has seen two such steps
+
+
+def test_resume_clears_a_warning_from_the_rewound_steps_and_restores_one_cleared_there() -> None:
+    late = _recorded(12, lambda s: {"frac_reward_zero_std": 0.9 if s >= 5 else 0.1})  # warns at step 9
+    assert [(h["step"], h["status"]) for h in late if h["type"] == "health"] == [(9, "warn")]
+    out = HealthMonitor().resume(late, checkpoint_step=6)  # the resumed engine redoes steps 7-12
+    assert [(h["rule"], h["status"], h["step"]) for h in out] == [("zero_std", "ok", 6)]
+    assert "resumed" in out[0]["diagnosis"]
+
+    cleared = _recorded(16, lambda s: {"frac_reward_zero_std": 0.9 if s <= 6 else 0.1})  # warns at 5, ok at 11
+    assert [(h["step"], h["status"]) for h in cleared if h["type"] == "health"] == [(5, "warn"), (11, "ok")]
+    mon = HealthMonitor()
+    out = mon.resume(cleared, checkpoint_step=6)  # at step 6 it was firing: the log must say so again
+    assert [(h["rule"], h["status"], h["step"]) for h in out] == [("zero_std", "warn", 6)]
+    assert set(mon.active) == {"zero_std"}
+    # in agreement already: nothing to write
+    assert HealthMonitor().resume(cleared, checkpoint_step=12) == []
+    assert HealthMonitor().resume(late, checkpoint_step=12) == []

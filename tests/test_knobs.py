@@ -18,6 +18,7 @@ import pytest
 
 from rundir.control import send_command
 from rundir.events import EventTail, read_events
+from rundir.health import active_warnings
 from rundir.knobs import KnobError, describe_change, validate_knobs
 from rundir.layout import RunDir
 from tui.launcher import launch_engine
@@ -112,7 +113,7 @@ def test_engine_writes_health_events_when_rules_fire(steered_run: Path) -> None:
 
 def test_resume_keeps_the_live_knobs(steered_run: Path) -> None:
     from conftest import run_cli
-    proc = run_cli(["-m", "engine", "train", "--run-dir", str(steered_run), "--resume", "--max-steps", "8"],
+    proc = run_cli(["-m", "engine", "train", "--run-dir", str(steered_run), "--resume", "--max-steps", "10"],
                    timeout=400)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     events = read_events(RunDir(steered_run).events)
@@ -120,4 +121,9 @@ def test_resume_keeps_the_live_knobs(steered_run: Path) -> None:
     assert start["resumed"] and start["config"]["train"]["temperature"] == 0.7
     assert start["reward_weights"]["correctness"] == 2.0
     last = [e for e in events if e["type"] == "step"][-1]
-    assert last["step"] == 8 and last["metrics"]["learning_rate"] == pytest.approx(3e-3)
+    assert last["step"] == 10 and last["metrics"]["learning_rate"] == pytest.approx(3e-3)
+    # the resumed engine's health rules see the steps before its checkpoint: the warnings raised there still stand,
+    # so three more truncated steps do not raise them a second time
+    resumed = max(i for i, e in enumerate(events) if e["type"] == "run_start")
+    assert [e for e in events[resumed:] if e["type"] == "health"] == []
+    assert {"zero_std", "truncation"} <= set(active_warnings(events))

@@ -47,11 +47,11 @@ class CommandWatcher(threading.Thread):
         # live knobs: check_set(args) -> cleaned values, or raises KnobError; set once the GRPO trainer exists
         # (EngineCallback.check_set). Until then `set` is refused.
         self.check_set: Callable[[dict], dict] | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # not `_stop`: threading.Thread.join calls its own _stop()
         self.paused = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._halt.wait(0.2):
             self.poll()
 
     def poll(self) -> None:
@@ -105,7 +105,16 @@ class CommandWatcher(threading.Thread):
                 return out
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
+
+    def close(self, why: str = "the run ended before its next step boundary") -> None:
+        """Stop polling and answer every command accepted but not acted on: none is left pending forever (a `set`
+        sent during the last step, a pause after it). Commands still in control/ stay there for a resumed run."""
+        self.stop()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(timeout=2.0)  # a poll in progress may still accept one
+        for cmd in self.drain():
+            self.events.emit("command", id=cmd.get("id"), command=cmd.get("command"), status="rejected", detail=why)
 
 
 class StepCommands:
