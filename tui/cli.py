@@ -2,7 +2,8 @@
 
     grpo-tui [--preset P] [--run-dir D] [--max-steps N] [--set K=V ...] [--no-ui]
     grpo-tui attach RUN_DIR [--no-ui]
-    grpo-tui stop RUN_DIR
+    grpo-tui stop|pause|resume|checkpoint RUN_DIR [--wait]
+    grpo-tui set RUN_DIR KEY=VALUE... [--wait]      (learning_rate, temperature, top_p, beta, reward_weights.NAME)
     grpo-tui browse [RUN_DIR]
     grpo-tui compare RUN_DIR RUN_DIR... [--no-ui]
     grpo-tui presets [--gpu-mem GB] [--explain NAME] [--fields [SECTION]]
@@ -23,10 +24,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from tui.launcher import default_run_dir
 
-SUBCOMMANDS = ("attach", "stop", "browse", "compare", "presets", "rewards", "eval", "export")
+CONTROL = ("stop", "pause", "resume", "checkpoint", "set")
+SUBCOMMANDS = ("attach", *CONTROL, "browse", "compare", "presets", "rewards", "eval", "export")
 
 
 def _default_preset() -> tuple[str, str]:
@@ -40,7 +43,8 @@ def _default_preset() -> tuple[str, str]:
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="grpo-tui", description="Watch and steer GRPO training of language models on math.",
-        epilog="other commands: grpo-tui attach RUN_DIR | stop RUN_DIR | browse [RUN_DIR] | compare RUN_DIR... | presets [--gpu-mem GB] | "
+        epilog="other commands: grpo-tui attach RUN_DIR | stop|pause|resume|checkpoint RUN_DIR | "
+               "set RUN_DIR KEY=VALUE... | browse [RUN_DIR] | compare RUN_DIR... | presets [--gpu-mem GB] | "
                "rewards --answer GOLD [--completion FILE|-] | eval --model M --dataset D | "
                "export RUN_DIR[@STEP] --out DIR")
     p.add_argument("--preset", help="preset name (see `grpo-tui presets`) or a .toml path; "
@@ -106,22 +110,11 @@ def cmd_attach(argv: list[str]) -> int:
     return run_dashboard(None, args.run_dir, attach=True)
 
 
-def cmd_stop(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="grpo-tui stop",
-                                description="ask a run's engine to stop (it finishes the step and writes a checkpoint)")
-    p.add_argument("run_dir", type=Path)
-    args = p.parse_args(argv)
-    from rundir.control import send_command
-    from rundir.layout import RunDir
-    run = RunDir(args.run_dir)
-    pid = run.engine_pid()
-    if not run.exists() or pid is None:
-        print(f"error: no engine is running in {args.run_dir}", file=sys.stderr)
-        return 2
-    send_command(run.control, "stop")
-    print(f"asked engine pid {pid} to stop; it finishes the step and writes a checkpoint "
-          f"(watch it with: grpo-tui attach {args.run_dir})")
-    return 0
+def cmd_control(command: str) -> Callable[[list[str]], int]:
+    def run(argv: list[str]) -> int:
+        from tui.console.control import main
+        return main(command, argv)
+    return run
 
 
 def cmd_browse(argv: list[str]) -> int:
@@ -203,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] in SUBCOMMANDS:
-        return {"attach": cmd_attach, "stop": cmd_stop, "browse": cmd_browse, "compare": cmd_compare, "presets": cmd_presets,
-                "rewards": cmd_rewards, "eval": cmd_eval, "export": cmd_export}[argv[0]](argv[1:])
+        return {"attach": cmd_attach, **{c: cmd_control(c) for c in CONTROL}, "browse": cmd_browse,
+                "compare": cmd_compare, "presets": cmd_presets, "rewards": cmd_rewards, "eval": cmd_eval,
+                "export": cmd_export}[argv[0]](argv[1:])
     if argv and not argv[0].startswith("-"):  # training takes no positional argument: a mistyped command
         import difflib
         close = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.6)
