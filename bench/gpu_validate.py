@@ -23,9 +23,12 @@ engine/plan/memory.py) and whose optional packages are installed, it:
 
 `--set KEY=VALUE` (repeatable) adds an override to every preset's run, e.g. `--set
 train.share_prompt_prefix=true`; the table's title names them. `--ab KEY=VALUE` runs each preset
-twice on the same model, without and with the override, and prints the step-time ratio:
+twice on the same model, without and with the override, and prints the step-time and peak-memory
+ratios; `--ab-env NAME=VALUE` does the same for an environment variable of the engine (the
+allocator's share of the NVML peak, say):
 
     python bench/gpu_validate.py --presets gpu24-qwen05b-g16 --ab train.share_prompt_prefix=true --no-gen-bench
+    python bench/gpu_validate.py --presets gpu80-qwen7b-lora --ab-env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 
 Presets run smallest estimate first; a run that would start after --budget-min minutes is listed as
 not run. --dry-run does the same on the CPU with 2-layer models of each architecture, one step,
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -49,8 +53,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.config import Config, PresetError, list_presets, load_config  # noqa: E402
-from engine.plan.memory import estimate, lookup_arch  # noqa: E402
 from engine.gpu import visible_gpus  # noqa: E402
+from engine.plan.memory import estimate, lookup_arch  # noqa: E402
 from engine.preflight import installed, missing_packages, problems  # noqa: E402
 from rundir.layout import RunDir  # noqa: E402
 from rundir.phases import breakdown_text, sum_phases  # noqa: E402
@@ -170,7 +174,8 @@ class NvmlPeak(threading.Thread):
         return self.peak
 
 
-def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: float, res: Result) -> None:
+def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: float, res: Result,
+               env: dict[str, str] | None = None) -> None:
     argv = [sys.executable, "-m", "engine", "train", "--preset", name, "--run-dir", str(run_dir)]
     if dry:
         argv += ["--device", "cpu"]
@@ -180,7 +185,8 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
     nvml.start()
     t0 = time.time()
     try:
-        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=max(30.0, timeout))
+        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=max(30.0, timeout),
+                              env=dict(os.environ, **(env or {})))
         code, tail = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
         # TimeoutExpired carries bytes whatever text= says
@@ -260,7 +266,8 @@ print(n / (time.time() - t0))
 
 
 def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res: Result, args: argparse.Namespace,
-            train_file: Path, steps: int, gpu_gb: float, deadline: float, gen_bench: bool) -> None:
+            train_file: Path, steps: int, gpu_gb: float, deadline: float, gen_bench: bool,
+            env: dict[str, str] | None = None) -> None:
     """One engine run of preset `name` (plus its generation benchmark when asked), filling `res`."""
     sets = run_overrides(cfg, model_dir, train_file, steps, args.dry_run) + extra_sets
     try:
@@ -275,7 +282,7 @@ def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res:
     work = args.work_dir.resolve()
     run_dir = work / "runs" / f"{name}-{int(time.time())}"
     print(f"{res.preset}: {steps} step(s), generation with {res.generation}", flush=True)
-    run_engine(name, sets, run_dir, args.dry_run, deadline - time.time(), res)
+    run_engine(name, sets, run_dir, args.dry_run, deadline - time.time(), res, env)
     t = run_cfg.train
     gen_batch = t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps)
     n_seq, n_tok = (min(gen_batch, 4), 8) if args.dry_run else (gen_batch, t.max_completion_length)
@@ -347,10 +354,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="override for every preset's run, e.g. train.share_prompt_prefix=true (repeatable)")
     p.add_argument("--ab", action="append", default=[], metavar="KEY=VALUE",
                    help="run each preset twice, without and with this override (repeatable: applied together), "
-                        "and print the step-time ratio")
+                        "and print the step-time and memory ratios")
+    p.add_argument("--ab-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="like --ab, for an environment variable of the engine, e.g. "
+                        "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (with --ab: applied together)")
     p.add_argument("--no-gen-bench", action="store_true",
                    help="skip the separate generation benchmark (the engine's own generation tok/s is still shown)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for pair in args.ab_env:
+        name, sep, _ = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            p.error(f"--ab-env {pair!r}: expected NAME=VALUE")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,11 +403,13 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir.resolve()
     (work / "runs").mkdir(parents=True, exist_ok=True)
     models: dict[str, Path] = {}
-    variants = [("", [])] + ([(" + " + " ".join(args.ab), args.ab)] if args.ab else [])
+    b_env = dict(pair.split("=", 1) for pair in args.ab_env)
+    variants = [("", [], {})] + ([(" + " + " ".join(args.ab + args.ab_env), args.ab, b_env)]
+                                 if args.ab or b_env else [])
     ratios: list[str] = []
     for name, cfg in chosen:
         pair: list[Result] = []
-        for label, extra in variants:
+        for label, extra, env in variants:
             res = Result(name + label)
             results.append(res)
             pair.append(res)
@@ -402,10 +419,16 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.model.name not in models:
                 models[cfg.model.name] = build_model(cfg.model.name, work, args.dry_run)
             measure(name, cfg, models[cfg.model.name], args.sets + extra, res, args, train_file, steps, gpu_gb,
-                    deadline, gen_bench=not args.no_gen_bench and not extra)
+                    deadline, gen_bench=not args.no_gen_bench and not label, env=env)
         if len(pair) == 2 and pair[0].step_s and pair[1].step_s:
-            ratios.append(f"- `{name}`: step time{pair[1].preset[len(name):]} / without = "
-                          f"{pair[1].step_s / pair[0].step_s:.2f} ({fmt(pair[1].step_s, 2)} s vs {fmt(pair[0].step_s, 2)} s)")
+            a, b = pair
+            line = (f"- `{name}`: step time{b.preset[len(name):]} / without = {b.step_s / a.step_s:.2f} "
+                    f"({fmt(b.step_s, 2)} s vs {fmt(a.step_s, 2)} s)")
+            for what, x, y in (("torch peak", b.torch_peak_gb, a.torch_peak_gb),
+                               ("NVML peak", b.nvml_peak_gb, a.nvml_peak_gb)):
+                if x and y:
+                    line += f"; {what} {x / y:.2f} ({fmt(x)} GB vs {fmt(y)} GB)"
+            ratios.append(line)
     text = table(results, device_name + (f", with {' '.join(args.sets)}" if args.sets else ""), gpu_gb, steps)
     if ratios:
         text += "\nSide by side, same model and machine, one after the other:\n" + "\n".join(ratios) + "\n"
