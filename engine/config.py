@@ -415,11 +415,13 @@ def _trl_value(section: str, key: str, value: Any, where: str, own: list[str]) -
     if key in ENGINE_OWNED[section]:
         raise PresetError(f"{where}: [{section}] {key} is set by the engine: {ENGINE_OWNED[section][key]}.")
     cls = TRL_PASSTHROUGH[section]
-    known = trl_fields(section)
-    if key not in known:
-        raise _unknown(f"{where} [{section}]", key, own + list(known),
+    from engine.trl_source import config_field_names
+    # read from trl's sources: a misspelled key is refused without importing trl, which takes seconds
+    names = config_field_names(cls) or trl_fields(section)
+    if key not in names:
+        raise _unknown(f"{where} [{section}]", key, own + sorted(names),
                        f"the project's fields and every field of trl.{cls} (list them: grpo-tui presets --fields {section})")
-    tp, f = known[key]
+    tp, f = trl_fields(section)[key]
     ok, coerced = _coerce(value, tp)
     if not ok:
         help_ = " ".join(str(f.metadata.get("help", "")).split())[:200]

@@ -63,6 +63,22 @@ def test_plain_preset_load_does_not_import_trl():
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
 
 
+def test_misspelled_trl_key_is_refused_without_importing_trl():
+    # the field names come from trl's sources (engine/trl_source.py): a typo costs no trl import
+    proc = run_cli(["-c", "import sys; from engine.config import load_config\n"
+                          "try: load_config('tiny', ['train.importance_samplng_level=\"sequence\"'])\n"
+                          "except Exception as e: print(type(e).__name__, 'trl' in sys.modules, 'torch' in sys.modules)"],
+                   timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "PresetError False False", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("cls", ["GRPOConfig", "SFTConfig"])
+def test_field_names_read_from_the_sources_match_the_classes(cls):
+    import trl
+    from engine.trl_source import config_field_names
+    assert config_field_names(cls) == {f.name for f in dataclasses.fields(getattr(trl, cls)) if f.init}
+
+
 def test_fields_listing_names_the_origin():
     rows = describe_all_fields("train")
     origin = {key: o for key, _t, _d, _h, o in rows}

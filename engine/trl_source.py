@@ -1,0 +1,99 @@
+"""The field names of TRL's GRPOConfig / SFTConfig, read from the installed sources without importing them.
+
+Importing trl takes seconds (it pulls in transformers and torch), and the one question a preset with a misspelled
+[train] key asks is "is this a field at all?". The answer is in the source: each config is a dataclass whose
+fields are annotated assignments in the class bodies of GRPOConfig -> trl's _BaseConfig -> transformers'
+TrainingArguments. This module follows that chain with `ast`; anything it does not recognise (a base class it
+can't find, a file that moved) gives None, and the caller imports trl as before. tests/test_config.py checks that
+the names equal `dataclasses.fields` of the installed classes.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.util
+from pathlib import Path
+
+# a base class imported from a package's __init__ (a lazy re-export) -> the file that defines it
+REEXPORTS = {("transformers", "TrainingArguments"): "training_args.py"}
+
+
+def _package_dir(name: str) -> Path | None:
+    """A top-level package's directory, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    locations = spec.submodule_search_locations if spec else None
+    return Path(list(locations)[0]) if locations else None
+
+
+def _init_fields(cls: ast.ClassDef) -> set[str]:
+    """Annotated assignments of a dataclass body, less ClassVars and `field(init=False)`."""
+    names = set()
+    for node in cls.body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        if "ClassVar" in ast.unparse(node.annotation):
+            continue
+        value = node.value
+        if isinstance(value, ast.Call) and any(k.arg == "init" and isinstance(k.value, ast.Constant)
+                                               and k.value.value is False for k in value.keywords):
+            continue
+        names.add(node.target.id)
+    return names
+
+
+def _base_file(tree: ast.Module, here: Path, base: str) -> Path | None:
+    """The file defining `base`, from the `from X import base` of the module at `here`."""
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and any(a.name == base and a.asname is None for a in node.names):
+            if node.level:  # relative: from .base_config import _BaseConfig
+                pkg = here.parent
+                for _ in range(node.level - 1):
+                    pkg = pkg.parent
+                parts = (node.module or "").split(".") if node.module else []
+                return pkg.joinpath(*parts).with_suffix(".py") if parts else None
+            module = node.module or ""
+            top = _package_dir(module.split(".")[0])
+            if top is None:
+                return None
+            if (module, base) in REEXPORTS:
+                return top / REEXPORTS[(module, base)]
+            rest = module.split(".")[1:]
+            return top.joinpath(*rest).with_suffix(".py") if rest else None
+    return None
+
+
+def _fields(path: Path, cls_name: str, depth: int = 0) -> set[str] | None:
+    if depth > 6 or not path.is_file():
+        return None
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name), None)
+    if cls is None:
+        return None
+    names = _init_fields(cls)
+    for base in cls.bases:
+        if not isinstance(base, ast.Name):
+            return None  # a base we can't follow: let the caller import
+        found = _base_file(tree, path, base.id)
+        inherited = _fields(found, base.id, depth + 1) if found else None
+        if inherited is None:
+            return None
+        names |= inherited
+    return names
+
+
+@functools.cache
+def config_field_names(cls_name: str) -> frozenset[str] | None:
+    """Init field names of trl.<cls_name> (GRPOConfig, SFTConfig) from the installed sources; None if unsure."""
+    trl = _package_dir("trl")
+    if trl is None:
+        return None
+    module = {"GRPOConfig": "grpo_config.py", "SFTConfig": "sft_config.py"}.get(cls_name)
+    found = _fields(trl / "trainer" / module, cls_name) if module else None
+    return frozenset(found) if found else None
