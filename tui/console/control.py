@@ -94,7 +94,11 @@ def main(command: str, argv: list[str]) -> int:
             print(f"error: grpo-tui set: {e}", file=sys.stderr)
             return EXIT_USAGE
     offset = run.events.stat().st_size if run.events.exists() else 0
-    cid = send_command(run.control, command, **body)
+    try:
+        cid = send_command(run.control, command, **body)
+    except OSError as e:  # not this user's run, or no control/ directory
+        print(f"error: can't send {command} to {run.control}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
     ack = _wait_for(run.events, offset, cid, {"accepted", "rejected", "done"}, args.timeout)
     if ack is None:
         print(f"no answer from engine pid {pid} within {args.timeout:g} s; the command stays queued in "
