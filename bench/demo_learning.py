@@ -5,7 +5,9 @@ per run: wall minutes, the first step at which the reward of the last fifth of
 the steps so far beats the first fifth by more than 2 standard errors (and the
 minutes to it), the same test over the whole run, the step-time breakdown from
 `phase_s`, and greedy held-out accuracy before and after (the run's in-run
-`eval` events) with Wilson 95% intervals. `--baseline` also runs the previous
+`eval` events) with Wilson 95% intervals, and those evals' items counted by the
+problem's operation (add, sub, mul, div): which kinds the run learned and which
+it unlearned. `--baseline` also runs the previous
 cpu-demo settings (every prompt encoded G times; no stop string; auto threads
 from the 1-minute load average instead of the cores idle now) for as many steps,
 with the same evals, interleaved seed by seed with the new ones, so the ratio
@@ -21,6 +23,7 @@ bench's own held-out evals (2-3 minutes each for 100 problems).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -33,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine.data.synthetic import operations  # noqa: E402
 from engine.eval.evaluate import wilson  # noqa: E402
 from rundir.events import read_events  # noqa: E402
 from rundir.layout import RunDir  # noqa: E402
@@ -87,6 +91,7 @@ class RunReport:
     acc_before: tuple[int, int] | None = None  # (correct, n) of the first eval event
     acc_after: tuple[int, int] | None = None
     acc_steps: tuple[int, int] | None = None
+    by_operation: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # op -> (before, after, n) correct
 
 
 def analyze(run_dir: Path, launched_t: float | None = None, first_steps: int | None = None) -> RunReport:
@@ -140,7 +145,25 @@ def analyze(run_dir: Path, launched_t: float | None = None, first_steps: int | N
         if len(evals) > 1:  # the eval before training is no "after"
             r.acc_after = (int(evals[-1]["correct"]), int(evals[-1]["n"]))
             r.acc_steps = (int(evals[0].get("step", 0)), int(evals[-1].get("step", 0)))
+            r.by_operation = by_operation(RunDir(run_dir).root, *r.acc_steps)
     return r
+
+
+def by_operation(root: Path, before: int, after: int) -> dict[str, tuple[int, int, int]]:
+    """Operation of a synthetic problem -> (correct before, correct after, problems), from the evals' item files:
+    which kinds of problem the run learned, and which it unlearned (a policy that adds whatever the question)."""
+    def items(step: int) -> dict[str, tuple[str, bool]]:
+        path = root / "eval" / f"step-{step}.jsonl"
+        rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+        return {str(r.get("id")): ("+".join(operations(str(r.get("question", "")))) or "other", bool(r.get("correct")))
+                for r in rows}
+    first, last = items(before), items(after)
+    out: dict[str, list[int]] = {}
+    for key, (op, ok) in first.items():
+        if key in last:
+            c = out.setdefault(op, [0, 0, 0])
+            c[0], c[1], c[2] = c[0] + ok, c[1] + last[key][1], c[2] + 1
+    return {op: (a, b, n) for op, (a, b, n) in sorted(out.items(), key=lambda kv: -kv[1][2])}
 
 
 def startup_text(events: list[dict[str, Any]], launched_t: float | None, eval_s: float = 0.0) -> str:
@@ -194,6 +217,9 @@ def report_lines(reports: list[RunReport]) -> list[str]:
             rows.append((f"  {LABELS[name]} share", [f"{100 * r.phase_share.get(name, 0):.0f}%" for r in reports]))
     rows.append(("held-out greedy accuracy before", [_acc(r.acc_before) for r in reports]))
     rows.append(("held-out greedy accuracy after", [_acc(r.acc_after) for r in reports]))
+    rows.append(("  correct by operation, before -> after", [", ".join(f"{op} {a}->{b}/{n}" for op, (a, b, n)
+                                                                      in r.by_operation.items()) or "-"
+                                                            for r in reports]))
     width = max(len(n) for n, _ in rows)
     cols = [max(len(r.name), *(len(v[i]) for _, v in rows)) for i, r in enumerate(reports)]
     out = [" " * width + "  " + "  ".join(r.name.ljust(c) for r, c in zip(reports, cols))]

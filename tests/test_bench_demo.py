@@ -85,3 +85,21 @@ def test_reads_a_real_engine_run(tiny_run, capsys):
     assert _bench().main(["--runs", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "seconds per step" in out and "generate share" in out and "fwd+bwd share" in out
+
+
+def test_held_out_items_are_counted_by_operation(tmp_path, capsys):
+    """The eval item files say which kinds of problem a run learned: here it learned addition and unlearned
+    subtraction (a policy that adds whatever the question)."""
+    bench = _bench()
+    run = _write_run(tmp_path / "run", [0.5 + 0.05 * i for i in range(30)])
+    add = "Omar has 4 shells. Then they get 4 more shells. How many shells does Omar have now?"
+    sub = "Omar has 4 shells. They lose 3 shells. How many shells does Omar have now?"
+    (run / "eval").mkdir()
+    for step, right in ((0, {"a1", "s1", "s2"}), (30, {"a1", "a2", "a3"})):
+        items = [{"id": i, "question": add if i[0] == "a" else sub, "correct": i in right}
+                 for i in ("a1", "a2", "a3", "s1", "s2", "q1")]
+        items[-1]["question"] = "What is 2 + 2?"  # not a synthetic problem
+        (run / "eval" / f"step-{step}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
+    assert bench.analyze(run).by_operation == {"add": (1, 3, 3), "sub": (2, 0, 2), "other": (0, 0, 1)}
+    assert bench.main(["--runs", str(run)]) == 0
+    assert "add 1->3/3, sub 2->0/2, other 0->0/1" in capsys.readouterr().out

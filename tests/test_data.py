@@ -77,6 +77,22 @@ def test_synthetic_problems_are_deterministic_and_correct():
         assert int(p["answer"]) == expected, q
 
 
+GOLDEN = ["Eli has 2 coins. A friend gives them 9 more coins. How many coins does Eli have now?",
+          "Hana has 5 cookies. Then the number of cookies becomes 2 times as many. How many cookies does Hana have now?"]
+
+
+def test_synthetic_operations_are_read_back_from_the_text():
+    from engine.data.synthetic import operations
+    for level in (1, 2, 3):
+        assert all(len(operations(p["question"])) == level for p in generate(200, level, seed=5))
+    ops = {op for p in generate(300, 1, seed=5) for op in operations(p["question"])}
+    assert ops == {"add", "sub", "mul", "div"}
+    q = "Omar has 4 shells. They lose 3 shells. Then they multiply their shells by 2. How many shells does Omar have now?"
+    assert operations(q) == ["sub", "mul"] and operations("What is 2 + 2?") == []
+    # the first seeds' problems, pinned: every recorded synthetic run and eval used exactly these
+    assert [p["question"] for p in generate(2, 1, seed=0)] == GOLDEN
+
+
 @pytest.mark.parametrize("fmt, tag", [("reasoning", "<reasoning>"), ("think", "<think>")])
 def test_prompts_go_through_the_chat_template(fmt, tag):
     from transformers import AutoTokenizer
