@@ -153,7 +153,7 @@ def by_operation(root: Path, before: int, after: int) -> dict[str, tuple[int, in
     """Operation of a synthetic problem -> (correct before, correct after, problems), from the evals' item files:
     which kinds of problem the run learned, and which it unlearned (a policy that adds whatever the question)."""
     def items(step: int) -> dict[str, tuple[str, bool]]:
-        path = root / "eval" / f"step-{step}.jsonl"
+        path = RunDir(root).eval_results(step)
         rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
         return {str(r.get("id")): ("+".join(operations(str(r.get("question", "")))) or "other", bool(r.get("correct")))
                 for r in rows}

@@ -26,9 +26,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from tui.console.control import SHELL_COMMANDS as CONTROL
 from tui.launcher import default_run_dir
 
-CONTROL = ("stop", "pause", "resume", "checkpoint", "set")
 SUBCOMMANDS = ("attach", *CONTROL, "browse", "compare", "presets", "rewards", "eval", "export")
 
 

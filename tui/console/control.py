@@ -16,22 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from rundir.events import Command
 
+# the commands a shell sends (switch_preset is the dashboard's), with what each does and what its acceptance means
 WHAT = {
-    "stop": "ask a run's engine to stop (it finishes the step and writes a checkpoint)",
-    "pause": "pause a run at the end of its step (the model stays in memory; resume continues at once)",
-    "resume": "resume a paused run",
-    "checkpoint": "write a checkpoint at the end of the step",
-    "set": "change live knobs at the next step boundary: learning_rate, temperature, top_p, beta, "
-           "reward_weights.NAME",
+    Command.STOP: "ask a run's engine to stop (it finishes the step and writes a checkpoint)",
+    Command.PAUSE: "pause a run at the end of its step (the model stays in memory; resume continues at once)",
+    Command.RESUME: "resume a paused run",
+    Command.CHECKPOINT: "write a checkpoint at the end of the step",
+    Command.SET: "change live knobs at the next step boundary: learning_rate, temperature, top_p, beta, "
+                 "reward_weights.NAME",
 }
 ACCEPTED = {
-    "stop": "it finishes the step and writes a checkpoint",
-    "pause": "it pauses at the end of the step",
-    "resume": "it continues",
-    "checkpoint": "it writes one at the end of the step",
-    "set": "the values apply at the next step boundary",
+    Command.STOP: "it finishes the step and writes a checkpoint",
+    Command.PAUSE: "it pauses at the end of the step",
+    Command.RESUME: "it continues",
+    Command.CHECKPOINT: "it writes one at the end of the step",
+    Command.SET: "the values apply at the next step boundary",
 }
+SHELL_COMMANDS: tuple[str, ...] = tuple(str(c) for c in WHAT)
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:
@@ -87,7 +90,7 @@ def main(command: str, argv: list[str]) -> int:
         return EXIT_USAGE
     body: dict[str, Any] = {}
     if command == "set":
-        names = fold_run(run.events).reward_names
+        names = fold_run(run.root).reward_names
         try:
             body = validate_knobs(parse_assignments(args.values), names)
         except KnobError as e:
