@@ -25,15 +25,13 @@ def end_stopped_rows(completion_ids: torch.Tensor, pad_id: int | None, eos_ids: 
         return completion_ids
     eos_t = torch.tensor(eos_ids, device=completion_ids.device)
     filler = pad_id if pad_id is not None else eos_ids[0]
-    if completion_ids.size(1) < max_new_tokens:
-        last = completion_ids[:, -1]
-        closed = torch.isin(completion_ids, eos_t).any(dim=1) | (last == filler)
-        if not closed.all():
-            column = torch.full_like(last, filler).masked_fill(~closed, eos_ids[0])
-            completion_ids = torch.cat([completion_ids, column[:, None]], dim=1)
+    eos = torch.isin(completion_ids, eos_t).any(dim=1)
+    if completion_ids.size(1) < max_new_tokens and not (eos | (completion_ids[:, -1] == filler)).all():
+        # a row ends on its last column unclosed: one column of padding, which the pass below closes like any
+        # other stopped row's (where pad is EOS, or there is no pad, the padding is the end token already)
+        completion_ids = torch.cat([completion_ids, completion_ids.new_full((completion_ids.size(0), 1), filler)], 1)
     if pad_id is None or pad_id in eos_ids:
         return completion_ids
-    eos = torch.isin(completion_ids, eos_t).any(dim=1)
     pad = completion_ids == pad_id
     # the trailing run of pads: a pad at every position from some point to the end
     trailing = pad.flip(1).int().cumprod(1).flip(1).bool()

@@ -23,7 +23,7 @@ TRL upgrade that changes them fails in CI instead of mid-run:
   prefilled cache (an instance attribute set for that call only).
 - Stop strings (`[train] stop_strings`) ride on the same per-call `generate`: it gets
   `stop_strings` and the tokenizer, and a row a stop string ended gets the end-of-turn token
-  where its padding starts, because TRL's transformers path (`_generate_single_turn`) cuts each
+  where its padding starts (engine/stopping.py), because TRL's transformers path (`_generate_single_turn`) cuts each
   completion at its first `eos_token_ids` token.
 - Phase timing (engine/train/phases.py) wraps `Trainer.training_step`, `Trainer._prepare_inputs`,
   `GRPOTrainer._generate_single_turn` (returns completion ids first),
