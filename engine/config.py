@@ -97,6 +97,12 @@ class DataConfig:
     synthetic_size: int = _f(2000, "Synthetic problems: how many to generate.")
     max_examples: int = _f(0, "Use at most this many training rows after shuffling (0 = all).")
     shuffle: bool = _f(True, "Shuffle rows with the run seed before training.")
+    balance_by: str | None = _f(None, "Train in rounds that take one row of each value of this field (e.g. 'operation' "
+                                      "for synthetic problems, a subject or level column): every run of K prompts "
+                                      "covers the K kinds, each kind capped at the rarest's count. Replaces the "
+                                      "shuffle, and turns TRL's own (shuffle_dataset) off so the order is kept. "
+                                      "Rows dropped later (a curriculum band, a prompt too long for the model) "
+                                      "leave gaps in their rounds. Unset or \"\": off.")
 
 
 @dataclass
@@ -561,6 +567,9 @@ def validate(cfg: Config) -> None:
     if m.load_in_4bit and not m.lora:
         raise PresetError(f"{where}: [model] load_in_4bit = true needs lora = true (4-bit weights can't be trained directly).")
     d = cfg.data
+    if d.balance_by and t.trl_extra.get("shuffle_dataset"):
+        raise PresetError(f"{where}: [data] balance_by = {d.balance_by!r} orders the rows in rounds, which [train] "
+                          "shuffle_dataset = true would undo; remove one of them.")
     if d.source == "file" and not d.data_files:
         raise PresetError(f"{where}: [data] source = 'file' needs data_files = [\"path.jsonl\", ...].")
     if d.source == "hub" and not d.dataset and not d.data_files:

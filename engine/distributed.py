@@ -77,6 +77,20 @@ def barrier() -> None:
             dist.barrier()
 
 
+def finish() -> None:
+    """Leave the process group together, after a run every rank finished normally.
+
+    Without it each rank tears its gloo/NCCL connections down at interpreter exit, at its own moment: a rank
+    whose peer has already gone can abort (SIGABRT) after a run that succeeded. Not called after a failure,
+    where a peer may never reach the barrier.
+    """
+    if world_size() > 1:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
 def broadcast(obj: Any) -> Any:
     """Rank 0's object on every rank (a no-op with one process)."""
     if world_size() == 1:

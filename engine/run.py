@@ -539,6 +539,8 @@ def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock |
                 run.pid_file.unlink()
             except FileNotFoundError:
                 pass
+    if code == 0:
+        distributed.finish()
     if switch_to:
         # Same pid, same run directory, same log, same lock: a UI watching the process sees one run go on.
         argv = [sys.executable, "-m", "engine", "train", "--run-dir", str(args.run_dir), "--resume",

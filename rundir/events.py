@@ -157,9 +157,10 @@ class DatasetEvent:
     origin: str | None = info("hub id or file paths", None)
     rows_total: int | None = info("rows read", None)
     rows_used: int | None = info("rows kept for training", None)
-    rows_skipped: int | None = info("rows that could not be used", None)
+    rows_skipped: int | None = info("rows that could not be used, or left out to balance the mix", None)
     skipped: dict[str, int] = info("reason -> count (`no_gold`, `empty_question`, `missing_field`, `bad_json`, "
-                                   "`undecodable`, `prompt_too_long`)", {})
+                                   "`undecodable`, `prompt_too_long`; `balance`: beyond the rarest kind's count "
+                                   "under `[data] balance_by`)", {})
     max_prompt_tokens: int | None = info("the prompt-length limit in force (second event only)", None)
 
 

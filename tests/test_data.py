@@ -84,7 +84,7 @@ GOLDEN = ["Eli has 2 coins. A friend gives them 9 more coins. How many coins doe
 def test_synthetic_operations_are_read_back_from_the_text():
     from engine.data.synthetic import operations
     for level in (1, 2, 3):
-        assert all(len(operations(p["question"])) == level for p in generate(200, level, seed=5))
+        assert all(operations(p["question"]) == p["operation"].split("+") for p in generate(200, level, seed=5))
     ops = {op for p in generate(300, 1, seed=5) for op in operations(p["question"])}
     assert ops == {"add", "sub", "mul", "div"}
     q = "Omar has 4 shells. They lose 3 shells. Then they multiply their shells by 2. How many shells does Omar have now?"
@@ -104,3 +104,42 @@ def test_prompts_go_through_the_chat_template(fmt, tag):
     text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert tag in text and text.rstrip().endswith("<|im_start|>assistant")
     assert ds[0]["answer"] == "2"
+
+
+def _kinds(rows):
+    from engine.data.synthetic import operations
+    return ["+".join(operations(r["question"])) for r in rows]
+
+
+def test_balance_by_takes_one_row_of_each_kind_a_round():
+    cfg = DataConfig(source="synthetic", synthetic_size=400, balance_by="operation")
+    rows, report = load_rows(cfg, seed=2)
+    kinds = _kinds(rows)
+    counts = {k: kinds.count(k) for k in set(kinds)}
+    assert set(counts) == {"add", "sub", "mul", "div"} and len(set(counts.values())) == 1  # an even mix
+    per_kind = counts["add"]
+    natural = [p["operation"] for p in generate(400, 1, 2)]
+    assert per_kind == min(natural.count(k) for k in counts)  # capped at the rarest kind's count
+    assert report.skipped["balance"] == 400 - 4 * per_kind == 400 - report.rows_used
+    assert all(len(set(kinds[i:i + 4])) == 4 for i in range(0, len(kinds), 4))  # every round holds each kind once
+    assert "operation" not in rows[0]  # the balancing column leaves unless asked for as an extra field
+    assert rows == load_rows(cfg, seed=2)[0] and rows != load_rows(cfg, seed=3)[0]
+    # without balancing, seed 2's shuffled rows hold runs of one kind: what balancing is for
+    plain = _kinds(load_rows(DataConfig(source="synthetic", synthetic_size=400), seed=2)[0])
+    assert max(len(set(plain[i:i + 4])) for i in range(0, 400, 4)) == 4
+    assert min(len(set(plain[i:i + 4])) for i in range(0, 400, 4)) < 4
+
+
+def test_balance_by_a_file_column_and_its_errors(tmp_path):
+    f = tmp_path / "levels.jsonl"
+    rows = [{"q": f"What is {i}+1?", "a": str(i + 1), "level": "easy" if i % 3 else "hard"} for i in range(30)]
+    rows.append({"q": "No level?", "a": "0"})
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = dict(source="file", data_files=[str(f)], question_field="q", answer_field="a")
+    out, report = load_rows(DataConfig(**base, balance_by="level", extra_fields=["level"]), seed=0)
+    # three kinds: easy (20), hard (10), and the row without the field (1): one of each
+    assert [r["level"] for r in out] in (["easy", "hard", None], ["easy", None, "hard"], ["hard", "easy", None],
+                                         ["hard", None, "easy"], [None, "easy", "hard"], [None, "hard", "easy"])
+    assert report.skipped["balance"] == 28
+    with pytest.raises(PresetError, match="balance_by = 'levle': no row has that field; the rows have: a, level, q"):
+        load_rows(DataConfig(**base, balance_by="levle"), seed=0)

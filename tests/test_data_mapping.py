@@ -230,3 +230,21 @@ correctness = 1.0
         for c in g["completions"]:
             assert c["rewards"]["level"] == by_q[g["prompt"]]
     assert time.time() - t0 < 500
+
+
+def test_balance_by_keeps_the_rounds_order_through_trl(tmp_path):
+    """TRL's sampler reshuffles a dataset by default; with balance_by it is told not to, so the steps take the
+    loader's rounds in order: the first two steps (2 prompts each) hold one problem of each operation."""
+    from engine.config import load_config
+    from engine.data.loader import load_rows
+    from rundir.layout import RunDir
+    sets = ['data.balance_by="operation"']
+    run_dir = tmp_path / "run"
+    proc = run_cli(["-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir), "--max-steps", "2",
+                    *[a for s in sets for a in ("--set", s)]], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = load_config("tiny", sets)
+    rows, _ = load_rows(cfg.data, cfg.train.seed)
+    groups = [json.loads(line) for line in RunDir(run_dir).rollouts.read_text().splitlines()]
+    assert [g["prompt"] for g in sorted(groups, key=lambda g: (g["step"], g["group"]))] == [r["question"]
+                                                                                            for r in rows[:4]]

@@ -35,6 +35,8 @@ def test_grpo_args_carry_project_and_trl_fields(tmp_path):
     assert args.max_completion_length == 24 and args.top_k == 5 and args.num_generations == cfg.train.num_generations
     assert args.report_to == []  # "none" by default: events.jsonl only
     assert args.run_name == "run"  # the run directory's name by default
+    assert args.shuffle_dataset  # TRL's default, unless the loader orders the rows (balance_by)
+    assert not grpo_args(load_config("tiny", ['data.balance_by="operation"']), tmp_path, "cpu").shuffle_dataset
     sargs = sft_args(cfg, tmp_path / "run" / "sft" / "checkpoints", "cpu")
     assert sargs.neftune_noise_alpha == 5 and sargs.run_name == "run-sft" and sargs.completion_only_loss
 
@@ -48,10 +50,12 @@ def test_grpo_args_carry_project_and_trl_fields(tmp_path):
     ("sft.num_train_epochs=3", ["num_train_epochs is set by the engine", "use epochs"]),
     ("sft.neftune_noise_alfa=5", ["Did you mean 'neftune_noise_alpha'", "trl.SFTConfig"]),
     ("train.generation_kwargs=3", ["generation_kwargs", "expected table"]),
+    ('data.balance_by="operation"\ntrain.shuffle_dataset=true'.split("\n"), ["balance_by = 'operation'",
+                                                                              "shuffle_dataset = true would undo"]),
 ])
 def test_bad_trl_fields_name_the_fix(override, expect):
     with pytest.raises(PresetError) as e:
-        load_config("tiny", [override])
+        load_config("tiny", override if isinstance(override, list) else [override])
     for piece in expect:
         assert piece in str(e.value), (piece, str(e.value))
 

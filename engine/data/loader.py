@@ -19,6 +19,7 @@ so an all-bad file is reported precisely, before the run directory exists.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 import string
@@ -49,8 +50,8 @@ class DataReport:
     first_bad: dict[str, str] = field(default_factory=dict)  # reason -> "file row N: field 'x' ..."
     fields_seen: set[str] = field(default_factory=set)
 
-    def skip(self, reason: str, where: str) -> None:
-        self.skipped[reason] += 1
+    def skip(self, reason: str, where: str, count: int = 1) -> None:
+        self.skipped[reason] += count
         self.first_bad.setdefault(reason, where)
 
     def as_event(self) -> dict[str, Any]:
@@ -271,10 +272,15 @@ def load_rows(cfg: DataConfig, seed: int, *, min_rows: int = 1) -> tuple[list[di
     can't give at least min_rows usable rows (one generation batch of prompts)."""
     fm = FieldMap.from_config(cfg)
     if cfg.source == "synthetic":
+        fm = FieldMap("question", "answer", None, "plain", fm.extra_fields)
+    # the balancing field rides along as a column until the rows are ordered, then goes unless asked for
+    keep = fm.extra_fields
+    if cfg.balance_by and cfg.balance_by not in keep:
+        fm = dataclasses.replace(fm, extra_fields=keep + (cfg.balance_by,))
+    if cfg.source == "synthetic":
         report = DataReport("synthetic", f"built-in, difficulty {cfg.synthetic_difficulty}")
         problems = generate(cfg.synthetic_size, cfg.synthetic_difficulty, seed)
-        rows = rows_from_records(((f"synthetic {i}", p) for i, p in enumerate(problems)),
-                                 FieldMap("question", "answer", None, "plain"), report)
+        rows = rows_from_records(((f"synthetic {i}", p) for i, p in enumerate(problems)), fm, report)
     else:
         origin = ", ".join(cfg.data_files) if cfg.data_files else (
             f"hub {GSM8K_HUB[0]} ({GSM8K_HUB[1]}), split {cfg.split}" if cfg.source == "gsm8k" else
@@ -282,7 +288,12 @@ def load_rows(cfg: DataConfig, seed: int, *, min_rows: int = 1) -> tuple[list[di
         report = DataReport(cfg.source, origin)
         rows = rows_from_records(records_for(cfg, report), fm, report)
     rows = drop_long_questions(rows, cfg.max_prompt_tokens or DEFAULT_PROMPT_TOKEN_CAP, report)
-    if cfg.shuffle:
+    if cfg.balance_by and rows:
+        rows = balance_rows(rows, cfg.balance_by, seed, report)
+        if cfg.balance_by not in keep:
+            for row in rows:
+                del row[cfg.balance_by]
+    elif cfg.shuffle:
         random.Random(seed).shuffle(rows)
     if cfg.max_examples:
         rows = rows[: cfg.max_examples]
@@ -295,6 +306,37 @@ def load_rows(cfg: DataConfig, seed: int, *, min_rows: int = 1) -> tuple[list[di
                           f"({min_rows} prompts; skipped: {report.explain()}). Add rows or make the batch smaller "
                           "([train] per_device_train_batch_size / num_generations).")
     return rows, report
+
+
+def balance_rows(rows: list[dict[str, Any]], key: str, seed: int, report: DataReport) -> list[dict[str, Any]]:
+    """The rows in rounds that take one row of each value of `key`, in a fresh random order each round.
+
+    With one prompt a step, a shuffled list can hand the policy a run of one kind of problem (seed 2 of the
+    cpu-demo drew seven additions in a row and learned to add whatever the question); in rounds, every run of
+    K consecutive prompts holds each of the K kinds once. Each kind gives as many rows as the rarest has, so
+    the mix is even; the rest are dropped and counted. Raises PresetError when no row has the field.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        value = row.get(key)
+        groups.setdefault("" if value is None else str(value), []).append(row)
+    if list(groups) == [""]:
+        raise PresetError(f"[data] balance_by = {key!r}: no row has that field; the rows have: "
+                          f"{', '.join(sorted(report.fields_seen)[:20])}.")
+    rng = random.Random(seed)
+    kinds = sorted(groups)
+    for kind in kinds:
+        rng.shuffle(groups[kind])
+    per_kind = min(len(g) for g in groups.values())
+    out = []
+    for i in range(per_kind):
+        rng.shuffle(kinds)
+        out.extend(groups[kind][i] for kind in kinds)
+    dropped = len(rows) - len(out)
+    if dropped:
+        report.skip("balance", f"balance_by = {key!r}: {len(groups)} kinds, {per_kind} rows each "
+                               "(the rarest kind's count)", dropped)
+    return out
 
 
 def drop_long_questions(rows: list[dict[str, Any]], max_tokens: int, report: DataReport) -> list[dict[str, Any]]:

@@ -25,22 +25,22 @@ TEMPLATES: dict[str, list[str]] = {
 }
 
 
-def _step(rng: random.Random, value: int, item: str, hi: int) -> tuple[str, int]:
-    """One more sentence applied to the running total."""
+def _step(rng: random.Random, value: int, item: str, hi: int) -> tuple[str, str, int]:
+    """One more sentence applied to the running total: (operation, sentence, new total)."""
     op = rng.choice(["add", "add", "sub", "mul", "div"] if value > 1 else ["add", "mul"])
     if op == "add":
         n = rng.randint(2, hi)
-        return rng.choice(TEMPLATES["add"]).format(n=n, item=item), value + n
+        return "add", rng.choice(TEMPLATES["add"]).format(n=n, item=item), value + n
     if op == "sub" and value > 2:
         n = rng.randint(1, value - 1)
-        return rng.choice(TEMPLATES["sub"]).format(n=n, item=item), value - n
+        return "sub", rng.choice(TEMPLATES["sub"]).format(n=n, item=item), value - n
     if op == "div":
         divisors = [d for d in range(2, 6) if value % d == 0]
         if divisors:
             d = rng.choice(divisors)
-            return TEMPLATES["div"][0].format(n=d, item=item), value // d
+            return "div", TEMPLATES["div"][0].format(n=d, item=item), value // d
     m = rng.randint(2, 4)
-    return rng.choice(TEMPLATES["mul"]).format(n=m, item=item), value * m
+    return "mul", rng.choice(TEMPLATES["mul"]).format(n=m, item=item), value * m
 
 
 _PATTERNS = [(op, re.compile(re.escape(t).replace(re.escape("{n}"), r"\d+").replace(re.escape("{item}"), r"\w+")))
@@ -62,11 +62,14 @@ def make_problem(rng: random.Random, difficulty: int) -> dict[str, str]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     value = rng.randint(2, hi)
     sentences = [f"{name} has {value} {item}."]
+    ops = []
     for _ in range(difficulty):
-        text, value = _step(rng, value, item, hi)
+        op, text, value = _step(rng, value, item, hi)
+        ops.append(op)
         sentences.append(text)
     sentences.append(f"How many {item} does {name} have now?")
-    return {"question": " ".join(sentences), "answer": str(value)}
+    # "operation" names the kind of problem ("add", "mul+sub"): what [data] balance_by = "operation" balances on.
+    return {"question": " ".join(sentences), "answer": str(value), "operation": "+".join(ops)}
 
 
 def generate(n: int, difficulty: int, seed: int) -> list[dict[str, str]]:

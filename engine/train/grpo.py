@@ -80,6 +80,8 @@ def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None 
         use_cpu=device == "cpu",
         **tracker_settings(cfg, Path(output_dir).parent),
     )
+    if cfg.data.balance_by:  # the loader's rounds are the order; TRL's sampler would reshuffle them
+        kwargs["shuffle_dataset"] = False
     kwargs.update(t.trl_extra)
     return GRPOConfig(**kwargs)
 
