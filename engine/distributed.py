@@ -70,11 +70,18 @@ def init() -> None:
         PartialState()
 
 
-def barrier() -> None:
+def _group() -> Any:
+    """torch.distributed when this process is in an initialized group of several, else None."""
     if world_size() > 1:
         import torch.distributed as dist
         if dist.is_available() and dist.is_initialized():
-            dist.barrier()
+            return dist
+    return None
+
+
+def barrier() -> None:
+    if (dist := _group()) is not None:
+        dist.barrier()
 
 
 def finish() -> None:
@@ -84,11 +91,9 @@ def finish() -> None:
     whose peer has already gone can abort (SIGABRT) after a run that succeeded. Not called after a failure,
     where a peer may never reach the barrier.
     """
-    if world_size() > 1:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
+    if (dist := _group()) is not None:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def broadcast(obj: Any) -> Any:

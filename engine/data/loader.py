@@ -80,6 +80,8 @@ class FieldMap:
     def from_config(cls, cfg: DataConfig) -> "FieldMap":
         if cfg.source == "gsm8k":
             return cls("question", "answer", None, "gsm8k", tuple(cfg.extra_fields))
+        if cfg.source == "synthetic":  # built-in problems: their own field names, a plain number for gold
+            return cls("question", "answer", None, "plain", tuple(cfg.extra_fields))
         return cls(cfg.question_field, cfg.answer_field, cfg.question_template, cfg.gold_format,
                    tuple(cfg.extra_fields))
 
@@ -271,8 +273,6 @@ def load_rows(cfg: DataConfig, seed: int, *, min_rows: int = 1) -> tuple[list[di
     """Training rows, shuffled and capped. Raises PresetError (before the run directory exists) when the data
     can't give at least min_rows usable rows (one generation batch of prompts)."""
     fm = FieldMap.from_config(cfg)
-    if cfg.source == "synthetic":
-        fm = FieldMap("question", "answer", None, "plain", fm.extra_fields)
     # the balancing field rides along as a column until the rows are ordered, then goes unless asked for
     keep = fm.extra_fields
     if cfg.balance_by and cfg.balance_by not in keep:
