@@ -18,17 +18,18 @@ engine/plan/memory.py) and whose optional packages are installed, it:
    colocate mode uses (gpu_memory_utilization from the preset) - side by side, same prompts;
 4. prints and writes (--out) a markdown table: step time (median after the first step), where the
    step goes (the engine's `phase_s`) and the engine's own generation tokens/s, the benchmark's
-   tokens/s, peak memory (torch.cuda.max_memory_allocated from the engine's memory events, and
-   NVML's device-wide peak) against the estimate, and the ratios.
+   tokens/s, peak memory (torch.cuda.max_memory_allocated and max_memory_reserved from the engine's
+   memory events, and NVML's device-wide peak) against the estimate, and the ratios. Each engine's
+   output is kept in WORK/runs/PRESET-TIME.log.
 
 `--set KEY=VALUE` (repeatable) adds an override to every preset's run, e.g. `--set
 train.share_prompt_prefix=true`; the table's title names them. `--ab KEY=VALUE` runs each preset
 twice on the same model, without and with the override, and prints the step-time and peak-memory
 ratios; `--ab-env NAME=VALUE` does the same for an environment variable of the engine (the
-allocator's share of the NVML peak, say):
+engine's allocator default, expandable segments, against the user's opt-out, say):
 
     python bench/gpu_validate.py --presets gpu24-qwen05b-g16 --ab train.share_prompt_prefix=true --no-gen-bench
-    python bench/gpu_validate.py --presets gpu80-qwen7b-lora --ab-env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+    python bench/gpu_validate.py --presets gpu80-qwen7b-lora --ab-env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False
 
 Presets run smallest estimate first; a run that would start after --budget-min minutes is listed as
 not run. --dry-run does the same on the CPU with 2-layer models of each architecture, one step,
@@ -73,6 +74,7 @@ class Result:
     hf_tok_s: float | None = None
     vllm_tok_s: float | None = None
     torch_peak_gb: float | None = None
+    reserved_peak_gb: float | None = None  # the caching allocator's peak (allocated + its unused blocks)
     nvml_peak_gb: float | None = None
     estimate_gb: float | None = None
     phases: str = ""                # the step-time breakdown over the steps after the first
@@ -155,6 +157,7 @@ class NvmlPeak(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peak: float | None = None
+        self.idle: float | None = None  # the first sample, before the engine has a CUDA context
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -164,6 +167,7 @@ class NvmlPeak(threading.Thread):
             handle = pynvml.nvmlDeviceGetHandleByIndex(0)
         except Exception:  # noqa: BLE001 - no NVML (CPU dry run): no device-wide figure
             return
+        self.idle = pynvml.nvmlDeviceGetMemoryInfo(handle).used / GiB
         while not self._halt.wait(0.2):
             used = pynvml.nvmlDeviceGetMemoryInfo(handle).used / GiB
             self.peak = used if self.peak is None else max(self.peak, used)
@@ -193,6 +197,8 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
         out = b"".join(x if isinstance(x, bytes) else x.encode() for x in (e.stdout, e.stderr) if x)
         code, tail = None, out.decode(errors="replace") + "\ntimed out"
     res.nvml_peak_gb = nvml.stop()
+    if nvml.idle is not None:
+        res.notes.append(f"NVML before launch {nvml.idle:.1f} GB")
     events = []
     if RunDir(run_dir).events.exists():
         events = [json.loads(x) for x in RunDir(run_dir).events.read_text().splitlines() if x.strip()]
@@ -206,11 +212,13 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
     gen = [e["generation_tokens_per_s"] for e in warm if e.get("generation_tokens_per_s")]
     res.engine_tok_s = statistics.median(gen) if gen else None
     res.torch_peak_gb = max(peaks) if peaks else None
+    reserved = [e["peak_reserved_gb"] for e in events if e.get("type") == "memory" and e.get("peak_reserved_gb")]
+    res.reserved_peak_gb = max(reserved) if reserved else None
     res.status = "ok" if code == 0 else (f"failed (exit {code}, {time.time() - t0:.0f}s)" if code is not None
                                          else "timed out")
+    (run_dir.parent / f"{run_dir.name}.log").write_text(tail)  # the engine's output, kept whatever the outcome
     if code != 0:
         res.notes.append(tail.strip().splitlines()[-1][:200] if tail.strip() else "no output")
-        (run_dir.parent / f"{run_dir.name}.log").write_text(tail)
 
 
 def prompts_for(cfg: Config, train_file: Path, n: int) -> list[str]:
@@ -304,7 +312,8 @@ def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res:
         else:
             res.hf_tok_s = tps
     print(f"  {res.status}: step {fmt(res.step_s, 2)} s ({res.phases or 'no phases'}), engine generation "
-          f"{fmt(res.engine_tok_s, 0)} tok/s, torch peak {fmt(res.torch_peak_gb)} GB, NVML peak "
+          f"{fmt(res.engine_tok_s, 0)} tok/s, torch peak {fmt(res.torch_peak_gb)} GB (reserved "
+          f"{fmt(res.reserved_peak_gb)}), NVML peak "
           f"{fmt(res.nvml_peak_gb)} GB, estimate {fmt(res.estimate_gb)} GB, tok/s transformers "
           f"{fmt(res.hf_tok_s, 0)} vLLM {fmt(res.vllm_tok_s, 0)}", flush=True)
 
@@ -318,17 +327,18 @@ def fmt(x: float | None, nd: int = 1) -> str:
 def table(results: list[Result], device: str, gpu_gb: float, steps: int) -> str:
     head = (f"GPU validation on {device} ({gpu_gb:.0f} GB), {steps} steps per preset, shape-true random-weight models, "
             "local GSM8K. Step time: median after the first step. Peak: torch.cuda.max_memory_allocated in the "
-            "engine / NVML device-wide used; estimate: engine/plan/memory.py for the configuration as run.\n\n")
+            "engine (reserved: torch.cuda.max_memory_reserved, what its caching allocator held) / NVML device-wide used; estimate: engine/plan/memory.py for the configuration as run.\n\n")
     rows = ["| preset | generation | status | step s | where the step goes | gen tok/s in the engine | "
-            "tok/s transformers | tok/s vLLM | peak torch GB | peak NVML GB | estimate GB | torch/est | NVML/est | notes |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "tok/s transformers | tok/s vLLM | peak torch GB | peak reserved GB | peak NVML GB | estimate GB | torch/est | "
+            "NVML/est | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         ratio_t = r.torch_peak_gb / r.estimate_gb if r.torch_peak_gb and r.estimate_gb else None
         ratio_n = r.nvml_peak_gb / r.estimate_gb if r.nvml_peak_gb and r.estimate_gb else None
         notes = "; ".join(n.replace("|", "/") for n in r.notes)
         rows.append(f"| `{r.preset}` | {r.generation or '-'} | {r.status} | {fmt(r.step_s, 2)} | {r.phases or '-'} | "
                     f"{fmt(r.engine_tok_s, 0)} | {fmt(r.hf_tok_s, 0)} | "
-                    f"{fmt(r.vllm_tok_s, 0)} | {fmt(r.torch_peak_gb)} | {fmt(r.nvml_peak_gb)} | "
+                    f"{fmt(r.vllm_tok_s, 0)} | {fmt(r.torch_peak_gb)} | {fmt(r.reserved_peak_gb)} | {fmt(r.nvml_peak_gb)} | "
                     f"{fmt(r.estimate_gb)} | {fmt(ratio_t, 2)} | {fmt(ratio_n, 2)} | {notes} |")
     return head + "\n".join(rows) + "\n"
 
@@ -357,7 +367,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "and print the step-time and memory ratios")
     p.add_argument("--ab-env", action="append", default=[], metavar="NAME=VALUE",
                    help="like --ab, for an environment variable of the engine, e.g. "
-                        "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (with --ab: applied together)")
+                        "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False (with --ab: applied together)")
     p.add_argument("--no-gen-bench", action="store_true",
                    help="skip the separate generation benchmark (the engine's own generation tok/s is still shown)")
     args = p.parse_args(argv)
@@ -425,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             line = (f"- `{name}`: step time{b.preset[len(name):]} / without = {b.step_s / a.step_s:.2f} "
                     f"({fmt(b.step_s, 2)} s vs {fmt(a.step_s, 2)} s)")
             for what, x, y in (("torch peak", b.torch_peak_gb, a.torch_peak_gb),
+                               ("reserved peak", b.reserved_peak_gb, a.reserved_peak_gb),
                                ("NVML peak", b.nvml_peak_gb, a.nvml_peak_gb)):
                 if x and y:
                     line += f"; {what} {x / y:.2f} ({fmt(x)} GB vs {fmt(y)} GB)"

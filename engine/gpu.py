@@ -57,3 +57,35 @@ def visible_gpus() -> Gpus | None:
     except Exception:  # noqa: BLE001
         pass
     return None
+
+
+# The caching allocator's own setting. PYTORCH_ALLOC_CONF is torch 2.10's name for it; either one set by the
+# user is theirs to keep.
+ALLOC_CONF_VARS = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")
+EXPANDABLE = "expandable_segments:True"
+ALLOC_SET_BY_US_ENV = "GRPO_TUI_ALLOC_CONF_SET"  # our default, not the user's: a preset switch may take it back
+
+
+def default_allocator_env(environ: dict[str, str] | os._Environ, vllm_sleep_mode: bool) -> str | None:
+    """Set PYTORCH_CUDA_ALLOC_CONF to expandable segments unless the user set the allocator themselves; return a
+    line saying what was done (None when nothing was).
+
+    Measured on an H100 (docs/presets.md, third lease): torch's reserved peak 0.90-0.92x and the card-wide peak
+    0.91-0.93x, step time no slower (1.5B with checkpointing, 7B LoRA). Not with vLLM's sleep mode: its memory
+    pool refuses expandable segments (vLLM before 2026-04 asserts). Call before the first CUDA allocation.
+    """
+    ours = environ.get(ALLOC_SET_BY_US_ENV) == "1"
+    if not ours and any(environ.get(v) for v in ALLOC_CONF_VARS):
+        return None  # the user's setting
+    if vllm_sleep_mode:
+        if ours:  # a preset switch into sleep mode: take our default back
+            environ.pop("PYTORCH_CUDA_ALLOC_CONF", None)
+            environ.pop(ALLOC_SET_BY_US_ENV, None)
+            return "PYTORCH_CUDA_ALLOC_CONF unset again: vLLM's sleep mode does not work with expandable segments"
+        return None
+    if ours:
+        return None  # already in force (a preset switch re-executes the engine)
+    environ["PYTORCH_CUDA_ALLOC_CONF"] = EXPANDABLE
+    environ[ALLOC_SET_BY_US_ENV] = "1"
+    return (f"PYTORCH_CUDA_ALLOC_CONF={EXPANDABLE} (grpo-tui's default: less memory held idle by torch's "
+            "allocator; set PYTORCH_CUDA_ALLOC_CONF yourself to choose)")

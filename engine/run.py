@@ -27,6 +27,7 @@ from typing import Any
 
 from engine import distributed
 from engine.config import Config, PresetError, load_config, load_resolved
+from engine.gpu import default_allocator_env, visible_gpus
 from rundir.control import ensure_control_dir
 from rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, GrpoTuiError
 from rundir.layout import (GROUP_ACCESS_ENV, LOCK_FD_ENV, LOCK_HOLDER_ENV, RESTART_PREFIX, RunDir, RunLock,
@@ -493,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock | None) -> int:
+    t = cfg.train
+    # before anything touches CUDA: the allocator reads its setting once
+    alloc_note = default_allocator_env(os.environ, t.use_vllm and t.vllm_mode == "colocate"
+                                       and t.vllm_enable_sleep_mode) if not t.use_cpu and visible_gpus() else None
     distributed.init()
     main_rank = distributed.is_main()
     os.environ.pop(LOCK_FD_ENV, None)  # a rank's copy of the launcher's note, meaningless here
@@ -531,6 +536,8 @@ def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock |
         replace_private(run.config, json.dumps(cfg.to_dict(), indent=2), "config")
     if main_rank:
         write_private(run.pid_file, str(os.getpid()), "pid file")
+        if alloc_note:
+            print(alloc_note, flush=True)
     try:
         code, switch_to = train(cfg, run, args.resume, restarted, getattr(args, "data", None))
     finally:

@@ -240,6 +240,8 @@ class MemoryEvent:
     allocated_gb: float | None = info("torch allocated (GPU)", None)
     reserved_gb: float | None = info("torch reserved (GPU)", None)
     peak_gb: float | None = info("torch peak allocated since start (GPU)", None)
+    peak_reserved_gb: float | None = info("torch peak reserved since start (GPU): allocated plus the caching "
+                                          "allocator's unused blocks", None)
     total_gb: float | None = info("the card's memory (GPU) or the machine's RAM (CPU)", None)
     nvml_used_gb: float | None = info("NVML used memory on the card (all processes)", None)
     rss_gb: float | None = info("engine process resident memory", None)

@@ -44,8 +44,11 @@ def test_dry_run_one_preset_writes_the_table(tmp_path):
     assert ratio == pytest.approx(float(ab[2]) / float(g16[2]), abs=0.01)
     # the variable reached the B engine only: it made its run directory group-readable
     modes = {json.loads((d / "config.json").read_text())["train"]["max_completion_length"]:
-             (d / "events.jsonl").stat().st_mode & 0o777 for d in (tmp_path / "w" / "runs").glob("gpu24-qwen15b-ckpt-*")}
+             (d / "events.jsonl").stat().st_mode & 0o777 for d in (tmp_path / "w" / "runs").glob("gpu24-qwen15b-ckpt-*") if d.is_dir()}
     assert modes[8] == 0o640 and len(modes) == 2 and all(m == 0o600 for k, m in modes.items() if k != 8), modes
+    # each engine's output is kept beside its run directory, failed or not
+    logs = sorted((tmp_path / "w" / "runs").glob("gpu24-qwen15b-ckpt-*.log"))
+    assert len(logs) == 2 and all("step" in x.read_text() for x in logs)
     assert rows["gpu80x2-qwen7b-full-zero3"][1] == "skipped" and "needs 2 GPUs" in rows["gpu80x2-qwen7b-full-zero3"][-1]
 
 

@@ -98,3 +98,28 @@ def test_dominant_phase_and_breakdown_over_steps():
     # a phase that rounds to 0% takes no room on the line (the cpu-demo's optimizer)
     assert breakdown_text({"generation": 15.0, "forward_backward": 10.0, "optimizer": 0.05}) == "generate 60% · fwd+bwd 40%"
     assert dominant({"generation": 0.0}) is None
+
+
+def test_queued_device_work_is_charged_to_the_phase_that_queued_it():
+    """With a sync (CUDA), work a phase queued but the device had not run yet is waited for at the phase's end,
+    so it counts there, not in whichever later phase first reads a result."""
+    clock = Clock()
+    queued = [0.0]  # device seconds still to run
+
+    def sync() -> None:  # the device finishes its queue: time passes
+        clock.now += queued[0]
+        queued[0] = 0.0
+
+    for with_sync, expect_fb in ((True, 3.0), (False, 0.0)):
+        clock.now, queued[0] = 0.0, 0.0
+        t = PhaseTimer(clock, sync=sync if with_sync else None)
+        t.reset()
+        with t.phase("forward_backward"):
+            queued[0] = 3.0                            # backward returns at once, 3 s of kernels queued
+        with t.phase("optimizer"):
+            sync()                                     # the optimizer's first read waits for backward's kernels
+            clock.now += 0.5
+        phases, _ = t.snapshot()
+        assert phases["forward_backward"] == expect_fb
+        assert phases["optimizer"] == (0.5 if with_sync else 3.5)
+        assert sum(phases.values()) == 3.5

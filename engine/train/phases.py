@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from transformers import TrainerCallback
 
@@ -29,8 +29,11 @@ EXCLUDED = "excluded"  # a pause: neither a phase nor step time, whatever runs i
 class PhaseTimer:
     """Exclusive wall time per phase of the current step; one per trainer, main thread only."""
 
-    def __init__(self, clock: Any = time.perf_counter) -> None:
+    def __init__(self, clock: Any = time.perf_counter, sync: Callable[[], None] | None = None) -> None:
         self.clock = clock
+        # CUDA runs kernels after the call that queued them returns: without a sync at each boundary a phase's
+        # GPU work is charged to whichever later phase first waits for it (an .item(), a copy to the CPU)
+        self.sync = sync
         self._stack: list[str] = []
         self._mark = clock()  # when the time since the last charge started
         self._seconds: dict[str, float] = {}
@@ -38,6 +41,11 @@ class PhaseTimer:
         self._gen_s = 0.0
         self._owed = 0.0  # seconds to leave out of the next charges (in-run evals; pauses use EXCLUDED)
         self._owner = threading.get_ident()
+
+    def _now(self) -> float:
+        if self.sync is not None:
+            self.sync()
+        return self.clock()
 
     def _charge(self, now: float) -> None:
         elapsed = now - self._mark
@@ -64,11 +72,11 @@ class PhaseTimer:
             self.exit(name)
 
     def enter(self, name: str) -> None:
-        self._charge(self.clock())
+        self._charge(self._now())
         self._stack.append(name)
 
     def exit(self, name: str) -> None:
-        self._charge(self.clock())
+        self._charge(self._now())
         if name in self._stack:  # tolerate an unmatched exit (a callback that saw no matching enter)
             del self._stack[len(self._stack) - 1 - self._stack[::-1].index(name)]
 
@@ -86,14 +94,14 @@ class PhaseTimer:
 
     def reset(self) -> None:
         """Start a new step now (training begins, or a resume from pause)."""
-        self._mark = self.clock()
+        self._mark = self._now()
         self._seconds = {}
         self._gen_tokens, self._gen_s = 0, 0.0
         self._owed = 0.0
 
     def snapshot(self) -> tuple[dict[str, float], float | None]:
         """End the step: seconds per phase (every name in PHASES) and generated tokens per second."""
-        self._charge(self.clock())
+        self._charge(self._now())
         out = {name: round(self._seconds.get(name, 0.0), 4) for name in PHASES}  # EXCLUDED is dropped
         tps = self._gen_tokens / self._gen_s if self._gen_s > 0 else None
         self._seconds = {}

@@ -27,13 +27,16 @@ class MemoryProbe:
 
     def sample(self) -> dict[str, Any]:
         out: dict[str, Any] = {"device": self.device, "rss_gb": round(self._proc.memory_info().rss / GB, 3),
-                               "allocated_gb": None, "reserved_gb": None, "peak_gb": None,
+                               "allocated_gb": None, "reserved_gb": None, "peak_gb": None, "peak_reserved_gb": None,
                                "nvml_used_gb": None, "total_gb": None}
         if self.device.startswith("cuda") and torch.cuda.is_available():
             out["device"] = f"cuda:{torch.cuda.current_device()}"
             out["allocated_gb"] = round(torch.cuda.memory_allocated() / GB, 3)
             out["reserved_gb"] = round(torch.cuda.memory_reserved() / GB, 3)
             out["peak_gb"] = round(torch.cuda.max_memory_allocated() / GB, 3)
+            # what the caching allocator held at its peak: the card-wide figure less this is the CUDA context
+            # and memory outside torch (vLLM, NCCL)
+            out["peak_reserved_gb"] = round(torch.cuda.max_memory_reserved() / GB, 3)
             out["total_gb"] = round(torch.cuda.get_device_properties(0).total_memory / GB, 3)
             if self._nvml:
                 pynvml, handle = self._nvml

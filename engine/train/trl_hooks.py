@@ -77,6 +77,8 @@ class HookedGRPOTrainer(GRPOTrainer):
         # passes that ran on shared prompts, and passes that could not (no repeated prompt, no cache)
         self.shared_prefix_counts = {"scoring": 0, "scoring_unshared": 0, "generation": 0, "generation_unshared": 0}
         super().__init__(*args, **kwargs)
+        if self.accelerator.device.type == "cuda":
+            self.phase_timer.sync = torch.cuda.synchronize
         self.add_callback(PhaseCallback(self.phase_timer))
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
