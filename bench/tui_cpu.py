@@ -113,7 +113,8 @@ class SyntheticRun:
         if self.device.startswith("cuda"):
             alloc = 20 + 4 * math.sin(self.step / 5) + self.rng.random()
             return {"device": self.device, "rss_gb": 3.1, "allocated_gb": round(alloc, 3),
-                    "reserved_gb": round(alloc + 6, 3), "peak_gb": round(alloc + 9, 3), "total_gb": 79.6,
+                    "reserved_gb": round(alloc + 6, 3), "peak_gb": round(alloc + 9, 3),
+                    "peak_reserved_gb": round(alloc + 9.5, 3), "total_gb": 79.6,
                     "nvml_used_gb": round(alloc + 7, 3)}
         return {"device": "cpu", "rss_gb": round(1.2 + 0.01 * self.step + 0.05 * self.rng.random(), 3),
                 "allocated_gb": None, "reserved_gb": None, "peak_gb": None, "nvml_used_gb": None, "total_gb": 23.5}

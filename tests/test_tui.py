@@ -301,7 +301,8 @@ def test_memory_panel_shows_gpu_figures_against_the_card(synthetic_run) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: len(app.model.memory) == 7, what="memory samples")
             text = str(app.query_one("#memory-text").render())
-            for word in ("cuda:0", "79.60 GB", "allocated", "reserved", "peak", "nvml used", "engine rss"):
+            for word in ("cuda:0", "79.60 GB", "allocated", "reserved", "peak", "peak rsvd", "nvml used",
+                         "engine rss"):
                 assert word in text
             assert len(app.query_one("#memory-spark", Sparkline).data) == 7
 

@@ -58,6 +58,10 @@ class MemoryPanel(Vertical):
             t.add_row("allocated", Text(_gb(last.get("allocated_gb"))), _bar(last.get("allocated_gb"), total))
             t.add_row("reserved", Text(_gb(last.get("reserved_gb"))), _bar(last.get("reserved_gb"), total))
             t.add_row("peak", Text(_gb(last.get("peak_gb"))), _bar(last.get("peak_gb"), total))
+            if last.get("peak_reserved_gb") is not None:
+                # what torch's allocator held at most: the figure to set against the card
+                t.add_row("peak rsvd", Text(_gb(last.get("peak_reserved_gb"))),
+                          _bar(last.get("peak_reserved_gb"), total))
             if last.get("nvml_used_gb") is not None:
                 t.add_row("nvml used", Text(_gb(last.get("nvml_used_gb"))), _bar(last.get("nvml_used_gb"), total))
             t.add_row("engine rss", Text(_gb(last.get("rss_gb"))), Text(""))
@@ -74,7 +78,7 @@ class MemoryPanel(Vertical):
             t.add_row(f"rank {i}", Text(f"{_gb(r.get(rk))}"), _bar(r.get(rk), r.get("total_gb")))
         history = [float(e[key]) for e in m.memory if isinstance(e.get(key), (int, float))]
         # rows only change with the device kind and the number of ranks
-        shape = (gpu, last.get("nvml_used_gb") is not None, len(ranks))
+        shape = (gpu, last.get("nvml_used_gb") is not None, last.get("peak_reserved_gb") is not None, len(ranks))
         self.query_one("#memory-text", Static).update(t.text(), layout=shape != self._shape)
         self._shape = shape
         self.query_one("#memory-spark", Sparkline).data = history
