@@ -178,6 +178,12 @@ class NvmlPeak(threading.Thread):
         return self.peak
 
 
+def memory_peak(events: list[dict], key: str) -> float | None:
+    """The largest `key` over the run's memory events (None when no event carries it)."""
+    values = [e[key] for e in events if e.get("type") == "memory" and e.get(key) is not None]
+    return max(values) if values else None
+
+
 def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: float, res: Result,
                env: dict[str, str] | None = None) -> None:
     argv = [sys.executable, "-m", "engine", "train", "--preset", name, "--run-dir", str(run_dir)]
@@ -204,16 +210,14 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
         events = [json.loads(x) for x in RunDir(run_dir).events.read_text().splitlines() if x.strip()]
     steps = [e for e in events if e.get("type") == "step"]
     step_times = [e["step_time_s"] for e in steps]
-    peaks = [e["peak_gb"] for e in events if e.get("type") == "memory" and e.get("peak_gb") is not None]
     res.steps = len(step_times)
     res.step_s = statistics.median(step_times[1:] or step_times) if step_times else None
     warm = steps[1:] or steps  # the first step carries CUDA's and the allocator's warm-up
     res.phases = breakdown_text(sum_phases(warm))
     gen = [e["generation_tokens_per_s"] for e in warm if e.get("generation_tokens_per_s")]
     res.engine_tok_s = statistics.median(gen) if gen else None
-    res.torch_peak_gb = max(peaks) if peaks else None
-    reserved = [e["peak_reserved_gb"] for e in events if e.get("type") == "memory" and e.get("peak_reserved_gb")]
-    res.reserved_peak_gb = max(reserved) if reserved else None
+    res.torch_peak_gb = memory_peak(events, "peak_gb")
+    res.reserved_peak_gb = memory_peak(events, "peak_reserved_gb")
     res.status = "ok" if code == 0 else (f"failed (exit {code}, {time.time() - t0:.0f}s)" if code is not None
                                          else "timed out")
     (run_dir.parent / f"{run_dir.name}.log").write_text(tail)  # the engine's output, kept whatever the outcome
