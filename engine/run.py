@@ -365,6 +365,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
                               train_dataset=dataset, processing_class=loaded.tokenizer,
                               share_prompt_prefix=cfg.train.share_prompt_prefix,
                               stop_strings=cfg.train.stop_strings,
+                              fast_cpu_decode=cfg.train.fast_cpu_decode,
                               peft_config=lora_config(cfg.model, getattr(loaded.model.config, "num_hidden_layers", None)))
         if cfg.curriculum.dynamic_sampling:
             c = cfg.curriculum

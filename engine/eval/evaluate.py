@@ -444,12 +444,14 @@ def default_batch_size(device: str) -> int:
 def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int, batch_size: int,
              num_samples: int = 1, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
              top_k: int = 0, seed: int = 0, on_batch: Callable[[int], None] | None = None,
-             stop_strings: list[str] | None = None) -> list[list[Completion]]:
+             stop_strings: list[str] | None = None, fast_cpu_decode: bool = True) -> list[list[Completion]]:
     """num_samples completions per prompt, batched with left padding (longest prompts first, so a batch that
     doesn't fit memory fails at once). batch_size counts sequences. Returns them in prompt order.
-    stop_strings: each completion ends at the first of them, as in training with [train] stop_strings."""
+    stop_strings: each completion ends at the first of them, as in training with [train] stop_strings.
+    fast_cpu_decode: on the CPU, decode as [train] fast_cpu_decode does in training (engine/fast_decode.py)."""
     import torch
     from transformers import GenerationConfig
+    from engine.fast_decode import fast_cpu_generate
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     eos_ids = {eos} if isinstance(eos, int) else set(eos or [])
@@ -473,8 +475,10 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: 
     for b in range(0, len(order), per_batch):
         idx = order[b:b + per_batch]
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        kwargs = dict(enc, generation_config=gen, **({"tokenizer": tokenizer} if stop_strings else {}))
         with torch.no_grad():
-            seqs = model.generate(**enc, generation_config=gen, **({"tokenizer": tokenizer} if stop_strings else {}))
+            seqs = fast_cpu_generate(model.generate, model, **kwargs) if fast_cpu_decode and device.type == "cpu" \
+                else model.generate(**kwargs)
         new = seqs[:, enc["input_ids"].shape[1]:].cpu()
         if stop_strings:
             from engine.stopping import end_stopped_rows
@@ -624,7 +628,8 @@ class EvalRequest:
 def evaluate_loaded(model: Any, tokenizer: Any, data: EvalData, prompt: PromptConfig, *, max_new_tokens: int,
                     batch_size: int, samples: int = 0, greedy: bool = True, temperature: float = 1.0,
                     top_p: float = 1.0, seed: int = 0, progress: Callable[[int], None] | None = None,
-                    stop_strings: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                    stop_strings: list[str] | None = None, fast_cpu_decode: bool = True,
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate and score; returns (rows, numbers). Restores the model's train/eval mode."""
     was_training = model.training
     model.eval()
@@ -632,12 +637,13 @@ def evaluate_loaded(model: Any, tokenizer: Any, data: EvalData, prompt: PromptCo
         prompts = render_prompts(tokenizer, [it.question for it in data.items], prompt)
         t0 = time.time()
         g = [cs[0] for cs in generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                                      batch_size=batch_size, on_batch=progress, stop_strings=stop_strings)] \
+                                      batch_size=batch_size, on_batch=progress, stop_strings=stop_strings,
+                                      fast_cpu_decode=fast_cpu_decode)] \
             if greedy else None
         t_greedy = time.time() - t0
         s = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                      num_samples=samples, do_sample=True, temperature=temperature, top_p=top_p, seed=seed,
-                     on_batch=progress, stop_strings=stop_strings) if samples else None
+                     on_batch=progress, stop_strings=stop_strings, fast_cpu_decode=fast_cpu_decode) if samples else None
         elapsed = time.time() - t0
     finally:
         if was_training:
@@ -664,7 +670,8 @@ def evaluate_spec(spec: ModelSpec, req: EvalRequest, device: str, progress: Call
     rows, numbers = evaluate_loaded(model, tok, req.dataset, prompt, max_new_tokens=req.max_new_tokens,
                                     batch_size=batch, samples=req.samples, greedy=req.greedy,
                                     temperature=req.temperature, top_p=req.top_p, seed=req.seed, progress=progress,
-                                    stop_strings=stops)
+                                    stop_strings=stops,
+                                    fast_cpu_decode=spec.config.train.fast_cpu_decode if spec.config else True)
     summary = {
         "model": spec.label, "model_path": spec.path, "adapter": spec.adapter, "run_dir": spec.run_dir,
         "step": spec.step, "stage": spec.stage, "dataset": req.dataset.name, "dataset_origin": req.dataset.origin,
@@ -721,7 +728,8 @@ class TrainingEvaluator:
         try:
             rows, numbers = evaluate_loaded(model, tokenizer, self.data, self.cfg.prompt,
                                             max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
-                                            stop_strings=self.cfg.train.stop_strings)
+                                            stop_strings=self.cfg.train.stop_strings,
+                                            fast_cpu_decode=self.cfg.train.fast_cpu_decode)
         finally:
             tokenizer.padding_side = old_side
         path = self.run_dir.eval_results(step)

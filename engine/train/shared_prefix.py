@@ -26,19 +26,12 @@ with gradient checkpointing, which turns the model's cache off in training.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Callable
 
 import torch
 
-
-@functools.cache
-def cache_name() -> str:
-    """The KV cache's keyword and output field: `cache` since transformers 5.x renamed it, `past_key_values` before."""
-    from transformers.modeling_outputs import CausalLMOutputWithPast
-    return "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
+from engine.fast_decode import cache_name
 
 
 def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

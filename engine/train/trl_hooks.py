@@ -21,6 +21,8 @@ TRL upgrade that changes them fails in CI instead of mid-run:
   calling the model with TRL's fused LM head (`fused_lm_head=True`, added by GRPOTrainer's
   `__init__`); and, inside `_generate_single_turn`, give the unwrapped model's `generate` a
   prefilled cache (an instance attribute set for that call only).
+- On the CPU (`[train] fast_cpu_decode`) the same per-call `generate` decodes with a KV cache grown in place
+  and the wide matmuls turned round (engine/fast_decode.py).
 - Stop strings (`[train] stop_strings`) ride on the same per-call `generate`: it gets
   `stop_strings` and the tokenizer, and a row a stop string ended gets the end-of-turn token
   where its padding starts (engine/stopping.py), because TRL's transformers path (`_generate_single_turn`) cuts each
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -44,6 +47,7 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
+from engine.fast_decode import fast_cpu_generate
 from engine.stopping import end_stopped_rows
 from engine.train import shared_prefix
 from engine.train.phases import PhaseCallback, PhaseTimer
@@ -70,15 +74,17 @@ class HookedGRPOTrainer(GRPOTrainer):
     """
 
     def __init__(self, *args: Any, share_prompt_prefix: bool = False, stop_strings: list[str] | None = None,
-                 **kwargs: Any) -> None:
+                 fast_cpu_decode: bool = False, **kwargs: Any) -> None:
         self.phase_timer = PhaseTimer()
         self.share_prompt_prefix = share_prompt_prefix
+        self.fast_cpu_decode = fast_cpu_decode
         self.stop_strings = list(stop_strings or [])
         # passes that ran on shared prompts, and passes that could not (no repeated prompt, no cache)
         self.shared_prefix_counts = {"scoring": 0, "scoring_unshared": 0, "generation": 0, "generation_unshared": 0}
         super().__init__(*args, **kwargs)
         if self.accelerator.device.type == "cuda":
             self.phase_timer.sync = torch.cuda.synchronize
+        self.fast_cpu_decode = fast_cpu_decode and self.accelerator.device.type == "cpu"
         self.add_callback(PhaseCallback(self.phase_timer))
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -108,14 +114,15 @@ class HookedGRPOTrainer(GRPOTrainer):
 
     @contextlib.contextmanager
     def _patched_generate(self) -> Iterator[None]:
-        """TRL's transformers path calls `unwrapped_model.generate(...)`: for this call, add the stop strings and
-        prefill each prompt once."""
-        if not (self.share_prompt_prefix or self.stop_strings) or self.use_vllm \
+        """TRL's transformers path calls `unwrapped_model.generate(...)`: for this call, add the stop strings,
+        prefill each prompt once and decode with the CPU's faster cache and matmuls (engine/fast_decode.py)."""
+        if not (self.share_prompt_prefix or self.stop_strings or self.fast_cpu_decode) or self.use_vllm \
                 or self.use_transformers_continuous_batching:
             yield
             return
         model = self.accelerator.unwrap_model(self.model_wrapped)  # the object TRL's unwrap_model_for_generation yields
-        original = model.generate
+        original = functools.partial(fast_cpu_generate, model.generate, model) if self.fast_cpu_decode \
+            else model.generate
 
         def generate(**kw: Any) -> Any:
             if self.stop_strings:  # generate needs the tokenizer to find the strings in the tokens

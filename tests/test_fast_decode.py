@@ -1,0 +1,157 @@
+"""The CPU decoding path ([train] fast_cpu_decode) gives the plain path's tokens, on a real (random) model.
+
+The model is wide enough for both levers to act: hidden 256, MLP 768 and a 1,024-token vocabulary, so
+the LM head and the up/gate projections are the "wide" layers that may be turned round.
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+from transformers import GenerationConfig
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from engine.fast_decode import GrowingLayer, WideMatmul, _transposed_forward, fast_cpu_generate, growing_cache
+from engine.train import shared_prefix
+
+
+def _kv(rows: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, 2, n, 8, generator=g), torch.randn(rows, 2, n, 8, generator=g)
+
+
+def test_growing_layer_holds_what_concatenation_holds_across_growth_and_outside_edits():
+    plain, grown = DynamicLayer(), GrowingLayer()
+    for i, n in enumerate([30, 1, 1, 40, 1] + [1] * 70):  # past the first buffer's room: it reallocates
+        k, v = _kv(3, n, i)
+        pk, pv = plain.update(k, v)
+        gk, gv = grown.update(k, v)
+        assert torch.equal(pk, gk) and torch.equal(pv, gv)
+    assert grown.get_seq_length() == plain.get_seq_length() == 143
+    # reorders and crops replace the keys; the next update must start from them, not from the old buffer
+    for layer in (plain, grown):
+        layer.batch_select_indices(torch.tensor([2, 0]))
+        layer.crop(-5)
+    k, v = _kv(2, 1, 99)
+    assert torch.equal(plain.update(k, v)[0], grown.update(k, v)[0])
+    assert grown.get_seq_length() == 139
+
+
+def test_growing_layer_leaves_autograd_to_the_plain_path():
+    layer = GrowingLayer()
+    k, v = _kv(1, 4, 0)
+    layer.update(k, v)
+    k2 = torch.randn(1, 2, 1, 8, requires_grad=True)
+    keys, _ = layer.update(k2, torch.randn(1, 2, 1, 8))
+    keys.sum().backward()
+    assert k2.grad is not None and torch.equal(k2.grad, torch.ones_like(k2))
+
+
+def test_growing_cache_converts_dynamic_layers_only():
+    empty = growing_cache()
+    assert type(empty) is DynamicCache and empty.layer_class_to_replicate is GrowingLayer
+    filled = DynamicCache()
+    filled.update(*_kv(2, 5, 0), layer_idx=0)
+    filled.update(*_kv(2, 5, 1), layer_idx=1)
+    keys = filled.layers[0].keys
+    out = growing_cache(filled)
+    assert out is filled and all(type(layer) is GrowingLayer for layer in out.layers)
+    assert torch.equal(out.layers[0].keys, keys) and out.get_seq_length() == 5
+    other = object()
+    assert growing_cache(other) is other
+
+
+def test_transposed_forward_matches_linear_and_steps_aside_for_prefill_and_grad():
+    lin = torch.nn.Linear(64, 256)
+    x = torch.randn(4, 1, 64)
+    with torch.no_grad():
+        assert torch.allclose(_transposed_forward(lin, x), lin(x), atol=1e-5)
+        big = torch.randn(40, 64)  # a prefill's rows
+        assert torch.equal(_transposed_forward(lin, big), lin(big))
+    y = _transposed_forward(lin, x)
+    assert y.requires_grad  # training goes through F.linear, with its autograd
+
+
+def test_wide_matmul_keeps_the_transposed_form_only_where_it_is_faster():
+    model = torch.nn.Sequential(torch.nn.Linear(256, 768), torch.nn.Linear(768, 256), torch.nn.Linear(256, 1024),
+                                torch.nn.Linear(16, 768))
+    # each shape is timed plain then transposed, twice: the clock says the transposed 768x256 takes half the
+    # time and the transposed 1024x256 takes 95% of it (under MIN_GAIN's bar)
+    ticks = iter([0, 2, 3, 3, 5, 6] + [6, 8, 9.9, 9.9, 11.9, 13.8])  # (start, plain done, transposed done) x 2
+    chosen = WideMatmul(model, clock=lambda: next(ticks))
+    assert set(chosen.ratios) == {(768, 256), (1024, 256)}  # not the narrow layer nor the 16-wide input
+    assert chosen.modules == [model[0]]
+    assert chosen.ratios[(768, 256)] == pytest.approx(0.5)
+    with chosen.applied():
+        assert "forward" in model[0].__dict__ and "forward" not in model[2].__dict__
+    assert "forward" not in model[0].__dict__
+    assert "768x256 transposed (0.50x)" in chosen.summary() and "1024x256 as is (0.95x)" in chosen.summary()
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=1024, hidden_size=256, intermediate_size=768, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    m = Qwen2ForCausalLM(config).eval()
+    every_wide = WideMatmul(m, clock=lambda: 0.0)
+    every_wide.modules = [x for x in m.modules() if type(x) is torch.nn.Linear and x.out_features >= 512]
+    m._grpo_tui_wide_matmul = every_wide  # both levers act, whatever this machine's timing would choose
+    return m
+
+
+def _prompts() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    long, short = torch.randint(2, 1024, (9,), generator=g), torch.randint(2, 1024, (5,), generator=g)
+    ids = torch.stack([long, long, torch.cat([torch.zeros(4, dtype=torch.long), short])])
+    mask = (torch.arange(9) >= torch.tensor([[0], [0], [4]])).long()
+    return ids, mask
+
+
+def test_greedy_generation_is_unchanged_plain_and_on_a_shared_prefix(model):
+    assert len(model._grpo_tui_wide_matmul.modules) == 5  # lm_head and 2 layers' up and gate
+    ids, mask = _prompts()
+    gen = GenerationConfig(max_new_tokens=80, do_sample=False, pad_token_id=0, eos_token_id=None)
+    with torch.no_grad():
+        plain = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)
+        fast = fast_cpu_generate(model.generate, model, input_ids=ids, attention_mask=mask, generation_config=gen)
+        fn = types.MethodType(lambda self, **kw: fast_cpu_generate(self.generate, self, **kw), model)
+        shared, on_prefix = shared_prefix.generate(fn, model, input_ids=ids, attention_mask=mask,
+                                                   generation_config=gen)
+    assert on_prefix and plain.shape == (3, 9 + 80)
+    assert torch.equal(fast, plain) and torch.equal(shared, plain)
+    assert all("forward" not in m.__dict__ for m in model.modules())  # the orientation is undone afterwards
+
+
+def test_eval_generation_with_several_samples_per_prompt(model):
+    from engine.eval.evaluate import generate
+
+    class Tok:  # the eval path's tokenizer calls, over integer "words"
+        eos_token_id, pad_token_id, padding_side = 1, 0, "left"
+
+        def __call__(self, texts, return_tensors=None, padding=False, add_special_tokens=False):
+            rows = [[int(w) for w in t.split()] for t in ([texts] if isinstance(texts, str) else texts)]
+            if return_tensors is None:
+                return {"input_ids": rows[0]}
+            n = max(map(len, rows))
+            ids = torch.tensor([[0] * (n - len(r)) + r for r in rows])
+            return _Enc(input_ids=ids, attention_mask=(ids != 0).long())
+
+        def decode(self, ids, skip_special_tokens=True):
+            return " ".join(map(str, ids))
+
+    prompts = ["5 6 7 8", "9 10"]
+    kw = dict(max_new_tokens=12, batch_size=4, num_samples=2, do_sample=True, temperature=1.0, seed=7)
+    fast = generate(model, Tok(), prompts, fast_cpu_decode=True, **kw)
+    plain = generate(model, Tok(), prompts, fast_cpu_decode=False, **kw)
+    assert [[c.text for c in cs] for cs in fast] == [[c.text for c in cs] for cs in plain]
+    assert all(len(cs) == 2 and cs[0].tokens > 0 for cs in fast)
+
+
+class _Enc(dict):
+    def to(self, device):
+        return self
