@@ -40,13 +40,21 @@ def demo_prompt_ids(tok: Any) -> list[int]:
     return tok.apply_chat_template(ds[0]["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
-def generate(model: Any, tok: Any, ids: list[int], G: int, new: int, **kw: Any) -> float:
+def generate(model: Any, tok: Any, ids: list[int], G: int, new: int, fast: bool = False, shared: bool = False,
+             **kw: Any) -> float:
+    """Seconds to sample G completions of `new` tokens; `fast`: [train] fast_cpu_decode's path; `shared`: the
+    prompt prefilled once for the G rows ([train] share_prompt_prefix's path)."""
+    import functools
+    from engine.fast_decode import fast_cpu_generate
+    from engine.train import shared_prefix
     x = torch.tensor([ids] * G)
+    fn = functools.partial(fast_cpu_generate, model.generate, model) if fast else model.generate
+    kw.update(input_ids=x, attention_mask=torch.ones_like(x), do_sample=True, temperature=0.8,
+              max_new_tokens=new, min_new_tokens=new, pad_token_id=tok.pad_token_id)
     torch.manual_seed(0)
     t0 = time.perf_counter()
     with torch.no_grad():
-        model.generate(input_ids=x, attention_mask=torch.ones_like(x), do_sample=True, temperature=0.8,
-                       max_new_tokens=new, min_new_tokens=new, pad_token_id=tok.pad_token_id, **kw)
+        shared_prefix.generate(fn, model, **kw) if shared else fn(**kw)
     return time.perf_counter() - t0
 
 
@@ -78,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         variants["generate: dynamic cache (baseline)"] = lambda: generate(model, tok, ids, a.G, a.new)
         variants["generate: static cache"] = lambda: generate(model, tok, ids, a.G, a.new,
                                                               cache_implementation="static")
+        variants["generate: fast_cpu_decode"] = lambda: generate(model, tok, ids, a.G, a.new, fast=True)
+        variants["generate: shared prefix"] = lambda: generate(model, tok, ids, a.G, a.new, shared=True)
+        variants["generate: shared prefix + fast_cpu_decode (cpu-demo)"] = \
+            lambda: generate(model, tok, ids, a.G, a.new, fast=True, shared=True)
         if a.all:
             eager, _ = load("eager")
             variants["generate: eager attention"] = lambda: generate(eager, tok, ids, a.G, a.new)
