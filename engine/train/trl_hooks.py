@@ -77,7 +77,6 @@ class HookedGRPOTrainer(GRPOTrainer):
                  fast_cpu_decode: bool = False, **kwargs: Any) -> None:
         self.phase_timer = PhaseTimer()
         self.share_prompt_prefix = share_prompt_prefix
-        self.fast_cpu_decode = fast_cpu_decode
         self.stop_strings = list(stop_strings or [])
         # passes that ran on shared prompts, and passes that could not (no repeated prompt, no cache)
         self.shared_prefix_counts = {"scoring": 0, "scoring_unshared": 0, "generation": 0, "generation_unshared": 0}
