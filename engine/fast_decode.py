@@ -7,9 +7,8 @@ every weight once, and two things on top of that cost about a quarter of it (iss
   cache every step (30 layers x keys and values: 15% of a decode step in a profile). `GrowingLayer`
   writes into a buffer with spare room and hands attention a view of the filled part.
 - `F.linear(x, W)` with a few rows of `x` and a weight much wider than tall (the 49,152-token LM head,
-  the MLP's up and gate projections) runs 1.25-2.5x slower in MKL than the same product computed as
-  `(W @ x.T).T`. Which orientation wins depends on the BLAS and the CPU, so `WideMatmul` times both on
-  the model's own weights once and keeps the transposed one only where it is clearly faster.
+  the MLP's up and gate projections) runs 1.1-2.7x slower in MKL than the same product computed as
+  `(W @ x.T).T`, which `WideMatmul` uses for them.
 
 Both apply only to no-grad passes on CPU tensors: training's forward and backward never see them.
 Logits differ from the plain path by float rounding (1e-4 on SmolLM2); tests/test_fast_decode.py checks
@@ -22,8 +21,8 @@ import contextlib
 import dataclasses
 import functools
 import sys
-import time
 import types
+from collections import Counter
 from typing import Any, Callable, Iterator
 
 import torch
@@ -101,35 +100,18 @@ def _transposed_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 class WideMatmul:
-    """Per model: which wide linear layers decode faster as `(W @ x.T).T`, timed once on their own weights."""
+    """A model's wide linear layers (out >= 2 x in, in >= 256, on the CPU), which decode as `(W @ x.T).T`.
 
-    MIN_GAIN = 0.9  # the transposed form must take under 90% of the time to be kept
+    A fixed rule, not a timing: the two orientations round differently, so a choice made by timing could
+    differ between two runs of one seed and part their sampled tokens. Measured on this project's 2-core
+    AVX2 machine with MKL: 0.37-0.55x the time for the LM head, 0.39-0.91x for the MLP's up and gate
+    (`python bench/cpu_levers.py --only generation` on another CPU; `fast_cpu_decode = false` if slower).
+    """
 
-    def __init__(self, model: torch.nn.Module, rows: int = 8,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        wide = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"
-                and m.out_features >= 2 * m.in_features and m.in_features >= 256]
-        by_shape: dict[tuple[int, int], list[torch.nn.Linear]] = {}
-        for m in wide:
-            by_shape.setdefault(tuple(m.weight.shape), []).append(m)
-        self.modules: list[torch.nn.Linear] = []
-        self.ratios: dict[tuple[int, int], float] = {}
-        with torch.no_grad():
-            for shape, mods in by_shape.items():
-                # one draw from torch's global generator, at the first generation: a seeded run stays reproducible
-                x = torch.randn(rows, shape[1], dtype=mods[0].weight.dtype)
-                plain = transposed = 0.0
-                for _ in range(2):  # alternate, so load on the machine hits both alike
-                    t0 = clock()
-                    for m in mods:
-                        torch.nn.functional.linear(x, m.weight)
-                    t1 = clock()
-                    for m in mods:
-                        (m.weight @ x.T).T.contiguous()
-                    plain, transposed = plain + t1 - t0, transposed + clock() - t1
-                self.ratios[shape] = transposed / plain if plain > 0 else 1.0
-                if self.ratios[shape] < self.MIN_GAIN:
-                    self.modules.extend(mods)
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.modules: list[torch.nn.Linear] = [
+            m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"
+            and m.out_features >= 2 * m.in_features and m.in_features >= 256]
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
@@ -142,19 +124,18 @@ class WideMatmul:
                 m.__dict__.pop("forward", None)
 
     def summary(self) -> str:
-        return ", ".join(f"{o}x{i} {'transposed' if r < self.MIN_GAIN else 'as is'} ({r:.2f}x)"
-                         for (o, i), r in self.ratios.items()) or "no wide layers"
+        shapes = Counter(f"{m.out_features}x{m.in_features}" for m in self.modules)
+        return ", ".join(f"{shape} x{n}" for shape, n in shapes.items()) or "none"
 
 
 def fast_cpu_generate(generate_fn: Callable[..., Any], model: torch.nn.Module, **kwargs: Any) -> Any:
     """`generate_fn(**kwargs)` with a growing KV cache (the one passed in, or a new one) and the model's wide
-    layers in their faster orientation. The timing runs on the first call for a model."""
+    layers turned round."""
     matmul = getattr(model, "_grpo_tui_wide_matmul", None)
     if matmul is None:
-        matmul = WideMatmul(model, rows=int(kwargs["input_ids"].shape[0]) if "input_ids" in kwargs else 8)
-        model._grpo_tui_wide_matmul = matmul
-        print(f"fast_cpu_decode: wide matmuls timed on this CPU (out x in, transposed/plain time): "
-              f"{matmul.summary()}", file=sys.stderr, flush=True)
+        matmul = model._grpo_tui_wide_matmul = WideMatmul(model)
+        print(f"fast_cpu_decode: KV cache filled in place; products turned round for the wide layers "
+              f"(out x in): {matmul.summary()}", file=sys.stderr, flush=True)
     key = "past_key_values" if "past_key_values" in kwargs else cache_name()
     kwargs[key] = growing_cache(kwargs.get(key))
     with matmul.applied():
