@@ -8,8 +8,9 @@ minutes to it), the same test over the whole run, the step-time breakdown from
 `eval` events) with Wilson 95% intervals, and those evals' items counted by the
 problem's operation (add, sub, mul, div): which kinds the run learned and which
 it unlearned. `--baseline` also runs the previous
-cpu-demo settings (every prompt encoded G times; no stop string; auto threads
-from the 1-minute load average instead of the cores idle now) for as many steps,
+cpu-demo settings (one prompt of G=8 a step; every prompt encoded G times; no
+stop string; no fast CPU decoding; auto threads from the 1-minute load average
+instead of the cores idle now) for as many steps,
 with the same evals, interleaved seed by seed with the new ones, so the ratio
 comes from one run of the bench on one machine load. Minutes leave out the
 bench's own held-out evals (2-3 minutes each for 100 problems).
@@ -44,9 +45,11 @@ from rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
 from rundir.state import mean_and_stderr  # noqa: E402
 
 # The cpu-demo settings before issue 17, as `--set` overrides of today's preset: what --baseline runs.
-# Before, every row's prompt was encoded G times (share_prompt_prefix off), completions ran past the answer to
-# the length cap (no stop_strings), and auto threads (train.torch_threads = 0) were the cores minus the 1-minute
-# load average, which still counts work that ended up to a minute ago; now they are the cores idle over 0.3 s.
+# Before, a step was one prompt with G=8 completions (now two prompts of G=4), every row's prompt was encoded
+# G times (share_prompt_prefix off), completions ran past the answer to the length cap (no stop_strings),
+# decoding copied the KV cache at every token (no fast_cpu_decode), and auto threads (train.torch_threads = 0)
+# were the cores minus the 1-minute load average, which still counts work that ended up to a minute ago; now
+# they are the cores idle over 0.3 s.
 # The baseline runs as many steps as the new demo, with the same held-out evals: without the stop string it
 # trains on different completions, so it learns differently, not only more slowly.
 
@@ -55,7 +58,8 @@ def baseline_overrides() -> list[str]:
     """The previous settings, with the previous auto-threads rule applied now: what the demo would have chosen."""
     import torch
     cores = torch.get_num_threads()
-    return ["train.share_prompt_prefix=false", "train.stop_strings=[]",
+    return ["train.num_generations=8", "train.share_prompt_prefix=false", "train.stop_strings=[]",
+            "train.fast_cpu_decode=false",
             f"train.torch_threads={max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))}"]
 
 

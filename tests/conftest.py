@@ -20,6 +20,17 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def random_qwen2(vocab_size: int, hidden_size: int, intermediate_size: int, layers: int, seed: int = 0):
+    """A Qwen2 causal LM with random weights (4 heads, 2 KV heads, tied embeddings): any size, no download."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    torch.manual_seed(seed)
+    config = Qwen2Config(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    return Qwen2ForCausalLM(config)
+
+
 def run_cli(args: list[str], timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `python -m <args>` in a child process, as a user would, with the test environment."""
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,

@@ -13,6 +13,7 @@ import torch
 from transformers import GenerationConfig
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from conftest import random_qwen2
 from engine.fast_decode import GrowingLayer, WideMatmul, _transposed_forward, fast_cpu_generate, growing_cache
 from engine.train import shared_prefix
 
@@ -91,12 +92,7 @@ def test_wide_matmul_turns_round_the_wide_layers_only_and_undoes_it():
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=1024, hidden_size=256, intermediate_size=768, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                         pad_token_id=0, eos_token_id=1, bos_token_id=1)
-    return Qwen2ForCausalLM(config).eval()
+    return random_qwen2(vocab_size=1024, hidden_size=256, intermediate_size=768, layers=2).eval()
 
 
 def _prompts() -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 import pytest
 import torch
 
+from conftest import random_qwen2
 from engine.train import shared_prefix
 from engine.train.shared_prefix import generation_positions, prompt_groups
 
@@ -36,13 +37,8 @@ def test_generation_positions_count_real_tokens():
 @pytest.fixture(scope="module")
 def lora_model():
     from peft import LoraConfig, get_peft_model
-    from transformers import Qwen2Config, Qwen2ForCausalLM
     from trl.trainer.utils import add_fused_lm_head
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                         pad_token_id=0, eos_token_id=1, bos_token_id=1)
-    base = Qwen2ForCausalLM(config)
+    base = random_qwen2(vocab_size=300, hidden_size=64, intermediate_size=128, layers=3)
     add_fused_lm_head(base, temperature=TEMPERATURE, outputs=("log_probs", "entropy"))  # as GRPOTrainer does
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
                                             layers_to_transform=[1, 2], layers_pattern="layers"))
