@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-steps", type=int, default=None,
                    help="also report each run as if it had ended after this step (e.g. a shorter preset)")
     a = p.parse_args(argv)
+    a.out = a.out.resolve()  # the engine runs from the repository root: hand it the path this bench reads
     if a.runs:
         missing = [d for d in a.runs if not RunDir(d).events.exists()]
         if missing:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,24 @@ def test_held_out_items_are_counted_by_operation(tmp_path, capsys):
     assert bench.analyze(run).by_operation == {"add": (1, 3, 3), "sub": (2, 0, 2), "other": (0, 0, 1)}
     assert bench.main(["--runs", str(run)]) == 0
     assert "add 1->3/3, sub 2->0/2, other 0->0/1" in capsys.readouterr().out
+
+
+def test_a_relative_out_is_where_the_engine_writes_and_the_bench_reads(tmp_path, monkeypatch, capsys):
+    """The engine runs with the repository root as its directory; a relative --out must not part the two."""
+    bench = _bench()
+    monkeypatch.chdir(tmp_path)
+    given = []
+
+    def engine(cmd, cwd, **kw):
+        run_dir = Path(cmd[cmd.index("--run-dir") + 1])
+        given.append((run_dir, cwd))
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        _write_run(run_dir, [0.5 + 0.05 * i + (0.1 if i % 2 else -0.1) for i in range(12)])
+        return types.SimpleNamespace(returncode=0, stderr="")
+
+    monkeypatch.setattr(bench.subprocess, "run", engine)
+    assert bench.main(["--out", "rel", "--seeds", "1", "--max-steps", "12"]) == 0
+    (run_dir, cwd), = given
+    assert cwd == ROOT and run_dir == tmp_path / "rel" / "new-s1"
+    steps_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("steps "))
+    assert steps_row.split()[1] == "12"  # the table read the run the engine wrote, not an empty directory
