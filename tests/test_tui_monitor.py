@@ -138,3 +138,28 @@ def test_knobs_dialog_sends_a_set_command_and_the_change_is_marked(synthetic_run
 
     app = _dashboard(run.run.root)
     asyncio.run(go())
+
+
+def test_a_timer_that_fires_while_the_app_shuts_down_is_harmless(synthetic_run) -> None:
+    """At shutdown Textual removes the widgets before it stops the app's timers: a status tick or a curves redraw
+    that fires in between found no widget and crashed the app (seen once in a clean-clone run of the suite)."""
+    import time
+
+    from tui.app import TICK
+    from tui.components.curves import RewardCurves
+    from tui.components.status_panel import StatusPanel
+    run: SyntheticRun = synthetic_run(steps=3, alive=True, finished=False)
+
+    async def go() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: len(app.model.steps) == 3 and app.link.alive, what="live run")
+            await app.query_one(StatusPanel).remove()
+            await app.query_one(RewardCurves).remove()
+            app._last_curves = time.monotonic()
+            app._schedule_curves()  # due in CURVE_MIN_INTERVAL: a timer, not a redraw now
+            assert app._curves_due
+            await pilot.pause(TICK + 2.0)  # the tick and the curves timer both fire
+            assert not app._curves_due, "the curves timer fired"
+
+    app = _dashboard(run.run.root)
+    asyncio.run(go())  # run_test re-raises an exception from the app's timers

@@ -15,7 +15,7 @@ import threading
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from rich.text import Text
 from textual import events, work
@@ -143,7 +143,7 @@ class Dashboard(App[int]):
             self.query_one(f"#{wid}").border_title = title
         self._refresh_status()
         self.query_one(GroupTable).table.focus()
-        self.set_interval(TICK, self._tick)
+        self.set_interval(TICK, self._while_mounted(self._tick))
         self.poll_run()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -231,6 +231,14 @@ class Dashboard(App[int]):
                                                tail_lines(self.rundir.engine_log)))
             self._stop_polling.wait(self.poll_interval if alive else self.idle_interval)
 
+    @staticmethod
+    def _while_mounted(callback: Callable[[], None]) -> Callable[[], None]:
+        """A timer's callback: a timer can fire once more while the app shuts down, its widgets already removed."""
+        def call() -> None:
+            with suppress(NoMatches):
+                callback()
+        return call
+
     def on_run_update(self, msg: RunUpdate) -> None:
         with suppress(NoMatches):  # a message that arrives while the app shuts down
             self._apply_update(msg)
@@ -279,7 +287,7 @@ class Dashboard(App[int]):
         now = time.monotonic()
         if self._dead_since is None:
             self._dead_since = now
-            self.set_timer(GONE_AFTER + 0.1, self._check_gone)
+            self.set_timer(GONE_AFTER + 0.1, self._while_mounted(self._check_gone))
         elif now - self._dead_since >= GONE_AFTER and not self.link.gone:
             self.link.gone = self.model.engine_gone = True
             self._show_error("Engine error: the engine process is gone without a run_end (killed or crashed)")
@@ -318,7 +326,7 @@ class Dashboard(App[int]):
             self._redraw_curves()
         else:
             self._curves_due = True
-            self.set_timer(wait, self._redraw_curves)
+            self.set_timer(wait, self._while_mounted(self._redraw_curves))
 
     def _redraw_curves(self) -> None:
         self._curves_due = False
