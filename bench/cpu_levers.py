@@ -21,7 +21,7 @@ import torch
 
 def load(attn: str | None = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from engine.models import ensure_smollm2
+    from grpo_tui.engine.models import ensure_smollm2
     path = ensure_smollm2()
     tok = AutoTokenizer.from_pretrained(path)
     kw = {"attn_implementation": attn} if attn else {}
@@ -32,8 +32,8 @@ def load(attn: str | None = None) -> tuple[Any, Any]:
 
 def demo_prompt_ids(tok: Any) -> list[int]:
     """The cpu-demo's real first prompt: one-shot system prompt + a synthetic problem."""
-    from engine.config import load_config
-    from engine.data.loader import load_rows, to_dataset
+    from grpo_tui.engine.config import load_config
+    from grpo_tui.engine.data.loader import load_rows, to_dataset
     cfg = load_config("cpu-demo")
     rows, _ = load_rows(cfg.data, cfg.train.seed)
     ds = to_dataset(rows[:1], cfg.prompt)
@@ -45,8 +45,8 @@ def generate(model: Any, tok: Any, ids: list[int], G: int, new: int, fast: bool 
     """Seconds to sample G completions of `new` tokens; `fast`: [train] fast_cpu_decode's path; `shared`: the
     prompt prefilled once for the G rows ([train] share_prompt_prefix's path)."""
     import functools
-    from engine.fast_decode import fast_cpu_generate
-    from engine.train import shared_prefix
+    from grpo_tui.engine.fast_decode import fast_cpu_generate
+    from grpo_tui.engine.train import shared_prefix
     x = torch.tensor([ids] * G)
     fn = functools.partial(fast_cpu_generate, model.generate, model) if fast else model.generate
     kw.update(input_ids=x, attention_mask=torch.ones_like(x), do_sample=True, temperature=0.8,

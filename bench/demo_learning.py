@@ -37,12 +37,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.data.synthetic import operations  # noqa: E402
-from engine.eval.evaluate import wilson  # noqa: E402
-from rundir.events import read_events  # noqa: E402
-from rundir.layout import RunDir  # noqa: E402
-from rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
-from rundir.state import mean_and_stderr  # noqa: E402
+from grpo_tui.engine.data.synthetic import operations  # noqa: E402
+from grpo_tui.engine.eval.evaluate import wilson  # noqa: E402
+from grpo_tui.rundir.events import read_events  # noqa: E402
+from grpo_tui.rundir.layout import RunDir  # noqa: E402
+from grpo_tui.rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
+from grpo_tui.rundir.state import mean_and_stderr  # noqa: E402
 
 # The cpu-demo settings before issue 17, as `--set` overrides of today's preset: what --baseline runs.
 # Before, a step was one prompt with G=8 completions (now two prompts of G=4), every row's prompt was encoded
@@ -233,7 +233,7 @@ def report_lines(reports: list[RunReport]) -> list[str]:
 
 def run_demo(run_dir: Path, seed: int, max_steps: int, eval_limit: int, overrides: list[str]) -> float:
     """One headless cpu-demo run; returns the launch time (for minutes to signal from launch)."""
-    cmd = [sys.executable, "-m", "tui.cli", "--no-ui", "--preset", "cpu-demo", "--run-dir", str(run_dir),
+    cmd = [sys.executable, "-m", "grpo_tui.tui.cli", "--no-ui", "--preset", "cpu-demo", "--run-dir", str(run_dir),
            "--max-steps", str(max_steps), "--set", f"train.seed={seed}",
            "--set", f"eval.every_steps={max_steps}", "--set", f"eval.limit={eval_limit}"]
     for o in overrides:
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.first_steps:
             reports += [analyze(d, first_steps=a.first_steps) for d in a.runs]
     else:
-        from engine.config import load_config
+        from grpo_tui.engine.config import load_config
         max_steps = a.max_steps or load_config("cpu-demo").train.max_steps
         print(f"load average at start: {os.getloadavg()}", flush=True)
         reports = []

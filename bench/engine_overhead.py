@@ -11,7 +11,7 @@ but at the mercy of those jobs). The CPU-time ratio is the headline.
 
     python bench/engine_overhead.py [--preset tiny] [--steps 12] [--rounds 3] [--threads 1]
 
-The engine side is the real path of `python -m engine train`: RecordingGRPOTrainer
+The engine side is the real path of `python -m grpo_tui.engine train`: RecordingGRPOTrainer
 (rollouts.jsonl for every group), guarded rewards, EngineCallback (step and
 memory events, command polling). The plain side is GRPOTrainer with the same
 reward functions behind a bare text adapter and no callbacks of ours.
@@ -36,15 +36,15 @@ from transformers import TrainerCallback  # noqa: E402
 from transformers.trainer_callback import PrinterCallback  # noqa: E402
 from trl import GRPOTrainer  # noqa: E402
 
-from engine.config import Config, load_config  # noqa: E402
-from engine.data.loader import load_rows, to_dataset  # noqa: E402
-from rundir.events import read_events  # noqa: E402
-from engine.models import load_model  # noqa: E402
-from engine.rewards import resolve_reward  # noqa: E402
-from engine.run import train as engine_train  # noqa: E402
-from rundir.layout import RunDir  # noqa: E402
-from engine.rewards.trl_adapter import message_text  # noqa: E402
-from engine.train.grpo import RecordingGRPOTrainer, grpo_args  # noqa: E402
+from grpo_tui.engine.config import Config, load_config  # noqa: E402
+from grpo_tui.engine.data.loader import load_rows, to_dataset  # noqa: E402
+from grpo_tui.rundir.events import read_events  # noqa: E402
+from grpo_tui.engine.models import load_model  # noqa: E402
+from grpo_tui.engine.rewards import resolve_reward  # noqa: E402
+from grpo_tui.engine.run import train as engine_train  # noqa: E402
+from grpo_tui.rundir.layout import RunDir  # noqa: E402
+from grpo_tui.engine.rewards.trl_adapter import message_text  # noqa: E402
+from grpo_tui.engine.train.grpo import RecordingGRPOTrainer, grpo_args  # noqa: E402
 
 
 class StepTimer(TrainerCallback):

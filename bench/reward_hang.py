@@ -42,7 +42,7 @@ def main() -> int:
         (d / "p.toml").write_text('extends = "tiny"\n[rewards]\ncorrectness = 1.0\n"spin.py:spin" = 1.0\n')
         run = d / "run"
         env = dict(os.environ, PYTHONPATH=str(args.tree), HF_HUB_OFFLINE="1")
-        proc = subprocess.run([sys.executable, "-m", "engine", "train", "--preset", str(d / "p.toml"),
+        proc = subprocess.run([sys.executable, "-P", "-m", "grpo_tui.engine", "train", "--preset", str(d / "p.toml"),
                                "--run-dir", str(run), "--max-steps", str(args.steps)], cwd=args.tree, env=env,
                               capture_output=True, text=True)
         events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]

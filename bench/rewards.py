@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.rewards import (  # noqa: E402
+from grpo_tui.engine.rewards import (  # noqa: E402
     GSM8K_RECIPE,
     THINK_RECIPE,
     extract_answer,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rundir.layout import RunDir  # noqa: E402
+from grpo_tui.rundir.layout import RunDir  # noqa: E402
 
 WORDS = ("the of and to a in is we so then total each number more than less times equals first second she he "
          "has have had apples pencils books dollars cost price left remaining sum difference multiply divide add "
@@ -37,7 +37,7 @@ ITEMS = "pencils apples books marbles stickers cookies".split()
 
 def make_run(run_dir: Path, steps: int, groups: int, gens: int, words: int, seed: int = 0) -> dict:
     """Writes rollouts through rundir.rollouts.RolloutWriter exactly as the engine does (flush per batch)."""
-    from rundir.rollouts import CompletionRecord, RolloutWriter
+    from grpo_tui.rundir.rollouts import CompletionRecord, RolloutWriter
 
     rng = random.Random(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ SEARCHES = ["Janet ducks", "zzz-not-there", "PENCILS", "answer>\n42\n<", "/eggs 
 
 
 def measure(run_dir: str, mode: str, repeat: int) -> dict:
-    from rundir.rollouts import RolloutFilter, RolloutReader, Rollouts, open_rollouts
+    from grpo_tui.rundir.rollouts import RolloutFilter, RolloutReader, Rollouts, open_rollouts
 
     out: dict = {}
     t = time.perf_counter()
@@ -154,8 +154,8 @@ def measure_app(run_dir: str, repeat: int) -> dict:
     a filter change to the step list redrawn."""
     import asyncio
 
-    from tui.browser.app import BrowserApp
-    from tui.browser.screens.rollouts import RolloutScreen
+    from grpo_tui.tui.browser.app import BrowserApp
+    from grpo_tui.tui.browser.screens.rollouts import RolloutScreen
 
     out: dict = {}
 

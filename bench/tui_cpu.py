@@ -40,12 +40,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rundir import events as events_module  # noqa: E402
-from rundir.control import ensure_control_dir  # noqa: E402
-from rundir.events import EventWriter  # noqa: E402
-from rundir.rollouts import CompletionRecord, RolloutWriter  # noqa: E402
-from rundir.health import HealthMonitor, Thresholds  # noqa: E402
-from rundir.layout import RunDir  # noqa: E402
+from grpo_tui.rundir import events as events_module  # noqa: E402
+from grpo_tui.rundir.control import ensure_control_dir  # noqa: E402
+from grpo_tui.rundir.events import EventWriter  # noqa: E402
+from grpo_tui.rundir.rollouts import CompletionRecord, RolloutWriter  # noqa: E402
+from grpo_tui.rundir.health import HealthMonitor, Thresholds  # noqa: E402
+from grpo_tui.rundir.layout import RunDir  # noqa: E402
 
 REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xmlcount"]
 NAMES = ["Ava", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana"]
@@ -225,11 +225,11 @@ CHILD_PTY = r"""
 import sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-import tui.app
-from tui.app import Dashboard
+import grpo_tui.tui.app as tui_app
+from grpo_tui.tui.app import Dashboard
 
 class BenchDashboard(Dashboard):
-    CSS_PATH = str(Path(tui.app.__file__).parent / Dashboard.CSS_PATH)  # a class made in -c has no file of its own
+    CSS_PATH = str(Path(tui_app.__file__).parent / Dashboard.CSS_PATH)  # a class made in -c has no file of its own
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -246,7 +246,7 @@ sys.path.insert(0, {root!r})
 from textual import events
 from textual.app import App
 from textual.screen import Screen
-from tui.app import Dashboard
+from grpo_tui.tui.app import Dashboard
 
 # Latency = key sent -> its action has run -> the next frame (compositor refresh) has been drawn.
 frames, handled = [], []

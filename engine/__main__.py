@@ -1,5 +1,5 @@
 import sys
 
-from engine.run import main
+from grpo_tui.engine.run import main
 
 sys.exit(main())

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rundir.errors import GrpoTuiError
+from grpo_tui.rundir.errors import GrpoTuiError
 
 
 class PresetError(GrpoTuiError, ValueError):
@@ -425,7 +425,7 @@ def _trl_value(section: str, key: str, value: Any, where: str, own: list[str]) -
     if key in ENGINE_OWNED[section]:
         raise PresetError(f"{where}: [{section}] {key} is set by the engine: {ENGINE_OWNED[section][key]}.")
     cls = TRL_PASSTHROUGH[section]
-    from engine.trl_source import config_field_names
+    from grpo_tui.engine.trl_source import config_field_names
     # read from trl's sources: a misspelled key is refused without importing trl, which takes seconds
     names = config_field_names(cls) or trl_fields(section)
     if key not in names:
@@ -612,7 +612,7 @@ def validate(cfg: Config) -> None:
 
 def preset_dir() -> Path:
     """Shipped presets, from a source checkout or an installed wheel alike."""
-    return Path(str(resources.files("presets")))
+    return Path(str(resources.files("grpo_tui.presets")))
 
 
 def list_presets() -> list[str]:

@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any
 
-from engine.config import Config
-from rundir.events import check_event
+from grpo_tui.engine.config import Config
+from grpo_tui.rundir.events import check_event
 
 LAUNCHED_ENV = "GRPO_TUI_DISTRIBUTED"  # set on the ranks we launch, so they never re-launch
 
@@ -36,7 +36,10 @@ def needs_launch(cfg: Config) -> bool:
 
 
 def accelerate_argv(cfg: Config, engine_args: list[str]) -> list[str]:
-    """`accelerate launch ... -m engine <engine_args>` for the preset's [distributed] section."""
+    """`accelerate launch ... -m grpo_tui.engine <engine_args>` for the preset's [distributed] section.
+
+    The ranks inherit PYTHONSAFEPATH (set by the caller), so the current directory never
+    shadows the engine package in them either."""
     d = cfg.distributed
     argv = [sys.executable, "-m", "accelerate.commands.launch",
             "--num_processes", str(d.num_processes), "--num_machines", str(d.num_machines),
@@ -60,7 +63,7 @@ def accelerate_argv(cfg: Config, engine_args: list[str]) -> list[str]:
                  "--fsdp_state_dict_type", "SHARDED_STATE_DICT", "--fsdp_cpu_ram_efficient_loading", "true"]
         if d.cpu_offload:
             argv += ["--fsdp_offload_params", "true"]
-    return argv + ["-m", "engine", *engine_args]
+    return argv + ["-m", "grpo_tui.engine", *engine_args]
 
 
 def init() -> None:

@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine.eval.evaluate import EvalError, ModelSpec, resolve_model
-from rundir.events import read_events
-from rundir.layout import RunDir
+from grpo_tui.engine.eval.evaluate import EvalError, ModelSpec, resolve_model
+from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.layout import RunDir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
@@ -125,7 +125,7 @@ def model_card(spec: ModelSpec, adapter: bool, base: str) -> str:
                   "model = AutoModelForCausalLM.from_pretrained(PATH)", "tokenizer = AutoTokenizer.from_pretrained(PATH)"]
     lines += ["```", ""]
     if cfg:
-        from engine.data.prompts import system_prompt
+        from grpo_tui.engine.data.prompts import system_prompt
         lines += ["Ask with the system prompt it was trained with:", "", "```",
                   system_prompt(cfg.prompt.format, cfg.prompt.system_prompt), "```", ""]
     return "\n".join(lines)

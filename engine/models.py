@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from engine.config import ModelConfig
-from rundir.errors import GrpoTuiError
+from grpo_tui.engine.config import ModelConfig
+from grpo_tui.rundir.errors import GrpoTuiError
 
 SMOLLM2 = "smollm2-135m-instruct"
 TINY = "tiny-random"
@@ -131,7 +131,7 @@ def ensure_smollm2(log: Any = print) -> Path:
 
 def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> Path:
     """A random-weight Llama (SmolLM2's class, tied) with the small test tokenizer, saved once per shape (seed fixed)."""
-    from engine.small_tokenizer import NAME, build_small_tokenizer
+    from grpo_tui.engine.small_tokenizer import NAME, build_small_tokenizer
     final = cache_root() / f"{TINY}-h{hidden}-l{layers}-{NAME}"
     if (final / "config.json").exists():
         return final
@@ -161,7 +161,7 @@ def save_random_qwen2(final: Path, *, hidden: int, layers: int, heads: int, kv_h
         return final
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
     if small_tokenizer:
-        from engine.small_tokenizer import build_small_tokenizer
+        from grpo_tui.engine.small_tokenizer import build_small_tokenizer
         tok = build_small_tokenizer()
     else:
         tok = AutoTokenizer.from_pretrained(ensure_smollm2(log))

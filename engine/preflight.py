@@ -1,6 +1,6 @@
 """Pre-flight: what a preset needs from this machine, checked before any download or model load.
 
-Runs in `python -m engine train` right after the preset is parsed, before the run
+Runs in `python -m grpo_tui.engine train` right after the preset is parsed, before the run
 directory exists, and costs well under 5 s: optional packages are looked up with
 `importlib.util.find_spec` (never imported), the GPU through NVML (torch only when
 NVML can't answer and a GPU device node exists), the model and datasets in the
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from engine.config import Config, PresetError
-from engine.gpu import Gpus, visible_gpus
-from rundir.layout import RunDir
+from grpo_tui.engine.config import Config, PresetError
+from grpo_tui.engine.gpu import Gpus, visible_gpus
+from grpo_tui.rundir.layout import RunDir
 
 HUB_TIMEOUT_S = 3.0
 VLLM_PIP = "pip install 'grpo-tui[vllm]'"
@@ -84,7 +84,7 @@ def check_gpu(cfg: Config, gpu: Gpus | None) -> list[Problem]:
                            f"need {per_machine} GPUs here, and {count} is visible; lower num_processes "
                            f"(--set distributed.num_processes={count * cfg.distributed.num_machines}) or run on a "
                            "machine with more GPUs."))
-    from engine.plan.memory import estimate
+    from grpo_tui.engine.plan.memory import estimate
 
     est = estimate(cfg, total)
     if est.peak_gb > total:
@@ -218,7 +218,7 @@ def check_sources(cfg: Config, run_root: Path | None = None,
             out.append(p)
     s = cfg.sft
     if s.enabled and not sft_done and not s.data_files:
-        from engine.train.sft import sft_source
+        from grpo_tui.engine.train.sft import sft_source
         if sft_source(cfg) == "gsm8k" and not (d.source == "gsm8k" and d.data_files):
             p = _hub_problem("[sft] data_files", GSM8K_HUB, "dataset",
                              "Set [sft] data_files (or [data] data_files) to local GSM8K-style files.", reach)
@@ -226,7 +226,7 @@ def check_sources(cfg: Config, run_root: Path | None = None,
                 out.append(p)
     e = cfg.eval
     if e.every_steps > 0 and e.dataset in ("gsm8k", "math500"):
-        from engine.eval.evaluate import DATA_DIRS_ENV, _local_copy
+        from grpo_tui.engine.eval.evaluate import DATA_DIRS_ENV, _local_copy
         if _local_copy(e.dataset, e.split) is None:
             repo = GSM8K_HUB if e.dataset == "gsm8k" else MATH500_HUB
             p = _hub_problem("[eval] dataset", repo, "dataset",

@@ -1,4 +1,4 @@
-"""`python -m engine train`: pre-flight checks, the run directory, and one training run.
+"""`python -m grpo_tui.engine train`: pre-flight checks, the run directory, and one training run.
 
 Everything that can be checked without loading a model (preset, overrides,
 rewards, data files, the run directory itself) is checked before anything is
@@ -25,12 +25,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from engine import distributed
-from engine.config import Config, PresetError, load_config, load_resolved
-from engine.gpu import default_allocator_env, visible_gpus
-from rundir.control import ensure_control_dir
-from rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, GrpoTuiError
-from rundir.layout import (GROUP_ACCESS_ENV, LOCK_FD_ENV, LOCK_HOLDER_ENV, RESTART_PREFIX, RunDir, RunLock,
+from grpo_tui.engine import distributed
+from grpo_tui.engine.config import Config, PresetError, load_config, load_resolved
+from grpo_tui.engine.gpu import default_allocator_env, visible_gpus
+from grpo_tui.rundir.control import ensure_control_dir
+from grpo_tui.rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, GrpoTuiError
+from grpo_tui.rundir.layout import (GROUP_ACCESS_ENV, LOCK_FD_ENV, LOCK_HOLDER_ENV, RESTART_PREFIX, RunDir, RunLock,
                            UnsafeRunDir, check_run_dir, checkpoint_step, checkpoint_unfinished, find_checkpoints,
                            make_private_dir, open_private, replace_private, set_aside_for_restart,
                            trusted_file_problem, write_private)
@@ -69,7 +69,7 @@ def _stdout_is(path: Path) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m engine", description="grpo-tui training engine")
+    p = argparse.ArgumentParser(prog="python -m grpo_tui.engine", description="grpo-tui training engine")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="run GRPO training into a run directory")
     t.add_argument("--preset", help="preset name or path to a .toml file (optional with --resume)")
@@ -138,11 +138,11 @@ def preflight(args: argparse.Namespace) -> Config:
     """
     cfg = check_request(args)
     # GPU, optional packages, model and datasets: before anything heavy is imported or downloaded
-    from engine.preflight import check
+    from grpo_tui.engine.preflight import check
     check(cfg, args.run_dir if (args.resume or args.restart) else None)
-    from engine.data.loader import check_files, load_rows
-    from engine.rewards import RewardSpecError
-    from engine.rewards.trl_adapter import build_rewards, close_rewards
+    from grpo_tui.engine.data.loader import check_files, load_rows
+    from grpo_tui.engine.rewards import RewardSpecError
+    from grpo_tui.engine.rewards.trl_adapter import build_rewards, close_rewards
     try:
         close_rewards(build_rewards(cfg)[0])  # imports user reward files in worker processes, bounded in time
     except RewardSpecError as e:
@@ -194,7 +194,7 @@ def switch_problem(current: Config, preset: str) -> str | None:
             return (f"preset {preset} has [model] {key} = {getattr(b, key)!r} but this run has "
                     f"{getattr(a, key)!r}: its checkpoint can't continue under another model or adapter shape")
     try:
-        from engine.rewards.trl_adapter import build_rewards, close_rewards
+        from grpo_tui.engine.rewards.trl_adapter import build_rewards, close_rewards
         close_rewards(build_rewards(new)[0])
     except Exception as e:  # noqa: BLE001 - any reward problem is a reason to refuse
         return f"preset {preset}: [rewards] {e}"
@@ -268,14 +268,14 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
           data: tuple | None = None) -> tuple[int, str | None]:
     """One training run: (exit code, the preset a switch_preset command asked to continue under, or None)."""
     import torch
-    from engine.data.loader import drop_long_prompts, load_rows, prompt_token_limit, to_dataset
-    from rundir.events import EventWriter, read_events
-    from engine.models import load_model, lora_config, pick_device, pick_threads
-    from rundir.rollouts import RolloutWriter
-    from engine.train.telemetry import MemoryProbe
-    from engine.train.commands import CommandWatcher
-    from engine.rewards.trl_adapter import build_rewards
-    from engine.train.grpo import EngineCallback, RecordingGRPOTrainer, RolloutRecorder, grpo_args
+    from grpo_tui.engine.data.loader import drop_long_prompts, load_rows, prompt_token_limit, to_dataset
+    from grpo_tui.rundir.events import EventWriter, read_events
+    from grpo_tui.engine.models import load_model, lora_config, pick_device, pick_threads
+    from grpo_tui.rundir.rollouts import RolloutWriter
+    from grpo_tui.engine.train.telemetry import MemoryProbe
+    from grpo_tui.engine.train.commands import CommandWatcher
+    from grpo_tui.engine.rewards.trl_adapter import build_rewards
+    from grpo_tui.engine.train.grpo import EngineCallback, RecordingGRPOTrainer, RolloutRecorder, grpo_args
 
     t0 = time.time()
     main_rank = distributed.is_main()
@@ -324,7 +324,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         threads = pick_threads(cfg.train.torch_threads, device)
         if threads is not None:
             print(f"torch threads: {threads} (train.torch_threads = {cfg.train.torch_threads}; 0 is auto)", flush=True)
-        from engine.train.sft import before_grpo, starting_model
+        from grpo_tui.engine.train.sft import before_grpo, starting_model
 
         def model_log(message: str) -> None:  # the one-time GGUF conversion's progress, also as the state detail
             print(message, flush=True)
@@ -360,7 +360,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         torch.manual_seed(cfg.train.seed)
         trainer_cls = RecordingGRPOTrainer
         if cfg.curriculum.dynamic_sampling:  # drop all-right/all-wrong groups, refill the batch
-            from engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer as trainer_cls
+            from grpo_tui.engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer as trainer_cls
         trainer = trainer_cls(model=loaded.model, reward_funcs=rewards, args=args,
                               train_dataset=dataset, processing_class=loaded.tokenizer,
                               share_prompt_prefix=cfg.train.share_prompt_prefix,
@@ -386,7 +386,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         if checkpoint:
             callback.learning_rate = cfg.train.learning_rate
         # health checks after every step, written as `health` events; live knobs (`set` commands)
-        from rundir.health import HealthMonitor
+        from grpo_tui.rundir.health import HealthMonitor
         callback.health = HealthMonitor(max_completion_length=cfg.train.max_completion_length,
                                         dynamic_sampling=cfg.curriculum.dynamic_sampling)
         if checkpoint and main_rank:  # the rules see the steps before the checkpoint too, not a fresh run
@@ -396,7 +396,7 @@ def train(cfg: Config, run: RunDir, resume: bool, restarted: Path | None = None,
         watcher.check_set = callback.check_set
         trainer.add_callback(callback)
         if cfg.eval.every_steps > 0 and main_rank:  # `eval` events on a held-out subset
-            from engine.eval.evaluate import make_eval_callback
+            from grpo_tui.engine.eval.evaluate import make_eval_callback
             trainer.add_callback(make_eval_callback(cfg, run.root, device, events, callback))
         from transformers.trainer_callback import PrinterCallback
         trainer.remove_callback(PrinterCallback)  # our one-line step report replaces its dict dumps
@@ -483,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         if run_lock is not None:
             run_lock.keep_across_exec()
             os.environ[LOCK_HOLDER_ENV] = str(os.getpid())
+        os.environ["PYTHONSAFEPATH"] = "1"  # the ranks run `python -m`: keep the cwd off their import path
         os.execv(sys.executable, distributed.accelerate_argv(cfg, list(sys.argv[1:] if argv is None else argv)))
     try:
         return _run(args, cfg, run, run_lock)
@@ -508,7 +509,7 @@ def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock |
             holder = RunLock.holder(run.root)
             if holder is None or str(holder) != os.environ.get(LOCK_HOLDER_ENV):
                 raise UnsafeRunDir(f"{run.root}: rank 0 runs without its launcher's lock on the run directory; "
-                                   "start multi-process runs with `python -m engine train` (it launches the ranks).")
+                                   "start multi-process runs with `python -m grpo_tui.engine train` (it launches the ranks).")
         ensure_control_dir(run.control)
         if args.restart:
             restarted = set_aside_for_restart(run)
@@ -551,7 +552,7 @@ def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock |
         distributed.finish()
     if switch_to:
         # Same pid, same run directory, same log, same lock: a UI watching the process sees one run go on.
-        argv = [sys.executable, "-m", "engine", "train", "--run-dir", str(args.run_dir), "--resume",
+        argv = [sys.executable, "-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(args.run_dir), "--resume",
                 "--preset", switch_to, "--max-steps", str(cfg.train.max_steps)]
         if args.log_to_run_dir:
             argv.append("--log-to-run-dir")

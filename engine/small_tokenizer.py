@@ -32,8 +32,8 @@ def _corpus() -> list[str]:
     """
     import re
 
-    from engine.data.prompts import EXAMPLE_QUESTION, FORMATS
-    from engine.data.synthetic import generate
+    from grpo_tui.engine.data.prompts import EXAMPLE_QUESTION, FORMATS
+    from grpo_tui.engine.data.synthetic import generate
     text = [re.sub(r"</?\w+>", " ", t) for t in FORMATS.values()] + [EXAMPLE_QUESTION]
     for difficulty in (1, 2, 3):
         for row in generate(3000, difficulty, seed=difficulty):

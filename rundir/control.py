@@ -18,8 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from rundir.events import COMMANDS, Command
-from rundir.layout import UnsafeRunDir, make_private_dir, open_private
+from grpo_tui.rundir.events import COMMANDS, Command
+from grpo_tui.rundir.layout import UnsafeRunDir, make_private_dir, open_private
 
 
 def ensure_control_dir(path: Path) -> None:

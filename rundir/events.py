@@ -8,7 +8,7 @@ a killed engine, which readers skip.
 
 The records below are the source of truth for every event type and field:
 docs/run-directory.md's field tables are generated from them
-(`python -m rundir.event_docs` rewrites them; tests/test_events.py fails when
+(`python -m grpo_tui.rundir.event_docs` rewrites them; tests/test_events.py fails when
 they disagree). `EventWriter.emit(type, **fields)` checks each event against
 its record: an unknown type or field, a missing required field or a value
 outside a field's choices raises ValueError, so drift fails in tests.
@@ -22,7 +22,7 @@ Adding an event type (or a field) takes one dataclass (or one line):
         rule: str = info("the check's name")                 # required: no default
         step: int | None = info("step it fired at", None)   # optional: a default
 
-then `python -m rundir.event_docs` to update the docs. A new state or command is one
+then `python -m grpo_tui.rundir.event_docs` to update the docs. A new state or command is one
 member of `State` or `Command` (rundir.control and the UIs take the list from there). Readers (rundir.state)
 still read events as plain dicts and tolerate missing and unknown fields, so
 old logs and logs from newer engines stay readable.
@@ -41,7 +41,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from rundir.layout import SCHEMA_VERSION, open_private
+from grpo_tui.rundir.layout import SCHEMA_VERSION, open_private
 
 
 class _StrEnum(str, Enum):

@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rundir.errors import GrpoTuiError
+from grpo_tui.rundir.errors import GrpoTuiError
 
 SCHEMA_VERSION = 1
 # "1": run directories are created 0750 and files 0640, and group members may share the run (they still
-# can't write to it). Set by `python -m engine train --group-access` (and inherited by re-executions).
+# can't write to it). Set by `python -m grpo_tui.engine train --group-access` (and inherited by re-executions).
 GROUP_ACCESS_ENV = "GRPO_TUI_GROUP_ACCESS"
 LOCK_NAME = "engine.lock"
 # "fd:dev:ino" of the lock an engine hands to its own re-execution (preset switch, accelerate launch).

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from rundir.events import ACTIVE_STATES, RECORDS, State, parse_lines
-from rundir.layout import SCHEMA_VERSION, RunDir
-from rundir.phases import add_phases
+from grpo_tui.rundir.events import ACTIVE_STATES, RECORDS, State, parse_lines
+from grpo_tui.rundir.layout import SCHEMA_VERSION, RunDir
+from grpo_tui.rundir.phases import add_phases
 
 # Series kept per step, by the key they have in a step event's metrics.
 REWARD = "reward"
@@ -439,7 +439,7 @@ class RunState:
 
     def knobs_now(self) -> dict[str, Any]:
         """The live knobs' current values: the config at the last run_start, then every change since."""
-        from rundir.knobs import REWARD_WEIGHTS, knobs_from_config
+        from grpo_tui.rundir.knobs import REWARD_WEIGHTS, knobs_from_config
         start = self.run_start or {}
         now = knobs_from_config(start.get("config") or {}, list(start.get("reward_names") or self.reward_names))
         for ev in self.knob_changes:

@@ -62,6 +62,6 @@ def tiny_run(tmp_path_factory, test_preset) -> tuple[Path, subprocess.CompletedP
     import time
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     t0 = time.time()
-    proc = run_cli(["-m", "tui.cli", "--no-ui", "--preset", str(test_preset), "--max-steps", "3",
+    proc = run_cli(["-m", "grpo_tui.tui.cli", "--no-ui", "--preset", str(test_preset), "--max-steps", "3",
                     "--run-dir", str(run_dir)], timeout=300)
     return run_dir, proc, time.time() - t0

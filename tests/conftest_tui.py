@@ -41,7 +41,7 @@ def engine_env() -> dict[str, str]:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 3-step run of the tiny preset (about 20-40 s on a 2-core CPU)."""
     run = tmp_path_factory.mktemp("tiny") / "run"
-    r = subprocess.run([sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run),
+    r = subprocess.run([sys.executable, "-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run),
                         "--max-steps", "3"], cwd=ROOT, env=engine_env(), capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]

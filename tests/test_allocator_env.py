@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.gpu import ALLOC_SET_BY_US_ENV, EXPANDABLE, default_allocator_env
+from grpo_tui.engine.gpu import ALLOC_SET_BY_US_ENV, EXPANDABLE, default_allocator_env
 
 
 def test_unset_gets_expandable_segments_once() -> None:

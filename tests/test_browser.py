@@ -10,16 +10,16 @@ import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Input, Select, Static
 
-from rundir.rollouts import RolloutFilter, open_rollouts
+from grpo_tui.rundir.rollouts import RolloutFilter, open_rollouts
 from test_rollouts import PROMPTS, group_for, write_run
-from tui.browser.app import BrowserApp, run_browser
-from tui.browser.screens.export import ExportDialog
-from tui.browser.screens.history import HistoryScreen
-from tui.browser.screens.rollouts import RolloutScreen
-from tui.browser.screens.run_list import RunListScreen
-from tui.browser.widgets import RowList
-from tui.components.completion_view import CompletionView
-from tui.components.group_table import GroupTable
+from grpo_tui.tui.browser.app import BrowserApp, run_browser
+from grpo_tui.tui.browser.screens.export import ExportDialog
+from grpo_tui.tui.browser.screens.history import HistoryScreen
+from grpo_tui.tui.browser.screens.rollouts import RolloutScreen
+from grpo_tui.tui.browser.screens.run_list import RunListScreen
+from grpo_tui.tui.browser.widgets import RowList
+from grpo_tui.tui.components.completion_view import CompletionView
+from grpo_tui.tui.components.group_table import GroupTable
 
 SIZE = (160, 50)
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.config import (PresetError, config_from_dict, describe_fields, list_presets, load_config,
+from grpo_tui.engine.config import (PresetError, config_from_dict, describe_fields, list_presets, load_config,
                            load_resolved, parse_override, preset_dir)
 
 

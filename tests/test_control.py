@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from conftest import write_preset
-from rundir.control import send_command, take_commands
-from rundir.events import EventTail, read_events
-from rundir.layout import RunDir
-from tui.launcher import launch_engine
+from grpo_tui.rundir.control import send_command, take_commands
+from grpo_tui.rundir.events import EventTail, read_events
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.tui.launcher import launch_engine
 
 
 def wait_for(tail: EventTail, seen: list, pred, timeout: float = 90.0) -> dict:
@@ -26,7 +26,7 @@ def wait_for(tail: EventTail, seen: list, pred, timeout: float = 90.0) -> dict:
 
 
 def test_control_files_are_atomic_and_private(tmp_path):
-    from rundir.control import ensure_control_dir
+    from grpo_tui.rundir.control import ensure_control_dir
     d = tmp_path / "control"
     ensure_control_dir(d)
     assert (d.stat().st_mode & 0o777) == 0o700
@@ -101,8 +101,8 @@ def test_pause_checkpoint_resume_switch_stop(tmp_path):
 def test_commands_in_one_batch_are_all_handled():
     """[pause, resume] or [pause, stop] arriving before one step boundary: nothing is lost."""
     from types import SimpleNamespace
-    from engine.train.commands import CommandWatcher
-    from engine.train.grpo import EngineCallback
+    from grpo_tui.engine.train.commands import CommandWatcher
+    from grpo_tui.engine.train.grpo import EngineCallback
 
     class Events:
         def __init__(self):
@@ -144,8 +144,8 @@ def test_sft_stage_shares_the_state_machine_and_holds_grpo_commands_in_order():
     import threading
     import time
     from types import SimpleNamespace
-    from engine.train.commands import CommandWatcher
-    from engine.train.sft import make_sft_callback
+    from grpo_tui.engine.train.commands import CommandWatcher
+    from grpo_tui.engine.train.sft import make_sft_callback
 
     log = []
 
@@ -188,7 +188,7 @@ def test_sft_stage_shares_the_state_machine_and_holds_grpo_commands_in_order():
 def test_a_command_accepted_after_the_last_boundary_is_answered_when_the_run_ends():
     """A `set` sent during the last step (or a pause after it) is accepted, then no boundary comes: closing the
     watcher rejects it with the reason, so no UI waits on it forever."""
-    from engine.train.commands import CommandWatcher
+    from grpo_tui.engine.train.commands import CommandWatcher
 
     log = []
 

@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 from conftest import run_cli
-from rundir.events import read_events
-from rundir.layout import RunDir
-from tui.console.control import parse_assignments
-from tui.launcher import launch_engine
+from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.tui.console.control import parse_assignments
+from grpo_tui.tui.launcher import launch_engine
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return run_cli(["-m", "tui.cli", *args], timeout=180)
+    return run_cli(["-m", "grpo_tui.tui.cli", *args], timeout=180)
 
 
 def _wait_for(run: RunDir, pred, timeout: float = 120.0) -> dict:

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from engine.config import PresetError, load_config
-from engine.train.curriculum import (cache_path, completion_correct, histogram, in_band, prepass_filter, read_cache,
+from grpo_tui.engine.config import PresetError, load_config
+from grpo_tui.engine.train.curriculum import (cache_path, completion_correct, histogram, in_band, prepass_filter, read_cache,
                                score_pass_rates)
-from engine.train.dynamic_sampling import group_totals, merge_batches, pad_cat, uniform_groups, zero_std_groups
-from rundir.events import EventWriter, read_events
+from grpo_tui.engine.train.dynamic_sampling import group_totals, merge_batches, pad_cat, uniform_groups, zero_std_groups
+from grpo_tui.rundir.events import EventWriter, read_events
 
 # ------------------------------------------------------------------------------ band
 
@@ -82,7 +82,7 @@ def test_prepass_keeps_the_band_from_cached_rates(tmp_path):
 
 
 def test_prepass_scores_with_the_model_and_fails_clearly_on_an_empty_band(tmp_path):
-    from engine.models import load_model
+    from grpo_tui.engine.models import load_model
     cfg = load_config("tiny", ["curriculum.prepass=true", "curriculum.prepass_samples=2",
                                "curriculum.prepass_max_problems=3", "train.max_completion_length=4"])
     loaded = load_model(cfg.model, "cpu", log=lambda m: None)
@@ -137,7 +137,7 @@ def test_merge_batches_keeps_rows_aligned():
 
 
 def test_dynamic_sampling_refuses_what_it_cannot_merge():
-    from engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer
+    from grpo_tui.engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer
     fake = SimpleNamespace(accelerator=SimpleNamespace(num_processes=2))
     with pytest.raises(RuntimeError, match="single training process"):
         DynamicSamplingGRPOTrainer.configure_dynamic_sampling(fake)

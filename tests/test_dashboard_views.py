@@ -15,17 +15,17 @@ import pytest
 from rich.console import Console
 
 from conftest_tui import ROOT, engine_env, run_coroutine, wait_for, write_synthetic_run
-from engine.rewards.error_kinds import ERROR_KINDS, classify_error, error_counts
-from tui.console.compare import config_differences, load_runs
+from grpo_tui.engine.rewards.error_kinds import ERROR_KINDS, classify_error, error_counts
+from grpo_tui.tui.console.compare import config_differences, load_runs
 
 
 def _dashboard(run: Path, **kw):
-    from tui.app import Dashboard
+    from grpo_tui.tui.app import Dashboard
     return Dashboard(run, poll_interval=0.05, idle_interval=0.1, **kw)
 
 
 def _grpo_tui(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], cwd=ROOT, env=engine_env(),
+    return subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", *args], cwd=ROOT, env=engine_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -58,13 +58,13 @@ def test_error_counts_per_step_keep_the_latest_record_of_a_redone_step() -> None
 
 
 def test_run_summary_counts_wrong_answers_by_kind(tmp_path: Path) -> None:
-    from rundir.state import RunState
-    from tui.headless import print_summary
+    from grpo_tui.rundir.state import RunState
+    from grpo_tui.tui.headless import print_summary
 
     run = write_synthetic_run(tmp_path / "run", 4, seed=1, max_steps=4)
     out = io.StringIO()
     s = RunState()
-    from rundir.events import read_events
+    from grpo_tui.rundir.events import read_events
     s.apply(read_events(run.run.events))
     print_summary(Console(file=out, width=200, color_system=None), s, run.run.root, 0)
     line = next(ln for ln in out.getvalue().splitlines() if "wrong answers" in ln)
@@ -74,7 +74,7 @@ def test_run_summary_counts_wrong_answers_by_kind(tmp_path: Path) -> None:
 
 def browse_synthetic_run(tmp_path: Path, check) -> None:
     """Open the rollout browser on a 3-step synthetic run; await check(pilot, app, screen) once it has loaded."""
-    from tui.browser.app import BrowserApp, RolloutScreen
+    from grpo_tui.tui.browser.app import BrowserApp, RolloutScreen
 
     run = write_synthetic_run(tmp_path / "run", 3, seed=2, max_steps=3).run.root
 
@@ -156,9 +156,9 @@ def test_compare_no_ui_prints_config_differences_and_curves(tmp_path: Path) -> N
 
 
 def test_compare_screen_overlays_runs_and_opens_from_the_browser(tmp_path: Path) -> None:
-    from tui.browser.app import BrowserApp, RunListScreen
-    from tui.compare import CompareScreen
-    from tui.components.curves import CurvePlot
+    from grpo_tui.tui.browser.app import BrowserApp, RunListScreen
+    from grpo_tui.tui.compare import CompareScreen
+    from grpo_tui.tui.components.curves import CurvePlot
     from textual.widgets import DataTable
 
     _two_runs(tmp_path)
@@ -185,7 +185,7 @@ def test_compare_screen_overlays_runs_and_opens_from_the_browser(tmp_path: Path)
 
 
 def test_compare_snapshot(snap_compare, tmp_path: Path) -> None:
-    from tui.compare import CompareApp
+    from grpo_tui.tui.compare import CompareApp
 
     runs, _ = load_runs(_two_runs(tmp_path))
     for r in runs:  # a stable title whatever tmp_path is
@@ -196,7 +196,7 @@ def test_compare_snapshot(snap_compare, tmp_path: Path) -> None:
 # ------------------------------------------------------------------ reward playground
 
 def test_playground_recomputes_every_reward_as_you_type(tmp_path: Path) -> None:
-    from tui.playground import PlaygroundScreen
+    from grpo_tui.tui.playground import PlaygroundScreen
     from textual.widgets import Input, TextArea
 
     run = write_synthetic_run(tmp_path / "run", 2, seed=1, max_steps=2).run.root
@@ -261,7 +261,7 @@ def test_dashboard_200x50_snapshot(snap_compare, tmp_path: Path, monkeypatch) ->
 
 
 def test_browser_80x24_snapshot(snap_compare, tmp_path: Path, monkeypatch) -> None:
-    from tui.browser.app import BrowserApp
+    from grpo_tui.tui.browser.app import BrowserApp
 
     run = _snapshot_run(tmp_path, monkeypatch)
     app = BrowserApp(run, poll_s=0.1)
@@ -318,7 +318,7 @@ def test_status_column_fits_eta_and_elapsed_at_120x30(tmp_path: Path, monkeypatc
 
 
 def test_smoothing_a_constant_series_gives_that_constant() -> None:
-    from tui.components.curves import settle, smooth
+    from grpo_tui.tui.components.curves import settle, smooth
 
     ys = smooth([24.0] * 60, 0.8)
     assert len(set(ys)) > 1  # the EMA's float noise the plot used to draw as spikes
@@ -351,7 +351,7 @@ def test_reusing_a_run_dir_without_resume_is_refused_with_the_engines_words(tmp_
 
 def test_an_engine_refused_after_launch_is_not_taken_for_the_old_run(tmp_path: Path) -> None:
     """The race the CLI's quick check can't see: the old run's events.jsonl exists, the engine refuses anyway."""
-    from tui.launcher import launch_engine
+    from grpo_tui.tui.launcher import launch_engine
 
     run = write_synthetic_run(tmp_path / "old", 2, seed=1, max_steps=2).run.root
     engine = launch_engine("tiny", run, 1)
@@ -360,7 +360,7 @@ def test_an_engine_refused_after_launch_is_not_taken_for_the_old_run(tmp_path: P
 
 
 def test_preset_name_shows_while_starting(tmp_path: Path) -> None:
-    from tui.components.status_panel import StatusPanel
+    from grpo_tui.tui.components.status_panel import StatusPanel
 
     run = tmp_path / "run"
     run.mkdir()
@@ -378,7 +378,7 @@ def test_preset_name_shows_while_starting(tmp_path: Path) -> None:
 
 def test_quitting_with_stop_says_what_happens(tmp_path: Path, monkeypatch, capsys) -> None:
     from textual.app import App
-    from tui import app as dashboard
+    from grpo_tui.tui import app as dashboard
 
     run = write_synthetic_run(tmp_path / "run", 2, seed=1, max_steps=4, finished=False)
     run.run.pid_file.write_text(str(__import__("os").getpid()))  # this test plays the live engine

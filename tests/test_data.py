@@ -7,9 +7,9 @@ import json
 import pytest
 
 from conftest import SHARED_DATA
-from engine.config import DataConfig, PresetError, PromptConfig
-from engine.data.loader import check_files, load_rows, to_dataset
-from engine.data.synthetic import generate
+from grpo_tui.engine.config import DataConfig, PresetError, PromptConfig
+from grpo_tui.engine.data.loader import check_files, load_rows, to_dataset
+from grpo_tui.engine.data.synthetic import generate
 
 GSM8K_TRAIN = SHARED_DATA / "gsm8k" / "train.jsonl"
 needs_gsm8k = pytest.mark.skipif(not GSM8K_TRAIN.exists(), reason="../shared/data/gsm8k not present")
@@ -82,7 +82,7 @@ GOLDEN = ["Eli has 2 coins. A friend gives them 9 more coins. How many coins doe
 
 
 def test_synthetic_operations_are_read_back_from_the_text():
-    from engine.data.synthetic import operations
+    from grpo_tui.engine.data.synthetic import operations
     for level in (1, 2, 3):
         assert all(operations(p["question"]) == p["operation"].split("+") for p in generate(200, level, seed=5))
     ops = {op for p in generate(300, 1, seed=5) for op in operations(p["question"])}
@@ -96,7 +96,7 @@ def test_synthetic_operations_are_read_back_from_the_text():
 @pytest.mark.parametrize("fmt, tag", [("reasoning", "<reasoning>"), ("think", "<think>")])
 def test_prompts_go_through_the_chat_template(fmt, tag):
     from transformers import AutoTokenizer
-    from engine.models import ensure_smollm2
+    from grpo_tui.engine.models import ensure_smollm2
     tok = AutoTokenizer.from_pretrained(ensure_smollm2())
     ds = to_dataset([{"question": "Ann has 2 cats. How many now?", "answer": "2"}], PromptConfig(format=fmt, one_shot=True))
     msgs = ds[0]["prompt"]
@@ -107,7 +107,7 @@ def test_prompts_go_through_the_chat_template(fmt, tag):
 
 
 def _kinds(rows):
-    from engine.data.synthetic import operations
+    from grpo_tui.engine.data.synthetic import operations
     return ["+".join(operations(r["question"])) for r in rows]
 
 

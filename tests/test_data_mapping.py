@@ -9,10 +9,10 @@ import time
 import pytest
 
 from conftest import run_cli, write_preset
-from engine.config import DataConfig, PresetError, PromptConfig
-from engine.data.loader import drop_long_prompts, hub_records, load_rows, to_dataset
-from engine.eval.evaluate import load_eval_data
-from engine.data.loader import FieldMap
+from grpo_tui.engine.config import DataConfig, PresetError, PromptConfig
+from grpo_tui.engine.data.loader import drop_long_prompts, hub_records, load_rows, to_dataset
+from grpo_tui.engine.eval.evaluate import load_eval_data
+from grpo_tui.engine.data.loader import FieldMap
 
 SVAMP = [{"ID": "chal-1", "Body": "Each pack of dvds costs 76 dollars. If there is a discount of 25 dollars on each pack",
           "Question": "How much do you have to pay to buy each pack?", "Equation": "( 76.0 - 25.0 )", "Answer": 51.0},
@@ -45,7 +45,7 @@ def test_svamp_template_and_float_golds(tmp_path):
 @pytest.mark.parametrize("gold_format, golds", [("number", ["9", "15", "16"]),
                                                 ("auto", ["9 (apples)", "15 (balls)", "16 (oranges)"])])
 def test_asdiv_golds_with_units_in_parentheses(tmp_path, gold_format, golds):
-    from engine.rewards import is_correct
+    from grpo_tui.engine.rewards import is_correct
     f = jsonl(tmp_path / "asdiv.jsonl", ASDIV)
     rows, _ = load_rows(DataConfig(source="file", data_files=[str(f)], question_template="{body} {question}",
                                    gold_format=gold_format, shuffle=False), seed=0)
@@ -119,7 +119,7 @@ def test_fewer_rows_than_one_batch_is_an_error(tmp_path):
 
 def test_a_million_character_question_is_skipped_before_tokenizing(tmp_path):
     from transformers import AutoTokenizer
-    from engine.models import ensure_smollm2
+    from grpo_tui.engine.models import ensure_smollm2
     f = jsonl(tmp_path / "long.jsonl", [{"question": "How many? " * 100_000, "answer": "1"},
                                         {"question": "What is 2+2? " * 40, "answer": "4"},
                                         {"question": "What is 3+3?", "answer": "6"}])
@@ -138,7 +138,7 @@ def test_hub_path_is_real_and_offline_is_a_clear_error():
         list(hub_records("swulling/gsm8k_chinese", None, "train"))
     assert "swulling/gsm8k_chinese" in str(e.value) and "data_files" in str(e.value)
     with pytest.raises(PresetError, match="needs dataset"):
-        from engine.config import load_config
+        from grpo_tui.engine.config import load_config
         load_config("tiny", ['data.source="hub"'])
 
 
@@ -161,7 +161,7 @@ def test_eval_mapping_and_loud_gold_warning(tmp_path):
 def test_eval_cli_reads_svamp_and_asdiv_shapes(tmp_path, shape, flags, golds):
     f = jsonl(tmp_path / f"{shape}.jsonl", SVAMP if shape == "svamp" else ASDIV)
     out = tmp_path / "out"
-    proc = run_cli(["-m", "tui.cli", "eval", "--model", "tiny-random", "--dataset", str(f), *flags,
+    proc = run_cli(["-m", "grpo_tui.tui.cli", "eval", "--model", "tiny-random", "--dataset", str(f), *flags,
                     "--max-new-tokens", "4", "--threads", "1", "--out", str(out)], timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "3 items" in proc.stdout and "WARNING" not in proc.stdout
@@ -172,7 +172,7 @@ def test_eval_cli_reads_svamp_and_asdiv_shapes(tmp_path, shape, flags, golds):
 
 def test_eval_cli_warns_when_golds_do_not_parse(tmp_path):
     f = jsonl(tmp_path / "asdiv.jsonl", ASDIV)
-    proc = run_cli(["-m", "tui.cli", "eval", "--model", "tiny-random", "--dataset", str(f),
+    proc = run_cli(["-m", "grpo_tui.tui.cli", "eval", "--model", "tiny-random", "--dataset", str(f),
                     "--question-template", "{body} {question}", "--answer-field", "formula", "--gold-format", "plain",
                     "--max-new-tokens", "2", "--threads", "1", "--out", str(tmp_path / "o")], timeout=600)
     assert proc.returncode == 0 and "WARNING: 3 of 3 gold answers" in proc.stdout, proc.stdout[-2000:]
@@ -189,7 +189,7 @@ def test_bad_data_exits_2_before_the_run_dir(tmp_path):
     for f, expect in ((few, "fewer than one generation batch"), (wrong, "no field 'question'"),
                       (empty, "no usable rows")):
         run_dir = tmp_path / f"run-{f.stem}"
-        proc = run_cli(["-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
+        proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
                         "--set", 'data.source="file"', "--set", f'data.data_files=["{f}"]'], timeout=300)
         assert proc.returncode == 2 and expect in proc.stderr and str(f) in proc.stderr, proc.stderr[-2000:]
         assert not run_dir.exists()
@@ -218,7 +218,7 @@ correctness = 1.0
 """)
     run_dir = tmp_path / "run"
     t0 = time.time()
-    proc = run_cli(["-m", "engine", "train", "--preset", str(preset), "--run-dir", str(run_dir), "--max-steps", "1"],
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(preset), "--run-dir", str(run_dir), "--max-steps", "1"],
                    timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
@@ -235,12 +235,12 @@ correctness = 1.0
 def test_balance_by_keeps_the_rounds_order_through_trl(tmp_path):
     """TRL's sampler reshuffles a dataset by default; with balance_by it is told not to, so the steps take the
     loader's rounds in order: the first two steps (2 prompts each) hold one problem of each operation."""
-    from engine.config import load_config
-    from engine.data.loader import load_rows
-    from rundir.layout import RunDir
+    from grpo_tui.engine.config import load_config
+    from grpo_tui.engine.data.loader import load_rows
+    from grpo_tui.rundir.layout import RunDir
     sets = ['data.balance_by="operation"']
     run_dir = tmp_path / "run"
-    proc = run_cli(["-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir), "--max-steps", "2",
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run_dir), "--max-steps", "2",
                     *[a for s in sets for a in ("--set", s)]], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cfg = load_config("tiny", sets)

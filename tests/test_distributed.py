@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 
 from conftest import run_cli
-from rundir.control import send_command
-from engine.distributed import accelerate_argv
-from engine.config import load_config
-from rundir.events import EventTail, read_events
-from rundir.rollouts import read_rollouts
-from rundir.layout import RunDir
+from grpo_tui.rundir.control import send_command
+from grpo_tui.engine.distributed import accelerate_argv
+from grpo_tui.engine.config import load_config
+from grpo_tui.rundir.events import EventTail, read_events
+from grpo_tui.rundir.rollouts import read_rollouts
+from grpo_tui.rundir.layout import RunDir
 from test_control import wait_for
-from tui.launcher import launch_engine
+from grpo_tui.tui.launcher import launch_engine
 
 TWO = ["distributed.num_processes=2", "train.max_completion_length=8"]
 
@@ -75,7 +75,7 @@ def test_two_processes_pause_checkpoint_stop_resume(tmp_path):
     assert (run.root / "engine.rank1.log").exists()
 
     # resume after the stop: both ranks load the checkpoint and the run goes on from the next step
-    proc = run_cli(["-m", "engine", "train", "--run-dir", str(run_dir), "--resume",
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(run_dir), "--resume",
                     "--max-steps", str(end["step"] + 1)], timeout=400)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     events = read_events(run.events)

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from conftest import run_cli
-from engine.train.phases import PHASES
-from rundir.events import read_events
-from rundir.rollouts import read_rollouts
-from rundir.layout import RunDir
+from grpo_tui.engine.train.phases import PHASES
+from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.rollouts import read_rollouts
+from grpo_tui.rundir.layout import RunDir
 
 STEP_METRICS = ["reward", "reward_std", "frac_reward_zero_std", "completions/mean_length",
                 "completions/clipped_ratio", "loss", "grad_norm", "learning_rate", "num_tokens"]
@@ -116,7 +116,7 @@ def test_rollouts_field_by_field(tiny_run):
 
 def test_resume_continues_at_step_4(tiny_run):
     run_dir = tiny_run[0]
-    proc = run_cli(["-m", "engine", "train", "--run-dir", str(run_dir), "--resume", "--max-steps", "4"])
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(run_dir), "--resume", "--max-steps", "4"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     events = read_events(RunDir(run_dir).events)
     starts = [e for e in events if e["type"] == "run_start"]
@@ -130,7 +130,7 @@ def test_resume_continues_at_step_4(tiny_run):
 def test_new_run_refuses_existing_run_dir(tiny_run, test_preset):
     run_dir = tiny_run[0]
     before = RunDir(run_dir).events.read_bytes()
-    proc = run_cli(["-m", "engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir)])
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir)])
     assert proc.returncode == 2
     assert "already holds a run" in proc.stderr and "--resume" in proc.stderr
     assert RunDir(run_dir).events.read_bytes() == before
@@ -140,7 +140,7 @@ def test_misspelled_key_exits_2_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('extends = "tiny"\n[train]\nlearnig_rate = 1e-5\n')
     run_dir = tmp_path / "never"
-    proc = run_cli(["-m", "engine", "train", "--preset", str(bad), "--run-dir", str(run_dir)])
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(bad), "--run-dir", str(run_dir)])
     assert proc.returncode == 2
     assert "learnig_rate" in proc.stderr and "learning_rate" in proc.stderr and str(bad) in proc.stderr
     assert not run_dir.exists()
@@ -148,7 +148,7 @@ def test_misspelled_key_exits_2_and_writes_nothing(tmp_path):
 
 def test_headless_preflight_error_exits_2(tmp_path):
     run_dir = tmp_path / "never"
-    proc = run_cli(["-m", "tui.cli", "--no-ui", "--preset", "tiny", "--set", "train.num_generations=3",
+    proc = run_cli(["-m", "grpo_tui.tui.cli", "--no-ui", "--preset", "tiny", "--set", "train.num_generations=3",
                     "--run-dir", str(run_dir)])
     assert proc.returncode == 2
     assert "num_generations" in proc.stderr and "divisible" in proc.stderr
@@ -160,7 +160,7 @@ def test_shared_prompt_prefix_trains_as_trl_does(tmp_path, test_preset):
     metrics = {}
     for on in (True, False):
         run_dir = tmp_path / f"shared-{on}"
-        proc = run_cli(["-m", "engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir),
+        proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir),
                         "--max-steps", "2", "--set", f"train.share_prompt_prefix={str(on).lower()}"])
         assert proc.returncode == 0, proc.stdout + proc.stderr
         steps = [e for e in read_events(RunDir(run_dir).events) if e["type"] == "step"]
@@ -180,7 +180,7 @@ def test_shared_prompt_prefix_trains_as_trl_does(tmp_path, test_preset):
 def test_stop_strings_end_each_completion_at_the_string(tmp_path, test_preset, shared):
     """[train] stop_strings: a completion that meets the string ends there, with the end-of-turn token (not cut)."""
     run_dir = tmp_path / "stop"
-    proc = run_cli(["-m", "engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir),
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir),
                     "--max-steps", "1", "--set", 'train.stop_strings=["e", "a", "o"]',
                     "--set", f"train.share_prompt_prefix={str(shared).lower()}"])
     assert proc.returncode == 0, proc.stdout + proc.stderr

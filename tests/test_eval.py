@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SHARED_DATA
-from engine.eval.evaluate import (Completion, EvalError, aggregate, compare, compare_markdown, flexible_answer,
+from grpo_tui.engine.eval.evaluate import (Completion, EvalError, aggregate, compare, compare_markdown, flexible_answer,
                                   heldout_synthetic, items_from_records, load_eval_data, majority, mean_ci,
                                   pass_at_k, resolve_model, score_items, wilson)
-from tui.console.eval import main
+from grpo_tui.tui.console.eval import main
 
 # ------------------------------------------------------------------------ statistics
 
@@ -72,7 +72,7 @@ def test_majority_vote_groups_equal_numbers():
 
 
 def test_strict_and_flexible_scores_differ_on_format():
-    from engine.eval.evaluate import EvalItem
+    from grpo_tui.engine.eval.evaluate import EvalItem
     items = [EvalItem("a", "q", "7"), EvalItem("b", "q", "12")]
     greedy = [Completion("<reasoning>3+4=7</reasoning>\n<answer>\n7\n</answer>", 20, False),
               Completion("The total is 12.", 6, False)]  # right number, wrong format
@@ -86,7 +86,7 @@ def test_strict_and_flexible_scores_differ_on_format():
 
 
 def test_sampled_metrics_pass_at_k_and_majority():
-    from engine.eval.evaluate import EvalItem
+    from grpo_tui.engine.eval.evaluate import EvalItem
     items = [EvalItem("a", "q", "7"), EvalItem("b", "q", "3")]
     ans = lambda x: Completion(f"<answer>{x}</answer>", 5, False)  # noqa: E731
     samples = [[ans(7), ans(7), ans(1), ans(2)], [ans(1), ans(1), ans(3), ans(4)]]
@@ -137,7 +137,7 @@ def test_shared_files_load_with_limit_and_shuffle():
 
 
 def test_heldout_synthetic_is_disjoint_from_training():
-    from engine.data.synthetic import generate
+    from grpo_tui.engine.data.synthetic import generate
     train = {p["question"] for p in generate(2000, 1, 42)}
     held = heldout_synthetic(300, 1, train_seed=42, train_size=2000)
     assert len(held) == 300 and not train & {i.question for i in held}
@@ -162,7 +162,7 @@ def _fake_run(tmp_path: Path, lora: bool) -> Path:
         # complete, as the one checkpoint lookup (rundir.layout.find_checkpoints) defines it
         (run / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     (run / "events.jsonl").write_text("")
-    from engine.config import load_config
+    from grpo_tui.engine.config import load_config
     cfg = load_config("tiny", ["prompt.format=think", f"model.lora={str(lora).lower()}"])
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
     return run
@@ -225,7 +225,7 @@ def test_cli_usage_errors(tmp_path, capsys):
 
 
 def test_module_entry_point_help():
-    proc = subprocess.run([sys.executable, "-m", "tui.cli", "eval", "--help"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", "eval", "--help"], capture_output=True, text=True,
                           cwd=REPO, timeout=60)
     assert proc.returncode == 0 and "--samples" in proc.stdout and "--compare" in proc.stdout
 
@@ -233,7 +233,7 @@ def test_module_entry_point_help():
 def test_generate_with_stop_strings_ends_every_row_at_a_string():
     """Held-out evals stop where training stops: each row ends at its first stop string with the end-of-turn token
     (the row that stopped last included), so none reads as cut at the cap."""
-    from engine.eval.evaluate import generate, load_for_eval, resolve_model
+    from grpo_tui.engine.eval.evaluate import generate, load_for_eval, resolve_model
     model, tok = load_for_eval(resolve_model("tiny-random"), "cpu", "float32")
     prompts = [f"Question {i}: what is {i} + {i}?" for i in range(4)]
     free = generate(model, tok, prompts, max_new_tokens=40, batch_size=8, num_samples=2, do_sample=True, seed=3)

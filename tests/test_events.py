@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rundir import event_docs
-from rundir.events import ACTIVE_STATES, COMMANDS, RECORDS, Command, EventWriter, State, read_events
+from grpo_tui.rundir import event_docs
+from grpo_tui.rundir.events import ACTIVE_STATES, COMMANDS, RECORDS, Command, EventWriter, State, read_events
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def test_emit_refuses_what_no_record_describes(tmp_path: Path, type_: str, field
 
 
 def test_the_engines_other_ranks_check_events_too() -> None:
-    from engine.distributed import NullEvents
+    from grpo_tui.engine.distributed import NullEvents
     with pytest.raises(ValueError, match="no field"):
         NullEvents().emit("memory", step=1, colour="red")
 
@@ -66,7 +66,7 @@ def test_every_call_site_names_a_known_type_and_state() -> None:
 
 
 def test_states_and_commands_have_one_home() -> None:
-    from rundir import control
+    from grpo_tui.rundir import control
     assert control.COMMANDS is COMMANDS and Command.INVALID not in COMMANDS
     assert State.FINISHED not in ACTIVE_STATES and State.PAUSED in ACTIVE_STATES
     lists = []
@@ -78,7 +78,7 @@ def test_states_and_commands_have_one_home() -> None:
 
 
 def test_the_docs_tables_agree_with_the_records() -> None:
-    assert event_docs.main(["--check"]) == 0, "run: python -m rundir.event_docs"
+    assert event_docs.main(["--check"]) == 0, "run: python -m grpo_tui.rundir.event_docs"
     doc = event_docs.DOC.read_text(encoding="utf-8")
     for type_name, rec in RECORDS.items():
         assert f"### `{type_name}`" in doc

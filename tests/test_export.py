@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from engine.export import main as export_main
+from grpo_tui.engine.export import main as export_main
 
 
 def _generate(model_dir, prompt="Sam has 4 apples and buys 3 more. How many apples?"):
@@ -26,7 +26,7 @@ def test_export_full_weights_loads_and_answers(tiny_run, tmp_path):
     run_dir, proc, _ = tiny_run
     assert proc.returncode == 0
     out = tmp_path / "model"
-    cli = run_cli(["-m", "tui.cli", "export", f"{run_dir}@3", "--out", str(out)], timeout=300)
+    cli = run_cli(["-m", "grpo_tui.tui.cli", "export", f"{run_dir}@3", "--out", str(out)], timeout=300)
     assert cli.returncode == 0, cli.stderr[-2000:]
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer_config.json", "README.md"} <= names
@@ -48,7 +48,7 @@ def test_export_full_weights_loads_and_answers(tiny_run, tmp_path):
 def lora_run(tmp_path_factory, test_preset):
     # the test preset's distinct_chars reward varies within a group, so advantages (and the update) are non-zero
     run_dir = tmp_path_factory.mktemp("lora") / "run"
-    proc = run_cli(["-m", "engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir),
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir),
                     "--max-steps", "1", "--set", "model.lora=true", "--set", "train.learning_rate=0.05",
                     "--set", "train.warmup_ratio=0.0", "--set", 'train.lr_scheduler_type="constant"'], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

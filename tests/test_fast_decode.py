@@ -14,8 +14,8 @@ from transformers import GenerationConfig
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from conftest import random_qwen2
-from engine.fast_decode import GrowingLayer, WideMatmul, _transposed_forward, fast_cpu_generate, growing_cache
-from engine.train import shared_prefix
+from grpo_tui.engine.fast_decode import GrowingLayer, WideMatmul, _transposed_forward, fast_cpu_generate, growing_cache
+from grpo_tui.engine.train import shared_prefix
 
 
 def _kv(rows: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +119,7 @@ def test_greedy_generation_is_unchanged_plain_and_on_a_shared_prefix(model):
 
 
 def test_eval_generation_with_several_samples_per_prompt(model):
-    from engine.eval.evaluate import generate
+    from grpo_tui.engine.eval.evaluate import generate
 
     class Tok:  # the eval path's tokenizer calls, over integer "words"
         eos_token_id, pad_token_id, padding_side = 1, 0, "left"

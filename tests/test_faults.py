@@ -1,7 +1,7 @@
 """Fault injection: what a hostile or unlucky user can do to a run directory, and what the engine does then.
 
 Most cases are refused by the engine's pre-flight (exit 2, before torch loads), so they run the real
-`python -m engine train` in a child process and cost a second or two. Two tests run real training with the
+`python -m grpo_tui.engine train` in a child process and cost a second or two. Two tests run real training with the
 tiny preset: one engine watched by `grpo-tui --no-ui` (second engine refused, SIGTERM, torn event line,
 damaged newest checkpoint, resume), and a run on a full disk (a small tmpfs; root only).
 """
@@ -21,19 +21,19 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from engine.config import load_config
-from engine.rewards import RewardSpecError, guard, resolve_reward
-from rundir.control import ensure_control_dir, send_command, take_commands
-from rundir.events import EventWriter, read_events
-from rundir.layout import RunDir, RunLock, UnsafeRunDir, find_checkpoints, open_private
-from rundir.rollouts import RolloutWriter
+from grpo_tui.engine.config import load_config
+from grpo_tui.engine.rewards import RewardSpecError, guard, resolve_reward
+from grpo_tui.rundir.control import ensure_control_dir, send_command, take_commands
+from grpo_tui.rundir.events import EventWriter, read_events
+from grpo_tui.rundir.layout import RunDir, RunLock, UnsafeRunDir, find_checkpoints, open_private
+from grpo_tui.rundir.rollouts import RolloutWriter
 
 IS_ROOT = os.geteuid() == 0
 NOBODY = 65534
 
 
 def engine(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", "train", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-P", "-m", "grpo_tui.engine", "train", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})))
 
 
@@ -140,7 +140,7 @@ def test_run_dir_owned_by_another_user_is_refused(tmp_path):
 
 
 def test_new_run_dir_and_files_are_owner_only_and_group_access_is_an_option(tmp_path):
-    from rundir.layout import GROUP_ACCESS_ENV, make_private_dir, write_private
+    from grpo_tui.rundir.layout import GROUP_ACCESS_ENV, make_private_dir, write_private
     make_private_dir(tmp_path / "a", "run directory")
     write_private(tmp_path / "a" / "f", "x")
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o700 and (tmp_path / "a" / "f").stat().st_mode & 0o777 == 0o600
@@ -177,7 +177,7 @@ def test_resume_with_a_reward_file_others_can_write_is_refused(tmp_path):
 
 
 def test_switch_preset_naming_a_preset_others_can_write_is_refused(tmp_path):
-    from engine.run import switch_problem
+    from grpo_tui.engine.run import switch_problem
     preset = tmp_path / "other.toml"
     preset.write_text('extends = "tiny"\n')
     os.chmod(preset, 0o666)
@@ -268,7 +268,7 @@ def test_event_writer_on_a_full_disk_leaves_no_half_event_and_closes_quietly(tmp
 
 
 def test_describe_failure_names_the_checkpoint_and_frees_it(tmp_path):
-    from engine.run import describe_failure
+    from grpo_tui.engine.run import describe_failure
     run = RunDir(private_dir(tmp_path / "run"))
     good = private_dir(run.checkpoints / "checkpoint-10")
     (good / "trainer_state.json").write_text('{"global_step": 10}')
@@ -284,8 +284,8 @@ def test_describe_failure_names_the_checkpoint_and_frees_it(tmp_path):
 
 
 def test_damaged_newest_checkpoint_is_skipped_by_the_one_lookup(tmp_path):
-    from engine.eval.evaluate import _checkpoints
-    from engine.train.sft import _latest_sft_checkpoint
+    from grpo_tui.engine.eval.evaluate import _checkpoints
+    from grpo_tui.engine.train.sft import _latest_sft_checkpoint
     for root in (tmp_path / "checkpoints", tmp_path / "sft" / "checkpoints"):
         for step, state in ((1, '{"global_step": 1}'), (2, '{"global_step": 2, "log_hi'), (3, None)):
             d = root / f"checkpoint-{step}"
@@ -314,7 +314,7 @@ def test_resume_without_a_usable_checkpoint_exits_2_and_offers_restart(tmp_path)
 
 
 def test_restart_sets_the_old_attempt_aside_and_keeps_the_event_log(tmp_path):
-    from rundir.layout import set_aside_for_restart
+    from grpo_tui.rundir.layout import set_aside_for_restart
     run = RunDir(private_dir(tmp_path / "run"))
     for p in (run.checkpoints / "checkpoint-4", run.root / "rollouts"):
         p.mkdir(parents=True)
@@ -334,7 +334,7 @@ def test_restart_sets_the_old_attempt_aside_and_keeps_the_event_log(tmp_path):
     ("train.warmup_ratio=-0.5", "warmup_ratio"), ("rewards.correctness=nan", "correctness"),
 ])
 def test_non_finite_or_out_of_range_numbers_are_refused(tmp_path, override, key):
-    from engine.config import PresetError
+    from grpo_tui.engine.config import PresetError
     with pytest.raises(PresetError, match=key):
         load_config("tiny", [override])
     if override == "train.learning_rate=nan":  # and once through the command line: exit 2, nothing written
@@ -450,7 +450,7 @@ def _fake_live_run(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
 def test_ctrl_c_or_term_in_attach_no_ui_detaches_and_leaves_training_running(tmp_path, sig):
     run, keeper = _fake_live_run(tmp_path)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
         deadline = time.monotonic() + 120
@@ -473,7 +473,7 @@ def test_ctrl_c_or_term_in_attach_no_ui_detaches_and_leaves_training_running(tmp
 def test_dashboard_attach_ctrl_c_detaches(tmp_path):
     import asyncio
 
-    from tui.app import Dashboard
+    from grpo_tui.tui.app import Dashboard
     run, keeper = _fake_live_run(tmp_path)
 
     async def go() -> Dashboard:
@@ -516,7 +516,7 @@ def test_engine_lock_sigterm_torn_line_and_damaged_checkpoint(tmp_path, test_pre
     watcher stops the run gracefully; then a torn event line and a damaged newest checkpoint don't stop
     --resume, which falls back to the previous checkpoint and says so."""
     run = tmp_path / "run"
-    ui = subprocess.Popen([sys.executable, "-m", "tui.cli", "--no-ui", "--preset", str(test_preset), "--run-dir",
+    ui = subprocess.Popen([sys.executable, "-m", "grpo_tui.tui.cli", "--no-ui", "--preset", str(test_preset), "--run-dir",
                            str(run), "--max-steps", "10000", "--set", "train.save_steps=1", "--set",
                            "train.save_total_limit=2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))

@@ -10,7 +10,7 @@ from conftest import REPO, run_cli
 
 
 def _gsm8k(tmp_path):
-    from engine.data.synthetic import generate
+    from grpo_tui.engine.data.synthetic import generate
     d = tmp_path / "data" / "gsm8k"
     d.mkdir(parents=True)
     rows = [{"question": r["question"], "answer": f"So {r['answer']}.\n#### {r['answer']}"} for r in generate(32, 1, 3)]

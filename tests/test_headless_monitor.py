@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from rundir.state import summarize
-from tui.headless import print_summary, step_line
+from grpo_tui.rundir.state import summarize
+from grpo_tui.tui.headless import print_summary, step_line
 
 STEP = {"type": "step", "step": 7, "max_steps": 10, "metrics": {"reward": 0.5, "kl": 0.0123, "entropy": 1.234,
                                                               "grad_norm": 0.456}}

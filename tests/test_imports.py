@@ -11,13 +11,13 @@ from conftest import REPO
 
 UI_PACKAGES = ("textual", "plotext", "textual_plotext")
 # The headless path of the UI package: what `grpo-tui --no-ui`, `presets`, `eval` and `rewards` import.
-HEADLESS_TUI = ["tui", "tui.cli", "tui.launcher", "tui.headless", "tui.console"]
+HEADLESS_TUI = [f"grpo_tui.{m}" for m in ("tui", "tui.cli", "tui.launcher", "tui.headless", "tui.console")]
 
 
 def modules_of(package: str) -> list[str]:
     root = REPO / package
-    names = [package]
-    for info in pkgutil.walk_packages([str(root)], prefix=f"{package}."):
+    names = [f"grpo_tui.{package}"]
+    for info in pkgutil.walk_packages([str(root)], prefix=f"grpo_tui.{package}."):
         if not info.name.rsplit(".", 1)[-1].startswith("_"):
             names.append(info.name)
     return names
@@ -26,7 +26,8 @@ def modules_of(package: str) -> list[str]:
 def loaded_after_import(modules: list[str]) -> set[str]:
     code = ("import sys, json\n"
             f"for m in {modules!r}: __import__(m)\n"
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n")
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules}\n"
+            "                        | {m.split('.')[1] for m in sys.modules if m.startswith('grpo_tui.')})))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import json
@@ -35,7 +36,7 @@ def loaded_after_import(modules: list[str]) -> set[str]:
 
 def test_engine_rundir_and_headless_never_import_textual():
     mods = modules_of("engine") + modules_of("rundir") + HEADLESS_TUI
-    tui_console = [m for m in modules_of("tui") if m.startswith("tui.console")]
+    tui_console = [m for m in modules_of("tui") if m.startswith("grpo_tui.tui.console")]
     assert len(mods) > 25, mods
     bad = loaded_after_import(mods + tui_console) & set(UI_PACKAGES)
     assert bad == set()
@@ -137,7 +138,7 @@ def test_only_rundir_spells_the_run_directory_layout():
 
 
 def test_preflight_refusal_imports_no_torch(tmp_path):
-    """`python -m engine train` refuses in pre-flight before torch, transformers or TRL load: seconds, not tens."""
+    """`python -m grpo_tui.engine train` refuses in pre-flight before torch, transformers or TRL load: seconds, not tens."""
     code = ("import json, sys\n"
             "from engine.run import main\n"
             f"code = main(['train', '--preset', 'gpu24-qwen05b-g16', '--run-dir', {str(tmp_path / 'run')!r}])\n"

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from rundir.control import send_command
-from rundir.events import EventTail, read_events
-from rundir.health import active_warnings
-from rundir.knobs import KnobError, describe_change, validate_knobs
-from rundir.layout import RunDir
-from tui.launcher import launch_engine
+from grpo_tui.rundir.control import send_command
+from grpo_tui.rundir.events import EventTail, read_events
+from grpo_tui.rundir.health import active_warnings
+from grpo_tui.rundir.knobs import KnobError, describe_change, validate_knobs
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.tui.launcher import launch_engine
 
 NAMES = ["correctness", "int_answer", "soft_format", "xmlcount"]
 
@@ -113,7 +113,7 @@ def test_engine_writes_health_events_when_rules_fire(steered_run: Path) -> None:
 
 def test_resume_keeps_the_live_knobs(steered_run: Path) -> None:
     from conftest import run_cli
-    proc = run_cli(["-m", "engine", "train", "--run-dir", str(steered_run), "--resume", "--max-steps", "10"],
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(steered_run), "--resume", "--max-steps", "10"],
                    timeout=400)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     events = read_events(RunDir(steered_run).events)

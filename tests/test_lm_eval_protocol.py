@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import SHARED_DATA, run_cli
-from engine.eval import lm_eval_gsm8k as lm
+from grpo_tui.engine.eval import lm_eval_gsm8k as lm
 
 TRAIN = [{"question": f"Train question {i}?", "answer": f"Step {i}.\n#### {i * 7}"} for i in range(40)]
 TEST = [{"question": "Natalia sold 48 clips. How many?", "answer": "She sold 48 + 24 = 72.\n#### 72"},
@@ -130,7 +130,7 @@ def test_verdicts_match_lm_evals_own_filters_on_generated_completions(completion
 def test_cli_protocol_on_a_real_model_matches_lm_eval_verdicts(tmp_path):
     """SmolLM2-135M-Instruct, 8 GSM8K test items, the CLI's completions re-scored by lm-eval's code."""
     out = tmp_path / "out"
-    proc = run_cli(["-m", "tui.cli", "eval", "--model", "smollm2-135m-instruct", "--dataset", "gsm8k",
+    proc = run_cli(["-m", "grpo_tui.tui.cli", "eval", "--model", "smollm2-135m-instruct", "--dataset", "gsm8k",
                     "--protocol", "lm-eval-gsm8k", "--limit", "8", "--max-new-tokens", "128", "--threads", "2",
                     "--out", str(out)], timeout=1800)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.plan import memory as me
-from engine.config import load_config
-from engine.gpu import visible_gpus
-from engine.plan.memory import GiB, KNOWN_ARCHS, choose_preset, estimate, fit_advice, lookup_arch
-from tui.console.presets import main as presets_main
+from grpo_tui.engine.plan import memory as me
+from grpo_tui.engine.config import load_config
+from grpo_tui.engine.gpu import visible_gpus
+from grpo_tui.engine.plan.memory import GiB, KNOWN_ARCHS, choose_preset, estimate, fit_advice, lookup_arch
+from grpo_tui.tui.console.presets import main as presets_main
 
 
 def within(value: float, target: float, tol: float = 0.25) -> bool:
@@ -240,7 +240,7 @@ def test_choose_preset_without_gpu_is_the_cpu_demo():
 @pytest.mark.parametrize("gb,expected", [(23.6, "gpu24-qwen05b-g16-vllm"), (39.4, "gpu40-qwen15b-full"),
                                          (47.5, "gpu40-qwen15b-full"), (79.1, "gpu80-qwen7b-lora")])
 def test_choose_preset_picks_the_class_of_the_card(gb, expected, monkeypatch):
-    from engine import preflight
+    from grpo_tui.engine import preflight
     monkeypatch.setattr(preflight, "installed", lambda module: True)  # every optional package present
     name, reason = choose_preset(gb)
     assert name == expected, reason
@@ -248,7 +248,7 @@ def test_choose_preset_picks_the_class_of_the_card(gb, expected, monkeypatch):
 
 
 def test_choose_preset_on_a_t4_depends_on_bitsandbytes(monkeypatch):
-    from engine import preflight
+    from grpo_tui.engine import preflight
     monkeypatch.setattr(preflight, "installed", lambda module: False)
     name, reason = choose_preset(14.75)
     assert name == "cpu-demo" and "bitsandbytes" in reason

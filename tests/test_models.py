@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from engine.models import SMOLLM2, _ProgressLog, ensure_smollm2
+from grpo_tui.engine.models import SMOLLM2, _ProgressLog, ensure_smollm2
 
 
 def test_progress_log_reports_each_tenth_with_a_bar():
@@ -34,7 +34,7 @@ def test_conversion_into_an_empty_cache_logs_progress_size_and_time(tmp_path, mo
 def test_pick_threads_fixed_auto_and_gpu(monkeypatch):
     import torch
 
-    import engine.models as models
+    import grpo_tui.engine.models as models
     before = torch.get_num_threads()
     try:
         assert models.pick_threads(1, "cpu") == 1 and torch.get_num_threads() == 1
@@ -57,7 +57,7 @@ def test_busy_cores_sees_a_spinning_process_now():
     import subprocess
     import sys
 
-    from engine.models import busy_cores
+    from grpo_tui.engine.models import busy_cores
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
@@ -68,6 +68,6 @@ def test_busy_cores_sees_a_spinning_process_now():
 
 
 def test_negative_torch_threads_is_a_preset_error():
-    from engine.config import PresetError, load_config
+    from grpo_tui.engine.config import PresetError, load_config
     with pytest.raises(PresetError, match="torch_threads"):
         load_config("tiny", ["train.torch_threads=-1"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from engine.train.phases import PhaseTimer
-from rundir.phases import PHASES, breakdown_text, dominant, sum_phases
+from grpo_tui.engine.train.phases import PhaseTimer
+from grpo_tui.rundir.phases import PHASES, breakdown_text, dominant, sum_phases
 
 
 class Clock:

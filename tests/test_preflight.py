@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from engine import preflight
-from engine.config import PresetError, load_config
-from engine.plan import memory
-from engine.gpu import Gpus, visible_gpus
-from engine.preflight import check, check_gpu, check_packages, check_sources, is_bnb_optimizer, problems
+from grpo_tui.engine import preflight
+from grpo_tui.engine.config import PresetError, load_config
+from grpo_tui.engine.plan import memory
+from grpo_tui.engine.gpu import Gpus, visible_gpus
+from grpo_tui.engine.preflight import check, check_gpu, check_packages, check_sources, is_bnb_optimizer, problems
 
 NOTHING = lambda module: False  # noqa: E731 - no optional package installed
 EVERYTHING = lambda module: True  # noqa: E731
@@ -97,7 +97,7 @@ def test_bnb_optimizer_names(optim, bnb):
 def test_offline_hub_model_and_dataset_name_the_keys_and_hf_hub_offline(monkeypatch, tmp_path):
     monkeypatch.setattr(preflight, "hub_offline", lambda: True)
     monkeypatch.setattr(preflight, "hub_cached", lambda repo, kind="model": False)
-    from engine.eval import evaluate
+    from grpo_tui.engine.eval import evaluate
     monkeypatch.setattr(evaluate, "_local_copy", lambda name, split: None)  # no data/gsm8k/test.jsonl either
     found = {p.key: p for p in check_sources(load_config("gpu80-qwen7b-r1-grpo"), reach=HUB_OK)}
     assert set(found) == {"[model] name", "[data] data_files", "[sft] data_files", "[eval] dataset"}
@@ -166,13 +166,13 @@ def test_auto_pick_skips_presets_whose_packages_are_missing(monkeypatch):
 
 
 def test_vllm_knobs_reach_grpo_config(tmp_path, monkeypatch):
-    from engine.train.grpo import grpo_args
+    from grpo_tui.engine.train.grpo import grpo_args
     cfg = load_config("tiny", ["train.use_vllm=true", "train.vllm_mode=\"server\"",
                                "distributed.vllm_server_host=\"10.0.0.5\"", "distributed.vllm_server_port=8123",
                                "distributed.vllm_group_port=51999", "distributed.vllm_server_timeout=30.0",
                                "train.vllm_max_model_length=1024", "train.vllm_enable_sleep_mode=true",
                                "train.vllm_tensor_parallel_size=2"])
-    from engine.train import grpo
+    from grpo_tui.engine.train import grpo
     args = grpo.vllm_server_args(cfg)
     assert (args["vllm_server_host"], args["vllm_server_port"], args["vllm_group_port"],
             args["vllm_server_timeout"]) == ("10.0.0.5", 8123, 51999, 30.0)
@@ -205,9 +205,9 @@ def test_dashboard_shows_the_gpu_preflight_error_and_leaves_no_run_dir(tmp_path,
     import asyncio
 
     from conftest_tui import ROOT
-    from tui.app import Dashboard
-    from tui.components.dialogs import PreflightError
-    from tui.launcher import launch_engine
+    from grpo_tui.tui.app import Dashboard
+    from grpo_tui.tui.components.dialogs import PreflightError
+    from grpo_tui.tui.launcher import launch_engine
     monkeypatch.chdir(ROOT)
     run_dir = tmp_path / "run"
     engine = launch_engine("gpu24-qwen05b-g16", run_dir, 3)

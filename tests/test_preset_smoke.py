@@ -1,7 +1,7 @@
 """Every shipped preset runs one GRPO step on the CPU through the real engine (issue 13).
 
 Each preset in presets/*.toml (found automatically; the test id is its name) is run as
-`python -m engine train --device cpu` (engine.run.main with those arguments, the presets one after
+`python -m grpo_tui.engine train --device cpu` (engine.run.main with those arguments, the presets one after
 another in one child process, so the suite pays torch/TRL's import time once) with every knob as shipped (LoRA
 and its targets, gradient checkpointing, dtype, beta and the reference model, loss type,
 the SFT stage, dynamic sampling, eval, rewards) on a mini model of its architecture,
@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli
-from engine.config import list_presets, load_config
-from engine.plan.memory import lookup_arch
-from engine.gpu import visible_gpus
-from engine.preflight import Problem, problems
+from grpo_tui.engine.config import list_presets, load_config
+from grpo_tui.engine.plan.memory import lookup_arch
+from grpo_tui.engine.gpu import visible_gpus
+from grpo_tui.engine.preflight import Problem, problems
 
 PRESETS = list_presets()
 OFFLINE_MODELS = ("smollm2-135m-instruct", "tiny-random")
@@ -49,8 +49,8 @@ def cpu_replacements(preset: str) -> list[str]:
 @pytest.fixture(scope="session")
 def smoke_env(tmp_path_factory) -> dict:
     """Mini models (tied and untied Qwen2) and GSM8K-format train/test files, all built offline."""
-    from engine.data.synthetic import generate
-    from engine.models import save_random_qwen2
+    from grpo_tui.engine.data.synthetic import generate
+    from grpo_tui.engine.models import save_random_qwen2
 
     root = tmp_path_factory.mktemp("smoke")
     models = {tied: str(save_random_qwen2(root / f"qwen2-mini-{'tied' if tied else 'untied'}", hidden=64, layers=2,
@@ -80,7 +80,7 @@ def smoke_overrides(preset: str, env: dict) -> list[str]:
         out += [f"data.data_files=[\"{env['gsm8k'] / 'train.jsonl'}\"]"]
     elif cfg.data.source == "hub":
         # a local copy of the hub dataset (data_files replaces the download), in its own field names
-        from engine.data.synthetic import generate
+        from grpo_tui.engine.data.synthetic import generate
         local = env["root"] / f"hub-{preset}.jsonl"
         rows = [{cfg.data.question_field: r["question"], cfg.data.answer_field: str(r["answer"])}
                 for r in generate(64, 1, 3)]
@@ -97,17 +97,17 @@ def smoke_overrides(preset: str, env: dict) -> list[str]:
 
 
 def _engine(preset: str, run_dir: Path, sets: list[str], timeout: float = 600):
-    args = ["-m", "engine", "train", "--device", "cpu", "--preset", preset, "--run-dir", str(run_dir)]
+    args = ["-P", "-m", "grpo_tui.engine", "train", "--device", "cpu", "--preset", preset, "--run-dir", str(run_dir)]
     for s in sets:
         args += ["--set", s]
     return run_cli(args, timeout=timeout)
 
 
 # One child process runs every preset's engine in turn (engine.run.main, the function behind
-# `python -m engine train`); it writes each exit code as soon as that run ends.
+# `python -m grpo_tui.engine train`); it writes each exit code as soon as that run ends.
 DRIVER = """
 import json, sys, time
-from engine.run import main
+from grpo_tui.engine.run import main
 jobs = json.loads(open(sys.argv[1]).read())
 results = {}
 for job in jobs:
@@ -209,7 +209,7 @@ def test_cuda_parts_stop_in_preflight(preset, smoke_env, tmp_path):
 def test_gpu_preset_without_gpu_exits_2_fast(tmp_path):
     run_dir = tmp_path / "run"
     t0 = time.time()
-    proc = run_cli(["-m", "engine", "train", "--preset", "gpu24-qwen05b-g16", "--run-dir", str(run_dir)], timeout=60)
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", "gpu24-qwen05b-g16", "--run-dir", str(run_dir)], timeout=60)
     took = time.time() - t0
     assert proc.returncode == 2
     assert "[preset] device" in proc.stderr and "CUDA GPU" in proc.stderr and "--device cpu" in proc.stderr
@@ -227,7 +227,7 @@ def test_two_stage_kl_reference_is_the_sft_model_fresh_and_resumed(tmp_path):
     """TRL rebuilds the reference from config._name_or_path: it must name RUN_DIR/sft/model, not the base model."""
     run_dir = tmp_path / "run"
     sets = ["sft.enabled=true", "sft.max_steps=1", "sft.max_examples=16", "train.beta=0.04", "train.max_steps=1"]
-    args = ["-m", "engine", "train", "--run-dir", str(run_dir)]
+    args = ["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(run_dir)]
     first = run_cli(args + ["--preset", "tiny"] + [x for s in sets for x in ("--set", s)], timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     again = run_cli(args + ["--resume", "--max-steps", "2"], timeout=600)  # the run's own config.json

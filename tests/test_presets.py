@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_config, list_presets, preset_dir
-from engine.plan.memory import HEADROOM, estimate
+from grpo_tui.engine.config import load_config, list_presets, preset_dir
+from grpo_tui.engine.plan.memory import HEADROOM, estimate
 
-from engine.rewards import REWARDS, resolve_reward
+from grpo_tui.engine.rewards import REWARDS, resolve_reward
 
 REWARD_NAMES = set(REWARDS)
 

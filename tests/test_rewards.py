@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.rewards import (
+from grpo_tui.engine.rewards import (
     GSM8K_RECIPE,
     REWARDS,
     VALUES,
@@ -500,7 +500,7 @@ def test_long_and_adversarial_inputs_stay_fast():
 
 
 def test_prose_in_the_answer_is_not_sent_to_math_verify():
-    from engine.rewards import mathverify
+    from grpo_tui.engine.rewards import mathverify
 
     prose = "Let me think about " * 100 + "\\sqrt{4}"
     assert len(prose) > mathverify.MAX_ANSWER_CHARS

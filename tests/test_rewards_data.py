@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.rewards import GSM8K_RECIPE, REWARDS, VALUES, gold_from_solution, mathverify, multiple_choice_letter
+from grpo_tui.engine.rewards import GSM8K_RECIPE, REWARDS, VALUES, gold_from_solution, mathverify, multiple_choice_letter
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 GSM8K_TRAIN = DATA / "gsm8k" / "train.jsonl"

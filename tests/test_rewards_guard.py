@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine.rewards import REWARDS, GuardedReward, drain_all, guard, is_correct, mathverify
+from grpo_tui.engine.rewards import REWARDS, GuardedReward, drain_all, guard, is_correct, mathverify
 
 # Takes sympy forever (a tower of powers): the bounded worker must cut it off.
 PATHOLOGICAL = "9^{9^{9^{9}}}"

@@ -9,7 +9,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.rewards import (
+from grpo_tui.engine.rewards import (
     REWARDS,
     count_xml,
     extract_answer,

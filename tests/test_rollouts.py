@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rundir.rollouts import (Chunk, CompletionRecord, RolloutFilter, RolloutReader, Rollouts, RolloutWriter, ReadReport,
+from grpo_tui.rundir.rollouts import (Chunk, CompletionRecord, RolloutFilter, RolloutReader, Rollouts, RolloutWriter, ReadReport,
                              list_segments, open_rollouts, parse_range, read_rollouts, write_segment)
 
 NAMES = ["correctness", "format"]
@@ -405,7 +405,7 @@ def test_chunk_round_trips_through_a_segment(tmp_path):
               for s in range(1, 5)]
     chunk = Chunk.from_records(groups, ReadReport())
     path = write_segment(tmp_path, 0, 10, chunk)
-    from rundir.rollouts import read_segment
+    from grpo_tui.rundir.rollouts import read_segment
 
     again = read_segment(path)
     assert again.records() == chunk.records() == [dict(g, completions=[dict(c) for c in g["completions"]])
@@ -436,8 +436,8 @@ def test_resuming_a_large_old_run_does_not_load_it_into_the_engine(tmp_path):
 
 def test_record_types_round_trip_and_lead_with_the_index_keys(tmp_path):
     """GroupRecord is the one shape of a line: written, read back and indexed without parsing."""
-    from rundir.rollouts import GroupRecord, RolloutTail
-    from rundir.rollouts.records import line_key
+    from grpo_tui.rundir.rollouts import GroupRecord, RolloutTail
+    from grpo_tui.rundir.rollouts.records import line_key
 
     rec = GroupRecord(step=3, group=1, prompt="q", gold="5", extra={"source": "gsm8k"}, completions=[
         CompletionRecord(text="t", extracted="5", correct=True, rewards={"a": 1 / 3, "b": None}, total=float("nan"),
@@ -459,7 +459,7 @@ def test_record_types_round_trip_and_lead_with_the_index_keys(tmp_path):
 
 def test_run_directory_doc_lists_the_record_fields():
     """docs/run-directory.md's two rollouts.jsonl tables name exactly the fields of the record types."""
-    from rundir.rollouts import COMPLETION_KEYS, GROUP_KEYS
+    from grpo_tui.rundir.rollouts import COMPLETION_KEYS, GROUP_KEYS
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "run-directory.md").read_text()
     section = doc.split("## rollouts.jsonl", 1)[1].split("### rollouts/", 1)[0]

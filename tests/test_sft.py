@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, SHARED_DATA, run_cli, write_preset
-from engine.config import PresetError, load_config
-from rundir.events import EventWriter, read_events
-from rundir.state import summarize
-from engine.rewards import extract_answer, is_correct
-from rundir.layout import RunDir
-from engine.train.sft import (build_sft_rows, gsm8k_solution, run_sft_stage, starting_model, strip_calc,
+from grpo_tui.engine.config import PresetError, load_config
+from grpo_tui.rundir.events import EventWriter, read_events
+from grpo_tui.rundir.state import summarize
+from grpo_tui.engine.rewards import extract_answer, is_correct
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.engine.train.sft import (build_sft_rows, gsm8k_solution, run_sft_stage, starting_model, strip_calc,
                         synthetic_trace, target_text)
 
 GSM8K_ROW = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
@@ -47,7 +47,7 @@ def test_targets_score_as_correct_in_their_own_format(fmt):
 
 @pytest.mark.parametrize("difficulty", [1, 2, 3])
 def test_synthetic_traces_work_out_the_answer(difficulty):
-    from engine.data.synthetic import generate
+    from grpo_tui.engine.data.synthetic import generate
     problems = generate(300, difficulty, 5)
     traces = [synthetic_trace(p["question"], p["answer"]) for p in problems]
     assert all(t is not None for t in traces)
@@ -90,8 +90,8 @@ def test_sft_loss_masks_prompt_tokens():
     """Every prompt token has label -100; every completion token keeps its id (what the loss is computed on)."""
     from datasets import Dataset
     from trl import SFTTrainer
-    from engine.models import load_model
-    from engine.train.sft import sft_args
+    from grpo_tui.engine.models import load_model
+    from grpo_tui.engine.train.sft import sft_args
     import tempfile
     cfg = load_config("tiny", ["sft.enabled=true", "sft.max_examples=4", "sft.max_length=512"])
     rows, _ = build_sft_rows(cfg)
@@ -170,7 +170,7 @@ max_steps = 2
 max_completion_length = 10
 """)
     run_dir = d / "run"
-    proc = run_cli(["-m", "engine", "train", "--preset", str(preset), "--run-dir", str(run_dir)], timeout=400)
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(preset), "--run-dir", str(run_dir)], timeout=400)
     return run_dir, proc
 
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import random_qwen2
-from engine.train import shared_prefix
-from engine.train.shared_prefix import generation_positions, prompt_groups
+from grpo_tui.engine.train import shared_prefix
+from grpo_tui.engine.train.shared_prefix import generation_positions, prompt_groups
 
 TEMPERATURE = 0.7
 

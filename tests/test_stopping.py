@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.stopping import end_stopped_rows
+from grpo_tui.engine.stopping import end_stopped_rows
 
 
 def test_end_stopped_rows_puts_the_end_token_where_padding_starts():

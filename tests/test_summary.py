@@ -7,8 +7,8 @@ import re
 
 from rich.console import Console
 
-from rundir.state import REWARD, ZERO_STD_BEFORE, RunState, fmt_duration, mean_and_stderr, summarize
-from tui.headless import print_summary
+from grpo_tui.rundir.state import REWARD, ZERO_STD_BEFORE, RunState, fmt_duration, mean_and_stderr, summarize
+from grpo_tui.tui.headless import print_summary
 
 
 def test_summary_with_dynamic_sampling_and_eval(tmp_path):
@@ -141,9 +141,9 @@ def test_headless_summary_after_the_engine_is_killed(tmp_path) -> None:
     import time
     from pathlib import Path
 
-    from rundir.events import read_events
-    from tui.headless import follow
-    from tui.launcher import EngineProcess
+    from grpo_tui.rundir.events import read_events
+    from grpo_tui.tui.headless import follow
+    from grpo_tui.tui.launcher import EngineProcess
 
     root = Path(__file__).resolve().parent.parent
     run_dir = tmp_path / "run"
@@ -170,7 +170,7 @@ def test_headless_summary_after_the_engine_is_killed(tmp_path) -> None:
 def test_attached_headless_lists_commands_switches_and_engine_starts(tmp_path) -> None:
     """What `attach --no-ui` prints of a run that was paused, resumed and switched (the same lines as live)."""
     from conftest_tui import SyntheticRun
-    from tui.headless import follow
+    from grpo_tui.tui.headless import follow
 
     run = SyntheticRun(tmp_path / "run", max_steps=4)
     run.start()

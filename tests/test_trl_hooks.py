@@ -12,9 +12,9 @@ from transformers import Trainer
 from trl import GRPOTrainer
 from trl.trainer import utils as trl_utils
 
-from engine.train import trl_hooks
-from engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer
-from engine.train.grpo import RecordingGRPOTrainer
+from grpo_tui.engine.train import trl_hooks
+from grpo_tui.engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer
+from grpo_tui.engine.train.grpo import RecordingGRPOTrainer
 
 
 def _params(fn) -> list[str]:
@@ -74,7 +74,7 @@ def test_scoring_calls_calculate_rewards_and_returns_the_fields_recorded() -> No
 
 
 def test_memory_plan_tracks_trls_logprob_chunk() -> None:
-    from engine.plan.memory import FUSED_VOCAB_TILE
+    from grpo_tui.engine.plan.memory import FUSED_VOCAB_TILE
     assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == FUSED_VOCAB_TILE
 
 

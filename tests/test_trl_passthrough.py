@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from engine.config import ENGINE_OWNED, PresetError, describe_all_fields, load_config, load_resolved
+from grpo_tui.engine.config import ENGINE_OWNED, PresetError, describe_all_fields, load_config, load_resolved
 
 
 def test_trl_fields_pass_through_typed_and_round_trip(tmp_path):
@@ -26,8 +26,8 @@ def test_trl_fields_pass_through_typed_and_round_trip(tmp_path):
 
 
 def test_grpo_args_carry_project_and_trl_fields(tmp_path):
-    from engine.train.grpo import grpo_args
-    from engine.train.sft import sft_args
+    from grpo_tui.engine.train.grpo import grpo_args
+    from grpo_tui.engine.train.sft import sft_args
     cfg = load_config("tiny", ['train.importance_sampling_level="sequence"', "train.top_entropy_quantile=0.2",
                                "train.max_completion_length=24", "train.top_k=5", "sft.neftune_noise_alpha=5"])
     args = grpo_args(cfg, tmp_path / "run" / "checkpoints", "cpu")
@@ -79,7 +79,7 @@ def test_misspelled_trl_key_is_refused_without_importing_trl():
 @pytest.mark.parametrize("cls", ["GRPOConfig", "SFTConfig"])
 def test_field_names_read_from_the_sources_match_the_classes(cls):
     import trl
-    from engine.trl_source import config_field_names
+    from grpo_tui.engine.trl_source import config_field_names
     assert config_field_names(cls) == {f.name for f in dataclasses.fields(getattr(trl, cls)) if f.init}
 
 
@@ -93,13 +93,13 @@ def test_fields_listing_names_the_origin():
     trl_names = {f.name for f in dataclasses.fields(GRPOConfig) if f.init}
     listed = {k.split(".", 1)[1] for k in origin}
     assert trl_names - listed <= set(ENGINE_OWNED["train"])  # every TRL field is settable or explained
-    proc = run_cli(["-m", "tui.cli", "presets", "--fields", "sft"], timeout=120)
+    proc = run_cli(["-m", "grpo_tui.tui.cli", "presets", "--fields", "sft"], timeout=120)
     assert proc.returncode == 0 and "trl.SFTConfig" in proc.stdout and "neftune_noise_alpha" in proc.stdout
 
 
 def test_typo_of_trl_field_exits_2_before_the_run_dir(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli(["-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
                     "--set", 'train.importance_sampling_levl="sequence"'], timeout=120)
     assert proc.returncode == 2 and "Did you mean 'importance_sampling_level'" in proc.stderr
     assert not run_dir.exists()
@@ -109,7 +109,7 @@ def test_gspo_run_with_tensorboard(tmp_path):
     """GSPO (sequence-level importance sampling) trains, and TRL's logs reach TensorBoard beside events.jsonl."""
     pytest.importorskip("tensorboardX")
     run_dir = tmp_path / "gspo"
-    proc = run_cli(["-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir), "--max-steps", "2",
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run_dir), "--max-steps", "2",
                     "--set", 'train.importance_sampling_level="sequence"',
                     "--set", 'train.report_to=["tensorboard"]', "--set", 'train.run_name="gspo-test"'], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -137,7 +137,7 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_dir = tmp_path / "wb"
-    proc = run_cli(["-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir), "--max-steps", "1",
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run_dir), "--max-steps", "1",
                     "--set", 'train.report_to=["wandb"]', "--set", 'train.project="grpo-tui-test"'], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((run_dir / "trackers" / "wandb").glob("offline-run-*")), sorted(map(str, run_dir.rglob("*")))

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from conftest_tui import (ROOT, SyntheticRun, control_commands, engine_env, synthetic_run, tiny_run,  # noqa: F401
                           wait_for, write_synthetic_run)
-from rundir.events import read_events
-from rundir.rollouts import CompletionRecord, RolloutWriter
-from tui.components.completion_view import highlight_completion
-from rundir.rollouts import RolloutIndex, RolloutTail
-from rundir.state import REWARD, RunState, reward_key
-from tui.components.curves import downsample, smooth
+from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.rollouts import CompletionRecord, RolloutWriter
+from grpo_tui.tui.components.completion_view import highlight_completion
+from grpo_tui.rundir.rollouts import RolloutIndex, RolloutTail
+from grpo_tui.rundir.state import REWARD, RunState, reward_key
+from grpo_tui.tui.components.curves import downsample, smooth
 
 SIZE = (140, 45)
 
@@ -103,14 +103,14 @@ def test_engine_and_tui_init_do_not_import_textual() -> None:
 # ------------------------------------------------------------------ Pilot tests
 
 def _dashboard(run: Path, **kw):
-    from tui.app import Dashboard
+    from grpo_tui.tui.app import Dashboard
     return Dashboard(run, poll_interval=0.05, idle_interval=0.1, **kw)
 
 
 def test_dashboard_shows_a_recorded_engine_run(tiny_run: Path) -> None:
-    from tui.components.completion_view import CompletionView
-    from tui.components.curves import CurvePlot
-    from tui.components.group_table import GroupTable
+    from grpo_tui.tui.components.completion_view import CompletionView
+    from grpo_tui.tui.components.curves import CurvePlot
+    from grpo_tui.tui.components.group_table import GroupTable
 
     async def go() -> None:
         app = _dashboard(tiny_run)
@@ -119,7 +119,7 @@ def test_dashboard_shows_a_recorded_engine_run(tiny_run: Path) -> None:
             await pilot.pause(0.3)
             plots = list(app.query(CurvePlot))
             assert len(plots) == 2 and all(p.builds >= 1 for p in plots)
-            from tui.components.status_panel import StatusPanel
+            from grpo_tui.tui.components.status_panel import StatusPanel
             status = str(app.query_one(StatusPanel).render())
             assert "Step time" in status and "generate" in status and "gen " in status  # phase_s breakdown
             groups = app.query_one(GroupTable)
@@ -151,8 +151,8 @@ def test_dashboard_shows_a_recorded_engine_run(tiny_run: Path) -> None:
 
 
 def test_controls_send_commands_and_show_acknowledgements(synthetic_run) -> None:
-    from tui.components.dialogs import ConfirmStop, PresetPicker, QuitDialog
-    from tui.components.status_panel import StatusPanel
+    from grpo_tui.tui.components.dialogs import ConfirmStop, PresetPicker, QuitDialog
+    from grpo_tui.tui.components.status_panel import StatusPanel
     run: SyntheticRun = synthetic_run(steps=3, alive=True, finished=False)
     control = run.run.control
 
@@ -193,7 +193,7 @@ def test_controls_send_commands_and_show_acknowledgements(synthetic_run) -> None
             await wait_for(pilot, lambda: isinstance(app.screen, PresetPicker) and app.screen.query("#preset-input"))
             await pilot.press("enter")  # the highlighted shipped preset
             assert control_commands(control)[-1] == "switch_preset"
-            from engine.config import list_presets
+            from grpo_tui.engine.config import list_presets
             args = [json.loads(p.read_text())["args"] for p in sorted(control.glob("*.json"))]
             assert args[-1] == {"preset": list_presets()[0]}  # "synthetic" isn't shipped: the first is highlighted
             await pilot.press("w")
@@ -235,7 +235,7 @@ def test_quit_and_stop_sends_stop(synthetic_run) -> None:
 
 
 def test_a_failed_engine_shows_its_traceback_and_keeps_the_history(synthetic_run) -> None:
-    from tui.components.error_panel import ErrorPanel
+    from grpo_tui.tui.components.error_panel import ErrorPanel
     run = synthetic_run(steps=4, alive=False, finished=False)
     run.run.engine_log.write_text("step 4/60 reward=1.0\nRuntimeError: CUDA out of memory (log line)\n")
     tb = 'Traceback (most recent call last):\n  File "engine/train/grpo.py", line 1, in step\nRuntimeError: CUDA out of memory'
@@ -260,8 +260,8 @@ def test_a_failed_engine_shows_its_traceback_and_keeps_the_history(synthetic_run
 
 
 def test_an_engine_that_vanishes_shows_as_gone(synthetic_run, monkeypatch) -> None:
-    import tui.app
-    monkeypatch.setattr(tui.app, "GONE_AFTER", 0.3)
+    import grpo_tui.tui.app as tui_app
+    monkeypatch.setattr(tui_app, "GONE_AFTER", 0.3)
     run = synthetic_run(steps=2, alive=False, finished=False)  # log says running, no process
     run.run.engine_log.write_text("Killed\n")
 
@@ -276,8 +276,8 @@ def test_an_engine_that_vanishes_shows_as_gone(synthetic_run, monkeypatch) -> No
 
 
 def test_a_preflight_error_is_shown_and_returned(tmp_path: Path, monkeypatch) -> None:
-    from tui.components.dialogs import PreflightError
-    from tui.launcher import launch_engine
+    from grpo_tui.tui.components.dialogs import PreflightError
+    from grpo_tui.tui.launcher import launch_engine
     monkeypatch.chdir(ROOT)
     engine = launch_engine("no-such-preset", tmp_path / "run", 3)
 
@@ -311,7 +311,7 @@ def test_memory_panel_shows_gpu_figures_against_the_card(synthetic_run) -> None:
 
 
 def test_a_long_history_is_drawn_at_the_widget_resolution(synthetic_run, monkeypatch) -> None:
-    import tui.components.curves as curves
+    import grpo_tui.tui.components.curves as curves
     drawn: list[tuple[int, int]] = []  # (points handed to plotext, plot width)
     real = curves.downsample
 
@@ -368,7 +368,7 @@ def test_memory_panel_shows_each_rank_of_a_multi_process_run(synthetic_run) -> N
 
 
 def test_dynamic_sampling_runs_draw_zero_std_before_and_after(synthetic_run) -> None:
-    from rundir.state import ZERO_STD_BEFORE
+    from grpo_tui.rundir.state import ZERO_STD_BEFORE
     run = synthetic_run(steps=0, finished=False)
     for step in (1, 2, 3):
         run.events.emit("step", step=step, max_steps=3, metrics={"reward": 1.0, "frac_reward_zero_std": 0.1,
@@ -389,10 +389,10 @@ def test_dynamic_sampling_runs_draw_zero_std_before_and_after(synthetic_run) -> 
 def test_elapsed_ticks_checkpointing_waits_for_the_step_end_and_eta_goes_with_the_engine(synthetic_run,
                                                                                            monkeypatch) -> None:
     import re
-    import tui.app
-    from tui.components.status_panel import StatusPanel
-    monkeypatch.setattr(tui.app, "TICK", 0.2)
-    monkeypatch.setattr(tui.app, "GONE_AFTER", 0.3)
+    import grpo_tui.tui.app as tui_app
+    from grpo_tui.tui.components.status_panel import StatusPanel
+    monkeypatch.setattr(tui_app, "TICK", 0.2)
+    monkeypatch.setattr(tui_app, "GONE_AFTER", 0.3)
     run = synthetic_run(steps=2, alive=True, finished=False)
 
     def status() -> str:

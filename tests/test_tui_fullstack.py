@@ -7,15 +7,15 @@ import asyncio
 from pathlib import Path
 
 from conftest_tui import ROOT, engine_env, wait_for
-from rundir.events import read_events
+from grpo_tui.rundir.events import read_events
 
 SIZE = (140, 45)
 
 
 def test_full_stack_pause_resume_checkpoint_switch_stop(tmp_path: Path, monkeypatch) -> None:
     """The app starts a real tiny engine and steers it through every control."""
-    from tui.components.dialogs import PresetPicker
-    from tui.launcher import launch_engine
+    from grpo_tui.tui.components.dialogs import PresetPicker
+    from grpo_tui.tui.launcher import launch_engine
     monkeypatch.chdir(ROOT)
     for k, v in engine_env().items():
         monkeypatch.setenv(k, v)
@@ -66,7 +66,7 @@ def test_full_stack_pause_resume_checkpoint_switch_stop(tmp_path: Path, monkeypa
         assert app.return_code == 0
         assert engine.wait(30) == 0
 
-    from tui.app import Dashboard
+    from grpo_tui.tui.app import Dashboard
     app = Dashboard(run_dir, engine=engine, poll_interval=0.1)
     try:
         asyncio.run(go())

@@ -13,7 +13,7 @@ SIZE = (140, 45)
 
 
 def _dashboard(run: Path, **kw):
-    from tui.app import Dashboard
+    from grpo_tui.tui.app import Dashboard
     return Dashboard(run, poll_interval=0.05, idle_interval=0.1, **kw)
 
 
@@ -22,7 +22,7 @@ def _legends(app) -> str:
 
 
 def test_curve_groups_cycle_with_g_and_draw_every_logged_metric(synthetic_run) -> None:
-    from tui.components.curves import CurvePlot, RewardCurves
+    from grpo_tui.tui.components.curves import CurvePlot, RewardCurves
     run: SyntheticRun = synthetic_run(steps=0, finished=False)
     for step in range(1, 6):
         run.write_step()  # the synthetic steps log kl and the clip ratios, as a beta > 0 run does
@@ -63,7 +63,7 @@ def test_curve_groups_cycle_with_g_and_draw_every_logged_metric(synthetic_run) -
 
 
 def test_health_warnings_show_in_a_panel_and_clear(synthetic_run) -> None:
-    from tui.components.health_panel import HealthPanel
+    from grpo_tui.tui.components.health_panel import HealthPanel
     run: SyntheticRun = synthetic_run(steps=3, alive=True, finished=False)
 
     async def go() -> None:
@@ -89,7 +89,7 @@ def test_health_warnings_show_in_a_panel_and_clear(synthetic_run) -> None:
 def test_knobs_dialog_sends_a_set_command_and_the_change_is_marked(synthetic_run) -> None:
     from textual.widgets import Input
 
-    from tui.components.dialogs import KnobsDialog
+    from grpo_tui.tui.components.dialogs import KnobsDialog
     run: SyntheticRun = synthetic_run(steps=3, alive=True, finished=False)
     control = run.run.control
 
@@ -145,9 +145,9 @@ def test_a_timer_that_fires_while_the_app_shuts_down_is_harmless(synthetic_run) 
     that fires in between found no widget and crashed the app (seen once in a clean-clone run of the suite)."""
     import time
 
-    from tui.app import TICK
-    from tui.components.curves import RewardCurves
-    from tui.components.status_panel import StatusPanel
+    from grpo_tui.tui.app import TICK
+    from grpo_tui.tui.components.curves import RewardCurves
+    from grpo_tui.tui.components.status_panel import StatusPanel
     run: SyntheticRun = synthetic_run(steps=3, alive=True, finished=False)
 
     async def go() -> None:

@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.text import Text
 
 from conftest_tui import run_coroutine, wait_for
-from rundir.control import ensure_control_dir
-from rundir.events import EventWriter
-from rundir.layout import SCHEMA_VERSION, RunDir
-from rundir.rollouts import RolloutWriter
-from tui.text import safe_text, visible
+from grpo_tui.rundir.control import ensure_control_dir
+from grpo_tui.rundir.events import EventWriter
+from grpo_tui.rundir.layout import SCHEMA_VERSION, RunDir
+from grpo_tui.rundir.rollouts import RolloutWriter
+from grpo_tui.tui.text import safe_text, visible
 
 CORPUS = ["[/...]", "[@click=app.quit]quit[/]", "[link=file:///etc/passwd]x[/link]", "\x1b[2J", "\x1b]0;title\x07",
           "[bold]", "ünïcødé ✓ 数学 🙂"]
@@ -78,7 +78,7 @@ def test_safe_text_is_literal_and_shows_control_characters() -> None:
 
 
 def test_headless_printer_keeps_hostile_text_literal(tmp_path: Path) -> None:
-    from tui.headless import follow
+    from grpo_tui.tui.headless import follow
 
     run = write_hostile_run(tmp_path / "run")
     out = io.StringIO()
@@ -93,10 +93,10 @@ def test_headless_printer_keeps_hostile_text_literal(tmp_path: Path) -> None:
 
 
 def test_dashboard_shows_hostile_text_literally(tmp_path: Path) -> None:
-    from tui.app import Dashboard
-    from tui.components.completion_view import CompletionView
-    from tui.components.group_table import GroupTable
-    from tui.components.status_panel import StatusPanel
+    from grpo_tui.tui.app import Dashboard
+    from grpo_tui.tui.components.completion_view import CompletionView
+    from grpo_tui.tui.components.group_table import GroupTable
+    from grpo_tui.tui.components.status_panel import StatusPanel
 
     run = write_hostile_run(tmp_path / "run")
 
@@ -123,8 +123,8 @@ def test_dashboard_shows_hostile_text_literally(tmp_path: Path) -> None:
 
 
 def test_browser_shows_hostile_text_literally(tmp_path: Path) -> None:
-    from tui.browser.app import BrowserApp, RolloutScreen, RunListScreen
-    from tui.components.completion_view import CompletionView
+    from grpo_tui.tui.browser.app import BrowserApp, RolloutScreen, RunListScreen
+    from grpo_tui.tui.components.completion_view import CompletionView
 
     root = tmp_path / "runs"
     write_hostile_run(root / "\x1b[2J[@click=app.quit]run[bold]")
@@ -151,8 +151,8 @@ def test_browser_shows_hostile_text_literally(tmp_path: Path) -> None:
 
 def test_a_crashed_ui_does_not_exit_0(tmp_path: Path, monkeypatch) -> None:
     """If a UI dies anyway (a bug), the command's exit code says so."""
-    from tui import app as dashboard
-    from tui.components.status_panel import StatusPanel
+    from grpo_tui.tui import app as dashboard
+    from grpo_tui.tui.components.status_panel import StatusPanel
 
     run = write_hostile_run(tmp_path / "run", failed=False)
 

@@ -27,23 +27,23 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
-from rundir.control import send_command
-from rundir.events import COMMANDS, EventTail, State
-from rundir.layout import RunDir
-from rundir.state import RunState, fmt_duration
-from tui.components.completion_view import CompletionView
-from tui.components.curves import RewardCurves
-from tui.components.dialogs import ConfirmStop, KnobsDialog, PresetPicker, PreflightError, QuitDialog
-from tui.components.error_panel import ErrorPanel, tail_lines
-from tui.components.group_table import GroupTable
-from tui.components.health_panel import HealthPanel
-from tui.components.metric_groups import GROUP_NAMES
-from tui.components.memory_panel import MemoryPanel
-from rundir.rollouts import RolloutIndex, RolloutTail
-from tui.components.status_panel import EngineLink, StatusPanel
-from tui.launcher import EngineProcess, default_run_dir, launch_engine
-from tui.messages import EngineExited, RunUpdate
-from tui.text import safe_text, visible
+from grpo_tui.rundir.control import send_command
+from grpo_tui.rundir.events import COMMANDS, EventTail, State
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.rundir.state import RunState, fmt_duration
+from grpo_tui.tui.components.completion_view import CompletionView
+from grpo_tui.tui.components.curves import RewardCurves
+from grpo_tui.tui.components.dialogs import ConfirmStop, KnobsDialog, PresetPicker, PreflightError, QuitDialog
+from grpo_tui.tui.components.error_panel import ErrorPanel, tail_lines
+from grpo_tui.tui.components.group_table import GroupTable
+from grpo_tui.tui.components.health_panel import HealthPanel
+from grpo_tui.tui.components.metric_groups import GROUP_NAMES
+from grpo_tui.tui.components.memory_panel import MemoryPanel
+from grpo_tui.rundir.rollouts import RolloutIndex, RolloutTail
+from grpo_tui.tui.components.status_panel import EngineLink, StatusPanel
+from grpo_tui.tui.launcher import EngineProcess, default_run_dir, launch_engine
+from grpo_tui.tui.messages import EngineExited, RunUpdate
+from grpo_tui.tui.text import safe_text, visible
 
 CURVE_MIN_INTERVAL = 1.5  # seconds between plot rebuilds while data streams (a rebuild is ~10-20 ms each)
 POLL_ALIVE = 0.25         # seconds between looks at the run directory while the engine lives
@@ -60,7 +60,7 @@ def preset_choices() -> list[tuple[str, str]]:
     """Shipped presets with their one-line description (read straight from the TOML)."""
     import tomllib
 
-    from engine.config import list_presets, preset_dir
+    from grpo_tui.engine.config import list_presets, preset_dir
     out = []
     for name in list_presets():
         try:
@@ -434,7 +434,7 @@ class Dashboard(App[int]):
         """The reward playground on the selected completion, with this run's rewards and prompt format."""
         import json
 
-        from tui.playground import PlaygroundScreen
+        from grpo_tui.tui.playground import PlaygroundScreen
         if isinstance(self.screen, PlaygroundScreen):
             return
         try:

@@ -26,16 +26,16 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from tui.console.control import SHELL_COMMANDS as CONTROL
-from tui.launcher import default_run_dir
+from grpo_tui.tui.console.control import SHELL_COMMANDS as CONTROL
+from grpo_tui.tui.launcher import default_run_dir
 
 SUBCOMMANDS = ("attach", *CONTROL, "browse", "compare", "presets", "rewards", "eval", "export")
 
 
 def _default_preset() -> tuple[str, str]:
     """Best shipped preset for the detected GPU whose optional packages are installed, cpu-demo without one."""
-    from engine.gpu import visible_gpus
-    from engine.plan.memory import choose_preset
+    from grpo_tui.engine.gpu import visible_gpus
+    from grpo_tui.engine.plan.memory import choose_preset
     gpu = visible_gpus()
     return choose_preset(gpu.total_gib if gpu else None)
 
@@ -81,15 +81,15 @@ def cmd_train(argv: list[str]) -> int:
         preset, reason = _default_preset()
         print(f"preset: {preset} ({reason})")
     run_dir = args.run_dir or default_run_dir(preset)
-    from tui.launcher import check_request
+    from grpo_tui.tui.launcher import check_request
     problem = check_request(preset, run_dir, args.max_steps, args.overrides, args.resume, args.restart)
     if problem:  # before any UI shows "starting": a typo fails at once, with the engine's own words
         print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.no_ui:
-        from tui.headless import run_headless
+        from grpo_tui.tui.headless import run_headless
         return run_headless(preset, run_dir, args.max_steps, args.overrides, args.resume, args.restart)
-    from tui.app import run_dashboard
+    from grpo_tui.tui.app import run_dashboard
     return run_dashboard(preset, run_dir, args.max_steps, args.overrides, attach=False, preset_reason=reason,
                          resume=args.resume, restart=args.restart)
 
@@ -99,20 +99,20 @@ def cmd_attach(argv: list[str]) -> int:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--no-ui", action="store_true", help="follow it headless")
     args = p.parse_args(argv)
-    from rundir.layout import RunDir
+    from grpo_tui.rundir.layout import RunDir
     if not RunDir(args.run_dir).exists():
         print(f"error: {args.run_dir} is not a run directory (no events.jsonl)", file=sys.stderr)
         return 2
     if args.no_ui:
-        from tui.headless import follow
+        from grpo_tui.tui.headless import follow
         return follow(args.run_dir, None)
-    from tui.app import run_dashboard
+    from grpo_tui.tui.app import run_dashboard
     return run_dashboard(None, args.run_dir, attach=True)
 
 
 def cmd_control(command: str) -> Callable[[list[str]], int]:
     def run(argv: list[str]) -> int:
-        from tui.console.control import main
+        from grpo_tui.tui.console.control import main
         return main(command, argv)
     return run
 
@@ -122,7 +122,7 @@ def cmd_browse(argv: list[str]) -> int:
     p.add_argument("run_dir", type=Path, nargs="?", help="a run directory (default: pick from runs/)")
     p.add_argument("--runs-root", type=Path, default=Path("runs"), help="where to list runs from")
     args = p.parse_args(argv)
-    from tui.browser.app import run_browser
+    from grpo_tui.tui.browser.app import run_browser
     return run_browser(args.run_dir, args.runs_root)
 
 
@@ -132,7 +132,7 @@ def cmd_compare(argv: list[str]) -> int:
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     p.add_argument("--no-ui", action="store_true", help="print tables with rich instead of opening the Textual screen")
     args = p.parse_args(argv)
-    from tui.console.compare import load_runs, print_comparison
+    from grpo_tui.tui.console.compare import load_runs, print_comparison
     runs, problems = load_runs(args.run_dirs)
     if problems:
         for problem in problems:
@@ -141,18 +141,18 @@ def cmd_compare(argv: list[str]) -> int:
     if args.no_ui:
         print_comparison(runs)
         return 0
-    from tui.compare import run_compare
+    from grpo_tui.tui.compare import run_compare
     return run_compare(runs)
 
 
 def cmd_presets(argv: list[str]) -> int:
-    from tui.console.presets import main
+    from grpo_tui.tui.console.presets import main
     return main(argv)
 
 
 def cmd_rewards(argv: list[str]) -> int:
     if "--ui" not in argv:
-        from tui.console.rewards import main
+        from grpo_tui.tui.console.rewards import main
         return main(argv)
     p = argparse.ArgumentParser(prog="grpo-tui rewards --ui",
                                 description="the reward playground: edit a completion and the gold answer, "
@@ -163,9 +163,9 @@ def cmd_rewards(argv: list[str]) -> int:
     p.add_argument("--completion", type=Path, help="a file with the completion to start with")
     p.add_argument("--format", choices=("reasoning", "think"), help="prompt format (default: the preset's)")
     args = p.parse_args(argv)
-    from engine.rewards.playground import EXAMPLE_COMPLETION
-    from tui.console.rewards import _load_preset
-    from engine.rewards.spec import RewardSpecError
+    from grpo_tui.engine.rewards.playground import EXAMPLE_COMPLETION
+    from grpo_tui.tui.console.rewards import _load_preset
+    from grpo_tui.engine.rewards.spec import RewardSpecError
     rewards, fmt, base_dir = None, args.format, None
     try:
         if args.preset:
@@ -178,17 +178,17 @@ def cmd_rewards(argv: list[str]) -> int:
     except OSError as e:
         print(f"error: cannot read --completion {args.completion}: {e.strerror}", file=sys.stderr)
         return 2
-    from tui.playground import run_rewards
+    from grpo_tui.tui.playground import run_rewards
     return run_rewards(rewards, fmt or "reasoning", base_dir, args.answer, text, args.preset or "")
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from tui.console.eval import main
+    from grpo_tui.tui.console.eval import main
     return main(argv)
 
 
 def cmd_export(argv: list[str]) -> int:
-    from engine.export import main
+    from grpo_tui.engine.export import main
     return main(argv)
 
 

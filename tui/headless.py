@@ -27,14 +27,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from rundir.control import send_command
-from rundir.events import EventTail
-from rundir.layout import RunDir
-from rundir.events import State
-from rundir.state import CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, fmt_duration, mean_and_stderr
-from rundir.phases import breakdown_text, dominant, remedy
-from tui.launcher import EngineProcess, launch_engine
-from tui.text import safe_text
+from grpo_tui.rundir.control import send_command
+from grpo_tui.rundir.events import EventTail
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.rundir.events import State
+from grpo_tui.rundir.state import CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, fmt_duration, mean_and_stderr
+from grpo_tui.rundir.phases import breakdown_text, dominant, remedy
+from grpo_tui.tui.launcher import EngineProcess, launch_engine
+from grpo_tui.tui.text import safe_text
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -133,8 +133,8 @@ def wrong_answer_line(run_dir: Path) -> str:
     """Wrong answers by kind over the run, and at the last step (from rollouts.jsonl)."""
     from collections import Counter
 
-    from engine.rewards.error_kinds import ERROR_KINDS, error_counts
-    from rundir.rollouts import read_rollouts
+    from grpo_tui.engine.rewards.error_kinds import ERROR_KINDS, error_counts
+    from grpo_tui.rundir.rollouts import read_rollouts
 
     per_step = error_counts(read_rollouts(run_dir)[0])
     if not per_step:

@@ -16,8 +16,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from rundir.layout import RunDir
-from engine.run import PREFLIGHT_LOG_ENV
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.engine.run import PREFLIGHT_LOG_ENV
 
 
 def default_run_dir(preset: str, root: Path = Path("runs")) -> Path:
@@ -27,7 +27,7 @@ def default_run_dir(preset: str, root: Path = Path("runs")) -> Path:
 
 def engine_command(preset: str | None, run_dir: Path, max_steps: int | None = None,
                    overrides: list[str] = (), resume: bool = False, restart: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "engine", "train", "--run-dir", str(run_dir), "--log-to-run-dir"]
+    cmd = [sys.executable, "-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(run_dir), "--log-to-run-dir"]
     if preset:
         cmd += ["--preset", preset]
     if max_steps is not None:
@@ -55,8 +55,8 @@ def check_request(preset: str | None, run_dir: Path, max_steps: int | None = Non
     Run by the UIs before launching, so such mistakes fail in well under a second."""
     import argparse
 
-    from engine.run import check_request as engine_check
-    from rundir.errors import GrpoTuiError
+    from grpo_tui.engine.run import check_request as engine_check
+    from grpo_tui.rundir.errors import GrpoTuiError
 
     args = argparse.Namespace(preset=preset, run_dir=Path(run_dir), max_steps=max_steps,
                               overrides=list(overrides), resume=resume, restart=restart)
@@ -118,10 +118,10 @@ class EngineProcess:
 
 def launch_engine(preset: str | None, run_dir: Path, max_steps: int | None = None,
                   overrides: list[str] = (), resume: bool = False, restart: bool = False) -> EngineProcess:
-    """Start `python -m engine train` detached (own session, no stdin, output to engine.log)."""
+    """Start `python -m grpo_tui.engine train` detached (own session, no stdin, output to engine.log)."""
     events_size = _size(RunDir(Path(run_dir)).events)
     fd, log_path = tempfile.mkstemp(prefix="grpo-tui-preflight-", suffix=".log")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **{PREFLIGHT_LOG_ENV: log_path})
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONSAFEPATH="1", **{PREFLIGHT_LOG_ENV: log_path})
     proc = subprocess.Popen(engine_command(preset, run_dir, max_steps, overrides, resume, restart),
                             stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env)

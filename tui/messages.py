@@ -6,7 +6,7 @@ from typing import Any
 
 from textual.message import Message
 
-from rundir.rollouts import GroupLine
+from grpo_tui.rundir.rollouts import GroupLine
 
 
 class RunUpdate(Message):

@@ -22,8 +22,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static, TextArea
 
-from engine.rewards.playground import EXAMPLE_COMPLETION, score_completion
-from tui.text import safe_text
+from grpo_tui.engine.rewards.playground import EXAMPLE_COMPLETION, score_completion
+from grpo_tui.tui.text import safe_text
 
 DEBOUNCE_S = 0.15
 

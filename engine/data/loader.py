@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from engine.config import DataConfig, PresetError, PromptConfig
-from engine.data.synthetic import generate
+from grpo_tui.engine.config import DataConfig, PresetError, PromptConfig
+from grpo_tui.engine.data.synthetic import generate
 
 GSM8K_HUB = ("openai/gsm8k", "main")
 MATH500_HUB = ("HuggingFaceH4/MATH-500", None)
@@ -207,7 +207,7 @@ def _gold_kind(fmt: str, raw: str) -> str:
 
 def map_record(rec: dict[str, Any], fm: FieldMap, where: str, report: DataReport) -> dict[str, Any] | None:
     """A row {"question", "answer"[, "messages"][, extras]} from a record, or None (skipped and counted)."""
-    from engine.rewards import gold_from_solution
+    from grpo_tui.engine.rewards import gold_from_solution
     report.rows_total += 1
     report.fields_seen.update(rec)
     messages = None
@@ -366,7 +366,7 @@ def drop_long_prompts(rows: list[dict[str, Any]], tokenizer: Any, prompt: Prompt
     """Drop rows whose prompt (system prompt, one-shot turn and question, as tokenized) is over limit tokens."""
     if not limit:
         return rows
-    from engine.data.prompts import build_messages, system_prompt
+    from grpo_tui.engine.data.prompts import build_messages, system_prompt
     system = system_prompt(prompt.format, prompt.system_prompt)
     shot = prompt.format if prompt.one_shot else None
     try:  # the chat template's own tokens, counted once; the question's are counted per row
@@ -389,7 +389,7 @@ def drop_long_prompts(rows: list[dict[str, Any]], tokenizer: Any, prompt: Prompt
 def to_dataset(rows: list[dict[str, Any]], prompt: PromptConfig) -> Any:
     """A datasets.Dataset with a conversational 'prompt' column; 'answer' and extra columns reach rewards as kwargs."""
     from datasets import Dataset
-    from engine.data.prompts import build_messages, system_prompt
+    from grpo_tui.engine.data.prompts import build_messages, system_prompt
     system = system_prompt(prompt.format, prompt.system_prompt)
     shot = prompt.format if prompt.one_shot else None
     out = []

@@ -38,11 +38,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from engine.config import Config, ModelConfig, PresetError, PromptConfig
-from engine.data.loader import GSM8K_HUB, MATH500_HUB, DataReport, FieldMap, check_template, hub_records, map_record, read_file
-from rundir.errors import GrpoTuiError
-from engine.rewards import extract_answer, is_correct, last_boxed, last_number, parse_number
-from rundir.layout import RunDir, checkpoint_step, find_checkpoints
+from grpo_tui.engine.config import Config, ModelConfig, PresetError, PromptConfig
+from grpo_tui.engine.data.loader import GSM8K_HUB, MATH500_HUB, DataReport, FieldMap, check_template, hub_records, map_record, read_file
+from grpo_tui.rundir.errors import GrpoTuiError
+from grpo_tui.engine.rewards import extract_answer, is_correct, last_boxed, last_number, parse_number
+from grpo_tui.rundir.layout import RunDir, checkpoint_step, find_checkpoints
 
 
 # The synthetic problems a model trains on come from random.Random(f"synthetic-{difficulty}-{seed}") with the
@@ -216,7 +216,7 @@ def _unparsed(items: list[EvalItem]) -> int:
 
 def heldout_synthetic(n: int, difficulty: int, train_seed: int | None = None, train_size: int = 0) -> list[EvalItem]:
     """n built-in problems from a seed no training run uses, minus any question in the given training set."""
-    from engine.data.synthetic import generate
+    from grpo_tui.engine.data.synthetic import generate
     train = {p["question"] for p in generate(train_size, difficulty, train_seed)} if train_seed is not None and train_size else set()
     out: list[EvalItem] = []
     want = n
@@ -306,7 +306,7 @@ class ModelSpec:
 
 
 def _run_config(root: Path) -> Config | None:
-    from engine.config import load_resolved
+    from grpo_tui.engine.config import load_resolved
     try:
         return load_resolved(RunDir(root).config)
     except PresetError:
@@ -325,7 +325,7 @@ def _run_prompt(root: Path) -> PromptConfig | None:
 
 def _base_of_run(root: Path, cfg: Config | None) -> str:
     """Weights a run's GRPO stage started from: its SFT model when it had one, else [model] name."""
-    from engine.models import resolve_model_path
+    from grpo_tui.engine.models import resolve_model_path
     run = RunDir(root)
     if run.sft_done():
         return str(run.sft_model)
@@ -341,7 +341,7 @@ def _checkpoints(root: Path) -> dict[int, Path]:
 
 def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:
     """--model value -> ModelSpec. Run directories take @STEP, @latest (default), @sft (the SFT stage) or @base."""
-    from engine.models import SMOLLM2, TINY, resolve_model_path
+    from grpo_tui.engine.models import SMOLLM2, TINY, resolve_model_path
     name, at = spec, None
     if "@" in spec and not Path(spec).expanduser().exists():
         name, at = spec.rsplit("@", 1)
@@ -407,7 +407,7 @@ def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:
 def load_for_eval(spec: ModelSpec, device: str, dtype: str = "auto") -> tuple[Any, Any]:
     """(model in eval mode on device, tokenizer with left padding). LoRA adapters are merged for speed."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from engine.models import pick_dtype
+    from grpo_tui.engine.models import pick_dtype
     torch_dtype = pick_dtype(ModelConfig(dtype=dtype), device)
     tok_dir = spec.tokenizer or spec.path
     if spec.adapter and (Path(spec.adapter) / "tokenizer_config.json").is_file():
@@ -430,7 +430,7 @@ def load_for_eval(spec: ModelSpec, device: str, dtype: str = "auto") -> tuple[An
 
 def render_prompts(tokenizer: Any, questions: list[str], prompt: PromptConfig) -> list[str]:
     """Chat-templated prompt text, exactly as the trainer builds it (system prompt, optional one-shot turn)."""
-    from engine.data.prompts import build_messages, system_prompt
+    from grpo_tui.engine.data.prompts import build_messages, system_prompt
     system = system_prompt(prompt.format, prompt.system_prompt)
     shot = prompt.format if prompt.one_shot else None
     return [tokenizer.apply_chat_template(build_messages(q, system, shot), tokenize=False, add_generation_prompt=True)
@@ -451,7 +451,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: 
     fast_cpu_decode: on the CPU, decode as [train] fast_cpu_decode does in training (engine/fast_decode.py)."""
     import torch
     from transformers import GenerationConfig
-    from engine.fast_decode import fast_cpu_generate
+    from grpo_tui.engine.fast_decode import fast_cpu_generate
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     eos_ids = {eos} if isinstance(eos, int) else set(eos or [])
@@ -481,7 +481,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: 
                 else model.generate(**kwargs)
         new = seqs[:, enc["input_ids"].shape[1]:].cpu()
         if stop_strings:
-            from engine.stopping import end_stopped_rows
+            from grpo_tui.engine.stopping import end_stopped_rows
             new = end_stopped_rows(new, pad, sorted(eos_ids), gen.max_new_tokens)
         for r, row in enumerate(new.tolist()):
             n_tok = next((j + 1 for j, t in enumerate(row) if t in eos_ids), None)

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config, PresetError, list_presets, load_config, validate
-from engine.preflight import missing_packages
+from grpo_tui.engine.config import Config, PresetError, list_presets, load_config, validate
+from grpo_tui.engine.preflight import missing_packages
 
 GiB = 2 ** 30
 CUDA_CONTEXT_GB = 0.8      # CUDA context + cuBLAS workspace of one process: 0.8 measured on an H100 (torch 2.11, cu130)
@@ -142,7 +142,7 @@ KNOWN_ARCHS: dict[str, Arch] = {
 
 def _tiny_random(hidden: int, layers: int) -> Arch:
     # engine.models.ensure_tiny_random: Llama, 4 heads, 2 KV heads, MLP 2h, the small test tokenizer.
-    from engine.small_tokenizer import VOCAB_SIZE
+    from grpo_tui.engine.small_tokenizer import VOCAB_SIZE
     return Arch(f"tiny-random (h{hidden}, {layers} layers)", hidden, layers, 4, 2, 2 * hidden, VOCAB_SIZE, True)
 
 

@@ -14,6 +14,18 @@ import os
 import sys
 
 
+def _worker_common():
+    """_worker_common.py beside this script, loaded by path: the engine runs with PYTHONSAFEPATH, so
+    this folder is not on sys.path (and it should not be: the user's code must not import our files)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker_common.py")
+    spec = importlib.util.spec_from_file_location("_grpo_tui_worker_common", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _wrap(s: str) -> str:
     s = s.strip()
     if "\\boxed" in s or s.startswith("$"):
@@ -22,7 +34,7 @@ def _wrap(s: str) -> str:
 
 
 def _tie_to_parent() -> None:
-    from _worker_common import tie_to_parent  # next to this script (run by path)
+    tie_to_parent = _worker_common().tie_to_parent
 
     tie_to_parent(int(os.environ.get("GRPO_TUI_MATHVERIFY_MEM_MB", "4096")))
 

@@ -21,6 +21,18 @@ CALL_PARAMS = {"prompts", "completions", "answer", "completion_ids", "prompt_for
                "log_extra", "log_metric"}
 
 
+def _worker_common():
+    """_worker_common.py beside this script, loaded by path: the engine runs with PYTHONSAFEPATH, so
+    this folder is not on sys.path (and it should not be: the user's code must not import our files)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker_common.py")
+    spec = importlib.util.spec_from_file_location("_grpo_tui_worker_common", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _error_line(exc: BaseException) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
@@ -55,7 +67,7 @@ def _describe(module, func: str) -> dict:
 
 
 def main() -> int:
-    from _worker_common import tie_to_parent  # next to this script
+    tie_to_parent = _worker_common().tie_to_parent
 
     tie_to_parent()
     path, func, mod_name = sys.argv[1], sys.argv[2], sys.argv[3]

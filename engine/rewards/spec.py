@@ -9,8 +9,8 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
-from rundir.errors import GrpoTuiError
-from rundir.layout import trusted_file_problem
+from grpo_tui.rundir.errors import GrpoTuiError
+from grpo_tui.rundir.layout import trusted_file_problem
 
 from .builtin import REWARDS
 from .isolated import ProcessReward, RewardCallError

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from engine.config import Config
-from engine.rewards import GuardedReward, resolve_reward
+from grpo_tui.engine.config import Config
+from grpo_tui.engine.rewards import GuardedReward, resolve_reward
 
 REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
 

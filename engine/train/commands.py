@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from engine import distributed
-from rundir.control import take_commands
-from rundir.events import COMMANDS, Command, State
+from grpo_tui.engine import distributed
+from grpo_tui.rundir.control import take_commands
+from grpo_tui.rundir.events import COMMANDS, Command, State
 
 ALL_COMMANDS = frozenset(COMMANDS)
 
@@ -79,7 +79,7 @@ class CommandWatcher(threading.Thread):
         self.queue.put(cmd)
 
     def _check_set(self, cmd: dict) -> str | None:
-        from rundir.knobs import KnobError
+        from grpo_tui.rundir.knobs import KnobError
         if self.check_set is None:
             return "live knobs apply once GRPO training runs (the model is still loading, or an SFT stage runs)"
         try:

@@ -23,9 +23,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config
-from engine.rewards import extract_answer, is_correct
-from rundir.layout import RunDir
+from grpo_tui.engine.config import Config
+from grpo_tui.engine.rewards import extract_answer, is_correct
+from grpo_tui.rundir.layout import RunDir
 
 CHUNK = 32  # problems per generation round: progress, and the cache grows as it goes
 
@@ -70,7 +70,7 @@ def histogram(rates: list[float], k: int) -> dict[str, int]:
 def score_pass_rates(model: Any, tokenizer: Any, rows: list[dict[str, str]], cfg: Config, device: str,
                      cache: Path, known: dict[str, dict[str, Any]], log: Any = print) -> dict[str, dict[str, Any]]:
     """Sample K completions for every row not in `known`; append each record to `cache`; return all records."""
-    from engine.eval.evaluate import default_batch_size, generate, render_prompts
+    from grpo_tui.engine.eval.evaluate import default_batch_size, generate, render_prompts
     c, t = cfg.curriculum, cfg.train
     k = c.prepass_samples
     todo = [r for r in rows if r["question"] not in known or known[r["question"]].get("samples") != k]
@@ -110,7 +110,7 @@ def score_pass_rates(model: Any, tokenizer: Any, rows: list[dict[str, str]], cfg
 def prepass_filter(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str, str]], events: Any,
                    device: str) -> list[dict[str, str]]:
     """Score (or read cached) pass rates, keep the rows in the band, emit a `curriculum` event, return the kept rows."""
-    from engine.config import PresetError
+    from grpo_tui.engine.config import PresetError
     c = cfg.curriculum
     t0 = time.time()
     pool = rows[: c.prepass_max_problems] if c.prepass_max_problems else rows

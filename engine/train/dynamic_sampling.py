@@ -54,10 +54,10 @@ from typing import Any
 
 import torch
 
-from engine.train.curriculum import completion_correct
-from engine.rewards.trl_adapter import message_text
-from engine.train.grpo import RecordingGRPOTrainer
-from engine.train.trl_hooks import ScoredBatch, nanstd
+from grpo_tui.engine.train.curriculum import completion_correct
+from grpo_tui.engine.rewards.trl_adapter import message_text
+from grpo_tui.engine.train.grpo import RecordingGRPOTrainer
+from grpo_tui.engine.train.trl_hooks import ScoredBatch, nanstd
 
 METRIC_PREFIX = "dynamic_sampling/"
 # Per-row tensors of TRL's batch dict and how to pad them when batches of different widths are joined.

@@ -26,17 +26,17 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOConfig
 
-from engine import distributed
-from engine.config import Config
-from rundir.events import EventWriter
-from rundir.layout import RunDir, checkpoint_path
-from engine.rewards import extract_answer, is_correct
-from engine.rewards.trl_adapter import TrlReward, message_text
-from rundir.rollouts import CompletionRecord, GroupRecord, RolloutWriter
-from engine.train.commands import CommandWatcher, StepCommands
-from engine.train.telemetry import MemoryProbe
-from engine.train.phases import EXCLUDED
-from engine.train.trl_hooks import HookedGRPOTrainer, ScoredBatch
+from grpo_tui.engine import distributed
+from grpo_tui.engine.config import Config
+from grpo_tui.rundir.events import EventWriter
+from grpo_tui.rundir.layout import RunDir, checkpoint_path
+from grpo_tui.engine.rewards import extract_answer, is_correct
+from grpo_tui.engine.rewards.trl_adapter import TrlReward, message_text
+from grpo_tui.rundir.rollouts import CompletionRecord, GroupRecord, RolloutWriter
+from grpo_tui.engine.train.commands import CommandWatcher, StepCommands
+from grpo_tui.engine.train.telemetry import MemoryProbe
+from grpo_tui.engine.train.phases import EXCLUDED
+from grpo_tui.engine.train.trl_hooks import HookedGRPOTrainer, ScoredBatch
 
 def tracker_settings(cfg: Config, run_root: Path) -> dict[str, Any]:
     """report_to, run_name and project for TRL, with the trackers' files kept inside the run directory.
@@ -366,15 +366,15 @@ class EngineCallback(StepCommands, TrainerCallback):
 
     def check_set(self, args: dict) -> dict:
         """Validate a `set` command's args (watcher thread); returns the cleaned values or raises KnobError."""
-        from engine.train.knobs import check_knobs
-        from rundir.knobs import validate_knobs
+        from grpo_tui.engine.train.knobs import check_knobs
+        from grpo_tui.rundir.knobs import validate_knobs
         values = validate_knobs(args, self._names())
         check_knobs(self.trainer, values, self._names())
         return values
 
     def command_set(self, state, cmd: dict) -> None:
-        from engine.train.knobs import apply_knobs, save_knobs
-        from rundir.knobs import describe_change
+        from grpo_tui.engine.train.knobs import apply_knobs, save_knobs
+        from grpo_tui.rundir.knobs import describe_change
         values, cid = cmd.get("args") or {}, cmd.get("id")
         try:
             previous = apply_knobs(self.trainer, values, self._names(), self.recorder)

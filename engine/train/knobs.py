@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from rundir.knobs import KNOBS, REWARD_WEIGHTS, KnobError
-from rundir.layout import replace_private
+from grpo_tui.rundir.knobs import KNOBS, REWARD_WEIGHTS, KnobError
+from grpo_tui.rundir.layout import replace_private
 
 
 def current_knobs(trainer: Any, reward_names: list[str]) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def _set_temperature(trainer: Any, temperature: float) -> None:
 
 def apply_knobs(trainer: Any, values: dict[str, Any], reward_names: list[str], recorder: Any = None) -> dict[str, Any]:
     """Change the trainer's knobs in place; returns their previous values. Call at a step boundary."""
-    from engine.train.grpo import set_base_learning_rate
+    from grpo_tui.engine.train.grpo import set_base_learning_rate
     previous = current_knobs(trainer, reward_names)
     if "learning_rate" in values:
         lr = values["learning_rate"]

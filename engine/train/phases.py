@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from transformers import TrainerCallback
 
-from rundir.phases import PHASES
+from grpo_tui.rundir.phases import PHASES
 
 EXCLUDED = "excluded"  # a pause: neither a phase nor step time, whatever runs inside it
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config, ModelConfig, PresetError
-from rundir.layout import RunDir, find_checkpoints
+from grpo_tui.engine.config import Config, ModelConfig, PresetError
+from grpo_tui.rundir.layout import RunDir, find_checkpoints
 
 _CALC_RE = re.compile(r"<<[^<>]*>>")
 
@@ -48,7 +48,7 @@ def strip_calc(text: str) -> str:
 
 def gsm8k_solution(answer_field: str) -> tuple[str, str] | None:
     """(worked steps, gold) from a GSM8K answer field, or None without '####'."""
-    from engine.rewards import gold_from_solution
+    from grpo_tui.engine.rewards import gold_from_solution
     if not answer_field or "####" not in answer_field:
         return None
     gold = gold_from_solution(answer_field, "gsm8k")
@@ -115,7 +115,7 @@ def sft_source(cfg: Config) -> str:
 
 
 def _gsm8k_records(cfg: Config) -> tuple[list[dict[str, Any]], str]:
-    from engine.data.loader import GSM8K_HUB, hub_records, read_file
+    from grpo_tui.engine.data.loader import GSM8K_HUB, hub_records, read_file
     files = cfg.sft.data_files or (cfg.data.data_files if cfg.data.source == "gsm8k" else [])
     if files:
         recs: list[dict[str, Any]] = []
@@ -130,7 +130,7 @@ def _gsm8k_records(cfg: Config) -> tuple[list[dict[str, Any]], str]:
 
 def build_sft_rows(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Prompt/completion rows for SFTTrainer, plus a report (origin, counts)."""
-    from engine.data.prompts import build_messages, system_prompt
+    from grpo_tui.engine.data.prompts import build_messages, system_prompt
     fmt = cfg.prompt.format
     system = system_prompt(fmt, cfg.prompt.system_prompt)
     shot = fmt if cfg.prompt.one_shot else None
@@ -138,7 +138,7 @@ def build_sft_rows(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     pairs: list[tuple[str, str, str]] = []  # question, steps, gold
     skipped = 0
     if source == "synthetic":
-        from engine.data.synthetic import generate
+        from grpo_tui.engine.data.synthetic import generate
         origin = f"built-in synthetic, difficulty {cfg.data.synthetic_difficulty}"
         # the GRPO training problems' own distribution, a different stream (a different seed) of it
         for p in generate(max(cfg.data.synthetic_size, cfg.sft.max_examples or 0), cfg.data.synthetic_difficulty,
@@ -180,7 +180,7 @@ def sft_args(cfg: Config, output_dir: Path, device: str) -> Any:
     """TRL's SFTConfig from [sft]; TRL fields the preset wrote directly in [sft] (trl_extra) come last."""
     import torch
     from trl import SFTConfig
-    from engine.train.grpo import tracker_settings
+    from grpo_tui.engine.train.grpo import tracker_settings
     s = cfg.sft
     bf16 = cfg.train.bf16 if cfg.train.bf16 is not None else (device == "cuda" and torch.cuda.is_bf16_supported())
     kwargs: dict[str, Any] = dict(
@@ -224,7 +224,7 @@ class SftResult:
 def make_sft_callback(events: Any, watcher: Any) -> Any:
     from transformers import TrainerCallback
 
-    from engine.train.commands import StepCommands
+    from grpo_tui.engine.train.commands import StepCommands
 
     class SftEventCallback(StepCommands, TrainerCallback):
         """sft_step events, and stop/pause from control/ at SFT step boundaries.
@@ -297,7 +297,7 @@ def run_sft_stage(cfg: Config, run_root: Path, loaded: Any, events: Any, watcher
     import torch
     from trl import SFTTrainer
     from datasets import Dataset
-    from engine.models import lora_config, save_model
+    from grpo_tui.engine.models import lora_config, save_model
     t0 = time.time()
     rows, report = build_sft_rows(cfg)
     args = sft_args(cfg, run.sft_checkpoints, device)
@@ -353,7 +353,7 @@ def before_grpo(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str, s
     Updates loaded.model in place; returns the training rows GRPO uses, or None when a stop command
     ended the run during the SFT stage.
     """
-    from engine import distributed
+    from grpo_tui.engine import distributed
     if distributed.world_size() > 1:
         raise PresetError("[sft] / [curriculum] prepass run in a single process for now; run them with "
                           "[distributed] num_processes = 1, then start the multi-GPU GRPO run from RUN_DIR/sft/model.")
@@ -363,7 +363,7 @@ def before_grpo(cfg: Config, run_root: Path, loaded: Any, rows: list[dict[str, s
         if result.stopped:
             return None
     if cfg.curriculum.prepass:
-        from engine.train.curriculum import prepass_filter
+        from grpo_tui.engine.train.curriculum import prepass_filter
         rows = prepass_filter(cfg, run_root, loaded, rows, events, device)
     events.emit("stage", stage="grpo", status="started", rows=len(rows))
     return rows

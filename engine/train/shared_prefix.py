@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import torch
 
-from engine.fast_decode import cache_name
+from grpo_tui.engine.fast_decode import cache_name
 
 
 def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

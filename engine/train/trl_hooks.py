@@ -47,10 +47,10 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
-from engine.fast_decode import fast_cpu_generate
-from engine.stopping import end_stopped_rows
-from engine.train import shared_prefix
-from engine.train.phases import PhaseCallback, PhaseTimer
+from grpo_tui.engine.fast_decode import fast_cpu_generate
+from grpo_tui.engine.stopping import end_stopped_rows
+from grpo_tui.engine.train import shared_prefix
+from grpo_tui.engine.train.phases import PhaseCallback, PhaseTimer
 
 __all__ = ["HookedGRPOTrainer", "ScoredBatch", "nanstd"]
 

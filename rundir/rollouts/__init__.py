@@ -19,13 +19,13 @@ the dashboard's step index, the browser's columnar reader), `query` (the
 `Rollouts` snapshot: filters, per-step summaries, export).
 """
 
-from rundir.rollouts.query import Rollouts, RolloutFilter, Selection, StepSummary, parse_range
-from rundir.rollouts.reader import (GroupLine, RolloutIndex, RolloutReader, RolloutTail, open_rollouts,
+from grpo_tui.rundir.rollouts.query import Rollouts, RolloutFilter, Selection, StepSummary, parse_range
+from grpo_tui.rundir.rollouts.reader import (GroupLine, RolloutIndex, RolloutReader, RolloutTail, open_rollouts,
                                     read_rollouts)
-from rundir.rollouts.records import (COMPLETION_KEYS, GROUP_KEYS, CompletionRecord, GroupRecord, ReadReport,
+from grpo_tui.rundir.rollouts.records import (COMPLETION_KEYS, GROUP_KEYS, CompletionRecord, GroupRecord, ReadReport,
                                      rollout_paths)
-from rundir.rollouts.segments import SEGMENT_FORMAT, Chunk, list_segments, read_segment, write_segment
-from rundir.rollouts.writer import SEGMENT_BYTES, SEGMENT_STEPS, RolloutWriter
+from grpo_tui.rundir.rollouts.segments import SEGMENT_FORMAT, Chunk, list_segments, read_segment, write_segment
+from grpo_tui.rundir.rollouts.writer import SEGMENT_BYTES, SEGMENT_STEPS, RolloutWriter
 
 __all__ = ["COMPLETION_KEYS", "GROUP_KEYS", "SEGMENT_BYTES", "SEGMENT_FORMAT", "SEGMENT_STEPS", "Chunk",
            "CompletionRecord", "GroupLine", "GroupRecord", "ReadReport", "RolloutFilter", "RolloutIndex",

@@ -16,8 +16,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from rundir.rollouts.records import CompletionRecord, GroupRecord, ReadReport
-from rundir.rollouts.segments import Chunk, _merge, _numbers, completion_record
+from grpo_tui.rundir.rollouts.records import CompletionRecord, GroupRecord, ReadReport
+from grpo_tui.rundir.rollouts.segments import Chunk, _merge, _numbers, completion_record
 
 
 @dataclass(frozen=True)

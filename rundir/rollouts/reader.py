@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rundir.events import parse_lines
-from rundir.rollouts.query import Rollouts
-from rundir.rollouts.records import ReadReport, line_key, parse_record, rollout_paths
-from rundir.rollouts.segments import SEGMENT_FORMAT, Chunk, list_segments, read_segment
+from grpo_tui.rundir.events import parse_lines
+from grpo_tui.rundir.rollouts.query import Rollouts
+from grpo_tui.rundir.rollouts.records import ReadReport, line_key, parse_record, rollout_paths
+from grpo_tui.rundir.rollouts.segments import SEGMENT_FORMAT, Chunk, list_segments, read_segment
 
 _READ_BLOCK = 16 << 20  # JSONL is parsed in blocks so a huge plain file never sits in memory as dicts
 

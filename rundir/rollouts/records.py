@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rundir.layout import ROLLOUTS_NAME, SCHEMA_VERSION, SEGMENTS_NAME
+from grpo_tui.rundir.layout import ROLLOUTS_NAME, SCHEMA_VERSION, SEGMENTS_NAME
 
 ROLLOUTS_FILE = ROLLOUTS_NAME  # rundir.layout names every entry of a run directory
 SEGMENT_DIR = SEGMENTS_NAME

@@ -22,8 +22,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from rundir.layout import SCHEMA_VERSION
-from rundir.rollouts.records import COMPLETION_KEYS, GROUP_KEYS, CompletionRecord, GroupRecord, ReadReport
+from grpo_tui.rundir.layout import SCHEMA_VERSION
+from grpo_tui.rundir.rollouts.records import COMPLETION_KEYS, GROUP_KEYS, CompletionRecord, GroupRecord, ReadReport
 
 SEGMENT_FORMAT = 1  # version of the Arrow segment layout (schema metadata "format")
 _SEGMENT_NAME = re.compile(r"seg-(\d{12})-(\d{12})\.arrow")

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rundir.layout import open_private
-from rundir.rollouts.reader import RolloutTail
-from rundir.rollouts.records import CompletionRecord, GroupRecord, ReadReport, rollout_paths
-from rundir.rollouts.segments import Chunk, sealed_end, write_segment
+from grpo_tui.rundir.layout import open_private
+from grpo_tui.rundir.rollouts.reader import RolloutTail
+from grpo_tui.rundir.rollouts.records import CompletionRecord, GroupRecord, ReadReport, rollout_paths
+from grpo_tui.rundir.rollouts.segments import Chunk, sealed_end, write_segment
 
 SEGMENT_STEPS = 50  # seal a segment once the unsealed groups span this many steps
 SEGMENT_BYTES = 32 << 20  # ... or this many bytes of JSONL, whichever comes first

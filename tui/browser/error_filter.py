@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.rewards.error_kinds import ERROR_KINDS, classify_error
-from rundir.rollouts import RolloutFilter, Rollouts, Selection
+from grpo_tui.engine.rewards.error_kinds import ERROR_KINDS, classify_error
+from grpo_tui.rundir.rollouts import RolloutFilter, Rollouts, Selection
 
 KIND_CODES = {k: i for i, k in enumerate(ERROR_KINDS)}
 _cache: "weakref.WeakKeyDictionary[Rollouts, np.ndarray]" = weakref.WeakKeyDictionary()

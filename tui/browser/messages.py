@@ -6,8 +6,8 @@ from pathlib import Path
 
 from textual.message import Message
 
-from rundir.rollouts import RolloutFilter, Rollouts, Selection, StepSummary
-from rundir.state import RunState
+from grpo_tui.rundir.rollouts import RolloutFilter, Rollouts, Selection, StepSummary
+from grpo_tui.rundir.state import RunState
 
 
 class RolloutsLoaded(Message):

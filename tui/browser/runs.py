@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rundir.layout import RunDir
-from rundir.state import RunState, fold_run
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.rundir.state import RunState, fold_run
 
 
 def run_date(run: RunState) -> str:

@@ -8,7 +8,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 
-from rundir.rollouts import RolloutReader, Rollouts
+from grpo_tui.rundir.rollouts import RolloutReader, Rollouts
 
 
 def open_snapshot(run_dir: Path) -> tuple[RolloutReader, Rollouts, float]:

@@ -30,10 +30,10 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Select
 
-from rundir.rollouts import Rollouts
-from engine.rewards.error_kinds import ERROR_KINDS
-from tui.components.group_table import GroupTable, ellipsize
-from tui.text import safe_text
+from grpo_tui.rundir.rollouts import Rollouts
+from grpo_tui.engine.rewards.error_kinds import ERROR_KINDS
+from grpo_tui.tui.components.group_table import GroupTable, ellipsize
+from grpo_tui.tui.text import safe_text
 
 
 class RowList(ScrollView, can_focus=True):

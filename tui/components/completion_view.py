@@ -9,7 +9,7 @@ from rich.text import Text
 from textual import events
 from textual.widgets import RichLog
 
-from tui.text import safe_text
+from grpo_tui.tui.text import safe_text
 
 TAG = re.compile(r"</?(reasoning|answer|think)>")
 TAG_STYLE = {"reasoning": "bold magenta", "think": "bold magenta", "answer": "bold cyan"}

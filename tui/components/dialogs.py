@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tui.text import safe_text
+from grpo_tui.tui.text import safe_text
 
 
 class ConfirmStop(ModalScreen[bool]):
@@ -137,7 +137,7 @@ class KnobsDialog(ModalScreen[dict | None]):
 
     def _fields(self) -> list[tuple[str, str, str]]:
         """(input id, label, current value as text)."""
-        from rundir.knobs import KNOBS, REWARD_WEIGHTS
+        from grpo_tui.rundir.knobs import KNOBS, REWARD_WEIGHTS
         out = [(f"knob-{k}", KNOBS[k][0], _fmt(self.current.get(k))) for k in KNOBS]
         weights = self.current.get(REWARD_WEIGHTS) or {}
         out += [(f"weight-{i}", f"[rewards] {name}", _fmt(weights.get(name)))
@@ -164,7 +164,7 @@ class KnobsDialog(ModalScreen[dict | None]):
 
     def changes(self) -> dict:
         """The set command's args for what was edited; raises KnobError for a bad value."""
-        from rundir.knobs import KNOBS, REWARD_WEIGHTS, validate_knobs
+        from grpo_tui.rundir.knobs import KNOBS, REWARD_WEIGHTS, validate_knobs
         args: dict = {}
         for k in KNOBS:
             text = self.query_one(f"#knob-{k}", Input).value.strip()
@@ -181,7 +181,7 @@ class KnobsDialog(ModalScreen[dict | None]):
         return validate_knobs(args, self.reward_names) if args else {}
 
     def _apply(self) -> None:
-        from rundir.knobs import KnobError
+        from grpo_tui.rundir.knobs import KnobError
         try:
             args = self.changes()
         except KnobError as e:

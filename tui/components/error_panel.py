@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui.text import safe_text
+from grpo_tui.tui.text import safe_text
 
 
 def tail_lines(path: Path, n: int = 30, max_bytes: int = 64 << 10) -> str:

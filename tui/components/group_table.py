@@ -14,8 +14,8 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from rundir.rollouts import RolloutIndex
-from tui.text import safe_text
+from grpo_tui.rundir.rollouts import RolloutIndex
+from grpo_tui.tui.text import safe_text
 
 
 def short_names(names: list[str]) -> dict[str, str]:

@@ -8,8 +8,8 @@ from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
-from rundir.state import RunState
-from tui.text import safe_text
+from grpo_tui.rundir.state import RunState
+from grpo_tui.tui.text import safe_text
 
 
 def _gb(x: Any) -> str:

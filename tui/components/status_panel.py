@@ -10,10 +10,10 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from rundir.events import Command, State
-from rundir.state import RunState, fmt_duration
-from tui.text import safe_text
-from rundir.phases import breakdown_text
+from grpo_tui.rundir.events import Command, State
+from grpo_tui.rundir.state import RunState, fmt_duration
+from grpo_tui.tui.text import safe_text
+from grpo_tui.rundir.phases import breakdown_text
 
 STATE_STYLE = {
     "starting": "bold cyan", "loading_model": "bold cyan", "running": "bold green",

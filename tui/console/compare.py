@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rundir.events import read_events
-from rundir.state import CORRECT, MEAN_LENGTH, REWARD, RunState
-from rundir.layout import RunDir
-from tui.text import safe_text
+from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.state import CORRECT, MEAN_LENGTH, REWARD, RunState
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.tui.text import safe_text
 
 # (key, label, how to read it from a step event)
 SERIES: tuple[tuple[str, str], ...] = (

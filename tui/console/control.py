@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from rundir.events import Command
+from grpo_tui.rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from grpo_tui.rundir.events import Command
 
 # the commands a shell sends (switch_preset is the dashboard's), with what each does and what its acceptance means
 WHAT = {
@@ -40,7 +40,7 @@ SHELL_COMMANDS: tuple[str, ...] = tuple(str(c) for c in WHAT)
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:
     """['learning_rate=1e-5', 'reward_weights.correctness=2'] -> a `set` command's args (values stay text: the
     knob check turns them into numbers and names a bad one)."""
-    from rundir.knobs import REWARD_WEIGHTS, KnobError
+    from grpo_tui.rundir.knobs import REWARD_WEIGHTS, KnobError
     args: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -56,7 +56,7 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
 
 def _wait_for(events_path: Path, offset: int, cid: str, statuses: set[str], timeout: float) -> dict | None:
     """The first `command` event for cid whose status is in statuses, read from offset on; None at the timeout."""
-    from rundir.events import EventTail
+    from grpo_tui.rundir.events import EventTail
     tail = EventTail(events_path, offset)
     deadline = time.monotonic() + timeout
     while True:
@@ -79,10 +79,10 @@ def main(command: str, argv: list[str]) -> int:
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="seconds to wait for the engine's answer (with --wait: for it to act); default 10")
     args = p.parse_args(argv)
-    from rundir.control import send_command
-    from rundir.knobs import KnobError, validate_knobs
-    from rundir.layout import RunDir
-    from rundir.state import fold_run
+    from grpo_tui.rundir.control import send_command
+    from grpo_tui.rundir.knobs import KnobError, validate_knobs
+    from grpo_tui.rundir.layout import RunDir
+    from grpo_tui.rundir.state import fold_run
     run = RunDir(args.run_dir)
     pid = run.engine_pid() if run.exists() else None
     if pid is None:

@@ -21,11 +21,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.config import PromptConfig, load_config
-from engine.data.loader import FieldMap
-from engine.eval.evaluate import (EvalError, EvalRequest, ModelSpec, _pct, compare, compare_markdown, default_batch_size,
+from grpo_tui.engine.config import PromptConfig, load_config
+from grpo_tui.engine.data.loader import FieldMap
+from grpo_tui.engine.eval.evaluate import (EvalError, EvalRequest, ModelSpec, _pct, compare, compare_markdown, default_batch_size,
                                   evaluate_spec, gsm8k_docs, load_eval_data, load_for_eval, resolve_model, write_results)
-from rundir.errors import EXIT_FAILED, EXIT_OK, GrpoTuiError
+from grpo_tui.rundir.errors import EXIT_FAILED, EXIT_OK, GrpoTuiError
 
 
 def summary_lines(s: dict[str, Any]) -> list[tuple[str, str]]:
@@ -229,7 +229,7 @@ def _per_model(spec: ModelSpec, console: Any, work: Callable[[], Any]) -> tuple[
 
 def _main_lm_eval(args: argparse.Namespace, specs: list[ModelSpec], console: Any) -> int:
     """--protocol lm-eval-gsm8k: lm-evaluation-harness's gsm8k task, one results table per model."""
-    from engine.eval import lm_eval_gsm8k as lm
+    from grpo_tui.engine.eval import lm_eval_gsm8k as lm
     try:
         test_docs, origin = gsm8k_docs(args.dataset, args.split, "--dataset")
         train_docs, train_origin = gsm8k_docs(args.fewshot_file or "gsm8k", "train", "--fewshot-file")

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from engine.config import SECTIONS, PresetError, describe_all_fields, list_presets, load_config
-from engine.gpu import visible_gpus
-from engine.plan.memory import HEADROOM, Estimate, estimate, fit_advice, method_of
+from grpo_tui.engine.config import SECTIONS, PresetError, describe_all_fields, list_presets, load_config
+from grpo_tui.engine.gpu import visible_gpus
+from grpo_tui.engine.plan.memory import HEADROOM, Estimate, estimate, fit_advice, method_of
 
 
 def _short_model(name: str) -> str:

@@ -15,15 +15,15 @@ import json
 import sys
 from pathlib import Path
 
-from engine.rewards.extract import PROMPT_FORMATS
-from engine.rewards.playground import score_completion
-from rundir.errors import GrpoTuiError
-from engine.rewards.spec import RewardSpecError
+from grpo_tui.engine.rewards.extract import PROMPT_FORMATS
+from grpo_tui.engine.rewards.playground import score_completion
+from grpo_tui.rundir.errors import GrpoTuiError
+from grpo_tui.engine.rewards.spec import RewardSpecError
 
 
 def _load_preset(name_or_path: str) -> tuple[dict, str, Path | None]:
     """(rewards table, prompt format, folder user reward files resolve against) of a preset."""
-    from engine.config import load_config
+    from grpo_tui.engine.config import load_config
 
     cfg = load_config(name_or_path)
     return dict(cfg.rewards), cfg.prompt.format, cfg.base_dir

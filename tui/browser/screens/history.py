@@ -10,11 +10,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from rundir.rollouts import Rollouts
-from tui.browser.widgets import GroupSource, group_answers, num_cell, show_group
-from tui.components.completion_view import CompletionView
-from tui.components.group_table import GroupTable, ellipsize
-from tui.text import safe_text
+from grpo_tui.rundir.rollouts import Rollouts
+from grpo_tui.tui.browser.widgets import GroupSource, group_answers, num_cell, show_group
+from grpo_tui.tui.components.completion_view import CompletionView
+from grpo_tui.tui.components.group_table import GroupTable, ellipsize
+from grpo_tui.tui.text import safe_text
 
 
 class HistoryScreen(Screen):

@@ -11,12 +11,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from rundir.state import RunState
-from tui.browser.messages import RunsListed
-from tui.browser.runs import list_runs, run_date
-from tui.browser.screens.rollouts import RolloutScreen
-from tui.browser.widgets import num_cell
-from tui.text import safe_text
+from grpo_tui.rundir.state import RunState
+from grpo_tui.tui.browser.messages import RunsListed
+from grpo_tui.tui.browser.runs import list_runs, run_date
+from grpo_tui.tui.browser.screens.rollouts import RolloutScreen
+from grpo_tui.tui.browser.widgets import num_cell
+from grpo_tui.tui.text import safe_text
 
 
 class RunListScreen(Screen):
@@ -86,8 +86,8 @@ class RunListScreen(Screen):
 
     def action_compare(self) -> None:
         """Compare the marked runs (at least two) in the compare screen."""
-        from tui.compare import CompareScreen
-        from tui.console.compare import load_runs
+        from grpo_tui.tui.compare import CompareScreen
+        from grpo_tui.tui.console.compare import load_runs
 
         paths = [r.path for r in self.runs if r.path in self.marked]
         if len(paths) < 2:
