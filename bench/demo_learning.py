@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grpo_tui.engine.data.synthetic import operations  # noqa: E402
-from grpo_tui.engine.eval.evaluate import wilson  # noqa: E402
+from grpo_tui.engine.eval.stats import wilson  # noqa: E402
 from grpo_tui.rundir.events import read_events  # noqa: E402
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
 from grpo_tui.rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402

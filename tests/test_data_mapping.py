@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli, write_preset
 from grpo_tui.engine.config import DataConfig, PresetError, PromptConfig
 from grpo_tui.engine.data.loader import drop_long_prompts, hub_records, load_rows, to_dataset
-from grpo_tui.engine.eval.evaluate import load_eval_data
+from grpo_tui.engine.eval.data import load_eval_data
 from grpo_tui.engine.data.loader import FieldMap
 
 SVAMP = [{"ID": "chal-1", "Body": "Each pack of dvds costs 76 dollars. If there is a discount of 25 dollars on each pack",

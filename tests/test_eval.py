@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SHARED_DATA
-from grpo_tui.engine.eval.evaluate import (Completion, EvalError, aggregate, compare, compare_markdown, flexible_answer,
-                                  heldout_synthetic, items_from_records, load_eval_data, majority, mean_ci,
-                                  pass_at_k, resolve_model, score_items, wilson)
+from grpo_tui.engine.eval.data import heldout_synthetic, items_from_records, load_eval_data
+from grpo_tui.engine.eval.errors import EvalError
+from grpo_tui.engine.eval.report import compare, compare_markdown
+from grpo_tui.engine.eval.resolve import resolve_model
+from grpo_tui.engine.eval.scoring import Completion, aggregate, flexible_answer, majority, score_items
+from grpo_tui.engine.eval.stats import mean_ci, pass_at_k, wilson
 from grpo_tui.tui.console.eval import main
 
 # ------------------------------------------------------------------------ statistics
@@ -72,7 +75,7 @@ def test_majority_vote_groups_equal_numbers():
 
 
 def test_strict_and_flexible_scores_differ_on_format():
-    from grpo_tui.engine.eval.evaluate import EvalItem
+    from grpo_tui.engine.eval.data import EvalItem
     items = [EvalItem("a", "q", "7"), EvalItem("b", "q", "12")]
     greedy = [Completion("<reasoning>3+4=7</reasoning>\n<answer>\n7\n</answer>", 20, False),
               Completion("The total is 12.", 6, False)]  # right number, wrong format
@@ -86,7 +89,7 @@ def test_strict_and_flexible_scores_differ_on_format():
 
 
 def test_sampled_metrics_pass_at_k_and_majority():
-    from grpo_tui.engine.eval.evaluate import EvalItem
+    from grpo_tui.engine.eval.data import EvalItem
     items = [EvalItem("a", "q", "7"), EvalItem("b", "q", "3")]
     ans = lambda x: Completion(f"<answer>{x}</answer>", 5, False)  # noqa: E731
     samples = [[ans(7), ans(7), ans(1), ans(2)], [ans(1), ans(1), ans(3), ans(4)]]
@@ -233,7 +236,8 @@ def test_module_entry_point_help():
 def test_generate_with_stop_strings_ends_every_row_at_a_string():
     """Held-out evals stop where training stops: each row ends at its first stop string with the end-of-turn token
     (the row that stopped last included), so none reads as cut at the cap."""
-    from grpo_tui.engine.eval.evaluate import generate, load_for_eval, resolve_model
+    from grpo_tui.engine.eval.generation import generate
+    from grpo_tui.engine.eval.resolve import load_for_eval, resolve_model
     model, tok = load_for_eval(resolve_model("tiny-random"), "cpu", "float32")
     prompts = [f"Question {i}: what is {i} + {i}?" for i in range(4)]
     free = generate(model, tok, prompts, max_new_tokens=40, batch_size=8, num_samples=2, do_sample=True, seed=3)

@@ -119,7 +119,7 @@ def test_greedy_generation_is_unchanged_plain_and_on_a_shared_prefix(model):
 
 
 def test_eval_generation_with_several_samples_per_prompt(model):
-    from grpo_tui.engine.eval.evaluate import generate
+    from grpo_tui.engine.eval.generation import generate
 
     class Tok:  # the eval path's tokenizer calls, over integer "words"
         eos_token_id, pad_token_id, padding_side = 1, 0, "left"

@@ -70,7 +70,7 @@ MODEL_CONFIG_JSON = {
     "engine/models.py": "saved and downloaded model weights",
     "engine/plan/memory.py": "the model's config.json sizes the model",
     "engine/preflight.py": "[model] name pointing at a model directory",
-    "engine/eval/evaluate.py": "--model DIR: a saved model directory",
+    "engine/eval/resolve.py": "--model DIR: a saved model directory",
 }
 # Whole files allowed to spell run-directory names, with the reason.
 SPELLS_NAMES = {"bench/reward_hang.py": "benchmarks any checkout given by --tree, so imports nothing from this one"}

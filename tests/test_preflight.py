@@ -97,8 +97,8 @@ def test_bnb_optimizer_names(optim, bnb):
 def test_offline_hub_model_and_dataset_name_the_keys_and_hf_hub_offline(monkeypatch, tmp_path):
     monkeypatch.setattr(preflight, "hub_offline", lambda: True)
     monkeypatch.setattr(preflight, "hub_cached", lambda repo, kind="model": False)
-    from grpo_tui.engine.eval import evaluate
-    monkeypatch.setattr(evaluate, "_local_copy", lambda name, split: None)  # no data/gsm8k/test.jsonl either
+    from grpo_tui.engine.eval import data as eval_data
+    monkeypatch.setattr(eval_data, "local_copy", lambda name, split: None)  # no data/gsm8k/test.jsonl either
     found = {p.key: p for p in check_sources(load_config("gpu80-qwen7b-r1-grpo"), reach=HUB_OK)}
     assert set(found) == {"[model] name", "[data] data_files", "[sft] data_files", "[eval] dataset"}
     assert all("HF_HUB_OFFLINE" in p.message for p in found.values())

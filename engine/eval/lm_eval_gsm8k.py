@@ -109,7 +109,8 @@ def run(model: Any, tokenizer: Any, test_docs: list[dict[str, Any]], train_docs:
         batch_size: int, max_new_tokens: int = MAX_GEN_TOKS,
         progress: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate and score every test item; returns (rows, numbers) in the shape of grpo-tui's eval output."""
-    from grpo_tui.engine.eval.evaluate import generate, wilson
+    from grpo_tui.engine.eval.generation import generate
+    from grpo_tui.engine.eval.stats import wilson
     prompts = contexts(test_docs, train_docs)
     eos = tokenizer.eos_token or ""
     completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
