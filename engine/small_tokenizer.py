@@ -10,7 +10,6 @@ for any text) at a fraction of the cost. Real models keep their own tokenizers.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 # Part of the cached tiny-random directory's name: change it when the corpus or settings change.
@@ -53,8 +52,3 @@ def build_small_tokenizer() -> Any:
     tok.train_from_iterator(_corpus(), trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL[1], eos_token=SPECIAL[2],
                                    pad_token=SPECIAL[0], unk_token=SPECIAL[0], chat_template=CHAT_TEMPLATE)
-
-
-def save_small_tokenizer(path: Path) -> Path:
-    build_small_tokenizer().save_pretrained(path)
-    return path
