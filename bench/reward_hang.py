@@ -22,11 +22,11 @@ import tempfile
 from pathlib import Path
 
 REWARD = '''
-def spin(prompts, completions, answer, trainer_state=None, **kwargs):
+def spin(completions, trainer_state=None, **kwargs):
     if getattr(trainer_state, "global_step", None) == {hang}:
         while True:
             pass
-    return [len(c) / 100.0 for c in completions]
+    return [len(c[0]["content"]) / 100.0 for c in completions]
 '''
 
 

@@ -434,10 +434,10 @@ def test_weight_key_is_ignored_and_name_kept():
 
 USER_FILE = textwrap.dedent(
     '''
-    def has_seven(prompts, completions, answer, *, bonus=1.0, **kwargs):
-        return [bonus if "7" in c else 0.0 for c in completions]
+    def has_seven(completions, *, bonus=1.0, **kwargs):
+        return [bonus if "7" in c[0]["content"] else 0.0 for c in completions]
 
-    def no_kwargs(prompts, completions, answer):
+    def no_kwargs(completions, solution):
         return [0.0 for c in completions]
 
     NOT_A_FUNCTION = 3
@@ -448,9 +448,10 @@ USER_FILE = textwrap.dedent(
 def test_user_reward_from_file(tmp_path: Path):
     (tmp_path / "my_rewards.py").write_text(USER_FILE)
     fn = resolve_reward("my_rewards.py:has_seven", base_dir=tmp_path)
-    assert fn(["q", "q"], ["7", "8"], ["7", "7"]) == [1.0, 0.0]
+    said = [[{"role": "assistant", "content": "7"}], [{"role": "assistant", "content": "8"}]]
+    assert fn(prompts=["q", "q"], completions=said, answer=["7", "7"]) == [1.0, 0.0]
     fn = resolve_reward("my_rewards.py:has_seven", {"bonus": 0.25}, base_dir=tmp_path)
-    assert fn(["q"], ["7"], ["7"], completion_ids=[[1]], trainer_state=None) == [0.25]
+    assert fn(prompts=["q"], completions=said[:1], completion_ids=[[1]], trainer_state=None) == [0.25]
     fn = resolve_reward(f"{tmp_path}/my_rewards.py:has_seven")  # absolute path
     assert fn.__name__ == "has_seven"
 
@@ -462,7 +463,7 @@ def test_user_reward_errors(tmp_path: Path):
         "missing.py:f": ["file not found", "missing.py", str(tmp_path)],
         "my_rewards.py:has_sevn": ["'has_sevn' is not defined", "did you mean 'has_seven'", "no_kwargs"],
         "my_rewards.py:NOT_A_FUNCTION": ["not callable"],
-        "my_rewards.py:no_kwargs": ["**kwargs", "def no_kwargs(prompts, completions, answer, **kwargs)"],
+        "my_rewards.py:no_kwargs": ["**kwargs", "def no_kwargs(completions, **kwargs)"],
         "my_rewards.py": ["function_name"],
         "broken.py:f": ["SyntaxError", "broken.py"],
     }

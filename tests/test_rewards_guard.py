@@ -1,4 +1,4 @@
-"""A reward that raises, returns None/NaN or hangs never stops a step (GuardedReward)."""
+"""A reward that raises, returns NaN or hangs never stops a step (GuardedReward); None means "not applicable"."""
 
 from __future__ import annotations
 
@@ -49,7 +49,6 @@ def test_per_completion_retry_slices_dataset_columns():
 @pytest.mark.parametrize(
     "returned, kinds",
     [
-        ([None, 1.0, None], {"none": 2}),
         ([float("nan"), float("inf"), 1.0], {"nan": 2}),
         (["x", 1, True], {"bad_value": 1}),
         ([1.0], {"bad_length": 3}),
@@ -136,8 +135,53 @@ def test_math_verify_works_off_the_main_thread():
     assert results == [[1.0, 1.0], True]
 
 
+def test_none_is_not_applicable_not_a_failure():
+    """As in TRL: a None reward is NaN (left out of the weighted sum by nansum), not 0 and not a failure."""
+    g = guard(lambda completions, **kw: [None, 1.0, None], "maybe")
+    out = g(None, ["a", "b", "c"], None)
+    assert math.isnan(out[0]) and out[1] == 1.0 and math.isnan(out[2])
+    assert g.drain_failures() == [] and g.broken() is None
+
+
+def test_called_with_keywords_only():
+    seen = {}
+
+    def only_keywords(*, prompts, completions, solution, **kwargs):
+        seen.update(prompts=prompts, completions=completions, solution=solution, kwargs=kwargs)
+        return [1.0] * len(completions)
+
+    g = guard(only_keywords, "kw")
+    assert g(prompts=["p"], completions=["c"], solution=["7"], trainer_state="S") == [1.0]
+    assert seen == {"prompts": ["p"], "completions": ["c"], "solution": ["7"], "kwargs": {"trainer_state": "S"}}
+
+
+@pytest.mark.parametrize("fn, broken", [
+    (lambda completions, **kw: [1 / 0 for _ in completions], True),  # raises on every completion
+    (lambda completions, **kw: ["high"] * len(completions), True),  # never a number
+    (lambda completions, **kw: [1.0], True),  # wrong length: every completion fails
+    (lambda completions, **kw: [1.0 / (c != "b") for c in completions], False),  # only sometimes
+    (lambda completions, **kw: [None] * len(completions), False),  # not applicable is no failure
+])
+def test_broken_when_every_completion_fails_by_the_functions_fault(fn, broken):
+    g = guard(fn, "r")
+    g(None, ["a", "b", "c"], None)
+    assert (g.broken() is not None) is broken
+    if broken:
+        assert "'r' failed on every completion of the batch (3 of 3)" in g.broken()
+
+
+def test_a_timeout_on_every_completion_is_not_broken():
+    release = threading.Event()
+    g = guard(lambda completions, **kw: release.wait(30) and [1.0] * len(completions), "slow", timeout_s=0.05)
+    try:
+        assert g(None, ["a", "b"], None) == [0.0, 0.0]
+        assert g.broken() is None and g.drain_failures()[0]["kinds"] == {"timeout": 2}
+    finally:
+        release.set()
+
+
 def test_drain_all():
-    a = guard(lambda prompts, completions, answer, **kw: [None] * len(completions), "a")
+    a = guard(lambda prompts, completions, answer, **kw: [1 / 0] * len(completions), "a")
     b = guard(lambda prompts, completions, answer, **kw: [1.0] * len(completions), "b")
     a(None, ["x"], None)
     b(None, ["x"], None)
@@ -156,8 +200,7 @@ def test_worker_dies_with_its_trainer_even_mid_computation(tmp_path):
     script = tmp_path / "trainer.py"
     script.write_text(
         "import sys, threading, time\n"
-        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
-        "from engine.rewards import mathverify\n"
+        "from grpo_tui.engine.rewards import mathverify\n"
         "mathverify.warm_up()\n"
         "print(mathverify.stats()['worker_pid'], flush=True)\n"
         f"mathverify.equivalent({PATHOLOGICAL!r}, '1+x', timeout_s=120)\n"

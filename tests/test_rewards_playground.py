@@ -92,3 +92,42 @@ def test_main_reports_a_preset_that_does_not_load(monkeypatch, tmp_path, capsys)
     path.write_text(STRICT)
     assert main(["--answer", "7", "--completion", str(path), "--preset", "nope"]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
+
+
+def test_score_completion_calls_a_user_reward_as_trl_does(tmp_path):
+    """The completion arrives as TRL's assistant message, the gold as `answer` and `solution`; None is n/a."""
+    (tmp_path / "r.py").write_text(
+        "def seen(completions, solution, answer, prompts, trainer_state, **kw):\n"
+        "    assert completions == [[{'role': 'assistant', 'content': 'hello'}]], completions\n"
+        "    assert prompts[0][-1]['role'] == 'user' and trainer_state.global_step == 0\n"
+        "    return [float(solution == answer == ['7'])]\n"
+        "def skip(completions, **kw):\n"
+        "    return [None for _ in completions]\n")
+    result = score_completion("hello", "7", {"r.py:seen": 2.0, "r.py:skip": 1.0, "correctness": 1.0},
+                              base_dir=tmp_path)
+    assert result["scores"] == {"r.py:seen": 1.0, "r.py:skip": None, "correctness": 0.0}
+    assert result["weighted"]["r.py:skip"] is None and result["total"] == 2.0
+    assert all(row["failure"] is None for row in result["rewards"])
+
+
+def test_every_reward_of_a_preset_that_stops_at_the_answer_can_score():
+    """A preset whose stop_strings end completions at </answer> must not keep a reward that wants more after it
+    (cpu-demo's strict_format scored 0 on every completion of a run that way)."""
+    from grpo_tui.engine.config import list_presets, load_config
+    perfect = STRICT.rstrip("\n")  # generation stops right after </answer>
+    checked = 0
+    for name in list_presets():
+        cfg = load_config(name)
+        if "</answer>" not in (cfg.train.stop_strings or []) or cfg.prompt.format != "reasoning":
+            continue
+        result = score_completion(perfect, "7", dict(cfg.rewards), cfg.prompt.format, cfg.base_dir)
+        assert all(row["score"] > 0 for row in result["rewards"]), (name, result["scores"])
+        checked += 1
+    assert checked, "cpu-demo stops at </answer>"
+
+
+def test_the_cli_scores_strict_format_on_a_cpu_demo_completion(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(STRICT.rstrip("\n")))
+    assert main(["--preset", "cpu-demo", "--answer", "7", "--completion", "-", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    assert scores["strict_format"] > 0

@@ -7,22 +7,30 @@ API (what the engine and the TUI import from ``engine.rewards``)::
         soft_format, xmlcount (the five of the TRL GSM8K recipe),
         correctness_normalized, math_equivalence, think_format,
         correctness_think, length_penalty. VALUES[name] is each one's value.
-        RewardFn: fn(prompts, completions, answer, **kwargs) -> list[float]
-        with plain-text completions; kwargs may hold completion_ids,
-        prompt_format ("reasoning" | "think"), other dataset columns and
-        whatever TRL passes (trainer_state, log_extra, log_metric).
+        A built-in is fn(prompts, completions, answer, **kwargs) -> list[float]
+        with plain-text prompts and completions; kwargs may hold
+        completion_ids, prompt_format ("reasoning" | "think"), other dataset
+        columns and whatever TRL passes (trainer_state, log_extra, log_metric).
 
     resolve_reward(spec, options=None, base_dir=None) -> RewardFn
-        spec: a built-in name or "path/to/file.py:function_name" (relative to
-        base_dir, the preset's folder). options: the reward's keyword options
-        (reward_options(fn) lists them with defaults; a "weight" key is
-        ignored). Raises RewardSpecError naming the reward and the fix.
+        spec: a built-in name, "path/to/file.py:function_name" (relative to
+        base_dir, the preset's folder), "package.module:function_name" (an
+        installed module, e.g. "trl.rewards:accuracy_reward") or
+        "model:PATH_OR_ID" (a sequence-classification reward model). User
+        functions are called as TRL calls them (keywords only, TRL's
+        conversational format): trl_adapter.TrlReward makes that call.
+        options: the reward's keyword options (reward_options(fn) lists them
+        with defaults; a "weight" key is ignored). Raises RewardSpecError
+        naming the reward and the fix.
 
     guard(fn, name=None, timeout_s=5.0) -> GuardedReward
-        Callable like a RewardFn, never raises, always one finite float per
-        completion (failures score 0). .drain_failures() -> list of
+        Callable like a RewardFn (calls fn with keywords only), never raises,
+        one float per completion: finite, or NaN where fn returned None (not
+        applicable, as in TRL); failures score 0. .drain_failures() -> list of
         {"name", "count", "kind", "kinds", "example"} since the last drain
         (one entry per failing reward). drain_all(guards) drains several.
+        .broken() -> why the last call failed on every completion, or None
+        (the trainer raises BrokenRewardError on it).
 
     extract_answer(text, prompt_format="reasoning") -> str | None
         "reasoning": text inside the last <answer>...</answer> (to the end if
@@ -63,15 +71,16 @@ from .extract import (
     parse_number,
     format_number,
 )
-from .guard import GuardedReward, drain_all, guard
+from .guard import BrokenRewardError, GuardedReward, drain_all, guard
+from .messages import message_text
 from .spec import RewardSpecError, resolve_reward, reward_options
 
 
 
 class RewardFn(Protocol):
-    """fn(prompts, completions, answer, **kwargs) -> one float (or None) per completion."""
+    """fn(*, prompts, completions, **kwargs) -> one float (or None: not applicable) per completion."""
 
-    def __call__(self, prompts: Any, completions: list[str], answer: Any, **kwargs: Any) -> list[float | None]: ...
+    def __call__(self, *, prompts: Any, completions: list[Any], **kwargs: Any) -> list[float | None]: ...
 
 
 __all__ = [
@@ -82,7 +91,9 @@ __all__ = [
     "THINK_RECIPE",
     "RewardFailure",
     "RewardSpecError",
+    "BrokenRewardError",
     "GuardedReward",
+    "message_text",
     "guard",
     "drain_all",
     "resolve_reward",

@@ -1,14 +1,19 @@
 """User reward worker process (run as a script by isolated.py; imports nothing of ours but _worker_common).
 
-argv: FILE FUNCTION MODULE_NAME. Imports FILE (any exception or exit is
-reported, never fatal), then greets with one JSON line describing FUNCTION
-({"ready": true, ...facts} or {"import_error": "..."}), then answers one JSON
-request per stdin line: {"args": [prompts, completions, answer], "kwargs":
-{...}, "options": {...}} -> {"ok": [values]} or {"exc": "Type: message at
-file:line"}. The user's own prints go to stderr (the engine's log): stdout is
-the protocol.
+argv: KIND TARGET FUNCTION MODULE_NAME. KIND "file": imports the file TARGET
+as MODULE_NAME; KIND "module": imports the module TARGET by name. Any
+exception or exit while importing is reported, never fatal. Then it greets
+with one JSON line describing FUNCTION ({"ready": true, "file": ...,
+...facts} or {"import_error": "..."}), then answers one JSON request per
+stdin line: {"kwargs": {...}, "options": {...}, "callbacks": [names]} ->
+{"ok": [values], "calls": [[name, args]]} or {"exc": "Type: message at
+file:line", "calls": [...]}. The function is called with keyword arguments
+only, as TRL calls it (an ``async def`` one is awaited); "callbacks" names the trainer functions (log_extra,
+log_metric) to stand in for: their calls are sent back to be made there. The
+user's own prints go to stderr (the engine's log): stdout is the protocol.
 """
 
+import asyncio
 import importlib.util
 import inspect
 import json
@@ -17,8 +22,8 @@ import sys
 import traceback
 import types
 
-CALL_PARAMS = {"prompts", "completions", "answer", "completion_ids", "prompt_format", "trainer_state",
-               "log_extra", "log_metric"}
+CALL_PARAMS = {"prompts", "completions", "answer", "solution", "completion_ids", "prompt_format", "trainer_state",
+               "log_extra", "log_metric", "environments"}
 
 
 def _worker_common():
@@ -47,11 +52,20 @@ def _jsonable(v):
         return repr(v)
 
 
+def _recorder(name: str, calls: list):
+    """A stand-in for the trainer's log_extra/log_metric: records (name, args) to replay in the trainer."""
+    def record(*args):
+        calls.append([name, [_jsonable(a) for a in args]])
+    record.__name__ = name
+    return record
+
+
 def _describe(module, func: str) -> dict:
     fn = getattr(module, func, None)
     names = sorted(n for n, v in vars(module).items()
                    if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
-    out = {"ready": True, "defined": fn is not None, "callable": callable(fn), "functions": names,
+    out = {"ready": True, "file": getattr(module, "__file__", None), "defined": fn is not None,
+           "callable": callable(fn), "functions": names,
            "coroutine": inspect.iscoroutinefunction(fn), "signature": None, "var_kw": True, "options": {}}
     if callable(fn):
         try:
@@ -70,15 +84,18 @@ def main() -> int:
     tie_to_parent = _worker_common().tie_to_parent
 
     tie_to_parent()
-    path, func, mod_name = sys.argv[1], sys.argv[2], sys.argv[3]
+    kind, target, func, mod_name = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # the reward's prints must not corrupt the protocol
     sys.stdout = sys.stderr
     try:
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
+        if kind == "module":
+            module = importlib.import_module(target)
+        else:
+            spec = importlib.util.spec_from_file_location(mod_name, target)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            spec.loader.exec_module(module)
         hello = _describe(module, func)
     except BaseException as e:  # noqa: BLE001 - sys.exit() at import time is an error to report too
         hello = {"import_error": _error_line(e)}
@@ -88,12 +105,17 @@ def main() -> int:
         return 0
     fn = getattr(module, func)
     for line in sys.stdin:
+        calls = []
         try:
             req = json.loads(line)
             kwargs = dict(req.get("kwargs") or {}, **(req.get("options") or {}))
             if isinstance(kwargs.get("trainer_state"), dict):
                 kwargs["trainer_state"] = types.SimpleNamespace(**kwargs["trainer_state"])
-            value = fn(*req["args"], **kwargs)
+            for name in req.get("callbacks") or []:
+                kwargs[name] = _recorder(name, calls)
+            value = fn(**kwargs)
+            if inspect.iscoroutine(value):  # an `async def` reward: TRL awaits it, so do we (one call at a time)
+                value = asyncio.run(value)
             if value is not None and not isinstance(value, (str, bytes)):
                 try:
                     value = [v if v is None or isinstance(v, (bool, int, float, str)) else
@@ -107,6 +129,7 @@ def main() -> int:
                 reply = {"ok": None} if value is None else {"exc": f"TypeError: returned {type(value).__name__}"}
         except BaseException as e:  # noqa: BLE001 - sys.exit() in a reward is a failure of that call
             reply = {"exc": _error_line(e)}
+        reply["calls"] = calls
         proto.write(json.dumps(reply) + "\n")
         proto.flush()
     return 0

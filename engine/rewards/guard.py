@@ -1,12 +1,15 @@
-"""GuardedReward: a reward function that cannot take training down.
+"""GuardedReward: a reward function that cannot take training down by accident.
 
-A guarded call always returns one finite float per completion. What goes wrong
-scores 0 for the completions it concerns and is counted:
+A guarded call returns one float per completion: finite, or NaN where the
+function returned None for that completion ("not applicable", as in TRL: the
+trainer leaves it out of the weighted sum). The function is called with keyword
+arguments only, as TRL calls it. What goes wrong scores 0 for the completions
+it concerns and is counted:
 
 - ``exception``: the call raised. The batch is retried one completion at a
   time so only the completions that raise score 0 (a group-aware reward then
   sees groups of one for that batch).
-- ``none``: the function returned None for a completion (or None overall).
+- ``none``: the function returned None instead of a list.
 - ``nan``: NaN or infinite value. ``bad_value``: not a number at all.
 - ``bad_length``: a list of the wrong length (the whole batch scores 0).
 - ``timeout``: built-ins report math-verify deadlines per completion; a user
@@ -23,6 +26,11 @@ scores 0 for the completions it concerns and is counted:
 one dict per reward that failed, ``{"name", "count", "kind", "kinds",
 "example"}`` (``kind`` is the first kind seen, ``kinds`` counts each kind,
 ``example`` is one short human-readable line).
+
+``broken()`` says whether the last call failed on every one of its completions
+through the function's own fault (raised, or returned something that is not a
+reward): the trainer stops the run on that (``BrokenRewardError``) instead of
+training on zeros. Timeouts are not counted there: a slow machine is not a bug.
 """
 
 from __future__ import annotations
@@ -33,26 +41,39 @@ import traceback
 from typing import Any, Callable
 
 from .builtin import RewardFailure
+from .isolated import RewardCallError
+from .messages import message_text
 from .worker import WorkerTimeout
 
 EXAMPLE_CHARS = 160
+BROKEN_EXAMPLE_CHARS = 260
 # Keyword arguments that describe the whole batch, never sliced per completion.
 _BATCH_KWARGS = frozenset({"trainer_state", "log_extra", "log_metric", "prompt_format", "environments"})
+# Failures that are the function's own fault; every completion of a call failing so is a bug, not noise.
+FATAL_KINDS = frozenset({"exception", "none", "nan", "bad_value", "bad_length"})
+_UNSET = object()
+
+
+class BrokenRewardError(RuntimeError):
+    """A reward failed on every completion of a batch; the message names it, the error and a completion."""
 
 
 def _excerpt(text: Any) -> str:
-    s = str(text).replace("\n", "\\n")
+    s = (text if isinstance(text, str) else message_text(text) if isinstance(text, list) else str(text))
+    s = s.replace("\n", "\\n")
     return s if len(s) <= EXAMPLE_CHARS else s[: EXAMPLE_CHARS - 3] + "..."
 
 
 def _error_line(exc: BaseException) -> str:
+    if isinstance(exc, RewardCallError):  # already "Type: message at file:line", from the worker
+        return str(exc)
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
     return f"{type(exc).__name__}: {exc}{where}"
 
 
 class GuardedReward:
-    """Wraps ``fn(prompts, completions, answer, **kwargs)``; see the module docstring."""
+    """Wraps ``fn(*, prompts, completions, **kwargs)``; see the module docstring."""
 
     def __init__(
         self,
@@ -69,6 +90,7 @@ class GuardedReward:
         # Built-ins bound their own slow part (math-verify) and run inline;
         # user functions run in a thread with a deadline when timeout_s is set.
         self.threaded = (timeout_s is not None and not getattr(fn, "builtin", False)
+                         and not getattr(fn, "inline", False)
                          and not hasattr(fn, "call_with_deadline")) if threaded is None else threaded
         self._lock = threading.Lock()
         self._failures: dict[str, int] = {}
@@ -77,6 +99,10 @@ class GuardedReward:
         self._hung: threading.Thread | None = None
         self.calls = 0
         self.total_failures = 0
+        # the latest call: its size, how many of its completions failed by the function's fault, one example
+        self._last_n = 0
+        self._last_fatal = 0
+        self._last_example: str | None = None
 
     # -------------------------------------------------------------- failures
     def _fail(self, kind: str, count: int, detail: str) -> None:
@@ -85,6 +111,10 @@ class GuardedReward:
         with self._lock:
             self._failures[kind] = self._failures.get(kind, 0) + count
             self.total_failures += count
+            if kind in FATAL_KINDS:
+                self._last_fatal += count
+                if self._last_example is None:
+                    self._last_example = detail
             if self._first_kind is None:
                 self._first_kind = kind
                 self._example = detail
@@ -106,20 +136,30 @@ class GuardedReward:
             self._failures, self._first_kind, self._example = {}, None, None
             return out
 
+    def broken(self) -> str | None:
+        """Why the last call failed on every completion by the function's own fault, or None."""
+        if self._last_n == 0 or self._last_fatal < self._last_n:
+            return None
+        example = self._last_example or ""
+        if len(example) > BROKEN_EXAMPLE_CHARS:  # the error event's message is one short line
+            example = example[: BROKEN_EXAMPLE_CHARS - 3] + "..."
+        return (f"reward {self.name!r} failed on every completion of the batch ({self._last_n} of {self._last_n}): "
+                f"{example}")
+
     # ------------------------------------------------------------------ call
-    def _invoke(self, deadline_s: float | None, args: tuple, kwargs: dict) -> tuple[str, Any]:
+    def _invoke(self, deadline_s: float | None, kwargs: dict) -> tuple[str, Any]:
         """('ok', value) | ('exception', exc) | ('timeout', None) | ('skipped', None)."""
         if hasattr(self.fn, "call_with_deadline"):
             # a user reward file: its worker process is killed past the deadline, so nothing keeps running
             try:
-                return "ok", self.fn.call_with_deadline(deadline_s, args, kwargs)
+                return "ok", self.fn.call_with_deadline(deadline_s, kwargs)
             except WorkerTimeout:
                 return "timeout", None
             except Exception as e:  # noqa: BLE001
                 return "exception", e
         if not self.threaded or deadline_s is None:
             try:
-                return "ok", self.fn(*args, **kwargs)
+                return "ok", self.fn(**kwargs)
             except Exception as e:  # noqa: BLE001
                 return "exception", e
         if self._hung is not None:
@@ -130,7 +170,7 @@ class GuardedReward:
 
         def run() -> None:
             try:
-                box.append(("ok", self.fn(*args, **kwargs)))
+                box.append(("ok", self.fn(**kwargs)))
             except BaseException as e:  # noqa: BLE001
                 box.append(("exception", e))
 
@@ -142,16 +182,22 @@ class GuardedReward:
             return "timeout", None
         return box[0]
 
-    def __call__(self, prompts=None, completions=(), answer=None, **kwargs) -> list[float]:
+    def __call__(self, prompts: Any = None, completions: Any = (), answer: Any = _UNSET, **kwargs: Any) -> list[float]:
+        """One float per completion (NaN: not applicable). ``answer`` may come third, as the built-ins take it."""
         self.calls += 1
         completions = list(completions)
         n = len(completions)
+        with self._lock:
+            self._last_n, self._last_fatal, self._last_example = n, 0, None
         if n == 0:
             return []
+        kw = dict(kwargs, prompts=prompts, completions=completions)
+        if answer is not _UNSET:
+            kw["answer"] = answer
         deadline = None if self.timeout_s is None else self.timeout_s * n
-        status, value = self._invoke(deadline, (prompts, completions, answer), kwargs)
+        status, value = self._invoke(deadline, kw)
         if status == "exception":
-            return self._per_completion(prompts, completions, answer, kwargs, value)
+            return self._per_completion(kw, value)
         if status in ("timeout", "skipped"):
             why = (
                 f"call on {n} completions took longer than {deadline:g}s; first completion: {_excerpt(completions[0])}"
@@ -164,16 +210,17 @@ class GuardedReward:
 
     def _clean(self, value: Any, completions: list) -> list[float]:
         n = len(completions)
+        first = f"first completion: {_excerpt(completions[0])}"
         if value is None:
-            self._fail("none", n, f"returned None instead of a list; first completion: {_excerpt(completions[0])}")
+            self._fail("none", n, f"returned None instead of a list; {first}")
             return [0.0] * n
         try:
             values = list(value)
         except TypeError:
-            self._fail("bad_value", n, f"returned {type(value).__name__}, not a list of {n} floats")
+            self._fail("bad_value", n, f"returned {type(value).__name__}, not a list of {n} floats; {first}")
             return [0.0] * n
         if len(values) != n:
-            self._fail("bad_length", n, f"returned {len(values)} values for {n} completions")
+            self._fail("bad_length", n, f"returned {len(values)} values for {n} completions; {first}")
             return [0.0] * n
         out: list[float] = []
         for text, v in zip(completions, values):
@@ -181,9 +228,8 @@ class GuardedReward:
                 self._fail(v.kind, 1, f"{v.detail}; completion: {_excerpt(text)}")
                 out.append(0.0)
                 continue
-            if v is None:
-                self._fail("none", 1, f"returned None for completion: {_excerpt(text)}")
-                out.append(0.0)
+            if v is None:  # not applicable to this completion (TRL: NaN, left out of the weighted sum)
+                out.append(math.nan)
                 continue
             try:
                 f = float(v)
@@ -198,7 +244,8 @@ class GuardedReward:
             out.append(f)
         return out
 
-    def _per_completion(self, prompts, completions, answer, kwargs, batch_exc: BaseException) -> list[float]:
+    def _per_completion(self, kw: dict, batch_exc: BaseException) -> list[float]:
+        completions = kw["completions"]
         n = len(completions)
 
         def pick(v: Any, i: int) -> Any:
@@ -208,8 +255,8 @@ class GuardedReward:
 
         out: list[float] = []
         for i, text in enumerate(completions):
-            kw = {k: (v if k in _BATCH_KWARGS else pick(v, i)) for k, v in kwargs.items()}
-            status, value = self._invoke(self.timeout_s, (pick(prompts, i), [text], pick(answer, i)), kw)
+            one = {k: (v if k in _BATCH_KWARGS else pick(v, i)) for k, v in kw.items()}
+            status, value = self._invoke(self.timeout_s, one)
             if status == "exception":
                 self._fail("exception", 1, f"{_error_line(value)}; completion: {_excerpt(text)}")
                 out.append(0.0)

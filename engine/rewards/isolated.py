@@ -1,17 +1,19 @@
-"""User reward files run in a worker process, never in the trainer.
+"""User reward functions run in a worker process, never in the trainer.
 
-A user's ``file.py:function`` is imported and called in its own process
-(``_user_reward_worker.py``, through ``worker.WorkerProcess``, the mechanism
-math-verify uses). An endless loop or ``sys.exit`` while importing is reported
+A user's ``file.py:function`` or ``package.module:function`` is imported and
+called in its own process (``_user_reward_worker.py``, through
+``worker.WorkerProcess``, the mechanism math-verify uses). An endless loop or ``sys.exit`` while importing is reported
 within ``GRPO_TUI_REWARD_IMPORT_TIMEOUT_S`` seconds (default 30) as a
 RewardSpecError naming the file; at training time a call that overruns its
 deadline is killed (the worker restarts on the next call, so later steps run at
 full speed), a call that exits or crashes fails that call only. GuardedReward
 counts both as reward failures.
 
-What crosses the pipe is JSON: prompts, completions, answers and dataset
-columns as they are; ``trainer_state`` as a plain namespace of its fields;
-``log_extra``/``log_metric`` (callbacks into the trainer) are not available.
+The function is called with keyword arguments only, as TRL calls it. What
+crosses the pipe is JSON: prompts, completions and dataset columns as they
+are; ``trainer_state`` as a plain namespace of its fields. ``log_extra`` and
+``log_metric`` are stand-ins in the worker that record their calls; the reply
+carries them back and they are made on the trainer's own callbacks.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .worker import WorkerError, WorkerProcess, WorkerStartError, WorkerTimeout
 IMPORT_TIMEOUT_ENV = "GRPO_TUI_REWARD_IMPORT_TIMEOUT_S"
 DEFAULT_IMPORT_TIMEOUT_S = 30.0
 _SCRIPT = Path(__file__).with_name("_user_reward_worker.py")
-_NOT_SENT = frozenset({"log_extra", "log_metric"})
+_CALLBACKS = ("log_extra", "log_metric")  # functions of the trainer: the worker records calls, we replay them
 
 
 class RewardCallError(RuntimeError):
@@ -58,12 +60,17 @@ def _plain(value: Any) -> Any:
 
 
 class ProcessReward:
-    """Callable like a reward function; each call is one request to the file's worker process."""
+    """Callable like a reward function; each call is one request to its worker process.
 
-    def __init__(self, path: Path, func: str, module_name: str) -> None:
-        self.path, self.func, self.__name__ = path, func, func
+    ``kind`` is "file" (``target`` a path, imported under ``module_name``) or "module" (``target`` a dotted
+    module path, imported by name from the installed packages).
+    """
+
+    def __init__(self, target: Path | str, func: str, module_name: str, kind: str = "file") -> None:
+        self.path = Path(target) if kind == "file" else None
+        self.target, self.kind, self.func, self.__name__ = str(target), kind, func, func
         self.options: dict[str, Any] = {}
-        self._worker = WorkerProcess([sys.executable, "-u", str(_SCRIPT), str(path), func, module_name],
+        self._worker = WorkerProcess([sys.executable, "-u", str(_SCRIPT), kind, str(target), func, module_name],
                                      startup_timeout_s=import_timeout_s(), stderr=None)
         self.info = self._hello()
 
@@ -71,12 +78,12 @@ class ProcessReward:
         try:
             line = self._worker.start()
         except WorkerStartError as e:
-            raise RewardCallError(f"importing {self.path} failed: its worker process {e} "
+            raise RewardCallError(f"importing {self.target} failed: its worker process {e} "
                                   f"(an endless loop, a wait or an exit at import time?)") from None
         info = json.loads(line)
         if "import_error" in info:
             self._worker.kill()
-            raise RewardCallError(f"importing {self.path} failed: {info['import_error']}")
+            raise RewardCallError(f"importing {self.target} failed: {info['import_error']}")
         return info
 
     def bind(self, options: dict[str, Any]) -> "ProcessReward":
@@ -90,23 +97,27 @@ class ProcessReward:
     def declared_options(self) -> dict[str, Any]:
         return dict(self.info.get("options") or {})
 
-    def call_with_deadline(self, deadline_s: float | None, args: tuple, kwargs: dict) -> Any:
+    def call_with_deadline(self, deadline_s: float | None, kwargs: dict) -> Any:
         """Raises WorkerTimeout past the deadline (the worker is killed), RewardCallError if the call failed."""
-        req = {"args": _plain(list(args)), "options": self.options,
-               "kwargs": {k: _plain(v) for k, v in kwargs.items() if k not in _NOT_SENT and not callable(v)}}
+        req = {"options": self.options,
+               "kwargs": {k: _plain(v) for k, v in kwargs.items() if k not in _CALLBACKS and not callable(v)},
+               "callbacks": [k for k in _CALLBACKS if callable(kwargs.get(k))]}
         try:
             line = self._worker.request(json.dumps(req, allow_nan=True).encode(), deadline_s)
         except WorkerTimeout:
             raise
         except WorkerError as e:
-            raise RewardCallError(f"{self.func} in {self.path.name}: {e}") from None
+            raise RewardCallError(f"{self.func} in {self.target}: {e}") from None
         reply = json.loads(line)
+        for name, args in reply.get("calls") or []:  # log_extra / log_metric calls the function made
+            if name in _CALLBACKS and callable(kwargs.get(name)):
+                kwargs[name](*args)
         if "exc" in reply:
             raise RewardCallError(reply["exc"])
         return reply["ok"]
 
-    def __call__(self, prompts: Any = None, completions: Any = (), answer: Any = None, **kwargs: Any) -> Any:
-        return self.call_with_deadline(None, (prompts, list(completions), answer), kwargs)
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.call_with_deadline(None, kwargs)
 
     def close(self) -> None:
         self._worker.close()
@@ -114,4 +125,3 @@ class ProcessReward:
     @property
     def pid(self) -> int | None:
         return self._worker.proc.pid if self._worker.proc is not None else None
-

@@ -1,18 +1,21 @@
 """Reward playground: score one completion with every reward of a preset.
 
 The computing half; the `grpo-tui rewards` front end (arguments, rich table)
-is tui/console/rewards.py.
+is tui/console/rewards.py. Each reward gets the call it gets in training
+(trl_adapter.TrlReward): a user function sees the completion as TRL's
+``[{"role": "assistant", "content": text}]``, a built-in sees the text.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from .builtin import GSM8K_RECIPE, THINK_RECIPE
 from .extract import PROMPT_FORMATS, extract_answer, is_correct
-from .guard import guard
-from .spec import RewardSpecError, resolve_reward
+from .messages import as_messages
+from .spec import RewardSpecError, label, resolve_reward
 
 
 EXAMPLE_COMPLETION = "<reasoning>\n3 apples plus 4 apples make 7 apples.\n</reasoning>\n<answer>\n7\n</answer>"
@@ -42,32 +45,43 @@ def score_completion(
     prompt_format: str = "reasoning",
     base_dir: Path | None = None,
     completion_ids: list[int] | None = None,
+    question: str = "",
 ) -> dict:
     """Score one completion. ``rewards`` maps a spec to a weight or {weight, **options}.
 
     Returns {"rewards": [{"name", "score", "weight", "weighted", "failure"}...],
     "scores": {name: score}, "weighted": {name: weighted}, "total",
-    "extracted", "correct"}. Spec errors raise RewardSpecError; a reward that
-    fails at run time scores 0 and its failure is in its row.
+    "extracted", "correct"}. A score of None: the reward returned None (does
+    not apply; left out of the total). Spec errors raise RewardSpecError; a
+    reward that fails at run time scores 0 and its failure is in its row.
     """
     if prompt_format not in PROMPT_FORMATS:
         raise RewardSpecError(f"prompt format {prompt_format!r}: expected one of {', '.join(PROMPT_FORMATS)}")
+    from grpo_tui.engine.rewards.trl_adapter import TrlReward  # it imports the config: only when scoring
+
     rewards = default_rewards(prompt_format) if rewards is None else rewards
     rows = []
-    kwargs: dict[str, Any] = {"prompt_format": prompt_format}
+    prompt, completion = as_messages(question, text)
+    # what the trainer passes besides the texts: the gold under both names, and a trainer state at step 0
+    kwargs: dict[str, Any] = {"answer": [gold], "question": [question],
+                              "trainer_state": {"global_step": 0, "max_steps": 0, "epoch": 0.0}}
     if completion_ids is not None:
         kwargs["completion_ids"] = [completion_ids]
     for name, entry in rewards.items():
         weight, options = _split(entry, name)
-        fn = guard(resolve_reward(name, options, base_dir), name)
-        score = fn([""], [text], [gold], **kwargs)[0]
-        failures = fn.drain_failures()
+        fn = TrlReward(label(name), resolve_reward(name, options, base_dir), prompt_format, fail_fast=False)
+        try:
+            value = fn([prompt], [completion], **kwargs)[0]
+        finally:
+            fn.close()
+        failures = fn.guarded.drain_failures()
+        score = None if math.isnan(value) else value  # None: the reward does not apply to this completion
         rows.append(
             {
                 "name": name,
                 "score": score,
                 "weight": weight,
-                "weighted": score * weight,
+                "weighted": None if score is None else score * weight,
                 "failure": failures[0] if failures else None,
             }
         )
@@ -76,7 +90,7 @@ def score_completion(
         "rewards": rows,
         "scores": {r["name"]: r["score"] for r in rows},
         "weighted": {r["name"]: r["weighted"] for r in rows},
-        "total": sum(r["weighted"] for r in rows),
+        "total": sum(r["weighted"] for r in rows if r["weighted"] is not None),  # TRL's nansum
         "extracted": extracted,
         "correct": is_correct(extracted, gold),
         "prompt_format": prompt_format,

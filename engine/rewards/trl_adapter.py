@@ -2,6 +2,11 @@
 
 Pre-flight builds them to check every reward spec (and to start and stop user reward workers)
 before anything heavy is imported; the trainer builds them again to train with.
+
+TRL calls ``reward(prompts=..., completions=..., completion_ids=..., **columns, trainer_state=...,
+log_extra=..., log_metric=...)``. A user function (file, module) and a reward model get that call as it
+is, plus the gold under ``solution`` as well as ``answer``; a built-in gets the same call with the prompts
+and completions turned into text (messages.py), the one place text and TRL's format meet.
 """
 
 from __future__ import annotations
@@ -10,28 +15,24 @@ from typing import Any, Callable
 
 from grpo_tui.engine.config import Config
 from grpo_tui.engine.rewards import GuardedReward, resolve_reward
+from grpo_tui.engine.rewards.guard import BrokenRewardError
+from grpo_tui.engine.rewards.messages import message_text
+from grpo_tui.engine.rewards.spec import label
 
 REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
 
-
-def message_text(x: Any) -> str:
-    """TRL hands conversational prompts/completions as message lists; rewards take plain text."""
-    if isinstance(x, str):
-        return x
-    if isinstance(x, list) and x:
-        users = [m for m in x if isinstance(m, dict) and m.get("role") == "user"]
-        last = (users or x)[-1]
-        return last.get("content", "") if isinstance(last, dict) else str(last)
-    return ""
+__all__ = ["TrlReward", "build_rewards", "close_rewards", "message_text", "REWARD_TIMEOUT_S"]
 
 
 class TrlReward:
-    """Adapts a library reward (plain text in) to TRL's call (messages in), guarded against failure."""
+    """One reward as TRL calls it, guarded against failure; stops the run when it fails on a whole batch."""
 
-    def __init__(self, name: str, fn: Callable, prompt_format: str) -> None:
+    def __init__(self, name: str, fn: Callable, prompt_format: str, *, fail_fast: bool = True) -> None:
         self.__name__ = name
         self.guarded = GuardedReward(fn, name, timeout_s=REWARD_TIMEOUT_S)
         self.prompt_format = prompt_format
+        self.builtin = bool(getattr(fn, "builtin", False))
+        self.fail_fast = fail_fast
 
     def close(self) -> None:
         """Stop a user reward's worker process (built-ins have none)."""
@@ -40,19 +41,31 @@ class TrlReward:
             close()
 
     def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float]:
-        answer = kwargs.pop("answer", None)
-        return self.guarded([message_text(p) for p in prompts], [message_text(c) for c in completions], answer,
-                            prompt_format=self.prompt_format, **kwargs)
+        """One float per completion; NaN where the function returned None (not applicable, as in TRL)."""
+        if "answer" in kwargs and "solution" not in kwargs:
+            kwargs["solution"] = kwargs["answer"]  # TRL's own rewards (accuracy_reward) read the gold there
+        if self.builtin:
+            prompts, completions = [message_text(p) for p in prompts], [message_text(c) for c in completions]
+            kwargs["prompt_format"] = self.prompt_format
+        out = self.guarded(prompts=prompts, completions=completions, **kwargs)
+        broken = self.guarded.broken() if self.fail_fast else None
+        if broken:
+            raise BrokenRewardError(f"{broken}. The run stops before training on it (return None where a "
+                                    "reward does not apply)")
+        return out
 
 
-def build_rewards(cfg: Config) -> tuple[list[TrlReward], list[float]]:
+def build_rewards(cfg: Config, *, fail_fast: bool = True) -> tuple[list[TrlReward], list[float]]:
     """Resolve every reward of the preset; raises RewardSpecError before anything runs."""
     options = cfg.reward_options()
     funcs, weights = [], []
     for name, weight in cfg.reward_weights().items():
         fn = resolve_reward(name, options[name] or None, cfg.base_dir)
-        label = name.rsplit(":", 1)[-1] if ":" in name else name
-        funcs.append(TrlReward(label, fn, cfg.prompt.format))
+        if hasattr(fn, "chat_template_kwargs"):  # a reward model renders chats as the policy's prompts are
+            fn.chat_template_kwargs = dict(cfg.train.trl_extra.get("chat_template_kwargs")
+                                           or getattr(cfg.train, "chat_template_kwargs", None) or {})
+            fn.device = "cpu" if cfg.train.use_cpu else None
+        funcs.append(TrlReward(label(name), fn, cfg.prompt.format, fail_fast=fail_fast))
         weights.append(weight)
     return funcs, weights
 
