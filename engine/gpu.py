@@ -11,13 +11,13 @@ import glob
 import os
 from dataclasses import dataclass
 
-GiB = 2 ** 30
+GiB = 2**30
 
 
 @dataclass(frozen=True)
 class Gpus:
-    count: int        # visible to this process (CUDA_VISIBLE_DEVICES applied)
-    name: str         # of the first visible GPU, e.g. "NVIDIA H100 80GB HBM3"
+    count: int  # visible to this process (CUDA_VISIBLE_DEVICES applied)
+    name: str  # of the first visible GPU, e.g. "NVIDIA H100 80GB HBM3"
     total_gib: float  # memory of the first visible GPU
 
 
@@ -40,8 +40,11 @@ def visible_gpus() -> Gpus | None:
                 return None
             handle = pynvml.nvmlDeviceGetHandleByIndex(indices[0])
             name = pynvml.nvmlDeviceGetName(handle)
-            return Gpus(len(indices), name.decode() if isinstance(name, bytes) else name,
-                        pynvml.nvmlDeviceGetMemoryInfo(handle).total / GiB)
+            return Gpus(
+                len(indices),
+                name.decode() if isinstance(name, bytes) else name,
+                pynvml.nvmlDeviceGetMemoryInfo(handle).total / GiB,
+            )
         finally:
             pynvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - no driver, no NVML library, no permission: see below
@@ -70,10 +73,9 @@ def default_allocator_env(environ: dict[str, str] | os._Environ, vllm_sleep_mode
     """Set PYTORCH_CUDA_ALLOC_CONF to expandable segments unless the user set the allocator themselves; return a
     line saying what was done (None when nothing was).
 
-    Measured on an H100 (docs/presets.md, third lease): torch's reserved peak 0.90-0.97x and the card-wide peak
-    0.91-0.97x, no step-time cost seen (1.5B with checkpointing, 7B LoRA, 0.5B G=16). Not with vLLM's sleep
-    mode: its memory pool refuses expandable segments (vLLM before 2026-04 asserts). Call before the first CUDA
-    allocation.
+    Expandable segments lower the memory torch's allocator holds idle at no step-time cost seen
+    (docs/benchmarks.md). Not with vLLM's sleep mode: its memory pool refuses expandable segments. Call before
+    the first CUDA allocation.
     """
     ours = environ.get(ALLOC_SET_BY_US_ENV) == "1"
     if not ours and any(environ.get(v) for v in ALLOC_CONF_VARS):
@@ -88,5 +90,7 @@ def default_allocator_env(environ: dict[str, str] | os._Environ, vllm_sleep_mode
         return None  # already in force (a preset switch re-executes the engine)
     environ["PYTORCH_CUDA_ALLOC_CONF"] = EXPANDABLE
     environ[ALLOC_SET_BY_US_ENV] = "1"
-    return (f"PYTORCH_CUDA_ALLOC_CONF={EXPANDABLE} (grpo-tui's default: less memory held idle by torch's "
-            "allocator; set PYTORCH_CUDA_ALLOC_CONF yourself to choose)")
+    return (
+        f"PYTORCH_CUDA_ALLOC_CONF={EXPANDABLE} (grpo-tui's default: less memory held idle by torch's "
+        "allocator; set PYTORCH_CUDA_ALLOC_CONF yourself to choose)"
+    )

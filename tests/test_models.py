@@ -1,4 +1,5 @@
-"""The offline SmolLM2's one-time GGUF conversion reports its progress, size and time (issue 17)."""
+"""Model loading: the offline SmolLM2's one-time GGUF conversion reports its progress, size and time; CPU threads;
+shape-true random models."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def test_pick_threads_fixed_auto_and_gpu(monkeypatch):
     import torch
 
     import grpo_tui.engine.models as models
+
     before = torch.get_num_threads()
     try:
         assert models.pick_threads(1, "cpu") == 1 and torch.get_num_threads() == 1
@@ -58,6 +60,7 @@ def test_busy_cores_sees_a_spinning_process_now():
     import sys
 
     from grpo_tui.engine.models import busy_cores
+
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
@@ -69,5 +72,36 @@ def test_busy_cores_sees_a_spinning_process_now():
 
 def test_negative_torch_threads_is_a_preset_error():
     from grpo_tui.engine.config import PresetError, load_config
+
     with pytest.raises(PresetError, match="torch_threads"):
         load_config("tiny", ["train.torch_threads=-1"])
+
+
+@pytest.mark.parametrize("model_type,head_dim,tied", [("qwen2", None, True), ("qwen3", 32, False)])
+def test_random_model_has_the_class_and_shape_asked_for(tmp_path, model_type, head_dim, tied):
+    """save_random_model builds the published class (Qwen3: per-head q/k norms, heads wider than hidden/heads),
+    and the memory estimator reads the saved directory back as that shape."""
+    from grpo_tui.engine.models import save_random_model
+    from grpo_tui.engine.plan.model_source import resolve_arch
+
+    out = save_random_model(
+        tmp_path / model_type,
+        model_type=model_type,
+        hidden=64,
+        layers=2,
+        heads=4,
+        kv_heads=2,
+        intermediate=128,
+        tied=tied,
+        head_dim=head_dim,
+        small_tokenizer=True,
+        log=lambda m: None,
+    )
+    arch = resolve_arch(str(out))
+    assert (arch.model_type, arch.tied, arch.qk_norm) == (model_type, tied, model_type == "qwen3")
+    assert arch.head_dim == (head_dim or 64 // 4) and arch.layers == 2 and arch.mlp_width == 128
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert type(model).__name__ == f"{model_type.capitalize()}ForCausalLM"
+    assert sum(p.numel() for p in model.parameters()) == arch.params

@@ -4,12 +4,13 @@ Each preset in presets/*.toml (found automatically; the test id is its name) is 
 `python -m grpo_tui.engine train --device cpu` (engine.run.main with those arguments, the presets one after
 another in one child process, so the suite pays torch/TRL's import time once) with every knob as shipped (LoRA
 and its targets, gradient checkpointing, dtype, beta and the reference model, loss type,
-the SFT stage, dynamic sampling, eval, rewards) on a mini model of its architecture,
-built offline: Qwen2ForCausalLM with the published model's tied/untied embeddings for
-the Qwen presets (with the 974-token test tokenizer, engine/small_tokenizer.py), the tiny
-random Llama for the SmolLM2 ones. What shrinks is size, not knobs: max_steps 1, 16 completion
-tokens, a 64-row GSM8K-format file instead of the hub, SFT 1 step, eval 4 items. All presets
-run in the default suite (about a minute together on a 2-core CPU).
+the SFT stage, dynamic sampling, eval, rewards, chat_template_kwargs) on a mini model of its
+architecture, built offline: the published model's class (Qwen2ForCausalLM for Qwen2.5,
+Qwen3ForCausalLM for Qwen3, with its per-head q/k norms and a head_dim wider than
+hidden/heads) with its tied/untied embeddings (and the small test tokenizer,
+engine/small_tokenizer.py), the tiny random Llama for the SmolLM2 ones. What shrinks is size,
+not knobs: max_steps 1, 16 completion tokens, a 64-row GSM8K-format file instead of the hub,
+SFT 1 step, eval 4 items. All presets run in the default suite.
 
 Only parts that need CUDA are replaced, and the replacements are not chosen here: they
 are the `--set` fixes the engine's own pre-flight names for a `--device cpu` run
@@ -25,15 +26,17 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli
+
 from grpo_tui.engine.config import list_presets, load_config
-from grpo_tui.engine.plan.memory import lookup_arch
 from grpo_tui.engine.gpu import visible_gpus
+from grpo_tui.engine.plan.memory import lookup_arch
 from grpo_tui.engine.preflight import Problem, problems
 
 PRESETS = list_presets()
 OFFLINE_MODELS = ("smollm2-135m-instruct", "tiny-random")
+# Mini models per published class; Qwen3's heads are wider than hidden / heads, as in the real ones.
+MINI_HEAD_DIM = {"qwen2": None, "qwen3": 32}
 
 
 def cuda_parts(preset: str) -> list[Problem]:
@@ -48,20 +51,37 @@ def cpu_replacements(preset: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def smoke_env(tmp_path_factory) -> dict:
-    """Mini models (tied and untied Qwen2) and GSM8K-format train/test files, all built offline."""
+    """Mini models (tied and untied Qwen2 and Qwen3) and GSM8K-format train/test files, all built offline."""
     from grpo_tui.engine.data.synthetic import generate
-    from grpo_tui.engine.models import save_random_qwen2
+    from grpo_tui.engine.models import save_random_model
 
     root = tmp_path_factory.mktemp("smoke")
-    models = {tied: str(save_random_qwen2(root / f"qwen2-mini-{'tied' if tied else 'untied'}", hidden=64, layers=2,
-                                          heads=4, kv_heads=2, intermediate=128, tied=tied, small_tokenizer=True,
-                                          log=lambda m: None))
-              for tied in (True, False)}
+    models = {
+        (kind, tied): str(
+            save_random_model(
+                root / f"{kind}-mini-{'tied' if tied else 'untied'}",
+                model_type=kind,
+                hidden=64,
+                layers=2,
+                heads=4,
+                kv_heads=2,
+                intermediate=128,
+                tied=tied,
+                head_dim=MINI_HEAD_DIM[kind],
+                small_tokenizer=True,
+                log=lambda m: None,
+            )
+        )
+        for kind in MINI_HEAD_DIM
+        for tied in (True, False)
+    }
     data = root / "data" / "gsm8k"
     data.mkdir(parents=True)
     for split, seed in (("train", 1), ("test", 2)):
-        rows = [{"question": r["question"], "answer": f"Work it out <<1+1=2>> step by step.\n#### {r['answer']}"}
-                for r in generate(64, 1, seed)]
+        rows = [
+            {"question": r["question"], "answer": f"Work it out <<1+1=2>> step by step.\n#### {r['answer']}"}
+            for r in generate(64, 1, seed)
+        ]
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return {"root": root, "models": models, "gsm8k": data}
 
@@ -74,18 +94,22 @@ def smoke_overrides(preset: str, env: dict) -> list[str]:
     else:
         arch = lookup_arch(cfg.model.name)
         assert arch is not None, f"{preset}: no published config known for {cfg.model.name}"
-        model = env["models"][arch.tied]
+        assert arch.model_type in MINI_HEAD_DIM, f"{preset}: no mini model of class {arch.model_type}"
+        model = env["models"][arch.model_type, arch.tied]
     out = [f"model.name={model}", "train.max_steps=1", "train.max_completion_length=16"]
     if cfg.data.source == "gsm8k":
-        out += [f"data.data_files=[\"{env['gsm8k'] / 'train.jsonl'}\"]"]
+        out += [f'data.data_files=["{env["gsm8k"] / "train.jsonl"}"]']
     elif cfg.data.source == "hub":
         # a local copy of the hub dataset (data_files replaces the download), in its own field names
         from grpo_tui.engine.data.synthetic import generate
+
         local = env["root"] / f"hub-{preset}.jsonl"
-        rows = [{cfg.data.question_field: r["question"], cfg.data.answer_field: str(r["answer"])}
-                for r in generate(64, 1, 3)]
+        rows = [
+            {cfg.data.question_field: r["question"], cfg.data.answer_field: str(r["answer"])}
+            for r in generate(64, 1, 3)
+        ]
         local.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        out += [f"data.data_files=[\"{local}\"]"]
+        out += [f'data.data_files=["{local}"]']
     out += ["data.max_examples=64"]
     if cfg.sft.enabled:
         out += ["sft.max_steps=1", "sft.max_examples=32"]
@@ -129,9 +153,13 @@ def smoke_runs(smoke_env, tmp_path_factory, request) -> dict:
     import os
     import subprocess
     import sys
+
     root = tmp_path_factory.mktemp("smoke-runs")
-    selected = {item.callspec.params["preset"] for item in request.session.items
-                if item.originalname == "test_preset_runs_one_step_on_cpu"}
+    selected = {
+        item.callspec.params["preset"]
+        for item in request.session.items
+        if item.originalname == "test_preset_runs_one_step_on_cpu"
+    }
     jobs = []
     for preset in [p for p in PRESETS if p in selected]:
         argv = ["train", "--device", "cpu", "--preset", preset, "--run-dir", str(root / preset)]
@@ -140,8 +168,14 @@ def smoke_runs(smoke_env, tmp_path_factory, request) -> dict:
         jobs.append({"preset": preset, "argv": argv})
     (root / "jobs.json").write_text(json.dumps(jobs))
     env = dict(os.environ, PYTHONUNBUFFERED="1", GRPO_TUI_DATA=str(smoke_env["gsm8k"].parent))
-    proc = subprocess.run([sys.executable, "-c", DRIVER, str(root / "jobs.json"), str(root / "results.json")],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(root / "jobs.json"), str(root / "results.json")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=1800,
+    )
     results = json.loads((root / "results.json").read_text()) if (root / "results.json").exists() else {}
     out = {}
     for preset in PRESETS:
@@ -166,12 +200,24 @@ def test_preset_runs_one_step_on_cpu(preset, smoke_runs):
     cfg = json.loads((run_dir / "config.json").read_text())
     shipped = load_config(preset)
     # the knobs that define the preset survive the smoke overrides
-    for section, key in (("model", "lora"), ("model", "lora_target_modules"), ("model", "gradient_checkpointing"),
-                         ("model", "dtype"), ("train", "beta"), ("train", "loss_type"), ("train", "num_generations"),
-                         ("train", "per_device_train_batch_size"), ("train", "gradient_accumulation_steps"),
-                         ("sft", "enabled"), ("curriculum", "dynamic_sampling"), ("eval", "every_steps")):
+    for section, key in (
+        ("model", "lora"),
+        ("model", "lora_target_modules"),
+        ("model", "gradient_checkpointing"),
+        ("model", "dtype"),
+        ("train", "beta"),
+        ("train", "loss_type"),
+        ("train", "num_generations"),
+        ("train", "per_device_train_batch_size"),
+        ("train", "gradient_accumulation_steps"),
+        ("sft", "enabled"),
+        ("curriculum", "dynamic_sampling"),
+        ("eval", "every_steps"),
+    ):
         assert cfg[section][key] == getattr(getattr(shipped, section), key), (section, key)
     assert cfg["train"]["use_cpu"] is True
+    for key, value in shipped.train.trl_extra.items():  # TRL fields written in [train], chat_template_kwargs too
+        assert cfg["train"][key] == value, key
     model_ev = next(e for e in events if e["type"] == "model")
     if shipped.train.beta > 0 and not shipped.model.lora:
         # the KL reference model: the SFT weights after an SFT stage, else the starting model
@@ -209,7 +255,9 @@ def test_cuda_parts_stop_in_preflight(preset, smoke_env, tmp_path):
 def test_gpu_preset_without_gpu_exits_2_fast(tmp_path):
     run_dir = tmp_path / "run"
     t0 = time.time()
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", "gpu24-qwen05b-g16", "--run-dir", str(run_dir)], timeout=60)
+    proc = run_cli(
+        ["-P", "-m", "grpo_tui.engine", "train", "--preset", "gpu24-qwen05b-g16", "--run-dir", str(run_dir)], timeout=60
+    )
     took = time.time() - t0
     assert proc.returncode == 2
     assert "[preset] device" in proc.stderr and "CUDA GPU" in proc.stderr and "--device cpu" in proc.stderr

@@ -150,3 +150,23 @@ def test_bigger_cards_get_bigger_models_or_groups():
     assert load_config("gpu40-qwen3b-lora").model.lora
     assert load_config("gpu80-qwen7b-lora").model.lora
     assert load_config("gpu80-qwen15b-g16").train.num_generations == 16
+
+
+QWEN3 = {"0.6B": "gpu24-qwen3-06b", "1.7B": "gpu24-qwen3-17b", "4B": "gpu40-qwen3-4b", "8B": "gpu80-qwen3-8b"}
+
+
+@pytest.mark.parametrize("size,stem", sorted(QWEN3.items()))
+def test_qwen3_presets_switch_thinking_through_the_chat_template(size, stem, tmp_path):
+    """Each Qwen3 size ships thinking on and off; the switch reaches TRL's GRPOConfig as chat_template_kwargs,
+    and the prompt format and rewards read what that mode writes."""
+    from grpo_tui.engine.train.grpo import grpo_args
+    think, plain = load_config(f"{stem}-think"), load_config(f"{stem}-nothink")
+    for cfg, on in ((think, True), (plain, False)):
+        assert cfg.model.name == f"Qwen/Qwen3-{size}"
+        assert cfg.train.trl_extra["chat_template_kwargs"] == {"enable_thinking": on}
+        assert grpo_args(cfg, tmp_path, "cpu").chat_template_kwargs == {"enable_thinking": on}
+    assert think.prompt.format == "think" and {"correctness_think", "think_format"} <= set(think.rewards)
+    assert plain.prompt.format == "reasoning" and "correctness" in plain.rewards
+    assert not {"correctness_think", "think_format"} & set(plain.rewards)
+    assert think.train.max_completion_length > plain.train.max_completion_length  # thinking needs room
+    assert think.model == plain.model
