@@ -251,3 +251,17 @@ def test_generate_with_stop_strings_ends_every_row_at_a_string():
             assert not s.truncated, s.text
             first = min(s.text.index(x) for x in "eao" if x in s.text)
             assert len(s.text) - first <= 12, s.text
+
+
+def test_held_out_prompts_are_rendered_with_the_runs_chat_template_kwargs():
+    from grpo_tui.engine.config import PromptConfig, load_config
+    from grpo_tui.engine.data.prompts import chat_template_kwargs
+    from grpo_tui.engine.eval.generation import render_prompts
+    from grpo_tui.engine.small_tokenizer import build_small_tokenizer
+    tok = build_small_tokenizer()
+    tok.chat_template = ("{% for m in messages %}{{ m['content'] }}{% endfor %}"
+                         "{% if enable_thinking is defined and not enable_thinking %}/no_think{% endif %}")
+    kwargs = chat_template_kwargs(load_config("gpu24-qwen3-06b-nothink"))
+    assert kwargs == {"enable_thinking": False}
+    assert render_prompts(tok, ["2+2?"], PromptConfig(), kwargs)[0].endswith("/no_think")
+    assert not render_prompts(tok, ["2+2?"], PromptConfig())[0].endswith("/no_think")

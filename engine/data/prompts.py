@@ -38,3 +38,13 @@ def build_messages(question: str, system: str, one_shot_format: str | None = Non
         messages += [{"role": "user", "content": EXAMPLE_QUESTION},
                      {"role": "assistant", "content": EXAMPLE_ANSWER[one_shot_format]}]
     return messages + [{"role": "user", "content": question}]
+
+
+def chat_template_kwargs(cfg: Any) -> dict[str, Any]:
+    """Extra arguments of the chat template (e.g. Qwen3's enable_thinking), from [train] chat_template_kwargs:
+    every place that renders a prompt for the policy (training, held-out evals, the pre-pass, a reward model)
+    renders it the same way."""
+    if cfg is None:
+        return {}
+    value = cfg.train.trl_extra.get("chat_template_kwargs") or getattr(cfg.train, "chat_template_kwargs", None)
+    return dict(value or {})

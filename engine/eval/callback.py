@@ -9,6 +9,7 @@ from typing import Any
 
 from grpo_tui.engine.config import Config
 from grpo_tui.rundir.layout import RunDir
+from grpo_tui.engine.data.prompts import chat_template_kwargs
 from grpo_tui.engine.eval.data import load_eval_data
 from grpo_tui.engine.eval.evaluate import evaluate_loaded
 from grpo_tui.engine.eval.generation import default_batch_size
@@ -33,7 +34,8 @@ class TrainingEvaluator:
             rows, numbers = evaluate_loaded(model, tokenizer, self.data, self.cfg.prompt,
                                             max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
                                             stop_strings=self.cfg.train.stop_strings,
-                                            fast_cpu_decode=self.cfg.train.fast_cpu_decode)
+                                            fast_cpu_decode=self.cfg.train.fast_cpu_decode,
+                                            template_kwargs=chat_template_kwargs(self.cfg))
         finally:
             tokenizer.padding_side = old_side
         path = self.run_dir.eval_results(step)

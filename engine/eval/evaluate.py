@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from grpo_tui.engine.config import PromptConfig
+from grpo_tui.engine.data.prompts import chat_template_kwargs
 from grpo_tui.engine.eval.data import EvalData
 from grpo_tui.engine.eval.generation import default_batch_size, generate, render_prompts
 from grpo_tui.engine.eval.resolve import ModelSpec, load_for_eval
@@ -31,12 +32,12 @@ def evaluate_loaded(model: Any, tokenizer: Any, data: EvalData, prompt: PromptCo
                     batch_size: int, samples: int = 0, greedy: bool = True, temperature: float = 1.0,
                     top_p: float = 1.0, seed: int = 0, progress: Callable[[int], None] | None = None,
                     stop_strings: list[str] | None = None, fast_cpu_decode: bool = True,
-                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                    template_kwargs: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate and score; returns (rows, numbers). Restores the model's train/eval mode."""
     was_training = model.training
     model.eval()
     try:
-        prompts = render_prompts(tokenizer, [it.question for it in data.items], prompt)
+        prompts = render_prompts(tokenizer, [it.question for it in data.items], prompt, template_kwargs)
         t0 = time.time()
         g = [cs[0] for cs in generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                                       batch_size=batch_size, on_batch=progress, stop_strings=stop_strings,
@@ -72,7 +73,7 @@ def evaluate_spec(spec: ModelSpec, req: EvalRequest, device: str, progress: Call
     rows, numbers = evaluate_loaded(model, tok, req.dataset, prompt, max_new_tokens=req.max_new_tokens,
                                     batch_size=batch, samples=req.samples, greedy=req.greedy,
                                     temperature=req.temperature, top_p=req.top_p, seed=req.seed, progress=progress,
-                                    stop_strings=stops,
+                                    stop_strings=stops, template_kwargs=chat_template_kwargs(spec.config),
                                     fast_cpu_decode=spec.config.train.fast_cpu_decode if spec.config else True)
     summary = {
         "model": spec.label, "model_path": spec.path, "adapter": spec.adapter, "run_dir": spec.run_dir,

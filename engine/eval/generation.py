@@ -8,12 +8,15 @@ from grpo_tui.engine.config import PromptConfig
 from grpo_tui.engine.eval.scoring import Completion
 
 
-def render_prompts(tokenizer: Any, questions: list[str], prompt: PromptConfig) -> list[str]:
-    """Chat-templated prompt text, exactly as the trainer builds it (system prompt, optional one-shot turn)."""
+def render_prompts(tokenizer: Any, questions: list[str], prompt: PromptConfig,
+                   template_kwargs: dict[str, Any] | None = None) -> list[str]:
+    """Chat-templated prompt text, exactly as the trainer builds it (system prompt, optional one-shot turn,
+    the run's chat_template_kwargs)."""
     from grpo_tui.engine.data.prompts import build_messages, system_prompt
     system = system_prompt(prompt.format, prompt.system_prompt)
     shot = prompt.format if prompt.one_shot else None
-    return [tokenizer.apply_chat_template(build_messages(q, system, shot), tokenize=False, add_generation_prompt=True)
+    return [tokenizer.apply_chat_template(build_messages(q, system, shot), tokenize=False, add_generation_prompt=True,
+                                           **(template_kwargs or {}))
             for q in questions]
 
 

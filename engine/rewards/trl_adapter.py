@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from grpo_tui.engine.config import Config
+from grpo_tui.engine.data.prompts import chat_template_kwargs
 from grpo_tui.engine.rewards import GuardedReward, resolve_reward
 from grpo_tui.engine.rewards.guard import BrokenRewardError
 from grpo_tui.engine.rewards.messages import message_text
@@ -62,8 +63,7 @@ def build_rewards(cfg: Config, *, fail_fast: bool = True) -> tuple[list[TrlRewar
     for name, weight in cfg.reward_weights().items():
         fn = resolve_reward(name, options[name] or None, cfg.base_dir)
         if hasattr(fn, "chat_template_kwargs"):  # a reward model renders chats as the policy's prompts are
-            fn.chat_template_kwargs = dict(cfg.train.trl_extra.get("chat_template_kwargs")
-                                           or getattr(cfg.train, "chat_template_kwargs", None) or {})
+            fn.chat_template_kwargs = chat_template_kwargs(cfg)
             fn.device = "cpu" if cfg.train.use_cpu else None
         funcs.append(TrlReward(label(name), fn, cfg.prompt.format, fail_fast=fail_fast))
         weights.append(weight)

@@ -70,7 +70,8 @@ def histogram(rates: list[float], k: int) -> dict[str, int]:
 def score_pass_rates(model: Any, tokenizer: Any, rows: list[dict[str, str]], cfg: Config, device: str,
                      cache: Path, known: dict[str, dict[str, Any]], log: Any = print) -> dict[str, dict[str, Any]]:
     """Sample K completions for every row not in `known`; append each record to `cache`; return all records."""
-    from grpo_tui.engine.eval.evaluate import default_batch_size, generate, render_prompts
+    from grpo_tui.engine.data.prompts import chat_template_kwargs
+    from grpo_tui.engine.eval.generation import default_batch_size, generate, render_prompts
     c, t = cfg.curriculum, cfg.train
     k = c.prepass_samples
     todo = [r for r in rows if r["question"] not in known or known[r["question"]].get("samples") != k]
@@ -86,7 +87,8 @@ def score_pass_rates(model: Any, tokenizer: Any, rows: list[dict[str, str]], cfg
         with open(cache, "a", encoding="utf-8") as f:
             for start in range(0, len(todo), CHUNK):
                 chunk = todo[start:start + CHUNK]
-                prompts = render_prompts(tokenizer, [r["question"] for r in chunk], cfg.prompt)
+                prompts = render_prompts(tokenizer, [r["question"] for r in chunk], cfg.prompt,
+                                         chat_template_kwargs(cfg))
                 comps = generate(model, tokenizer, prompts, max_new_tokens=t.max_completion_length, batch_size=batch,
                                  num_samples=k, do_sample=True, temperature=t.temperature, top_p=t.top_p,
                                  top_k=t.top_k, seed=t.seed + start)
