@@ -23,7 +23,7 @@ def test_accelerate_command_per_backend():
     argv = accelerate_argv(cfg, ["train", "--run-dir", "r"])
     joined = " ".join(argv)
     assert "--num_processes 8 --num_machines 2 --machine_rank 1 --main_process_ip 10.0.0.1" in joined
-    assert "--multi_gpu" in argv and argv[-4:] == ["engine", "train", "--run-dir", "r"]
+    assert "--multi_gpu" in argv and argv[-4:] == ["grpo_tui.engine", "train", "--run-dir", "r"]
     z3 = " ".join(accelerate_argv(load_config("tiny", ["distributed.num_processes=2",
                                                        "distributed.backend=deepspeed-zero3",
                                                        "distributed.cpu_offload=true"]), []))

@@ -39,7 +39,9 @@ def _parse_reward_arg(s: str) -> tuple[str, float]:
     return s, 1.0
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float | None) -> str:
+    if x is None:  # the reward returned None: it does not apply to this completion
+        return "n/a"
     return f"{x:+.4f}".rstrip("0").rstrip(".") if x else "0"
 
 
@@ -48,16 +50,21 @@ def main(argv: list[str] | None = None) -> int:
         prog="grpo-tui rewards",
         description="Score one completion with each reward function; prints scores, weighted total and the extracted answer.",
     )
-    parser.add_argument("--answer", required=True, help="the gold answer")
+    # --ui is taken by `grpo-tui rewards --ui` (tui/cli.py) before this parser runs; listed so --help shows it
+    parser.add_argument("--ui", action="store_true", help="open the reward playground instead (see rewards --ui --help)")
+    parser.add_argument("--answer", help="the gold answer (required without --ui)")
     parser.add_argument("--completion", default="-", help="file with the completion text, or - for stdin (default)")
     parser.add_argument("--preset", help="preset name or path: use its rewards, weights and prompt format")
     parser.add_argument("--format", choices=PROMPT_FORMATS, help="prompt format (default: the preset's, else reasoning)")
     parser.add_argument(
         "--reward", action="append", default=[], metavar="NAME[=WEIGHT]",
-        help="score with this reward (repeatable; built-in name or file.py:function); default: the recipe's set",
+        help="score with this reward (repeatable; built-in name, file.py:function, package.module:function or "
+             "model:PATH_OR_ID); default: the recipe's set",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
+    if args.answer is None:
+        parser.error("the following arguments are required: --answer")
 
     from rich.console import Console
     from rich.table import Table
