@@ -29,9 +29,9 @@ def _package_dir(name: str) -> Path | None:
     return Path(list(locations)[0]) if locations else None
 
 
-def _init_fields(cls: ast.ClassDef) -> set[str]:
+def _init_fields(cls: ast.ClassDef) -> dict[str, ast.AnnAssign]:
     """Annotated assignments of a dataclass body, less ClassVars and `field(init=False)`."""
-    names = set()
+    names = {}
     for node in cls.body:
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
             continue
@@ -41,7 +41,7 @@ def _init_fields(cls: ast.ClassDef) -> set[str]:
         if isinstance(value, ast.Call) and any(k.arg == "init" and isinstance(k.value, ast.Constant)
                                                and k.value.value is False for k in value.keywords):
             continue
-        names.add(node.target.id)
+        names[node.target.id] = node
     return names
 
 
@@ -66,7 +66,7 @@ def _base_file(tree: ast.Module, here: Path, base: str) -> Path | None:
     return None
 
 
-def _fields(path: Path, cls_name: str, depth: int = 0) -> set[str] | None:
+def _fields(path: Path, cls_name: str, depth: int = 0) -> dict[str, ast.AnnAssign] | None:
     if depth > 6 or not path.is_file():
         return None
     try:
@@ -84,16 +84,43 @@ def _fields(path: Path, cls_name: str, depth: int = 0) -> set[str] | None:
         inherited = _fields(found, base.id, depth + 1) if found else None
         if inherited is None:
             return None
-        names |= inherited
+        names = {**inherited, **names}  # a subclass's own declaration wins
     return names
 
 
 @functools.cache
-def config_field_names(cls_name: str) -> frozenset[str] | None:
-    """Init field names of trl.<cls_name> (GRPOConfig, SFTConfig) from the installed sources; None if unsure."""
+def _config_fields(cls_name: str) -> dict[str, ast.AnnAssign] | None:
     trl = _package_dir("trl")
     if trl is None:
         return None
     module = {"GRPOConfig": "grpo_config.py", "SFTConfig": "sft_config.py"}.get(cls_name)
-    found = _fields(trl / "trainer" / module, cls_name) if module else None
+    return _fields(trl / "trainer" / module, cls_name) if module else None
+
+
+def config_field_names(cls_name: str) -> frozenset[str] | None:
+    """Init field names of trl.<cls_name> (GRPOConfig, SFTConfig) from the installed sources; None if unsure."""
+    found = _config_fields(cls_name)
     return frozenset(found) if found else None
+
+
+def config_field_annotation(cls_name: str, name: str) -> str | None:
+    """The field's annotation as written in the source (e.g. "dict | None"); None if unsure."""
+    node = (_config_fields(cls_name) or {}).get(name)
+    return ast.unparse(node.annotation) if node is not None else None
+
+
+def config_field_choices(cls_name: str, name: str) -> list | None:
+    """The literal `metadata={"choices": [...]}` of the field; None without one. LookupError when the choices
+    are computed (only importing trl can tell them)."""
+    node = (_config_fields(cls_name) or {}).get(name)
+    if node is None or not isinstance(node.value, ast.Call):
+        return None
+    for kw in node.value.keywords:
+        if kw.arg == "metadata" and isinstance(kw.value, ast.Dict):
+            for key, value in zip(kw.value.keys, kw.value.values):
+                if isinstance(key, ast.Constant) and key.value == "choices":
+                    try:
+                        return list(ast.literal_eval(value))
+                    except (ValueError, SyntaxError):
+                        raise LookupError(f"{cls_name}.{name}: choices computed at import") from None
+    return None

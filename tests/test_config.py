@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -216,3 +218,36 @@ def test_the_config_package_keeps_one_job_per_module():
     assert config.load_config is loading.load_config
     for name in config.__all__:
         assert hasattr(config, name), name
+
+
+def test_a_preset_with_a_trl_field_loads_without_importing_trl():
+    code = ("import sys; from grpo_tui.engine.config import load_config; "
+            "c = load_config('gpu24-qwen3-06b-nothink'); "
+            "assert c.train.trl_extra['chat_template_kwargs'] == {'enable_thinking': False}; "
+            "print('trl' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+def test_trl_field_types_read_from_source_agree_with_the_installed_classes():
+    import dataclasses
+    import typing
+
+    import trl
+
+    from grpo_tui.engine.config.validation import _trl_type_from_source
+    for cls_name in ("GRPOConfig", "SFTConfig"):
+        cls = getattr(trl, cls_name)
+        hints = typing.get_type_hints(cls)
+        checked = 0
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            tp, choices = _trl_type_from_source(cls_name, f.name)
+            if tp is None:
+                continue
+            checked += 1
+            assert tp == hints[f.name], (cls_name, f.name)
+            assert (choices or None) == (list(f.metadata["choices"]) if f.metadata.get("choices") else None)
+        assert checked > 100, (cls_name, checked)

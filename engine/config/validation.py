@@ -67,6 +67,26 @@ def unknown_key(where: str, key: str, allowed: list[str], allowed_text: str | No
     return PresetError(f"{where}: unknown key '{key}'.{hint} Allowed: {allowed_text or ', '.join(sorted(allowed))}.")
 
 
+# Names a TRL field annotation may use that the check can evaluate without importing trl.
+_ANNOTATION_NAMES = {"dict": dict, "list": list, "str": str, "int": int, "float": float, "bool": bool,
+                     "None": None, "Any": Any, "Optional": typing.Optional, "Union": typing.Union,
+                     "Literal": typing.Literal}
+
+
+def _trl_type_from_source(cls: str, key: str) -> tuple[Any, list | None]:
+    """(type, choices) of a TRL field read from the installed source, or (None, None) when only importing trl
+    can tell (a TRL or transformers type in the annotation, computed choices): importing trl takes seconds."""
+    from grpo_tui.engine.trl_source import config_field_annotation, config_field_choices
+
+    text = config_field_annotation(cls, key)
+    try:
+        choices = config_field_choices(cls, key)
+        tp = eval(text, {"__builtins__": {}}, dict(_ANNOTATION_NAMES)) if text else None  # noqa: S307
+    except Exception:  # noqa: BLE001 - any name we don't know means: ask trl itself
+        return None, None
+    return tp, choices
+
+
 def trl_value(section: str, key: str, value: Any, where: str, own: list[str]) -> Any:
     """A value for a TRL field written in [train]/[sft], checked like the project's own fields."""
     if key in ENGINE_OWNED[section]:
@@ -81,15 +101,17 @@ def trl_value(section: str, key: str, value: Any, where: str, own: list[str]) ->
             own + sorted(names),
             f"the project's fields and every field of trl.{cls} (list them: grpo-tui presets --fields {section})",
         )
-    tp, f = trl_fields(section)[key]
+    tp, choices = _trl_type_from_source(cls, key)
+    if tp is None:
+        tp, f = trl_fields(section)[key]
+        choices = f.metadata.get("choices")
     ok, coerced = coerce(value, tp)
     if not ok:
-        help_ = " ".join(str(f.metadata.get("help", "")).split())[:200]
+        help_ = " ".join(str(trl_fields(section)[key][1].metadata.get("help", "")).split())[:200]
         raise PresetError(
             f"{where}: [{section}] {key} = {value!r} has the wrong type; expected {type_name(tp)} "
             f"(trl.{cls}.{key}: {help_})"
         )
-    choices = f.metadata.get("choices")
     if choices and coerced not in list(choices):
         raise PresetError(
             f"{where}: [{section}] {key} = {value!r} is not allowed; "
