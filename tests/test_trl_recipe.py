@@ -171,6 +171,12 @@ def test_reward_names_become_module_specs():
     assert reward_spec("soft_format", "r") == "soft_format"
 
 
+def test_a_dotted_reward_in_the_current_directory_becomes_its_file(tmp_path, monkeypatch):
+    (tmp_path / "my_rewards.py").write_text("def f(completions, **kw):\n    return [1.0 for _ in completions]\n")
+    monkeypatch.chdir(tmp_path)
+    assert reward_spec("my_rewards.f", "r") == f"{tmp_path / 'my_rewards.py'}:f"
+
+
 def test_recipe_refusal_exits_2_and_writes_nothing(tmp_path):
     path = recipe(tmp_path, {"model_name_or_path": "tiny-random", "resume_from_checkpoint": True})
     run_dir = tmp_path / "run"

@@ -202,6 +202,11 @@ def reward_spec(name: Any, where: str) -> str:
         return name
     if "." in name and all(part.isidentifier() for part in name.split(".")):
         module, func = name.rsplit(".", 1)
+        # trl grpo imports it with the current directory first on sys.path; the engine never puts the current
+        # directory on its path, so a module that is a file there is named by its path (and checked as one)
+        local = Path.cwd().joinpath(*module.split(".")).with_suffix(".py")
+        if local.is_file():
+            return f"{local}:{func}"
         return f"{module}:{func}"
     raise PresetError(
         f"{where}: reward_funcs entry {name!r} is unknown: give one of {', '.join(registry)} "
