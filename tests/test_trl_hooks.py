@@ -85,3 +85,34 @@ def test_only_trl_hooks_overrides_trl_private_methods() -> None:
         assert owners == [trl_hooks.HookedGRPOTrainer, GRPOTrainer], (name, owners)
     assert issubclass(RecordingGRPOTrainer, trl_hooks.HookedGRPOTrainer)
     assert "generate_batch" in vars(RecordingGRPOTrainer) and "generate_batch" in vars(DynamicSamplingGRPOTrainer)
+
+
+def test_checkpoint_rng_hooks_match_transformers() -> None:
+    """The engine's RNG state rides on Trainer's: written where `_save_checkpoint` writes its own, read back where
+    the training loop restores its own on resume."""
+    assert _params(Trainer._save_rng_state) == ["self", "output_dir"]
+    assert _params(Trainer._load_rng_state) == ["self", "checkpoint"]
+    assert "self._save_rng_state(output_dir)" in inspect.getsource(Trainer._save_checkpoint)
+    assert "self._load_rng_state(resume_from_checkpoint)" in inspect.getsource(Trainer._run_epoch)
+
+
+def test_generation_buffer_is_where_the_knob_conditions_look() -> None:
+    """generations_buffered reads `_step` and `_buffered_inputs` the way `_prepare_inputs` uses them."""
+    src = inspect.getsource(GRPOTrainer._prepare_inputs)
+    assert "generate_every = self.args.steps_per_generation * self.num_iterations" in src
+    assert "if self._step % generate_every == 0 or self._buffered_inputs is None:" in src
+    assert "self._step += 1" in inspect.getsource(GRPOTrainer.training_step)
+    assert "self._buffered_inputs = None" in inspect.getsource(GRPOTrainer.__init__)
+
+
+def test_stop_string_hooks_match_trl() -> None:
+    """A stopped row's end token is added to the token lists `_generate_single_turn` returns; TRL builds the
+    completion mask from those lists' lengths, so the engine can zero the one column afterwards."""
+    gen = inspect.getsource(GRPOTrainer._generate_single_turn)
+    assert "is_eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids" in gen
+    assert "return completion_ids, logprobs" in gen
+    score = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert "completion_mask = [torch.ones_like(ids, dtype=torch.long) for ids in completion_ids]" in score
+    assert "num_items_in_batch = self.accelerator.gather(loss_mask.sum()).sum()" in score
+    from transformers import StopStringCriteria
+    assert _params(StopStringCriteria.__init__)[:3] == ["self", "tokenizer", "stop_strings"]

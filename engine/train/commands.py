@@ -13,7 +13,8 @@ the same way:
 - A stage lists the commands it acts on (`handles`). The others wait for a
   later stage: they go back to the FRONT of the queue, in arrival order, when
   the boundary is done. The same happens to what arrived after the resume or
-  stop that ended a pause in the same batch.
+  stop that ended a pause in the same batch. So does a `set` that can't apply at
+  this boundary (`command_set` returns False): it applies at the first one where it can.
 
 A stage supplies what the commands mean for it through the `on_*` hooks and
 how its state events look (`state_fields`).
@@ -44,11 +45,15 @@ class CommandWatcher(threading.Thread):
         # check_switch(preset) -> None if the run can continue under that preset, else why not
         self.check_switch = check_switch or (lambda preset: "switching presets is not available here")
         self.queue: queue.Queue[dict] = queue.Queue()
-        # live knobs: check_set(args) -> cleaned values, or raises KnobError; set once the GRPO trainer exists
-        # (EngineCallback.check_set). Until then `set` is refused.
+        # live knobs: check_set(args) -> cleaned values, or raises KnobError; given by accept_set once the GRPO
+        # trainer exists. Until then `set` is refused.
         self.check_set: Callable[[dict], dict] | None = None
         self._halt = threading.Event()  # not `_stop`: threading.Thread.join calls its own _stop()
         self.paused = threading.Event()
+
+    def accept_set(self, check_set: Callable[[dict], dict]) -> None:
+        """Accept `set` commands from now on, each validated by check_set (cleaned values, or KnobError)."""
+        self.check_set = check_set
 
     def run(self) -> None:
         while not self._halt.wait(0.2):
@@ -140,9 +145,11 @@ class StepCommands:
     def command_switch(self, state: Any, control: Any, cmd: dict) -> None:
         raise NotImplementedError
 
-    def command_set(self, state: Any, cmd: dict) -> None:
-        """Live knobs; a stage without them refuses."""
+    def command_set(self, state: Any, cmd: dict) -> bool:
+        """Live knobs; a stage without them refuses. Returns False to keep the command for a later boundary
+        (it can't apply at this one), True when it was acted on."""
         self._emit_command(cmd.get("id"), "set", "rejected", "live knobs apply to GRPO training only")
+        return True
 
     def before_pause(self, state: Any, control: Any) -> None:
         """Called once a pause is decided, before the stage blocks (e.g. a save asked for with it)."""
@@ -187,7 +194,8 @@ class StepCommands:
             elif name == "stop":
                 self.command_stop(state, control, cid)
             elif name == "set":
-                self.command_set(state, cmd)
+                if not self.command_set(state, cmd):
+                    held.append(cmd)
             elif name == "pause" and self.stop_requested:
                 self._emit_command(cid, "pause", "rejected", "the run is stopping")
             elif name == "pause":
@@ -239,7 +247,8 @@ class StepCommands:
                     self.command_switch(state, control, cmd)
                     done = True
                 elif name == "set":  # applies at once: the next step starts with the new values
-                    self.command_set(state, cmd)
+                    if not self.command_set(state, cmd):
+                        held.append(cmd)
                 elif name == "pause":
                     self._emit_command(ccid, "pause", "done", "already paused")
             cmds = []

@@ -42,6 +42,9 @@ prompts only (no images, tools, environments or rollout_func); with
 std; surplus informative groups of a refill are discarded, not carried to the
 next step (they would be off-policy); rollouts.jsonl records the groups that
 were trained, not the dropped ones.
+
+Resume: the refill RNG is saved in every checkpoint (engine_rng_state.json, through `engine_rng_state`) and
+restored, so a resumed run draws the refill prompts the uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -153,10 +156,24 @@ class DynamicSamplingGRPOTrainer(RecordingGRPOTrainer):
         if self.accelerator.num_processes > 1:
             raise RuntimeError("[curriculum] dynamic_sampling supports a single training process; "
                                "turn it off for multi-GPU runs.")
-        if getattr(self, "tools", None) or getattr(self, "environment_factories", None) or getattr(self, "rollout_func", None):
-            raise RuntimeError("[curriculum] dynamic_sampling supports plain text prompts (no tools, environments, rollout_func).")
+        if any(getattr(self, name, None) for name in ("tools", "environment_factories", "rollout_func")):
+            raise RuntimeError("[curriculum] dynamic_sampling supports plain text prompts "
+                               "(no tools, environments, rollout_func).")
         self.ds_criterion, self.ds_max_extra, self.ds_prompt_format = criterion, max_extra, prompt_format
         self._ds_rng = random.Random(f"dynamic-sampling-{seed}")
+
+    def engine_rng_state(self) -> dict[str, Any]:
+        state = super().engine_rng_state()
+        if self._ds_rng is not None:  # which refill prompts come next: a resumed run must draw the same ones
+            state["dynamic_sampling"] = self._ds_rng.getstate()
+        return state
+
+    def restore_engine_rng_state(self, state: dict[str, Any]) -> None:
+        super().restore_engine_rng_state(state)
+        saved = state.get("dynamic_sampling")
+        if saved is not None and self._ds_rng is not None:
+            version, internal, gauss = saved  # JSON gave lists back where getstate() had tuples
+            self._ds_rng.setstate((version, tuple(internal), gauss))
 
     # ------------------------------------------------------------------ scoring
     def _score(self, inputs: list[dict[str, Any]]) -> Scored:

@@ -5,7 +5,8 @@ observable and steerable:
 
 - RecordingGRPOTrainer records every scored generation batch (raw reward per
   function, advantages, token ids) as groups in rollouts.jsonl, through the
-  hooks of engine/train/trl_hooks.py (the one home of TRL's private methods).
+  hooks of engine/train/trl_hooks.py (the one home of TRL's private methods),
+  with each token's log-probability and entropy from the loss's forward pass.
 - EngineCallback writes a `step` and `memory` event after every optimizer
   step and acts on commands (pause, resume, checkpoint, stop, switch) at that
   step boundary, with the state machine of engine/train/commands.py.
@@ -19,23 +20,30 @@ import os
 import queue
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import TrainerCallback
 from trl import GRPOConfig
 
 from grpo_tui.engine import distributed
 from grpo_tui.engine.config import Config
+from grpo_tui.rundir.control import send_command
 from grpo_tui.rundir.events import EventWriter
 from grpo_tui.rundir.layout import RunDir, checkpoint_path
 from grpo_tui.engine.rewards import extract_answer, is_correct
 from grpo_tui.engine.rewards.trl_adapter import TrlReward, message_text
 from grpo_tui.rundir.rollouts import CompletionRecord, GroupRecord, RolloutWriter
 from grpo_tui.engine.train.commands import CommandWatcher, StepCommands
+from grpo_tui.engine.train.generation_bound import GenerationBound
+from grpo_tui.engine.train.knobs import apply_knobs, check_knobs, save_knobs, set_base_learning_rate, wait_reason
 from grpo_tui.engine.train.telemetry import MemoryProbe
 from grpo_tui.engine.train.phases import EXCLUDED
+from grpo_tui.rundir.knobs import describe_change, validate_knobs
+from grpo_tui.engine.train.token_stats import split_rows, token_chars
 from grpo_tui.engine.train.trl_hooks import HookedGRPOTrainer, ScoredBatch
 
 def tracker_settings(cfg: Config, run_root: Path) -> dict[str, Any]:
@@ -97,7 +105,9 @@ def vllm_server_args(cfg: Config) -> dict[str, Any]:
 class RecordingGRPOTrainer(HookedGRPOTrainer):
     """GRPOTrainer that hands every scored generation batch to a recorder (and times its phases)."""
 
-    recorder: "RolloutRecorder | None" = None
+    def __init__(self, *args: Any, recorder: "RolloutRecorder | None" = None, **kwargs: Any) -> None:
+        self.recorder = recorder  # None on ranks other than 0: they gather, rank 0 records
+        super().__init__(*args, **kwargs)
 
     def generate_batch(self, inputs):
         if self.recorder is None and distributed.world_size() == 1:
@@ -117,7 +127,34 @@ class RecordingGRPOTrainer(HookedGRPOTrainer):
             self.recorder.record(
                 step=self.state.global_step + 1, inputs=[x for p in parts for x in p[0]],
                 completions=[c for p in parts for c in p[1]], completion_ids=[c for p in parts for c in p[2]],
-                rewards=s.rewards, advantages=torch.cat([p[3] for p in parts]), eos_ids=self.end_token_ids())
+                rewards=s.rewards, advantages=torch.cat([p[3] for p in parts]), eos_ids=self.end_token_ids(),
+                # the loss sees this process's rows only; with several, the others' would never arrive
+                token_stats=len(parts) == 1 and self.model.training)
+
+    def wants_token_stats(self) -> bool:
+        return self.recorder is not None and self.recorder.expects_token_stats()
+
+    def on_token_stats(self, rows: torch.Tensor, logps: torch.Tensor, entropies: torch.Tensor) -> None:
+        if self.recorder is not None:
+            self.recorder.add_token_stats(rows, logps, entropies)
+
+
+@dataclass
+class _Batch:
+    """A scored generation batch on its way to rollouts.jsonl: judged first, written once its rows' per-token
+    statistics have arrived from the loss (or the next batch comes)."""
+
+    step: int
+    inputs: list[dict]
+    completions: list
+    completion_ids: list[list[int]]
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    eos_ids: set[int]
+    token_stats: bool
+    waiting: int = 0  # rows whose statistics have not arrived
+    stats: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (rows, (2, rows, width))
+    groups: list[GroupRecord] = field(default_factory=list)  # set by the recording thread
 
 
 class RolloutRecorder:
@@ -125,17 +162,26 @@ class RolloutRecorder:
 
     Judging answers (is_correct may ask the math-verify worker, ~10 ms for an
     unusual answer) and writing happen on a background thread, so a GPU step
-    never waits on them; the step event waits only for its own step's groups.
+    never waits on them; the step event waits only for its own step's judging.
+
+    With `token_stats`, a batch's groups are written once the loss has scored
+    all its rows (`add_token_stats`), with each token's id, piece of the text,
+    log-probability and entropy; a batch whose rows never all arrive is written
+    with those it has when the next batch is recorded, or at `close`.
     """
 
     def __init__(self, writer: RolloutWriter, reward_names: list[str], weights: list[float],
-                 num_generations: int, prompt_format: str, max_completion_length: int) -> None:
+                 num_generations: int, prompt_format: str, max_completion_length: int,
+                 tokenizer: Any = None, token_stats: bool = True) -> None:
         self.writer = writer
         self.names = reward_names
         self.weights = torch.tensor(weights, dtype=torch.float32)
         self.G = num_generations
         self.fmt = prompt_format
         self.max_len = max_completion_length
+        self.tokenizer = tokenizer  # for each token's piece of the text; None: no pieces
+        self.token_stats = token_stats
+        self._pending: _Batch | None = None  # the batch whose rows the loss is scoring (training thread only)
         self.step_correct: dict[int, list[bool]] = {}
         self._group_counter: dict[int, int] = {}
         self._queue: queue.Queue = queue.Queue()
@@ -144,9 +190,39 @@ class RolloutRecorder:
         self._thread.start()
 
     def record(self, step: int, inputs: list[dict], completions: list, completion_ids: list[list[int]],
-               rewards: torch.Tensor, advantages: torch.Tensor, eos_ids: set[int]) -> None:
-        """Queue a scored batch (CPU tensors, plain lists); returns at once."""
-        self._queue.put((step, inputs, completions, completion_ids, rewards, advantages, eos_ids))
+               rewards: torch.Tensor, advantages: torch.Tensor, eos_ids: set[int], token_stats: bool = True) -> None:
+        """Queue a scored batch (CPU tensors, plain lists); returns at once. With token_stats, its groups wait
+        for `add_token_stats` (rows in this order)."""
+        self._release()
+        batch = _Batch(step, inputs, completions, completion_ids, rewards, advantages, eos_ids,
+                       token_stats=token_stats and self.token_stats, waiting=len(inputs))
+        self._queue.put(("judge", batch))
+        if batch.token_stats:
+            self._pending = batch
+        else:
+            self._queue.put(("write", batch))
+
+    def expects_token_stats(self) -> bool:
+        """Whether the batch recorded last is waiting for its rows' per-token statistics."""
+        return self._pending is not None
+
+    def add_token_stats(self, rows: torch.Tensor, logps: torch.Tensor, entropies: torch.Tensor) -> None:
+        """Rows (indices into the last recorded batch) and their (rows, width) log-probabilities and entropies.
+
+        Called inside the loss: only a detached float16 copy is kept, on the device, with no sync; the
+        recording thread moves it to the CPU. Rows seen again (num_iterations > 1) are ignored."""
+        batch = self._pending
+        if batch is None:
+            return
+        batch.stats.append((rows.detach(), torch.stack([logps.detach(), entropies.detach()]).to(torch.float16)))
+        batch.waiting -= rows.numel()
+        if batch.waiting <= 0:
+            self._release()
+
+    def _release(self) -> None:
+        batch, self._pending = self._pending, None
+        if batch is not None:
+            self._queue.put(("write", batch))
 
     def _work(self) -> None:
         while True:
@@ -154,14 +230,19 @@ class RolloutRecorder:
             try:
                 if item is None:
                     return
-                self._write(*item)
+                kind, batch = item
+                if kind == "judge":
+                    self._judge(batch)
+                else:
+                    self._write(batch)
             except BaseException as e:  # noqa: BLE001 - reported by wait(); training must not die here
                 self.error = e
             finally:
                 self._queue.task_done()
 
-    def _write(self, step: int, inputs: list[dict], completions: list, completion_ids: list[list[int]],
-               rewards: torch.Tensor, advantages: torch.Tensor, eos_ids: set[int]) -> None:
+    def _judge(self, b: _Batch) -> None:
+        step, inputs, completions, completion_ids = b.step, b.inputs, b.completions, b.completion_ids
+        rewards, advantages, eos_ids = b.rewards, b.advantages, b.eos_ids
         totals = torch.nan_to_num(rewards * self.weights.unsqueeze(0), nan=0.0).sum(dim=1)
         correct_list = self.step_correct.setdefault(step, [])
         for start in range(0, len(inputs), self.G):
@@ -180,11 +261,28 @@ class RolloutRecorder:
             group = self._group_counter.get(step, 0)
             self._group_counter[step] = group + 1
             first = inputs[start]
-            self.writer.write(GroupRecord(step=step, group=group,
-                                          prompt=first.get("question") or message_text(first.get("prompt")),
-                                          gold=str(first.get("answer", "")), completions=rows))
+            b.groups.append(GroupRecord(step=step, group=group,
+                                        prompt=first.get("question") or message_text(first.get("prompt")),
+                                        gold=str(first.get("answer", "")), completions=rows))
         for old in [k for k in self._group_counter if k < step - 1]:
             del self._group_counter[old]
+
+    def _write(self, b: _Batch) -> None:
+        if b.token_stats:
+            rows = [c for g in b.groups for c in g.completions]
+            stats: dict[int, tuple] = {}
+            lengths = {i: len(ids) for i, ids in enumerate(b.completion_ids)}
+            for idx, st in b.stats:
+                stats.update(split_rows(idx, st, lengths))
+            b.stats = []
+            for i, rec in enumerate(rows):
+                ids = b.completion_ids[i]
+                rec.token_ids = np.asarray(ids, dtype=np.int32)
+                rec.token_chars = token_chars(self.tokenizer, ids, rec.text)
+                if i in stats:
+                    rec.token_logprobs, rec.token_entropies = stats[i]
+        for g in b.groups:
+            self.writer.write(g)
         self.writer.flush()
 
     def wait(self) -> None:
@@ -200,21 +298,30 @@ class RolloutRecorder:
         return sum(vals) / len(vals) if vals else None
 
     def close(self) -> None:
+        self._release()
         self._queue.put(None)
         self._thread.join(timeout=60)
         self.writer.close()
 
 
 class EngineCallback(StepCommands, TrainerCallback):
-    """`step`/`memory` events after every optimizer step; commands at that boundary (engine/train/commands.py)."""
+    """`step`/`memory` events after every optimizer step; commands at that boundary (engine/train/commands.py).
+
+    `health` (a rundir.health.HealthMonitor) sees every step and reward-failure event; `config_path` receives
+    live knobs so a resume continues with them; `learning_rate`, given on resume, wins over the checkpoint's;
+    `bound` gives each step event its generation bandwidth bound.
+    """
 
     def __init__(self, events: EventWriter, watcher: CommandWatcher,
-                 recorder: RolloutRecorder, rewards: list[TrlReward], probe: MemoryProbe,
-                 max_steps: int, save_final: bool) -> None:
+                 recorder: RolloutRecorder | None, rewards: list[TrlReward], probe: MemoryProbe | None,
+                 max_steps: int, save_final: bool, *, trainer: RecordingGRPOTrainer | None = None,
+                 health: Any = None, config_path: Path | None = None, learning_rate: float | None = None,
+                 bound: GenerationBound | None = None) -> None:
         self.events, self.watcher = events, watcher
         self.recorder, self.rewards, self.probe = recorder, rewards, probe
         self.max_steps, self.save_final = max_steps, save_final
-        self.trainer: RecordingGRPOTrainer | None = None
+        self.trainer = trainer
+        self.health, self.config_path, self.bound = health, config_path, bound
         self.t_start = time.time()
         self.t_last = time.time()
         self.last_tokens: float | None = None
@@ -223,18 +330,29 @@ class EngineCallback(StepCommands, TrainerCallback):
         self.stop_requested = False
         self.switch_to: str | None = None  # preset to continue under, after the switch checkpoint
         self.last_saved_step = -1
-        self.learning_rate: float | None = None  # set on resume: the config's LR wins over the checkpoint's
-        # health checks after every step (run.py sets a HealthMonitor); live knobs saved to config.json
-        self.health: Any = None
-        self.config_path: Path | None = None
+        self.learning_rate = learning_rate
+        self._waiting_sets: set[str | None] = set()  # `set` commands held until the generation buffer runs out
 
     # --------------------------------------------------------------- events
     def on_train_begin(self, args, state, control, **kwargs):
         self.t_start = self.t_last = time.time()
         if self.learning_rate is not None and self.trainer is not None and self.trainer.lr_scheduler is not None:
             set_base_learning_rate(self.trainer.lr_scheduler, self.learning_rate)
+        if self.trainer is not None:
+            self.watcher.accept_set(self.check_set)  # live knobs from now on: the trainer they change exists
         self.events.state("running", step=state.global_step)
         self._emit_memory(state.global_step)
+        self._pause_before_first_step(state, control)
+
+    def _pause_before_first_step(self, state, control) -> None:
+        """A pause already waiting when training begins (a run switched presets while paused) holds here, before
+        the first step, instead of one step later. One process only: ranks must see the same commands."""
+        w = self.watcher
+        if w is None or distributed.world_size() > 1:
+            return
+        w.poll()
+        if any(c.get("command") == "pause" for c in list(w.queue.queue)):
+            self._handle_commands(state, control)
 
     def _emit_memory(self, step: int) -> None:
         """Rank 0's sample at the top level (what single-GPU readers use) plus one per rank."""
@@ -258,6 +376,7 @@ class EngineCallback(StepCommands, TrainerCallback):
             self.last_tokens = tokens
         timer = getattr(self.trainer, "phase_timer", None)
         phase_s, gen_tps = timer.snapshot() if timer is not None else (None, None)
+        gen_bound = self.bound.tokens_per_s(timer.step_generation) if self.bound and timer is not None else None
         recent = self.step_times[-10:]
         eta = (self.max_steps - state.global_step) * (sum(recent) / len(recent))
         metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()}
@@ -271,6 +390,7 @@ class EngineCallback(StepCommands, TrainerCallback):
                                    epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
                                    tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
                                    phase_s=phase_s, generation_tokens_per_s=gen_tps,
+                                   generation_bound_tokens_per_s=gen_bound,
                                    elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
                                    correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
         self._check_health(step_ev)
@@ -316,6 +436,14 @@ class EngineCallback(StepCommands, TrainerCallback):
         """Checkpoint, stop this trainer, and let run.py continue the run under the new preset."""
         self.switch_to = str(cmd["args"]["preset"])
         self.stop_requested = True
+        w = self.watcher
+        if w is not None and w.paused.is_set() and distributed.is_main():
+            # A paused run stays paused under the new preset: take no more commands here, and leave a pause in
+            # control/ for the engine that continues the run (it acts on it before its first step).
+            w.stop()
+            if w.is_alive() and w is not threading.current_thread():
+                w.join(timeout=2.0)
+            send_command(w.control_dir, "pause")
         control.should_training_stop = True
         control.should_save = True
         self.save_reasons.insert(0, ("switch", cmd.get("id")))
@@ -366,48 +494,34 @@ class EngineCallback(StepCommands, TrainerCallback):
 
     def check_set(self, args: dict) -> dict:
         """Validate a `set` command's args (watcher thread); returns the cleaned values or raises KnobError."""
-        from grpo_tui.engine.train.knobs import check_knobs
-        from grpo_tui.rundir.knobs import validate_knobs
         values = validate_knobs(args, self._names())
         check_knobs(self.trainer, values, self._names())
         return values
 
-    def command_set(self, state, cmd: dict) -> None:
-        from grpo_tui.engine.train.knobs import apply_knobs, save_knobs
-        from grpo_tui.rundir.knobs import describe_change
+    def command_set(self, state, cmd: dict) -> bool:
         values, cid = cmd.get("args") or {}, cmd.get("id")
+        wait = wait_reason(self.trainer, values)
+        if wait:  # held for a later boundary; said once, so the user knows why nothing changed yet
+            if cid not in self._waiting_sets:
+                self._waiting_sets.add(cid)
+                self.events.emit("command", id=cid, command="set", status="accepted", detail=wait)
+            return False
+        self._waiting_sets.discard(cid)
         try:
             previous = apply_knobs(self.trainer, values, self._names(), self.recorder)
             if self.config_path is not None and distributed.is_main():
                 save_knobs(self.config_path, values, self._names())
         except Exception as e:  # noqa: BLE001 - a knob that can't apply is refused, training goes on
             self.events.emit("command", id=cid, command="set", status="rejected", detail=f"{type(e).__name__}: {e}")
-            return
+            return True
         self.events.emit("knobs", step=state.global_step, id=cid, values=values,
                          previous={k: previous[k] for k in values})
         self.events.emit("command", id=cid, command="set", status="done",
                          detail=f"{describe_change(values, previous)} from step {state.global_step + 1}")
+        return True
 
     def _save_now(self, state) -> None:
         self.events.state("checkpointing", step=state.global_step)
         self.trainer.save_checkpoint_now()
         self.on_save(self.trainer.args, state, self.trainer.control)
 
-
-def set_base_learning_rate(scheduler: Any, lr: float) -> None:
-    """Make a resumed schedule use `lr` as its peak.
-
-    Loading a checkpoint restores the scheduler's base_lrs from the old run, so
-    a resumed run (or one switched to another preset) would silently keep the
-    old learning rate. The schedule's shape and position are kept.
-    """
-    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the torch scheduler
-    if not hasattr(inner, "base_lrs"):
-        return
-    inner.base_lrs = [lr for _ in inner.base_lrs]
-    lambdas = getattr(inner, "lr_lambdas", None)  # transformers' schedules are all LambdaLR
-    current = [lr * f(inner.last_epoch) for f in lambdas] if lambdas else inner.get_lr()
-    for group, new in zip(inner.optimizer.param_groups, current):
-        group["initial_lr"] = lr
-        group["lr"] = new
-    inner._last_lr = [g["lr"] for g in inner.optimizer.param_groups]

@@ -10,10 +10,15 @@ Where TRL 1.16's GRPOTrainer keeps each knob:
   therefore added again with the new temperature so sampling and scoring agree;
 - beta: `trainer.beta`, read at every generation and loss. With beta = 0 at start
   TRL loads no reference model, so beta can be turned on later only for a LoRA
-  model (the base weights, adapter disabled, are the reference) and only when
-  every step generates afresh (buffered generations carry no reference log-probs);
+  model (the base weights, adapter disabled, are the reference);
 - reward weights: `trainer.reward_weights` (a tensor in reward-function order),
   and the rollout recorder's copy used for the recorded totals.
+
+TRL trains on each generation batch for steps_per_generation x num_iterations micro-steps. When
+gradient_accumulation_steps is a multiple of that, every optimizer step starts on fresh generations and every
+knob applies at once. Otherwise a buffer can span an optimizer step, and it keeps what it was generated with:
+old log-probs scored at its temperature, and reference log-probs only if beta was on. A temperature change, or
+beta turned on, waits (`wait_reason`) for the boundary where the buffer runs out.
 """
 
 from __future__ import annotations
@@ -53,15 +58,27 @@ def check_knobs(trainer: Any, values: dict[str, Any], reward_names: list[str]) -
         if not _is_peft(model):
             raise KnobError("beta can't be turned on live: this run started with beta = 0, so no reference model "
                             "was loaded; restart with --resume --set train.beta=" f"{beta:g} (or train LoRA)")
-        every = trainer.args.steps_per_generation * trainer.num_iterations
-        if every != 1:
-            raise KnobError("beta can't be turned on live with steps_per_generation x num_iterations = "
-                            f"{every}: buffered generations have no reference log-probs; restart with "
-                            f"--resume --set train.beta={beta:g}")
     if REWARD_WEIGHTS in values:
         new = [values[REWARD_WEIGHTS].get(name, float(w)) for name, w in zip(reward_names, trainer.reward_weights)]
         if not any(new):
             raise KnobError("every reward weight would be 0: nothing left to learn from")
+
+
+def wait_reason(trainer: Any, values: dict[str, Any]) -> str | None:
+    """Why these values can't apply at this boundary (the next micro-step trains on buffered generations that
+    they would make wrong), or None when they apply now. Call at a step boundary."""
+    if not trainer.generations_buffered():
+        return None
+    why = []
+    if "temperature" in values and values["temperature"] != float(trainer.temperature):
+        why.append(f"their old log-probs were scored at temperature {float(trainer.temperature):g}")
+    if values.get("beta") and not trainer.beta:
+        why.append("they carry no reference log-probs")
+    if not why:
+        return None
+    return ("waits for the next step that generates afresh: the current generations span optimizer steps "
+            f"(steps_per_generation x num_iterations = {trainer.generation_interval()}, gradient_accumulation_steps "
+            f"= {trainer.args.gradient_accumulation_steps}) and " + " and ".join(why))
 
 
 def _set_temperature(trainer: Any, temperature: float) -> None:
@@ -78,7 +95,6 @@ def _set_temperature(trainer: Any, temperature: float) -> None:
 
 def apply_knobs(trainer: Any, values: dict[str, Any], reward_names: list[str], recorder: Any = None) -> dict[str, Any]:
     """Change the trainer's knobs in place; returns their previous values. Call at a step boundary."""
-    from grpo_tui.engine.train.grpo import set_base_learning_rate
     previous = current_knobs(trainer, reward_names)
     if "learning_rate" in values:
         lr = values["learning_rate"]
@@ -132,3 +148,22 @@ def save_knobs(config_path: Path, values: dict[str, Any], reward_names: list[str
                 else:
                     rewards[key] = w
     replace_private(config_path, json.dumps(cfg, indent=2), "config")
+
+
+def set_base_learning_rate(scheduler: Any, lr: float) -> None:
+    """Make a resumed schedule use `lr` as its peak.
+
+    Loading a checkpoint restores the scheduler's base_lrs from the old run, so
+    a resumed run (or one switched to another preset) would silently keep the
+    old learning rate. The schedule's shape and position are kept.
+    """
+    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the torch scheduler
+    if not hasattr(inner, "base_lrs"):
+        return
+    inner.base_lrs = [lr for _ in inner.base_lrs]
+    lambdas = getattr(inner, "lr_lambdas", None)  # transformers' schedules are all LambdaLR
+    current = [lr * f(inner.last_epoch) for f in lambdas] if lambdas else inner.get_lr()
+    for group, new in zip(inner.optimizer.param_groups, current):
+        group["initial_lr"] = lr
+        group["lr"] = new
+    inner._last_lr = [g["lr"] for g in inner.optimizer.param_groups]
