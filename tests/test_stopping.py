@@ -1,43 +1,39 @@
-"""engine/stopping.py: rows a stop string ended get the end-of-turn token where their padding starts, and the row
-that stopped last gets one more column for it."""
+"""engine/stopping.py: the rows a stop string ended, found with generate's own test, in training and the eval."""
 
 from __future__ import annotations
 
 import torch
 
-from grpo_tui.engine.stopping import end_stopped_rows
 
 
-def test_end_stopped_rows_puts_the_end_token_where_padding_starts():
-    pad, eos = 0, 9
-    ids = torch.tensor([[5, 6, 7, 0, 0],    # a stop string ended it after 7: padded
-                        [5, 9, 0, 0, 0],    # ended by EOS: left as is
-                        [5, 6, 7, 8, 6],    # cut at the cap: no padding
-                        [5, 0, 6, 0, 0]])   # a sampled pad inside: only the trailing run counts
-    ids = end_stopped_rows(ids, pad, [eos], max_new_tokens=5)
-    assert ids.tolist() == [[5, 6, 7, 9, 0], [5, 9, 0, 0, 0], [5, 6, 7, 8, 6], [5, 0, 6, 9, 0]]
-    same = ids.clone()
-    ids = end_stopped_rows(ids, eos, [eos], max_new_tokens=5)  # pad is EOS (SmolLM2): the padding ends the row
-    assert torch.equal(ids, same)
+def test_held_out_eval_counts_a_stop_on_the_last_allowed_token_as_finished():
+    """The eval reads stopped rows with the same exact test as training: a row whose stop string completes on its
+    last allowed token is finished (not cut); a row that fills the cap without one is cut."""
+    from types import SimpleNamespace
 
+    from grpo_tui.engine.eval.generation import generate
+    tok = _tiny_tokenizer()
+    answer = tok("<answer>7</answer>", add_special_tokens=False)["input_ids"]
+    other = tok("seven seven seven seven seven", add_special_tokens=False)["input_ids"][:len(answer)]
+    assert len(other) == len(answer)
 
-def test_the_row_that_stopped_last_gets_a_column_for_its_end_token():
-    """Generation ended short of the cap, so every row had stopped: the one without room is closed too (TRL would
-    count it as clipped, and mask it out of the loss under mask_truncated_completions)."""
-    pad, eos = 0, 9
-    ids = torch.tensor([[5, 6, 7],     # stopped last, on its final token
-                        [5, 6, 0],     # stopped a token earlier
-                        [5, 9, 0]])    # ended by EOS
-    assert end_stopped_rows(ids.clone(), pad, [eos], max_new_tokens=8).tolist() == \
-        [[5, 6, 7, 9], [5, 6, 9, 0], [5, 9, 0, 0]]
-    # pad is EOS (SmolLM2): only the last row needs closing, and the new column pads the rest
-    smol = torch.tensor([[5, 6, 7], [5, 6, 9]])
-    assert end_stopped_rows(smol, eos, [eos], max_new_tokens=8).tolist() == [[5, 6, 7, 9], [5, 6, 9, 9]]
-    # at the cap a full row may have been cut, not stopped: left open
-    assert end_stopped_rows(ids.clone(), pad, [eos], max_new_tokens=3).tolist() == [[5, 6, 7], [5, 6, 9], [5, 9, 0]]
-    # every row already closed: no new column
-    closed = torch.tensor([[5, 9], [5, 0]])
-    assert end_stopped_rows(closed, pad, [eos], max_new_tokens=8).tolist() == [[5, 9], [5, 9]]
+    class Scripted(torch.nn.Module):
+        """Returns fixed completions: generate() is the seam the eval reads from."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.generation_config = SimpleNamespace(eos_token_id=tok.eos_token_id)
+
+        def generate(self, input_ids, **kw):
+            rows = [answer, other][: input_ids.size(0)]
+            return torch.cat([input_ids, torch.tensor(rows)], dim=1)
+
+    out = generate(Scripted(), tok, ["q1", "q2"], max_new_tokens=len(answer), batch_size=2,
+                   stop_strings=["</answer>"], fast_cpu_decode=False)
+    finished, cut = out[0][0], out[1][0]
+    assert finished.text.endswith("</answer>") and not finished.truncated and finished.tokens == len(answer)
+    assert cut.truncated
 
 
 def _tiny_tokenizer():
@@ -72,3 +68,27 @@ def test_stopped_lengths_uses_generates_own_stop_test_and_counts_a_stop_on_the_l
     ended = torch.tensor([stop + [eos] * 2, plain + [eos] * (width - len(plain))])
     lengths = stopped_lengths(prompt[:2], ended, test, eos, [eos])
     assert lengths.tolist() == [len(stop), -1]
+
+
+def test_a_sampled_eval_gives_trainings_random_stream_back_untouched():
+    from types import SimpleNamespace
+
+    from grpo_tui.engine.eval.generation import generate
+    tok = _tiny_tokenizer()
+
+    class Scripted(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.generation_config = SimpleNamespace(eos_token_id=tok.eos_token_id)
+
+        def generate(self, input_ids, **kw):
+            torch.rand(3)  # sampling draws from the stream
+            return torch.cat([input_ids, torch.full((input_ids.size(0), 2), tok.eos_token_id)], dim=1)
+
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    generate(Scripted(), tok, ["q"], max_new_tokens=2, batch_size=2, num_samples=2, do_sample=True, seed=123,
+             fast_cpu_decode=False)
+    assert torch.equal(torch.rand(4), expected)

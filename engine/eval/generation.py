@@ -34,7 +34,9 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: 
     fast_cpu_decode: on the CPU, decode as [train] fast_cpu_decode does in training (engine/fast_decode.py)."""
     import torch
     from transformers import GenerationConfig
-    from grpo_tui.engine.fast_decode import fast_cpu_generate
+
+    from grpo_tui.engine.stopping import stop_string_test
+
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     eos_ids = {eos} if isinstance(eos, int) else set(eos or [])
@@ -53,25 +55,44 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: 
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     out: list[list[Completion]] = [[] for _ in prompts]
     tokenizer.padding_side = "left"
-    if do_sample:
-        torch.manual_seed(seed)
-    for b in range(0, len(order), per_batch):
-        idx = order[b:b + per_batch]
-        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        kwargs = dict(enc, generation_config=gen, **({"tokenizer": tokenizer} if stop_strings else {}))
-        with torch.no_grad():
-            seqs = fast_cpu_generate(model.generate, model, **kwargs) if fast_cpu_decode and device.type == "cpu" \
-                else model.generate(**kwargs)
-        new = seqs[:, enc["input_ids"].shape[1]:].cpu()
-        if stop_strings:
-            from grpo_tui.engine.stopping import end_stopped_rows
-            new = end_stopped_rows(new, pad, sorted(eos_ids), gen.max_new_tokens)
-        for r, row in enumerate(new.tolist()):
+    is_stopped = stop_string_test(tokenizer, stop_strings) if stop_strings else None
+    # a sampled eval during training seeds its own stream, then gives training's back untouched
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if do_sample:
+            torch.manual_seed(seed)
+        for b in range(0, len(order), per_batch):
+            idx = order[b:b + per_batch]
+            _generate_batch(model, tokenizer, [prompts[i] for i in idx], gen, device, eos_ids, pad, is_stopped,
+                            fast_cpu_decode, [out[idx[r // num_samples]] for r in range(len(idx) * num_samples)])
+            if on_batch:
+                on_batch(len(idx))
+    return out
+
+
+def _generate_batch(model: Any, tokenizer: Any, prompts: list[str], gen: Any, device: Any, eos_ids: set[int],
+                    pad: int, is_stopped: Any, fast_cpu_decode: bool, sinks: list[list[Completion]]) -> None:
+    """One batch: each row's Completion appended to its prompt's list (sinks, one per row)."""
+    import torch
+
+    from grpo_tui.engine.fast_decode import fast_cpu_generate
+    from grpo_tui.engine.stopping import stopped_lengths
+
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    kwargs = dict(enc, generation_config=gen, **({"tokenizer": tokenizer} if is_stopped is not None else {}))
+    with torch.no_grad():
+        seqs = fast_cpu_generate(model.generate, model, **kwargs) if fast_cpu_decode and device.type == "cpu" \
+            else model.generate(**kwargs)
+    prompt_ids = enc["input_ids"].cpu().repeat_interleave(gen.num_return_sequences, dim=0)
+    new = seqs[:, enc["input_ids"].shape[1]:].cpu()
+    # rows a stop string ended, found with generate's own test: finished (not cut) even on the last allowed token
+    stopped = stopped_lengths(prompt_ids, new, is_stopped, pad, sorted(eos_ids)).tolist() \
+        if is_stopped is not None else [-1] * len(new)
+    for r, row in enumerate(new.tolist()):
+        if stopped[r] >= 0:
+            ids, truncated = row[:stopped[r]], False
+        else:
             n_tok = next((j + 1 for j, t in enumerate(row) if t in eos_ids), None)
             truncated = n_tok is None
             ids = row if truncated else row[:n_tok]
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            out[idx[r // num_samples]].append(Completion(text, len(ids), truncated))
-        if on_batch:
-            on_batch(len(idx))
-    return out
+        sinks[r].append(Completion(tokenizer.decode(ids, skip_special_tokens=True), len(ids), truncated))
+
