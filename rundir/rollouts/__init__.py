@@ -6,7 +6,8 @@ Two files hold them (docs/rollouts.md has the full story):
   prompt, `records.GroupRecord`), appended and flushed once per generation
   batch. It is the only file that must survive; everything else can be rebuilt
   from it. Readers skip a half-written last line (the engine was killed
-  mid-write) and count it.
+  mid-write) and count it. Each completion may carry per-token arrays (ids,
+  characters of its text, log-probabilities, entropies; `records.TOKEN_ARRAYS`).
 - ``rollouts/seg-<start>-<end>.arrow``: a columnar copy of the byte range
   [start, end) of rollouts.jsonl, written every ``segment_steps`` steps as an
   Arrow IPC file (zstd), so opening a 128,000-completion run reads ~40 segments

@@ -19,6 +19,8 @@ import numpy as np
 from grpo_tui.rundir.rollouts.records import CompletionRecord, GroupRecord, ReadReport
 from grpo_tui.rundir.rollouts.segments import Chunk, _merge, _numbers, completion_record
 
+_TOKEN_CHUNKS = 4  # segment chunks whose per-token columns stay in memory once looked at
+
 
 @dataclass(frozen=True)
 class RolloutFilter:
@@ -119,6 +121,9 @@ class Rollouts:
         self.text = pa.chunked_array([c.text for c in ch], pa.string())
         self.extracted = pa.chunked_array([c.extracted for c in ch], pa.string())
         self.cextra = pa.chunked_array([c.cextra for c in ch], pa.string())
+        # where each chunk's completions start: per-token arrays are looked up in their chunk
+        self.chunk_start = np.cumsum([0] + [c.completions for c in ch]).astype(np.int64)
+        self._token_chunks: list[Chunk] = []
         self.correct = cat([c.correct for c in ch], bool)
         self.truncated = cat([c.truncated for c in ch], bool)
         self.total = cat([c.total for c in ch], np.float64)
@@ -270,6 +275,19 @@ class Rollouts:
 
     def _record(self, c: int) -> CompletionRecord:
         return completion_record(self, c, self.text[c].as_py(), self.extracted[c].as_py(), self.cextra[c].as_py())
+
+    def token_arrays(self, c: int) -> dict[str, np.ndarray | None]:
+        """Completion c's per-token arrays (records.TOKEN_ARRAYS), None where not recorded.
+
+        A segment's per-token columns are read when one of its completions is first asked for; the
+        few most recently used stay in memory."""
+        i = int(np.searchsorted(self.chunk_start, c, side="right")) - 1
+        chunk = self.chunks[i]
+        if chunk.token_source is not None:
+            self._token_chunks = [x for x in self._token_chunks if x is not chunk] + [chunk]
+            while len(self._token_chunks) > _TOKEN_CHUNKS:
+                self._token_chunks.pop(0).unload_tokens()
+        return chunk.token_arrays(c - int(self.chunk_start[i]))
 
     def _completion(self, c: int) -> dict[str, Any]:
         return self._record(c).to_dict()

@@ -8,12 +8,16 @@ describes the fields for users.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from grpo_tui.rundir.layout import ROLLOUTS_NAME, SCHEMA_VERSION, SEGMENTS_NAME
 
@@ -29,9 +33,40 @@ def _num(x: float | None) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
 
-@dataclass
+# Per-token arrays of a completion: record field -> little-endian dtype. In rollouts.jsonl each is the
+# base64 of the raw array (a JSON list of numbers would be several times the size); in segments, Arrow lists.
+TOKEN_ARRAYS = {"token_ids": "<i4", "token_chars": "<u2", "token_logprobs": "<f2", "token_entropies": "<f2"}
+
+
+def pack_array(a: np.ndarray | None, dtype: str) -> str | None:
+    """An array as the base64 of its little-endian bytes (None stays None)."""
+    if a is None:
+        return None
+    return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode("ascii")
+
+
+def unpack_array(s: Any, dtype: str) -> np.ndarray | None:
+    """`pack_array` undone; None for anything that isn't such a string (an older or damaged record)."""
+    if isinstance(s, np.ndarray):
+        return s.astype(dtype, copy=False)
+    if not isinstance(s, str):
+        return None
+    try:
+        raw = base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) % np.dtype(dtype).itemsize:
+        return None
+    return np.frombuffer(raw, dtype=dtype).copy()
+
+
+@dataclass(eq=False)
 class CompletionRecord:
-    """One completion of a group, as scored."""
+    """One completion of a group, as scored.
+
+    The four per-token arrays are None in records written without them (older runs, a
+    multi-process run, a loss that never computes per-token log-probabilities); when
+    present they have `tokens` entries, one per completion token."""
 
     text: str  # the completion as the model wrote it
     extracted: str | None  # the answer found in the run's answer format; None: no answer found
@@ -41,19 +76,34 @@ class CompletionRecord:
     advantage: float | None  # the group-normalised total the loss used
     tokens: int  # completion length in tokens
     truncated: bool  # cut at max_completion_length without an end token
+    token_ids: np.ndarray | None = None  # int32: the completion's token ids
+    # uint16: characters of `text` each token decoded to; they cover the end of `text` (a prefilled
+    # start of the reply belongs to no token). None when the tokens' pieces don't add up to the text.
+    token_chars: np.ndarray | None = None
+    token_logprobs: np.ndarray | None = None  # float16: log-probability of each token under the policy
+    token_entropies: np.ndarray | None = None  # float16: entropy (nats) of the distribution it was drawn from
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version doesn't know (kept)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSONL shape (rewards, total and advantage rounded; NaN -> null)."""
-        return {"text": self.text, "extracted": self.extracted, "correct": self.correct,
-                "rewards": {k: _num(v) for k, v in self.rewards.items()},
-                "total": _num(self.total), "advantage": _num(self.advantage),
-                "tokens": self.tokens, "truncated": self.truncated, **self.extra}
+        """The JSONL shape (rewards, total and advantage rounded; NaN -> null; arrays base64, only when present)."""
+        out = {"text": self.text, "extracted": self.extracted, "correct": self.correct,
+               "rewards": {k: _num(v) for k, v in self.rewards.items()},
+               "total": _num(self.total), "advantage": _num(self.advantage),
+               "tokens": self.tokens, "truncated": self.truncated}
+        for name, dtype in TOKEN_ARRAYS.items():
+            a = getattr(self, name)
+            if a is not None:
+                out[name] = pack_array(a, dtype)
+        return {**out, **self.extra}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CompletionRecord) and self.to_dict() == other.to_dict()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CompletionRecord":
-        known = {k: d.get(k) for k in COMPLETION_KEYS if k != "extra"}
-        return cls(**known, extra={k: v for k, v in d.items() if k not in COMPLETION_KEYS})
+        known = {k: d.get(k) for k in COMPLETION_KEYS if k != "extra" and k not in TOKEN_ARRAYS}
+        arrays = {k: unpack_array(d.get(k), dtype) for k, dtype in TOKEN_ARRAYS.items()}
+        return cls(**known, **arrays, extra={k: v for k, v in d.items() if k not in COMPLETION_KEYS})
 
 
 @dataclass

@@ -23,9 +23,12 @@ from typing import Any, Iterable
 import numpy as np
 
 from grpo_tui.rundir.layout import SCHEMA_VERSION
-from grpo_tui.rundir.rollouts.records import COMPLETION_KEYS, GROUP_KEYS, CompletionRecord, GroupRecord, ReadReport
+from grpo_tui.rundir.rollouts.records import (COMPLETION_KEYS, GROUP_KEYS, TOKEN_ARRAYS, CompletionRecord, GroupRecord,
+                                              ReadReport, unpack_array)
 
-SEGMENT_FORMAT = 1  # version of the Arrow segment layout (schema metadata "format")
+# Version of the Arrow segment layout (schema metadata "format"). 2 added the per-token columns;
+# a format-1 segment reads with those absent.
+SEGMENT_FORMAT = 2
 _SEGMENT_NAME = re.compile(r"seg-(\d{12})-(\d{12})\.arrow")
 _META_KEY = b"grpo_tui.rollouts"
 
@@ -120,6 +123,50 @@ def _numbers(arr, dtype: Any, fill: Any) -> np.ndarray:
     return out
 
 
+_ARROW_TOKEN = {"<i4": "int32", "<u2": "uint16", "<f2": "float16"}  # TOKEN_ARRAYS dtypes as pyarrow type names
+
+
+def _token_type(name: str):
+    import pyarrow as pa
+
+    return getattr(pa, _ARROW_TOKEN[TOKEN_ARRAYS[name]])()
+
+
+def _list_array(values: list[np.ndarray | None], name: str):
+    """An Arrow list array (one list per completion, null where absent) of one of the TOKEN_ARRAYS, from buffers."""
+    import pyarrow as pa
+
+    dtype, n = TOKEN_ARRAYS[name], len(values)
+    lens = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError("a chunk holds over 2**31 tokens")
+    present = [v for v in values if v is not None]
+    flat = np.concatenate(present).astype(dtype, copy=False) if present else np.zeros(0, dtype=dtype)
+    child = pa.Array.from_buffers(_token_type(name), len(flat), [None, pa.py_buffer(flat.tobytes())])
+    valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+    nulls = int(n - valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes()) if nulls else None
+    return pa.Array.from_buffers(pa.list_(_token_type(name)), n,
+                                 [bitmap, pa.py_buffer(offsets.astype(np.int32).tobytes())],
+                                 null_count=nulls, children=[child])
+
+
+def token_array(column: Any, c: int, name: str) -> np.ndarray | None:
+    """Completion c's array from a token list column; None where it is null."""
+    scalar = column[c]
+    if not scalar.is_valid:
+        return None
+    return _numbers(scalar.values, np.dtype(TOKEN_ARRAYS[name]).newbyteorder("="), 0)
+
+
+def _absent_tokens(n: int) -> dict[str, Any]:
+    import pyarrow as pa
+
+    return {k: pa.nulls(n, pa.list_(_token_type(k))) for k in TOKEN_ARRAYS}
+
+
 def _string_array(values: list[str | None]):
     """pa.string() array from Python strings, built from buffers."""
     import pyarrow as pa
@@ -159,6 +206,27 @@ class Chunk:
     tokens: np.ndarray  # int64 [completions]
     rewards: dict[str, np.ndarray]  # name -> float64 [completions], NaN = none/absent
     cextra: Any  # pa.StringArray [completions]: JSON object of unknown completion fields, or null
+    # Per-token arrays (records.TOKEN_ARRAYS): name -> pa.ListArray [completions], null where not recorded.
+    # None while they sit unread in `token_source` (a segment): they are most of a segment's bytes and
+    # are only needed for the completion being looked at.
+    token: dict[str, Any] | None = None
+    token_source: Path | None = None
+
+    def tokens_loaded(self) -> dict[str, Any]:
+        """The per-token columns, read from the segment on first use."""
+        if self.token is None:
+            self.token = (_read_token_columns(self.token_source, self.groups, self.n) if self.token_source
+                          else _absent_tokens(self.completions))
+        return self.token
+
+    def unload_tokens(self) -> None:
+        """Free the per-token columns of a segment chunk (read again when needed)."""
+        if self.token_source is not None:
+            self.token = None
+
+    def token_arrays(self, c: int) -> dict[str, np.ndarray | None]:
+        """Completion c's per-token arrays, None where not recorded."""
+        return {k: token_array(a, c, k) for k, a in self.tokens_loaded().items()}
 
     @property
     def groups(self) -> int:
@@ -173,6 +241,7 @@ class Chunk:
         """Columns from JSONL group records; malformed records are counted in report.invalid."""
         vs, steps, groups, ns, prompts, golds, extras = [], [], [], [], [], [], []
         texts, exs, cor, tru, tot, adv, tok, cext = [], [], [], [], [], [], [], []
+        token: dict[str, list[np.ndarray | None]] = {k: [] for k in TOKEN_ARRAYS}
         rewards: dict[str, list[float]] = {}
         nc = 0
         for r in records:
@@ -203,6 +272,8 @@ class Chunk:
                 tot.append(_float(c.get("total")))
                 adv.append(_float(c.get("advantage")))
                 tok.append(_int(c.get("tokens"), 0))
+                for k, dtype in TOKEN_ARRAYS.items():
+                    token[k].append(unpack_array(c.get(k), dtype))
                 rw = c.get("rewards")
                 if isinstance(rw, dict):
                     for k, val in rw.items():
@@ -225,7 +296,7 @@ class Chunk:
             truncated=np.asarray(tru, dtype=bool), total=np.asarray(tot, dtype=np.float64),
             advantage=np.asarray(adv, dtype=np.float64), tokens=i64(tok),
             rewards={k: np.asarray(col, dtype=np.float64) for k, col in rewards.items()},
-            cextra=_string_array(cext))
+            cextra=_string_array(cext), token={k: _list_array(vals, k) for k, vals in token.items()})
 
     # ---------------------------------------------------------------- Arrow
     def to_table(self, meta: dict[str, Any]):
@@ -245,10 +316,14 @@ class Chunk:
              pa.array(self.tokens, pa.int64()), pa.array(self.truncated), self.cextra],
             names=["text", "extracted", "correct", "rewards", "total", "advantage", "tokens", "truncated",
                    "extra"])
+        group_lists = lambda a: pa.ListArray.from_arrays(pa.array(offsets), a)  # noqa: E731
+        tokens = self.tokens_loaded()
         table = pa.table({
             "v": pa.array(self.v, pa.int64()), "step": pa.array(self.step, pa.int64()),
             "group": pa.array(self.group, pa.int64()), "prompt": self.prompt, "gold": self.gold,
-            "extra": self.extra, "completions": pa.ListArray.from_arrays(pa.array(offsets), comps)})
+            "extra": self.extra, "completions": group_lists(comps),
+            # top-level columns (one list of completions' lists per group), so a reader can skip them
+            **{k: group_lists(tokens[k]) for k in TOKEN_ARRAYS}})
         return table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
 
     @classmethod
@@ -329,7 +404,8 @@ class Chunk:
             correct=bools(field("correct"), nc), truncated=bools(field("truncated"), nc),
             total=floats(field("total"), nc), advantage=floats(field("advantage"), nc),
             tokens=ints(tokens, 0) if tokens is not None else np.zeros(nc, dtype=np.int64),
-            rewards=rewards, cextra=strings(field("extra"), nc))
+            rewards=rewards, cextra=strings(field("extra"), nc),
+            token=_token_columns(table, g, n) if TOKEN_ARRAYS.keys() & set(table.column_names) else None)
 
     def records(self) -> list[dict[str, Any]]:
         """The groups as JSONL-shaped dicts (rewards NaN -> None)."""
@@ -353,6 +429,7 @@ def completion_record(cols: Any, c: int, text: str, extracted: str | None, extra
                             rewards={k: _none(a[c]) for k, a in cols.rewards.items()},
                             total=_none(cols.total[c]), advantage=_none(cols.advantage[c]),
                             tokens=int(cols.tokens[c]), truncated=bool(cols.truncated[c]),
+                            **cols.token_arrays(c),
                             extra=json.loads(extra) if extra else {})
 
 
@@ -381,17 +458,60 @@ def write_segment(segment_dir: Path, start: int, end: int, chunk: Chunk) -> Path
     return path
 
 
-def read_segment(path: Path) -> Chunk:
+def read_segment(path: Path, tokens: bool = False) -> Chunk:
+    """A segment's columns; its per-token columns are read later, on first use (`tokens`: now)."""
     import pyarrow as pa
 
     with pa.OSFile(str(path)) as src:
-        reader = pa.ipc.open_file(src)
-        meta = json.loads((reader.schema.metadata or {}).get(_META_KEY, b"{}"))
-        fmt = meta.get("format", SEGMENT_FORMAT)
-        table = reader.read_all()
+        schema = pa.ipc.open_file(src).schema
+    meta = json.loads((schema.metadata or {}).get(_META_KEY, b"{}"))
+    fmt = meta.get("format", SEGMENT_FORMAT)
+    lazy = not tokens and bool(TOKEN_ARRAYS.keys() & set(schema.names))
+    keep = [i for i, name in enumerate(schema.names) if not (lazy and name in TOKEN_ARRAYS)]
+    with pa.OSFile(str(path)) as src:
+        table = pa.ipc.open_file(src, options=pa.ipc.IpcReadOptions(included_fields=keep)).read_all()
     chunk = Chunk.from_table(table)
+    if lazy:
+        chunk.token_source = path
     chunk.format = fmt  # type: ignore[attr-defined]
     return chunk
+
+
+def _token_columns(table: Any, groups: int, n: np.ndarray) -> dict[str, Any]:
+    """The per-token columns of a segment table as per-completion lists; raises ValueError when mistyped.
+    A missing column reads as not recorded."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    nc = int(n.sum())
+    out = _absent_tokens(nc)
+    for k in TOKEN_ARRAYS:
+        if k not in table.column_names:
+            continue
+        column = table.column(k)
+        a = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        want = pa.list_(pa.list_(_token_type(k)))
+        if a.type != want:
+            raise ValueError(f"{k} must be {want}, got {a.type}")
+        if len(a) != groups or not np.array_equal(_numbers(pc.list_value_length(a), np.int64, 0), n):
+            raise ValueError(f"{k} does not line up with the completions")
+        out[k] = pc.list_flatten(a)
+    return out
+
+
+def _read_token_columns(path: Path, groups: int, n: np.ndarray) -> dict[str, Any]:
+    """Only the per-token columns of a segment (a segment that changed or went missing reads as not recorded)."""
+    import pyarrow as pa
+
+    try:
+        with pa.OSFile(str(path)) as src:
+            names = pa.ipc.open_file(src).schema.names
+        with pa.OSFile(str(path)) as src:
+            keep = [i for i, name in enumerate(names) if name in TOKEN_ARRAYS]
+            table = pa.ipc.open_file(src, options=pa.ipc.IpcReadOptions(included_fields=keep)).read_all()
+        return _token_columns(table, groups, n)
+    except (OSError, ValueError, pa.ArrowException):
+        return _absent_tokens(int(n.sum()))
 
 
 def _merge(a: Chunk, b: Chunk) -> Chunk:
@@ -409,6 +529,7 @@ def _merge(a: Chunk, b: Chunk) -> Chunk:
         total=np.concatenate([a.total, b.total]), advantage=np.concatenate([a.advantage, b.advantage]),
         tokens=np.concatenate([a.tokens, b.tokens]),
         rewards={k: np.concatenate([pick(a, k), pick(b, k)]) for k in names},
-        cextra=pa.concat_arrays([a.cextra, b.cextra]))
+        cextra=pa.concat_arrays([a.cextra, b.cextra]),
+        token={k: pa.concat_arrays([a.tokens_loaded()[k], b.tokens_loaded()[k]]) for k in TOKEN_ARRAYS})
     out._tail = True  # type: ignore[attr-defined]
     return out
