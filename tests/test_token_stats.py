@@ -157,6 +157,16 @@ def test_a_headless_run_records_token_arrays_in_jsonl_and_segments(tmp_path):
         assert ent.mean() == pytest.approx(e["metrics"]["entropy"], abs=0.01)
 
 
+def test_record_token_stats_off_keeps_the_arrays_out_of_the_store(tmp_path):
+    run = tmp_path / "run"
+    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run),
+                    "--max-steps", "1", "--set", "train.record_token_stats=false"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    store = open_rollouts(run)
+    assert all(store.token_arrays(c).get("token_logprobs") is None for c in range(8))
+    assert all(store.token_arrays(c).get("token_entropies") is None for c in range(8))
+
+
 # ------------------------------------------------------------------ the recorder, without a model
 
 def _recorder(tmp_path, **kw):

@@ -306,6 +306,11 @@ class TrainConfig:
         "the wide matmuls (LM head, MLP up/gate) as (W @ x.T).T, which MKL runs faster "
         "for a few rows. Same tokens to float rounding; no effect on a GPU.",
     )
+    record_token_stats: bool = knob(
+        True,
+        "Store each completion's per-token log-probabilities and entropies, taken from the loss's own pass, in "
+        "the rollouts (the token view, t). Off keeps the rollouts store smaller: text, token ids, rewards and advantages only.",
+    )
     use_cpu: bool = knob(
         False,
         "Train on the CPU even when a GPU is visible (`--device cpu`): every other knob stays; "
