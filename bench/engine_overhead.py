@@ -41,7 +41,7 @@ from grpo_tui.engine.data.loader import load_rows, to_dataset  # noqa: E402
 from grpo_tui.rundir.events import read_events  # noqa: E402
 from grpo_tui.engine.models import load_model  # noqa: E402
 from grpo_tui.engine.rewards import resolve_reward  # noqa: E402
-from grpo_tui.engine.run import train as engine_train  # noqa: E402
+from grpo_tui.engine.train.orchestrator import train as engine_train  # noqa: E402
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
 from grpo_tui.engine.rewards.trl_adapter import message_text  # noqa: E402
 from grpo_tui.engine.train.grpo import RecordingGRPOTrainer, grpo_args  # noqa: E402

@@ -31,6 +31,15 @@ engine's allocator default, expandable segments, against the user's opt-out, say
     python bench/gpu_validate.py --presets gpu24-qwen05b-g16 --ab train.share_prompt_prefix=true --no-gen-bench
     python bench/gpu_validate.py --presets gpu80-qwen7b-lora --ab-env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False
 
+`--paths today,paged,static,static-compile,multi-step` compares generation paths side by side on each preset:
+the engine runs once per path (the overrides in PATH_OVERRIDES; `static-compile` cannot be reached through
+TRL's generation config, so only its standalone measurement runs), and bench/generation_paths.py measures each
+path alone in a fresh process with the same prompts. A second table gives, per path: the engine's step time,
+generation tokens/s and % of the bandwidth bound; the standalone tokens/s and % of bound; peak memory; and
+the per-token log-prob agreement (the path's own log-probabilities against a teacher-forced forward pass):
+
+    python bench/gpu_validate.py --presets gpu24-qwen05b-g16 --paths today,paged,static,static-compile,multi-step
+
 Presets run smallest estimate first; a run that would start after --budget-min minutes is listed as
 not run. --dry-run does the same on the CPU with 2-layer models of each architecture, one step,
 `--device cpu` and pre-flight's CPU replacements, and no NVML: it tests this script, not a GPU.
@@ -57,6 +66,7 @@ from grpo_tui.engine.config import Config, PresetError, list_presets, load_confi
 from grpo_tui.engine.gpu import visible_gpus  # noqa: E402
 from grpo_tui.engine.plan.memory import estimate, lookup_arch  # noqa: E402
 from grpo_tui.engine.preflight import installed, missing_packages, problems  # noqa: E402
+from grpo_tui.engine.train.batch_shape import completions_per_generation  # noqa: E402
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
 from grpo_tui.rundir.phases import breakdown_text, sum_phases  # noqa: E402
 
@@ -79,6 +89,10 @@ class Result:
     estimate_gb: float | None = None
     phases: str = ""                # the step-time breakdown over the steps after the first
     engine_tok_s: float | None = None  # the engine's own generation tokens/s (median after the first step)
+    bound_tok_s: float | None = None  # the engine's generation bandwidth bound (median after the first step)
+    path: str = ""                  # --paths: the generation path this row measures
+    step_mean_s: float | None = None  # mean step time after the first (a multi-step path generates every k-th)
+    alone: dict | None = None       # --paths: bench/generation_paths.py's measurement of the path on its own
     notes: list[str] = field(default_factory=list)
 
 
@@ -87,6 +101,7 @@ class Result:
 def build_model(name: str, work: Path, dry: bool) -> Path:
     """A random-weight model with the published shape of `name` (or a 2-layer miniature in a dry run)."""
     import torch
+
     from grpo_tui.engine.models import save_random_qwen2
     arch = lookup_arch(name)
     if arch is None:
@@ -216,6 +231,9 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
     res.phases = breakdown_text(sum_phases(warm))
     gen = [e["generation_tokens_per_s"] for e in warm if e.get("generation_tokens_per_s")]
     res.engine_tok_s = statistics.median(gen) if gen else None
+    bound = [e["generation_bound_tokens_per_s"] for e in warm if e.get("generation_bound_tokens_per_s")]
+    res.bound_tok_s = statistics.median(bound) if bound else None
+    res.step_mean_s = statistics.mean(step_times[1:] or step_times) if step_times else None
     res.torch_peak_gb = memory_peak(events, "peak_gb")
     res.reserved_peak_gb = memory_peak(events, "peak_reserved_gb")
     res.status = "ok" if code == 0 else (f"failed (exit {code}, {time.time() - t0:.0f}s)" if code is not None
@@ -277,6 +295,99 @@ print(n / (time.time() - t0))
 """
 
 
+# ---------------------------------------------------------------- generation paths
+
+PATHS = ("today", "paged", "static", "static-compile", "multi-step")
+# what the engine runs each path with; None: the engine can't run it (TRL builds its GenerationConfig with
+# disable_compile=True, so a compiled generate is out of reach of [train] settings). A static cache can't be
+# combined with a cache the engine hands to generate (shared prompt prefixes, the CPU's fast decoding).
+PATH_OVERRIDES: dict[str, list[str] | None] = {
+    "today": [], "paged": ["train.use_transformers_continuous_batching=true"],
+    "static": ['train.cache_implementation="static"', "train.share_prompt_prefix=false", "train.fast_cpu_decode=false"],
+    "static-compile": None, "multi-step": [],
+}
+
+
+def path_overrides(path: str, cfg: Config, factor: int) -> list[str] | None:
+    """The engine's overrides for a path; multi-step generates for `factor` optimizer steps at once."""
+    if path == "multi-step":
+        t = cfg.train
+        return [f"train.steps_per_generation={factor * (t.steps_per_generation or t.gradient_accumulation_steps)}"]
+    return PATH_OVERRIDES[path]
+
+
+def path_steps(path: str, steps: int, factor: int, dry: bool) -> int:
+    """Steps a path's engine run needs: a multi-step run must cover whole generation cycles after the first
+    (a dry run only needs its second generation)."""
+    if path != "multi-step":
+        return steps
+    return 1 + factor if dry else max(steps, 1 + 2 * factor)
+
+
+def measure_path_alone(model_dir: Path, questions: list[str], new_tokens: int, path: str, device: str) -> dict:
+    """bench/generation_paths.py in a fresh process (frees the GPU between paths)."""
+    spec = {"model": str(model_dir), "prompts": questions, "new_tokens": new_tokens, "device": device,
+            "path": "today" if path == "multi-step" else path}
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "generation_paths.py")], input=json.dumps(spec),
+                          capture_output=True, text=True, cwd=REPO, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError((proc.stderr or proc.stdout)[-400:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_path(name: str, cfg: Config, model_dir: Path, res: Result, args: argparse.Namespace, train_file: Path,
+                 steps: int, gpu_gb: float, deadline: float) -> None:
+    """One generation path on one preset: the engine run (where the engine can run it) and the path alone."""
+    sets = path_overrides(res.path, cfg, args.multi_step)
+    if sets is None:
+        res.status = "alone only"
+        res.notes.append("the engine can't run it: TRL builds its GenerationConfig with disable_compile=True")
+    else:
+        measure(name, cfg, model_dir, args.sets + sets, res, args, train_file,
+                path_steps(res.path, steps, args.multi_step, args.dry_run), gpu_gb, deadline, gen_bench=False)
+    if time.time() > deadline:
+        res.notes.append("standalone measurement cut by the budget")
+        return
+    try:
+        run_cfg = load_config(name, run_overrides(cfg, model_dir, train_file, steps, args.dry_run) + args.sets)
+    except PresetError as e:
+        res.notes.append(f"standalone not run: {str(e)[:200]}")
+        return
+    t = run_cfg.train
+    rows = completions_per_generation(run_cfg) * (args.multi_step if res.path == "multi-step" else 1)
+    n_seq, n_tok = (min(rows, 4), 8) if args.dry_run else (rows, t.max_completion_length)
+    try:
+        res.alone = measure_path_alone(model_dir, prompts_for(run_cfg, train_file, n_seq), n_tok, res.path,
+                                       "cpu" if args.dry_run else "cuda")
+    except Exception as e:  # noqa: BLE001 - report and go on with the next path
+        res.notes.append(f"standalone {res.path} failed: {str(e).splitlines()[-1][:160] if str(e) else e}")
+
+
+def pct(x: float | None, bound: float | None) -> str:
+    return "-" if not x or not bound else f"{100 * x / bound:.1f}"
+
+
+def paths_table(results: list[Result]) -> str:
+    rows = ["| preset | path | status | step s (mean) | gen tok/s in the engine | % of bound | tok/s alone | "
+            "% of bound alone | peak GB alone | log-prob max abs diff | log-prob mean abs diff | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        a = r.alone or {}
+        notes = "; ".join(n.replace("|", "/") for n in r.notes)
+        rows.append(f"| `{r.preset.split(' [')[0]}` | {r.path} | {r.status} | {fmt(r.step_mean_s, 2)} | "
+                    f"{fmt(r.engine_tok_s, 0)} | {pct(r.engine_tok_s, r.bound_tok_s)} | "
+                    f"{fmt(a.get('tokens_per_s'), 0)} | {pct(a.get('tokens_per_s'), a.get('bound_tokens_per_s'))} | "
+                    f"{fmt(a.get('peak_gb'), 2)} | {sci(a.get('logprob_max_abs_diff'))} | "
+                    f"{sci(a.get('logprob_mean_abs_diff'))} | {notes} |")
+    return ("\nGeneration paths side by side (log-prob diffs: each path's own log-probability of its sampled tokens "
+            "against a teacher-forced forward pass; `today` shows the rounding of the model's dtype):\n\n"
+            + "\n".join(rows) + "\n")
+
+
+def sci(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1e}"
+
+
 def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res: Result, args: argparse.Namespace,
             train_file: Path, steps: int, gpu_gb: float, deadline: float, gen_bench: bool,
             env: dict[str, str] | None = None) -> None:
@@ -285,7 +396,7 @@ def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res:
     try:
         run_cfg = load_config(name, sets)
     except PresetError as e:
-        res.status, res.notes = "not run", [str(e)[:300]]
+        res.status, res.notes = "not run", [*res.notes, str(e)[:300]]
         return
     res.generation = "vLLM colocate" if run_cfg.train.use_vllm else "transformers"
     if cfg.train.use_vllm and not run_cfg.train.use_vllm:
@@ -293,10 +404,12 @@ def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res:
     res.estimate_gb = estimate(run_cfg, gpu_gb).peak_gb if not args.dry_run else None
     work = args.work_dir.resolve()
     run_dir = work / "runs" / f"{name}-{int(time.time())}"
+    while run_dir.exists() or run_dir.with_name(run_dir.name + ".log").exists():  # two runs in one second
+        run_dir = run_dir.with_name(run_dir.name + "-1")
     print(f"{res.preset}: {steps} step(s), generation with {res.generation}", flush=True)
     run_engine(name, sets, run_dir, args.dry_run, deadline - time.time(), res, env)
     t = run_cfg.train
-    gen_batch = t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps)
+    gen_batch = completions_per_generation(run_cfg)
     n_seq, n_tok = (min(gen_batch, 4), 8) if args.dry_run else (gen_batch, t.max_completion_length)
     device = "cpu" if args.dry_run else "cuda"
     for backend in ("transformers", "vllm") if gen_bench else ():
@@ -316,8 +429,8 @@ def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res:
         else:
             res.hf_tok_s = tps
     print(f"  {res.status}: step {fmt(res.step_s, 2)} s ({res.phases or 'no phases'}), engine generation "
-          f"{fmt(res.engine_tok_s, 0)} tok/s, torch peak {fmt(res.torch_peak_gb)} GB (reserved "
-          f"{fmt(res.reserved_peak_gb)}), NVML peak "
+          f"{fmt(res.engine_tok_s, 0)} tok/s ({pct(res.engine_tok_s, res.bound_tok_s)}% of bound), "
+          f"torch peak {fmt(res.torch_peak_gb)} GB (reserved {fmt(res.reserved_peak_gb)}), NVML peak "
           f"{fmt(res.nvml_peak_gb)} GB, estimate {fmt(res.estimate_gb)} GB, tok/s transformers "
           f"{fmt(res.hf_tok_s, 0)} vLLM {fmt(res.vllm_tok_s, 0)}", flush=True)
 
@@ -329,20 +442,24 @@ def fmt(x: float | None, nd: int = 1) -> str:
 
 
 def table(results: list[Result], device: str, gpu_gb: float, steps: int) -> str:
-    head = (f"GPU validation on {device} ({gpu_gb:.0f} GB), {steps} steps per preset, shape-true random-weight models, "
-            "local GSM8K. Step time: median after the first step. Peak: torch.cuda.max_memory_allocated in the "
-            "engine (reserved: torch.cuda.max_memory_reserved, what its caching allocator held) / NVML device-wide used; estimate: engine/plan/memory.py for the configuration as run.\n\n")
-    rows = ["| preset | generation | status | step s | where the step goes | gen tok/s in the engine | "
-            "tok/s transformers | tok/s vLLM | peak torch GB | peak reserved GB | peak NVML GB | estimate GB | torch/est | "
-            "NVML/est | notes |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    head = (f"GPU validation on {device} ({gpu_gb:.0f} GB), {steps} steps per preset, shape-true random-weight "
+            "models, local GSM8K. Step time: median after the first step. % of bound: the engine's generation "
+            "tokens/s over its memory-bandwidth bound (engine/train/generation_bound.py). Peak: "
+            "torch.cuda.max_memory_allocated in the engine (reserved: torch.cuda.max_memory_reserved, what its "
+            "caching allocator held) / NVML device-wide used; estimate: engine/plan/memory.py for the "
+            "configuration as run.\n\n")
+    rows = ["| preset | generation | status | step s | where the step goes | gen tok/s in the engine | % of bound | "
+            "tok/s transformers | tok/s vLLM | peak torch GB | peak reserved GB | peak NVML GB | estimate GB | "
+            "torch/est | NVML/est | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         ratio_t = r.torch_peak_gb / r.estimate_gb if r.torch_peak_gb and r.estimate_gb else None
         ratio_n = r.nvml_peak_gb / r.estimate_gb if r.nvml_peak_gb and r.estimate_gb else None
         notes = "; ".join(n.replace("|", "/") for n in r.notes)
         rows.append(f"| `{r.preset}` | {r.generation or '-'} | {r.status} | {fmt(r.step_s, 2)} | {r.phases or '-'} | "
-                    f"{fmt(r.engine_tok_s, 0)} | {fmt(r.hf_tok_s, 0)} | "
-                    f"{fmt(r.vllm_tok_s, 0)} | {fmt(r.torch_peak_gb)} | {fmt(r.reserved_peak_gb)} | {fmt(r.nvml_peak_gb)} | "
+                    f"{fmt(r.engine_tok_s, 0)} | {pct(r.engine_tok_s, r.bound_tok_s)} | {fmt(r.hf_tok_s, 0)} | "
+                    f"{fmt(r.vllm_tok_s, 0)} | {fmt(r.torch_peak_gb)} | {fmt(r.reserved_peak_gb)} | "
+                    f"{fmt(r.nvml_peak_gb)} | "
                     f"{fmt(r.estimate_gb)} | {fmt(ratio_t, 2)} | {fmt(ratio_n, 2)} | {notes} |")
     return head + "\n".join(rows) + "\n"
 
@@ -352,7 +469,8 @@ def table(results: list[Result], device: str, gpu_gb: float, steps: int) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/gpu_validate.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("GRPO_TUI_DATA") or REPO.parent / "shared" / "data"),
+    p.add_argument("--data-dir", type=Path,
+                   default=Path(os.environ.get("GRPO_TUI_DATA") or REPO.parent / "shared" / "data"),
                    help="directory holding gsm8k/train.jsonl (default: $GRPO_TUI_DATA or ../shared/data)")
     p.add_argument("--out", type=Path, help="write the markdown table here too")
     p.add_argument("--presets", help="comma-separated preset names (default: every GPU preset that fits)")
@@ -372,9 +490,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ab-env", action="append", default=[], metavar="NAME=VALUE",
                    help="like --ab, for an environment variable of the engine, e.g. "
                         "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False (with --ab: applied together)")
+    p.add_argument("--paths", help=f"compare generation paths side by side on each preset: comma-separated, from "
+                                   f"{', '.join(PATHS)}")
+    p.add_argument("--multi-step", type=int, default=4, metavar="K",
+                   help="the multi-step path generates for K optimizer steps at once (default 4)")
     p.add_argument("--no-gen-bench", action="store_true",
                    help="skip the separate generation benchmark (the engine's own generation tok/s is still shown)")
     args = p.parse_args(argv)
+    args.path_list = args.paths.split(",") if args.paths else []
+    unknown = [x for x in args.path_list if x not in PATHS]
+    if unknown:
+        p.error(f"--paths: unknown {', '.join(unknown)}; choose from {', '.join(PATHS)}")
+    if args.multi_step < 2:
+        p.error("--multi-step must be at least 2")
     for pair in args.ab_env:
         name, sep, _ = pair.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -421,7 +549,20 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("", [], {})] + ([(" + " + " ".join(args.ab + args.ab_env), args.ab, b_env)]
                                  if args.ab or b_env else [])
     ratios: list[str] = []
+    path_results: list[Result] = []
     for name, cfg in chosen:
+        for path in args.path_list:
+            res = Result(f"{name} [{path}]", path=path)
+            path_results.append(res)
+            results.append(res)
+            if time.time() > deadline:
+                res.status, res.notes = "not run", [f"budget of {args.budget_min:g} min spent"]
+                continue
+            if cfg.model.name not in models:
+                models[cfg.model.name] = build_model(cfg.model.name, work, args.dry_run)
+            measure_path(name, cfg, models[cfg.model.name], res, args, train_file, steps, gpu_gb, deadline)
+        if args.path_list:
+            continue
         pair: list[Result] = []
         for label, extra, env in variants:
             res = Result(name + label)
@@ -447,11 +588,14 @@ def main(argv: list[str] | None = None) -> int:
     text = table(results, device_name + (f", with {' '.join(args.sets)}" if args.sets else ""), gpu_gb, steps)
     if ratios:
         text += "\nSide by side, same model and machine, one after the other:\n" + "\n".join(ratios) + "\n"
-    text += f"\nTotal {time.time() - t_start:.0f} s; command: python bench/gpu_validate.py {' '.join(argv or sys.argv[1:])}\n"
+    if path_results:
+        text += paths_table(path_results)
+    command = " ".join(argv or sys.argv[1:])
+    text += f"\nTotal {time.time() - t_start:.0f} s; command: python bench/gpu_validate.py {command}\n"
     print("\n" + text)
     if args.out:
         args.out.write_text(text)
-    return 0 if all(r.status in ("ok", "skipped", "not run") for r in results) else 1
+    return 0 if all(r.status in ("ok", "skipped", "not run", "alone only") for r in results) else 1
 
 
 if __name__ == "__main__":

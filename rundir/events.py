@@ -34,6 +34,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import threading
 import time
 from dataclasses import MISSING, dataclass, field
@@ -159,7 +160,9 @@ class DatasetEvent:
     rows_used: int | None = info("rows kept for training", None)
     rows_skipped: int | None = info("rows that could not be used, or left out to balance the mix", None)
     skipped: dict[str, int] = info("reason -> count (`no_gold`, `empty_question`, `missing_field`, `bad_json`, "
-                                   "`undecodable`, `prompt_too_long`; `balance`: beyond the rarest kind's count "
+                                   "`undecodable`, `bad_csv` (a broken quote, or a row with more or fewer fields "
+                                   "than the header), `malformed` (a gold that is a column name), "
+                                   "`prompt_too_long`; `balance`: beyond the rarest kind's count "
                                    "under `[data] balance_by`)", {})
     max_prompt_tokens: int | None = info("the prompt-length limit in force (second event only)", None)
 
@@ -229,6 +232,11 @@ class StepEvent:
     generation_tokens_per_s: float | None = info(
         "completion tokens generated per second of generation in this step (null when the step generated "
         "nothing, e.g. `steps_per_generation` > 1)", None)
+    generation_bound_tokens_per_s: float | None = info(
+        "the memory-bandwidth bound for this step's generation: rows decoded together x the device's memory "
+        "bandwidth / bytes read per decoding step (the weights, plus each row's KV cache at its mean context); "
+        "`generation_tokens_per_s` over this is the share of the hardware's speed generation reached (null "
+        "when the step generated nothing or the device's bandwidth is unknown)", None)
 
 
 @record("memory")
@@ -415,10 +423,11 @@ class HealthEvent:
     | `truncation` | `completions/clipped_ratio` (last 3 steps) above 1/3 |
     | `reward_hacking` | over the last 10 steps a format reward (name containing `format` or `xml`) rose by >= 0.1 while `correct_frac` rose by <= 0.02 |
     | `non_finite` | the step's `loss` or `grad_norm` is NaN or infinite (stored as null) |
-    | `reward_failures` | a reward function failed on >= 1 completion in the last 5 steps |"""
+    | `reward_failures` | a reward function failed on >= 1 completion in the last 5 steps |
+    | `constant_reward` | a reward gave every completion the same score (`rewards/<name>/std` 0, the same mean) in each of the last 10 steps while another reward varied; the diagnosis names it and why (0 everywhere: its pattern never matches) |"""
     step: int = info("step at which the rule changed")
     rule: str = info("`zero_std`, `entropy_collapse`, `kl_spike`, `length_collapse`, `length_at_limit`, "
-                     "`truncation`, `reward_hacking`, `non_finite`, `reward_failures`")
+                     "`truncation`, `reward_hacking`, `non_finite`, `reward_failures`, `constant_reward`")
     status: str = info("`warn` (started firing) or `ok` (no longer fires)", choices=("warn", "ok"))
     value: float | None = info("the number the rule compared", None)
     threshold: float | None = info("what it was compared against", None)
@@ -596,39 +605,90 @@ def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int, int]:
     return events, end, skipped
 
 
-def read_chunk(path: Path, offset: int, max_bytes: int) -> bytes:
-    """Up to max_bytes of a growing file from a byte offset (b"" if it doesn't exist yet)."""
+READ_CHUNK = 8 << 20  # bytes a reader parses at a time: its memory is this plus its fold, whatever the log's size
+
+
+def open_log(path: Path) -> int | None:
+    """A read-only descriptor of a log, or None when it is missing or not a regular file (a FIFO planted in a
+    run directory would block a reader forever: it is opened non-blocking and never read)."""
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(max_bytes)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_chunk(path: Path, offset: int, max_bytes: int) -> bytes:
+    """Up to max_bytes of a growing file from a byte offset (b"" if it doesn't exist yet, or is no file)."""
+    fd = open_log(path)
+    if fd is None:
         return b""
+    try:
+        return os.pread(fd, max_bytes, offset)
+    finally:
+        os.close(fd)
+
+
+def iter_events(path: Path, chunk_bytes: int = READ_CHUNK) -> Iterator[list[dict[str, Any]]]:
+    """Every complete event of a log to its end, in batches of one chunk each (memory: one chunk, not the file).
+
+    A half-written last line is left out; a damaged line is skipped (EventTail.skipped counts them).
+    """
+    yield from EventTail(path).read_all(chunk_bytes)
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
     """All complete events of a log (a half-written last line is ignored)."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        return []
-    return parse_lines(data)[0]
+    return [ev for batch in iter_events(path) for ev in batch]
 
 
 class EventTail:
-    """Reads new events from a growing events.jsonl, from a byte offset (toolong-style)."""
+    """Reads new events from a growing events.jsonl, from a byte offset (toolong-style).
+
+    `read_new` returns at most one chunk's events; `read_all` reads to the current end of the file. A line
+    longer than a whole chunk (no event is that long) is skipped and counted, so a reader never stalls on it.
+    """
 
     def __init__(self, path: Path, offset: int = 0) -> None:
         self.path = Path(path)
         self.offset = offset
         self.skipped = 0
+        self.progressed = False  # the last read_new moved the offset (there may be more to read)
 
-    def read_new(self, max_bytes: int = 8 << 20) -> list[dict[str, Any]]:
+    def read_new(self, max_bytes: int = READ_CHUNK) -> list[dict[str, Any]]:
         data = read_chunk(self.path, self.offset, max_bytes)
         events, used, skipped = parse_lines(data)
+        if used == 0 and len(data) >= max_bytes:  # one line fills the chunk: skip to its end
+            used = self._skip_long_line(max_bytes)
+            skipped += used > 0
         self.offset += used
         self.skipped += skipped
+        self.progressed = used > 0
         return events
 
+    def _skip_long_line(self, max_bytes: int) -> int:
+        """Bytes up to and including the newline that ends an overlong line (0 while it is still being written)."""
+        pos = self.offset
+        while True:
+            data = read_chunk(self.path, pos, max_bytes)
+            if not data:
+                return 0
+            nl = data.find(b"\n")
+            if nl >= 0:
+                return pos + nl + 1 - self.offset
+            pos += len(data)
+
+    def read_all(self, max_bytes: int = READ_CHUNK) -> Iterator[list[dict[str, Any]]]:
+        """Batches of new events up to the current end of the file (each batch at most one chunk's worth)."""
+        while True:
+            batch = self.read_new(max_bytes)
+            if batch:
+                yield batch
+            elif not self.progressed:
+                return
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.read_new())
+        return (ev for batch in self.read_all() for ev in batch)

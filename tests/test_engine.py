@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_cli
+
 from grpo_tui.engine.train.phases import PHASES
 from grpo_tui.rundir.events import read_events
-from grpo_tui.rundir.rollouts import read_rollouts
 from grpo_tui.rundir.layout import RunDir
+from grpo_tui.rundir.rollouts import read_rollouts
 
 STEP_METRICS = ["reward", "reward_std", "frac_reward_zero_std", "completions/mean_length",
                 "completions/clipped_ratio", "loss", "grad_norm", "learning_rate", "num_tokens"]
@@ -32,6 +32,9 @@ def test_run_directory_layout(tiny_run):
     assert cfg["model"]["name"] == "tiny-random" and cfg["train"]["max_steps"] == 3
     assert set(cfg) >= {"preset", "model", "data", "prompt", "rewards", "train"}
     assert run.engine_log.read_text().count("step ") >= 3
+    # the bandwidth behind each step's generation bound: measured once, at start
+    log = run.engine_log.read_text()
+    assert "generation bound:" in log and "GB/s memory bandwidth on cpu" in log
     assert (run.control.stat().st_mode & 0o777) == 0o700
     ckpt = run.latest_checkpoint()
     assert ckpt is not None and ckpt.name == "checkpoint-3"
@@ -64,7 +67,7 @@ def test_event_log_field_by_field(tiny_run):
             assert f"rewards/{name}/mean" in s["metrics"]
         assert 0.0 <= s["correct_frac"] <= 1.0
         assert s["tokens_per_s"] > 0
-        # where the step went: the phases add up to the step's wall time (issue 17)
+        # where the step went: the phases add up to the step's wall time
         phases = s["phase_s"]
         assert set(phases) == set(PHASES) and all(v >= 0 for v in phases.values())
         assert abs(sum(phases.values()) - s["step_time_s"]) <= 0.03 * s["step_time_s"] + 0.02, (phases, s)
@@ -72,6 +75,8 @@ def test_event_log_field_by_field(tiny_run):
             assert phases[name] > 0, (name, phases)
         assert phases["other"] < 0.1 * s["step_time_s"], phases
         assert s["generation_tokens_per_s"] > 0
+        # the memory-bandwidth bound of this step's generation (the CPU's, measured with a copy) is above it
+        assert s["generation_bound_tokens_per_s"] > s["generation_tokens_per_s"]
     # distinct_chars varies within groups, so GRPO had signal
     assert any(s["metrics"]["frac_reward_zero_std"] < 1.0 for s in steps)
     mem = [e for e in events if e["type"] == "memory"]
@@ -165,7 +170,8 @@ def test_shared_prompt_prefix_trains_as_trl_does(tmp_path, test_preset):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         steps = [e for e in read_events(RunDir(run_dir).events) if e["type"] == "step"]
         metrics[on] = [{k: s["metrics"][k] for k in ("reward", "loss", "grad_norm", "num_tokens")} for s in steps]
-        log = proc.stdout  # `engine train` run directly prints its report to stdout (the launchers tee it to engine.log)
+        # `engine train` run directly prints its report to stdout (the launchers tee it to engine.log)
+        log = proc.stdout
         # two prompts of G=4 per batch: each step's one scoring pass and one generation shared them
         assert ("share_prompt_prefix: 2 scoring passes and 2 generations ran on shared prompts; 0 and 0"
                 in log) == on, log[-2000:]

@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from transformers import TrainerCallback
 
+from grpo_tui.engine.train.generation_bound import GenerationCall
 from grpo_tui.rundir.phases import PHASES
 
 EXCLUDED = "excluded"  # a pause: neither a phase nor step time, whatever runs inside it
@@ -39,6 +41,8 @@ class PhaseTimer:
         self._seconds: dict[str, float] = {}
         self._gen_tokens = 0
         self._gen_s = 0.0
+        self._gen_calls: list[GenerationCall] = []
+        self.step_generation: list[GenerationCall] = []  # the generate calls of the step snapshot() ended
         self._owed = 0.0  # seconds to leave out of the next charges (in-run evals; pauses use EXCLUDED)
         self._owner = threading.get_ident()
 
@@ -88,24 +92,39 @@ class PhaseTimer:
     def current(self) -> str | None:
         return self._stack[-1] if self._stack else None
 
-    def count_generated(self, tokens: int, seconds: float) -> None:
+    def count_generated(self, tokens: int, seconds: float, rows: int = 0, mean_context: float = 0.0) -> None:
+        """One generate call: completion tokens, its seconds, and the shape the generation bound needs."""
         self._gen_tokens += tokens
         self._gen_s += seconds
+        if rows:
+            self._gen_calls.append(GenerationCall(tokens, rows, mean_context))
+
+    def count_generation(self, prompt_ids: list, completion_ids: list, seconds: float) -> None:
+        """count_generated from the token ids of one call (prompts may be fewer than rows: one per group)."""
+        tokens = sum(len(c) for c in completion_ids)
+        rows = len(completion_ids)
+        mean_prompt = sum(len(p) for p in prompt_ids) / len(prompt_ids) if len(prompt_ids) else 0.0
+        # the cache grows from the prompt to the full completion: on average half the completion is in it
+        self.count_generated(tokens, seconds, rows, mean_prompt + (tokens / rows / 2 if rows else 0.0))
 
     def reset(self) -> None:
         """Start a new step now (training begins, or a resume from pause)."""
         self._mark = self._now()
         self._seconds = {}
         self._gen_tokens, self._gen_s = 0, 0.0
+        self._gen_calls, self.step_generation = [], []
         self._owed = 0.0
 
     def snapshot(self) -> tuple[dict[str, float], float | None]:
-        """End the step: seconds per phase (every name in PHASES) and generated tokens per second."""
+        """End the step: seconds per phase (every name in PHASES) and generated tokens per second.
+
+        The step's generate calls stay readable in `step_generation` until the next snapshot."""
         self._charge(self._now())
         out = {name: round(self._seconds.get(name, 0.0), 4) for name in PHASES}  # EXCLUDED is dropped
         tps = self._gen_tokens / self._gen_s if self._gen_s > 0 else None
         self._seconds = {}
         self._gen_tokens, self._gen_s = 0, 0.0
+        self.step_generation, self._gen_calls = self._gen_calls, []
         return out, (round(tps, 2) if tps is not None else None)
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import textwrap
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
 
 from grpo_tui.rundir.events import Command, State
+from grpo_tui.rundir.layout import find_checkpoints
 from grpo_tui.rundir.state import RunState, fmt_duration
-from grpo_tui.tui.text import safe_text
+from grpo_tui.tui.text import params_text, safe_text
 from grpo_tui.rundir.phases import breakdown_text
 
 STATE_STYLE = {
@@ -65,11 +67,31 @@ class _Rows:
 
 
 class StatusPanel(Static):
+    """The run at a glance: state (coloured by STATE_STYLE), engine process, step and ETA, where step time goes,
+    preset and model, the last checkpoint, and the commands sent with the engine's answers."""
+
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self._rows = -1
         self._last: tuple[RunState, EngineLink] | None = None
         self._wrap_width = 0
+        self._saved_key: tuple | None = None
+        self._saved_text = ""
+
+    def _saved(self, path: Any, events: int) -> str:
+        """'  N saved': the checkpoint directories beside the latest one (a step saved twice, or one the trainer's
+        save_total_limit removed, is not counted as the checkpoint events would); looked up when a checkpoint
+        event arrives, not on every repaint."""
+        key = (str(path), events)
+        if key != self._saved_key:
+            self._saved_key = key
+            try:
+                folder = Path(str(path)).parent
+                n = len(find_checkpoints(folder).usable) if path else 0
+                self._saved_text = f"  {n} saved" if n else ""  # none left on disk: nothing to count
+            except OSError:
+                self._saved_text = ""
+        return self._saved_text
 
     def on_resize(self) -> None:
         # The preset reason is wrapped to the panel's width, which is only known after layout:
@@ -130,6 +152,9 @@ class StatusPanel(Static):
             gen = last.get("generation_tokens_per_s")
             if isinstance(gen, (int, float)):
                 phases.append(f"  gen {gen:,.0f} tok/s", style="dim")
+                bound = last.get("generation_bound_tokens_per_s")
+                if isinstance(bound, (int, float)) and bound > 0:  # the share of what memory bandwidth allows
+                    phases.append(f" ({100 * gen / bound:.1f}% of bound)", style="dim")
             t.add_row("Step time", phases)
         preset = Text(m.preset if m.preset != "?" or not link.preset else link.preset, style="bold")
         if m.run_starts > 1:
@@ -143,9 +168,11 @@ class StatusPanel(Static):
         model = m.model_info or {}
         if rs or model:
             t.add_row("Model", Text(str(model.get("name") or rs.get("model") or "?")))
-            ptext = Text(f"{model['parameters'] / 1e6:.1f}M" if model.get("parameters") else "?")
+            ptext = Text(params_text(model["parameters"]) if model.get("parameters") else "?")
             if model.get("trainable") and model["trainable"] != model.get("parameters"):
-                ptext.append(f", {model['trainable'] / 1e6:.1f}M trainable")
+                ptext.append(f", {params_text(model['trainable'])} trainable")
+            elif model.get("trainable"):
+                ptext.append(", all trainable")
             t.add_row("Params", ptext)
         if m.dataset:
             t.add_row("Data", Text(f"{m.dataset.get('source')}  {_int(m.dataset.get('rows_used'))} rows"
@@ -153,7 +180,8 @@ class StatusPanel(Static):
         t.add_row("Run", Text(link.run_dir))
         if m.last_checkpoint:
             ck = m.last_checkpoint
-            t.add_row("Checkpoint", Text(f"step {ck.get('step')} ({ck.get('reason')})  {m.checkpoints} saved"))
+            t.add_row("Checkpoint", Text(f"step {ck.get('step')} ({ck.get('reason')})"
+                                         + self._saved(ck.get("path"), m.checkpoints)))
         if m.last_command:
             c = m.last_command
             style = {"rejected": "bold red", "done": "green", "accepted": "yellow", "sent": "yellow"}.get(c.status, "")
