@@ -251,3 +251,16 @@ def test_trl_field_types_read_from_source_agree_with_the_installed_classes():
             assert tp == hints[f.name], (cls_name, f.name)
             assert (choices or None) == (list(f.metadata["choices"]) if f.metadata.get("choices") else None)
         assert checked > 100, (cls_name, checked)
+
+
+@pytest.mark.parametrize("sets, clash", [
+    (["train.share_prompt_prefix=true", "model.lora_dropout=0"], "share_prompt_prefix"),
+    (["train.share_prompt_prefix=false", "train.use_cpu=true"], "fast_cpu_decode"),
+])
+def test_a_cache_implementation_beside_a_cache_of_the_engines_is_refused(sets, clash):
+    with pytest.raises(PresetError, match=f"cache_implementation .* can't be used with {clash}"):
+        load_config("tiny", ['train.cache_implementation="static"', *sets])
+    ok = [*sets[:1], 'train.cache_implementation="static"', "train.fast_cpu_decode=false"]
+    if clash == "share_prompt_prefix":
+        ok = ["train.share_prompt_prefix=false", "train.fast_cpu_decode=false", 'train.cache_implementation="static"']
+    load_config("tiny", ok)

@@ -229,6 +229,17 @@ def validate(cfg: Config) -> None:
             "checkpointing turns off in training; set share_prompt_prefix = false or "
             "[model] gradient_checkpointing = false."
         )
+    if t.trl_extra.get("cache_implementation"):
+        # both hand generate a cache of their own, and generate refuses a cache_implementation beside one
+        on_cpu = t.use_cpu or cfg.preset.device == "cpu"
+        clash = ["share_prompt_prefix"] if t.share_prompt_prefix else []
+        clash += ["fast_cpu_decode"] if t.fast_cpu_decode and on_cpu else []
+        if clash:
+            raise PresetError(
+                f"{where}: [train] cache_implementation = {t.trl_extra['cache_implementation']!r} can't be used "
+                f"with {' or '.join(clash)}, which pass generation a cache of their own; set "
+                f"{' and '.join(f'{k} = false' for k in clash)}, or drop cache_implementation."
+            )
     paged = [k for k in ("use_transformers_paged", "use_transformers_continuous_batching") if t.trl_extra.get(k)]
     if t.stop_strings and (t.use_vllm or paged):
         off = " and ".join(f"{k} = false" for k in (["use_vllm"] if t.use_vllm else []) + paged)
