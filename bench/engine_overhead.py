@@ -43,7 +43,7 @@ from grpo_tui.engine.models import load_model  # noqa: E402
 from grpo_tui.engine.rewards import resolve_reward  # noqa: E402
 from grpo_tui.engine.train.orchestrator import train as engine_train  # noqa: E402
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
-from grpo_tui.engine.rewards.trl_adapter import message_text  # noqa: E402
+from grpo_tui.engine.rewards.messages import message_text  # noqa: E402
 from grpo_tui.engine.train.grpo import RecordingGRPOTrainer, grpo_args  # noqa: E402
 
 

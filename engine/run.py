@@ -110,7 +110,8 @@ def preflight(args: argparse.Namespace) -> Config:
     check(cfg, args.run_dir if (args.resume or args.restart) else None)
     from grpo_tui.engine.data.loader import check_files, load_rows
     from grpo_tui.engine.rewards import RewardSpecError
-    from grpo_tui.engine.rewards.trl_adapter import build_rewards, close_rewards
+    from grpo_tui.engine.train.rewards import build_rewards
+    from grpo_tui.engine.rewards.trl_call import close_rewards
     try:
         close_rewards(build_rewards(cfg)[0])  # imports user reward files in worker processes, bounded in time
     except RewardSpecError as e:

@@ -18,7 +18,7 @@ from conftest import REPO
 from grpo_tui.engine.rewards import BrokenRewardError, RewardSpecError, resolve_reward
 from grpo_tui.engine.rewards.isolated import ProcessReward
 from grpo_tui.engine.rewards.spec import label
-from grpo_tui.engine.rewards.trl_adapter import TrlReward
+from grpo_tui.engine.rewards.trl_call import TrlReward
 
 QUESTION = [{"role": "system", "content": "Answer in tags."}, {"role": "user", "content": "What is 3 + 4?"}]
 

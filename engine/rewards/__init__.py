@@ -18,7 +18,7 @@ API (what the engine and the TUI import from ``engine.rewards``)::
         installed module, e.g. "trl.rewards:accuracy_reward") or
         "model:PATH_OR_ID" (a sequence-classification reward model). User
         functions are called as TRL calls them (keywords only, TRL's
-        conversational format): trl_adapter.TrlReward makes that call.
+        conversational format): trl_call.TrlReward makes that call.
         options: the reward's keyword options (reward_options(fn) lists them
         with defaults; a "weight" key is ignored). Raises RewardSpecError
         naming the reward and the fix.

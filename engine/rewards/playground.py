@@ -2,7 +2,7 @@
 
 The computing half; the `grpo-tui rewards` front end (arguments, rich table)
 is tui/console/rewards.py. Each reward gets the call it gets in training
-(trl_adapter.TrlReward): a user function sees the completion as TRL's
+(engine/rewards/trl_call.py TrlReward): a user function sees the completion as TRL's
 ``[{"role": "assistant", "content": text}]``, a built-in sees the text.
 """
 
@@ -57,7 +57,7 @@ def score_completion(
     """
     if prompt_format not in PROMPT_FORMATS:
         raise RewardSpecError(f"prompt format {prompt_format!r}: expected one of {', '.join(PROMPT_FORMATS)}")
-    from grpo_tui.engine.rewards.trl_adapter import TrlReward  # it imports the config: only when scoring
+    from grpo_tui.engine.rewards.trl_call import TrlReward
 
     rewards = default_rewards(prompt_format) if rewards is None else rewards
     rows = []

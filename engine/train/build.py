@@ -18,7 +18,7 @@ from grpo_tui.engine.config import Config, PresetError
 from grpo_tui.engine.data.loader import DataReport, drop_long_prompts, prompt_token_limit, to_dataset
 from grpo_tui.engine.eval.callback import make_eval_callback
 from grpo_tui.engine.models import LoadedModel, load_model, lora_config, pick_threads
-from grpo_tui.engine.rewards.trl_adapter import TrlReward
+from grpo_tui.engine.rewards.trl_call import TrlReward
 from grpo_tui.engine.train.batch_shape import prompts_per_batch
 from grpo_tui.engine.train.commands import CommandWatcher
 from grpo_tui.engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer

@@ -57,8 +57,8 @@ from typing import Any
 
 import torch
 
+from grpo_tui.engine.rewards.messages import message_text
 from grpo_tui.engine.train.curriculum import completion_correct
-from grpo_tui.engine.rewards.trl_adapter import message_text
 from grpo_tui.engine.train.grpo import RecordingGRPOTrainer
 from grpo_tui.engine.train.trl_hooks import ScoredBatch, nanstd
 

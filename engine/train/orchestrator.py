@@ -21,8 +21,7 @@ from grpo_tui.engine.config import Config
 from grpo_tui.engine.data.loader import load_rows
 from grpo_tui.engine.failure import record_failure
 from grpo_tui.engine.models import pick_device
-from grpo_tui.engine.preset_switch import switch_problem
-from grpo_tui.engine.rewards.trl_adapter import TrlReward, build_rewards
+from grpo_tui.engine.rewards.trl_call import TrlReward
 from grpo_tui.engine.train.batch_shape import prompts_per_batch
 from grpo_tui.engine.train.build import (
     build_callbacks,
@@ -33,6 +32,8 @@ from grpo_tui.engine.train.build import (
 )
 from grpo_tui.engine.train.commands import CommandWatcher
 from grpo_tui.engine.train.grpo import EngineCallback, RecordingGRPOTrainer, RolloutRecorder
+from grpo_tui.engine.train.preset_switch import switch_problem
+from grpo_tui.engine.train.rewards import build_rewards
 from grpo_tui.engine.train.sft import before_grpo
 from grpo_tui.rundir.errors import EXIT_OK
 from grpo_tui.rundir.events import EventWriter

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from grpo_tui.engine import distributed
 from grpo_tui.engine.config import Config, PresetError, load_config
-from grpo_tui.engine.rewards.trl_adapter import build_rewards, close_rewards
+from grpo_tui.engine.rewards.trl_call import close_rewards
+from grpo_tui.engine.train.rewards import build_rewards
 from grpo_tui.rundir.layout import trusted_file_problem
 
 # [model] keys a checkpoint depends on: another value means other weights or another adapter shape

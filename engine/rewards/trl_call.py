@@ -6,23 +6,17 @@ before anything heavy is imported; the trainer builds them again to train with.
 TRL calls ``reward(prompts=..., completions=..., completion_ids=..., **columns, trainer_state=...,
 log_extra=..., log_metric=...)``. A user function (file, module) and a reward model get that call as it
 is, plus the gold under ``solution`` as well as ``answer``; a built-in gets the same call with the prompts
-and completions turned into text (messages.py), the one place text and TRL's format meet.
+and completions turned into text (engine/rewards/messages.py), the one place text and TRL's format meet.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from grpo_tui.engine.config import Config
-from grpo_tui.engine.data.prompts import chat_template_kwargs
-from grpo_tui.engine.rewards import GuardedReward, resolve_reward
-from grpo_tui.engine.rewards.guard import BrokenRewardError
+from grpo_tui.engine.rewards.guard import BrokenRewardError, GuardedReward
 from grpo_tui.engine.rewards.messages import message_text
-from grpo_tui.engine.rewards.spec import label
 
 REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
-
-__all__ = ["TrlReward", "build_rewards", "close_rewards", "message_text", "REWARD_TIMEOUT_S"]
 
 
 class TrlReward:
@@ -54,20 +48,6 @@ class TrlReward:
             raise BrokenRewardError(f"{broken}. The run stops before training on it (return None where a "
                                     "reward does not apply)")
         return out
-
-
-def build_rewards(cfg: Config, *, fail_fast: bool = True) -> tuple[list[TrlReward], list[float]]:
-    """Resolve every reward of the preset; raises RewardSpecError before anything runs."""
-    options = cfg.reward_options()
-    funcs, weights = [], []
-    for name, weight in cfg.reward_weights().items():
-        fn = resolve_reward(name, options[name] or None, cfg.base_dir)
-        if hasattr(fn, "chat_template_kwargs"):  # a reward model renders chats as the policy's prompts are
-            fn.chat_template_kwargs = chat_template_kwargs(cfg)
-            fn.device = "cpu" if cfg.train.use_cpu else None
-        funcs.append(TrlReward(label(name), fn, cfg.prompt.format, fail_fast=fail_fast))
-        weights.append(weight)
-    return funcs, weights
 
 
 def close_rewards(rewards: list[Any]) -> None:
