@@ -1,4 +1,4 @@
-"""Side-by-side cost of the cpu-demo's speed levers, interleaved in one process (issue 17).
+"""Side-by-side cost of the cpu-demo's speed levers, interleaved in one process.
 
 Each round times every variant once, in turn, so machine load hits all of them
 alike; the table shows the median seconds and the ratio to the baseline. On a

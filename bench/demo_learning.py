@@ -44,7 +44,7 @@ from grpo_tui.rundir.layout import RunDir  # noqa: E402
 from grpo_tui.rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
 from grpo_tui.rundir.state import mean_and_stderr  # noqa: E402
 
-# The cpu-demo settings before issue 17, as `--set` overrides of today's preset: what --baseline runs.
+# The cpu-demo's earlier settings (the --baseline), as `--set` overrides of today's preset: what --baseline runs.
 # Before, a step was one prompt with G=8 completions (now two prompts of G=4), every row's prompt was encoded
 # G times (share_prompt_prefix off), completions ran past the answer to the length cap (no stop_strings),
 # decoding copied the KV cache at every token (no fast_cpu_decode), and auto threads (train.torch_threads = 0)

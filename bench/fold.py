@@ -1,6 +1,6 @@
 """How fast is the one fold of the event stream (rundir.state)? Side by side with the folds it replaced.
 
-The folds before issue 12 (tui/components/run_model.py RunModel, the browser's run-list summary) are
+The folds it replaced (tui/components/run_model.py RunModel, the browser's run-list summary) are
 read from git at commit 7b4dcd8 and run in the same process on the same synthetic logs (written with
 the engine's writers, bench/tui_cpu.py), interleaved, best of N:
 

@@ -1,7 +1,7 @@
 """Faster transformers decoding on the CPU, same tokens: the KV cache grown in place, wide matmuls turned round.
 
 A cpu-demo decode step (SmolLM2-135M, 8 rows, float32, 2-core AVX2 with MKL) is memory-bound: it reads
-every weight once, and two things on top of that cost about a quarter of it (issue 17):
+every weight once, and two things on top of that cost a large share of it:
 
 - transformers' `DynamicLayer.update` appends a token by `torch.cat`, which copies the layer's whole
   cache every step (30 layers x keys and values: 15% of a decode step in a profile). `GrowingLayer`
