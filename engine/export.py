@@ -3,8 +3,10 @@
 A LoRA checkpoint is merged into its base weights with peft's merge_and_unload
 (or, with --adapter, kept as the adapter alone); full-weight checkpoints are
 saved as they are. DIR gets safetensors weights, the tokenizer, a generation
-config and a model card (README.md: preset, base model, steps, the reward
-curve from events.jsonl, the latest eval results). Everything is written into a
+config (the run's sampling, completion budget and stop strings) and a model card
+(README.md: preset, base model, steps, the reward curve from events.jsonl, the
+latest eval results, the system prompt and the one-shot example it was trained
+with; run text in it is escaped). DIR may not lie inside a run directory. Everything is written into a
 temporary sibling directory and renamed into place, so a failure leaves no
 half-exported DIR. The result loads with `AutoModelForCausalLM.from_pretrained`
 (`PeftModel.from_pretrained` for --adapter).
@@ -17,13 +19,15 @@ import json
 import os
 import shutil
 import sys
+import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
-from grpo_tui.engine.eval.evaluate import EvalError, ModelSpec, resolve_model
-from grpo_tui.rundir.events import read_events
-from grpo_tui.rundir.layout import RunDir
+from grpo_tui.engine.eval.errors import EvalError
+from grpo_tui.engine.eval.resolve import ModelSpec, resolve_model
+from grpo_tui.rundir.events import iter_events
+from grpo_tui.rundir.layout import RunDir, enclosing_run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
@@ -43,6 +47,10 @@ def resolve_export(spec_text: str, out: Path, adapter: bool) -> ModelSpec:
         raise ExportError(f"{spec_text}: not a run directory; export takes RUN_DIR[@STEP] (a run with checkpoints).")
     if spec.stage == "base":
         raise ExportError(f"{spec_text}: @base is the model the run started from; export a trained step instead.")
+    inside = enclosing_run(out)
+    if inside is not None:
+        raise ExportError(f"--out {out}: inside the run directory {inside}; the engine owns everything there "
+                          "(a resume or --restart may move or delete it): choose a directory outside any run.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"--out {out}: exists and is not an empty directory; choose a new one.")
     if adapter and not spec.adapter:
@@ -50,84 +58,139 @@ def resolve_export(spec_text: str, out: Path, adapter: bool) -> ModelSpec:
     return spec
 
 
-def _reward_summary(events: list[dict[str, Any]]) -> list[str]:
-    steps = [e for e in events if e.get("type") == "step" and isinstance(e.get("metrics"), dict)]
+# Characters a model card never holds: C0 controls but newline and tab, DEL, C1 controls (0x9b is a one-byte
+# CSI), bidi overrides and line/paragraph separators. An ESC in a run name would retitle a terminal that
+# `cat`s the card, or write its clipboard (OSC 52).
+_CONTROL = {c: None for c in (*range(0, 9), *range(11, 32), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029,
+                              *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+# Markdown's inline syntax (emphasis, code, links, images, HTML, entities, table cells); run text never starts a
+# line of the card, so the line-start markers (-, +, 1.) need no escape.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~&])")
+
+
+def md_text(value: Any) -> str:
+    """Run text (a run name, a preset's description, a reward name) as literal markdown on one line:
+    control characters dropped, whitespace folded, every character markdown could act on backslash-escaped."""
+    text = " ".join(str(value).translate(_CONTROL).split())
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_block(value: Any) -> list[str]:
+    """Multi-line run text (a system prompt, the one-shot example) as a fenced block that it cannot close:
+    control characters dropped, the fence longer than any run of backticks inside."""
+    text = str(value).replace("\r\n", "\n").translate(_CONTROL).expandtabs(4)
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence, text, fence]
+
+
+def _reward_summary(events: Iterable[dict[str, Any]]) -> list[str]:
+    steps, rewards, first, last = 0, [], {}, {}
+    last_step = None
+    for e in events:  # one pass over the log: its size doesn't matter
+        if e.get("type") != "step" or not isinstance(e.get("metrics"), dict):
+            continue
+        steps, last_step, m = steps + 1, e.get("step"), e["metrics"]
+        if m.get("reward") is not None:
+            rewards.append((e.get("step"), m["reward"]))
+        for k, v in m.items():
+            if k.startswith("rewards/") and k.endswith("/mean") and v is not None:
+                first.setdefault(k[len("rewards/"):-len("/mean")], v)
+                last[k[len("rewards/"):-len("/mean")]] = v
     if not steps:
         return ["No training steps were logged."]
-    rewards = [(e["step"], e["metrics"].get("reward")) for e in steps if e["metrics"].get("reward") is not None]
-    lines = [f"{len(steps)} logged optimizer steps (last: step {steps[-1]['step']})."]
+    lines = [f"{steps} logged optimizer steps (last: step {md_text(last_step)})."]
     if rewards:
         k = max(1, len(rewards) // 10)  # mean over the first and last tenth: one step is noise
-        first = sum(r for _, r in rewards[:k]) / k
-        last = sum(r for _, r in rewards[-k:]) / k
+        a = sum(r for _, r in rewards[:k]) / k
+        b = sum(r for _, r in rewards[-k:]) / k
         best = max(rewards, key=lambda x: x[1])
-        lines.append(f"Mean total reward: {first:.3f} over the first {k} step(s), {last:.3f} over the last {k}; "
-                     f"highest {best[1]:.3f} at step {best[0]}.")
-    names = sorted({k.split("/")[1] for e in steps for k in e["metrics"] if k.startswith("rewards/") and k.endswith("/mean")})
-    if names:
+        lines.append(f"Mean total reward: {a:.3f} over the first {k} step(s), {b:.3f} over the last {k}; "
+                     f"highest {best[1]:.3f} at step {md_text(best[0])}.")
+    if first:
         lines += ["", "| reward | first step | last step |", "|---|---|---|"]
-        for n in names:
-            vals = [e["metrics"].get(f"rewards/{n}/mean") for e in steps]
-            vals = [v for v in vals if v is not None]
-            if vals:
-                lines.append(f"| {n} | {vals[0]:.3f} | {vals[-1]:.3f} |")
+        for n in sorted(first):
+            lines.append(f"| {md_text(n)} | {first[n]:.3f} | {last[n]:.3f} |")
     return lines
 
 
-def _eval_table(events: list[dict[str, Any]]) -> list[str]:
-    evals = [e for e in events if e.get("type") == "eval" and e.get("n")]
+def _eval_table(evals: list[dict[str, Any]]) -> list[str]:
+    evals = [e for e in evals if e.get("n")]
     if not evals:
         return ["No evaluation during training ([eval] every_steps = 0); run `grpo-tui eval --model DIR ...`."]
     lines = ["| step | dataset | items | strict | flexible |", "|---|---|---|---|---|"]
     for e in evals[-8:]:
         flex = e.get("accuracy_flex")
-        lines.append(f"| {e.get('step')} | {e.get('dataset')} | {e['n']} | {100 * e.get('accuracy', 0):.1f}% | "
+        lines.append(f"| {md_text(e.get('step'))} | {md_text(e.get('dataset'))} | {md_text(e['n'])} | "
+                     f"{100 * (e.get('accuracy') or 0):.1f}% | "
                      + ("-" if flex is None else f"{100 * flex:.1f}%") + " |")
     return lines
 
 
 def model_card(spec: ModelSpec, adapter: bool, base: str) -> str:
-    """README.md for the exported model, from the run's config and events.jsonl."""
+    """README.md for the exported model, from the run's config and events.jsonl.
+
+    Every piece of run text in it (the run's name, the preset's name and description, reward and dataset
+    names, the prompts) is shown literally: control characters dropped, markdown escaped or fenced.
+    """
     root = Path(spec.run_dir or ".")
     run = RunDir(root)
-    events = read_events(run.events) if run.events.exists() else []
+    evals: list[dict[str, Any]] = []
+
+    def events() -> Iterator[dict[str, Any]]:
+        for batch in iter_events(run.events):
+            for e in batch:
+                if e.get("type") == "eval":
+                    evals.append(e)
+                yield e
+    curve = _reward_summary(events())
     cfg = spec.config
-    preset = cfg.preset.name if cfg else "?"
+    preset = md_text(cfg.preset.name) if cfg else "?"
     t = cfg.train if cfg else None
-    rewards = ", ".join(f"{k} ({v:g})" for k, v in cfg.reward_weights().items()) if cfg else "?"
+    rewards = ", ".join(f"{md_text(k)} ({v:g})" for k, v in cfg.reward_weights().items()) if cfg else "?"
     how = ("a LoRA adapter (load it with peft on top of the base model)" if adapter else
            "full weights" + (" (the LoRA adapter merged into the base model)" if spec.adapter else ""))
     front = ["---", "library_name: " + ("peft" if adapter else "transformers"), "tags:", "- grpo", "- trl", "- grpo-tui"]
-    if not Path(base).is_absolute():
-        front.append(f"base_model: {base}")  # a hub id; a local base directory means nothing to readers of the card
+    if not Path(base).is_absolute():  # a hub id; a local base directory means nothing to readers of the card
+        front.append(f"base_model: {json.dumps(' '.join(base.translate(_CONTROL).split()), ensure_ascii=True)}")
     lines = [
         *front, "---", "",
-        f"# {root.name} @ step {spec.step}", "",
-        f"Trained with GRPO (TRL) by grpo-tui, preset `{preset}`, from `{cfg.model.name if cfg else base}`. "
+        f"# {md_text(root.name)} @ step {spec.step}", "",
+        f"Trained with GRPO (TRL) by grpo-tui, preset {preset}, from {md_text(cfg.model.name if cfg else base)}. "
         f"This export holds {how}.", "",
         "## Training", "",
-        f"- preset: `{preset}`" + (f" ({cfg.preset.description})" if cfg and cfg.preset.description else ""),
-        f"- checkpoint: step {spec.step}" + (f" of max_steps {t.max_steps}" if t else ""),
+        f"- preset: {preset}" + (f" ({md_text(cfg.preset.description)})" if cfg and cfg.preset.description else ""),
+        f"- checkpoint: step {spec.step}" + (f" of max\\_steps {t.max_steps}" if t else ""),
     ]
     if cfg and t:
-        lines += [f"- data: {cfg.data.source}" + (f" {cfg.data.dataset}" if cfg.data.dataset else ""),
-                  f"- prompt format: {cfg.prompt.format}", f"- rewards: {rewards}",
+        lines += [f"- data: {md_text(cfg.data.source)}" + (f" {md_text(cfg.data.dataset)}" if cfg.data.dataset else ""),
+                  f"- prompt format: {md_text(cfg.prompt.format)}", f"- rewards: {rewards}",
                   f"- G = {t.num_generations}, learning rate {t.learning_rate:g}, beta {t.beta:g}, "
-                  f"loss {t.loss_type}, max completion {t.max_completion_length} tokens"]
+                  f"loss {md_text(t.loss_type)}, max completion {t.max_completion_length} tokens"]
+        if t.stop_strings:
+            lines.append("- each completion ended at the first of: "
+                         + ", ".join(md_text(repr(x)) for x in t.stop_strings))
         for k, v in t.trl_extra.items():
-            lines.append(f"- {k} = {v!r} (trl.GRPOConfig)")
-    lines += ["", "## Reward curve", "", *_reward_summary(events), "", "## Evaluation", "", *_eval_table(events), "",
+            lines.append(f"- {md_text(k)} = {md_text(repr(v))} (trl.GRPOConfig)")
+    lines += ["", "## Reward curve", "", *curve, "", "## Evaluation", "", *_eval_table(evals), "",
               "## Use", "", "```python"]
     if adapter:
         lines += ["from peft import AutoPeftModelForCausalLM", "model = AutoPeftModelForCausalLM.from_pretrained(PATH)"]
     else:
         lines += ["from transformers import AutoModelForCausalLM, AutoTokenizer",
                   "model = AutoModelForCausalLM.from_pretrained(PATH)", "tokenizer = AutoTokenizer.from_pretrained(PATH)"]
+        if cfg and cfg.train.stop_strings:  # transformers needs the tokenizer to find stop strings
+            lines += ["# generation_config.json holds the stop strings the run used: pass the tokenizer along",
+                      "output = model.generate(**inputs, tokenizer=tokenizer)"]
     lines += ["```", ""]
     if cfg:
-        from grpo_tui.engine.data.prompts import system_prompt
-        lines += ["Ask with the system prompt it was trained with:", "", "```",
-                  system_prompt(cfg.prompt.format, cfg.prompt.system_prompt), "```", ""]
+        from grpo_tui.engine.data.prompts import EXAMPLE_ANSWER, EXAMPLE_QUESTION, system_prompt
+        lines += ["Ask with the system prompt it was trained with:", "",
+                  *md_block(system_prompt(cfg.prompt.format, cfg.prompt.system_prompt)), ""]
+        if cfg.prompt.one_shot:
+            lines += ["It was trained with one worked example as an earlier chat turn, before each question; "
+                      "give it the same turns:", "", "user:", "", *md_block(EXAMPLE_QUESTION), "", "assistant:", "",
+                      *md_block(EXAMPLE_ANSWER[cfg.prompt.format]), ""]
     return "\n".join(lines)
 
 
@@ -168,6 +231,8 @@ def export_model(spec_text: str, out: Path, adapter: bool = False, log: Any = pr
             gen.max_new_tokens = cfg.train.max_completion_length
             gen.temperature, gen.top_p = cfg.train.temperature, cfg.train.top_p
             gen.do_sample = True
+            if cfg.train.stop_strings:  # the run ended each completion there; generate() needs tokenizer= for it
+                gen.stop_strings = list(cfg.train.stop_strings)
         if gen.pad_token_id is None and tokenizer.pad_token_id is not None:
             gen.pad_token_id = tokenizer.pad_token_id
         if gen.eos_token_id is None and tokenizer.eos_token_id is not None:
@@ -221,13 +286,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --push-to-hub {args.push_to_hub}: the hub is switched off here (HF_HUB_OFFLINE=1); "
                   "export without --push-to-hub and upload later with `hf upload`.", file=sys.stderr)
             return EXIT_USAGE
+    from grpo_tui.tui.text import visible  # messages name run paths: their escapes are shown, never run
+
+    def say(text: str, file: Any = None) -> None:
+        print(visible(text), file=file or sys.stdout)
     try:
-        out = export_model(args.run, args.out, args.adapter)
-        print(f"exported {args.run} to {out}" + (" (LoRA adapter)" if args.adapter else ""))
+        out = export_model(args.run, args.out, args.adapter, log=say)
+        say(f"exported {args.run} to {out}" + (" (LoRA adapter)" if args.adapter else ""))
         if args.push_to_hub:
-            print(f"pushed to {push_to_hub(out, args.push_to_hub)}")
+            say(f"pushed to {push_to_hub(out, args.push_to_hub)}")
     except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
 

@@ -31,13 +31,16 @@ _CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
 # Names in a run directory (only this module spells them; tests/test_imports.py checks that nothing else does).
 CONFIG_NAME, EVENTS_NAME, ROLLOUTS_NAME = "config.json", "events.jsonl", "rollouts.jsonl"
 ENGINE_LOG_NAME, PID_NAME = "engine.log", "engine.pid"
+OLD_ENGINE_LOG_NAME = f"{ENGINE_LOG_NAME}.1"  # its older part, once engine.log passed its cap
+ENGINE_LOG_MAX_BYTES = 16 << 20  # engine.log's cap (a user reward may print without bound)
 CONTROL_NAME, CHECKPOINTS_NAME, SEGMENTS_NAME, TRACKERS_NAME = "control", "checkpoints", "rollouts", "trackers"
 SFT_NAME, CURRICULUM_NAME, EVAL_NAME = "sft", "curriculum", "eval"
 RESTART_PREFIX = "before-restart-"
 TRAINER_STATE = "trainer_state.json"  # in a checkpoint: the trainer writes it last
 # Entries of a run directory the engine writes; none may be a link or belong to someone else.
-ENTRIES = (CONFIG_NAME, f".{CONFIG_NAME}.tmp", EVENTS_NAME, ROLLOUTS_NAME, ENGINE_LOG_NAME, PID_NAME, LOCK_NAME)
-DIRS = (CONTROL_NAME, CHECKPOINTS_NAME, SEGMENTS_NAME, SFT_NAME, CURRICULUM_NAME, EVAL_NAME)
+ENTRIES = (CONFIG_NAME, f".{CONFIG_NAME}.tmp", EVENTS_NAME, ROLLOUTS_NAME, ENGINE_LOG_NAME, OLD_ENGINE_LOG_NAME,
+           PID_NAME, LOCK_NAME)
+DIRS = (CONTROL_NAME, CHECKPOINTS_NAME, SEGMENTS_NAME, SFT_NAME, CURRICULUM_NAME, EVAL_NAME, TRACKERS_NAME)
 # What --restart sets aside: the earlier attempt's outputs (not the event log, engine log or config).
 ATTEMPT_OUTPUTS = (CHECKPOINTS_NAME, ROLLOUTS_NAME, SEGMENTS_NAME, SFT_NAME, CURRICULUM_NAME, EVAL_NAME)
 
@@ -206,12 +209,17 @@ class RunLock:
         if inherited is not None:
             return inherited
         fd = open_private(path, os.O_RDWR | os.O_CREAT, "lock file")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _read_pid(fd)
-            os.close(fd)
-            raise RunLocked(Path(root), pid) from None
+        for attempt in range(_LOCK_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # a reader probing liveness (holder) holds a shared lock for an instant: try again briefly
+                if attempt == _LOCK_TRIES - 1:
+                    pid = _read_pid(fd)
+                    os.close(fd)
+                    raise RunLocked(Path(root), pid) from None
+                time.sleep(0.01)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         return cls(fd, path)
@@ -236,10 +244,12 @@ class RunLock:
     def holder(root: Path) -> int | None:
         """The pid holding the lock of a run directory (0 if unknown), or None if it is free. Writes nothing."""
         try:
-            fd = os.open(Path(root) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(Path(root) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             return None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device planted there is no lock
+                return None
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -258,6 +268,9 @@ class RunLock:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+_LOCK_TRIES = 20  # 10 ms apart: a probe holds the lock for microseconds
 
 
 def _read_pid(fd: int) -> int | None:
@@ -451,10 +464,29 @@ class RunDir:
         return find_checkpoints(self.checkpoints).latest
 
     def engine_pid(self) -> int | None:
-        """The pid of a live engine writing this run, or None."""
+        """The pid of a live engine writing this run, or None.
+
+        The run lock decides: the kernel drops it when the engine dies, so a stale engine.pid whose number now
+        belongs to another process means nothing. Only a run directory without a lock file (written before
+        the lock existed) falls back on engine.pid.
+        """
+        if self.lock_file.exists() or self.lock_file.is_symlink():
+            holder = RunLock.holder(self.root)
+            if holder is None:
+                return None
+            return holder or self._pid_from_file() or 0
+        return self._pid_from_file()
+
+    def _pid_from_file(self) -> int | None:
         try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+            fd = os.open(self.pid_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            pid = _read_pid(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        finally:
+            os.close(fd)
+        if pid is None or pid <= 0:
             return None
         try:
             os.kill(pid, 0)
@@ -501,6 +533,23 @@ def check_run_dir(run: RunDir) -> None:
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UnsafeRunDir(f"--run-dir {root}: can't create it, {parent} is not a directory you can write; "
                            "choose a --run-dir under a directory of yours.")
+
+
+def older_part(log: Path) -> Path:
+    """Where a capped log (engine.log, a rank's log) keeps its previous part: the same name plus `.1`."""
+    return Path(log).with_name(f"{Path(log).name}.1")
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run directory that `path` is, or lies inside (its own or any above it), or None.
+
+    A run directory is one with an event log or a run lock: the engine owns all of it (config.json alone
+    would also match a model directory)."""
+    p = Path(path).expanduser().resolve()
+    for d in (p, *p.parents):
+        if (d / EVENTS_NAME).exists() or (d / LOCK_NAME).exists():
+            return d
+    return None
 
 
 def _no_link(path: Path) -> None:

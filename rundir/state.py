@@ -20,12 +20,13 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from grpo_tui.rundir.events import ACTIVE_STATES, RECORDS, State, parse_lines
+from grpo_tui.rundir.events import ACTIVE_STATES, RECORDS, State, open_log, parse_lines
 from grpo_tui.rundir.layout import SCHEMA_VERSION, RunDir
 from grpo_tui.rundir.phases import add_phases
 
@@ -495,8 +496,11 @@ def summarize(events: Iterable[dict[str, Any]]) -> RunState:
 def _head_and_tail(path: Path) -> tuple[list[dict[str, Any]], int]:
     """(events from the head and the tail of a log, damaged lines skipped)."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+        fd = open_log(path)  # None for a FIFO or device planted there: never a reader that blocks
+        if fd is None:
+            return [], 0
+        with os.fdopen(fd, "rb") as f:
+            size = os.fstat(fd).st_size
             if size <= HEAD_BYTES + TAIL_BYTES:
                 events, _, skipped = parse_lines(f.read())  # a half-written last event is left out
                 return events, skipped
@@ -549,6 +553,24 @@ def fold_run(path: Path) -> RunState:
     if s.active and run.engine_pid() is None:
         s.engine_gone = True  # active by its log, but no engine process: killed or crashed
     return s
+
+
+def failure_summary(s: RunState, run_dir: Path) -> str:
+    """Why the run failed, from its last error event: the cause (it names the path), where the traceback is,
+    and how to go on, as lines of plain text (run text: show it as text). Every UI shows this first: the
+    traceback stays in engine.log and the error event, as its last lines rarely name the cause."""
+    last = s.errors[-1] if s.errors else {}
+    message = str(last.get("message") or "the engine reported no error event; see its log")
+    lines = [f"cause: {message}"]
+    if last.get("traceback"):
+        lines.append(f"traceback: in {RunDir(Path(run_dir)).engine_log} and in the error event of events.jsonl")
+    fix = "free space on that device, then " if "no space left" in message else "fix the cause, then "
+    if s.last_checkpoint:
+        fix += f"continue from the last checkpoint: grpo-tui --resume --run-dir {run_dir}"
+    else:
+        fix += f"start again: grpo-tui --restart --run-dir {run_dir}"
+    lines.append(f"fix: {fix}")
+    return "\n".join(lines)
 
 
 def mean_and_stderr(xs: list[float]) -> tuple[float, float]:

@@ -56,11 +56,11 @@ def snapshot(path: Path) -> tuple:
 # ---------------------------------------------------------------- ownership and links
 
 
-@pytest.mark.parametrize("entry", [".config.json.tmp", "engine.pid", "rollouts.jsonl", "engine.log",
-                                   "events.jsonl", "engine.lock", "control"])
+@pytest.mark.parametrize("entry", [".config.json.tmp", "engine.pid", "rollouts.jsonl", "engine.log", "engine.log.1",
+                                   "events.jsonl", "engine.lock", "control", "trackers"])
 def test_a_link_in_the_run_dir_is_refused_and_its_target_untouched(tmp_path, entry):
     target = tmp_path / "victim"
-    if entry == "control":
+    if entry in ("control", "trackers"):
         target.mkdir()
         (target / "precious.json").write_text('{"command": "stop"}')
     else:
@@ -177,7 +177,7 @@ def test_resume_with_a_reward_file_others_can_write_is_refused(tmp_path):
 
 
 def test_switch_preset_naming_a_preset_others_can_write_is_refused(tmp_path):
-    from grpo_tui.engine.run import switch_problem
+    from grpo_tui.engine.train.preset_switch import switch_problem
     preset = tmp_path / "other.toml"
     preset.write_text('extends = "tiny"\n')
     os.chmod(preset, 0o666)
@@ -268,7 +268,7 @@ def test_event_writer_on_a_full_disk_leaves_no_half_event_and_closes_quietly(tmp
 
 
 def test_describe_failure_names_the_checkpoint_and_frees_it(tmp_path):
-    from grpo_tui.engine.run import describe_failure
+    from grpo_tui.engine.failure import describe_failure
     run = RunDir(private_dir(tmp_path / "run"))
     good = private_dir(run.checkpoints / "checkpoint-10")
     (good / "trainer_state.json").write_text('{"global_step": 10}')
@@ -284,7 +284,7 @@ def test_describe_failure_names_the_checkpoint_and_frees_it(tmp_path):
 
 
 def test_damaged_newest_checkpoint_is_skipped_by_the_one_lookup(tmp_path):
-    from grpo_tui.engine.eval.evaluate import _checkpoints
+    from grpo_tui.engine.eval.resolve import run_checkpoints
     from grpo_tui.engine.train.sft import _latest_sft_checkpoint
     for root in (tmp_path / "checkpoints", tmp_path / "sft" / "checkpoints"):
         for step, state in ((1, '{"global_step": 1}'), (2, '{"global_step": 2, "log_hi'), (3, None)):
@@ -299,7 +299,7 @@ def test_damaged_newest_checkpoint_is_skipped_by_the_one_lookup(tmp_path):
         ("checkpoint-2", "damaged"), ("checkpoint-3", "unfinished")]
     assert RunDir(tmp_path).latest_checkpoint().name == "checkpoint-1"
     assert _latest_sft_checkpoint(tmp_path).name == "checkpoint-1"
-    assert list(_checkpoints(tmp_path)) == [1]
+    assert list(run_checkpoints(tmp_path)) == [1]
 
 
 def test_resume_without_a_usable_checkpoint_exits_2_and_offers_restart(tmp_path):
@@ -572,5 +572,423 @@ def test_full_disk_ends_the_run_with_a_short_complete_error(tmp_path):
         assert error["message"].startswith("no space left on device while writing checkpoint-1"), error["message"]
         assert [e["type"] for e in events[-2:]] == ["state", "run_end"]
         assert events[-2]["state"] == "failed" and events[-1]["status"] == "failed"
+        assert events[-2]["step"] == 1 and events[-1]["step"] == 1  # the last completed step, not 0
+        shown = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
+                               capture_output=True, text=True, timeout=120, env=dict(os.environ, COLUMNS="250"))
+        assert shown.returncode == 1, shown.stdout + shown.stderr
+        assert "[failed] at step 1: no space left on device while writing checkpoint-1" in shown.stdout
+        assert "cause: no space left on device while writing checkpoint-1" in shown.stdout
+        assert "Traceback" not in shown.stdout and "unexpected pos" not in shown.stdout
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+# ---------------------------------------------------------------- long logs, failures, control from a shell
+
+
+def _long_log(run: Path, source: Path, steps: int) -> None:
+    """A finished run of `steps` steps, its records copied from a real tiny run's (each step renumbered)."""
+    events = read_events(source / "events.jsonl")
+    step = next(e for e in events if e["type"] == "step")
+    start = {**next(e for e in events if e["type"] == "run_start"), "max_steps": steps}
+    with open(run / "events.jsonl", "w", encoding="utf-8") as f:
+        f.write(json.dumps(start) + "\n")
+        f.write(json.dumps({**step, "type": "state", "state": "running", "step": 0}) + "\n")
+        for i in range(1, steps + 1):
+            f.write(json.dumps({**step, "step": i, "max_steps": steps, "t": start["t"] + i}) + "\n")
+        f.write(json.dumps({"v": 1, "t": start["t"] + steps, "type": "state", "state": "finished", "step": steps,
+                            "detail": "finished"}) + "\n")
+        f.write(json.dumps({"v": 1, "t": start["t"] + steps, "type": "run_end", "status": "finished", "step": steps,
+                            "exit_code": 0}) + "\n")
+
+
+def test_attach_no_ui_reads_a_20000_step_log_over_16_mb_to_its_end(tmp_path, tiny_run):
+    run = private_dir(tmp_path / "run")
+    _long_log(run, tiny_run[0], 20000)
+    assert (run / "events.jsonl").stat().st_size > 16 << 20
+    proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, COLUMNS="200"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    summary = proc.stdout[proc.stdout.index("Run summary"):]
+    assert "finished" in summary and "20000/20000" in summary and "gone" not in summary
+
+
+def test_event_readers_stream_a_long_log_in_bounded_chunks(tmp_path):
+    from grpo_tui.rundir.events import EventTail, iter_events
+    path = tmp_path / "events.jsonl"
+    w = EventWriter(path)
+    for i in range(1, 2001):
+        w.emit("step", step=i, metrics={"reward": 0.5, "pad": "x" * 200})
+    w.close()
+    batches = list(iter_events(path, chunk_bytes=16 << 10))
+    assert len(batches) > 20 and max(len(b) for b in batches) < 100  # each batch is one chunk's events
+    assert [e["step"] for b in batches for e in b] == list(range(1, 2001))
+    assert [e["step"] for e in read_events(path)] == list(range(1, 2001))
+    tail = EventTail(path)
+    assert sum(len(b) for b in tail.read_all(16 << 10)) == 2000 and list(tail.read_all()) == []
+
+
+def test_an_event_line_longer_than_a_chunk_is_skipped_not_a_stall(tmp_path):
+    from grpo_tui.rundir.events import EventTail
+    path = tmp_path / "events.jsonl"
+    with open(path, "w") as f:
+        f.write(json.dumps({"v": 1, "t": 1.0, "type": "step", "step": 1}) + "\n")
+        f.write(json.dumps({"v": 1, "t": 1.0, "type": "error", "message": "x" * (64 << 10)}) + "\n")
+        f.write(json.dumps({"v": 1, "t": 1.0, "type": "step", "step": 2}) + "\n")
+    tail = EventTail(path)
+    got = [e for b in tail.read_all(8 << 10) for e in b]
+    assert [e.get("step") for e in got] == [1, 2] and tail.skipped == 1
+
+
+def test_no_ui_shows_the_cause_of_a_failure_not_a_traceback_tail(tmp_path):
+    from rich.console import Console
+
+    from grpo_tui.rundir.state import summarize
+    from grpo_tui.tui.headless import event_line, print_summary
+    cause = "no space left on device while writing checkpoint-3 (in /runs/x)"
+    events = [{"type": "run_start", "preset": "tiny", "max_steps": 10, "reward_names": []},
+              *({"type": "step", "step": i, "max_steps": 10, "metrics": {"reward": 0.1}} for i in (1, 2, 3)),
+              {"type": "checkpoint", "step": 2, "path": "/runs/x/checkpoints/checkpoint-2", "reason": "interval"},
+              {"type": "error", "message": cause, "traceback": "Traceback...\nRuntimeError: [enforce fail at "
+                                                               "inline_container.cc:664] unexpected pos 64 vs 0"},
+              {"type": "state", "state": "failed", "step": 3},
+              {"type": "run_end", "status": "failed", "step": 3, "exit_code": 1}]
+    s = summarize(events)
+    lines = [event_line(e, s) for e in events]
+    assert ("[failed] at step 3: " + cause, "red") in lines
+    console = Console(width=250, record=True)
+    print_summary(console, s, Path("/runs/x"), 1)
+    out = console.export_text()
+    assert f"cause: {cause}" in out and "unexpected pos" not in out
+    assert "grpo-tui --resume --run-dir /runs/x" in out and "3/10" in out
+
+
+def _steal(run: Path, uid: int = NOBODY) -> None:
+    for p in [run, *run.rglob("*")]:
+        os.lchown(p, uid, uid)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="giving a directory to another user needs root")
+@pytest.mark.parametrize("command", ["stop", "pause", "resume", "checkpoint", "set"])
+def test_control_commands_refuse_another_users_run_dir_and_write_nothing(tmp_path, command):
+    vault = tmp_path / "vault"  # a root-only folder the other user's run points its control/ at
+    vault.mkdir(mode=0o700)
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    (run / "control").symlink_to(vault)
+    (run / "events.jsonl").write_text("")
+    _steal(run)
+    extra = ["learning_rate=1e-5"] if command == "set" else []
+    proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", command, str(run), *extra], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "belongs to" in proc.stderr and "Traceback" not in proc.stderr
+    assert os.listdir(vault) == [] and sorted(os.listdir(run)) == ["control", "events.jsonl"]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="giving a directory to another user needs root")
+def test_send_command_refuses_a_control_dir_that_is_a_link_or_not_ours(tmp_path):
+    vault = private_dir(tmp_path / "vault")
+    run = private_dir(tmp_path / "run")
+    (run / "control").symlink_to(vault)
+    with pytest.raises(UnsafeRunDir, match="symbolic link"):
+        send_command(run / "control", "stop")
+    (run / "control").unlink()
+    ensure_control_dir(run / "control")
+    os.chown(run / "control", NOBODY, NOBODY)
+    with pytest.raises(UnsafeRunDir, match="belongs to"):
+        send_command(run / "control", "stop")
+    assert os.listdir(vault) == [] and os.listdir(run / "control") == []
+
+
+def test_a_fifo_in_control_is_rejected_without_blocking_the_watcher(tmp_path):
+    control = tmp_path / "control"
+    ensure_control_dir(control)
+    os.mkfifo(control / "0-fifo.json")
+    cid = send_command(control, "pause")
+    t0 = time.monotonic()
+    cmds = take_commands(control)
+    assert time.monotonic() - t0 < 5
+    assert [c["command"] for c in cmds] == ["invalid", "pause"] and cmds[1]["id"] == cid
+    assert "not a regular file" in cmds[0]["args"]["error"] and os.listdir(control) == []
+
+
+def test_liveness_comes_from_the_run_lock_not_a_stale_pid_file(tmp_path):
+    run = private_dir(tmp_path / "run")
+    (run / "engine.pid").write_text(str(os.getppid()))  # a live process that is not an engine
+    lock = RunLock.acquire(run)
+    try:
+        assert RunDir(run).engine_pid() == os.getpid()
+    finally:
+        lock.release()
+    assert RunDir(run).engine_pid() is None  # lock free: the engine is gone, whatever engine.pid says
+    w = EventWriter(run / "events.jsonl")
+    w.emit("run_start", run_dir=str(run), preset="tiny", max_steps=10, reward_names=[])
+    w.state("running", step=1)
+    w.close()
+    proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "gone" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_reader_probing_the_lock_does_not_make_an_engine_refuse_the_run(tmp_path):
+    import fcntl
+    run = private_dir(tmp_path / "run")
+    RunLock.acquire(run).release()  # the lock file exists, free, naming this (now finished) holder
+    fd = os.open(run / "engine.lock", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # what RunLock.holder does for an instant
+
+    def let_go() -> None:
+        time.sleep(0.05)
+        os.close(fd)
+    import threading
+    threading.Thread(target=let_go).start()
+    RunLock.acquire(run).release()
+
+
+# ---------------------------------------------------------------- export
+
+
+HOSTILE_NAME = "run\x1b]0;pwned\x07\x1b]52;c;ZWNobyBoaQ==\x07[click](javascript:evil) <b>*x*<b>\x7f"
+
+
+def _hostile_copy(tmp_path: Path, source: Path) -> Path:
+    """The tiny run under a name full of escapes and markdown, its preset's description likewise, with a stop
+    string and the one-shot example."""
+    run = tmp_path / HOSTILE_NAME
+    shutil.copytree(source, run, symlinks=True)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["preset"]["name"] = "tiny\x1b[2J`code`"
+    cfg["preset"]["description"] = "desc \x1b]0;title\x07 \x9b31m | # [link](file:///etc/shadow) ```\nline2"
+    cfg["train"]["stop_strings"] = ["</answer>"]
+    cfg["prompt"]["one_shot"] = True
+    (run / "config.json").write_text(json.dumps(cfg))
+    return run
+
+
+def test_model_card_escapes_markdown_and_drops_control_characters(tmp_path, tiny_run):
+    from grpo_tui.engine.export import main as export_main
+    run = _hostile_copy(tmp_path, tiny_run[0])
+    out = tmp_path / "export"
+    assert export_main([str(run), "--out", str(out)]) == 0
+    card = out / "README.md"
+    found = subprocess.run(["grep", "-P", r"[\x00-\x08\x1b\x7f]", str(card)], capture_output=True)
+    assert found.returncode == 1, found.stdout  # 1: no line matched
+    text = card.read_text(encoding="utf-8")
+    assert "\x9b" not in text and "\x07" not in text
+    assert r"\[click\]\(javascript:evil\)" in text and r"\<b\>\*x\*\<b\>" in text  # shown, not rendered
+    assert "[link](file" not in text and "\\`code\\`" in text
+    fenced, headings = False, []
+    for line in text.splitlines():
+        fenced ^= line.startswith("```")
+        headings += [line] if line.startswith("#") and not fenced else []
+    assert len([h for h in headings if h.startswith("# ")]) == 1, headings  # the description's "#" made none
+    # trained with a stop string and the one-shot example: the export says both
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert gen["stop_strings"] == ["</answer>"] and "tokenizer=tokenizer" in text
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    ids = model.generate(**tok("What is 2+2?", return_tensors="pt"), tokenizer=tok, max_new_tokens=4)
+    assert ids.shape[1] > 0  # the exported generation config loads and generates with its stop strings
+    from grpo_tui.engine.data.prompts import EXAMPLE_ANSWER, EXAMPLE_QUESTION
+    assert EXAMPLE_QUESTION in text and EXAMPLE_ANSWER["reasoning"] in text
+
+
+def test_export_refuses_an_out_inside_any_run_directory(tmp_path, tiny_run, capsys):
+    from grpo_tui.engine.export import main as export_main
+    run = tiny_run[0]
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    other = private_dir(tmp_path / "other-run")
+    (other / "events.jsonl").write_text("")
+    for out in (run / "sft" / "model", run / "export", run / "checkpoints" / "x", other / "deep" / "er"):
+        assert export_main([str(run), "--out", str(out)]) == 2, out
+        assert "inside the run directory" in capsys.readouterr().err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    assert os.listdir(other) == ["events.jsonl"]
+
+
+# ---------------------------------------------------------------- bad inputs at every door
+
+
+def test_resume_with_a_config_json_that_is_not_an_object_is_a_clear_exit_2(tmp_path):
+    run = private_dir(tmp_path / "run")
+    for body in ("[1, 2, 3]", '"tiny"', "null"):
+        (run / "config.json").write_text(body)
+        os.chmod(run / "config.json", 0o600)
+        proc = engine("--run-dir", str(run), "--resume")
+        assert proc.returncode == 2, proc.stderr
+        assert "not an object" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_eval_refuses_a_negative_limit(capsys):
+    from grpo_tui.tui.console.eval import main as eval_main
+    for flag, value in (("--limit", "-3"), ("--samples", "-1"), ("--max-new-tokens", "0"), ("--batch-size", "-8")):
+        with pytest.raises(SystemExit) as e:
+            eval_main(["--model", "tiny-random", "--dataset", "synthetic", flag, value])
+        assert e.value.code == 2
+        assert flag in capsys.readouterr().err
+
+
+def test_control_timeout_must_be_positive(tmp_path, capsys):
+    from grpo_tui.tui.console.control import main as control_main
+    with pytest.raises(SystemExit) as e:
+        control_main("stop", [str(tmp_path), "--timeout", "-1"])
+    assert e.value.code == 2 and "--timeout" in capsys.readouterr().err
+
+
+def test_compare_says_a_log_of_random_bytes_is_unreadable(tmp_path):
+    from grpo_tui.tui.console.compare import load_runs
+    good, bad = private_dir(tmp_path / "good"), private_dir(tmp_path / "bad\x1b[2J")
+    w = EventWriter(good / "events.jsonl")
+    w.emit("run_start", run_dir=str(good), preset="tiny", max_steps=2, reward_names=[])
+    w.emit("step", step=1, metrics={"reward": 0.5})
+    w.close()
+    (bad / "events.jsonl").write_bytes(os.urandom(4096).replace(b"{", b"(") + b"\n" + os.urandom(100))
+    runs, problems = load_runs([good, bad])
+    assert [r.name for r in runs] == ["good"]
+    assert len(problems) == 1 and "not an event log" in problems[0] and "\x1b" not in problems[0]
+    with open(good / "events.jsonl", "a") as f:
+        f.write("garbage line\n")
+    runs, problems = load_runs([good, good])
+    assert not problems and "1 damaged line(s) skipped" in runs[0].state
+
+
+def test_run_list_shows_whole_step_counts(tmp_path):
+    from conftest_tui import run_coroutine, wait_for
+    from grpo_tui.tui.browser.app import BrowserApp, RunListScreen
+    root = tmp_path / "runs"
+    run = private_dir(root / "long")
+    w = EventWriter(run / "events.jsonl")
+    w.emit("run_start", run_dir=str(run), preset="tiny", max_steps=20000, reward_names=[])
+    w.emit("step", step=20000, max_steps=20000, metrics={"reward": 0.5})
+    w.emit("run_end", status="finished", step=20000, exit_code=0)
+    w.close()
+
+    async def go() -> str:
+        app = BrowserApp(None, root, poll_s=0.1)
+        async with app.run_test(size=(140, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, RunListScreen) and app.screen.runs, what="runs")
+            await pilot.pause(0.2)
+            return app.export_screenshot()
+    import html
+    import re
+    shown = html.unescape(run_coroutine(go()))
+    assert "20000/20000" in shown, [t for t in re.findall(r">([^<]*)</text>", shown) if "00" in t]
+
+
+def test_presets_explain_shows_a_presets_name_and_description_as_text(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from grpo_tui.tui.console.presets import explain
+    preset = tmp_path / "evil.toml"
+    preset.write_text('extends = "tiny"\n[preset]\nname = "[link=file:///etc/shadow]x[/link]\\u001b]0;t\\u0007"\n'
+                      'description = "[bold red]\\u001b[2Jd[@click=app.quit]"\n')
+    out = io.StringIO()
+    assert explain(str(preset), None, Console(file=out, force_terminal=True, width=200)) == 0
+    text = out.getvalue()
+    assert "\x1b]8;" not in text and "\x1b]0;" not in text and "\x1b[2J" not in text  # no link, no title, no clear
+    plain = Console(file=io.StringIO(), width=200)
+    explain(str(preset), None, plain)
+    shown = plain.file.getvalue()
+    assert "[link=file:///etc/shadow]x[/link]" in shown and "[bold red]" in shown and "[@click=app.quit]" in shown
+
+
+def _csv(tmp_path: Path, lines: list[str]) -> Path:
+    f = tmp_path / "data.csv"
+    f.write_text("\n".join(lines) + "\n")
+    return f
+
+
+def test_a_csv_with_unbalanced_quotes_is_refused_not_trained_on_garbled_rows(tmp_path):
+    from grpo_tui.engine.config import DataConfig, PresetError
+    from grpo_tui.engine.data.loader import load_rows
+    lines = ["question,answer"] + [("\"" if i % 2 else "") + f"What is {i} plus {i}?,{2 * i}" for i in range(1, 31)]
+    cfg = DataConfig(source="file", data_files=[str(_csv(tmp_path, lines))], gold_format="plain")
+    with pytest.raises(PresetError, match="look malformed") as e:
+        load_rows(cfg, seed=0)
+    assert "bad_csv" in str(e.value) and "lines 2-4" in str(e.value), str(e.value)
+
+
+def test_csv_rows_with_a_broken_quote_or_wrong_field_count_are_counted(tmp_path):
+    from grpo_tui.engine.config import DataConfig
+    from grpo_tui.engine.data.loader import load_rows
+    good = [f"What is {i}?,{i}" for i in range(1, 21)]
+    lines = ["question,answer", *good[:10], "Too,many,fields,9", "question,answer", "\"Broken\"x,3", *good[10:]]
+    rows, report = load_rows(DataConfig(source="file", data_files=[str(_csv(tmp_path, lines))], gold_format="plain",
+                                        shuffle=False), seed=0)
+    assert [r["answer"] for r in rows] == [str(i) for i in range(1, 21)]
+    assert dict(report.skipped) == {"bad_csv": 2, "malformed": 1}  # a header line read as a row: gold "answer"
+    assert "line 12: 4 fields, the header has 2" in report.first_bad["bad_csv"]
+
+
+def test_jsonl_whose_rows_mostly_lack_the_fields_is_refused(tmp_path):
+    from grpo_tui.engine.config import DataConfig, PresetError
+    from grpo_tui.engine.data.loader import load_rows
+    f = tmp_path / "data.jsonl"
+    rows = [{"q": f"What is {i}?", "a": str(i)} for i in range(3)] + [{"text": f"row {i}"} for i in range(10)]
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cfg = DataConfig(source="file", data_files=[str(f)], question_field="q", answer_field="a", gold_format="plain")
+    with pytest.raises(PresetError, match="most rows .* look malformed"):
+        load_rows(cfg, seed=0)
+
+
+# ---------------------------------------------------------------- engine.log
+
+
+def test_engine_log_is_cut_at_its_cap_whatever_a_child_process_prints(tmp_path):
+    from grpo_tui.engine.log_cap import LogCap
+    from grpo_tui.rundir.layout import older_part
+    log = private_dir(tmp_path / "run") / "engine.log"
+    cap = LogCap(log, max_bytes=1 << 20, every_s=0.05).start()
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    try:  # a reward worker: inherits the descriptor and prints 10 MB a call, past any Python stream of the engine
+        child = subprocess.run([sys.executable, "-c", "import os, sys, time\n"
+                                "for i in range(5):\n"
+                                "    os.write(1, (str(i) * ((10 << 20) - 1)).encode() + b'\\n'); time.sleep(0.3)\n"],
+                               stdout=fd, timeout=120)
+        assert child.returncode == 0
+        time.sleep(0.5)
+    finally:
+        os.close(fd)
+        cap.stop()
+    assert log.stat().st_size < 4096, log.stat().st_size  # cut after the last call: only the marker is left
+    older = older_part(log).read_bytes()
+    assert len(older) == 1 << 20 and older.endswith(b"4" * 1000 + b"\n")  # the last part of the last call
+    assert older_part(log).stat().st_mode & 0o077 == 0
+
+
+def test_a_reward_printing_10_mb_a_call_leaves_engine_log_capped(tmp_path):
+    from grpo_tui.rundir.layout import ENGINE_LOG_MAX_BYTES, older_part
+    (tmp_path / "loud.py").write_text("def loud(completions, **kwargs):\n"
+                                      "    print('x' * (10 << 20), flush=True)\n"
+                                      "    return [0.0 for _ in completions]\n")
+    preset = tmp_path / "loud.toml"
+    preset.write_text(f'extends = "tiny"\n[rewards]\ncorrectness = 1.0\n"{tmp_path / "loud.py"}:loud" = 1.0\n')
+    run = tmp_path / "run"
+    proc = engine("--preset", str(preset), "--run-dir", str(run), "--max-steps", "3", "--log-to-run-dir",
+                  timeout=600)
+    assert proc.returncode == 0, (run / "engine.log").read_bytes()[-3000:]
+    log, older = run / "engine.log", older_part(run / "engine.log")
+    assert older.stat().st_size <= ENGINE_LOG_MAX_BYTES  # 30 MB printed: the log was cut
+    assert log.stat().st_size <= ENGINE_LOG_MAX_BYTES + (10 << 20) + (1 << 20)  # at most one call's print past the cap
+    assert b"x" * 1000 in older.read_bytes()
+
+
+def test_a_fifo_planted_as_the_event_log_blocks_no_reader(tmp_path):
+    run = private_dir(tmp_path / "run")
+    os.mkfifo(run / "events.jsonl")
+    readers = ("import sys\nfrom pathlib import Path\n"
+               "from grpo_tui.rundir.events import read_events\nfrom grpo_tui.rundir.state import fold_run\n"
+               "from grpo_tui.tui.console.compare import load_runs\n"
+               "run = Path(sys.argv[1])\n"
+               "assert read_events(run / 'events.jsonl') == [] and fold_run(run).steps == []\n"
+               "print(load_runs([run, run])[1])\n")
+    # each in a child with a deadline: a reader that blocks fails the test instead of hanging it
+    proc = subprocess.run([sys.executable, "-c", readers, str(run)], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in proc.stderr, proc.stderr

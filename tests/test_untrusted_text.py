@@ -87,9 +87,10 @@ def test_headless_printer_keeps_hostile_text_literal(tmp_path: Path) -> None:
     text = out.getvalue()
     assert code == 1
     assert "\x1b" not in text and "\x07" not in text
-    assert "[paused] [/paused detail]" in text and "[failed] [/failed detail]" in text  # labels not swallowed
+    assert "[paused] [/paused detail]" in text and "[failed] at step 2: [/failed detail]" in text  # labels kept
+    assert "error: boom [/oops] ␛[2J" in text and "cause: boom [/oops] ␛[2J" in text  # the error event's cause
     assert "[/cmd] rejected" in text and "␛[2J[/why]" in text
-    assert "Traceback [@click=app.quit]" in text and "␛]0;x␇" in text
+    assert "Traceback" not in text and "traceback: in " in text  # the cause, not a traceback tail
 
 
 def test_dashboard_shows_hostile_text_literally(tmp_path: Path) -> None:
@@ -161,3 +162,27 @@ def test_a_crashed_ui_does_not_exit_0(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(StatusPanel, "show", broken)
     monkeypatch.setattr(dashboard.Dashboard, "run", lambda self: dashboard.App.run(self, headless=True))
     assert dashboard.run_dashboard(None, run, attach=True) == 1
+
+
+def test_cli_front_ends_show_run_paths_and_answers_as_text(tmp_path: Path) -> None:
+    """`stop`/`set`, `compare` and `export` name run directories in their messages: a name holding escapes is
+    printed with visible stand-ins, so the terminal is never retitled, cleared or handed a link."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    run = tmp_path / "r\x1b]0;pwned\x07\x1b[2J[link=file:///etc/shadow]x[/link]"
+    write_hostile_run(run)
+    bad = tmp_path / "b\x1b]0;pwned\x07"  # a log compare cannot read: the problem names it
+    bad.mkdir()
+    (bad / "events.jsonl").write_bytes(b"\x00 not events\n")
+    for args in (["stop", str(run)], ["set", str(run), "learning_rate=1e-5"],
+                 ["compare", "--no-ui", str(run), str(bad)],
+                 ["export", str(run), "--out", str(tmp_path / "out")]):
+        proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, env=dict(os.environ, TERM="xterm-256color"))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 2, (args, out)
+        assert "\x1b" not in out and "\x07" not in out, (args, out)
+        assert "␛]0;pwned␇" in out, (args, out)

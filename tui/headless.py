@@ -28,10 +28,13 @@ from rich.table import Table
 from rich.text import Text
 
 from grpo_tui.rundir.control import send_command
-from grpo_tui.rundir.events import EventTail
+from grpo_tui.rundir.events import EventTail, iter_events
+from grpo_tui.rundir.health import latest_findings
+from grpo_tui.rundir.summary_stats import trend
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.events import State
-from grpo_tui.rundir.state import CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, fmt_duration, mean_and_stderr
+from grpo_tui.rundir.state import (CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, failure_summary,
+                                   fmt_duration)
 from grpo_tui.rundir.phases import breakdown_text, dominant, remedy
 from grpo_tui.tui.launcher import EngineProcess, launch_engine
 from grpo_tui.tui.text import safe_text
@@ -121,12 +124,7 @@ def _reward_trend(rewards: list[float]) -> str:
     """Mean reward over the first and the last fifth of the steps (one step each for short runs)."""
     if len(rewards) < 2:
         return f"{rewards[0]:.3f} (one step)"
-    k = max(1, len(rewards) // 5)
-    first, fe = mean_and_stderr(rewards[:k])
-    last, le = mean_and_stderr(rewards[-k:])
-    if k == 1:
-        return f"first step {first:.3f}  ->  last step {last:.3f}"
-    return f"first {k} steps {first:.3f} ± {fe:.3f}  ->  last {k} steps {last:.3f} ± {le:.3f}"
+    return trend(rewards).text()
 
 
 def wrong_answer_line(run_dir: Path) -> str:
@@ -172,13 +170,20 @@ def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None
     if top:
         name, share = top
         t.add_row("step time", breakdown_text(s.phase_s, top=6))
-        train = ((s.config or (s.run_start or {}).get("config") or {}).get("train")) or {}
-        t.add_row("dominant phase", f"{name} ({100 * share:.0f}%): cut it with {remedy(name, train)}")
+        config = s.config or (s.run_start or {}).get("config") or {}
+        train = config.get("train") or {}
+        t.add_row("dominant phase", f"{name} ({100 * share:.0f}%): cut it with "
+                                    f"{remedy(name, train, config.get('model'))}")
     if s.policy:
         t.add_row("policy", policy_summary(s.policy))
+    # streamed: a long log is read in chunks, never whole into memory
+    now = latest_findings(ev for batch in iter_events(RunDir(Path(run_dir)).events) for ev in batch) \
+        if s.health_fired else {}
     for rule, h in s.health_fired.items():
         still = " (still firing)" if rule in s.health else ""
-        t.add_row("health", safe_text(f"{rule} from step {h.get('step')}{still}: {h.get('diagnosis')}; "
+        # a rule still firing is quoted as it reads at the end; one that cleared, as it read when it fired
+        diagnosis = now[rule].diagnosis if rule in s.health and rule in now and now[rule].firing else h.get("diagnosis")
+        t.add_row("health", safe_text(f"{rule} from step {h.get('step')}{still}: {diagnosis}; "
                                       f"fix: {h.get('fix')}", style="yellow"))
     for k in s.knob_changes:
         t.add_row("live knobs", f"after step {k.get('step')}: " + ", ".join(
@@ -201,8 +206,7 @@ def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None
     t.add_row("run directory", str(run_dir))
     console.print(t)
     if s.errors:
-        tb = s.errors[-1].get("traceback") or s.errors[-1].get("message", "")
-        console.print(Panel(safe_text("\n".join(tb.strip().splitlines()[-15:])), title="engine error", border_style="red"))
+        console.print(Panel(safe_text(failure_summary(s, run_dir)), title="engine error", border_style="red"))
 
 
 def how_to_stop(run_dir: Path) -> str:
@@ -252,11 +256,12 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
         stop_sent.append(signum)
 
     def read() -> None:
-        for ev in tail.read_new():
-            s.add(ev)
-            line = event_line(ev, s)
-            if line is not None:
-                console.print(safe_text(line[0], style=line[1]))  # run text is data, never markup
+        for batch in tail.read_all():  # to the end of the log, one chunk at a time: a long run is read whole
+            for ev in batch:
+                s.add(ev)
+                line = event_line(ev, s)
+                if line is not None:
+                    console.print(safe_text(line[0], style=line[1]))  # run text is data, never markup
 
     old = {sig: signal.signal(sig, on_signal) for sig in _WATCH_SIGNALS}
     live = Live(status_panel(s, run.root, note), console=console, refresh_per_second=4,
@@ -325,7 +330,12 @@ def event_line(ev: dict[str, Any], s: RunState) -> tuple[str, str] | None:
         detail = f": {ev.get('detail')}" if ev.get("detail") else ""
         return f"command {ev.get('command')} {ev.get('status')}{detail}", (
             "yellow" if ev.get("status") == "rejected" else "cyan")
-    if typ == "state" and ev.get("state") in (State.PAUSED, State.STOPPING, State.FAILED):
+    if typ == "error":
+        return f"error: {ev.get('message')}", "red"
+    if typ == "state" and ev.get("state") == State.FAILED:
+        cause = ev.get("detail") or (s.errors[-1].get("message") if s.errors else "")
+        return f"[failed] at step {ev.get('step', s.step)}" + (f": {cause}" if cause else ""), "red"
+    if typ == "state" and ev.get("state") in (State.PAUSED, State.STOPPING):
         return f"[{ev.get('state')}] {ev.get('detail') or ''}", "yellow"
     if typ == "run_end" and ev.get("status") == "switched":
         return f"switching to preset {ev.get('next_preset')} after step {ev.get('step')}", "cyan"
@@ -353,7 +363,10 @@ def _event_line(ev: dict[str, Any]) -> str:
         return (f"data: {ev.get('rows_used')} rows from {ev.get('origin')}, {ev.get('rows_skipped')} skipped "
                 f"{ev.get('skipped') or ''}")
     if typ == "model":
-        return f"model: {ev.get('name')} ({ev.get('parameters', 0) / 1e6:.1f}M params, {ev.get('trainable', 0) / 1e6:.2f}M trainable)"
+        from grpo_tui.tui.text import params_text
+        n, k = ev.get("parameters"), ev.get("trainable")
+        return f"model: {ev.get('name')} ({params_text(n)} params, " + (
+            "all trainable)" if k == n else f"{params_text(k)} trainable)")
     if typ == "eval":
         return (f"eval at step {ev.get('step')}: {ev.get('dataset')} n={ev.get('n')} strict {_f(ev.get('accuracy'), 3)} "
                 f"[{_f(ev.get('ci_low'), 3)}, {_f(ev.get('ci_high'), 3)}] flexible {_f(ev.get('accuracy_flex'), 3)} "

@@ -13,7 +13,11 @@ Every source ends as rows {"question", "answer"} (+ "messages" for chat rows,
 + the extra columns). Rows that can't be used (no gold, empty question, a line
 that isn't JSON or isn't UTF-8, a prompt too long) are skipped and counted by
 reason, never a crash; the first of each kind is kept with file, row and field
-so an all-bad file is reported precisely, before the run directory exists.
+so an all-bad file is reported precisely, before the run directory exists. A CSV
+is read strictly (a broken quote or a row with the wrong number of fields is
+`bad_csv`), a gold that is a column name is `malformed`, and data whose
+structural faults (`bad_csv`, `malformed`, `missing_field`) outnumber the rows
+used is refused.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 # dropped before anything tokenizes it (a 1,000,000-character question must not stall step 0).
 MAX_CHARS_PER_TOKEN = 32
 DEFAULT_PROMPT_TOKEN_CAP = 32768  # before the model's context is known
+# Skip reasons that say the file's structure, not one row, is wrong: when they outnumber the rows used, the
+# data is refused rather than trained on what is left.
+MALFORMED = ("bad_csv", "malformed", "missing_field")
 
 
 @dataclass
@@ -128,8 +135,7 @@ def read_file(path: Path, report: DataReport | None = None) -> Iterator[dict[str
             yield from pq.read_table(path).to_pylist()
             return
         if path.suffix == ".csv":
-            with open(path, encoding="utf-8", newline="", errors="replace") as f:
-                yield from csv.DictReader(f)
+            yield from _csv_records(path, report)
             return
         if path.suffix == ".json" and path.read_bytes()[:1] == b"[":
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -156,6 +162,38 @@ def read_file(path: Path, report: DataReport | None = None) -> Iterator[dict[str
                     report.skip("bad_json", f"{path} line {n}: not a JSON object")
     except (OSError, ValueError) as e:  # unreadable file, a broken Parquet/JSON document
         raise PresetError(f"{path}: can't read it as {path.suffix[1:]}: {e}") from None
+
+
+def _csv_records(path: Path, report: DataReport) -> Iterator[dict[str, Any]]:
+    """A CSV's rows as records, read strictly: a row with a broken quote (an unbalanced quote swallows the lines
+    after it into one field) or with more or fewer fields than the header is counted as `bad_csv`, not
+    trained on garbled."""
+    with open(path, encoding="utf-8", newline="", errors="replace") as f:
+        reader = csv.reader(f, strict=True)
+        header: list[str] | None = None
+        while True:
+            start = reader.line_num + 1
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                if header is None:
+                    raise PresetError(f"{path} line {start}: the header row is not valid CSV ({e}); fix its quotes.") \
+                        from None
+                report.rows_total += 1
+                report.skip("bad_csv", f"{path} lines {start}-{reader.line_num}: {e} (an unbalanced quote?)")
+                continue
+            if header is None:
+                header = values
+                continue
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                report.rows_total += 1
+                report.skip("bad_csv", f"{path} line {start}: {len(values)} fields, the header has {len(header)}")
+                continue
+            yield dict(zip(header, values))
 
 
 def hub_records(dataset: str, config: str | None, split: str, where: str = "[data]") -> Iterable[dict[str, Any]]:
@@ -242,6 +280,10 @@ def map_record(rec: dict[str, Any], fm: FieldMap, where: str, report: DataReport
         report.skip("no_gold", f"{where}: field {af!r} " + ("missing" if af not in rec else "empty"))
         return None
     raw = str(raw)
+    if raw.strip() in rec:
+        # a gold that is a column's name: a header line read as a row, or columns shifted by a broken quote
+        report.skip("malformed", f"{where}: field {af!r} = {raw.strip()[:60]!r} is a column name, not an answer")
+        return None
     gold = gold_from_solution(raw, kind or _gold_kind(fm.gold_format, raw))
     if not gold:
         report.skip("no_gold", f"{where}: field {af!r} = {raw[:60]!r} has no {kind or fm.gold_format} gold answer")
@@ -298,6 +340,11 @@ def load_rows(cfg: DataConfig, seed: int, *, min_rows: int = 1) -> tuple[list[di
     if cfg.max_examples:
         rows = rows[: cfg.max_examples]
     report.rows_used = len(rows)
+    broken = sum(report.skipped[r] for r in MALFORMED)
+    if broken > len(rows):
+        raise PresetError(f"[data] most rows of {report.origin} look malformed ({broken} of {report.rows_total}: "
+                          f"{report.explain()}); {len(rows)} would be used. Fix the file (quotes, columns) or the "
+                          f"[data] field settings.{_field_hint(fm, report)}")
     if not rows:
         raise PresetError(f"[data] no usable rows in {report.origin} (rows read: {report.rows_total}; skipped: "
                           f"{report.explain()}).{_field_hint(fm, report)}")

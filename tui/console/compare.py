@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.events import EventTail
 from grpo_tui.rundir.state import CORRECT, MEAN_LENGTH, REWARD, RunState
 from grpo_tui.rundir.layout import RunDir
-from grpo_tui.tui.text import safe_text
+from grpo_tui.rundir.summary_stats import trend
+from grpo_tui.tui.text import safe_text, visible
 
 # (key, label, how to read it from a step event)
 SERIES: tuple[tuple[str, str], ...] = (
@@ -44,6 +45,7 @@ class RunCurves:
     steps: list[int] = field(default_factory=list)
     series: dict[str, list[float | None]] = field(default_factory=dict)
     state: str = "?"
+    knob_changes: list[dict[str, Any]] = field(default_factory=list)  # `knobs` events: config.json holds the last
 
     @property
     def name(self) -> str:
@@ -74,11 +76,20 @@ def load_run(path: Path) -> RunCurves:
     except (OSError, ValueError) as e:
         raise ValueError(f"{run.config}: unreadable ({type(e).__name__}: {e})") from None
     fold = RunState()
-    fold.apply(read_events(run.events))  # the one fold: a resumed run's redone steps replace the first try
+    tail = EventTail(run.events)
+    try:
+        for batch in tail.read_all():  # the one fold: a resumed run's redone steps replace the first try
+            fold.apply(batch)
+    except OSError as e:
+        raise ValueError(f"{run.events}: unreadable ({e.strerror or e})") from None
+    if fold.run_starts == 0 and not fold.steps and run.events.stat().st_size > 0:
+        raise ValueError(f"{run.events}: not an event log ({tail.skipped} line(s), none of them a grpo-tui event); "
+                         "is this a run directory?")
     steps = list(fold.steps)
     series = {key: list(fold.column(COLUMNS[key])) or [None] * len(steps) for key, _ in SERIES}
-    state = fold.status
-    return RunCurves(Path(path), config if isinstance(config, dict) else {}, steps, series, state)
+    state = fold.status + (f" ({tail.skipped} damaged line(s) skipped)" if tail.skipped else "")
+    return RunCurves(Path(path), config if isinstance(config, dict) else {}, steps, series, state,
+                     list(fold.knob_changes))
 
 
 def load_runs(paths: list[Path]) -> tuple[list[RunCurves], list[str]]:
@@ -88,7 +99,7 @@ def load_runs(paths: list[Path]) -> tuple[list[RunCurves], list[str]]:
         try:
             runs.append(load_run(p))
         except ValueError as e:
-            problems.append(str(e))
+            problems.append(visible(str(e)))  # it names the run's path: shown, its control characters visible
     if not problems and len(runs) < 2:
         problems.append("compare needs at least two run directories")
     return runs, problems
@@ -113,10 +124,30 @@ def config_differences(runs: list[RunCurves]) -> list[tuple[str, list[str]]]:
         keys += [k for k in f if k not in keys]
     out = []
     for k in keys:
-        values = [json.dumps(f[k], ensure_ascii=False) if k in f else "—" for f in flat]
+        values = [json.dumps(f[k], ensure_ascii=False) + live_note(r, k) if k in f else "—"
+                  for f, r in zip(flat, runs)]
         if len(set(values)) > 1:
             out.append((k, [v if len(v) <= 60 else v[:59] + "…" for v in values]))
     return out
+
+
+def live_note(run: RunCurves, key: str) -> str:
+    """' (live from step N; was X)' for a setting a `set` command changed during the run: config.json holds the
+    value in force at the end, not the one the run started with."""
+    section, _, name = key.partition(".")
+    name = name.removesuffix(".weight")
+    notes = []
+    for ev in run.knob_changes:
+        values, previous = ev.get("values") or {}, ev.get("previous") or {}
+        if section == "train" and name in values:
+            was = previous.get(name)
+        elif section == "rewards" and name in (values.get("reward_weights") or {}):
+            was = (previous.get("reward_weights") or {}).get(name)
+        else:
+            continue
+        was_text = f", was {was:g}" if isinstance(was, (int, float)) else ""
+        notes.append(f"step {int(ev.get('step') or 0) + 1}{was_text}")
+    return f" (live from {'; '.join(notes)})" if notes else ""
 
 
 def sample_steps(runs: list[RunCurves], rows: int = SAMPLE_ROWS) -> list[int]:
@@ -145,7 +176,8 @@ def print_comparison(runs: list[RunCurves], console: Console | None = None) -> N
         diff.add_row(Text("(the runs have the same settings)", style="dim"), *([""] * len(runs)))
     console.print(diff)
 
-    summary = Table(title="Each run: first step → last step", title_style="bold", header_style="bold")
+    summary = Table(title="Each run: mean of its first fifth of steps → its last fifth (as in its summary)",
+                    title_style="bold", header_style="bold")
     summary.add_column("run", no_wrap=True, min_width=8, overflow="ellipsis")
     summary.add_column("state", no_wrap=True)
     summary.add_column("steps", justify="right", no_wrap=True)
@@ -155,8 +187,8 @@ def print_comparison(runs: list[RunCurves], console: Console | None = None) -> N
         cells = []
         for key, _ in SERIES:
             digits = {"length": 0, "correct": 2}.get(key, 3)
-            a, b = r.first(key), r.last(key)
-            cells.append(Text("-", style="dim") if b is None else Text(f"{a:.{digits}f}→{b:.{digits}f}"))
+            w = trend(r.series.get(key, []))
+            cells.append(Text("-", style="dim") if w is None else Text(f"{w.first:.{digits}f}→{w.last:.{digits}f}"))
         summary.add_row(safe_text(r.name), safe_text(r.state), str(r.steps[-1] if r.steps else 0), *cells)
     console.print(summary)
 

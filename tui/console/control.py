@@ -17,6 +17,7 @@ from typing import Any
 
 from grpo_tui.rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from grpo_tui.rundir.events import Command
+from grpo_tui.tui.console.arg_types import positive_float
 
 # the commands a shell sends (switch_preset is the dashboard's), with what each does and what its acceptance means
 WHAT = {
@@ -54,13 +55,19 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
     return args
 
 
+def _say(text: str, file: Any = None) -> None:
+    """Print a line whose run text (a path, the engine's detail) is shown, its control characters made visible."""
+    from grpo_tui.tui.text import visible
+    print(visible(text), file=file or sys.stdout)
+
+
 def _wait_for(events_path: Path, offset: int, cid: str, statuses: set[str], timeout: float) -> dict | None:
     """The first `command` event for cid whose status is in statuses, read from offset on; None at the timeout."""
     from grpo_tui.rundir.events import EventTail
     tail = EventTail(events_path, offset)
     deadline = time.monotonic() + timeout
     while True:
-        for ev in tail.read_new():
+        for ev in tail:  # every new event to the current end of the log, a chunk at a time
             if ev.get("type") == "command" and ev.get("id") == cid and ev.get("status") in statuses:
                 return ev
         if time.monotonic() > deadline:
@@ -76,17 +83,28 @@ def main(command: str, argv: list[str]) -> int:
                        help="learning_rate, temperature, top_p, beta, or reward_weights.NAME (a reward of the run)")
     p.add_argument("--wait", action="store_true", help="wait until the engine has carried the command out "
                    "(the end of the current step), not only until it accepted it")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--timeout", type=positive_float, default=10.0, metavar="S",
                    help="seconds to wait for the engine's answer (with --wait: for it to act); default 10")
     args = p.parse_args(argv)
-    from grpo_tui.rundir.control import send_command
+    import os
+
+    from grpo_tui.rundir.control import open_control_dir, send_command
+    from grpo_tui.rundir.errors import GrpoTuiError
     from grpo_tui.rundir.knobs import KnobError, validate_knobs
     from grpo_tui.rundir.layout import RunDir
     from grpo_tui.rundir.state import fold_run
     run = RunDir(args.run_dir)
+    try:  # the engine's own checks, before anything else is read or written
+        os.close(open_control_dir(run.control))
+    except GrpoTuiError as e:
+        _say(f"error: grpo-tui {command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # no run directory, or no control/ in it
+        _say(f"error: no engine is running in {args.run_dir} ({e.strerror or e})", file=sys.stderr)
+        return EXIT_USAGE
     pid = run.engine_pid() if run.exists() else None
     if pid is None:
-        print(f"error: no engine is running in {args.run_dir}", file=sys.stderr)
+        _say(f"error: no engine is running in {args.run_dir}", file=sys.stderr)
         return EXIT_USAGE
     body: dict[str, Any] = {}
     if command == "set":
@@ -94,32 +112,35 @@ def main(command: str, argv: list[str]) -> int:
         try:
             body = validate_knobs(parse_assignments(args.values), names)
         except KnobError as e:
-            print(f"error: grpo-tui set: {e}", file=sys.stderr)
+            _say(f"error: grpo-tui set: {e}", file=sys.stderr)
             return EXIT_USAGE
     offset = run.events.stat().st_size if run.events.exists() else 0
     try:
         cid = send_command(run.control, command, **body)
-    except OSError as e:  # not this user's run, or no control/ directory
-        print(f"error: can't send {command} to {run.control}: {e.strerror or e}", file=sys.stderr)
+    except GrpoTuiError as e:  # changed since the check above
+        _say(f"error: grpo-tui {command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # no control/ directory
+        _say(f"error: can't send {command} to {run.control}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     ack = _wait_for(run.events, offset, cid, {"accepted", "rejected", "done"}, args.timeout)
     if ack is None:
-        print(f"no answer from engine pid {pid} within {args.timeout:g} s; the command stays queued in "
+        _say(f"no answer from engine pid {pid} within {args.timeout:g} s; the command stays queued in "
               f"{run.control} (watch with: grpo-tui attach {args.run_dir})", file=sys.stderr)
         return EXIT_FAILED
     if ack["status"] == "rejected":
-        print(f"refused: {ack.get('detail') or 'no reason given'}", file=sys.stderr)
+        _say(f"refused: {ack.get('detail') or 'no reason given'}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{command} accepted by engine pid {pid}: {ACCEPTED[command]}")
+    _say(f"{command} accepted by engine pid {pid}: {ACCEPTED[command]}")
     if args.wait and ack["status"] != "done":
         ack = _wait_for(run.events, offset, cid, {"rejected", "done"}, args.timeout)
         if ack is None:
-            print(f"not carried out within {args.timeout:g} s (a step can take longer; raise --timeout)",
+            _say(f"not carried out within {args.timeout:g} s (a step can take longer; raise --timeout)",
                   file=sys.stderr)
             return EXIT_FAILED
         if ack["status"] == "rejected":
-            print(f"refused: {ack.get('detail') or 'no reason given'}", file=sys.stderr)
+            _say(f"refused: {ack.get('detail') or 'no reason given'}", file=sys.stderr)
             return EXIT_USAGE
-        print(f"done{': ' + ack['detail'] if ack.get('detail') else ''}")
-    print(f"watch it with: grpo-tui attach {args.run_dir}")
+        _say(f"done{': ' + ack['detail'] if ack.get('detail') else ''}")
+    _say(f"watch it with: grpo-tui attach {args.run_dir}")
     return EXIT_OK

@@ -23,9 +23,15 @@ from typing import Any, Callable
 
 from grpo_tui.engine.config import PromptConfig, load_config
 from grpo_tui.engine.data.loader import FieldMap
-from grpo_tui.engine.eval.evaluate import (EvalError, EvalRequest, ModelSpec, _pct, compare, compare_markdown, default_batch_size,
-                                  evaluate_spec, gsm8k_docs, load_eval_data, load_for_eval, resolve_model, write_results)
+from grpo_tui.engine.eval.data import gsm8k_docs, load_eval_data
+from grpo_tui.engine.eval.errors import EvalError
+from grpo_tui.engine.eval.evaluate import EvalRequest, evaluate_spec
+from grpo_tui.engine.eval.generation import default_batch_size
+from grpo_tui.engine.eval.report import compare, compare_markdown, percent, write_results
+from grpo_tui.engine.eval.resolve import ModelSpec, load_for_eval, resolve_model
 from grpo_tui.rundir.errors import EXIT_FAILED, EXIT_OK, GrpoTuiError
+from grpo_tui.tui.console.arg_types import int_at_least
+from grpo_tui.tui.text import safe_text, visible
 
 
 def summary_lines(s: dict[str, Any]) -> list[tuple[str, str]]:
@@ -35,35 +41,51 @@ def summary_lines(s: dict[str, Any]) -> list[tuple[str, str]]:
     if g:
         for mode in ("strict", "flexible"):
             r = g[mode]
-            rows.append((f"greedy pass@1 ({mode})", f"{_pct(r['accuracy'])}%  [{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}]  "
+            rows.append((f"greedy pass@1 ({mode})", f"{percent(r['accuracy'])}%  [{percent(r['ci95'][0])}, {percent(r['ci95'][1])}]  "
                                                     f"{r['correct']}/{r['n']}"))
-        rows.append(("answers in the trained format", f"{_pct(g['format_rate'])}%"))
-        rows.append(("mean tokens / truncated", f"{g['mean_tokens']:.0f} / {_pct(g['truncated_frac'])}%"))
+        rows.append(("answers in the trained format", f"{percent(g['format_rate'])}%"))
+        rows.append(("mean tokens / truncated", f"{g['mean_tokens']:.0f} / {percent(g['truncated_frac'])}%"))
     sm = s.get("sampled")
     if sm:
         k = sm["k"]
         for mode in ("strict", "flexible"):
             r = sm[mode]
-            rows.append((f"sampled pass@1 ({mode})", f"{_pct(r['pass@1'])}%  [{_pct(r['pass@1_ci95'][0])}, {_pct(r['pass@1_ci95'][1])}]"))
-            rows.append((f"pass@{k} ({mode})", f"{_pct(r[f'pass@{k}'])}%"))
+            rows.append((f"sampled pass@1 ({mode})", f"{percent(r['pass@1'])}%  [{percent(r['pass@1_ci95'][0])}, {percent(r['pass@1_ci95'][1])}]"))
+            rows.append((f"pass@{k} ({mode})", f"{percent(r[f'pass@{k}'])}%"))
             mj = r[f"maj@{k}"]
-            rows.append((f"maj@{k} ({mode})", f"{_pct(mj['accuracy'])}%  [{_pct(mj['ci95'][0])}, {_pct(mj['ci95'][1])}]"))
-        rows.append((f"items with all {k} samples alike", f"{_pct(sm['frac_all_same'])}%"))
+            rows.append((f"maj@{k} ({mode})", f"{percent(mj['accuracy'])}%  [{percent(mj['ci95'][0])}, {percent(mj['ci95'][1])}]"))
+        rows.append((f"items with all {k} samples alike", f"{percent(sm['frac_all_same'])}%"))
     return rows
 
+
+
+def _quiet_hub_bars() -> None:
+    """transformers draws a "Loading weights" bar per load; under our own bar they stack and hide it."""
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def run_one(spec: ModelSpec, req: EvalRequest, device: str, console: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """evaluate_spec with a progress bar on a terminal, one line per batch in a log file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.markup import escape
     n = len(req.dataset.items)
     total = (n if req.greedy else 0) + (n if req.samples else 0)
-    log = lambda m: console.print(m, markup=False)  # noqa: E731 - labels and paths are not markup
+    log = lambda m: console.print(visible(m), markup=False)  # noqa: E731 - labels and paths are not markup
+    _quiet_hub_bars()
     if console.is_terminal:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=console, transient=False) as bar:
-            task = bar.add_task(f"{spec.label} on {req.dataset.name}", total=total)
-            return evaluate_spec(spec, req, device, progress=lambda k: bar.advance(task, k), log=log)
+            label = escape(visible(f"{spec.label} on {req.dataset.name}"))
+            # the bar says what the wait at 0 is: loading the weights, before the first answer comes
+            task = bar.add_task(label + " (loading weights)", total=total)
+
+            def advance(k: int) -> None:
+                bar.update(task, description=label, advance=k)
+            return evaluate_spec(spec, req, device, progress=advance, log=log)
     # a log file: one line per batch instead of a bar redrawn in place
     done = [0]
     t_start = time.time()
@@ -71,8 +93,8 @@ def run_one(spec: ModelSpec, req: EvalRequest, device: str, console: Any) -> tup
     def line(k: int) -> None:
         done[0] += k
         el = time.time() - t_start
-        console.print(f"{spec.label}: {done[0]}/{total} ({el:.0f}s, ~{el / done[0] * (total - done[0]):.0f}s left)",
-                      markup=False)
+        console.print(visible(f"{spec.label}: {done[0]}/{total} ({el:.0f}s, "
+                              f"~{el / done[0] * (total - done[0]):.0f}s left)"), markup=False)
     return evaluate_spec(spec, req, device, progress=line, log=log)
 
 
@@ -105,14 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gold-format", default="auto", choices=("auto", "gsm8k", "boxed", "plain", "number"),
                    help="how the gold is written: after ####, last \\boxed{}, the whole field, one number with or "
                         "without a unit ('9 (apples)', '145.0'), or guessed per row (default)")
-    p.add_argument("--limit", type=int, default=0, help="evaluate the first N items (0 = all; synthetic: 500)")
+    p.add_argument("--limit", type=int_at_least(0), default=0, help="evaluate the first N items (0 = all; synthetic: 500)")
     p.add_argument("--shuffle", type=int, metavar="SEED", help="shuffle items with SEED before --limit")
-    p.add_argument("--samples", type=int, default=0, metavar="K", help="also sample K answers per item: pass@1, pass@K, maj@K")
+    p.add_argument("--samples", type=int_at_least(0), default=0, metavar="K", help="also sample K answers per item: pass@1, pass@K, maj@K")
     p.add_argument("--no-greedy", action="store_true", help="skip the greedy pass (with --samples)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the preset's, else 1.0)")
     p.add_argument("--top-p", type=float, help="nucleus sampling (default: the preset's, else 1.0)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="tokens generated per answer (default 256)")
-    p.add_argument("--batch-size", type=int, default=0, help="sequences generated at once (default 64 on a GPU, 8 on a CPU)")
+    p.add_argument("--max-new-tokens", type=int_at_least(1), default=256, help="tokens generated per answer (default 256)")
+    p.add_argument("--batch-size", type=int_at_least(0), default=0, help="sequences generated at once (default 64 on a GPU, 8 on a CPU)")
     p.add_argument("--preset", help="preset whose prompt format to ask in (default: the run's config.json, else 'reasoning')")
     p.add_argument("--format", choices=("reasoning", "think"), help="override the prompt format")
     p.add_argument("--one-shot", action=argparse.BooleanOptionalAction, default=None,
@@ -121,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); on a CPU shared "
+    p.add_argument("--threads", type=int_at_least(1), help="CPU threads for torch (default: torch's choice); on a CPU shared "
                                                "with other jobs, 1 is often several times faster")
     p.add_argument("--out", type=Path, help="output directory (default: evals/<time>-<dataset>)")
     return p
@@ -152,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         data = load_eval_data(args.dataset, args.split, args.limit, cfg_for_data, args.difficulty, args.shuffle,
                               fields, args.dataset_config)
     except GrpoTuiError as e:
-        console.print(f"error: {e}", markup=False)
+        console.print(visible(f"error: {e}"), markup=False)
         return e.exit_code
     warning = data.gold_warning()
     if warning:
-        console.print(f"[bold red]{escape(warning)}[/]")
+        console.print(f"[bold red]{escape(visible(warning))}[/]")
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -173,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
                       top_p=args.top_p if args.top_p is not None else (temp_src.train.top_p if temp_src else 1.0),
                       seed=args.seed, prompt_override=override, dtype=args.dtype)
     out = args.out or Path("evals") / f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(Path(data.name).stem)}"
-    console.print(f"{len(data.items)} items from {data.origin}" + (f" ({data.skipped} skipped)" if data.skipped else "")
-                  + f"; device {device}" + ("" if device.startswith("cuda") else " (no GPU: expect minutes per 100 items)"))
+    console.print(visible(f"{len(data.items)} items from {data.origin}"
+                          + (f" ({data.skipped} skipped)" if data.skipped else "") + f"; device {device}"
+                          + ("" if device.startswith("cuda") else " (no GPU: expect minutes per 100 items)")),
+                  markup=False)
     summaries, all_rows = [], []
     labels = Counter()
     for spec in specs:
@@ -187,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         write_results(sub, rows, summary)
         summaries.append(summary)
         all_rows.append(rows)
-        t = Table(title=f"{spec.label} on {data.name} ({summary['n']} items, {summary['generation_s']:.0f} s)")
+        t = Table(title=safe_text(f"{spec.label} on {data.name} ({summary['n']} items, "
+                                  f"{summary['generation_s']:.0f} s)"))
         t.add_column("metric")
         t.add_column("value (95% CI)")
         for k, v in summary_lines(summary):
@@ -198,19 +223,19 @@ def main(argv: list[str] | None = None) -> int:
         cmp = compare(summaries, all_rows)
         (out / "compare.json").write_text(json.dumps(cmp, indent=2))
         (out / "compare.md").write_text(compare_markdown(cmp))
-        t = Table(title=f"before/after on {data.name} ({cmp['n']} items)")
+        t = Table(title=safe_text(f"before/after on {data.name} ({cmp['n']} items)"))
         t.add_column("metric (%)")
         for m in cmp["models"]:
-            t.add_column(m)
+            t.add_column(safe_text(m))
         for m in cmp["models"][1:]:
-            t.add_column(f"Δ {m}")
+            t.add_column(safe_text(f"Δ {m}"))
         for row in cmp["table"]:
-            t.add_row(row["metric"], *[_pct(v) for v in row["values"]],
+            t.add_row(row["metric"], *[percent(v) for v in row["values"]],
                       *["-" if d is None else f"{100 * d:+.1f}" for d in row["delta"][1:]])
         console.print(t)
         for p in cmp["paired"]:
-            console.print(f"{p['model']} vs {cmp['models'][0]} ({p['mode']}): fixed {p['fixed']}, "
-                          f"broke {p['broken']} of {p['items']}")
+            console.print(visible(f"{p['model']} vs {cmp['models'][0]} ({p['mode']}): fixed {p['fixed']}, "
+                                  f"broke {p['broken']} of {p['items']}"), markup=False)
         console.print(f"compare: {out / 'compare.md'}")
     return EXIT_OK
 
@@ -220,10 +245,10 @@ def _per_model(spec: ModelSpec, console: Any, work: Callable[[], Any]) -> tuple[
     try:
         return work(), EXIT_OK
     except GrpoTuiError as e:
-        console.print(f"error: {e}", markup=False)
+        console.print(visible(f"error: {e}"), markup=False)
         return None, e.exit_code
     except Exception as e:  # noqa: BLE001 - a model that won't load or generate: say which
-        console.print(f"error: {spec.label}: {type(e).__name__}: {e}")
+        console.print(visible(f"error: {spec.label}: {type(e).__name__}: {e}"), markup=False)
         return None, EXIT_FAILED
 
 
@@ -234,7 +259,7 @@ def _main_lm_eval(args: argparse.Namespace, specs: list[ModelSpec], console: Any
         test_docs, origin = gsm8k_docs(args.dataset, args.split, "--dataset")
         train_docs, train_origin = gsm8k_docs(args.fewshot_file or "gsm8k", "train", "--fewshot-file")
     except GrpoTuiError as e:
-        console.print(f"error: {e}", markup=False)
+        console.print(visible(f"error: {e}"), markup=False)
         return e.exit_code
     if args.shuffle is not None:
         random.Random(args.shuffle).shuffle(test_docs)
@@ -245,8 +270,8 @@ def _main_lm_eval(args: argparse.Namespace, specs: list[ModelSpec], console: Any
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = args.out or Path("evals") / f"{time.strftime('%Y%m%d-%H%M%S')}-lm-eval-gsm8k"
-    console.print(f"lm-eval gsm8k protocol: {len(test_docs)} items from {origin}, {lm.NUM_FEWSHOT}-shot from "
-                  f"{train_origin}; device {device}")
+    console.print(visible(f"lm-eval gsm8k protocol: {len(test_docs)} items from {origin}, {lm.NUM_FEWSHOT}-shot "
+                          f"from {train_origin}; device {device}"), markup=False)
     def one(spec: ModelSpec) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         model, tok = load_for_eval(spec, device, args.dtype)
         return lm.run(model, tok, test_docs, train_docs, batch_size=args.batch_size or default_batch_size(device),
@@ -263,7 +288,7 @@ def _main_lm_eval(args: argparse.Namespace, specs: list[ModelSpec], console: Any
                    "device": device, "generation_s": round(time.time() - t0, 2), **numbers}
         sub = out / _slug(spec.label)
         write_results(sub, rows, summary)
-        console.print(lm.table_markdown(spec.label, numbers), markup=False)
+        console.print(visible(lm.table_markdown(spec.label, numbers)), markup=False)
         console.print(f"results: {sub / 'results.jsonl'}\nsummary: {sub / 'summary.json'}")
     return EXIT_OK
 

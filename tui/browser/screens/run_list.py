@@ -19,6 +19,9 @@ from grpo_tui.tui.browser.widgets import num_cell
 from grpo_tui.tui.text import safe_text
 
 
+STEPS_WIDTH = 9  # the steps column's narrowest width
+
+
 class RunListScreen(Screen):
     BINDINGS = [Binding("q", "app.quit", "Quit"), Binding("r", "reload", "Reload"),
                 Binding("enter", "open", "Open", show=True), Binding("space", "mark", "Mark"),
@@ -39,11 +42,15 @@ class RunListScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
-        for label, width in (("date", 16), ("run", 28), ("preset", 12), ("model", 24), ("steps", 9),
-                             ("reward", 7), ("state", 9), ("notes", 40)):
-            table.add_column(label, key=label, width=width + (2 if label == "date" else 0))  # + the mark
+        self._add_columns(table, STEPS_WIDTH)
         table.focus()
         self.action_reload()
+
+    @staticmethod
+    def _add_columns(table: DataTable, steps_width: int) -> None:
+        for label, width in (("date", 18), ("run", 28), ("preset", 12), ("model", 24), ("steps", steps_width),
+                             ("reward", 7), ("state", 9), ("notes", 40)):
+            table.add_column(label, key=label, width=width)  # date: + the mark
 
     @work(thread=True, exclusive=True, group="runs")
     def action_reload(self) -> None:
@@ -52,14 +59,15 @@ class RunListScreen(Screen):
     def on_runs_listed(self, msg: RunsListed) -> None:
         self.runs = msg.runs
         table = self.query_one("#runs", DataTable)
-        table.clear()
+        steps = ["-" if not r.steps else f"{r.step}" + (f"/{r.max_steps}" if r.max_steps else "") for r in self.runs]
+        table.clear(columns=True)  # the steps column as wide as its widest count: "20000/20000", never cut
+        self._add_columns(table, max([STEPS_WIDTH, *map(len, steps)]))
         state_style = {"finished": "green", "running": "bold cyan", "failed": "red", "gone": "yellow",
                        "stopped": "yellow", "paused": "cyan"}
         self.marked &= {r.path for r in self.runs}
         for i, r in enumerate(self.runs):
-            steps = "-" if not r.steps else f"{r.step}" + (f"/{r.max_steps}" if r.max_steps else "")
             table.add_row(self._mark(r), safe_text(r.path.name), safe_text(r.preset), safe_text(r.model_name),
-                          Text(steps, justify="right"),
+                          Text(steps[i], justify="right"),
                           num_cell(r.last_reward), safe_text(r.status, style=state_style.get(r.status, "")),
                           safe_text("; ".join(r.notes), style="yellow"), key=str(i))
         title = self.query_one("#runs-title", Static)
@@ -95,7 +103,7 @@ class RunListScreen(Screen):
             return
         runs, problems = load_runs(paths)
         if problems:
-            self.notify("; ".join(problems), severity="error", timeout=10)
+            self.notify("; ".join(problems), severity="error", timeout=10, markup=False)
             return
         self.app.push_screen(CompareScreen(runs))
 
