@@ -1,4 +1,4 @@
-"""`grpo-tui export RUN[@STEP] --out DIR [--adapter] [--push-to-hub ID]`: the trained model out of a run.
+"""The trained model out of a run (`grpo-tui export`; its command line is tui/console/export.py).
 
 A LoRA checkpoint is merged into its base weights with peft's merge_and_unload
 (or, with --adapter, kept as the adapter alone); full-weight checkpoints are
@@ -14,11 +14,9 @@ half-exported DIR. The result loads with `AutoModelForCausalLM.from_pretrained`
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import re
 import tempfile
 from pathlib import Path
@@ -29,7 +27,6 @@ from grpo_tui.engine.eval.resolve import ModelSpec, resolve_model
 from grpo_tui.rundir.events import iter_events
 from grpo_tui.rundir.layout import RunDir, enclosing_run
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -265,41 +262,3 @@ def push_to_hub(out: Path, repo_id: str, private: bool = True) -> str:
     except Exception as e:  # noqa: BLE001 - no token, no network, no permission: say so with the way out
         raise ExportError(f"--push-to-hub {repo_id}: {type(e).__name__}: {str(e)[:300]}. The export is in {out}; "
                           "log in with `hf auth login` and retry, or upload it by hand.") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="grpo-tui export",
-                                description="Export a run's checkpoint as a transformers model (LoRA merged) or a "
-                                            "LoRA adapter, with tokenizer, generation config and a model card.")
-    p.add_argument("run", metavar="RUN_DIR[@STEP]", help="a run directory; @STEP picks a checkpoint (default latest)")
-    p.add_argument("--out", type=Path, required=True, help="new (or empty) output directory")
-    p.add_argument("--adapter", action="store_true", help="keep the LoRA adapter instead of merging it")
-    p.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload DIR to this hub model repo (private)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.push_to_hub:
-        from huggingface_hub import constants
-        if constants.HF_HUB_OFFLINE:  # say it before minutes of merging, not after
-            print(f"error: --push-to-hub {args.push_to_hub}: the hub is switched off here (HF_HUB_OFFLINE=1); "
-                  "export without --push-to-hub and upload later with `hf upload`.", file=sys.stderr)
-            return EXIT_USAGE
-    from grpo_tui.tui.text import visible  # messages name run paths: their escapes are shown, never run
-
-    def say(text: str, file: Any = None) -> None:
-        print(visible(text), file=file or sys.stdout)
-    try:
-        out = export_model(args.run, args.out, args.adapter, log=say)
-        say(f"exported {args.run} to {out}" + (" (LoRA adapter)" if args.adapter else ""))
-        if args.push_to_hub:
-            say(f"pushed to {push_to_hub(out, args.push_to_hub)}")
-    except ExportError as e:
-        say(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from grpo_tui.engine.export import main as export_main
+from grpo_tui.tui.console.export import main as export_main
 
 
 def _generate(model_dir, prompt="Sam has 4 apples and buys 3 more. How many apples?"):

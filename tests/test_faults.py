@@ -767,7 +767,7 @@ def _hostile_copy(tmp_path: Path, source: Path) -> Path:
 
 
 def test_model_card_escapes_markdown_and_drops_control_characters(tmp_path, tiny_run):
-    from grpo_tui.engine.export import main as export_main
+    from grpo_tui.tui.console.export import main as export_main
     run = _hostile_copy(tmp_path, tiny_run[0])
     out = tmp_path / "export"
     assert export_main([str(run), "--out", str(out)]) == 0
@@ -795,7 +795,7 @@ def test_model_card_escapes_markdown_and_drops_control_characters(tmp_path, tiny
 
 
 def test_export_refuses_an_out_inside_any_run_directory(tmp_path, tiny_run, capsys):
-    from grpo_tui.engine.export import main as export_main
+    from grpo_tui.tui.console.export import main as export_main
     run = tiny_run[0]
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     other = private_dir(tmp_path / "other-run")

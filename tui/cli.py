@@ -268,7 +268,7 @@ def cmd_eval(argv: list[str]) -> int:
 
 
 def cmd_export(argv: list[str]) -> int:
-    from grpo_tui.engine.export import main
+    from grpo_tui.tui.console.export import main
 
     return main(argv)
 
