@@ -14,14 +14,17 @@ import argparse
 import os
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 
 def load(attn: str | None = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from grpo_tui.engine.models import ensure_smollm2
+
     path = ensure_smollm2()
     tok = AutoTokenizer.from_pretrained(path)
     kw = {"attn_implementation": attn} if attn else {}
@@ -34,23 +37,34 @@ def demo_prompt_ids(tok: Any) -> list[int]:
     """The cpu-demo's real first prompt: one-shot system prompt + a synthetic problem."""
     from grpo_tui.engine.config import load_config
     from grpo_tui.engine.data.loader import load_rows, to_dataset
+
     cfg = load_config("cpu-demo")
     rows, _ = load_rows(cfg.data, cfg.train.seed)
     ds = to_dataset(rows[:1], cfg.prompt)
     return tok.apply_chat_template(ds[0]["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
-def generate(model: Any, tok: Any, ids: list[int], G: int, new: int, fast: bool = False, shared: bool = False,
-             **kw: Any) -> float:
+def generate(
+    model: Any, tok: Any, ids: list[int], G: int, new: int, fast: bool = False, shared: bool = False, **kw: Any
+) -> float:
     """Seconds to sample G completions of `new` tokens; `fast`: [train] fast_cpu_decode's path; `shared`: the
     prompt prefilled once for the G rows ([train] share_prompt_prefix's path)."""
     import functools
+
     from grpo_tui.engine.fast_decode import fast_cpu_generate
     from grpo_tui.engine.train import shared_prefix
+
     x = torch.tensor([ids] * G)
     fn = functools.partial(fast_cpu_generate, model.generate, model) if fast else model.generate
-    kw.update(input_ids=x, attention_mask=torch.ones_like(x), do_sample=True, temperature=0.8,
-              max_new_tokens=new, min_new_tokens=new, pad_token_id=tok.pad_token_id)
+    kw.update(
+        input_ids=x,
+        attention_mask=torch.ones_like(x),
+        do_sample=True,
+        temperature=0.8,
+        max_new_tokens=new,
+        min_new_tokens=new,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -79,37 +93,60 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     model, tok = load()
     ids = demo_prompt_ids(tok)
-    print(f"prompt {len(ids)} tokens, G={a.G}, {a.new} new tokens; attention={model.config._attn_implementation}",
-          flush=True)
+    print(
+        f"prompt {len(ids)} tokens, G={a.G}, {a.new} new tokens; attention={model.config._attn_implementation}",
+        flush=True,
+    )
     variants: dict[str, Callable[[], float]] = {}
     if a.only in (None, "generation"):
         variants["generate: dynamic cache (baseline)"] = lambda: generate(model, tok, ids, a.G, a.new)
-        variants["generate: static cache"] = lambda: generate(model, tok, ids, a.G, a.new,
-                                                              cache_implementation="static")
+        variants["generate: static cache"] = lambda: generate(
+            model, tok, ids, a.G, a.new, cache_implementation="static"
+        )
         variants["generate: fast_cpu_decode"] = lambda: generate(model, tok, ids, a.G, a.new, fast=True)
         variants["generate: shared prefix"] = lambda: generate(model, tok, ids, a.G, a.new, shared=True)
-        variants["generate: shared prefix + fast_cpu_decode (cpu-demo)"] = \
-            lambda: generate(model, tok, ids, a.G, a.new, fast=True, shared=True)
+        variants["generate: shared prefix + fast_cpu_decode (cpu-demo)"] = lambda: generate(
+            model, tok, ids, a.G, a.new, fast=True, shared=True
+        )
         if a.all:
             eager, _ = load("eager")
             variants["generate: eager attention"] = lambda: generate(eager, tok, ids, a.G, a.new)
             variants["generate: G/2 (half the completions)"] = lambda: generate(model, tok, ids, a.G // 2, a.new)
             variants["generate: 3/4 completion length"] = lambda: generate(model, tok, ids, a.G, a.new * 3 // 4)
     if a.only in (None, "threads"):
+
         def one_thread() -> float:
             torch.set_num_threads(1)
             try:
                 return generate(model, tok, ids, a.G, a.new)
             finally:
                 torch.set_num_threads(threads)
+
         variants["generate: 1 torch thread"] = one_thread
     if a.only in (None, "backward"):
         from peft import LoraConfig, get_peft_model
+
         n = model.config.num_hidden_layers
-        peft8 = get_peft_model(load()[0], LoraConfig(r=16, lora_alpha=32, task_type="CAUSAL_LM",
-                                                     layers_to_transform=list(range(n - 8, n)), layers_pattern="layers"))
-        peft4 = get_peft_model(load()[0], LoraConfig(r=16, lora_alpha=32, task_type="CAUSAL_LM",
-                                                     layers_to_transform=list(range(n - 4, n)), layers_pattern="layers"))
+        peft8 = get_peft_model(
+            load()[0],
+            LoraConfig(
+                r=16,
+                lora_alpha=32,
+                task_type="CAUSAL_LM",
+                layers_to_transform=list(range(n - 8, n)),
+                layers_pattern="layers",
+            ),
+        )
+        peft4 = get_peft_model(
+            load()[0],
+            LoraConfig(
+                r=16,
+                lora_alpha=32,
+                task_type="CAUSAL_LM",
+                layers_to_transform=list(range(n - 4, n)),
+                layers_pattern="layers",
+            ),
+        )
         peft8.train(), peft4.train()
         variants["fwd+bwd: LoRA top 8 layers (baseline)"] = lambda: forward_backward(peft8, ids, a.G, a.new)
         variants["fwd+bwd: LoRA top 4 layers"] = lambda: forward_backward(peft4, ids, a.G, a.new)
@@ -120,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 return forward_backward(peft8, ids, a.G, a.new)
             finally:
                 torch.set_num_threads(threads)
+
         variants["fwd+bwd: 1 torch thread"] = one_thread_fb
     times: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(a.rounds):

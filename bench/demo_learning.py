@@ -15,7 +15,7 @@ with the same evals, interleaved seed by seed with the new ones, so the ratio
 comes from one run of the bench on one machine load. Minutes leave out the
 bench's own held-out evals (2-3 minutes each for 100 problems).
 
-  python bench/demo_learning.py                         # the preset as shipped, seeds 1 and 2 (~15 min each: 36 steps, two evals)
+  python bench/demo_learning.py                         # the preset as shipped, seeds 1 and 2 (36 steps, two evals)
   python bench/demo_learning.py --baseline              # ... and the previous settings beside them
   python bench/demo_learning.py --runs runs/s1 runs/s2  # read finished runs, run nothing
   python bench/demo_learning.py --runs runs/s1 --first-steps 30   # ... and each as if it had stopped at step 30
@@ -57,10 +57,15 @@ from grpo_tui.rundir.state import mean_and_stderr  # noqa: E402
 def baseline_overrides() -> list[str]:
     """The previous settings, with the previous auto-threads rule applied now: what the demo would have chosen."""
     import torch
+
     cores = torch.get_num_threads()
-    return ["train.num_generations=8", "train.share_prompt_prefix=false", "train.stop_strings=[]",
-            "train.fast_cpu_decode=false",
-            f"train.torch_threads={max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))}"]
+    return [
+        "train.num_generations=8",
+        "train.share_prompt_prefix=false",
+        "train.stop_strings=[]",
+        "train.fast_cpu_decode=false",
+        f"train.torch_threads={max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))}",
+    ]
 
 
 MIN_STEPS_FOR_SIGNAL = 10  # fifths of fewer steps are two points each: no signal to speak of
@@ -103,9 +108,11 @@ def analyze(run_dir: Path, launched_t: float | None = None, first_steps: int | N
     eval at that step does). With a constant learning rate after warm-up, that is what a run of that many steps
     does, minus the held-out eval it would run at its end."""
     events = read_events(RunDir(run_dir).events)
-    cut = [e for e in events if e.get("type") == "step"][first_steps - 1:first_steps] if first_steps else []
+    cut = [e for e in events if e.get("type") == "step"][first_steps - 1 : first_steps] if first_steps else []
     if cut:
-        events = [e for e in events if e["t"] <= cut[0]["t"] or (e.get("type") == "eval" and e.get("step") == first_steps)]
+        events = [
+            e for e in events if e["t"] <= cut[0]["t"] or (e.get("type") == "eval" and e.get("step") == first_steps)
+        ]
     r = RunReport(name=run_dir.name + (f" @{first_steps}" if first_steps else ""))
     starts = [e for e in events if e.get("type") == "run_start"]
     t0 = launched_t or (starts[0]["t"] if starts else None)
@@ -156,11 +163,15 @@ def analyze(run_dir: Path, launched_t: float | None = None, first_steps: int | N
 def by_operation(root: Path, before: int, after: int) -> dict[str, tuple[int, int, int]]:
     """Operation of a synthetic problem -> (correct before, correct after, problems), from the evals' item files:
     which kinds of problem the run learned, and which it unlearned (a policy that adds whatever the question)."""
+
     def items(step: int) -> dict[str, tuple[str, bool]]:
         path = RunDir(root).eval_results(step)
         rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
-        return {str(r.get("id")): ("+".join(operations(str(r.get("question", "")))) or "other", bool(r.get("correct")))
-                for r in rows}
+        return {
+            str(r.get("id")): ("+".join(operations(str(r.get("question", "")))) or "other", bool(r.get("correct")))
+            for r in rows
+        }
+
     first, last = items(before), items(after)
     out: dict[str, list[int]] = {}
     for key, (op, ok) in first.items():
@@ -174,8 +185,10 @@ def startup_text(events: list[dict[str, Any]], launched_t: float | None, eval_s:
     """'imports 9 + model 2 + trainer 1 + step 1 21': seconds from launch (or run_start) to the first step.
 
     eval_s: seconds of the held-out eval before the first step, left out of "step 1"."""
+
     def t(pred: Any) -> float | None:
         return next((e["t"] for e in events if pred(e)), None)
+
     start = t(lambda e: e.get("type") == "run_start")
     model = t(lambda e: e.get("type") == "model")
     running = t(lambda e: e.get("type") == "state" and e.get("state") == "running")
@@ -184,8 +197,12 @@ def startup_text(events: list[dict[str, Any]], launched_t: float | None, eval_s:
     if None in (start, model, running, first, loading):
         return "-"
     parts = [("imports", start - launched_t)] if launched_t else []
-    parts += [("data", loading - start), ("model", model - loading), ("trainer", running - model),
-              ("step 1", first - running - eval_s)]
+    parts += [
+        ("data", loading - start),
+        ("model", model - loading),
+        ("trainer", running - model),
+        ("step 1", first - running - eval_s),
+    ]
     return " + ".join(f"{name} {secs:.0f}" for name, secs in parts)
 
 
@@ -206,12 +223,18 @@ def report_lines(reports: list[RunReport]) -> list[str]:
         ("wall minutes (to run_end, evals excluded)", [_num(r.wall_min) for r in reports]),
         ("seconds to the first step", [_num(r.first_step_s, "{:.0f}") for r in reports]),
         ("  of which (s)", [r.startup for r in reports]),
-        ("minutes to signal (z > 2)", [f"{_num(r.signal_min)} (step {r.signal_step})" if r.signal_step else "no signal"
-                                       for r in reports]),
-        ("reward first fifth", [f"{r.reward_first[0]:.3f} ± {r.reward_first[1]:.3f}" if r.reward_first else "-"
-                                for r in reports]),
-        ("reward last fifth", [f"{r.reward_last[0]:.3f} ± {r.reward_last[1]:.3f}" if r.reward_last else "-"
-                               for r in reports]),
+        (
+            "minutes to signal (z > 2)",
+            [f"{_num(r.signal_min)} (step {r.signal_step})" if r.signal_step else "no signal" for r in reports],
+        ),
+        (
+            "reward first fifth",
+            [f"{r.reward_first[0]:.3f} ± {r.reward_first[1]:.3f}" if r.reward_first else "-" for r in reports],
+        ),
+        (
+            "reward last fifth",
+            [f"{r.reward_last[0]:.3f} ± {r.reward_last[1]:.3f}" if r.reward_last else "-" for r in reports],
+        ),
         ("(last - first) / SE over the run", [_num(r.z_end) for r in reports]),
         ("seconds per step", [_num(r.step_s) for r in reports]),
         ("generation tokens/s", [_num(r.gen_tps, "{:.0f}") for r in reports]),
@@ -221,9 +244,12 @@ def report_lines(reports: list[RunReport]) -> list[str]:
             rows.append((f"  {LABELS[name]} share", [f"{100 * r.phase_share.get(name, 0):.0f}%" for r in reports]))
     rows.append(("held-out greedy accuracy before", [_acc(r.acc_before) for r in reports]))
     rows.append(("held-out greedy accuracy after", [_acc(r.acc_after) for r in reports]))
-    rows.append(("  correct by operation, before -> after", [", ".join(f"{op} {a}->{b}/{n}" for op, (a, b, n)
-                                                                      in r.by_operation.items()) or "-"
-                                                            for r in reports]))
+    rows.append(
+        (
+            "  correct by operation, before -> after",
+            [", ".join(f"{op} {a}->{b}/{n}" for op, (a, b, n) in r.by_operation.items()) or "-" for r in reports],
+        )
+    )
     width = max(len(n) for n, _ in rows)
     cols = [max(len(r.name), *(len(v[i]) for _, v in rows)) for i, r in enumerate(reports)]
     out = [" " * width + "  " + "  ".join(r.name.ljust(c) for r, c in zip(reports, cols))]
@@ -233,9 +259,24 @@ def report_lines(reports: list[RunReport]) -> list[str]:
 
 def run_demo(run_dir: Path, seed: int, max_steps: int, eval_limit: int, overrides: list[str]) -> float:
     """One headless cpu-demo run; returns the launch time (for minutes to signal from launch)."""
-    cmd = [sys.executable, "-m", "grpo_tui.tui.cli", "--no-ui", "--preset", "cpu-demo", "--run-dir", str(run_dir),
-           "--max-steps", str(max_steps), "--set", f"train.seed={seed}",
-           "--set", f"eval.every_steps={max_steps}", "--set", f"eval.limit={eval_limit}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "grpo_tui.tui.cli",
+        "--no-ui",
+        "--preset",
+        "cpu-demo",
+        "--run-dir",
+        str(run_dir),
+        "--max-steps",
+        str(max_steps),
+        "--set",
+        f"train.seed={seed}",
+        "--set",
+        f"eval.every_steps={max_steps}",
+        "--set",
+        f"eval.limit={eval_limit}",
+    ]
     for o in overrides:
         cmd += ["--set", o]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
@@ -255,8 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="steps per run (default: the preset's)")
     p.add_argument("--eval-limit", type=int, default=100, help="held-out synthetic problems for before/after accuracy")
     p.add_argument("--out", type=Path, default=Path("runs/demo-learning"), help="where the runs go")
-    p.add_argument("--first-steps", type=int, default=None,
-                   help="also report each run as if it had ended after this step (e.g. a shorter preset)")
+    p.add_argument(
+        "--first-steps",
+        type=int,
+        default=None,
+        help="also report each run as if it had ended after this step (e.g. a shorter preset)",
+    )
     a = p.parse_args(argv)
     a.out = a.out.resolve()  # the engine runs from the repository root: hand it the path this bench reads
     if a.runs:
@@ -269,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             reports += [analyze(d, first_steps=a.first_steps) for d in a.runs]
     else:
         from grpo_tui.engine.config import load_config
+
         max_steps = a.max_steps or load_config("cpu-demo").train.max_steps
         print(f"load average at start: {os.getloadavg()}", flush=True)
         reports = []
@@ -286,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
                     reports.append(analyze(run_dir, launched, a.first_steps))
         print(f"load average at end: {os.getloadavg()}")
     print("\n".join(report_lines(reports)))
-    print("signal: the reward of the last fifth of the steps so far beats the first fifth by more than 2 standard "
-          "errors; minutes count from launch (from run_start with --runs), less the held-out evals' seconds")
+    print(
+        "signal: the reward of the last fifth of the steps so far beats the first fifth by more than 2 standard "
+        "errors; minutes count from launch (from run_start with --runs), less the held-out evals' seconds"
+    )
     return 0
 
 

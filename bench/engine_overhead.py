@@ -38,13 +38,13 @@ from trl import GRPOTrainer  # noqa: E402
 
 from grpo_tui.engine.config import Config, load_config  # noqa: E402
 from grpo_tui.engine.data.loader import load_rows, to_dataset  # noqa: E402
-from grpo_tui.rundir.events import read_events  # noqa: E402
 from grpo_tui.engine.models import load_model  # noqa: E402
 from grpo_tui.engine.rewards import resolve_reward  # noqa: E402
-from grpo_tui.engine.train.orchestrator import train as engine_train  # noqa: E402
-from grpo_tui.rundir.layout import RunDir  # noqa: E402
 from grpo_tui.engine.rewards.messages import message_text  # noqa: E402
 from grpo_tui.engine.train.grpo import RecordingGRPOTrainer, grpo_args  # noqa: E402
+from grpo_tui.engine.train.orchestrator import train as engine_train  # noqa: E402
+from grpo_tui.rundir.events import read_events  # noqa: E402
+from grpo_tui.rundir.layout import RunDir  # noqa: E402
 
 
 class StepTimer(TrainerCallback):
@@ -73,6 +73,7 @@ class StepTimer(TrainerCallback):
 def plain_reward(name: str, fn):
     def reward(prompts, completions, answer=None, **kw):
         return fn([message_text(p) for p in prompts], [message_text(c) for c in completions], answer, **kw)
+
     reward.__name__ = name
     return reward
 
@@ -83,8 +84,13 @@ def run_plain(cfg: Config, out: Path) -> StepTimer:
     rewards = [plain_reward(n, resolve_reward(n, cfg.reward_options()[n] or None)) for n in cfg.rewards]
     torch.manual_seed(cfg.train.seed)
     cfg.train.save_final = False
-    trainer = GRPOTrainer(model=loaded.model, reward_funcs=rewards, args=grpo_args(cfg, out, "cpu"),
-                          train_dataset=to_dataset(rows, cfg.prompt), processing_class=loaded.tokenizer)
+    trainer = GRPOTrainer(
+        model=loaded.model,
+        reward_funcs=rewards,
+        args=grpo_args(cfg, out, "cpu"),
+        train_dataset=to_dataset(rows, cfg.prompt),
+        processing_class=loaded.tokenizer,
+    )
     trainer.remove_callback(PrinterCallback)
     timer = StepTimer()
     trainer.add_callback(timer)
@@ -105,6 +111,7 @@ def run_engine(cfg: Config, out: Path) -> StepTimer:
         original(self, cb)
         if type(cb).__name__ == "EngineCallback":  # the trainer's own callbacks come through here too
             original(self, timer)
+
     RecordingGRPOTrainer.add_callback = add_then_time
     try:
         code, _ = engine_train(cfg, run, resume=False)
@@ -137,13 +144,18 @@ def main() -> int:
                 cpu, wall = timer.cpu[1:], timer.wall[1:]  # the first step pays one-off warm-up
                 res[name]["cpu"].append(statistics.median(cpu))
                 res[name]["wall"].append(statistics.median(wall))
-                print(f"round {r + 1} {name:6s}: median step cpu {statistics.median(cpu):.3f}s "
-                      f"wall {statistics.median(wall):.3f}s over {len(cpu)} steps", flush=True)
+                print(
+                    f"round {r + 1} {name:6s}: median step cpu {statistics.median(cpu):.3f}s "
+                    f"wall {statistics.median(wall):.3f}s over {len(cpu)} steps",
+                    flush=True,
+                )
     print()
     for measure in ("cpu", "wall"):
         ratios = [e / p for e, p in zip(res["engine"][measure], res["plain"][measure])]
-        print(f"{measure:4s} per-round ratio engine/plain: {', '.join(f'{x:.3f}' for x in ratios)}; "
-              f"median {statistics.median(ratios):.3f}")
+        print(
+            f"{measure:4s} per-round ratio engine/plain: {', '.join(f'{x:.3f}' for x in ratios)}; "
+            f"median {statistics.median(ratios):.3f}"
+        )
     cpu_ratio = statistics.median(e / p for e, p in zip(res["engine"]["cpu"], res["plain"]["cpu"]))
     print(f"step-time ratio engine/plain (CPU time, median of rounds): {cpu_ratio:.3f}  (target <= 1.03)")
     return 0

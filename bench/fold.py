@@ -19,8 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -71,24 +72,28 @@ def main() -> int:
     old_runs = _old("tui/browser/runs.py", "old_runs", tmp)
     bench = _module("tui_cpu_bench", ROOT / "bench" / "tui_cpu.py")
     for i in range(args.runs):
-        bench.write_synthetic_run(tmp / "runs" / f"r{i:03d}", args.steps if i == 0 else 300, max_steps=args.steps,
-                                  G=2, groups=1)
+        bench.write_synthetic_run(
+            tmp / "runs" / f"r{i:03d}", args.steps if i == 0 else 300, max_steps=args.steps, G=2, groups=1
+        )
     events = read_events(RunDir(tmp / "runs" / "r000").events)
 
     def live(cls: type) -> None:
         m = cls()
         for i in range(0, len(events), 2):
-            m.apply(events[i:i + 2])
+            m.apply(events[i : i + 2])
 
     a, b = best_of(lambda: old_model.RunModel().apply(events), lambda: RunState().apply(events), args.repeat)
     print(f"whole log ({len(events)} events): RunModel {a * 1e3:.1f} ms, RunState {b * 1e3:.1f} ms ({b / a:.2f}x)")
     a, b = best_of(lambda: live(old_model.RunModel), lambda: live(RunState), args.repeat)
     print(f"live (2 events per apply):      RunModel {a * 1e3:.1f} ms, RunState {b * 1e3:.1f} ms ({b / a:.2f}x)")
     dirs = sorted((tmp / "runs").iterdir())
-    a, b = best_of(lambda: [old_runs.summarize_run(d) for d in dirs], lambda: [fold_run(d) for d in dirs],
-                   max(3, args.repeat // 2))
-    print(f"run list ({len(dirs)} runs):            summarize_run {a * 1e3:.1f} ms, fold_run {b * 1e3:.1f} ms "
-          f"({b / a:.2f}x)")
+    a, b = best_of(
+        lambda: [old_runs.summarize_run(d) for d in dirs], lambda: [fold_run(d) for d in dirs], max(3, args.repeat // 2)
+    )
+    print(
+        f"run list ({len(dirs)} runs):            summarize_run {a * 1e3:.1f} ms, fold_run {b * 1e3:.1f} ms "
+        f"({b / a:.2f}x)"
+    )
     return 0
 
 

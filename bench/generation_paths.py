@@ -30,23 +30,44 @@ AGREEMENT_ROWS, AGREEMENT_TOKENS = 8, 128  # the log-prob check's batch: every s
 def _peak_gb(device: str) -> float:
     import psutil
     import torch
+
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**30
     return psutil.Process().memory_info().rss / 2**30
 
 
-def _generate(model: Any, tok: Any, prompts: list[list[int]], n: int, path: str, device: str, compile_ok: bool,
-              logprobs: bool = False) -> tuple[list[list[int]], list[list[float]] | None]:
+def _generate(
+    model: Any,
+    tok: Any,
+    prompts: list[list[int]],
+    n: int,
+    path: str,
+    device: str,
+    compile_ok: bool,
+    logprobs: bool = False,
+) -> tuple[list[list[int]], list[list[float]] | None]:
     """Completion ids and, when asked, the path's log-probability of each sampled token (None if it gives none)."""
     import torch
     from transformers import GenerationConfig
-    common = dict(max_new_tokens=n, min_new_tokens=n, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-                  pad_token_id=tok.pad_token_id)
+
+    common = dict(
+        max_new_tokens=n,
+        min_new_tokens=n,
+        do_sample=True,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        pad_token_id=tok.pad_token_id,
+    )
     if path == "paged":
         from transformers import ContinuousBatchingConfig
-        outs = model.generate_batch(prompts, generation_config=GenerationConfig(**common),
-                                    continuous_batching_config=ContinuousBatchingConfig(return_logprobs=logprobs),
-                                    progress_bar=False)
+
+        outs = model.generate_batch(
+            prompts,
+            generation_config=GenerationConfig(**common),
+            continuous_batching_config=ContinuousBatchingConfig(return_logprobs=logprobs),
+            progress_bar=False,
+        )
         ordered = [outs[k] for k in sorted(outs, key=lambda k: int("".join(c for c in k if c.isdigit()) or 0))]
         lps = [list(o.logprobs) for o in ordered]
         return [list(o.generated_tokens) for o in ordered], lps if logprobs and all(lps) else None
@@ -68,17 +89,18 @@ def _generate(model: Any, tok: Any, prompts: list[list[int]], n: int, path: str,
     return completion.tolist(), lps.tolist()
 
 
-def _teacher_forced(model: Any, tok: Any, prompts: list[list[int]], completions: list[list[int]],
-                    device: str) -> list[list[float]]:
+def _teacher_forced(
+    model: Any, tok: Any, prompts: list[list[int]], completions: list[list[int]], device: str
+) -> list[list[float]]:
     """Each completion token's log-probability from one forward pass over prompt + completion (TRL's scoring)."""
     import torch
+
     out = []
     with torch.no_grad():
         for p, c in zip(prompts, completions):
             ids = torch.tensor([p + c], device=device)
-            logits = model(input_ids=ids).logits[0, len(p) - 1:-1].float()
-            out.append(torch.log_softmax(logits, -1).gather(-1, torch.tensor(c, device=device)[:, None])[:, 0]
-                       .tolist())
+            logits = model(input_ids=ids).logits[0, len(p) - 1 : -1].float()
+            out.append(torch.log_softmax(logits, -1).gather(-1, torch.tensor(c, device=device)[:, None])[:, 0].tolist())
     return out
 
 
@@ -87,6 +109,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from grpo_tui.engine.train.generation_bound import GenerationBound, GenerationCall, decode_cost, device_bandwidth
+
     device, path, n = spec["device"], spec["path"], int(spec["new_tokens"])
     if path not in PATHS:
         raise SystemExit(f"unknown path {path!r}; one of {', '.join(PATHS)}")
@@ -95,8 +118,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         tok.pad_token = tok.eos_token
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=dtype).to(device).eval()
-    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=True, add_generation_prompt=True)
-               for q in spec["prompts"]]
+    prompts = [
+        tok.apply_chat_template([{"role": "user", "content": q}], tokenize=True, add_generation_prompt=True)
+        for q in spec["prompts"]
+    ]
     prompts = [list(p["input_ids"] if isinstance(p, dict) or hasattr(p, "keys") else p) for p in prompts]
     compile_ok = device == "cuda"  # on the CPU (a dry run) the compiled path runs uncompiled: it tests the script
     with torch.no_grad():
@@ -113,15 +138,24 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     # agreement on a few rows in a separate call: keeping every step's logits would distort time and memory
     rows = prompts[:AGREEMENT_ROWS]
     with torch.no_grad():
-        completions_lp, path_lps = _generate(model, tok, rows, min(n, AGREEMENT_TOKENS), path, device, compile_ok,
-                                             logprobs=True)
+        completions_lp, path_lps = _generate(
+            model, tok, rows, min(n, AGREEMENT_TOKENS), path, device, compile_ok, logprobs=True
+        )
     mean_context = sum(len(p) for p in prompts) / len(prompts) + tokens / len(completions) / 2
     bound = GenerationBound(decode_cost(model), device_bandwidth(device)).tokens_per_s(
-        [GenerationCall(tokens, len(completions), mean_context)])
-    result: dict[str, Any] = {"path": path, "tokens_per_s": tokens / seconds, "bound_tokens_per_s": bound,
-                              "peak_gb": _peak_gb(device), "rows": len(completions), "tokens": tokens,
-                              "logprob_max_abs_diff": None, "logprob_mean_abs_diff": None,
-                              "compiled": path == "static-compile" and compile_ok}
+        [GenerationCall(tokens, len(completions), mean_context)]
+    )
+    result: dict[str, Any] = {
+        "path": path,
+        "tokens_per_s": tokens / seconds,
+        "bound_tokens_per_s": bound,
+        "peak_gb": _peak_gb(device),
+        "rows": len(completions),
+        "tokens": tokens,
+        "logprob_max_abs_diff": None,
+        "logprob_mean_abs_diff": None,
+        "compiled": path == "static-compile" and compile_ok,
+    }
     if path_lps is not None:
         forced = _teacher_forced(model, tok, rows, completions_lp, device)
         diffs = [abs(a - b) for xs, ys in zip(path_lps, forced) for a, b in zip(xs, ys)]

@@ -70,14 +70,14 @@ from grpo_tui.engine.train.batch_shape import completions_per_generation  # noqa
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
 from grpo_tui.rundir.phases import breakdown_text, sum_phases  # noqa: E402
 
-GiB = 2 ** 30
+GiB = 2**30
 QWEN_VOCAB = 151936
 
 
 @dataclass
 class Result:
     preset: str
-    generation: str = ""            # what the engine generated with in the run
+    generation: str = ""  # what the engine generated with in the run
     status: str = "not run"
     steps: int = 0
     step_s: float | None = None
@@ -87,39 +87,53 @@ class Result:
     reserved_peak_gb: float | None = None  # the caching allocator's peak (allocated + its unused blocks)
     nvml_peak_gb: float | None = None
     estimate_gb: float | None = None
-    phases: str = ""                # the step-time breakdown over the steps after the first
+    phases: str = ""  # the step-time breakdown over the steps after the first
     engine_tok_s: float | None = None  # the engine's own generation tokens/s (median after the first step)
     bound_tok_s: float | None = None  # the engine's generation bandwidth bound (median after the first step)
-    path: str = ""                  # --paths: the generation path this row measures
+    path: str = ""  # --paths: the generation path this row measures
     step_mean_s: float | None = None  # mean step time after the first (a multi-step path generates every k-th)
-    alone: dict | None = None       # --paths: bench/generation_paths.py's measurement of the path on its own
+    alone: dict | None = None  # --paths: bench/generation_paths.py's measurement of the path on its own
     notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- models
+
 
 def build_model(name: str, work: Path, dry: bool) -> Path:
     """A random-weight model with the published shape of `name` (or a 2-layer miniature in a dry run)."""
     import torch
 
     from grpo_tui.engine.models import save_random_qwen2
+
     arch = lookup_arch(name)
     if arch is None:
         raise SystemExit(f"no published config known for {name}; add it to engine/plan/memory.py")
     out = work / "models" / (name.replace("/", "--") + ("-mini" if dry else ""))
     if dry:
-        return save_random_qwen2(out, hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, tied=arch.tied,
-                                 log=lambda m: None)
+        return save_random_qwen2(
+            out, hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, tied=arch.tied, log=lambda m: None
+        )
     t0 = time.time()
-    path = save_random_qwen2(out, hidden=arch.hidden, layers=arch.layers, heads=arch.heads, kv_heads=arch.kv_heads,
-                             intermediate=arch.intermediate, tied=arch.tied, vocab=QWEN_VOCAB, dtype=torch.bfloat16,
-                             device="cuda", log=print)
+    path = save_random_qwen2(
+        out,
+        hidden=arch.hidden,
+        layers=arch.layers,
+        heads=arch.heads,
+        kv_heads=arch.kv_heads,
+        intermediate=arch.intermediate,
+        tied=arch.tied,
+        vocab=QWEN_VOCAB,
+        dtype=torch.bfloat16,
+        device="cuda",
+        log=print,
+    )
     torch.cuda.empty_cache()
     print(f"  {name}: shape-true random model in {path} ({time.time() - t0:.0f}s)", flush=True)
     return path
 
 
 # ---------------------------------------------------------------- selection
+
 
 def select(names: list[str], gpus: int, gpu_gb: float) -> tuple[list[tuple[str, Config]], list[Result]]:
     chosen, skipped = [], []
@@ -147,8 +161,14 @@ def select(names: list[str], gpus: int, gpu_gb: float) -> tuple[list[tuple[str, 
 
 
 def run_overrides(cfg: Config, model_dir: Path, train_file: Path, steps: int, dry: bool) -> list[str]:
-    sets = [f"model.name={model_dir}", f"data.data_files=[\"{train_file}\"]", f"train.max_steps={steps}",
-            "train.save_final=false", "train.save_steps=0", "eval.every_steps=0"]
+    sets = [
+        f"model.name={model_dir}",
+        f'data.data_files=["{train_file}"]',
+        f"train.max_steps={steps}",
+        "train.save_final=false",
+        "train.save_steps=0",
+        "eval.every_steps=0",
+    ]
     if cfg.sft.enabled:
         sets += ["sft.max_steps=2", "sft.save_steps=0"]
     if cfg.curriculum.prepass:
@@ -166,6 +186,7 @@ def run_overrides(cfg: Config, model_dir: Path, train_file: Path, steps: int, dr
 
 # ---------------------------------------------------------------- measuring
 
+
 class NvmlPeak(threading.Thread):
     """Device-wide used memory, sampled every 0.2 s: catches vLLM and the allocator's pools that torch doesn't."""
 
@@ -178,6 +199,7 @@ class NvmlPeak(threading.Thread):
     def run(self) -> None:
         try:
             import pynvml
+
             pynvml.nvmlInit()
             handle = pynvml.nvmlDeviceGetHandleByIndex(0)
         except Exception:  # noqa: BLE001 - no NVML (CPU dry run): no device-wide figure
@@ -199,8 +221,9 @@ def memory_peak(events: list[dict], key: str) -> float | None:
     return max(values) if values else None
 
 
-def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: float, res: Result,
-               env: dict[str, str] | None = None) -> None:
+def run_engine(
+    name: str, sets: list[str], run_dir: Path, dry: bool, timeout: float, res: Result, env: dict[str, str] | None = None
+) -> None:
     argv = [sys.executable, "-P", "-m", "grpo_tui.engine", "train", "--preset", name, "--run-dir", str(run_dir)]
     if dry:
         argv += ["--device", "cpu"]
@@ -210,8 +233,14 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
     nvml.start()
     t0 = time.time()
     try:
-        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=max(30.0, timeout),
-                              env=dict(os.environ, **(env or {})))
+        proc = subprocess.run(
+            argv,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=max(30.0, timeout),
+            env=dict(os.environ, **(env or {})),
+        )
         code, tail = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
         # TimeoutExpired carries bytes whatever text= says
@@ -236,8 +265,9 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
     res.step_mean_s = statistics.mean(step_times[1:] or step_times) if step_times else None
     res.torch_peak_gb = memory_peak(events, "peak_gb")
     res.reserved_peak_gb = memory_peak(events, "peak_reserved_gb")
-    res.status = "ok" if code == 0 else (f"failed (exit {code}, {time.time() - t0:.0f}s)" if code is not None
-                                         else "timed out")
+    res.status = (
+        "ok" if code == 0 else (f"failed (exit {code}, {time.time() - t0:.0f}s)" if code is not None else "timed out")
+    )
     (run_dir.parent / f"{run_dir.name}.log").write_text(tail)  # the engine's output, kept whatever the outcome
     if code != 0:
         res.notes.append(tail.strip().splitlines()[-1][:200] if tail.strip() else "no output")
@@ -245,16 +275,19 @@ def run_engine(name: str, sets: list[str], run_dir: Path, dry: bool, timeout: fl
 
 def prompts_for(cfg: Config, train_file: Path, n: int) -> list[str]:
     from grpo_tui.engine.data.loader import load_rows
-    rows, _ = load_rows(load_config(cfg.source, [f"data.data_files=[\"{train_file}\"]"]).data, cfg.train.seed)
+
+    rows, _ = load_rows(load_config(cfg.source, [f'data.data_files=["{train_file}"]']).data, cfg.train.seed)
     return [r["question"] for r in rows[:n]]
 
 
-def gen_benchmark(model_dir: Path, questions: list[str], new_tokens: int, backend: str, util: float,
-                  device: str) -> float:
+def gen_benchmark(
+    model_dir: Path, questions: list[str], new_tokens: int, backend: str, util: float, device: str
+) -> float:
     """Generation tokens/s for len(questions) sequences of new_tokens each, in a fresh process (frees the GPU)."""
     code = GEN_CHILD.format(model=str(model_dir), n=new_tokens, backend=backend, util=util, device=device)
-    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(questions), capture_output=True, text=True,
-                          cwd=REPO, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(questions), capture_output=True, text=True, cwd=REPO, timeout=900
+    )
     if proc.returncode != 0:
         raise RuntimeError((proc.stderr or proc.stdout)[-400:])
     return float(proc.stdout.strip().splitlines()[-1])
@@ -302,9 +335,11 @@ PATHS = ("today", "paged", "static", "static-compile", "multi-step")
 # disable_compile=True, so a compiled generate is out of reach of [train] settings). A static cache can't be
 # combined with a cache the engine hands to generate (shared prompt prefixes, the CPU's fast decoding).
 PATH_OVERRIDES: dict[str, list[str] | None] = {
-    "today": [], "paged": ["train.use_transformers_continuous_batching=true"],
+    "today": [],
+    "paged": ["train.use_transformers_continuous_batching=true"],
     "static": ['train.cache_implementation="static"', "train.share_prompt_prefix=false", "train.fast_cpu_decode=false"],
-    "static-compile": None, "multi-step": [],
+    "static-compile": None,
+    "multi-step": [],
 }
 
 
@@ -326,25 +361,56 @@ def path_steps(path: str, steps: int, factor: int, dry: bool) -> int:
 
 def measure_path_alone(model_dir: Path, questions: list[str], new_tokens: int, path: str, device: str) -> dict:
     """bench/generation_paths.py in a fresh process (frees the GPU between paths)."""
-    spec = {"model": str(model_dir), "prompts": questions, "new_tokens": new_tokens, "device": device,
-            "path": "today" if path == "multi-step" else path}
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "generation_paths.py")], input=json.dumps(spec),
-                          capture_output=True, text=True, cwd=REPO, timeout=900)
+    spec = {
+        "model": str(model_dir),
+        "prompts": questions,
+        "new_tokens": new_tokens,
+        "device": device,
+        "path": "today" if path == "multi-step" else path,
+    }
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "generation_paths.py")],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
     if proc.returncode != 0:
         raise RuntimeError((proc.stderr or proc.stdout)[-400:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_path(name: str, cfg: Config, model_dir: Path, res: Result, args: argparse.Namespace, train_file: Path,
-                 steps: int, gpu_gb: float, deadline: float) -> None:
+def measure_path(
+    name: str,
+    cfg: Config,
+    model_dir: Path,
+    res: Result,
+    args: argparse.Namespace,
+    train_file: Path,
+    steps: int,
+    gpu_gb: float,
+    deadline: float,
+) -> None:
     """One generation path on one preset: the engine run (where the engine can run it) and the path alone."""
     sets = path_overrides(res.path, cfg, args.multi_step)
     if sets is None:
         res.status = "alone only"
         res.notes.append("the engine can't run it: TRL builds its GenerationConfig with disable_compile=True")
     else:
-        measure(name, cfg, model_dir, args.sets + sets, res, args, train_file,
-                path_steps(res.path, steps, args.multi_step, args.dry_run), gpu_gb, deadline, gen_bench=False)
+        measure(
+            name,
+            cfg,
+            model_dir,
+            args.sets + sets,
+            res,
+            args,
+            train_file,
+            path_steps(res.path, steps, args.multi_step, args.dry_run),
+            gpu_gb,
+            deadline,
+            gen_bench=False,
+        )
     if time.time() > deadline:
         res.notes.append("standalone measurement cut by the budget")
         return
@@ -357,8 +423,9 @@ def measure_path(name: str, cfg: Config, model_dir: Path, res: Result, args: arg
     rows = completions_per_generation(run_cfg) * (args.multi_step if res.path == "multi-step" else 1)
     n_seq, n_tok = (min(rows, 4), 8) if args.dry_run else (rows, t.max_completion_length)
     try:
-        res.alone = measure_path_alone(model_dir, prompts_for(run_cfg, train_file, n_seq), n_tok, res.path,
-                                       "cpu" if args.dry_run else "cuda")
+        res.alone = measure_path_alone(
+            model_dir, prompts_for(run_cfg, train_file, n_seq), n_tok, res.path, "cpu" if args.dry_run else "cuda"
+        )
     except Exception as e:  # noqa: BLE001 - report and go on with the next path
         res.notes.append(f"standalone {res.path} failed: {str(e).splitlines()[-1][:160] if str(e) else e}")
 
@@ -368,29 +435,47 @@ def pct(x: float | None, bound: float | None) -> str:
 
 
 def paths_table(results: list[Result]) -> str:
-    rows = ["| preset | path | status | step s (mean) | gen tok/s in the engine | % of bound | tok/s alone | "
-            "% of bound alone | peak GB alone | log-prob max abs diff | log-prob mean abs diff | notes |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| preset | path | status | step s (mean) | gen tok/s in the engine | % of bound | tok/s alone | "
+        "% of bound alone | peak GB alone | log-prob max abs diff | log-prob mean abs diff | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         a = r.alone or {}
         notes = "; ".join(n.replace("|", "/") for n in r.notes)
-        rows.append(f"| `{r.preset.split(' [')[0]}` | {r.path} | {r.status} | {fmt(r.step_mean_s, 2)} | "
-                    f"{fmt(r.engine_tok_s, 0)} | {pct(r.engine_tok_s, r.bound_tok_s)} | "
-                    f"{fmt(a.get('tokens_per_s'), 0)} | {pct(a.get('tokens_per_s'), a.get('bound_tokens_per_s'))} | "
-                    f"{fmt(a.get('peak_gb'), 2)} | {sci(a.get('logprob_max_abs_diff'))} | "
-                    f"{sci(a.get('logprob_mean_abs_diff'))} | {notes} |")
-    return ("\nGeneration paths side by side (log-prob diffs: each path's own log-probability of its sampled tokens "
-            "against a teacher-forced forward pass; `today` shows the rounding of the model's dtype):\n\n"
-            + "\n".join(rows) + "\n")
+        rows.append(
+            f"| `{r.preset.split(' [')[0]}` | {r.path} | {r.status} | {fmt(r.step_mean_s, 2)} | "
+            f"{fmt(r.engine_tok_s, 0)} | {pct(r.engine_tok_s, r.bound_tok_s)} | "
+            f"{fmt(a.get('tokens_per_s'), 0)} | {pct(a.get('tokens_per_s'), a.get('bound_tokens_per_s'))} | "
+            f"{fmt(a.get('peak_gb'), 2)} | {sci(a.get('logprob_max_abs_diff'))} | "
+            f"{sci(a.get('logprob_mean_abs_diff'))} | {notes} |"
+        )
+    return (
+        "\nGeneration paths side by side (log-prob diffs: each path's own log-probability of its sampled tokens "
+        "against a teacher-forced forward pass; `today` shows the rounding of the model's dtype):\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 def sci(x: float | None) -> str:
     return "-" if x is None else f"{x:.1e}"
 
 
-def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res: Result, args: argparse.Namespace,
-            train_file: Path, steps: int, gpu_gb: float, deadline: float, gen_bench: bool,
-            env: dict[str, str] | None = None) -> None:
+def measure(
+    name: str,
+    cfg: Config,
+    model_dir: Path,
+    extra_sets: list[str],
+    res: Result,
+    args: argparse.Namespace,
+    train_file: Path,
+    steps: int,
+    gpu_gb: float,
+    deadline: float,
+    gen_bench: bool,
+    env: dict[str, str] | None = None,
+) -> None:
     """One engine run of preset `name` (plus its generation benchmark when asked), filling `res`."""
     sets = run_overrides(cfg, model_dir, train_file, steps, args.dry_run) + extra_sets
     try:
@@ -419,8 +504,14 @@ def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res:
         if backend == "vllm" and (args.dry_run or not installed("vllm")):
             continue
         try:
-            tps = gen_benchmark(model_dir, prompts_for(run_cfg, train_file, n_seq), n_tok, backend,
-                                t.vllm_gpu_memory_utilization, device)
+            tps = gen_benchmark(
+                model_dir,
+                prompts_for(run_cfg, train_file, n_seq),
+                n_tok,
+                backend,
+                t.vllm_gpu_memory_utilization,
+                device,
+            )
         except Exception as e:  # noqa: BLE001 - report and go on with the next measurement
             res.notes.append(f"{backend} benchmark failed: {str(e).splitlines()[-1][:120] if str(e) else e}")
             continue
@@ -428,74 +519,128 @@ def measure(name: str, cfg: Config, model_dir: Path, extra_sets: list[str], res:
             res.vllm_tok_s = tps
         else:
             res.hf_tok_s = tps
-    print(f"  {res.status}: step {fmt(res.step_s, 2)} s ({res.phases or 'no phases'}), engine generation "
-          f"{fmt(res.engine_tok_s, 0)} tok/s ({pct(res.engine_tok_s, res.bound_tok_s)}% of bound), "
-          f"torch peak {fmt(res.torch_peak_gb)} GB (reserved {fmt(res.reserved_peak_gb)}), NVML peak "
-          f"{fmt(res.nvml_peak_gb)} GB, estimate {fmt(res.estimate_gb)} GB, tok/s transformers "
-          f"{fmt(res.hf_tok_s, 0)} vLLM {fmt(res.vllm_tok_s, 0)}", flush=True)
+    print(
+        f"  {res.status}: step {fmt(res.step_s, 2)} s ({res.phases or 'no phases'}), engine generation "
+        f"{fmt(res.engine_tok_s, 0)} tok/s ({pct(res.engine_tok_s, res.bound_tok_s)}% of bound), "
+        f"torch peak {fmt(res.torch_peak_gb)} GB (reserved {fmt(res.reserved_peak_gb)}), NVML peak "
+        f"{fmt(res.nvml_peak_gb)} GB, estimate {fmt(res.estimate_gb)} GB, tok/s transformers "
+        f"{fmt(res.hf_tok_s, 0)} vLLM {fmt(res.vllm_tok_s, 0)}",
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------- report
+
 
 def fmt(x: float | None, nd: int = 1) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
 def table(results: list[Result], device: str, gpu_gb: float, steps: int) -> str:
-    head = (f"GPU validation on {device} ({gpu_gb:.0f} GB), {steps} steps per preset, shape-true random-weight "
-            "models, local GSM8K. Step time: median after the first step. % of bound: the engine's generation "
-            "tokens/s over its memory-bandwidth bound (engine/train/generation_bound.py). Peak: "
-            "torch.cuda.max_memory_allocated in the engine (reserved: torch.cuda.max_memory_reserved, what its "
-            "caching allocator held) / NVML device-wide used; estimate: engine/plan/memory.py for the "
-            "configuration as run.\n\n")
-    rows = ["| preset | generation | status | step s | where the step goes | gen tok/s in the engine | % of bound | "
-            "tok/s transformers | tok/s vLLM | peak torch GB | peak reserved GB | peak NVML GB | estimate GB | "
-            "torch/est | NVML/est | notes |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    head = (
+        f"GPU validation on {device} ({gpu_gb:.0f} GB), {steps} steps per preset, shape-true random-weight "
+        "models, local GSM8K. Step time: median after the first step. % of bound: the engine's generation "
+        "tokens/s over its memory-bandwidth bound (engine/train/generation_bound.py). Peak: "
+        "torch.cuda.max_memory_allocated in the engine (reserved: torch.cuda.max_memory_reserved, what its "
+        "caching allocator held) / NVML device-wide used; estimate: engine/plan/memory.py for the "
+        "configuration as run.\n\n"
+    )
+    rows = [
+        "| preset | generation | status | step s | where the step goes | gen tok/s in the engine | % of bound | "
+        "tok/s transformers | tok/s vLLM | peak torch GB | peak reserved GB | peak NVML GB | estimate GB | "
+        "torch/est | NVML/est | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         ratio_t = r.torch_peak_gb / r.estimate_gb if r.torch_peak_gb and r.estimate_gb else None
         ratio_n = r.nvml_peak_gb / r.estimate_gb if r.nvml_peak_gb and r.estimate_gb else None
         notes = "; ".join(n.replace("|", "/") for n in r.notes)
-        rows.append(f"| `{r.preset}` | {r.generation or '-'} | {r.status} | {fmt(r.step_s, 2)} | {r.phases or '-'} | "
-                    f"{fmt(r.engine_tok_s, 0)} | {pct(r.engine_tok_s, r.bound_tok_s)} | {fmt(r.hf_tok_s, 0)} | "
-                    f"{fmt(r.vllm_tok_s, 0)} | {fmt(r.torch_peak_gb)} | {fmt(r.reserved_peak_gb)} | "
-                    f"{fmt(r.nvml_peak_gb)} | "
-                    f"{fmt(r.estimate_gb)} | {fmt(ratio_t, 2)} | {fmt(ratio_n, 2)} | {notes} |")
+        rows.append(
+            f"| `{r.preset}` | {r.generation or '-'} | {r.status} | {fmt(r.step_s, 2)} | {r.phases or '-'} | "
+            f"{fmt(r.engine_tok_s, 0)} | {pct(r.engine_tok_s, r.bound_tok_s)} | {fmt(r.hf_tok_s, 0)} | "
+            f"{fmt(r.vllm_tok_s, 0)} | {fmt(r.torch_peak_gb)} | {fmt(r.reserved_peak_gb)} | "
+            f"{fmt(r.nvml_peak_gb)} | "
+            f"{fmt(r.estimate_gb)} | {fmt(ratio_t, 2)} | {fmt(ratio_n, 2)} | {notes} |"
+        )
     return head + "\n".join(rows) + "\n"
 
 
 # ---------------------------------------------------------------- main
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench/gpu_validate.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", type=Path,
-                   default=Path(os.environ.get("GRPO_TUI_DATA") or REPO.parent / "shared" / "data"),
-                   help="directory holding gsm8k/train.jsonl (default: $GRPO_TUI_DATA or ../shared/data)")
+    p = argparse.ArgumentParser(
+        prog="bench/gpu_validate.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("GRPO_TUI_DATA") or REPO.parent / "shared" / "data"),
+        help="directory holding gsm8k/train.jsonl (default: $GRPO_TUI_DATA or ../shared/data)",
+    )
     p.add_argument("--out", type=Path, help="write the markdown table here too")
     p.add_argument("--presets", help="comma-separated preset names (default: every GPU preset that fits)")
     p.add_argument("--steps", type=int, default=3, help="GRPO steps per preset (default 3; the first is warm-up)")
-    p.add_argument("--budget-min", type=float, default=25.0,
-                   help="start no run after this many minutes; a run in flight is cut at the limit (default 25)")
-    p.add_argument("--work-dir", type=Path, default=Path("gpu_validate_work"),
-                   help="models, run directories and failure logs (default ./gpu_validate_work)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="on the CPU: 2-layer models, 1 step, --device cpu; exercises the script, measures nothing")
+    p.add_argument(
+        "--budget-min",
+        type=float,
+        default=25.0,
+        help="start no run after this many minutes; a run in flight is cut at the limit (default 25)",
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("gpu_validate_work"),
+        help="models, run directories and failure logs (default ./gpu_validate_work)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="on the CPU: 2-layer models, 1 step, --device cpu; exercises the script, measures nothing",
+    )
     p.add_argument("--gpu-gb", type=float, default=80.0, help="--dry-run: the card size presets are selected for")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override for every preset's run, e.g. train.share_prompt_prefix=true (repeatable)")
-    p.add_argument("--ab", action="append", default=[], metavar="KEY=VALUE",
-                   help="run each preset twice, without and with this override (repeatable: applied together), "
-                        "and print the step-time and memory ratios")
-    p.add_argument("--ab-env", action="append", default=[], metavar="NAME=VALUE",
-                   help="like --ab, for an environment variable of the engine, e.g. "
-                        "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False (with --ab: applied together)")
-    p.add_argument("--paths", help=f"compare generation paths side by side on each preset: comma-separated, from "
-                                   f"{', '.join(PATHS)}")
-    p.add_argument("--multi-step", type=int, default=4, metavar="K",
-                   help="the multi-step path generates for K optimizer steps at once (default 4)")
-    p.add_argument("--no-gen-bench", action="store_true",
-                   help="skip the separate generation benchmark (the engine's own generation tok/s is still shown)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override for every preset's run, e.g. train.share_prompt_prefix=true (repeatable)",
+    )
+    p.add_argument(
+        "--ab",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run each preset twice, without and with this override (repeatable: applied together), "
+        "and print the step-time and memory ratios",
+    )
+    p.add_argument(
+        "--ab-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="like --ab, for an environment variable of the engine, e.g. "
+        "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False (with --ab: applied together)",
+    )
+    p.add_argument(
+        "--paths",
+        help=f"compare generation paths side by side on each preset: comma-separated, from {', '.join(PATHS)}",
+    )
+    p.add_argument(
+        "--multi-step",
+        type=int,
+        default=4,
+        metavar="K",
+        help="the multi-step path generates for K optimizer steps at once (default 4)",
+    )
+    p.add_argument(
+        "--no-gen-bench",
+        action="store_true",
+        help="skip the separate generation benchmark (the engine's own generation tok/s is still shown)",
+    )
     args = p.parse_args(argv)
     args.path_list = args.paths.split(",") if args.paths else []
     unknown = [x for x in args.path_list if x not in PATHS]
@@ -518,8 +663,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     train_file = args.data_dir / "gsm8k" / "train.jsonl"
     if not train_file.is_file():
-        print(f"error: --data-dir {args.data_dir}: no gsm8k/train.jsonl (fields question, answer with '####')",
-              file=sys.stderr)
+        print(
+            f"error: --data-dir {args.data_dir}: no gsm8k/train.jsonl (fields question, answer with '####')",
+            file=sys.stderr,
+        )
         return 2
     if args.dry_run:
         gpus, gpu_gb, device_name, steps = 1, args.gpu_gb, "CPU (dry run)", 1
@@ -540,14 +687,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --presets: unknown {', '.join(unknown)}", file=sys.stderr)
         return 2
     chosen, results = select(names, gpus, gpu_gb)
-    print(f"{device_name}, {gpu_gb:.0f} GB x {gpus}: running {', '.join(n for n, _ in chosen) or 'nothing'}"
-          f"{'; skipped ' + ', '.join(r.preset for r in results) if results else ''}", flush=True)
+    print(
+        f"{device_name}, {gpu_gb:.0f} GB x {gpus}: running {', '.join(n for n, _ in chosen) or 'nothing'}"
+        f"{'; skipped ' + ', '.join(r.preset for r in results) if results else ''}",
+        flush=True,
+    )
     work = args.work_dir.resolve()
     (work / "runs").mkdir(parents=True, exist_ok=True)
     models: dict[str, Path] = {}
     b_env = dict(pair.split("=", 1) for pair in args.ab_env)
-    variants = [("", [], {})] + ([(" + " + " ".join(args.ab + args.ab_env), args.ab, b_env)]
-                                 if args.ab or b_env else [])
+    variants = [("", [], {})] + (
+        [(" + " + " ".join(args.ab + args.ab_env), args.ab, b_env)] if args.ab or b_env else []
+    )
     ratios: list[str] = []
     path_results: list[Result] = []
     for name, cfg in chosen:
@@ -573,15 +724,31 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if cfg.model.name not in models:
                 models[cfg.model.name] = build_model(cfg.model.name, work, args.dry_run)
-            measure(name, cfg, models[cfg.model.name], args.sets + extra, res, args, train_file, steps, gpu_gb,
-                    deadline, gen_bench=not args.no_gen_bench and not label, env=env)
+            measure(
+                name,
+                cfg,
+                models[cfg.model.name],
+                args.sets + extra,
+                res,
+                args,
+                train_file,
+                steps,
+                gpu_gb,
+                deadline,
+                gen_bench=not args.no_gen_bench and not label,
+                env=env,
+            )
         if len(pair) == 2 and pair[0].step_s and pair[1].step_s:
             a, b = pair
-            line = (f"- `{name}`: step time{b.preset[len(name):]} / without = {b.step_s / a.step_s:.2f} "
-                    f"({fmt(b.step_s, 2)} s vs {fmt(a.step_s, 2)} s)")
-            for what, x, y in (("torch peak", b.torch_peak_gb, a.torch_peak_gb),
-                               ("reserved peak", b.reserved_peak_gb, a.reserved_peak_gb),
-                               ("NVML peak", b.nvml_peak_gb, a.nvml_peak_gb)):
+            line = (
+                f"- `{name}`: step time{b.preset[len(name) :]} / without = {b.step_s / a.step_s:.2f} "
+                f"({fmt(b.step_s, 2)} s vs {fmt(a.step_s, 2)} s)"
+            )
+            for what, x, y in (
+                ("torch peak", b.torch_peak_gb, a.torch_peak_gb),
+                ("reserved peak", b.reserved_peak_gb, a.reserved_peak_gb),
+                ("NVML peak", b.nvml_peak_gb, a.nvml_peak_gb),
+            ):
                 if x and y:
                     line += f"; {what} {x / y:.2f} ({fmt(x)} GB vs {fmt(y)} GB)"
             ratios.append(line)

@@ -21,13 +21,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-REWARD = '''
+REWARD = """
 def spin(completions, trainer_state=None, **kwargs):
     if getattr(trainer_state, "global_step", None) == {hang}:
         while True:
             pass
     return [len(c[0]["content"]) / 100.0 for c in completions]
-'''
+"""
 
 
 def main() -> int:
@@ -42,9 +42,25 @@ def main() -> int:
         (d / "p.toml").write_text('extends = "tiny"\n[rewards]\ncorrectness = 1.0\n"spin.py:spin" = 1.0\n')
         run = d / "run"
         env = dict(os.environ, PYTHONPATH=str(args.tree), HF_HUB_OFFLINE="1")
-        proc = subprocess.run([sys.executable, "-P", "-m", "grpo_tui.engine", "train", "--preset", str(d / "p.toml"),
-                               "--run-dir", str(run), "--max-steps", str(args.steps)], cwd=args.tree, env=env,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "grpo_tui.engine",
+                "train",
+                "--preset",
+                str(d / "p.toml"),
+                "--run-dir",
+                str(run),
+                "--max-steps",
+                str(args.steps),
+            ],
+            cwd=args.tree,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
     times = {e["step"]: e["step_time_s"] for e in events if e.get("type") == "step"}
     failures = [e for e in events if e.get("type") == "reward_failure"]

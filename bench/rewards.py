@@ -47,7 +47,10 @@ def gsm8k_items() -> list[tuple[str, str]]:
     path = DATA / "gsm8k" / "train.jsonl"
     if not path.is_file():
         rng = random.Random(0)
-        return [(f"{a} + {b} = {a + b}", str(a + b)) for a, b in ((rng.randrange(999), rng.randrange(999)) for _ in range(2000))]
+        return [
+            (f"{a} + {b} = {a + b}", str(a + b))
+            for a, b in ((rng.randrange(999), rng.randrange(999)) for _ in range(2000))
+        ]
     items = []
     with path.open(encoding="utf-8") as f:
         for line in f:
@@ -86,7 +89,11 @@ def make_completion(rng: random.Random, reasoning: str, gold: str, stack: str) -
     if kind == 3:
         return f"{reasoning}\nThe answer is {answer}."
     if kind == 4:
-        return f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{int(answer):,} dollars\n</answer>\n" if answer.lstrip("-").isdigit() else answer
+        return (
+            f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{int(answer):,} dollars\n</answer>\n"
+            if answer.lstrip("-").isdigit()
+            else answer
+        )
     return f"<reasoning>\n{reasoning[: len(reasoning) // 2]}"  # truncated
 
 
@@ -112,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     total = 0.0
     for start in range(0, args.n, args.group):
-        batch, gold, cids = texts[start : start + args.group], golds[start : start + args.group], ids[start : start + args.group]
+        batch, gold, cids = (
+            texts[start : start + args.group],
+            golds[start : start + args.group],
+            ids[start : start + args.group],
+        )
         prompts = ["q"] * len(batch)
         for fn in rewards:
             total += sum(fn(prompts, batch, gold, completion_ids=cids, prompt_format=fmt))

@@ -27,10 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
 
-WORDS = ("the of and to a in is we so then total each number more than less times equals first second she he "
-         "has have had apples pencils books dollars cost price left remaining sum difference multiply divide add "
-         "subtract step answer therefore because since let us compute which gives per week day hour minutes "
-         "Janet ducks eggs sells market bakes muffins friends every morning twice half third quarter").split()
+WORDS = (
+    "the of and to a in is we so then total each number more than less times equals first second she he "
+    "has have had apples pencils books dollars cost price left remaining sum difference multiply divide add "
+    "subtract step answer therefore because since let us compute which gives per week day hour minutes "
+    "Janet ducks eggs sells market bakes muffins friends every morning twice half third quarter"
+).split()
 NAMES = "Sven Maria Lee Aisha Tom Priya Omar Chen Sofia Ravi".split()
 ITEMS = "pencils apples books marbles stickers cookies".split()
 
@@ -64,11 +66,18 @@ def make_run(run_dir: Path, steps: int, groups: int, gens: int, words: int, seed
                 text = f"<reasoning>\n{body}\n</reasoning>\n" + ("" if truncated else f"<answer>\n{ans}\n</answer>")
                 corr = 2.0 if ok and not truncated and not same else 0.0
                 fmt = 0.5 if not truncated else 0.0
-                comps.append(CompletionRecord(
-                    text=text, extracted=None if truncated else ans, correct=ok and not truncated,
-                    rewards={"correctness": corr, "int_answer": 0.5, "soft_format": fmt, "xmlcount": 0.375},
-                    total=corr + 0.875 + fmt if not same else 1.0, advantage=0.0,
-                    tokens=int(n * 1.3), truncated=truncated))
+                comps.append(
+                    CompletionRecord(
+                        text=text,
+                        extracted=None if truncated else ans,
+                        correct=ok and not truncated,
+                        rewards={"correctness": corr, "int_answer": 0.5, "soft_format": fmt, "xmlcount": 0.375},
+                        total=corr + 0.875 + fmt if not same else 1.0,
+                        advantage=0.0,
+                        tokens=int(n * 1.3),
+                        truncated=truncated,
+                    )
+                )
             mean = sum(c.total for c in comps) / len(comps)
             for c in comps:
                 c.advantage = c.total - mean
@@ -83,9 +92,14 @@ def make_run(run_dir: Path, steps: int, groups: int, gens: int, words: int, seed
     write_s += time.perf_counter() - t
     jsonl = RunDir(run_dir).rollouts.stat().st_size
     seg = sum(p.stat().st_size for p in RunDir(run_dir).rollout_segments.glob("seg-*.arrow"))
-    return {"generate_and_write_s": time.perf_counter() - t0, "writer_s": write_s, "writer_ms_per_step":
-            1000 * write_s / steps, "jsonl_mb": jsonl / 2**20, "segments_mb": seg / 2**20,
-            "segments": w.segments_written}
+    return {
+        "generate_and_write_s": time.perf_counter() - t0,
+        "writer_s": write_s,
+        "writer_ms_per_step": 1000 * write_s / steps,
+        "jsonl_mb": jsonl / 2**20,
+        "segments_mb": seg / 2**20,
+        "segments": w.segments_written,
+    }
 
 
 # ---------------------------------------------------------------- measured in a subprocess
@@ -96,8 +110,7 @@ FILTERS = {
     "zero-std groups": dict(zero_std=True),
     "reward 1..2.5": dict(reward_min=1.0, reward_max=2.5),
     "steps 500..900": dict(step_min=500, step_max=900),
-    "all combined": dict(correct=False, zero_std=False, reward_min=0.5, step_min=100, step_max=1800,
-                         text="apples"),
+    "all combined": dict(correct=False, zero_std=False, reward_min=0.5, step_min=100, step_max=1800, text="apples"),
 }
 SEARCHES = ["Janet ducks", "zzz-not-there", "PENCILS", "answer>\n42\n<", "/eggs [0-9]+ times/"]
 
@@ -108,6 +121,7 @@ def measure(run_dir: str, mode: str, repeat: int) -> dict:
     out: dict = {}
     t = time.perf_counter()
     import pyarrow  # noqa: F401 - counted apart: every reader pays it once
+
     out["import_s"] = time.perf_counter() - t
     t = time.perf_counter()
     if mode == "jsonl":  # what a reader without segments pays: parse every line
@@ -168,8 +182,10 @@ def measure_app(run_dir: str, repeat: int) -> dict:
             await pilot.pause()
             out["app open to steps shown_s"] = time.perf_counter() - t0
             s = app.screen
-            for name, value in (("app search 'Janet ducks'", "Janet ducks"), ("app search 'zzz-not-there'",
-                                                                              "zzz-not-there")):
+            for name, value in (
+                ("app search 'Janet ducks'", "Janet ducks"),
+                ("app search 'zzz-not-there'", "zzz-not-there"),
+            ):
                 times = []
                 for _ in range(repeat):
                     for v in ("", value):
@@ -219,13 +235,20 @@ def main() -> int:
         run_dir = tmp / "run"
     try:
         if not RunDir(run_dir).rollouts.exists():
-            print(f"writing {args.steps} steps x {args.groups} groups x {args.generations} completions "
-                  f"to {run_dir} through RolloutWriter ...", flush=True)
+            print(
+                f"writing {args.steps} steps x {args.groups} groups x {args.generations} completions "
+                f"to {run_dir} through RolloutWriter ...",
+                flush=True,
+            )
             info = make_run(run_dir, args.steps, args.groups, args.generations, args.words)
-            print(f"  written in {info['generate_and_write_s']:.1f} s (writer itself {info['writer_s']:.2f} s, "
-                  f"{info['writer_ms_per_step']:.2f} ms/step incl. sealing {info['segments']} segments)")
-            print(f"  rollouts.jsonl {info['jsonl_mb']:.1f} MB, segments {info['segments_mb']:.1f} MB "
-                  f"({info['segments_mb'] / info['jsonl_mb']:.0%} of the JSONL)")
+            print(
+                f"  written in {info['generate_and_write_s']:.1f} s (writer itself {info['writer_s']:.2f} s, "
+                f"{info['writer_ms_per_step']:.2f} ms/step incl. sealing {info['segments']} segments)"
+            )
+            print(
+                f"  rollouts.jsonl {info['jsonl_mb']:.1f} MB, segments {info['segments_mb']:.1f} MB "
+                f"({info['segments_mb'] / info['jsonl_mb']:.0%} of the JSONL)"
+            )
         seg = [run_child(run_dir, "segments", args.repeat) for _ in range(args.opens)]
         plain = [run_child(run_dir, "jsonl", 1) for _ in range(min(args.opens, 2))]
         s_open = [m["open_s"] for m in seg]
@@ -234,15 +257,20 @@ def main() -> int:
         print(f"\n{first['completions']:,} completions in {first['groups']:,} groups")
         for p in first["problems"]:
             print(f"  note: {p}")
-        print(f"open (segments + JSONL tail, step summary): best {min(s_open):.3f} s, "
-              f"median {statistics.median(s_open):.3f} s over {len(s_open)} fresh processes "
-              f"(+ {min(m['import_s'] for m in seg):.2f} s to import pyarrow)")
-        print(f"open (plain JSONL, as an old run):          best {min(p_open):.3f} s "
-              f"-> segments are {min(p_open) / min(s_open):.1f}x faster")
-        print(f"memory: peak RSS {max(m['rss_mb'] for m in seg):.0f} MB after open + all queries "
-              f"(columns {first['store_mb']:.0f} MB); plain-JSONL open peak {max(m['rss_mb'] for m in plain):.0f} MB")
-        print("\nquery (best / median of "
-              f"{args.repeat} x {len(seg)} processes)        seconds          matches")
+        print(
+            f"open (segments + JSONL tail, step summary): best {min(s_open):.3f} s, "
+            f"median {statistics.median(s_open):.3f} s over {len(s_open)} fresh processes "
+            f"(+ {min(m['import_s'] for m in seg):.2f} s to import pyarrow)"
+        )
+        print(
+            f"open (plain JSONL, as an old run):          best {min(p_open):.3f} s "
+            f"-> segments are {min(p_open) / min(s_open):.1f}x faster"
+        )
+        print(
+            f"memory: peak RSS {max(m['rss_mb'] for m in seg):.0f} MB after open + all queries "
+            f"(columns {first['store_mb']:.0f} MB); plain-JSONL open peak {max(m['rss_mb'] for m in plain):.0f} MB"
+        )
+        print(f"\nquery (best / median of {args.repeat} x {len(seg)} processes)        seconds          matches")
         loop = None
         arrow = None
         for key in first:
@@ -257,26 +285,34 @@ def main() -> int:
                 arrow = min(bests)
         if loop and arrow:
             print(f"Arrow search vs a Python loop over the texts: {loop / arrow:.1f}x faster")
-        worst = max(max(m[k][0] for m in seg) for k in first if isinstance(first[k], list)
-                    and k != "problems" and not k.startswith("python"))
+        worst = max(
+            max(m[k][0] for m in seg)
+            for k in first
+            if isinstance(first[k], list) and k != "problems" and not k.startswith("python")
+        )
         apps = [run_child(run_dir, "app", args.repeat) for _ in range(args.opens)]
         a_open = [m["app open to steps shown_s"] for m in apps]
         print(f"\nthe browser app (headless Textual, Pilot), {len(apps)} fresh processes:")
         print(f"  start to step list shown          best {min(a_open):.3f} s, median {statistics.median(a_open):.3f} s")
         for key in (k for k in apps[0] if k.startswith("app search")):
-            print(f"  {key + ' to redrawn':<33} best {min(m[key][0] for m in apps):.3f} s, median "
-                  f"{statistics.median([m[key][1] for m in apps]):.3f} s  ({apps[0][key][2]:,} matches)")
+            print(
+                f"  {key + ' to redrawn':<33} best {min(m[key][0] for m in apps):.3f} s, median "
+                f"{statistics.median([m[key][1] for m in apps]):.3f} s  ({apps[0][key][2]:,} matches)"
+            )
         print(f"  peak RSS {max(m['rss_mb'] for m in apps):.0f} MB")
         try:
             import os
+
             print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         except OSError:
             pass
         worst = max(worst, max(m[k][0] for m in apps for k in m if k.startswith("app search")))
-        print(f"\ntargets: open < 1 s: {'met' if min(s_open) < 1 else 'MISSED'} (store), "
-              f"{'met' if min(a_open) < 1 else 'MISSED'} (app, best); "
-              f"every filter/search < 1 s: {'met' if worst < 1 else 'MISSED'} (worst best-of {worst:.3f} s); "
-              f"memory < 1 GB: {'met' if max(m['rss_mb'] for m in seg + apps) < 1024 else 'MISSED'}")
+        print(
+            f"\ntargets: open < 1 s: {'met' if min(s_open) < 1 else 'MISSED'} (store), "
+            f"{'met' if min(a_open) < 1 else 'MISSED'} (app, best); "
+            f"every filter/search < 1 s: {'met' if worst < 1 else 'MISSED'} (worst best-of {worst:.3f} s); "
+            f"memory < 1 GB: {'met' if max(m['rss_mb'] for m in seg + apps) < 1024 else 'MISSED'}"
+        )
     finally:
         if tmp is not None and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -64,6 +64,7 @@ class Alternate(TrainerCallback):
             t0 = time.thread_time()
             write(batch)
             self.writes[batch.token_stats].append(time.thread_time() - t0)
+
         recorder.add_token_stats, recorder._write = timed_add, timed_write
 
     def on_step_begin(self, args, state, control, **kw):
@@ -93,6 +94,7 @@ def run(preset: str, steps: int, overrides: list[str], out: Path) -> tuple[Alter
         if type(cb).__name__ == "EngineCallback":
             holder["cb"] = Alternate(cb.recorder)
             original(self, holder["cb"])
+
     RecordingGRPOTrainer.add_callback = add_then_alternate
     try:
         code, _ = engine_train(cfg, run_dir, resume=False)
@@ -106,8 +108,10 @@ def sizes(rollouts: Path, tmp: Path) -> tuple[dict[str, int], dict[str, int], in
     """Bytes of the recorded groups (those with arrays) as JSONL and as one segment: with and without arrays."""
     groups, _ = read_rollouts(rollouts)
     with_arrays = [g for g in groups if any("token_ids" in c for c in g["completions"])]
-    without = [dict(g, completions=[{k: v for k, v in c.items() if k not in TOKEN_ARRAYS} for c in g["completions"]])
-               for g in with_arrays]
+    without = [
+        dict(g, completions=[{k: v for k, v in c.items() if k not in TOKEN_ARRAYS} for c in g["completions"]])
+        for g in with_arrays
+    ]
     jsonl, seg = {}, {}
     for name, gs in (("with", with_arrays), ("without", without)):
         data = "".join(json.dumps(g, ensure_ascii=False) + "\n" for g in gs).encode()
@@ -128,24 +132,32 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         alt, rollouts = run(args.preset, args.steps, args.overrides, Path(tmp) / "run")
         jsonl, seg, completions = sizes(rollouts, Path(tmp))
-    print(f"preset {args.preset}, {args.steps} steps alternating, torch threads {args.threads}, "
-          f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+    print(
+        f"preset {args.preset}, {args.steps} steps alternating, torch threads {args.threads}, "
+        f"device {'cuda' if torch.cuda.is_available() else 'cpu'}"
+    )
     for measure in ("cpu", "wall"):
         on, off = (alt.times[m][measure][1:] for m in (True, False))  # the first of each pays warm-up
         a, b = statistics.median(on), statistics.median(off)
-        print(f"{measure:4s} median step: recording {a:.4f}s ({len(on)} steps), not recording {b:.4f}s "
-              f"({len(off)} steps); ratio {a / b:.3f}")
+        print(
+            f"{measure:4s} median step: recording {a:.4f}s ({len(on)} steps), not recording {b:.4f}s "
+            f"({len(off)} steps); ratio {a / b:.3f}"
+        )
     cpu_off = statistics.median(alt.times[False]["cpu"][1:])
     per_step = len(alt.handover) / max(len(alt.times[True]["cpu"]), 1)  # hand-overs per recorded step
     hand = statistics.median(alt.handover) * per_step
     extra = statistics.median(alt.writes[True][1:]) - statistics.median(alt.writes[False][1:])
-    print(f"direct: hand-over in the loss {hand * 1e3:.2f} ms/step, recording thread +{extra * 1e3:.2f} ms/step "
-          f"(writes {statistics.median(alt.writes[True][1:]) * 1e3:.2f} vs "
-          f"{statistics.median(alt.writes[False][1:]) * 1e3:.2f} ms); "
-          f"{(hand + extra) / cpu_off * 100:.2f}% of the step's CPU time")
-    print(f"store, {completions} completions: rollouts.jsonl {jsonl['with']:,} vs {jsonl['without']:,} bytes "
-          f"(ratio {jsonl['with'] / jsonl['without']:.2f}); segment {seg['with']:,} vs {seg['without']:,} bytes "
-          f"(ratio {seg['with'] / seg['without']:.2f})")
+    print(
+        f"direct: hand-over in the loss {hand * 1e3:.2f} ms/step, recording thread +{extra * 1e3:.2f} ms/step "
+        f"(writes {statistics.median(alt.writes[True][1:]) * 1e3:.2f} vs "
+        f"{statistics.median(alt.writes[False][1:]) * 1e3:.2f} ms); "
+        f"{(hand + extra) / cpu_off * 100:.2f}% of the step's CPU time"
+    )
+    print(
+        f"store, {completions} completions: rollouts.jsonl {jsonl['with']:,} vs {jsonl['without']:,} bytes "
+        f"(ratio {jsonl['with'] / jsonl['without']:.2f}); segment {seg['with']:,} vs {seg['without']:,} bytes "
+        f"(ratio {seg['with'] / seg['without']:.2f})"
+    )
     return 0
 
 

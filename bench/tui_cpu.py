@@ -33,8 +33,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -43,9 +44,9 @@ if str(ROOT) not in sys.path:
 from grpo_tui.rundir import events as events_module  # noqa: E402
 from grpo_tui.rundir.control import ensure_control_dir  # noqa: E402
 from grpo_tui.rundir.events import EventWriter  # noqa: E402
-from grpo_tui.rundir.rollouts import CompletionRecord, RolloutWriter  # noqa: E402
 from grpo_tui.rundir.health import HealthMonitor, Thresholds  # noqa: E402
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
+from grpo_tui.rundir.rollouts import CompletionRecord, RolloutWriter  # noqa: E402
 
 REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xmlcount"]
 NAMES = ["Ava", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana"]
@@ -53,6 +54,7 @@ THINGS = ["apples", "marbles", "stickers", "cards", "pencils", "cookies"]
 
 
 # --------------------------------------------------------------- synthetic runs
+
 
 @contextlib.contextmanager
 def fixed_clock(start: float = 1_700_000_000.0, tick: float = 0.5) -> Iterator[None]:
@@ -76,8 +78,18 @@ def fixed_clock(start: float = 1_700_000_000.0, tick: float = 0.5) -> Iterator[N
 class SyntheticRun:
     """A run directory written through the engine's writers, one step at a time."""
 
-    def __init__(self, root: Path, *, G: int = 8, groups: int = 8, max_steps: int = 60, seed: int = 0,
-                 preset: str = "synthetic", device: str = "cpu", health: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        G: int = 8,
+        groups: int = 8,
+        max_steps: int = 60,
+        seed: int = 0,
+        preset: str = "synthetic",
+        device: str = "cpu",
+        health: bool = False,
+    ) -> None:
         self.run = RunDir(Path(root))
         self.run.root.mkdir(parents=True, exist_ok=True)
         ensure_control_dir(self.run.control)
@@ -94,37 +106,87 @@ class SyntheticRun:
 
     def start(self, pid: int | None = None) -> None:
         e = self.events
-        e.emit("run_start", run_dir=str(self.run.root), preset=self.preset, preset_path=f"{self.preset}.toml",
-               model="synthetic-model", pid=pid or 0, host="bench", resumed=False, resume_from=None,
-               max_steps=self.max_steps, num_generations=self.G, reward_names=REWARDS,
-               reward_weights={r: 1.0 for r in REWARDS}, device=self.device, versions={},
-               config={"train": {"learning_rate": 2e-4, "temperature": 1.0, "top_p": 1.0, "beta": 0.0,
-                                 "max_completion_length": 96}, "rewards": {r: 1.0 for r in REWARDS}})
+        e.emit(
+            "run_start",
+            run_dir=str(self.run.root),
+            preset=self.preset,
+            preset_path=f"{self.preset}.toml",
+            model="synthetic-model",
+            pid=pid or 0,
+            host="bench",
+            resumed=False,
+            resume_from=None,
+            max_steps=self.max_steps,
+            num_generations=self.G,
+            reward_names=REWARDS,
+            reward_weights={r: 1.0 for r in REWARDS},
+            device=self.device,
+            versions={},
+            config={
+                "train": {
+                    "learning_rate": 2e-4,
+                    "temperature": 1.0,
+                    "top_p": 1.0,
+                    "beta": 0.0,
+                    "max_completion_length": 96,
+                },
+                "rewards": {r: 1.0 for r in REWARDS},
+            },
+        )
         e.state("starting")
-        e.emit("dataset", source="synthetic", origin="built-in, difficulty 1", rows_total=2000, rows_used=2000,
-               rows_skipped=0, skipped={})
+        e.emit(
+            "dataset",
+            source="synthetic",
+            origin="built-in, difficulty 1",
+            rows_total=2000,
+            rows_used=2000,
+            rows_skipped=0,
+            skipped={},
+        )
         e.state("loading_model")
-        e.emit("model", name="synthetic-model", path="/nowhere", parameters=134_515_008, trainable=4_884_480,
-               dtype="float32", load_s=1.0)
+        e.emit(
+            "model",
+            name="synthetic-model",
+            path="/nowhere",
+            parameters=134_515_008,
+            trainable=4_884_480,
+            dtype="float32",
+            load_s=1.0,
+        )
         e.state("running", step=0)
         e.emit("memory", step=0, **self._memory())
 
     def _memory(self) -> dict[str, Any]:
         if self.device.startswith("cuda"):
             alloc = 20 + 4 * math.sin(self.step / 5) + self.rng.random()
-            return {"device": self.device, "rss_gb": 3.1, "allocated_gb": round(alloc, 3),
-                    "reserved_gb": round(alloc + 6, 3), "peak_gb": round(alloc + 9, 3),
-                    "peak_reserved_gb": round(alloc + 9.5, 3), "total_gb": 79.6,
-                    "nvml_used_gb": round(alloc + 7, 3)}
-        return {"device": "cpu", "rss_gb": round(1.2 + 0.01 * self.step + 0.05 * self.rng.random(), 3),
-                "allocated_gb": None, "reserved_gb": None, "peak_gb": None, "nvml_used_gb": None, "total_gb": 23.5}
+            return {
+                "device": self.device,
+                "rss_gb": 3.1,
+                "allocated_gb": round(alloc, 3),
+                "reserved_gb": round(alloc + 6, 3),
+                "peak_gb": round(alloc + 9, 3),
+                "peak_reserved_gb": round(alloc + 9.5, 3),
+                "total_gb": 79.6,
+                "nvml_used_gb": round(alloc + 7, 3),
+            }
+        return {
+            "device": "cpu",
+            "rss_gb": round(1.2 + 0.01 * self.step + 0.05 * self.rng.random(), 3),
+            "allocated_gb": None,
+            "reserved_gb": None,
+            "peak_gb": None,
+            "nvml_used_gb": None,
+            "total_gb": 23.5,
+        }
 
     def _completion(self, gold: int, skill: float) -> CompletionRecord:
         rng = self.rng
         formatted = rng.random() < skill
         guess = gold if rng.random() < skill else gold + rng.choice([-3, -1, 1, 2, 10])
-        reasoning = " ".join(rng.choice(["First", "Then", "So", "We add", "They have", "In total"]) + f" {rng.randint(1, 20)}"
-                             for _ in range(rng.randint(2, 6)))
+        reasoning = " ".join(
+            rng.choice(["First", "Then", "So", "We add", "They have", "In total"]) + f" {rng.randint(1, 20)}"
+            for _ in range(rng.randint(2, 6))
+        )
         truncated = rng.random() < 0.15
         if formatted and not truncated:
             text = f"<reasoning>\n{reasoning}.\n</reasoning>\n<answer>\n{guess}\n</answer>"
@@ -136,14 +198,23 @@ class SyntheticRun:
             text = f"{reasoning}. The answer is {guess}."
             extracted = str(guess)
         correct = extracted == str(gold)
-        rewards = {"correctness": 2.0 if correct else 0.0,
-                   "int_answer": 0.5 if extracted is not None else 0.0,
-                   "strict_format": 0.5 if formatted and not truncated else 0.0,
-                   "soft_format": 0.5 if formatted and not truncated else 0.0,
-                   "xmlcount": round(0.125 * text.count("<") / 2, 3)}
-        return CompletionRecord(text=text, extracted=extracted, correct=correct, rewards=rewards,
-                                total=sum(rewards.values()), advantage=0.0,
-                                tokens=96 if truncated else rng.randint(20, 90), truncated=truncated)
+        rewards = {
+            "correctness": 2.0 if correct else 0.0,
+            "int_answer": 0.5 if extracted is not None else 0.0,
+            "strict_format": 0.5 if formatted and not truncated else 0.0,
+            "soft_format": 0.5 if formatted and not truncated else 0.0,
+            "xmlcount": round(0.125 * text.count("<") / 2, 3),
+        }
+        return CompletionRecord(
+            text=text,
+            extracted=extracted,
+            correct=correct,
+            rewards=rewards,
+            total=sum(rewards.values()),
+            advantage=0.0,
+            tokens=96 if truncated else rng.randint(20, 90),
+            truncated=truncated,
+        )
 
     def write_step(self) -> None:
         """One optimizer step: its rollouts (G x groups), then the step and memory events."""
@@ -173,29 +244,49 @@ class SyntheticRun:
         self.rollouts.flush()
         n = len(totals)
         self.tokens += sum(lengths) + 60 * n
-        metrics = {"loss": round(rng.uniform(-0.05, 0.05), 4), "grad_norm": round(rng.uniform(0.1, 2), 4),
-                   "learning_rate": 2e-4, "num_tokens": float(self.tokens),
-                   "completions/mean_length": sum(lengths) / n, "completions/min_length": float(min(lengths)),
-                   "completions/max_length": float(max(lengths)), "completions/clipped_ratio": clipped / n,
-                   "reward": sum(totals) / n, "reward_std": 0.5, "frac_reward_zero_std": zero_std / self.groups,
-                   "entropy": 1.2,
-                   # policy metrics of a beta > 0 run (deterministic: the rng sequence, and so the snapshot
-                   # tests' data, stays as it was)
-                   "kl": 0.01 + 0.001 * step, "clip_ratio/region_mean": 0.002 * (step % 7),
-                   "clip_ratio/low_mean": 0.001 * (step % 5), "clip_ratio/high_mean": 0.001 * (step % 3)}
+        metrics = {
+            "loss": round(rng.uniform(-0.05, 0.05), 4),
+            "grad_norm": round(rng.uniform(0.1, 2), 4),
+            "learning_rate": 2e-4,
+            "num_tokens": float(self.tokens),
+            "completions/mean_length": sum(lengths) / n,
+            "completions/min_length": float(min(lengths)),
+            "completions/max_length": float(max(lengths)),
+            "completions/clipped_ratio": clipped / n,
+            "reward": sum(totals) / n,
+            "reward_std": 0.5,
+            "frac_reward_zero_std": zero_std / self.groups,
+            "entropy": 1.2,
+            # policy metrics of a beta > 0 run (deterministic: the rng sequence, and so the snapshot
+            # tests' data, stays as it was)
+            "kl": 0.01 + 0.001 * step,
+            "clip_ratio/region_mean": 0.002 * (step % 7),
+            "clip_ratio/low_mean": 0.001 * (step % 5),
+            "clip_ratio/high_mean": 0.001 * (step % 3),
+        }
         for r, vals in per_reward.items():
             metrics[f"rewards/{r}/mean"] = sum(vals) / n
             metrics[f"rewards/{r}/std"] = 0.1
-        ev = self.events.emit("step", step=step, max_steps=self.max_steps, epoch=step / 250, metrics=metrics,
-                              step_time_s=1.0, tokens_per_s=float(sum(lengths) + 60 * n),
-                              elapsed_s=float(step), eta_s=float(self.max_steps - step), correct_frac=correct / n)
+        ev = self.events.emit(
+            "step",
+            step=step,
+            max_steps=self.max_steps,
+            epoch=step / 250,
+            metrics=metrics,
+            step_time_s=1.0,
+            tokens_per_s=float(sum(lengths) + 60 * n),
+            elapsed_s=float(step),
+            eta_s=float(self.max_steps - step),
+            correct_frac=correct / n,
+        )
         for h in self.health.add(ev) if self.health is not None else ():
             self.events.emit("health", **h)
         self.events.emit("memory", step=step, **self._memory())
 
     def finish(self, status: str = "finished") -> None:
-        self.events.emit("checkpoint", step=self.step, path=str(self.run.checkpoints / f"checkpoint-{self.step}"),
-                         reason="final")
+        self.events.emit(
+            "checkpoint", step=self.step, path=str(self.run.checkpoints / f"checkpoint-{self.step}"), reason="final"
+        )
         self.events.state("finished", step=self.step, detail=status)
         self.events.emit("run_end", status=status, step=self.step, exit_code=0, elapsed_s=float(self.step))
 
@@ -204,8 +295,9 @@ class SyntheticRun:
         self.rollouts.close()
 
 
-def write_synthetic_run(root: Path, steps: int, *, finished: bool = True, deterministic: bool = True,
-                        **kw: Any) -> SyntheticRun:
+def write_synthetic_run(
+    root: Path, steps: int, *, finished: bool = True, deterministic: bool = True, **kw: Any
+) -> SyntheticRun:
     """A complete synthetic run in one go (fixed timestamps when deterministic)."""
     ctx = fixed_clock() if deterministic else contextlib.nullcontext()
     with ctx:
@@ -298,11 +390,13 @@ def _spawn_on_pty(code: str, cols: int, rows: int) -> tuple[subprocess.Popen, in
     import pty
     import struct
     import termios
+
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
     os.close(slave)
 
     def drain() -> None:  # a terminal that reads everything the app writes
@@ -336,14 +430,19 @@ def measure(seconds: float, proc: Any, work: Any = None) -> float:
 
 def main() -> int:
     import psutil
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--idle", type=float, default=10, help="seconds of an alive but silent engine")
     ap.add_argument("--stream", type=float, default=30, help="seconds of streaming at 1 step/s")
     ap.add_argument("--history", type=int, default=300, help="steps already in the run before the app attaches")
     ap.add_argument("--size", default="140x45", help="terminal size COLSxROWS")
     ap.add_argument("--latency", type=float, default=10, help="seconds of key-latency probing (0: skip)")
-    ap.add_argument("--group", type=int, default=0,
-                    help="curve group shown while measuring (0 rewards, 1 policy, 2 optimizer, 3 lengths)")
+    ap.add_argument(
+        "--group",
+        type=int,
+        default=0,
+        help="curve group shown while measuring (0 rewards, 1 policy, 2 optimizer, 3 lengths)",
+    )
     ap.add_argument("--no-health", action="store_true", help="don't write health events (the engine's checks)")
     args = ap.parse_args()
     cols, rows = (int(x) for x in args.size.split("x"))
@@ -355,9 +454,11 @@ def main() -> int:
         for _ in range(args.history):
             run.write_step()
         run.run.pid_file.write_text(str(os.getpid()))  # the "engine" (this writer) is alive
-        print(f"run: {root} ({args.history} steps of history, G={run.G}, {run.groups} groups/step), "
-              f"terminal {cols}x{rows}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
-              f"curve group {args.group}, health events {'off' if args.no_health else 'on'}")
+        print(
+            f"run: {root} ({args.history} steps of history, G={run.G}, {run.groups} groups/step), "
+            f"terminal {cols}x{rows}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
+            f"curve group {args.group}, health events {'off' if args.no_health else 'on'}"
+        )
 
         proc, master = _spawn_on_pty(CHILD_PTY.format(root=str(ROOT), run=str(root), group=args.group), cols, rows)
         app = psutil.Process(proc.pid)
@@ -394,8 +495,10 @@ def main() -> int:
     print(f"{'streaming 1 step/s, G=8x8':<28}{stream:>24.1f}")
     print(f"{'idle again':<28}{idle2:>24.1f}")
     if latency:
-        print(f"key press -> handled+repainted while streaming: median {latency['median_ms']:.0f} ms, "
-              f"p90 {latency['p90_ms']:.0f} ms, max {latency['max_ms']:.0f} ms over {latency['n']} presses")
+        print(
+            f"key press -> handled+repainted while streaming: median {latency['median_ms']:.0f} ms, "
+            f"p90 {latency['p90_ms']:.0f} ms, max {latency['max_ms']:.0f} ms over {latency['n']} presses"
+        )
     return 0
 
 

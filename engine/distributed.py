@@ -41,12 +41,25 @@ def accelerate_argv(cfg: Config, engine_args: list[str]) -> list[str]:
     The ranks inherit PYTHONSAFEPATH (set by the caller), so the current directory never
     shadows the engine package in them either."""
     d = cfg.distributed
-    argv = [sys.executable, "-m", "accelerate.commands.launch",
-            "--num_processes", str(d.num_processes), "--num_machines", str(d.num_machines),
-            "--machine_rank", str(d.machine_rank), "--main_process_ip", d.main_process_ip,
-            "--main_process_port", str(d.main_process_port),
-            "--mixed_precision", "no",  # the trainer's bf16 setting decides, not the launcher
-            "--dynamo_backend", "no"]
+    argv = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(d.num_processes),
+        "--num_machines",
+        str(d.num_machines),
+        "--machine_rank",
+        str(d.machine_rank),
+        "--main_process_ip",
+        d.main_process_ip,
+        "--main_process_port",
+        str(d.main_process_port),
+        "--mixed_precision",
+        "no",  # the trainer's bf16 setting decides, not the launcher
+        "--dynamo_backend",
+        "no",
+    ]
     if d.backend == "ddp":
         argv.append("--multi_gpu")  # torchrun-based; on machines without GPUs the ranks use gloo on the CPU
     elif d.backend.startswith("deepspeed"):
@@ -59,8 +72,17 @@ def accelerate_argv(cfg: Config, engine_args: list[str]) -> list[str]:
         if stage == "3":
             argv += ["--zero3_init_flag", "true"]
     elif d.backend == "fsdp2":
-        argv += ["--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
-                 "--fsdp_state_dict_type", "SHARDED_STATE_DICT", "--fsdp_cpu_ram_efficient_loading", "true"]
+        argv += [
+            "--use_fsdp",
+            "--fsdp_version",
+            "2",
+            "--fsdp_auto_wrap_policy",
+            "TRANSFORMER_BASED_WRAP",
+            "--fsdp_state_dict_type",
+            "SHARDED_STATE_DICT",
+            "--fsdp_cpu_ram_efficient_loading",
+            "true",
+        ]
         if d.cpu_offload:
             argv += ["--fsdp_offload_params", "true"]
     return argv + ["-m", "grpo_tui.engine", *engine_args]
@@ -70,6 +92,7 @@ def init() -> None:
     """Join the process group early, so rank 0 can create the run directory before the others read it."""
     if world_size() > 1:
         from accelerate import PartialState
+
         PartialState()
 
 
@@ -77,6 +100,7 @@ def _group() -> Any:
     """torch.distributed when this process is in an initialized group of several, else None."""
     if world_size() > 1:
         import torch.distributed as dist
+
         if dist.is_available() and dist.is_initialized():
             return dist
     return None
@@ -104,6 +128,7 @@ def broadcast(obj: Any) -> Any:
     if world_size() == 1:
         return obj
     import torch.distributed as dist
+
     box = [obj if is_main() else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
@@ -114,6 +139,7 @@ def gather(obj: Any) -> list[Any]:
     if world_size() == 1:
         return [obj]
     import torch.distributed as dist
+
     out: list[Any] = [None] * world_size() if is_main() else None
     dist.gather_object(obj, out, dst=0)
     return out if is_main() else []

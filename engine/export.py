@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import re
+import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from grpo_tui.engine.eval.errors import EvalError
 from grpo_tui.engine.eval.resolve import ModelSpec, resolve_model
@@ -46,8 +47,10 @@ def resolve_export(spec_text: str, out: Path, adapter: bool) -> ModelSpec:
         raise ExportError(f"{spec_text}: @base is the model the run started from; export a trained step instead.")
     inside = enclosing_run(out)
     if inside is not None:
-        raise ExportError(f"--out {out}: inside the run directory {inside}; the engine owns everything there "
-                          "(a resume or --restart may move or delete it): choose a directory outside any run.")
+        raise ExportError(
+            f"--out {out}: inside the run directory {inside}; the engine owns everything there "
+            "(a resume or --restart may move or delete it): choose a directory outside any run."
+        )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"--out {out}: exists and is not an empty directory; choose a new one.")
     if adapter and not spec.adapter:
@@ -58,8 +61,19 @@ def resolve_export(spec_text: str, out: Path, adapter: bool) -> ModelSpec:
 # Characters a model card never holds: C0 controls but newline and tab, DEL, C1 controls (0x9b is a one-byte
 # CSI), bidi overrides and line/paragraph separators. An ESC in a run name would retitle a terminal that
 # `cat`s the card, or write its clipboard (OSC 52).
-_CONTROL = {c: None for c in (*range(0, 9), *range(11, 32), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029,
-                              *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+_CONTROL = {
+    c: None
+    for c in (
+        *range(0, 9),
+        *range(11, 32),
+        0x7F,
+        *range(0x80, 0xA0),
+        0x2028,
+        0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
 # Markdown's inline syntax (emphasis, code, links, images, HTML, entities, table cells); run text never starts a
 # line of the card, so the line-start markers (-, +, 1.) need no escape.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~&])")
@@ -92,8 +106,8 @@ def _reward_summary(events: Iterable[dict[str, Any]]) -> list[str]:
             rewards.append((e.get("step"), m["reward"]))
         for k, v in m.items():
             if k.startswith("rewards/") and k.endswith("/mean") and v is not None:
-                first.setdefault(k[len("rewards/"):-len("/mean")], v)
-                last[k[len("rewards/"):-len("/mean")]] = v
+                first.setdefault(k[len("rewards/") : -len("/mean")], v)
+                last[k[len("rewards/") : -len("/mean")]] = v
     if not steps:
         return ["No training steps were logged."]
     lines = [f"{steps} logged optimizer steps (last: step {md_text(last_step)})."]
@@ -102,8 +116,10 @@ def _reward_summary(events: Iterable[dict[str, Any]]) -> list[str]:
         a = sum(r for _, r in rewards[:k]) / k
         b = sum(r for _, r in rewards[-k:]) / k
         best = max(rewards, key=lambda x: x[1])
-        lines.append(f"Mean total reward: {a:.3f} over the first {k} step(s), {b:.3f} over the last {k}; "
-                     f"highest {best[1]:.3f} at step {md_text(best[0])}.")
+        lines.append(
+            f"Mean total reward: {a:.3f} over the first {k} step(s), {b:.3f} over the last {k}; "
+            f"highest {best[1]:.3f} at step {md_text(best[0])}."
+        )
     if first:
         lines += ["", "| reward | first step | last step |", "|---|---|---|"]
         for n in sorted(first):
@@ -118,9 +134,10 @@ def _eval_table(evals: list[dict[str, Any]]) -> list[str]:
     lines = ["| step | dataset | items | strict | flexible |", "|---|---|---|---|---|"]
     for e in evals[-8:]:
         flex = e.get("accuracy_flex")
-        lines.append(f"| {md_text(e.get('step'))} | {md_text(e.get('dataset'))} | {md_text(e['n'])} | "
-                     f"{100 * (e.get('accuracy') or 0):.1f}% | "
-                     + ("-" if flex is None else f"{100 * flex:.1f}%") + " |")
+        lines.append(
+            f"| {md_text(e.get('step'))} | {md_text(e.get('dataset'))} | {md_text(e['n'])} | "
+            f"{100 * (e.get('accuracy') or 0):.1f}% | " + ("-" if flex is None else f"{100 * flex:.1f}%") + " |"
+        )
     return lines
 
 
@@ -140,54 +157,106 @@ def model_card(spec: ModelSpec, adapter: bool, base: str) -> str:
                 if e.get("type") == "eval":
                     evals.append(e)
                 yield e
+
     curve = _reward_summary(events())
     cfg = spec.config
     preset = md_text(cfg.preset.name) if cfg else "?"
     t = cfg.train if cfg else None
     rewards = ", ".join(f"{md_text(k)} ({v:g})" for k, v in cfg.reward_weights().items()) if cfg else "?"
-    how = ("a LoRA adapter (load it with peft on top of the base model)" if adapter else
-           "full weights" + (" (the LoRA adapter merged into the base model)" if spec.adapter else ""))
-    front = ["---", "library_name: " + ("peft" if adapter else "transformers"), "tags:", "- grpo", "- trl", "- grpo-tui"]
+    how = (
+        "a LoRA adapter (load it with peft on top of the base model)"
+        if adapter
+        else "full weights" + (" (the LoRA adapter merged into the base model)" if spec.adapter else "")
+    )
+    front = [
+        "---",
+        "library_name: " + ("peft" if adapter else "transformers"),
+        "tags:",
+        "- grpo",
+        "- trl",
+        "- grpo-tui",
+    ]
     if not Path(base).is_absolute():  # a hub id; a local base directory means nothing to readers of the card
         front.append(f"base_model: {json.dumps(' '.join(base.translate(_CONTROL).split()), ensure_ascii=True)}")
     lines = [
-        *front, "---", "",
-        f"# {md_text(root.name)} @ step {spec.step}", "",
+        *front,
+        "---",
+        "",
+        f"# {md_text(root.name)} @ step {spec.step}",
+        "",
         f"Trained with GRPO (TRL) by grpo-tui, preset {preset}, from {md_text(cfg.model.name if cfg else base)}. "
-        f"This export holds {how}.", "",
-        "## Training", "",
+        f"This export holds {how}.",
+        "",
+        "## Training",
+        "",
         f"- preset: {preset}" + (f" ({md_text(cfg.preset.description)})" if cfg and cfg.preset.description else ""),
         f"- checkpoint: step {spec.step}" + (f" of max\\_steps {t.max_steps}" if t else ""),
     ]
     if cfg and t:
-        lines += [f"- data: {md_text(cfg.data.source)}" + (f" {md_text(cfg.data.dataset)}" if cfg.data.dataset else ""),
-                  f"- prompt format: {md_text(cfg.prompt.format)}", f"- rewards: {rewards}",
-                  f"- G = {t.num_generations}, learning rate {t.learning_rate:g}, beta {t.beta:g}, "
-                  f"loss {md_text(t.loss_type)}, max completion {t.max_completion_length} tokens"]
+        lines += [
+            f"- data: {md_text(cfg.data.source)}" + (f" {md_text(cfg.data.dataset)}" if cfg.data.dataset else ""),
+            f"- prompt format: {md_text(cfg.prompt.format)}",
+            f"- rewards: {rewards}",
+            f"- G = {t.num_generations}, learning rate {t.learning_rate:g}, beta {t.beta:g}, "
+            f"loss {md_text(t.loss_type)}, max completion {t.max_completion_length} tokens",
+        ]
         if t.stop_strings:
-            lines.append("- each completion ended at the first of: "
-                         + ", ".join(md_text(repr(x)) for x in t.stop_strings))
+            lines.append(
+                "- each completion ended at the first of: " + ", ".join(md_text(repr(x)) for x in t.stop_strings)
+            )
         for k, v in t.trl_extra.items():
             lines.append(f"- {md_text(k)} = {md_text(repr(v))} (trl.GRPOConfig)")
-    lines += ["", "## Reward curve", "", *curve, "", "## Evaluation", "", *_eval_table(evals), "",
-              "## Use", "", "```python"]
+    lines += [
+        "",
+        "## Reward curve",
+        "",
+        *curve,
+        "",
+        "## Evaluation",
+        "",
+        *_eval_table(evals),
+        "",
+        "## Use",
+        "",
+        "```python",
+    ]
     if adapter:
         lines += ["from peft import AutoPeftModelForCausalLM", "model = AutoPeftModelForCausalLM.from_pretrained(PATH)"]
     else:
-        lines += ["from transformers import AutoModelForCausalLM, AutoTokenizer",
-                  "model = AutoModelForCausalLM.from_pretrained(PATH)", "tokenizer = AutoTokenizer.from_pretrained(PATH)"]
+        lines += [
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "model = AutoModelForCausalLM.from_pretrained(PATH)",
+            "tokenizer = AutoTokenizer.from_pretrained(PATH)",
+        ]
         if cfg and cfg.train.stop_strings:  # transformers needs the tokenizer to find stop strings
-            lines += ["# generation_config.json holds the stop strings the run used: pass the tokenizer along",
-                      "output = model.generate(**inputs, tokenizer=tokenizer)"]
+            lines += [
+                "# generation_config.json holds the stop strings the run used: pass the tokenizer along",
+                "output = model.generate(**inputs, tokenizer=tokenizer)",
+            ]
     lines += ["```", ""]
     if cfg:
         from grpo_tui.engine.data.prompts import EXAMPLE_ANSWER, EXAMPLE_QUESTION, system_prompt
-        lines += ["Ask with the system prompt it was trained with:", "",
-                  *md_block(system_prompt(cfg.prompt.format, cfg.prompt.system_prompt)), ""]
+
+        lines += [
+            "Ask with the system prompt it was trained with:",
+            "",
+            *md_block(system_prompt(cfg.prompt.format, cfg.prompt.system_prompt)),
+            "",
+        ]
         if cfg.prompt.one_shot:
-            lines += ["It was trained with one worked example as an earlier chat turn, before each question; "
-                      "give it the same turns:", "", "user:", "", *md_block(EXAMPLE_QUESTION), "", "assistant:", "",
-                      *md_block(EXAMPLE_ANSWER[cfg.prompt.format]), ""]
+            lines += [
+                "It was trained with one worked example as an earlier chat turn, before each question; "
+                "give it the same turns:",
+                "",
+                "user:",
+                "",
+                *md_block(EXAMPLE_QUESTION),
+                "",
+                "assistant:",
+                "",
+                *md_block(EXAMPLE_ANSWER[cfg.prompt.format]),
+                "",
+            ]
     return "\n".join(lines)
 
 
@@ -195,12 +264,15 @@ def export_model(spec_text: str, out: Path, adapter: bool = False, log: Any = pr
     """Write the export into out (which must be new or empty). Raises ExportError for bad input."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
     spec = resolve_export(spec_text, out, adapter)
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        tok_dir = spec.adapter if spec.adapter and (Path(spec.adapter) / "tokenizer_config.json").is_file() else spec.path
+        tok_dir = (
+            spec.adapter if spec.adapter and (Path(spec.adapter) / "tokenizer_config.json").is_file() else spec.path
+        )
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)
         if adapter:
             for name in ADAPTER_FILES:
@@ -211,14 +283,19 @@ def export_model(spec_text: str, out: Path, adapter: bool = False, log: Any = pr
             acfg = json.loads(cfg_path.read_text())
             acfg["base_model_name_or_path"] = spec.path  # where the base weights are (a hub id or a local dir)
             cfg_path.write_text(json.dumps(acfg, indent=2))
-            gen = GenerationConfig.from_pretrained(spec.path) if (Path(spec.path) / "generation_config.json").is_file() \
+            gen = (
+                GenerationConfig.from_pretrained(spec.path)
+                if (Path(spec.path) / "generation_config.json").is_file()
                 else GenerationConfig()
+            )
         else:
             log(f"loading {spec.path}" + (f" + adapter {spec.adapter}" if spec.adapter else ""))
-            model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=torch.float32 if not torch.cuda.is_available()
-                                                         else "auto")
+            model = AutoModelForCausalLM.from_pretrained(
+                spec.path, dtype=torch.float32 if not torch.cuda.is_available() else "auto"
+            )
             if spec.adapter:
                 from peft import PeftModel
+
                 model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
             model.save_pretrained(tmp, safe_serialization=True)
             gen = model.generation_config
@@ -248,17 +325,20 @@ def export_model(spec_text: str, out: Path, adapter: bool = False, log: Any = pr
 
 def push_to_hub(out: Path, repo_id: str, private: bool = True) -> str:
     """Upload DIR to a hub model repo with huggingface_hub's API; returns the repo URL. Raises ExportError."""
-    from huggingface_hub import HfApi
-    from huggingface_hub import constants
+    from huggingface_hub import HfApi, constants
+
     if constants.HF_HUB_OFFLINE:
-        raise ExportError(f"--push-to-hub {repo_id}: the hub is switched off here (HF_HUB_OFFLINE=1); the export is "
-                          f"in {out}: push it later with `hf upload {repo_id} {out}`.")
+        raise ExportError(
+            f"--push-to-hub {repo_id}: the hub is switched off here (HF_HUB_OFFLINE=1); the export is "
+            f"in {out}: push it later with `hf upload {repo_id} {out}`."
+        )
     try:
         api = HfApi()
         url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(out), repo_id=repo_id, repo_type="model",
-                          commit_message="grpo-tui export")
+        api.upload_folder(folder_path=str(out), repo_id=repo_id, repo_type="model", commit_message="grpo-tui export")
         return str(url)
     except Exception as e:  # noqa: BLE001 - no token, no network, no permission: say so with the way out
-        raise ExportError(f"--push-to-hub {repo_id}: {type(e).__name__}: {str(e)[:300]}. The export is in {out}; "
-                          "log in with `hf auth login` and retry, or upload it by hand.") from None
+        raise ExportError(
+            f"--push-to-hub {repo_id}: {type(e).__name__}: {str(e)[:300]}. The export is in {out}; "
+            "log in with `hf auth login` and retry, or upload it by hand."
+        ) from None

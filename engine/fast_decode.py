@@ -23,7 +23,8 @@ import functools
 import sys
 import types
 from collections import Counter
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
@@ -35,6 +36,7 @@ __all__ = ["GrowingLayer", "WideMatmul", "cache_name", "growing_cache", "fast_cp
 def cache_name() -> str:
     """The KV cache's keyword and output field: `cache` since transformers 5.x renamed it, `past_key_values` before."""
     from transformers.modeling_outputs import CausalLMOutputWithPast
+
     return "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
 
 
@@ -46,8 +48,9 @@ class GrowingLayer(DynamicLayer):
 
     _buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
-               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.is_grad_enabled() and (key_states.requires_grad or value_states.requires_grad):
             return super().update(key_states, value_states, *args, **kwargs)  # autograd keeps the plain path
         if not self.is_initialized:
@@ -56,8 +59,11 @@ class GrowingLayer(DynamicLayer):
         need = held + key_states.shape[-2]
         bufs = self._buffers
         # keys replaced by someone else (batch_select_indices, reorder_cache, crop) mean the buffer is stale
-        ours = bufs is not None and self.keys.data_ptr() == bufs[0].data_ptr() \
+        ours = (
+            bufs is not None
+            and self.keys.data_ptr() == bufs[0].data_ptr()
             and bufs[0].shape[:2] == key_states.shape[:2]
+        )
         if not ours or need > bufs[0].shape[-2]:
             cap = need + max(_ROOM, need if ours else 0)  # doubling once generation outgrows the room
             kb = key_states.new_empty(*key_states.shape[:-2], cap, key_states.shape[-1])
@@ -110,8 +116,13 @@ class WideMatmul:
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.modules: list[torch.nn.Linear] = [
-            m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"
-            and m.out_features >= 2 * m.in_features and m.in_features >= 256]
+            m
+            for m in model.modules()
+            if type(m) is torch.nn.Linear
+            and m.weight.device.type == "cpu"
+            and m.out_features >= 2 * m.in_features
+            and m.in_features >= 256
+        ]
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
@@ -134,8 +145,12 @@ def fast_cpu_generate(generate_fn: Callable[..., Any], model: torch.nn.Module, *
     matmul = getattr(model, "_grpo_tui_wide_matmul", None)
     if matmul is None:
         matmul = model._grpo_tui_wide_matmul = WideMatmul(model)
-        print(f"fast_cpu_decode: KV cache filled in place; products turned round for the wide layers "
-              f"(out x in): {matmul.summary()}", file=sys.stderr, flush=True)
+        print(
+            f"fast_cpu_decode: KV cache filled in place; products turned round for the wide layers "
+            f"(out x in): {matmul.summary()}",
+            file=sys.stderr,
+            flush=True,
+        )
     key = "past_key_values" if "past_key_values" in kwargs else cache_name()
     kwargs[key] = growing_cache(kwargs.get(key))
     with matmul.applied():

@@ -42,8 +42,9 @@ def rotate_if_over(log_fd: int, path: Path, max_bytes: int) -> bool:
         finally:
             os.close(old)
         os.ftruncate(log_fd, 0)
-        os.write(log_fd, f"[{path.name} passed {max_bytes} bytes: its last part is in {older_part(path).name}]\n"
-                 .encode())
+        os.write(
+            log_fd, f"[{path.name} passed {max_bytes} bytes: its last part is in {older_part(path).name}]\n".encode()
+        )
         return True
     except OSError:
         return False  # a full disk or a refused link: the log goes on as it is
@@ -59,7 +60,7 @@ class LogCap:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="engine-log-cap", daemon=True)
 
-    def start(self) -> "LogCap":
+    def start(self) -> LogCap:
         self._thread.start()
         return self
 

@@ -52,11 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="run GRPO training into a run directory")
     add_train_flags(t, run_dir_required=True)
-    t.add_argument("--group-access", action="store_true",
-                   help=f"create the run directory 0750 and its files 0640 so your group can read them "
-                        f"(default: owner only; also {GROUP_ACCESS_ENV}=1)")
-    t.add_argument("--log-to-run-dir", action="store_true",
-                   help="after pre-flight, send all output to RUN_DIR/engine.log only (used by the launcher)")
+    t.add_argument(
+        "--group-access",
+        action="store_true",
+        help=f"create the run directory 0750 and its files 0640 so your group can read them "
+        f"(default: owner only; also {GROUP_ACCESS_ENV}=1)",
+    )
+    t.add_argument(
+        "--log-to-run-dir",
+        action="store_true",
+        help="after pre-flight, send all output to RUN_DIR/engine.log only (used by the launcher)",
+    )
     return p
 
 
@@ -76,14 +82,17 @@ def check_request(args: argparse.Namespace) -> Config:
     if getattr(args, "device", None) == "cpu":
         overrides.append("train.use_cpu=true")
     if args.resume and args.restart:
-        raise PresetError("--resume and --restart exclude each other: --resume continues from the latest "
-                          "checkpoint, --restart starts over from step 0.")
+        raise PresetError(
+            "--resume and --restart exclude each other: --resume continues from the latest "
+            "checkpoint, --restart starts over from step 0."
+        )
     check_run_dir(run)
     if args.resume or args.restart:
         flag = "--resume" if args.resume else "--restart"
         if not run.config.exists():
-            raise PresetError(f"{flag}: {args.run_dir} is not a run directory (no config.json); "
-                              f"drop {flag} to start a new run there.")
+            raise PresetError(
+                f"{flag}: {args.run_dir} is not a run directory (no config.json); drop {flag} to start a new run there."
+            )
         cfg = load_config(args.preset, overrides) if args.preset else load_resolved(run.config, overrides)
         if args.resume:
             check_resumable(run, cfg)
@@ -91,8 +100,9 @@ def check_request(args: argparse.Namespace) -> Config:
         if not args.preset:
             raise PresetError("--preset is required for a new run (a name from `grpo-tui presets` or a .toml path).")
         if (run.exists() or run.config.exists()) and distributed.is_main() and distributed.world_size() == 1:
-            raise PresetError(f"{args.run_dir} already holds a run; pass --resume to continue it, "
-                              "or choose another --run-dir.")
+            raise PresetError(
+                f"{args.run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir."
+            )
         if args.run_dir.exists() and not args.run_dir.is_dir():
             raise PresetError(f"--run-dir {args.run_dir} exists and is not a directory.")
         cfg = load_config(args.preset, overrides)
@@ -107,11 +117,13 @@ def preflight(args: argparse.Namespace) -> Config:
     cfg = check_request(args)
     # GPU, optional packages, model and datasets: before anything heavy is imported or downloaded
     from grpo_tui.engine.preflight import check
+
     check(cfg, args.run_dir if (args.resume or args.restart) else None)
     from grpo_tui.engine.data.loader import check_files, load_rows
     from grpo_tui.engine.rewards import RewardSpecError
-    from grpo_tui.engine.train.rewards import build_rewards
     from grpo_tui.engine.rewards.trl_call import close_rewards
+    from grpo_tui.engine.train.rewards import build_rewards
+
     try:
         close_rewards(build_rewards(cfg)[0])  # imports user reward files in worker processes, bounded in time
     except RewardSpecError as e:
@@ -130,9 +142,11 @@ def check_resumable(run: RunDir, cfg: Config) -> None:
     if cfg.sft.enabled and (run.sft_done() or find_checkpoints(run.sft_checkpoints).latest):
         return  # stopped during (or right after) the SFT stage: that stage resumes
     why = "; ".join(f"{p.name}: {r}" for p, r in lookup.skipped) or "none was written"
-    raise PresetError(f"--resume: {run.checkpoints} holds no usable checkpoint ({why}). Pass --restart instead "
-                      f"to start over from step 0 in {run.root} (the event log is kept and appended to; old "
-                      f"checkpoints and rollouts are moved to a {RESTART_PREFIX}* folder there).")
+    raise PresetError(
+        f"--resume: {run.checkpoints} holds no usable checkpoint ({why}). Pass --restart instead "
+        f"to start over from step 0 in {run.root} (the event log is kept and appended to; old "
+        f"checkpoints and rollouts are moved to a {RESTART_PREFIX}* folder there)."
+    )
 
 
 def _take_run_dir(run: RunDir) -> RunLock:
@@ -166,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:
-        print(f"error: --run-dir {run.root}: can't create it: {e.strerror}; choose a directory you can write.",
-              file=sys.stderr)
+        print(
+            f"error: --run-dir {run.root}: can't create it: {e.strerror}; choose a directory you can write.",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if cfg.train.use_cpu:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # this process and any ranks it launches stay off the GPU
@@ -193,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock | None) -> int:
     t = cfg.train
     # before anything touches CUDA: the allocator reads its setting once
-    alloc_note = default_allocator_env(os.environ, t.use_vllm and t.vllm_mode == "colocate"
-                                       and t.vllm_enable_sleep_mode) if not t.use_cpu and visible_gpus() else None
+    alloc_note = (
+        default_allocator_env(os.environ, t.use_vllm and t.vllm_mode == "colocate" and t.vllm_enable_sleep_mode)
+        if not t.use_cpu and visible_gpus()
+        else None
+    )
     distributed.init()
     main_rank = distributed.is_main()
     os.environ.pop(LOCK_FD_ENV, None)  # a rank's copy of the launcher's note, meaningless here
@@ -203,9 +222,11 @@ def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock |
         if run_lock is None:
             holder = RunLock.holder(run.root)
             if holder is None or str(holder) != os.environ.get(LOCK_HOLDER_ENV):
-                raise UnsafeRunDir(f"{run.root}: rank 0 runs without its launcher's lock on the run directory; "
-                                   "start multi-process runs with `python -m grpo_tui.engine train` "
-                                   "(it launches the ranks).")
+                raise UnsafeRunDir(
+                    f"{run.root}: rank 0 runs without its launcher's lock on the run directory; "
+                    "start multi-process runs with `python -m grpo_tui.engine train` "
+                    "(it launches the ranks)."
+                )
         ensure_control_dir(run.control)
         if args.restart:
             restarted = set_aside_for_restart(run)
@@ -221,6 +242,7 @@ def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock |
             print(alloc_note, flush=True)
     try:
         from grpo_tui.engine.train.orchestrator import train  # torch, transformers, TRL: only once checks passed
+
         code, switch_to = train(cfg, run, args.resume, restarted, getattr(args, "data", None))
     finally:
         if main_rank:
@@ -232,8 +254,20 @@ def _run(args: argparse.Namespace, cfg: Config, run: RunDir, run_lock: RunLock |
         distributed.finish()
     if switch_to:
         # Same pid, same run directory, same log, same lock: a UI watching the process sees one run go on.
-        argv = [sys.executable, "-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(args.run_dir), "--resume",
-                "--preset", switch_to, "--max-steps", str(cfg.train.max_steps)]
+        argv = [
+            sys.executable,
+            "-P",
+            "-m",
+            "grpo_tui.engine",
+            "train",
+            "--run-dir",
+            str(args.run_dir),
+            "--resume",
+            "--preset",
+            switch_to,
+            "--max-steps",
+            str(cfg.train.max_steps),
+        ]
         if args.log_to_run_dir:
             argv.append("--log-to-run-dir")
         if run_lock is not None:

@@ -19,7 +19,8 @@ SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # SmolLM2's special t
 # ChatML, as SmolLM2 and Qwen2.5 write it (without their default system message: our prompts bring one).
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 
 def _corpus() -> list[str]:
@@ -33,6 +34,7 @@ def _corpus() -> list[str]:
 
     from grpo_tui.engine.data.prompts import EXAMPLE_QUESTION, FORMATS
     from grpo_tui.engine.data.synthetic import generate
+
     text = [re.sub(r"</?\w+>", " ", t) for t in FORMATS.values()] + [EXAMPLE_QUESTION]
     for difficulty in (1, 2, 3):
         for row in generate(3000, difficulty, seed=difficulty):
@@ -44,11 +46,22 @@ def build_small_tokenizer() -> Any:
     """A transformers fast tokenizer: byte-level BPE, SmolLM2's special tokens, a ChatML template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=SPECIAL,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(_corpus(), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL[1], eos_token=SPECIAL[2],
-                                   pad_token=SPECIAL[0], unk_token=SPECIAL[0], chat_template=CHAT_TEMPLATE)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=SPECIAL[1],
+        eos_token=SPECIAL[2],
+        pad_token=SPECIAL[0],
+        unk_token=SPECIAL[0],
+        chat_template=CHAT_TEMPLATE,
+    )

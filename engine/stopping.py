@@ -13,7 +13,8 @@ of the loss and the KL.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -34,8 +35,9 @@ def end_positions(completion_ids: torch.Tensor, pad_id: int | None, eos_ids: lis
     return ends
 
 
-def stopped_lengths(prompt_ids: torch.Tensor, completion_ids: torch.Tensor, is_stopped: StopTest,
-                    pad_id: int | None, eos_ids: list[int]) -> torch.Tensor:
+def stopped_lengths(
+    prompt_ids: torch.Tensor, completion_ids: torch.Tensor, is_stopped: StopTest, pad_id: int | None, eos_ids: list[int]
+) -> torch.Tensor:
     """Per row, how many tokens were sampled before a stop string ended it; -1 for a row that did not stop that way
     (its own end-of-turn token, or cut at the cap).
 
@@ -66,5 +68,5 @@ def close_stopped_rows(completion_ids: list[list[int]], lengths: list[int], eos_
 def stop_string_test(tokenizer: Any, stop_strings: list[str]) -> StopTest:
     """The test generate applies for `stop_strings` (built once: it indexes the tokenizer's vocabulary)."""
     from transformers import StopStringCriteria
-    return StopStringCriteria(tokenizer=tokenizer, stop_strings=stop_strings)
 
+    return StopStringCriteria(tokenizer=tokenizer, stop_strings=stop_strings)

@@ -38,8 +38,9 @@ def _init_fields(cls: ast.ClassDef) -> dict[str, ast.AnnAssign]:
         if "ClassVar" in ast.unparse(node.annotation):
             continue
         value = node.value
-        if isinstance(value, ast.Call) and any(k.arg == "init" and isinstance(k.value, ast.Constant)
-                                               and k.value.value is False for k in value.keywords):
+        if isinstance(value, ast.Call) and any(
+            k.arg == "init" and isinstance(k.value, ast.Constant) and k.value.value is False for k in value.keywords
+        ):
             continue
         names[node.target.id] = node
     return names

@@ -21,8 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from grpo_tui.rundir.events import COMMANDS, Command
-from grpo_tui.rundir.layout import (UnsafeRunDir, check_private_dir, file_mode, make_private_dir, open_private,
-                                    ownership_problem)
+from grpo_tui.rundir.layout import (
+    UnsafeRunDir,
+    check_private_dir,
+    file_mode,
+    make_private_dir,
+    open_private,
+    ownership_problem,
+)
 
 
 def ensure_control_dir(path: Path) -> None:
@@ -45,8 +51,7 @@ def send_command(control_dir: Path, command: Command | str, **args: Any) -> str:
         cid = f"{time.time_ns()}-{uuid.uuid4().hex[:6]}"
         body = json.dumps({"id": cid, "command": str(command), "args": args, "t": time.time()})
         tmp = f".{cid}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode(),
-                     dir_fd=dfd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode(), dir_fd=dfd)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(body)

@@ -34,8 +34,13 @@ def _cell(text: str) -> str:
 
 
 def render_record(type_name: str, rec: type) -> str:
-    lines = [f"### `{type_name}`", inspect.cleandoc(rec.__doc__ or ""), "",
-             "| field | type | meaning |", "|---|---|---|"]
+    lines = [
+        f"### `{type_name}`",
+        inspect.cleandoc(rec.__doc__ or ""),
+        "",
+        "| field | type | meaning |",
+        "|---|---|---|",
+    ]
     for f in dataclasses.fields(rec):
         choices = f.metadata.get("choices")
         meaning = f.metadata.get("help", "")
@@ -69,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     new = updated(doc)
     if args.check:
         if new != doc:
-            print(f"{DOC} is out of date with rundir/events.py: run python -m grpo_tui.rundir.event_docs", file=sys.stderr)
+            print(
+                f"{DOC} is out of date with rundir/events.py: run python -m grpo_tui.rundir.event_docs", file=sys.stderr
+            )
             return 1
         return 0
     if new != doc:

@@ -37,10 +37,11 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from grpo_tui.rundir.layout import SCHEMA_VERSION, open_private
 
@@ -54,6 +55,7 @@ class _StrEnum(str, Enum):
 
 class State(_StrEnum):
     """The engine's state machine, as written in `state` events."""
+
     STARTING = "starting"
     LOADING_MODEL = "loading_model"
     RUNNING = "running"
@@ -71,6 +73,7 @@ ACTIVE_STATES = frozenset(s for s in State if s not in (State.FINISHED, State.FA
 
 class Command(_StrEnum):
     """Commands a UI sends through control/ (rundir.control) and the engine acknowledges."""
+
     PAUSE = "pause"
     RESUME = "resume"
     CHECKPOINT = "checkpoint"
@@ -99,16 +102,24 @@ def info(help: str, default: Any = MISSING, choices: type[Enum] | tuple[str, ...
 
 def record(type_name: str) -> Callable[[type[_T]], type[_T]]:
     """Register a dataclass as the record of one event type."""
+
     def wrap(cls: type[_T]) -> type[_T]:
         fs = dataclasses.fields(cls)
         cls.TYPE = type_name  # type: ignore[attr-defined]
         cls.FIELDS = frozenset(f.name for f in fs)  # type: ignore[attr-defined]
-        cls.REQUIRED = frozenset(f.name for f in fs  # type: ignore[attr-defined]
-                                 if f.default is MISSING and f.default_factory is MISSING)
-        cls.CHOICES = {f.name: frozenset(f.metadata["choices"])  # type: ignore[attr-defined]
-                       for f in fs if f.metadata.get("choices")}
+        cls.REQUIRED = frozenset(
+            f.name
+            for f in fs  # type: ignore[attr-defined]
+            if f.default is MISSING and f.default_factory is MISSING
+        )
+        cls.CHOICES = {
+            f.name: frozenset(f.metadata["choices"])  # type: ignore[attr-defined]
+            for f in fs
+            if f.metadata.get("choices")
+        }
         RECORDS[type_name] = cls
         return cls
+
     return wrap
 
 
@@ -116,6 +127,7 @@ def record(type_name: str) -> Callable[[type[_T]], type[_T]]:
 @dataclass
 class RunStartEvent:
     """Written once per engine start (a resumed or switched run has several)."""
+
     run_dir: str = info("absolute path")
     preset: str = info("preset name")
     preset_path: str | None = info("file the preset came from", None)
@@ -133,10 +145,12 @@ class RunStartEvent:
     config: dict[str, Any] | None = info("the resolved config in force (as config.json)", None)
     world_size: int | None = info("training processes (GPUs) of a distributed run", None)
     skipped_checkpoints: list[dict[str, Any]] | None = info(
-        "with --resume: newer checkpoints that were damaged or unfinished and passed over ({path, reason})", None)
+        "with --resume: newer checkpoints that were damaged or unfinished and passed over ({path, reason})", None
+    )
     restarted: bool | None = info("started with --restart", None)
-    set_aside: str | None = info("with --restart: where the earlier attempt's checkpoints and rollouts were moved",
-                                 None)
+    set_aside: str | None = info(
+        "with --restart: where the earlier attempt's checkpoints and rollouts were moved", None
+    )
 
 
 @record("state")
@@ -144,6 +158,7 @@ class RunStartEvent:
 class StateEvent:
     """The engine's state machine. A `state` without `step` is announced when a command is accepted and
     takes effect at the next step boundary (`checkpointing` then begins when the step ends)."""
+
     state: str = info("the new state", choices=State)
     step: int | None = info("global step when the state changed", None)
     detail: str | None = info("human-readable reason", None)
@@ -154,16 +169,20 @@ class StateEvent:
 class DatasetEvent:
     """Once the training rows are ready (again once the model's tokenizer has dropped prompts over
     `[data] max_prompt_tokens`)."""
+
     source: str = info("`synthetic`, `gsm8k`, `hub`, `file`")
     origin: str | None = info("hub id or file paths", None)
     rows_total: int | None = info("rows read", None)
     rows_used: int | None = info("rows kept for training", None)
     rows_skipped: int | None = info("rows that could not be used, or left out to balance the mix", None)
-    skipped: dict[str, int] = info("reason -> count (`no_gold`, `empty_question`, `missing_field`, `bad_json`, "
-                                   "`undecodable`, `bad_csv` (a broken quote, or a row with more or fewer fields "
-                                   "than the header), `malformed` (a gold that is a column name), "
-                                   "`prompt_too_long`; `balance`: beyond the rarest kind's count "
-                                   "under `[data] balance_by`)", {})
+    skipped: dict[str, int] = info(
+        "reason -> count (`no_gold`, `empty_question`, `missing_field`, `bad_json`, "
+        "`undecodable`, `bad_csv` (a broken quote, or a row with more or fewer fields "
+        "than the header), `malformed` (a gold that is a column name), "
+        "`prompt_too_long`; `balance`: beyond the rarest kind's count "
+        "under `[data] balance_by`)",
+        {},
+    )
     max_prompt_tokens: int | None = info("the prompt-length limit in force (second event only)", None)
 
 
@@ -171,12 +190,12 @@ class DatasetEvent:
 @dataclass
 class ModelEvent:
     """Once the model is loaded."""
+
     name: str = info("as configured")
     path: str | None = info("where the weights were loaded from", None)
     parameters: int | None = info("all parameters", None)
     trainable: int | None = info("trainable parameters (LoRA: adapter only)", None)
-    reference: str | None = info("the KL reference model's weights (beta > 0; after an SFT stage: the SFT model)",
-                                 None)
+    reference: str | None = info("the KL reference model's weights (beta > 0; after an SFT stage: the SFT model)", None)
     dtype: str | None = info("weights dtype", None)
     load_s: float | None = info("seconds to load", None)
 
@@ -212,6 +231,7 @@ class StepEvent:
 
     The event is written in the middle of `recording`: the rest of that phase
     counts towards the next step."""
+
     step: int = info("global step (1-based)")
     max_steps: int | None = info("last step", None)
     epoch: float | None = info("epochs done", None)
@@ -219,37 +239,48 @@ class StepEvent:
         "TRL's logged metrics for this step: `reward`, `reward_std`, `rewards/<name>/mean`, `rewards/<name>/std`, "
         "`frac_reward_zero_std`, `completions/mean_length`, `completions/min_length`, `completions/max_length`, "
         "`completions/clipped_ratio`, `loss`, `grad_norm`, `learning_rate`, `entropy`, `kl` (when beta > 0), "
-        "`num_tokens`, ...", {})
+        "`num_tokens`, ...",
+        {},
+    )
     step_time_s: float | None = info("wall time of this step", None)
     tokens_per_s: float | None = info("tokens (prompt + completion) processed per second in this step", None)
-    elapsed_s: float | None = info("seconds since this engine process started training (readers add up "
-                                   "engine starts: rundir.state)", None)
+    elapsed_s: float | None = info(
+        "seconds since this engine process started training (readers add up engine starts: rundir.state)", None
+    )
     eta_s: float | None = info("estimated seconds to `max_steps`", None)
-    correct_frac: float | None = info("fraction of this step's completions whose extracted answer matches the gold",
-                                      None)
-    phase_s: dict[str, float] | None = info("seconds of this step per phase (below); the values add up to "
-                                            "`step_time_s`", None)
+    correct_frac: float | None = info(
+        "fraction of this step's completions whose extracted answer matches the gold", None
+    )
+    phase_s: dict[str, float] | None = info(
+        "seconds of this step per phase (below); the values add up to `step_time_s`", None
+    )
     generation_tokens_per_s: float | None = info(
         "completion tokens generated per second of generation in this step (null when the step generated "
-        "nothing, e.g. `steps_per_generation` > 1)", None)
+        "nothing, e.g. `steps_per_generation` > 1)",
+        None,
+    )
     generation_bound_tokens_per_s: float | None = info(
         "the memory-bandwidth bound for this step's generation: rows decoded together x the device's memory "
         "bandwidth / bytes read per decoding step (the weights, plus each row's KV cache at its mean context); "
         "`generation_tokens_per_s` over this is the share of the hardware's speed generation reached (null "
-        "when the step generated nothing or the device's bandwidth is unknown)", None)
+        "when the step generated nothing or the device's bandwidth is unknown)",
+        None,
+    )
 
 
 @record("memory")
 @dataclass
 class MemoryEvent:
     """After every step and at start."""
+
     step: int = info("global step")
     device: str | None = info("`cpu` or `cuda:N`", None)
     allocated_gb: float | None = info("torch allocated (GPU)", None)
     reserved_gb: float | None = info("torch reserved (GPU)", None)
     peak_gb: float | None = info("torch peak allocated since start (GPU)", None)
-    peak_reserved_gb: float | None = info("torch peak reserved since start (GPU): allocated plus the caching "
-                                          "allocator's unused blocks", None)
+    peak_reserved_gb: float | None = info(
+        "torch peak reserved since start (GPU): allocated plus the caching allocator's unused blocks", None
+    )
     total_gb: float | None = info("the card's memory (GPU) or the machine's RAM (CPU)", None)
     nvml_used_gb: float | None = info("NVML used memory on the card (all processes)", None)
     rss_gb: float | None = info("engine process resident memory", None)
@@ -260,6 +291,7 @@ class MemoryEvent:
 @dataclass
 class CheckpointEvent:
     """A checkpoint was written."""
+
     step: int = info("step the checkpoint holds")
     path: str = info("checkpoint directory")
     reason: str = info("why it was written", choices=("schedule", "command", "stop", "final", "switch"))
@@ -269,10 +301,12 @@ class CheckpointEvent:
 @dataclass
 class CommandEvent:
     """Acknowledges a command file from `control/`."""
+
     id: str | None = info("the command's id")
     command: str = info("the command", choices=Command)
-    status: str = info("accepted (it acts at the next step boundary), then done or rejected",
-                       choices=("accepted", "done", "rejected"))
+    status: str = info(
+        "accepted (it acts at the next step boundary), then done or rejected", choices=("accepted", "done", "rejected")
+    )
     detail: str | None = info("why rejected, or what was done", None)
 
 
@@ -281,6 +315,7 @@ class CommandEvent:
 class RewardFailureEvent:
     """A reward function raised, returned None/NaN or ran out of time; it scored 0 for
     those completions and training went on."""
+
     step: int = info("step")
     reward: str = info("reward name")
     kind: str = info("`exception`, `none`, `nan`, `timeout` (the first seen)")
@@ -296,9 +331,12 @@ class StageEvent:
     then `curriculum`, then `grpo`. Readers show the SFT stage from its
     `sft_step` events, then GRPO from `step` events, in the same run. Details:
     docs/eval.md."""
+
     stage: str = info("the stage", choices=("sft", "curriculum", "grpo"))
-    status: str = info("skipped: sft was done earlier in this run (e.g. before a resume); stopped: sft ended by "
-                       "a stop command", choices=("started", "finished", "skipped", "stopped"))
+    status: str = info(
+        "skipped: sft was done earlier in this run (e.g. before a resume); stopped: sft ended by a stop command",
+        choices=("started", "finished", "skipped", "stopped"),
+    )
     detail: str | None = info("sft skipped: why", None)
     examples: int | None = info("sft started: SFT examples", None)
     source: str | None = info("sft started: `gsm8k` or `synthetic`", None)
@@ -328,6 +366,7 @@ class StageEvent:
 @dataclass
 class SftStepEvent:
     """After every SFT optimizer step (before any GRPO `step` event)."""
+
     step: int = info("SFT step (1-based; separate from GRPO's steps)")
     max_steps: int | None = info("last SFT step", None)
     epoch: float | None = info("epochs done over the SFT examples", None)
@@ -346,6 +385,7 @@ class SftStepEvent:
 @dataclass
 class CurriculumEvent:
     """Once the difficulty pre-pass has scored the training problems."""
+
     problems: int = info("problems scored (at most `prepass_max_problems`)")
     kept: int = info("problems kept for training")
     samples_per_problem: int | None = info("K completions sampled per problem", None)
@@ -369,6 +409,7 @@ class CurriculumEvent:
 class EvalEvent:
     """Greedy evaluation of the live model on a fixed held-out subset (`[eval]`):
     before the first step (step 0), every `every_steps` steps, and after the last."""
+
     step: int = info("global step evaluated (0 = before training)")
     dataset: str = info("`synthetic`, `gsm8k`, `math500` or the file")
     n: int = info("items evaluated (the same items every time)")
@@ -390,8 +431,11 @@ class EvalEvent:
 @dataclass
 class ErrorEvent:
     """Something went wrong; with a traceback when the engine failed."""
-    message: str = info("one short line (an OS error names what was being written: "
-                        "`no space left on device while writing checkpoint-12`)")
+
+    message: str = info(
+        "one short line (an OS error names what was being written: "
+        "`no space left on device while writing checkpoint-12`)"
+    )
     traceback: str | None = info("the Python traceback (its last 8,000 characters)", None)
 
 
@@ -425,9 +469,12 @@ class HealthEvent:
     | `non_finite` | the step's `loss` or `grad_norm` is NaN or infinite (stored as null) |
     | `reward_failures` | a reward function failed on >= 1 completion in the last 5 steps |
     | `constant_reward` | a reward gave every completion the same score (`rewards/<name>/std` 0, the same mean) in each of the last 10 steps while another reward varied; the diagnosis names it and why (0 everywhere: its pattern never matches) |"""
+
     step: int = info("step at which the rule changed")
-    rule: str = info("`zero_std`, `entropy_collapse`, `kl_spike`, `length_collapse`, `length_at_limit`, "
-                     "`truncation`, `reward_hacking`, `non_finite`, `reward_failures`, `constant_reward`")
+    rule: str = info(
+        "`zero_std`, `entropy_collapse`, `kl_spike`, `length_collapse`, `length_at_limit`, "
+        "`truncation`, `reward_hacking`, `non_finite`, `reward_failures`, `constant_reward`"
+    )
     status: str = info("`warn` (started firing) or `ok` (no longer fires)", choices=("warn", "ok"))
     value: float | None = info("the number the rule compared", None)
     threshold: float | None = info("what it was compared against", None)
@@ -440,10 +487,14 @@ class HealthEvent:
 class KnobsEvent:
     """A `set` command's values were applied at a step boundary (after the step
     below; the next step uses them). The dashboard marks the step on the curves."""
+
     step: int = info("the step after which the values apply")
     id: str | None = info("the `set` command's id", None)
-    values: dict[str, Any] = info("the new values: any of `learning_rate`, `temperature`, `top_p`, `beta`, "
-                                  "`reward_weights` ({reward name: weight})", {})
+    values: dict[str, Any] = info(
+        "the new values: any of `learning_rate`, `temperature`, `top_p`, `beta`, "
+        "`reward_weights` ({reward name: weight})",
+        {},
+    )
     previous: dict[str, Any] = info("the same keys' values before the change", {})
 
 
@@ -452,6 +503,7 @@ class KnobsEvent:
 class RunEndEvent:
     """Last event of an engine process. `switched`: the same engine process continues the run under
     another preset (a `run_start` follows)."""
+
     status: str = info("how it ended", choices=("finished", "stopped", "failed", "switched"))
     step: int | None = info("last completed step", None)
     exit_code: int | None = info("the engine's exit code", None)
@@ -463,16 +515,19 @@ def check_event(type: str, fields: dict[str, Any]) -> None:
     """Raise ValueError unless `fields` fit the record of `type` (names, required fields, choices)."""
     rec = RECORDS.get(type)
     if rec is None:
-        raise ValueError(f"unknown event type {type!r}: add a record for it in rundir/events.py "
-                         f"(known: {', '.join(sorted(RECORDS))})")
+        raise ValueError(
+            f"unknown event type {type!r}: add a record for it in rundir/events.py "
+            f"(known: {', '.join(sorted(RECORDS))})"
+        )
     unknown = fields.keys() - rec.FIELDS
     if unknown:
-        raise ValueError(f"event {type!r} has no field(s) {', '.join(sorted(unknown))}: add them to "
-                         f"rundir.events.{rec.__name__} (fields: {', '.join(sorted(rec.FIELDS))})")
+        raise ValueError(
+            f"event {type!r} has no field(s) {', '.join(sorted(unknown))}: add them to "
+            f"rundir.events.{rec.__name__} (fields: {', '.join(sorted(rec.FIELDS))})"
+        )
     missing = rec.REQUIRED - fields.keys()
     if missing:
-        raise ValueError(f"event {type!r} needs field(s) {', '.join(sorted(missing))} "
-                         f"(rundir.events.{rec.__name__})")
+        raise ValueError(f"event {type!r} needs field(s) {', '.join(sorted(missing))} (rundir.events.{rec.__name__})")
     for name, allowed in rec.CHOICES.items():
         value = fields.get(name)
         if value is not None and value not in allowed:
@@ -480,6 +535,7 @@ def check_event(type: str, fields: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ writing
+
 
 def _clean(value: Any) -> Any:
     # JSON has no NaN/inf; readers in other languages choke on them.
@@ -581,6 +637,7 @@ class EventWriter:
 
 
 # ------------------------------------------------------------------ reading
+
 
 def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int, int]:
     """Parse complete lines of a chunk: (events, bytes consumed, lines skipped).

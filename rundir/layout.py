@@ -38,8 +38,16 @@ SFT_NAME, CURRICULUM_NAME, EVAL_NAME = "sft", "curriculum", "eval"
 RESTART_PREFIX = "before-restart-"
 TRAINER_STATE = "trainer_state.json"  # in a checkpoint: the trainer writes it last
 # Entries of a run directory the engine writes; none may be a link or belong to someone else.
-ENTRIES = (CONFIG_NAME, f".{CONFIG_NAME}.tmp", EVENTS_NAME, ROLLOUTS_NAME, ENGINE_LOG_NAME, OLD_ENGINE_LOG_NAME,
-           PID_NAME, LOCK_NAME)
+ENTRIES = (
+    CONFIG_NAME,
+    f".{CONFIG_NAME}.tmp",
+    EVENTS_NAME,
+    ROLLOUTS_NAME,
+    ENGINE_LOG_NAME,
+    OLD_ENGINE_LOG_NAME,
+    PID_NAME,
+    LOCK_NAME,
+)
 DIRS = (CONTROL_NAME, CHECKPOINTS_NAME, SEGMENTS_NAME, SFT_NAME, CURRICULUM_NAME, EVAL_NAME, TRACKERS_NAME)
 # What --restart sets aside: the earlier attempt's outputs (not the event log, engine log or config).
 ATTEMPT_OUTPUTS = (CHECKPOINTS_NAME, ROLLOUTS_NAME, SEGMENTS_NAME, SFT_NAME, CURRICULUM_NAME, EVAL_NAME)
@@ -55,8 +63,10 @@ class RunLocked(UnsafeRunDir):
     def __init__(self, root: Path, pid: int | None) -> None:
         self.pid = pid
         who = f"engine pid {pid}" if pid else "another engine"
-        super().__init__(f"{root} is in use by {who} (it holds {root / LOCK_NAME}); one engine writes a run at a "
-                         f"time: wait for it to end, stop it (grpo-tui attach {root}, then s), or choose another --run-dir.")
+        super().__init__(
+            f"{root} is in use by {who} (it holds {root / LOCK_NAME}); one engine writes a run at a "
+            f"time: wait for it to end, stop it (grpo-tui attach {root}, then s), or choose another --run-dir."
+        )
 
 
 # ------------------------------------------------------------------ ownership
@@ -77,6 +87,7 @@ def file_mode() -> int:
 def _owner(uid: int) -> str:
     try:
         import pwd
+
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except (ImportError, KeyError):
         return f"uid {uid}"
@@ -91,8 +102,10 @@ def ownership_problem(st: os.stat_result, path: Path, what: str, *, allow_root: 
     """
     me = os.geteuid()
     if st.st_uid != me and not (allow_root and st.st_uid == 0):
-        return (f"{what} {path} belongs to {_owner(st.st_uid)}, not to you ({_owner(me)}); the engine only uses "
-                f"{what}s you own: copy it, or choose a path of your own.")
+        return (
+            f"{what} {path} belongs to {_owner(st.st_uid)}, not to you ({_owner(me)}); the engine only uses "
+            f"{what}s you own: copy it, or choose a path of your own."
+        )
     # Group write is fine for your own primary group (a user-private group under umask 002, as on Ubuntu)
     # and under group access; any other group could change the file behind your back.
     group_ok = group_access() or st.st_gid == os.getegid()
@@ -121,8 +134,10 @@ def check_private_dir(path: Path, what: str, *, follow: bool = False) -> None:
     """
     st = os.stat(path) if follow else os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
-        raise UnsafeRunDir(f"{what} {path} is a symbolic link; the engine never follows links inside a run "
-                           f"directory: remove the link ({path}) and start again.")
+        raise UnsafeRunDir(
+            f"{what} {path} is a symbolic link; the engine never follows links inside a run "
+            f"directory: remove the link ({path}) and start again."
+        )
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeRunDir(f"{what} {path} is not a directory; remove it or choose another --run-dir.")
     problem = ownership_problem(st, path, what)
@@ -150,8 +165,10 @@ def open_private(path: Path, flags: int, what: str = "file") -> int:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode())
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UnsafeRunDir(f"{what} {path} is a symbolic link; the engine never follows links inside a run "
-                               f"directory: remove the link ({path}) and start again.") from None
+            raise UnsafeRunDir(
+                f"{what} {path} is a symbolic link; the engine never follows links inside a run "
+                f"directory: remove the link ({path}) and start again."
+            ) from None
         raise
     try:
         st = os.fstat(fd)
@@ -203,7 +220,7 @@ class RunLock:
         self.fd, self.path = fd, path
 
     @classmethod
-    def acquire(cls, root: Path) -> "RunLock":
+    def acquire(cls, root: Path) -> RunLock:
         path = Path(root) / LOCK_NAME
         inherited = cls._inherited(path)
         if inherited is not None:
@@ -225,7 +242,7 @@ class RunLock:
         return cls(fd, path)
 
     @staticmethod
-    def _inherited(path: Path) -> "RunLock | None":
+    def _inherited(path: Path) -> RunLock | None:
         spec = os.environ.pop(LOCK_FD_ENV, None)
         if not spec:
             return None
@@ -514,8 +531,10 @@ def check_run_dir(run: RunDir) -> None:
             except FileNotFoundError:
                 continue
             if os.path.islink(p):
-                raise UnsafeRunDir(f"{p} is a symbolic link; the engine never follows links inside a run directory: "
-                                   f"remove the link ({p}) and start again.")
+                raise UnsafeRunDir(
+                    f"{p} is a symbolic link; the engine never follows links inside a run directory: "
+                    f"remove the link ({p}) and start again."
+                )
             problem = ownership_problem(st, p, "file")
             if problem:
                 raise UnsafeRunDir(problem)
@@ -531,8 +550,10 @@ def check_run_dir(run: RunDir) -> None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UnsafeRunDir(f"--run-dir {root}: can't create it, {parent} is not a directory you can write; "
-                           "choose a --run-dir under a directory of yours.")
+        raise UnsafeRunDir(
+            f"--run-dir {root}: can't create it, {parent} is not a directory you can write; "
+            "choose a --run-dir under a directory of yours."
+        )
 
 
 def older_part(log: Path) -> Path:
@@ -554,8 +575,10 @@ def enclosing_run(path: Path) -> Path | None:
 
 def _no_link(path: Path) -> None:
     if path.is_symlink():
-        raise UnsafeRunDir(f"{path} is a symbolic link; the engine never follows links inside a run directory: "
-                           f"remove the link ({path}) and start again.")
+        raise UnsafeRunDir(
+            f"{path} is a symbolic link; the engine never follows links inside a run directory: "
+            f"remove the link ({path}) and start again."
+        )
 
 
 def set_aside_for_restart(run: RunDir) -> Path | None:

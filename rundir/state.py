@@ -22,9 +22,10 @@ import json
 import math
 import os
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from grpo_tui.rundir.events import ACTIVE_STATES, RECORDS, State, open_log, parse_lines
 from grpo_tui.rundir.layout import SCHEMA_VERSION, RunDir
@@ -132,8 +133,11 @@ class RunState:
 
     @property
     def model_name(self) -> str:
-        name = ((self.model_info or {}).get("name") or (self.run_start or {}).get("model")
-                or ((self.config or {}).get("model") or {}).get("name"))
+        name = (
+            (self.model_info or {}).get("name")
+            or (self.run_start or {}).get("model")
+            or ((self.config or {}).get("model") or {}).get("name")
+        )
         return str(name) if name else "?"
 
     @property
@@ -333,13 +337,19 @@ class RunState:
             self._metric_keys = keys
             self._reward_keys = [k for k in keys if k.startswith("rewards/") and k.endswith("/mean")]
             for k in self._reward_keys:
-                name = k[len("rewards/"):-len("/mean")]
+                name = k[len("rewards/") : -len("/mean")]
                 if name not in self.reward_names:
                     self.reward_names.append(name)
-        values = {REWARD: metrics.get(REWARD), MEAN_LENGTH: metrics.get(MEAN_LENGTH),
-                  CLIPPED: metrics.get(CLIPPED), ZERO_STD: metrics.get(ZERO_STD),
-                  ZERO_STD_BEFORE: metrics.get(ZERO_STD_BEFORE),
-                  CORRECT: ev.get(CORRECT), STEP_TIME: ev.get(STEP_TIME), TOKENS_PER_S: ev.get(TOKENS_PER_S)}
+        values = {
+            REWARD: metrics.get(REWARD),
+            MEAN_LENGTH: metrics.get(MEAN_LENGTH),
+            CLIPPED: metrics.get(CLIPPED),
+            ZERO_STD: metrics.get(ZERO_STD),
+            ZERO_STD_BEFORE: metrics.get(ZERO_STD_BEFORE),
+            CORRECT: ev.get(CORRECT),
+            STEP_TIME: ev.get(STEP_TIME),
+            TOKENS_PER_S: ev.get(TOKENS_PER_S),
+        }
         for k in self._reward_keys:
             values[k] = metrics[k]
         for key, value in metrics.items():  # every metric TRL logs gets a series (the curve groups)
@@ -377,8 +387,13 @@ class RunState:
     def _on_command(self, ev: dict) -> set[str]:
         cid = str(ev.get("id") or "")
         prev = self.commands.get(cid)
-        ack = CommandStatus(cid, str(ev.get("command") or "?"), str(ev.get("status") or "?"),
-                            str(ev.get("detail") or ""), float(ev.get("t") or 0.0))
+        ack = CommandStatus(
+            cid,
+            str(ev.get("command") or "?"),
+            str(ev.get("status") or "?"),
+            str(ev.get("detail") or ""),
+            float(ev.get("t") or 0.0),
+        )
         if prev is not None and prev.status == "done" and ack.status == "accepted":
             return set()
         self.commands[cid] = ack
@@ -393,7 +408,8 @@ class RunState:
         name = str(ev.get("reward") or "?")
         count = ev.get("count")
         self.reward_failure_counts[name] = self.reward_failure_counts.get(name, 0) + (
-            int(count) if isinstance(count, (int, float)) else 0)
+            int(count) if isinstance(count, (int, float)) else 0
+        )
         return {"status"}
 
     def _on_error(self, ev: dict) -> set[str]:
@@ -441,6 +457,7 @@ class RunState:
     def knobs_now(self) -> dict[str, Any]:
         """The live knobs' current values: the config at the last run_start, then every change since."""
         from grpo_tui.rundir.knobs import REWARD_WEIGHTS, knobs_from_config
+
         start = self.run_start or {}
         now = knobs_from_config(start.get("config") or {}, list(start.get("reward_names") or self.reward_names))
         for ev in self.knob_changes:
@@ -482,7 +499,7 @@ class RunState:
 
 
 # event type -> RunState._on_<type>: one dict lookup per event
-_HANDLERS = {name[len("_on_"):]: fn for name, fn in vars(RunState).items() if name.startswith("_on_")}
+_HANDLERS = {name[len("_on_") :]: fn for name, fn in vars(RunState).items() if name.startswith("_on_")}
 _NOTHING: frozenset[str] = frozenset()
 
 
@@ -510,7 +527,7 @@ def _head_and_tail(path: Path) -> tuple[list[dict[str, Any]], int]:
     except OSError:
         return [], 0
     head = head[: head.rfind(b"\n") + 1]
-    tail = tail[tail.find(b"\n") + 1:]  # the first line of the tail block is cut
+    tail = tail[tail.find(b"\n") + 1 :]  # the first line of the tail block is cut
     a, _, s1 = parse_lines(head)
     b, _, s2 = parse_lines(tail)
     return a + b, s1 + s2
@@ -548,8 +565,9 @@ def fold_run(path: Path) -> RunState:
     s.apply(ev for i, ev in enumerate(events) if i == last or ev.get("type") != "step")
     s.started = s.started if s.started is not None else fallback_started
     if s.newer_schema:
-        s.notes.append(f"{s.newer_schema} event(s) from a newer schema (v{s.newest_schema}): "
-                       "read the fields this knows")
+        s.notes.append(
+            f"{s.newer_schema} event(s) from a newer schema (v{s.newest_schema}): read the fields this knows"
+        )
     if s.active and run.engine_pid() is None:
         s.engine_gone = True  # active by its log, but no engine process: killed or crashed
     return s

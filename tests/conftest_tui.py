@@ -13,8 +13,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -41,9 +42,26 @@ def engine_env() -> dict[str, str]:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 3-step run of the tiny preset (about 20-40 s on a 2-core CPU)."""
     run = tmp_path_factory.mktemp("tiny") / "run"
-    r = subprocess.run([sys.executable, "-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run),
-                        "--max-steps", "3"], cwd=ROOT, env=engine_env(), capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "grpo_tui.engine",
+            "train",
+            "--preset",
+            "tiny",
+            "--run-dir",
+            str(run),
+            "--max-steps",
+            "3",
+        ],
+        cwd=ROOT,
+        env=engine_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     return run
 
@@ -82,6 +100,7 @@ async def wait_for(pilot: Any, predicate: Callable[[], Any], timeout: float = 10
 
 def control_commands(control: Path) -> list[str]:
     import json
+
     return [json.loads(p.read_text())["command"] for p in sorted(control.glob("*.json"))]
 
 

@@ -24,16 +24,35 @@ def _bench():
 def _write_run(path: Path, rewards: list[float]) -> Path:
     path.mkdir()
     t = 1000.0
-    events = [{"v": 1, "t": t, "type": "run_start", "preset": "cpu-demo", "max_steps": len(rewards)},
-              {"v": 1, "t": t + 5, "type": "eval", "step": 0, "correct": 35, "n": 100, "accuracy": 0.35,
-               "eval_s": 4.0}]
+    events = [
+        {"v": 1, "t": t, "type": "run_start", "preset": "cpu-demo", "max_steps": len(rewards)},
+        {"v": 1, "t": t + 5, "type": "eval", "step": 0, "correct": 35, "n": 100, "accuracy": 0.35, "eval_s": 4.0},
+    ]
     for i, r in enumerate(rewards, start=1):
-        events.append({"v": 1, "t": t + 10 + 6 * i, "type": "step", "step": i, "metrics": {"reward": r},
-                       "step_time_s": 6.0, "generation_tokens_per_s": 80.0,
-                       "phase_s": {"generation": 4.0, "forward_backward": 1.5, "optimizer": 0.3, "other": 0.2}})
-    events += [{"v": 1, "t": t + 20 + 6 * len(rewards), "type": "eval", "step": len(rewards), "correct": 60, "n": 100,
-                "eval_s": 8.0},
-               {"v": 1, "t": t + 30 + 6 * len(rewards), "type": "run_end", "status": "finished"}]
+        events.append(
+            {
+                "v": 1,
+                "t": t + 10 + 6 * i,
+                "type": "step",
+                "step": i,
+                "metrics": {"reward": r},
+                "step_time_s": 6.0,
+                "generation_tokens_per_s": 80.0,
+                "phase_s": {"generation": 4.0, "forward_backward": 1.5, "optimizer": 0.3, "other": 0.2},
+            }
+        )
+    events += [
+        {
+            "v": 1,
+            "t": t + 20 + 6 * len(rewards),
+            "type": "eval",
+            "step": len(rewards),
+            "correct": 60,
+            "n": 100,
+            "eval_s": 8.0,
+        },
+        {"v": 1, "t": t + 30 + 6 * len(rewards), "type": "run_end", "status": "finished"},
+    ]
     (path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     return path
 
@@ -97,8 +116,10 @@ def test_held_out_items_are_counted_by_operation(tmp_path, capsys):
     sub = "Omar has 4 shells. They lose 3 shells. How many shells does Omar have now?"
     (run / "eval").mkdir()
     for step, right in ((0, {"a1", "s1", "s2"}), (30, {"a1", "a2", "a3"})):
-        items = [{"id": i, "question": add if i[0] == "a" else sub, "correct": i in right}
-                 for i in ("a1", "a2", "a3", "s1", "s2", "q1")]
+        items = [
+            {"id": i, "question": add if i[0] == "a" else sub, "correct": i in right}
+            for i in ("a1", "a2", "a3", "s1", "s2", "q1")
+        ]
         items[-1]["question"] = "What is 2 + 2?"  # not a synthetic problem
         (run / "eval" / f"step-{step}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
     assert bench.analyze(run).by_operation == {"add": (1, 3, 3), "sub": (2, 0, 2), "other": (0, 0, 1)}
@@ -121,7 +142,7 @@ def test_a_relative_out_is_where_the_engine_writes_and_the_bench_reads(tmp_path,
 
     monkeypatch.setattr(bench.subprocess, "run", engine)
     assert bench.main(["--out", "rel", "--seeds", "1", "--max-steps", "12"]) == 0
-    (run_dir, cwd), = given
+    ((run_dir, cwd),) = given
     assert cwd == ROOT and run_dir == tmp_path / "rel" / "new-s1"
     steps_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("steps "))
     assert steps_row.split()[1] == "12"  # the table read the run the engine wrote, not an empty directory

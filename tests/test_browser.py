@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from rich.text import Text
+from test_rollouts import PROMPTS, group_for, write_run
 from textual.widgets import DataTable, Input, Select, Static
 
 from grpo_tui.rundir.rollouts import RolloutFilter, open_rollouts
-from test_rollouts import PROMPTS, group_for, write_run
 from grpo_tui.tui.browser.app import BrowserApp, run_browser
 from grpo_tui.tui.browser.screens.export import ExportDialog
 from grpo_tui.tui.browser.screens.history import HistoryScreen
@@ -44,15 +44,23 @@ def browser(app) -> RolloutScreen:
 
 
 async def opened(pilot) -> RolloutScreen:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RolloutScreen)
-                   and pilot.app.screen.selection is not None, what="the run to open")
+    await wait_for(
+        pilot,
+        lambda: isinstance(pilot.app.screen, RolloutScreen) and pilot.app.screen.selection is not None,
+        what="the run to open",
+    )
     await pilot.pause()
     return pilot.app.screen
 
 
 async def filtered(pilot, screen: RolloutScreen, **expect) -> None:
-    await wait_for(pilot, lambda: screen.selection is not None and all(
-        getattr(screen.selection.filter, k) == v for k, v in expect.items()), what=f"filter {expect}")
+    await wait_for(
+        pilot,
+        lambda: (
+            screen.selection is not None and all(getattr(screen.selection.filter, k) == v for k, v in expect.items())
+        ),
+        what=f"filter {expect}",
+    )
     await pilot.pause()
 
 
@@ -113,8 +121,10 @@ async def test_filter_bar_filters_combine(run):
         await pilot.press("enter")
         await filtered(pilot, s, step_min=2, step_max=3)
         assert list(s.query_one("#steps", RowList).keys) == [2, 3]
-        assert s.selection.count == open_rollouts(run).select(
-            RolloutFilter(correct=False, truncated=False, step_min=2, step_max=3)).count
+        assert (
+            s.selection.count
+            == open_rollouts(run).select(RolloutFilter(correct=False, truncated=False, step_min=2, step_max=3)).count
+        )
         assert all(not s.rollouts.correct[c] for c in s.selection.mask.nonzero()[0])
         s.query_one("#f-zero-std", Select).value = "yes"  # zero-std groups are all right here
         await filtered(pilot, s, zero_std=True)
@@ -240,11 +250,14 @@ async def test_live_run_grows_and_follow_tracks_the_latest(tmp_path):
 
 def write_events(d: Path, preset: str, model: str, steps: int, reward: float, state: str, t: float) -> None:
     d.mkdir(parents=True, exist_ok=True)
-    (d / "config.json").write_text(json.dumps({"preset": {"name": preset}, "model": {"name": model},
-                                               "train": {"max_steps": 10}}))
+    (d / "config.json").write_text(
+        json.dumps({"preset": {"name": preset}, "model": {"name": model}, "train": {"max_steps": 10}})
+    )
     evs = [{"v": 1, "t": t, "type": "run_start", "preset": preset, "model": model, "max_steps": 10}]
-    evs += [{"v": 1, "t": t + i, "type": "step", "step": i, "max_steps": 10, "metrics": {"reward": reward}}
-            for i in range(1, steps + 1)]
+    evs += [
+        {"v": 1, "t": t + i, "type": "step", "step": i, "max_steps": 10, "metrics": {"reward": reward}}
+        for i in range(1, steps + 1)
+    ]
     evs += [{"v": 1, "t": t + 99, "type": "state", "state": state}]
     (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
 
@@ -281,8 +294,11 @@ async def test_damaged_run_opens_with_what_can_be_read(tmp_path):
     d = tmp_path / "run"
     write_run(d, steps=2, segment_steps=10, close=False)
     with open(d / "rollouts.jsonl", "ab") as f:
-        f.write(b"{broken\n" + b'{"v": 2, "step": 3, "group": 0, "prompt": "p", "gold": "1", "completions": []}\n'
-                + b'{"v": 1, "step": 4, "gro')
+        f.write(
+            b"{broken\n"
+            + b'{"v": 2, "step": 3, "group": 0, "prompt": "p", "gold": "1", "completions": []}\n'
+            + b'{"v": 1, "step": 4, "gro'
+        )
     app = BrowserApp(d, poll_s=0.1)
     async with app.run_test(size=SIZE) as pilot:
         s = await opened(pilot)

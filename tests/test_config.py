@@ -221,10 +221,12 @@ def test_the_config_package_keeps_one_job_per_module():
 
 
 def test_a_preset_with_a_trl_field_loads_without_importing_trl():
-    code = ("import sys; from grpo_tui.engine.config import load_config; "
-            "c = load_config('gpu24-qwen3-06b-nothink'); "
-            "assert c.train.trl_extra['chat_template_kwargs'] == {'enable_thinking': False}; "
-            "print('trl' in sys.modules)")
+    code = (
+        "import sys; from grpo_tui.engine.config import load_config; "
+        "c = load_config('gpu24-qwen3-06b-nothink'); "
+        "assert c.train.trl_extra['chat_template_kwargs'] == {'enable_thinking': False}; "
+        "print('trl' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
@@ -237,6 +239,7 @@ def test_trl_field_types_read_from_source_agree_with_the_installed_classes():
     import trl
 
     from grpo_tui.engine.config.validation import _trl_type_from_source
+
     for cls_name in ("GRPOConfig", "SFTConfig"):
         cls = getattr(trl, cls_name)
         hints = typing.get_type_hints(cls)
@@ -253,10 +256,13 @@ def test_trl_field_types_read_from_source_agree_with_the_installed_classes():
         assert checked > 100, (cls_name, checked)
 
 
-@pytest.mark.parametrize("sets, clash", [
-    (["train.share_prompt_prefix=true", "model.lora_dropout=0"], "share_prompt_prefix"),
-    (["train.share_prompt_prefix=false", "train.use_cpu=true"], "fast_cpu_decode"),
-])
+@pytest.mark.parametrize(
+    "sets, clash",
+    [
+        (["train.share_prompt_prefix=true", "model.lora_dropout=0"], "share_prompt_prefix"),
+        (["train.share_prompt_prefix=false", "train.use_cpu=true"], "fast_cpu_decode"),
+    ],
+)
 def test_a_cache_implementation_beside_a_cache_of_the_engines_is_refused(sets, clash):
     with pytest.raises(PresetError, match=f"cache_implementation .* can't be used with {clash}"):
         load_config("tiny", ['train.cache_implementation="static"', *sets])

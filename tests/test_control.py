@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from conftest import write_preset
+
 from grpo_tui.rundir.control import send_command, take_commands
 from grpo_tui.rundir.events import EventTail, read_events
 from grpo_tui.rundir.layout import RunDir
@@ -27,6 +28,7 @@ def wait_for(tail: EventTail, seen: list, pred, timeout: float = 90.0) -> dict:
 
 def test_control_files_are_atomic_and_private(tmp_path):
     from grpo_tui.rundir.control import ensure_control_dir
+
     d = tmp_path / "control"
     ensure_control_dir(d)
     assert (d.stat().st_mode & 0o777) == 0o700
@@ -38,12 +40,18 @@ def test_control_files_are_atomic_and_private(tmp_path):
 
 
 def test_pause_checkpoint_resume_switch_stop(tmp_path):
-    other = write_preset(tmp_path / "tiny-lr.toml", 'extends = "tiny"\n[train]\nlearning_rate = 3e-3\n'
-                                                     'lr_scheduler_type = "constant"\nwarmup_ratio = 0.0\n')
+    other = write_preset(
+        tmp_path / "tiny-lr.toml",
+        'extends = "tiny"\n[train]\nlearning_rate = 3e-3\nlr_scheduler_type = "constant"\nwarmup_ratio = 0.0\n',
+    )
     bad = write_preset(tmp_path / "other-model.toml", 'extends = "tiny"\n[model]\ntiny_layers = 3\n')
     run_dir = tmp_path / "run"
-    engine = launch_engine("tiny", run_dir, max_steps=10_000,  # ends with the test's stop (a step is ~0.1 s)
-                           overrides=["train.max_completion_length=8"])
+    engine = launch_engine(
+        "tiny",
+        run_dir,
+        max_steps=10_000,  # ends with the test's stop (a step is ~0.1 s)
+        overrides=["train.max_completion_length=8"],
+    )
     try:
         assert engine.wait_started(), engine.preflight_output()
         run = RunDir(run_dir)
@@ -101,6 +109,7 @@ def test_pause_checkpoint_resume_switch_stop(tmp_path):
 def test_commands_in_one_batch_are_all_handled():
     """[pause, resume] or [pause, stop] arriving before one step boundary: nothing is lost."""
     from types import SimpleNamespace
+
     from grpo_tui.engine.train.commands import CommandWatcher
     from grpo_tui.engine.train.grpo import EngineCallback
 
@@ -144,6 +153,7 @@ def test_sft_stage_shares_the_state_machine_and_holds_grpo_commands_in_order():
     import threading
     import time
     from types import SimpleNamespace
+
     from grpo_tui.engine.train.commands import CommandWatcher
     from grpo_tui.engine.train.sft import make_sft_callback
 
@@ -160,8 +170,12 @@ def test_sft_stage_shares_the_state_machine_and_holds_grpo_commands_in_order():
     cb = make_sft_callback(Events(), watcher)
     state = SimpleNamespace(global_step=2)
     control = SimpleNamespace(should_save=False, should_training_stop=False)
-    for c in ({"id": "a", "command": "checkpoint"}, {"id": "b", "command": "pause"},
-              {"id": "c", "command": "resume"}, {"id": "d", "command": "switch_preset", "args": {"preset": "x"}}):
+    for c in (
+        {"id": "a", "command": "checkpoint"},
+        {"id": "b", "command": "pause"},
+        {"id": "c", "command": "resume"},
+        {"id": "d", "command": "switch_preset", "args": {"preset": "x"}},
+    ):
         watcher.queue.put(c)
     done = threading.Thread(target=cb._handle_commands, args=(state, control), daemon=True)
     done.start()

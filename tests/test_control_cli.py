@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from conftest import run_cli
+
 from grpo_tui.rundir.events import read_events
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.tui.console.control import parse_assignments
@@ -29,8 +30,10 @@ def _wait_for(run: RunDir, pred, timeout: float = 120.0) -> dict:
 
 
 def test_parse_assignments_builds_the_set_args() -> None:
-    assert parse_assignments(["learning_rate=1e-5", "reward_weights.correctness = 2", "reward_weights.xml=0"]) == \
-        {"learning_rate": "1e-5", "reward_weights": {"correctness": "2", "xml": "0"}}
+    assert parse_assignments(["learning_rate=1e-5", "reward_weights.correctness = 2", "reward_weights.xml=0"]) == {
+        "learning_rate": "1e-5",
+        "reward_weights": {"correctness": "2", "xml": "0"},
+    }
 
 
 def test_control_commands_from_the_shell(tmp_path: Path) -> None:
@@ -42,9 +45,12 @@ def test_control_commands_from_the_shell(tmp_path: Path) -> None:
         assert engine.wait_started(), engine.preflight_output()
         _wait_for(run, lambda e: e["type"] == "step")
         # refused before anything is sent: the run's own knob check, exit 2
-        for args, why in [(["top_p=1.5"], "[train] top_p must be a number > 0 and <= 1"),
-                          (["reward_weights.nope=1"], "no reward named 'nope'"),
-                          (["temperature"], "expected KEY=VALUE"), (["lr=1"], "'lr' is not a live knob")]:
+        for args, why in [
+            (["top_p=1.5"], "[train] top_p must be a number > 0 and <= 1"),
+            (["reward_weights.nope=1"], "no reward named 'nope'"),
+            (["temperature"], "expected KEY=VALUE"),
+            (["lr=1"], "'lr' is not a live knob"),
+        ]:
             r = _cli("set", d, *args)
             assert r.returncode == 2 and why in r.stderr, (args, r.stdout, r.stderr)
         assert not [e for e in read_events(run.events) if e["type"] == "command"]

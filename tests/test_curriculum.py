@@ -11,8 +11,15 @@ import pytest
 import torch
 
 from grpo_tui.engine.config import PresetError, load_config
-from grpo_tui.engine.train.curriculum import (cache_path, completion_correct, histogram, in_band, prepass_filter, read_cache,
-                               score_pass_rates)
+from grpo_tui.engine.train.curriculum import (
+    cache_path,
+    completion_correct,
+    histogram,
+    in_band,
+    prepass_filter,
+    read_cache,
+    score_pass_rates,
+)
 from grpo_tui.engine.train.dynamic_sampling import group_totals, merge_batches, pad_cat, uniform_groups, zero_std_groups
 from grpo_tui.rundir.events import EventWriter, read_events
 
@@ -44,8 +51,13 @@ def test_completion_correct_is_raw_correctness():
 
 def test_cache_survives_a_torn_last_line(tmp_path):
     p = tmp_path / "pass_rates.jsonl"
-    p.write_text(json.dumps({"question": "a", "pass_rate": 0.5, "samples": 4}) + "\n"
-                 + json.dumps({"question": "a", "pass_rate": 0.25, "samples": 4}) + "\n" + '{"question": "b", "pa')
+    p.write_text(
+        json.dumps({"question": "a", "pass_rate": 0.5, "samples": 4})
+        + "\n"
+        + json.dumps({"question": "a", "pass_rate": 0.25, "samples": 4})
+        + "\n"
+        + '{"question": "b", "pa'
+    )
     cache = read_cache(p)
     assert list(cache) == ["a"] and cache["a"]["pass_rate"] == 0.25
     assert read_cache(tmp_path / "missing.jsonl") == {}
@@ -62,10 +74,16 @@ def test_prepass_keeps_the_band_from_cached_rates(tmp_path):
     """With every problem already scored (another run's cache), nothing is generated: the filter, event and copy."""
     other = tmp_path / "other.jsonl"
     rates = [0, 0.25, 0.5, 1.0, 0.75, 0]
-    other.write_text("".join(json.dumps({"question": f"q{i}", "answer": str(i), "samples": 4, "correct": int(r * 4),
-                                         "pass_rate": r}) + "\n" for i, r in enumerate(rates)))
-    cfg = load_config("tiny", ["curriculum.prepass=true", "curriculum.prepass_samples=4",
-                               f"curriculum.pass_rates_file='{other}'"])
+    other.write_text(
+        "".join(
+            json.dumps({"question": f"q{i}", "answer": str(i), "samples": 4, "correct": int(r * 4), "pass_rate": r})
+            + "\n"
+            for i, r in enumerate(rates)
+        )
+    )
+    cfg = load_config(
+        "tiny", ["curriculum.prepass=true", "curriculum.prepass_samples=4", f"curriculum.pass_rates_file='{other}'"]
+    )
     run = tmp_path / "run"
     run.mkdir()
     events = EventWriter(run / "events.jsonl")
@@ -83,15 +101,25 @@ def test_prepass_keeps_the_band_from_cached_rates(tmp_path):
 
 def test_prepass_scores_with_the_model_and_fails_clearly_on_an_empty_band(tmp_path):
     from grpo_tui.engine.models import load_model
-    cfg = load_config("tiny", ["curriculum.prepass=true", "curriculum.prepass_samples=2",
-                               "curriculum.prepass_max_problems=3", "train.max_completion_length=4"])
+
+    cfg = load_config(
+        "tiny",
+        [
+            "curriculum.prepass=true",
+            "curriculum.prepass_samples=2",
+            "curriculum.prepass_max_problems=3",
+            "train.max_completion_length=4",
+        ],
+    )
     loaded = load_model(cfg.model, "cpu", log=lambda m: None)
     events = EventWriter(tmp_path / "events.jsonl")
     with pytest.raises(PresetError, match="no problem has a pass rate"):
         prepass_filter(cfg, tmp_path, loaded, _rows(5), events, "cpu")  # a random model: all wrong
     events.close()
     cache = read_cache(cache_path(tmp_path))
-    assert sorted(cache) == ["q0", "q1", "q2"] and all(r["samples"] == 2 and r["pass_rate"] == 0 for r in cache.values())
+    assert sorted(cache) == ["q0", "q1", "q2"] and all(
+        r["samples"] == 2 and r["pass_rate"] == 0 for r in cache.values()
+    )
     # scoring again finds everything cached
     again = score_pass_rates(loaded.model, loaded.tokenizer, _rows(3), cfg, "cpu", cache_path(tmp_path), cache)
     assert again == cache
@@ -117,18 +145,27 @@ def test_pad_cat_left_and_right():
 def test_merge_batches_keeps_rows_aligned():
     def batch(prompt_w: int, comp_w: int, base: float) -> dict:
         n = 4
-        return {"prompt_ids": torch.arange(n * prompt_w).view(n, prompt_w) + 100,
-                "prompt_mask": torch.ones(n, prompt_w, dtype=torch.long),
-                "completion_ids": torch.arange(n * comp_w).view(n, comp_w) + 500,
-                "completion_mask": torch.ones(n, comp_w, dtype=torch.long),
-                "old_per_token_logps": torch.full((n, comp_w), base),
-                "advantages": torch.arange(n, dtype=torch.float32) + base,
-                "num_items_in_batch": torch.tensor(n * comp_w)}
+        return {
+            "prompt_ids": torch.arange(n * prompt_w).view(n, prompt_w) + 100,
+            "prompt_mask": torch.ones(n, prompt_w, dtype=torch.long),
+            "completion_ids": torch.arange(n * comp_w).view(n, comp_w) + 500,
+            "completion_mask": torch.ones(n, comp_w, dtype=torch.long),
+            "old_per_token_logps": torch.full((n, comp_w), base),
+            "advantages": torch.arange(n, dtype=torch.float32) + base,
+            "num_items_in_batch": torch.tensor(n * comp_w),
+        }
+
     a, b = batch(3, 2, 0.0), batch(2, 5, 10.0)
     m = merge_batches([(a, [2, 3]), (b, [0, 1])], pad_id=7)
     assert m["prompt_ids"].shape == (4, 3) and m["completion_ids"].shape == (4, 5)
     assert m["prompt_ids"][2].tolist() == [7, 100, 101] and m["prompt_mask"][2].tolist() == [0, 1, 1]
-    assert m["completion_ids"][0].tolist() == [504, 505, 7, 7, 7] and m["completion_mask"][0].tolist() == [1, 1, 0, 0, 0]
+    assert m["completion_ids"][0].tolist() == [504, 505, 7, 7, 7] and m["completion_mask"][0].tolist() == [
+        1,
+        1,
+        0,
+        0,
+        0,
+    ]
     assert m["old_per_token_logps"][0].tolist() == [0.0, 0.0, 0.0, 0.0, 0.0]
     assert m["advantages"].tolist() == [2.0, 3.0, 10.0, 11.0]
     assert "num_items_in_batch" not in m  # recomputed by the trainer
@@ -138,6 +175,7 @@ def test_merge_batches_keeps_rows_aligned():
 
 def test_dynamic_sampling_refuses_what_it_cannot_merge():
     from grpo_tui.engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer
+
     fake = SimpleNamespace(accelerator=SimpleNamespace(num_processes=2))
     with pytest.raises(RuntimeError, match="single training process"):
         DynamicSamplingGRPOTrainer.configure_dynamic_sampling(fake)

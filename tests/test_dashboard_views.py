@@ -5,6 +5,7 @@ real `grpo-tui` subprocesses for the CLI."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -12,38 +13,49 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest_tui import ROOT, engine_env, run_coroutine, wait_for, write_synthetic_run
 from rich.console import Console
 
-from conftest_tui import ROOT, engine_env, run_coroutine, wait_for, write_synthetic_run
 from grpo_tui.engine.rewards.error_kinds import ERROR_KINDS, classify_error, error_counts
 from grpo_tui.tui.console.compare import config_differences, load_runs
 
 
 def _dashboard(run: Path, **kw):
     from grpo_tui.tui.app import Dashboard
+
     return Dashboard(run, poll_interval=0.05, idle_interval=0.1, **kw)
 
 
 def _grpo_tui(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", *args], cwd=ROOT, env=engine_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "grpo_tui.tui.cli", *args],
+        cwd=ROOT,
+        env=engine_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # ------------------------------------------------------------------ error analysis (pure)
 
-@pytest.mark.parametrize("text, extracted, gold, correct, truncated, kind", [
-    ("<answer>7</answer>", "7", "7", True, False, None),
-    ("3 + 4 = 7 so that's it", None, "7", False, False, "right_number_wrong_format"),
-    ("I think it is 8", None, "7", False, False, "no_answer_tag"),
-    ("<reasoning>3 + 4 is", None, "7", False, True, "cut_off"),
-    ("<answer>seven</answer>", "seven", "7", False, False, "not_a_number"),
-    ("<answer>Eli has 17</answer>", "Eli has 17", "17", False, False, "right_number_wrong_format"),
-    # a one-number sentence reads as its number (engine/rewards/extract.py), so this is a wrong number
-    ("<answer>Eli has 18</answer>", "Eli has 18", "17", False, False, "wrong_number"),
-    ("<answer>Eli has 18 or 19</answer>", "Eli has 18 or 19", "17", False, False, "not_a_number"),
-    ("<answer>18</answer>", "18", "17", False, False, "wrong_number"),
-    ("<answer>x+1</answer>", "x+1", "\\sqrt{2}", False, False, "wrong_number"),
-])
+
+@pytest.mark.parametrize(
+    "text, extracted, gold, correct, truncated, kind",
+    [
+        ("<answer>7</answer>", "7", "7", True, False, None),
+        ("3 + 4 = 7 so that's it", None, "7", False, False, "right_number_wrong_format"),
+        ("I think it is 8", None, "7", False, False, "no_answer_tag"),
+        ("<reasoning>3 + 4 is", None, "7", False, True, "cut_off"),
+        ("<answer>seven</answer>", "seven", "7", False, False, "not_a_number"),
+        ("<answer>Eli has 17</answer>", "Eli has 17", "17", False, False, "right_number_wrong_format"),
+        # a one-number sentence reads as its number (engine/rewards/extract.py), so this is a wrong number
+        ("<answer>Eli has 18</answer>", "Eli has 18", "17", False, False, "wrong_number"),
+        ("<answer>Eli has 18 or 19</answer>", "Eli has 18 or 19", "17", False, False, "not_a_number"),
+        ("<answer>18</answer>", "18", "17", False, False, "wrong_number"),
+        ("<answer>x+1</answer>", "x+1", "\\sqrt{2}", False, False, "wrong_number"),
+    ],
+)
 def test_wrong_answers_are_sorted_into_kinds(text, extracted, gold, correct, truncated, kind) -> None:
     assert classify_error(text, extracted, gold, correct, truncated) == kind
     assert kind is None or kind in ERROR_KINDS
@@ -51,8 +63,13 @@ def test_wrong_answers_are_sorted_into_kinds(text, extracted, gold, correct, tru
 
 def test_error_counts_per_step_keep_the_latest_record_of_a_redone_step() -> None:
     def group(step, texts):
-        return {"step": step, "group": 0, "gold": "7",
-                "completions": [{"text": t, "extracted": None, "correct": False, "truncated": False} for t in texts]}
+        return {
+            "step": step,
+            "group": 0,
+            "gold": "7",
+            "completions": [{"text": t, "extracted": None, "correct": False, "truncated": False} for t in texts],
+        }
+
     counts = error_counts([group(1, ["no number"]), group(2, ["so 7"]), group(2, ["nothing", "nope"])])
     assert counts[1] == {"no_answer_tag": 1} and counts[2] == {"no_answer_tag": 2}
 
@@ -65,6 +82,7 @@ def test_run_summary_counts_wrong_answers_by_kind(tmp_path: Path) -> None:
     out = io.StringIO()
     s = RunState()
     from grpo_tui.rundir.events import read_events
+
     s.apply(read_events(run.run.events))
     print_summary(Console(file=out, width=200, color_system=None), s, run.run.root, 0)
     line = next(ln for ln in out.getvalue().splitlines() if "wrong answers" in ln)
@@ -109,13 +127,15 @@ def test_browser_filters_by_error_kind(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ browser defects
 
+
 def test_browser_survives_a_bad_regex_and_a_bad_range_and_enter_keeps_focus(tmp_path: Path) -> None:
     from textual.widgets import Input
 
     async def check(pilot, app, s) -> None:
         await pilot.press("slash", *"/(unclosed/", "enter")
-        await wait_for(pilot, lambda: "invalid regular expression" in str(s.query_one("#status").render()),
-                       what="the regex error")
+        await wait_for(
+            pilot, lambda: "invalid regular expression" in str(s.query_one("#status").render()), what="the regex error"
+        )
         assert app.is_running and isinstance(app.focused, Input) and app.focused.id == "f-search"
         await pilot.press("h", "e", "q")  # typed into the search box, not fired as commands
         assert app.is_running and app.focused.value == "/(unclosed/heq" and app.screen is s
@@ -133,12 +153,14 @@ def test_browser_survives_a_bad_regex_and_a_bad_range_and_enter_keeps_focus(tmp_
 
 # ------------------------------------------------------------------ compare
 
+
 def _two_runs(tmp_path: Path) -> list[Path]:
     a = write_synthetic_run(tmp_path / "runs" / "a-run", 6, seed=1, max_steps=6).run.root
     b = write_synthetic_run(tmp_path / "runs" / "b-run", 4, seed=2, max_steps=4).run.root
     for path, lr in ((a, 1e-5), (b, 3e-6)):
         (path / "config.json").write_text(
-            '{"preset": {"name": "synthetic"}, "train": {"learning_rate": %r, "beta": 0.0}}' % lr)
+            json.dumps({"preset": {"name": "synthetic"}, "train": {"learning_rate": lr, "beta": 0.0}})
+        )
     return [a, b]
 
 
@@ -156,25 +178,30 @@ def test_compare_no_ui_prints_config_differences_and_curves(tmp_path: Path) -> N
 
 
 def test_compare_screen_overlays_runs_and_opens_from_the_browser(tmp_path: Path) -> None:
+    from textual.widgets import DataTable
+
     from grpo_tui.tui.browser.app import BrowserApp, RunListScreen
     from grpo_tui.tui.compare import CompareScreen
     from grpo_tui.tui.components.curves import CurvePlot
-    from textual.widgets import DataTable
 
     _two_runs(tmp_path)
 
     async def go() -> None:
         app = BrowserApp(None, tmp_path / "runs", poll_s=0.1)
         async with app.run_test(size=(160, 45)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, RunListScreen) and len(app.screen.runs) == 2,
-                           what="the run list")
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, RunListScreen) and len(app.screen.runs) == 2, what="the run list"
+            )
             await pilot.press("c")  # nothing marked: a hint, no screen
             assert isinstance(app.screen, RunListScreen)
             await pilot.press("space", "space", "c")
             await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), what="the compare screen")
             await pilot.pause(0.3)
             screen = app.screen
-            assert [r.name for r in screen.runs] == ["b-run", "a-run"] or [r.name for r in screen.runs] == ["a-run", "b-run"]
+            assert [r.name for r in screen.runs] == ["b-run", "a-run"] or [r.name for r in screen.runs] == [
+                "a-run",
+                "b-run",
+            ]
             assert len(screen.query(CurvePlot)) == 4 and all(p.builds >= 1 for p in screen.query(CurvePlot))
             table = screen.query_one("#compare-diff", DataTable)
             assert table.row_count == 1 and "learning_rate" in str(table.get_row_at(0)[0])
@@ -195,13 +222,17 @@ def test_compare_snapshot(snap_compare, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ reward playground
 
+
 def test_playground_recomputes_every_reward_as_you_type(tmp_path: Path) -> None:
-    from grpo_tui.tui.playground import PlaygroundScreen
     from textual.widgets import Input, TextArea
 
+    from grpo_tui.tui.playground import PlaygroundScreen
+
     run = write_synthetic_run(tmp_path / "run", 2, seed=1, max_steps=2).run.root
-    (run / "config.json").write_text('{"preset": {"name": "synthetic"}, "prompt": {"format": "reasoning"}, '
-                                     '"rewards": {"correctness": 1.0, "int_answer": 0.5}}')
+    (run / "config.json").write_text(
+        '{"preset": {"name": "synthetic"}, "prompt": {"format": "reasoning"}, '
+        '"rewards": {"correctness": 1.0, "int_answer": 0.5}}'
+    )
 
     async def go() -> None:
         app = _dashboard(run)
@@ -229,6 +260,7 @@ def test_playground_recomputes_every_reward_as_you_type(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ compact layout and snapshots
 
+
 def _snapshot_run(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     write_synthetic_run(Path("runs/snapshot"), 12, seed=3, max_steps=12)
@@ -239,6 +271,7 @@ def _ready(app):
     async def ready(pilot) -> None:
         await wait_for(pilot, lambda: app.model.steps and app.rollouts.steps and app.updates, what="history")
         await pilot.pause(0.3)
+
     return ready
 
 
@@ -252,6 +285,7 @@ def test_dashboard_80x24_snapshot(snap_compare, tmp_path: Path, monkeypatch, vie
         while app.view != view:
             await pilot.press("v")
         await pilot.pause(0.3)
+
     assert snap_compare(app, terminal_size=(80, 24), run_before=go)
 
 
@@ -273,6 +307,7 @@ def test_browser_80x24_snapshot(snap_compare, tmp_path: Path, monkeypatch) -> No
         tables = list(app.screen.query("DataTable"))  # column widths are settled on the next refresh
         await wait_for(pilot, lambda: not any(t._require_update_dimensions for t in tables), what="tables laid out")
         await pilot.pause(0.5)
+
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
 
 
@@ -327,6 +362,7 @@ def test_smoothing_a_constant_series_gives_that_constant() -> None:
 
 # ------------------------------------------------------------------ CLI defects
 
+
 def test_cli_fails_fast_on_a_bad_preset_or_override_and_suggests_commands(tmp_path: Path) -> None:
     t0 = time.monotonic()
     r = _grpo_tui("--no-ui", "--preset", "does-not-exist", "--run-dir", str(tmp_path / "r"))
@@ -378,6 +414,7 @@ def test_preset_name_shows_while_starting(tmp_path: Path) -> None:
 
 def test_quitting_with_stop_says_what_happens(tmp_path: Path, monkeypatch, capsys) -> None:
     from textual.app import App
+
     from grpo_tui.tui import app as dashboard
 
     run = write_synthetic_run(tmp_path / "run", 2, seed=1, max_steps=4, finished=False)

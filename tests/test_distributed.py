@@ -5,31 +5,46 @@ from __future__ import annotations
 import time
 
 from conftest import run_cli
-from grpo_tui.rundir.control import send_command
-from grpo_tui.engine.distributed import accelerate_argv
-from grpo_tui.engine.config import load_config
-from grpo_tui.rundir.events import EventTail, read_events
-from grpo_tui.rundir.rollouts import read_rollouts
-from grpo_tui.rundir.layout import RunDir
 from test_control import wait_for
+
+from grpo_tui.engine.config import load_config
+from grpo_tui.engine.distributed import accelerate_argv
+from grpo_tui.rundir.control import send_command
+from grpo_tui.rundir.events import EventTail, read_events
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.rundir.rollouts import read_rollouts
 from grpo_tui.tui.launcher import launch_engine
 
 TWO = ["distributed.num_processes=2", "train.max_completion_length=8"]
 
 
 def test_accelerate_command_per_backend():
-    cfg = load_config("tiny", ["distributed.num_processes=8", "distributed.num_machines=2",
-                               "distributed.machine_rank=1", "distributed.main_process_ip=10.0.0.1"])
+    cfg = load_config(
+        "tiny",
+        [
+            "distributed.num_processes=8",
+            "distributed.num_machines=2",
+            "distributed.machine_rank=1",
+            "distributed.main_process_ip=10.0.0.1",
+        ],
+    )
     argv = accelerate_argv(cfg, ["train", "--run-dir", "r"])
     joined = " ".join(argv)
     assert "--num_processes 8 --num_machines 2 --machine_rank 1 --main_process_ip 10.0.0.1" in joined
     assert "--multi_gpu" in argv and argv[-4:] == ["grpo_tui.engine", "train", "--run-dir", "r"]
-    z3 = " ".join(accelerate_argv(load_config("tiny", ["distributed.num_processes=2",
-                                                       "distributed.backend=deepspeed-zero3",
-                                                       "distributed.cpu_offload=true"]), []))
+    z3 = " ".join(
+        accelerate_argv(
+            load_config(
+                "tiny",
+                ["distributed.num_processes=2", "distributed.backend=deepspeed-zero3", "distributed.cpu_offload=true"],
+            ),
+            [],
+        )
+    )
     assert "--use_deepspeed --zero_stage 3 --offload_optimizer_device cpu --offload_param_device cpu" in z3
-    fsdp = " ".join(accelerate_argv(load_config("tiny", ["distributed.num_processes=2",
-                                                         "distributed.backend=fsdp2"]), []))
+    fsdp = " ".join(
+        accelerate_argv(load_config("tiny", ["distributed.num_processes=2", "distributed.backend=fsdp2"]), [])
+    )
     assert "--use_fsdp --fsdp_version 2" in fsdp
 
 
@@ -75,8 +90,20 @@ def test_two_processes_pause_checkpoint_stop_resume(tmp_path):
     assert (run.root / "engine.rank1.log").exists()
 
     # resume after the stop: both ranks load the checkpoint and the run goes on from the next step
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(run_dir), "--resume",
-                    "--max-steps", str(end["step"] + 1)], timeout=400)
+    proc = run_cli(
+        [
+            "-P",
+            "-m",
+            "grpo_tui.engine",
+            "train",
+            "--run-dir",
+            str(run_dir),
+            "--resume",
+            "--max-steps",
+            str(end["step"] + 1),
+        ],
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     events = read_events(run.events)
     assert [e["step"] for e in events if e["type"] == "step"] == list(range(1, end["step"] + 2))

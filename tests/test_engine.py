@@ -12,10 +12,27 @@ from grpo_tui.rundir.events import read_events
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts import read_rollouts
 
-STEP_METRICS = ["reward", "reward_std", "frac_reward_zero_std", "completions/mean_length",
-                "completions/clipped_ratio", "loss", "grad_norm", "learning_rate", "num_tokens"]
-COMPLETION_FIELDS = {"text": str, "extracted": (str, type(None)), "correct": bool, "rewards": dict,
-                     "total": float, "advantage": float, "tokens": int, "truncated": bool}
+STEP_METRICS = [
+    "reward",
+    "reward_std",
+    "frac_reward_zero_std",
+    "completions/mean_length",
+    "completions/clipped_ratio",
+    "loss",
+    "grad_norm",
+    "learning_rate",
+    "num_tokens",
+]
+COMPLETION_FIELDS = {
+    "text": str,
+    "extracted": (str, type(None)),
+    "correct": bool,
+    "rewards": dict,
+    "total": float,
+    "advantage": float,
+    "tokens": int,
+    "truncated": bool,
+}
 
 
 def test_headless_run_exits_0_quickly(tiny_run):
@@ -153,8 +170,19 @@ def test_misspelled_key_exits_2_and_writes_nothing(tmp_path):
 
 def test_headless_preflight_error_exits_2(tmp_path):
     run_dir = tmp_path / "never"
-    proc = run_cli(["-m", "grpo_tui.tui.cli", "--no-ui", "--preset", "tiny", "--set", "train.num_generations=3",
-                    "--run-dir", str(run_dir)])
+    proc = run_cli(
+        [
+            "-m",
+            "grpo_tui.tui.cli",
+            "--no-ui",
+            "--preset",
+            "tiny",
+            "--set",
+            "train.num_generations=3",
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     assert proc.returncode == 2
     assert "num_generations" in proc.stderr and "divisible" in proc.stderr
     assert not run_dir.exists()
@@ -165,16 +193,31 @@ def test_shared_prompt_prefix_trains_as_trl_does(tmp_path, test_preset):
     metrics = {}
     for on in (True, False):
         run_dir = tmp_path / f"shared-{on}"
-        proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir),
-                        "--max-steps", "2", "--set", f"train.share_prompt_prefix={str(on).lower()}"])
+        proc = run_cli(
+            [
+                "-P",
+                "-m",
+                "grpo_tui.engine",
+                "train",
+                "--preset",
+                str(test_preset),
+                "--run-dir",
+                str(run_dir),
+                "--max-steps",
+                "2",
+                "--set",
+                f"train.share_prompt_prefix={str(on).lower()}",
+            ]
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         steps = [e for e in read_events(RunDir(run_dir).events) if e["type"] == "step"]
         metrics[on] = [{k: s["metrics"][k] for k in ("reward", "loss", "grad_norm", "num_tokens")} for s in steps]
         # `engine train` run directly prints its report to stdout (the launchers tee it to engine.log)
         log = proc.stdout
         # two prompts of G=4 per batch: each step's one scoring pass and one generation shared them
-        assert ("share_prompt_prefix: 2 scoring passes and 2 generations ran on shared prompts; 0 and 0"
-                in log) == on, log[-2000:]
+        assert (
+            "share_prompt_prefix: 2 scoring passes and 2 generations ran on shared prompts; 0 and 0" in log
+        ) == on, log[-2000:]
     assert len(metrics[True]) == 2
     for shared, plain in zip(metrics[True], metrics[False]):
         assert shared["reward"] == plain["reward"] and shared["num_tokens"] == plain["num_tokens"]
@@ -186,9 +229,24 @@ def test_shared_prompt_prefix_trains_as_trl_does(tmp_path, test_preset):
 def test_stop_strings_end_each_completion_at_the_string(tmp_path, test_preset, shared):
     """[train] stop_strings: a completion that meets the string ends there, with the end-of-turn token (not cut)."""
     run_dir = tmp_path / "stop"
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir),
-                    "--max-steps", "1", "--set", 'train.stop_strings=["e", "a", "o"]',
-                    "--set", f"train.share_prompt_prefix={str(shared).lower()}"])
+    proc = run_cli(
+        [
+            "-P",
+            "-m",
+            "grpo_tui.engine",
+            "train",
+            "--preset",
+            str(test_preset),
+            "--run-dir",
+            str(run_dir),
+            "--max-steps",
+            "1",
+            "--set",
+            'train.stop_strings=["e", "a", "o"]',
+            "--set",
+            f"train.share_prompt_prefix={str(shared).lower()}",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     limit = json.loads(RunDir(run_dir).config.read_text())["train"]["max_completion_length"]
     completions = [c for g in read_rollouts(RunDir(run_dir).rollouts)[0] for c in g["completions"]]

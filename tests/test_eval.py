@@ -11,8 +11,8 @@ from math import comb
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, SHARED_DATA
+
 from grpo_tui.engine.eval.data import heldout_synthetic, items_from_records, load_eval_data
 from grpo_tui.engine.eval.errors import EvalError
 from grpo_tui.engine.eval.report import compare, compare_markdown
@@ -76,9 +76,12 @@ def test_majority_vote_groups_equal_numbers():
 
 def test_strict_and_flexible_scores_differ_on_format():
     from grpo_tui.engine.eval.data import EvalItem
+
     items = [EvalItem("a", "q", "7"), EvalItem("b", "q", "12")]
-    greedy = [Completion("<reasoning>3+4=7</reasoning>\n<answer>\n7\n</answer>", 20, False),
-              Completion("The total is 12.", 6, False)]  # right number, wrong format
+    greedy = [
+        Completion("<reasoning>3+4=7</reasoning>\n<answer>\n7\n</answer>", 20, False),
+        Completion("The total is 12.", 6, False),
+    ]  # right number, wrong format
     rows, numbers = score_items(items, greedy, None, "reasoning", False)
     assert [r["correct"] for r in rows] == [True, False]
     assert [r["correct_flex"] for r in rows] == [True, True]
@@ -90,6 +93,7 @@ def test_strict_and_flexible_scores_differ_on_format():
 
 def test_sampled_metrics_pass_at_k_and_majority():
     from grpo_tui.engine.eval.data import EvalItem
+
     items = [EvalItem("a", "q", "7"), EvalItem("b", "q", "3")]
     ans = lambda x: Completion(f"<answer>{x}</answer>", 5, False)  # noqa: E731
     samples = [[ans(7), ans(7), ans(1), ans(2)], [ans(1), ans(1), ans(3), ans(4)]]
@@ -103,8 +107,12 @@ def test_sampled_metrics_pass_at_k_and_majority():
 
 
 def test_compare_table_and_paired_counts():
-    mk = lambda flags: [{"id": str(i), "correct": f, "correct_flex": f, "extracted": "1", "tokens": 3,  # noqa: E731
-                         "truncated": False} for i, f in enumerate(flags)]
+    def mk(flags):
+        return [
+            {"id": str(i), "correct": f, "correct_flex": f, "extracted": "1", "tokens": 3, "truncated": False}
+            for i, f in enumerate(flags)
+        ]
+
     a, b = mk([True, False, False, True]), mk([True, True, True, False])
     sa = {"model": "base", "dataset": "x", **aggregate(a, True, 0)}
     sb = {"model": "ckpt", "dataset": "x", **aggregate(b, True, 0)}
@@ -122,11 +130,17 @@ def test_compare_table_and_paired_counts():
 
 def test_items_from_gsm8k_and_math_records():
     items, skipped, math_style = items_from_records(
-        [{"question": "q1", "answer": "work\n#### 1,234"}, {"question": "", "answer": "#### 1"}, {"question": "q3"}], "g")
+        [{"question": "q1", "answer": "work\n#### 1,234"}, {"question": "", "answer": "#### 1"}, {"question": "q3"}],
+        "g",
+    )
     assert [(i.question, i.gold) for i in items] == [("q1", "1234")] and skipped == 2 and not math_style
     items, _, math_style = items_from_records(
-        [{"problem": "p", "answer": "\\frac{1}{2}", "unique_id": "u1"},
-         {"problem": "p2", "solution": "so \\boxed{\\sqrt{2}}."}], "m")
+        [
+            {"problem": "p", "answer": "\\frac{1}{2}", "unique_id": "u1"},
+            {"problem": "p2", "solution": "so \\boxed{\\sqrt{2}}."},
+        ],
+        "m",
+    )
     assert [(i.id, i.gold) for i in items] == [("u1", "\\frac{1}{2}"), ("m-1", "\\sqrt{2}")] and math_style
 
 
@@ -141,6 +155,7 @@ def test_shared_files_load_with_limit_and_shuffle():
 
 def test_heldout_synthetic_is_disjoint_from_training():
     from grpo_tui.engine.data.synthetic import generate
+
     train = {p["question"] for p in generate(2000, 1, 42)}
     held = heldout_synthetic(300, 1, train_seed=42, train_size=2000)
     assert len(held) == 300 and not train & {i.question for i in held}
@@ -163,9 +178,12 @@ def _fake_run(tmp_path: Path, lora: bool) -> Path:
         name = "adapter_config.json" if lora else "config.json"
         (run / "checkpoints" / f"checkpoint-{step}" / name).write_text("{}")
         # complete, as the one checkpoint lookup (rundir.layout.find_checkpoints) defines it
-        (run / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        (run / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text(
+            json.dumps({"global_step": step})
+        )
     (run / "events.jsonl").write_text("")
     from grpo_tui.engine.config import load_config
+
     cfg = load_config("tiny", ["prompt.format=think", f"model.lora={str(lora).lower()}"])
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
     return run
@@ -202,16 +220,47 @@ def test_resolve_lora_checkpoint_is_base_plus_adapter(tmp_path):
 
 def test_cli_on_tiny_random_writes_results_summary_and_compare(tmp_path, capsys):
     data = tmp_path / "mini.jsonl"
-    data.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"}) + "\n"
-                            for i in range(4)))
+    data.write_text(
+        "".join(json.dumps({"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"}) + "\n" for i in range(4))
+    )
     out = tmp_path / "out"
-    code = main(["--model", "tiny-random", "--compare", "tiny-random", "--dataset", str(data), "--limit", "3",
-                 "--samples", "2", "--max-new-tokens", "6", "--preset", "tiny", "--out", str(out)])
+    code = main(
+        [
+            "--model",
+            "tiny-random",
+            "--compare",
+            "tiny-random",
+            "--dataset",
+            str(data),
+            "--limit",
+            "3",
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "6",
+            "--preset",
+            "tiny",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().out
     rows = [json.loads(x) for x in (out / "tiny-random" / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 3
-    assert set(rows[0]) >= {"question", "gold", "completion", "extracted", "correct", "extracted_flex",
-                            "correct_flex", "tokens", "truncated", "samples", "n_correct", "majority"}
+    assert set(rows[0]) >= {
+        "question",
+        "gold",
+        "completion",
+        "extracted",
+        "correct",
+        "extracted_flex",
+        "correct_flex",
+        "tokens",
+        "truncated",
+        "samples",
+        "n_correct",
+        "majority",
+    }
     s = json.loads((out / "tiny-random" / "summary.json").read_text())
     assert s["n"] == 3 and s["greedy"]["strict"]["ci95"][1] > 0 and s["sampled"]["k"] == 2
     assert s["prompt"]["format"] == "reasoning" and s["device"] == "cpu"
@@ -228,8 +277,13 @@ def test_cli_usage_errors(tmp_path, capsys):
 
 
 def test_module_entry_point_help():
-    proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", "eval", "--help"], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_tui.tui.cli", "eval", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "--samples" in proc.stdout and "--compare" in proc.stdout
 
 
@@ -238,15 +292,25 @@ def test_generate_with_stop_strings_ends_every_row_at_a_string():
     (the row that stopped last included), so none reads as cut at the cap."""
     from grpo_tui.engine.eval.generation import generate
     from grpo_tui.engine.eval.resolve import load_for_eval, resolve_model
+
     model, tok = load_for_eval(resolve_model("tiny-random"), "cpu", "float32")
     prompts = [f"Question {i}: what is {i} + {i}?" for i in range(4)]
     free = generate(model, tok, prompts, max_new_tokens=40, batch_size=8, num_samples=2, do_sample=True, seed=3)
-    stopped = generate(model, tok, prompts, max_new_tokens=40, batch_size=8, num_samples=2, do_sample=True, seed=3,
-                       stop_strings=["e", "a", "o"])
+    stopped = generate(
+        model,
+        tok,
+        prompts,
+        max_new_tokens=40,
+        batch_size=8,
+        num_samples=2,
+        do_sample=True,
+        seed=3,
+        stop_strings=["e", "a", "o"],
+    )
     pairs = [(f, s) for fs, ss in zip(free, stopped) for f, s in zip(fs, ss)]
     assert sum(f.tokens > s.tokens for f, s in pairs) >= len(pairs) // 2, [(f.tokens, s.tokens) for f, s in pairs]
     for f, s in pairs:
-        assert s.text == f.text[:len(s.text)]  # the same sample, cut short
+        assert s.text == f.text[: len(s.text)]  # the same sample, cut short
         if any(x in s.text for x in "eao"):
             assert not s.truncated, s.text
             first = min(s.text.index(x) for x in "eao" if x in s.text)
@@ -258,9 +322,12 @@ def test_held_out_prompts_are_rendered_with_the_runs_chat_template_kwargs():
     from grpo_tui.engine.data.prompts import chat_template_kwargs
     from grpo_tui.engine.eval.generation import render_prompts
     from grpo_tui.engine.small_tokenizer import build_small_tokenizer
+
     tok = build_small_tokenizer()
-    tok.chat_template = ("{% for m in messages %}{{ m['content'] }}{% endfor %}"
-                         "{% if enable_thinking is defined and not enable_thinking %}/no_think{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+        "{% if enable_thinking is defined and not enable_thinking %}/no_think{% endif %}"
+    )
     kwargs = chat_template_kwargs(load_config("gpu24-qwen3-06b-nothink"))
     assert kwargs == {"enable_thinking": False}
     assert render_prompts(tok, ["2+2?"], PromptConfig(), kwargs)[0].endswith("/no_think")

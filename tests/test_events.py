@@ -29,14 +29,17 @@ def test_emit_writes_the_record_fields_and_enums_as_strings(tmp_path: Path) -> N
     assert all(e["v"] == 1 and isinstance(e["t"], float) for e in evs)
 
 
-@pytest.mark.parametrize("type_, fields, message", [
-    ("stats", {"x": 1}, "unknown event type 'stats'"),
-    ("step", {"step": 1, "reward": 0.5}, "no field(s) reward"),
-    ("step", {"max_steps": 3}, "needs field(s) step"),
-    ("state", {"state": "sleeping"}, "state='sleeping' is not one of"),
-    ("command", {"id": "x", "command": "dance", "status": "done"}, "command='dance'"),
-    ("run_end", {"status": "exploded"}, "status='exploded'"),
-])
+@pytest.mark.parametrize(
+    "type_, fields, message",
+    [
+        ("stats", {"x": 1}, "unknown event type 'stats'"),
+        ("step", {"step": 1, "reward": 0.5}, "no field(s) reward"),
+        ("step", {"max_steps": 3}, "needs field(s) step"),
+        ("state", {"state": "sleeping"}, "state='sleeping' is not one of"),
+        ("command", {"id": "x", "command": "dance", "status": "done"}, "command='dance'"),
+        ("run_end", {"status": "exploded"}, "status='exploded'"),
+    ],
+)
 def test_emit_refuses_what_no_record_describes(tmp_path: Path, type_: str, fields: dict, message: str) -> None:
     w = EventWriter(tmp_path / "events.jsonl")
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -47,6 +50,7 @@ def test_emit_refuses_what_no_record_describes(tmp_path: Path, type_: str, field
 
 def test_the_engines_other_ranks_check_events_too() -> None:
     from grpo_tui.engine.distributed import NullEvents
+
     with pytest.raises(ValueError, match="no field"):
         NullEvents().emit("memory", step=1, colour="red")
 
@@ -67,6 +71,7 @@ def test_every_call_site_names_a_known_type_and_state() -> None:
 
 def test_states_and_commands_have_one_home() -> None:
     from grpo_tui.rundir import control
+
     assert control.COMMANDS is COMMANDS and Command.INVALID not in COMMANDS
     assert State.FINISHED not in ACTIVE_STATES and State.PAUSED in ACTIVE_STATES
     lists = []

@@ -5,21 +5,23 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_cli
+
 from grpo_tui.tui.console.export import main as export_main
 
 
 def _generate(model_dir, prompt="Sam has 4 apples and buys 3 more. How many apples?"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                  return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=5, do_sample=False)
-    return model, tok, out[0, ids["input_ids"].shape[1]:]
+    return model, tok, out[0, ids["input_ids"].shape[1] :]
 
 
 def test_export_full_weights_loads_and_answers(tiny_run, tmp_path):
@@ -39,6 +41,7 @@ def test_export_full_weights_loads_and_answers(tiny_run, tmp_path):
     # the exported weights are the checkpoint's, bit for bit
     import torch
     from transformers import AutoModelForCausalLM
+
     ck = AutoModelForCausalLM.from_pretrained(run_dir / "checkpoints" / "checkpoint-3")
     assert all(torch.equal(a, b) for a, b in zip(ck.state_dict().values(), model.state_dict().values()))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]  # no temporary directory left
@@ -48,9 +51,29 @@ def test_export_full_weights_loads_and_answers(tiny_run, tmp_path):
 def lora_run(tmp_path_factory, test_preset):
     # the test preset's distinct_chars reward varies within a group, so advantages (and the update) are non-zero
     run_dir = tmp_path_factory.mktemp("lora") / "run"
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir),
-                    "--max-steps", "1", "--set", "model.lora=true", "--set", "train.learning_rate=0.05",
-                    "--set", "train.warmup_ratio=0.0", "--set", 'train.lr_scheduler_type="constant"'], timeout=600)
+    proc = run_cli(
+        [
+            "-P",
+            "-m",
+            "grpo_tui.engine",
+            "train",
+            "--preset",
+            str(test_preset),
+            "--run-dir",
+            str(run_dir),
+            "--max-steps",
+            "1",
+            "--set",
+            "model.lora=true",
+            "--set",
+            "train.learning_rate=0.05",
+            "--set",
+            "train.warmup_ratio=0.0",
+            "--set",
+            'train.lr_scheduler_type="constant"',
+        ],
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 
@@ -59,6 +82,7 @@ def test_export_lora_merged_and_as_adapter(lora_run, tmp_path):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+
     ck = lora_run / "checkpoints" / "checkpoint-1"
     assert (ck / "adapter_config.json").is_file()
     merged, adapter = tmp_path / "merged", tmp_path / "adapter"
@@ -89,13 +113,15 @@ def test_export_errors_exit_2_and_write_nothing(tiny_run, tmp_path, capsys):
     full = tmp_path / "full"
     full.mkdir()
     (full / "x").write_text("x")
-    cases = [([f"{run_dir}@99", "--out", str(tmp_path / "a")], "no checkpoint-99"),
-             ([f"{run_dir}@abc", "--out", str(tmp_path / "b")], "step number"),
-             ([str(empty_run), "--out", str(tmp_path / "c")], "no checkpoint"),
-             ([str(tmp_path / "missing"), "--out", str(tmp_path / "d")], "no such directory"),
-             ([str(run_dir), "--out", str(full)], "not an empty directory"),
-             ([str(run_dir), "--out", str(tmp_path / "e"), "--adapter"], "not a LoRA adapter"),
-             ([str(run_dir), "--out", str(tmp_path / "f"), "--push-to-hub", "me/model"], "HF_HUB_OFFLINE")]
+    cases = [
+        ([f"{run_dir}@99", "--out", str(tmp_path / "a")], "no checkpoint-99"),
+        ([f"{run_dir}@abc", "--out", str(tmp_path / "b")], "step number"),
+        ([str(empty_run), "--out", str(tmp_path / "c")], "no checkpoint"),
+        ([str(tmp_path / "missing"), "--out", str(tmp_path / "d")], "no such directory"),
+        ([str(run_dir), "--out", str(full)], "not an empty directory"),
+        ([str(run_dir), "--out", str(tmp_path / "e"), "--adapter"], "not a LoRA adapter"),
+        ([str(run_dir), "--out", str(tmp_path / "f"), "--push-to-hub", "me/model"], "HF_HUB_OFFLINE"),
+    ]
     for argv, expect in cases:
         assert export_main(argv) == 2, argv
         err = capsys.readouterr().err

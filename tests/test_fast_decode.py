@@ -10,10 +10,10 @@ import types
 
 import pytest
 import torch
+from conftest import random_qwen2
 from transformers import GenerationConfig
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from conftest import random_qwen2
 from grpo_tui.engine.fast_decode import GrowingLayer, WideMatmul, _transposed_forward, fast_cpu_generate, growing_cache
 from grpo_tui.engine.train import shared_prefix
 
@@ -76,16 +76,20 @@ def test_transposed_forward_matches_linear_and_steps_aside_for_prefill_and_grad(
 
 
 def test_wide_matmul_turns_round_the_wide_layers_only_and_undoes_it():
-    model = torch.nn.Sequential(torch.nn.Linear(256, 768), torch.nn.Linear(768, 256), torch.nn.Linear(256, 1024),
-                                torch.nn.Linear(16, 768), torch.nn.Linear(256, 384))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(256, 768),
+        torch.nn.Linear(768, 256),
+        torch.nn.Linear(256, 1024),
+        torch.nn.Linear(16, 768),
+        torch.nn.Linear(256, 384),
+    )
     chosen = WideMatmul(model)
     assert chosen.modules == [model[0], model[2]]  # not the tall one, the 16-wide input, nor 1.5x wider
     with chosen.applied():
         assert "forward" in model[0].__dict__ and "forward" not in model[1].__dict__
         with torch.no_grad():
             x = torch.randn(3, 1, 256)
-            assert torch.allclose(model[0](x), torch.nn.functional.linear(x, model[0].weight, model[0].bias),
-                                  atol=1e-5)
+            assert torch.allclose(model[0](x), torch.nn.functional.linear(x, model[0].weight, model[0].bias), atol=1e-5)
     assert "forward" not in model[0].__dict__
     assert chosen.summary() == "768x256 x1, 1024x256 x1"
 
@@ -111,8 +115,7 @@ def test_greedy_generation_is_unchanged_plain_and_on_a_shared_prefix(model):
         plain = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)
         fast = fast_cpu_generate(model.generate, model, input_ids=ids, attention_mask=mask, generation_config=gen)
         fn = types.MethodType(lambda self, **kw: fast_cpu_generate(self.generate, self, **kw), model)
-        shared, on_prefix = shared_prefix.generate(fn, model, input_ids=ids, attention_mask=mask,
-                                                   generation_config=gen)
+        shared, on_prefix = shared_prefix.generate(fn, model, input_ids=ids, attention_mask=mask, generation_config=gen)
     assert on_prefix and plain.shape == (3, 9 + 80)
     assert torch.equal(fast, plain) and torch.equal(shared, plain)
     assert all("forward" not in m.__dict__ for m in model.modules())  # the orientation is undone afterwards

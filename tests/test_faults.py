@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from grpo_tui.engine.config import load_config
 from grpo_tui.engine.rewards import RewardSpecError, guard, resolve_reward
 from grpo_tui.rundir.control import ensure_control_dir, send_command, take_commands
@@ -33,8 +33,14 @@ NOBODY = 65534
 
 
 def engine(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-P", "-m", "grpo_tui.engine", "train", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})))
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "grpo_tui.engine", "train", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
+    )
 
 
 def private_dir(path: Path) -> Path:
@@ -56,8 +62,20 @@ def snapshot(path: Path) -> tuple:
 # ---------------------------------------------------------------- ownership and links
 
 
-@pytest.mark.parametrize("entry", [".config.json.tmp", "engine.pid", "rollouts.jsonl", "engine.log", "engine.log.1",
-                                   "events.jsonl", "engine.lock", "control", "trackers"])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ".config.json.tmp",
+        "engine.pid",
+        "rollouts.jsonl",
+        "engine.log",
+        "engine.log.1",
+        "events.jsonl",
+        "engine.lock",
+        "control",
+        "trackers",
+    ],
+)
 def test_a_link_in_the_run_dir_is_refused_and_its_target_untouched(tmp_path, entry):
     target = tmp_path / "victim"
     if entry in ("control", "trackers"):
@@ -141,6 +159,7 @@ def test_run_dir_owned_by_another_user_is_refused(tmp_path):
 
 def test_new_run_dir_and_files_are_owner_only_and_group_access_is_an_option(tmp_path):
     from grpo_tui.rundir.layout import GROUP_ACCESS_ENV, make_private_dir, write_private
+
     make_private_dir(tmp_path / "a", "run directory")
     write_private(tmp_path / "a" / "f", "x")
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o700 and (tmp_path / "a" / "f").stat().st_mode & 0o777 == 0o600
@@ -178,6 +197,7 @@ def test_resume_with_a_reward_file_others_can_write_is_refused(tmp_path):
 
 def test_switch_preset_naming_a_preset_others_can_write_is_refused(tmp_path):
     from grpo_tui.engine.train.preset_switch import switch_problem
+
     preset = tmp_path / "other.toml"
     preset.write_text('extends = "tiny"\n')
     os.chmod(preset, 0o666)
@@ -221,8 +241,14 @@ def test_lock_survives_exec_in_the_same_process(tmp_path):
         "    os.execv(sys.executable, [sys.executable, __file__, sys.argv[1], 'again'])\n"
         "print(os.getpid(), RunLock.holder(sys.argv[1]), flush=True)\n"
     )
-    out = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, timeout=60,
-                         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    out = subprocess.run(
+        [sys.executable, str(script), str(run)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert out.returncode == 0, out.stderr
     pid, holder = out.stdout.split()
     assert pid == holder  # the re-executed image took over its own lock (a fresh open would have been refused)
@@ -269,6 +295,7 @@ def test_event_writer_on_a_full_disk_leaves_no_half_event_and_closes_quietly(tmp
 
 def test_describe_failure_names_the_checkpoint_and_frees_it(tmp_path):
     from grpo_tui.engine.failure import describe_failure
+
     run = RunDir(private_dir(tmp_path / "run"))
     good = private_dir(run.checkpoints / "checkpoint-10")
     (good / "trainer_state.json").write_text('{"global_step": 10}')
@@ -286,6 +313,7 @@ def test_describe_failure_names_the_checkpoint_and_frees_it(tmp_path):
 def test_damaged_newest_checkpoint_is_skipped_by_the_one_lookup(tmp_path):
     from grpo_tui.engine.eval.resolve import run_checkpoints
     from grpo_tui.engine.train.sft import _latest_sft_checkpoint
+
     for root in (tmp_path / "checkpoints", tmp_path / "sft" / "checkpoints"):
         for step, state in ((1, '{"global_step": 1}'), (2, '{"global_step": 2, "log_hi'), (3, None)):
             d = root / f"checkpoint-{step}"
@@ -296,7 +324,9 @@ def test_damaged_newest_checkpoint_is_skipped_by_the_one_lookup(tmp_path):
     lookup = find_checkpoints(tmp_path / "checkpoints")
     assert lookup.latest.name == "checkpoint-1"
     assert [(p.name, why.split(" ")[0]) for p, why in lookup.skipped_after(lookup.latest)] == [
-        ("checkpoint-2", "damaged"), ("checkpoint-3", "unfinished")]
+        ("checkpoint-2", "damaged"),
+        ("checkpoint-3", "unfinished"),
+    ]
     assert RunDir(tmp_path).latest_checkpoint().name == "checkpoint-1"
     assert _latest_sft_checkpoint(tmp_path).name == "checkpoint-1"
     assert list(run_checkpoints(tmp_path)) == [1]
@@ -315,6 +345,7 @@ def test_resume_without_a_usable_checkpoint_exits_2_and_offers_restart(tmp_path)
 
 def test_restart_sets_the_old_attempt_aside_and_keeps_the_event_log(tmp_path):
     from grpo_tui.rundir.layout import set_aside_for_restart
+
     run = RunDir(private_dir(tmp_path / "run"))
     for p in (run.checkpoints / "checkpoint-4", run.root / "rollouts"):
         p.mkdir(parents=True)
@@ -328,13 +359,21 @@ def test_restart_sets_the_old_attempt_aside_and_keeps_the_event_log(tmp_path):
 # ---------------------------------------------------------------- input
 
 
-@pytest.mark.parametrize("override, key", [
-    ("train.learning_rate=nan", "learning_rate"), ("train.temperature=inf", "temperature"),
-    ("train.top_p=1.5", "top_p"), ("train.top_p=0", "top_p"), ("train.max_completion_length=-5", "max_completion_length"),
-    ("train.warmup_ratio=-0.5", "warmup_ratio"), ("rewards.correctness=nan", "correctness"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.learning_rate=nan", "learning_rate"),
+        ("train.temperature=inf", "temperature"),
+        ("train.top_p=1.5", "top_p"),
+        ("train.top_p=0", "top_p"),
+        ("train.max_completion_length=-5", "max_completion_length"),
+        ("train.warmup_ratio=-0.5", "warmup_ratio"),
+        ("rewards.correctness=nan", "correctness"),
+    ],
+)
 def test_non_finite_or_out_of_range_numbers_are_refused(tmp_path, override, key):
     from grpo_tui.engine.config import PresetError
+
     with pytest.raises(PresetError, match=key):
         load_config("tiny", [override])
     if override == "train.learning_rate=nan":  # and once through the command line: exit 2, nothing written
@@ -358,11 +397,14 @@ def test_unwritable_run_dir_is_a_clear_exit_2(tmp_path):
 
 
 def test_user_reward_that_hangs_is_killed_counted_and_leaves_no_slowdown(tmp_path):
-    f = _reward_file(tmp_path, "import time\n"
-                     "def slow(prompts, completions, answer, **kwargs):\n"
-                     "    if any('hang' in c for c in completions):\n"
-                     "        time.sleep(3600)\n"
-                     "    return [float(len(c)) for c in completions]\n")
+    f = _reward_file(
+        tmp_path,
+        "import time\n"
+        "def slow(prompts, completions, answer, **kwargs):\n"
+        "    if any('hang' in c for c in completions):\n"
+        "        time.sleep(3600)\n"
+        "    return [float(len(c)) for c in completions]\n",
+    )
     g = guard(resolve_reward(f"{f}:slow"), "slow", timeout_s=0.5)
     batch = [f"completion {i}" for i in range(16)]
     g(None, batch, None)  # warm
@@ -390,13 +432,16 @@ def test_user_reward_that_hangs_is_killed_counted_and_leaves_no_slowdown(tmp_pat
 
 
 def test_user_reward_that_exits_fails_that_call_only(tmp_path):
-    f = _reward_file(tmp_path, "import os, sys\n"
-                     "def quits(prompts, completions, answer, **kwargs):\n"
-                     "    if 'exit' in completions[0]:\n"
-                     "        sys.exit(1)\n"
-                     "    if 'die' in completions[0]:\n"
-                     "        os._exit(1)\n"
-                     "    return [1.0] * len(completions)\n")
+    f = _reward_file(
+        tmp_path,
+        "import os, sys\n"
+        "def quits(prompts, completions, answer, **kwargs):\n"
+        "    if 'exit' in completions[0]:\n"
+        "        sys.exit(1)\n"
+        "    if 'die' in completions[0]:\n"
+        "        os._exit(1)\n"
+        "    return [1.0] * len(completions)\n",
+    )
     g = guard(resolve_reward(f"{f}:quits"), "quits")
     assert g(None, ["exit"], None) == [0.0]
     assert g(None, ["die"], None) == [0.0]
@@ -405,11 +450,14 @@ def test_user_reward_that_exits_fails_that_call_only(tmp_path):
     assert failure["kinds"] == {"exception": 2} and "SystemExit" in failure["example"]
 
 
-@pytest.mark.parametrize("body, needle", [
-    ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
-    ("import os\nos._exit(4)\n", "exited with code 4"),
-    ("while True:\n    pass\n", "did not get ready within 2s"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
+        ("import os\nos._exit(4)\n", "exited with code 4"),
+        ("while True:\n    pass\n", "did not get ready within 2s"),
+    ],
+)
 def test_reward_file_that_exits_or_hangs_at_import_is_reported(tmp_path, monkeypatch, body, needle):
     monkeypatch.setenv("GRPO_TUI_REWARD_IMPORT_TIMEOUT_S", "2")
     f = _reward_file(tmp_path, body)
@@ -424,8 +472,9 @@ def test_reward_file_that_hangs_at_import_stops_preflight_with_exit_2(tmp_path):
     f = _reward_file(tmp_path, "while True:\n    pass\n")
     preset = tmp_path / "p.toml"
     preset.write_text(f'extends = "tiny"\n[rewards]\n"{f}:r" = 1.0\n')
-    proc = engine("--preset", str(preset), "--run-dir", str(tmp_path / "run"),
-                  env={"GRPO_TUI_REWARD_IMPORT_TIMEOUT_S": "3"})
+    proc = engine(
+        "--preset", str(preset), "--run-dir", str(tmp_path / "run"), env={"GRPO_TUI_REWARD_IMPORT_TIMEOUT_S": "3"}
+    )
     assert proc.returncode == 2 and str(f) in proc.stderr and "within 3s" in proc.stderr
     assert not (tmp_path / "run").exists()
 
@@ -450,9 +499,14 @@ def _fake_live_run(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
 def test_ctrl_c_or_term_in_attach_no_ui_detaches_and_leaves_training_running(tmp_path, sig):
     run, keeper = _fake_live_run(tmp_path)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
         deadline = time.monotonic() + 120
         time.sleep(3)
         while time.monotonic() < deadline and proc.poll() is None:
@@ -474,6 +528,7 @@ def test_dashboard_attach_ctrl_c_detaches(tmp_path):
     import asyncio
 
     from grpo_tui.tui.app import Dashboard
+
     run, keeper = _fake_live_run(tmp_path)
 
     async def go() -> Dashboard:
@@ -516,10 +571,29 @@ def test_engine_lock_sigterm_torn_line_and_damaged_checkpoint(tmp_path, test_pre
     watcher stops the run gracefully; then a torn event line and a damaged newest checkpoint don't stop
     --resume, which falls back to the previous checkpoint and says so."""
     run = tmp_path / "run"
-    ui = subprocess.Popen([sys.executable, "-m", "grpo_tui.tui.cli", "--no-ui", "--preset", str(test_preset), "--run-dir",
-                           str(run), "--max-steps", "10000", "--set", "train.save_steps=1", "--set",
-                           "train.save_total_limit=2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    ui = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "grpo_tui.tui.cli",
+            "--no-ui",
+            "--preset",
+            str(test_preset),
+            "--run-dir",
+            str(run),
+            "--max-steps",
+            "10000",
+            "--set",
+            "train.save_steps=1",
+            "--set",
+            "train.save_total_limit=2",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     try:
         _wait_for(lambda: len(_steps(run)) >= 2, 600, "two steps")
         pid = RunDir(run).engine_pid()
@@ -561,8 +635,9 @@ def test_full_disk_ends_the_run_with_a_short_complete_error(tmp_path):
         pytest.skip("could not mount a tmpfs here")
     try:
         run = mnt / "run"
-        proc = engine("--preset", "tiny", "--run-dir", str(run), "--max-steps", "2", "--set", "train.save_steps=1",
-                      timeout=600)
+        proc = engine(
+            "--preset", "tiny", "--run-dir", str(run), "--max-steps", "2", "--set", "train.save_steps=1", timeout=600
+        )
         assert proc.returncode == 1, proc.stdout + proc.stderr
         raw = (run / "events.jsonl").read_bytes()
         assert raw.endswith(b"\n")
@@ -573,8 +648,14 @@ def test_full_disk_ends_the_run_with_a_short_complete_error(tmp_path):
         assert [e["type"] for e in events[-2:]] == ["state", "run_end"]
         assert events[-2]["state"] == "failed" and events[-1]["status"] == "failed"
         assert events[-2]["step"] == 1 and events[-1]["step"] == 1  # the last completed step, not 0
-        shown = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
-                               capture_output=True, text=True, timeout=120, env=dict(os.environ, COLUMNS="250"))
+        shown = subprocess.run(
+            [sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ, COLUMNS="250"),
+        )
         assert shown.returncode == 1, shown.stdout + shown.stderr
         assert "[failed] at step 1: no space left on device while writing checkpoint-1" in shown.stdout
         assert "cause: no space left on device while writing checkpoint-1" in shown.stdout
@@ -596,25 +677,54 @@ def _long_log(run: Path, source: Path, steps: int) -> None:
         f.write(json.dumps({**step, "type": "state", "state": "running", "step": 0}) + "\n")
         for i in range(1, steps + 1):
             f.write(json.dumps({**step, "step": i, "max_steps": steps, "t": start["t"] + i}) + "\n")
-        f.write(json.dumps({"v": 1, "t": start["t"] + steps, "type": "state", "state": "finished", "step": steps,
-                            "detail": "finished"}) + "\n")
-        f.write(json.dumps({"v": 1, "t": start["t"] + steps, "type": "run_end", "status": "finished", "step": steps,
-                            "exit_code": 0}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "v": 1,
+                    "t": start["t"] + steps,
+                    "type": "state",
+                    "state": "finished",
+                    "step": steps,
+                    "detail": "finished",
+                }
+            )
+            + "\n"
+        )
+        f.write(
+            json.dumps(
+                {
+                    "v": 1,
+                    "t": start["t"] + steps,
+                    "type": "run_end",
+                    "status": "finished",
+                    "step": steps,
+                    "exit_code": 0,
+                }
+            )
+            + "\n"
+        )
 
 
 def test_attach_no_ui_reads_a_20000_step_log_over_16_mb_to_its_end(tmp_path, tiny_run):
     run = private_dir(tmp_path / "run")
     _long_log(run, tiny_run[0], 20000)
     assert (run / "events.jsonl").stat().st_size > 16 << 20
-    proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600, env=dict(os.environ, COLUMNS="200"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, COLUMNS="200"),
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    summary = proc.stdout[proc.stdout.index("Run summary"):]
+    summary = proc.stdout[proc.stdout.index("Run summary") :]
     assert "finished" in summary and "20000/20000" in summary and "gone" not in summary
 
 
 def test_event_readers_stream_a_long_log_in_bounded_chunks(tmp_path):
     from grpo_tui.rundir.events import EventTail, iter_events
+
     path = tmp_path / "events.jsonl"
     w = EventWriter(path)
     for i in range(1, 2001):
@@ -630,6 +740,7 @@ def test_event_readers_stream_a_long_log_in_bounded_chunks(tmp_path):
 
 def test_an_event_line_longer_than_a_chunk_is_skipped_not_a_stall(tmp_path):
     from grpo_tui.rundir.events import EventTail
+
     path = tmp_path / "events.jsonl"
     with open(path, "w") as f:
         f.write(json.dumps({"v": 1, "t": 1.0, "type": "step", "step": 1}) + "\n")
@@ -645,14 +756,20 @@ def test_no_ui_shows_the_cause_of_a_failure_not_a_traceback_tail(tmp_path):
 
     from grpo_tui.rundir.state import summarize
     from grpo_tui.tui.headless import event_line, print_summary
+
     cause = "no space left on device while writing checkpoint-3 (in /runs/x)"
-    events = [{"type": "run_start", "preset": "tiny", "max_steps": 10, "reward_names": []},
-              *({"type": "step", "step": i, "max_steps": 10, "metrics": {"reward": 0.1}} for i in (1, 2, 3)),
-              {"type": "checkpoint", "step": 2, "path": "/runs/x/checkpoints/checkpoint-2", "reason": "interval"},
-              {"type": "error", "message": cause, "traceback": "Traceback...\nRuntimeError: [enforce fail at "
-                                                               "inline_container.cc:664] unexpected pos 64 vs 0"},
-              {"type": "state", "state": "failed", "step": 3},
-              {"type": "run_end", "status": "failed", "step": 3, "exit_code": 1}]
+    events = [
+        {"type": "run_start", "preset": "tiny", "max_steps": 10, "reward_names": []},
+        *({"type": "step", "step": i, "max_steps": 10, "metrics": {"reward": 0.1}} for i in (1, 2, 3)),
+        {"type": "checkpoint", "step": 2, "path": "/runs/x/checkpoints/checkpoint-2", "reason": "interval"},
+        {
+            "type": "error",
+            "message": cause,
+            "traceback": "Traceback...\nRuntimeError: [enforce fail at inline_container.cc:664] unexpected pos 64 vs 0",
+        },
+        {"type": "state", "state": "failed", "step": 3},
+        {"type": "run_end", "status": "failed", "step": 3, "exit_code": 1},
+    ]
     s = summarize(events)
     lines = [event_line(e, s) for e in events]
     assert ("[failed] at step 3: " + cause, "red") in lines
@@ -679,8 +796,13 @@ def test_control_commands_refuse_another_users_run_dir_and_write_nothing(tmp_pat
     (run / "events.jsonl").write_text("")
     _steal(run)
     extra = ["learning_rate=1e-5"] if command == "set" else []
-    proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", command, str(run), *extra], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_tui.tui.cli", command, str(run), *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "belongs to" in proc.stderr and "Traceback" not in proc.stderr
     assert os.listdir(vault) == [] and sorted(os.listdir(run)) == ["control", "events.jsonl"]
@@ -726,13 +848,19 @@ def test_liveness_comes_from_the_run_lock_not_a_stale_pid_file(tmp_path):
     w.emit("run_start", run_dir=str(run), preset="tiny", max_steps=10, reward_names=[])
     w.state("running", step=1)
     w.close()
-    proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "gone" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_a_reader_probing_the_lock_does_not_make_an_engine_refuse_the_run(tmp_path):
     import fcntl
+
     run = private_dir(tmp_path / "run")
     RunLock.acquire(run).release()  # the lock file exists, free, naming this (now finished) holder
     fd = os.open(run / "engine.lock", os.O_RDONLY)
@@ -741,7 +869,9 @@ def test_a_reader_probing_the_lock_does_not_make_an_engine_refuse_the_run(tmp_pa
     def let_go() -> None:
         time.sleep(0.05)
         os.close(fd)
+
     import threading
+
     threading.Thread(target=let_go).start()
     RunLock.acquire(run).release()
 
@@ -768,6 +898,7 @@ def _hostile_copy(tmp_path: Path, source: Path) -> Path:
 
 def test_model_card_escapes_markdown_and_drops_control_characters(tmp_path, tiny_run):
     from grpo_tui.tui.console.export import main as export_main
+
     run = _hostile_copy(tmp_path, tiny_run[0])
     out = tmp_path / "export"
     assert export_main([str(run), "--out", str(out)]) == 0
@@ -787,15 +918,18 @@ def test_model_card_escapes_markdown_and_drops_control_characters(tmp_path, tiny
     gen = json.loads((out / "generation_config.json").read_text())
     assert gen["stop_strings"] == ["</answer>"] and "tokenizer=tokenizer" in text
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
     ids = model.generate(**tok("What is 2+2?", return_tensors="pt"), tokenizer=tok, max_new_tokens=4)
     assert ids.shape[1] > 0  # the exported generation config loads and generates with its stop strings
     from grpo_tui.engine.data.prompts import EXAMPLE_ANSWER, EXAMPLE_QUESTION
+
     assert EXAMPLE_QUESTION in text and EXAMPLE_ANSWER["reasoning"] in text
 
 
 def test_export_refuses_an_out_inside_any_run_directory(tmp_path, tiny_run, capsys):
     from grpo_tui.tui.console.export import main as export_main
+
     run = tiny_run[0]
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     other = private_dir(tmp_path / "other-run")
@@ -822,6 +956,7 @@ def test_resume_with_a_config_json_that_is_not_an_object_is_a_clear_exit_2(tmp_p
 
 def test_eval_refuses_a_negative_limit(capsys):
     from grpo_tui.tui.console.eval import main as eval_main
+
     for flag, value in (("--limit", "-3"), ("--samples", "-1"), ("--max-new-tokens", "0"), ("--batch-size", "-8")):
         with pytest.raises(SystemExit) as e:
             eval_main(["--model", "tiny-random", "--dataset", "synthetic", flag, value])
@@ -831,6 +966,7 @@ def test_eval_refuses_a_negative_limit(capsys):
 
 def test_control_timeout_must_be_positive(tmp_path, capsys):
     from grpo_tui.tui.console.control import main as control_main
+
     with pytest.raises(SystemExit) as e:
         control_main("stop", [str(tmp_path), "--timeout", "-1"])
     assert e.value.code == 2 and "--timeout" in capsys.readouterr().err
@@ -838,6 +974,7 @@ def test_control_timeout_must_be_positive(tmp_path, capsys):
 
 def test_compare_says_a_log_of_random_bytes_is_unreadable(tmp_path):
     from grpo_tui.tui.console.compare import load_runs
+
     good, bad = private_dir(tmp_path / "good"), private_dir(tmp_path / "bad\x1b[2J")
     w = EventWriter(good / "events.jsonl")
     w.emit("run_start", run_dir=str(good), preset="tiny", max_steps=2, reward_names=[])
@@ -855,7 +992,9 @@ def test_compare_says_a_log_of_random_bytes_is_unreadable(tmp_path):
 
 def test_run_list_shows_whole_step_counts(tmp_path):
     from conftest_tui import run_coroutine, wait_for
+
     from grpo_tui.tui.browser.app import BrowserApp, RunListScreen
+
     root = tmp_path / "runs"
     run = private_dir(root / "long")
     w = EventWriter(run / "events.jsonl")
@@ -870,8 +1009,10 @@ def test_run_list_shows_whole_step_counts(tmp_path):
             await wait_for(pilot, lambda: isinstance(app.screen, RunListScreen) and app.screen.runs, what="runs")
             await pilot.pause(0.2)
             return app.export_screenshot()
+
     import html
     import re
+
     shown = html.unescape(run_coroutine(go()))
     assert "20000/20000" in shown, [t for t in re.findall(r">([^<]*)</text>", shown) if "00" in t]
 
@@ -882,9 +1023,12 @@ def test_presets_explain_shows_a_presets_name_and_description_as_text(tmp_path):
     from rich.console import Console
 
     from grpo_tui.tui.console.presets import explain
+
     preset = tmp_path / "evil.toml"
-    preset.write_text('extends = "tiny"\n[preset]\nname = "[link=file:///etc/shadow]x[/link]\\u001b]0;t\\u0007"\n'
-                      'description = "[bold red]\\u001b[2Jd[@click=app.quit]"\n')
+    preset.write_text(
+        'extends = "tiny"\n[preset]\nname = "[link=file:///etc/shadow]x[/link]\\u001b]0;t\\u0007"\n'
+        'description = "[bold red]\\u001b[2Jd[@click=app.quit]"\n'
+    )
     out = io.StringIO()
     assert explain(str(preset), None, Console(file=out, force_terminal=True, width=200)) == 0
     text = out.getvalue()
@@ -904,7 +1048,8 @@ def _csv(tmp_path: Path, lines: list[str]) -> Path:
 def test_a_csv_with_unbalanced_quotes_is_refused_not_trained_on_garbled_rows(tmp_path):
     from grpo_tui.engine.config import DataConfig, PresetError
     from grpo_tui.engine.data.loader import load_rows
-    lines = ["question,answer"] + [("\"" if i % 2 else "") + f"What is {i} plus {i}?,{2 * i}" for i in range(1, 31)]
+
+    lines = ["question,answer"] + [('"' if i % 2 else "") + f"What is {i} plus {i}?,{2 * i}" for i in range(1, 31)]
     cfg = DataConfig(source="file", data_files=[str(_csv(tmp_path, lines))], gold_format="plain")
     with pytest.raises(PresetError, match="look malformed") as e:
         load_rows(cfg, seed=0)
@@ -914,10 +1059,12 @@ def test_a_csv_with_unbalanced_quotes_is_refused_not_trained_on_garbled_rows(tmp
 def test_csv_rows_with_a_broken_quote_or_wrong_field_count_are_counted(tmp_path):
     from grpo_tui.engine.config import DataConfig
     from grpo_tui.engine.data.loader import load_rows
+
     good = [f"What is {i}?,{i}" for i in range(1, 21)]
-    lines = ["question,answer", *good[:10], "Too,many,fields,9", "question,answer", "\"Broken\"x,3", *good[10:]]
-    rows, report = load_rows(DataConfig(source="file", data_files=[str(_csv(tmp_path, lines))], gold_format="plain",
-                                        shuffle=False), seed=0)
+    lines = ["question,answer", *good[:10], "Too,many,fields,9", "question,answer", '"Broken"x,3', *good[10:]]
+    rows, report = load_rows(
+        DataConfig(source="file", data_files=[str(_csv(tmp_path, lines))], gold_format="plain", shuffle=False), seed=0
+    )
     assert [r["answer"] for r in rows] == [str(i) for i in range(1, 21)]
     assert dict(report.skipped) == {"bad_csv": 2, "malformed": 1}  # a header line read as a row: gold "answer"
     assert "line 12: 4 fields, the header has 2" in report.first_bad["bad_csv"]
@@ -926,6 +1073,7 @@ def test_csv_rows_with_a_broken_quote_or_wrong_field_count_are_counted(tmp_path)
 def test_jsonl_whose_rows_mostly_lack_the_fields_is_refused(tmp_path):
     from grpo_tui.engine.config import DataConfig, PresetError
     from grpo_tui.engine.data.loader import load_rows
+
     f = tmp_path / "data.jsonl"
     rows = [{"q": f"What is {i}?", "a": str(i)} for i in range(3)] + [{"text": f"row {i}"} for i in range(10)]
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -940,14 +1088,22 @@ def test_jsonl_whose_rows_mostly_lack_the_fields_is_refused(tmp_path):
 def test_engine_log_is_cut_at_its_cap_whatever_a_child_process_prints(tmp_path):
     from grpo_tui.engine.log_cap import LogCap
     from grpo_tui.rundir.layout import older_part
+
     log = private_dir(tmp_path / "run") / "engine.log"
     cap = LogCap(log, max_bytes=1 << 20, every_s=0.05).start()
     fd = os.open(log, os.O_WRONLY | os.O_APPEND)
     try:  # a reward worker: inherits the descriptor and prints 10 MB a call, past any Python stream of the engine
-        child = subprocess.run([sys.executable, "-c", "import os, sys, time\n"
-                                "for i in range(5):\n"
-                                "    os.write(1, (str(i) * ((10 << 20) - 1)).encode() + b'\\n'); time.sleep(0.3)\n"],
-                               stdout=fd, timeout=120)
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import os, sys, time\n"
+                "for i in range(5):\n"
+                "    os.write(1, (str(i) * ((10 << 20) - 1)).encode() + b'\\n'); time.sleep(0.3)\n",
+            ],
+            stdout=fd,
+            timeout=120,
+        )
         assert child.returncode == 0
         time.sleep(0.5)
     finally:
@@ -961,14 +1117,16 @@ def test_engine_log_is_cut_at_its_cap_whatever_a_child_process_prints(tmp_path):
 
 def test_a_reward_printing_10_mb_a_call_leaves_engine_log_capped(tmp_path):
     from grpo_tui.rundir.layout import ENGINE_LOG_MAX_BYTES, older_part
-    (tmp_path / "loud.py").write_text("def loud(completions, **kwargs):\n"
-                                      "    print('x' * (10 << 20), flush=True)\n"
-                                      "    return [0.0 for _ in completions]\n")
+
+    (tmp_path / "loud.py").write_text(
+        "def loud(completions, **kwargs):\n"
+        "    print('x' * (10 << 20), flush=True)\n"
+        "    return [0.0 for _ in completions]\n"
+    )
     preset = tmp_path / "loud.toml"
     preset.write_text(f'extends = "tiny"\n[rewards]\ncorrectness = 1.0\n"{tmp_path / "loud.py"}:loud" = 1.0\n')
     run = tmp_path / "run"
-    proc = engine("--preset", str(preset), "--run-dir", str(run), "--max-steps", "3", "--log-to-run-dir",
-                  timeout=600)
+    proc = engine("--preset", str(preset), "--run-dir", str(run), "--max-steps", "3", "--log-to-run-dir", timeout=600)
     assert proc.returncode == 0, (run / "engine.log").read_bytes()[-3000:]
     log, older = run / "engine.log", older_part(run / "engine.log")
     assert older.stat().st_size <= ENGINE_LOG_MAX_BYTES  # 30 MB printed: the log was cut
@@ -979,16 +1137,24 @@ def test_a_reward_printing_10_mb_a_call_leaves_engine_log_capped(tmp_path):
 def test_a_fifo_planted_as_the_event_log_blocks_no_reader(tmp_path):
     run = private_dir(tmp_path / "run")
     os.mkfifo(run / "events.jsonl")
-    readers = ("import sys\nfrom pathlib import Path\n"
-               "from grpo_tui.rundir.events import read_events\nfrom grpo_tui.rundir.state import fold_run\n"
-               "from grpo_tui.tui.console.compare import load_runs\n"
-               "run = Path(sys.argv[1])\n"
-               "assert read_events(run / 'events.jsonl') == [] and fold_run(run).steps == []\n"
-               "print(load_runs([run, run])[1])\n")
+    readers = (
+        "import sys\nfrom pathlib import Path\n"
+        "from grpo_tui.rundir.events import read_events\nfrom grpo_tui.rundir.state import fold_run\n"
+        "from grpo_tui.tui.console.compare import load_runs\n"
+        "run = Path(sys.argv[1])\n"
+        "assert read_events(run / 'events.jsonl') == [] and fold_run(run).steps == []\n"
+        "print(load_runs([run, run])[1])\n"
+    )
     # each in a child with a deadline: a reader that blocks fails the test instead of hanging it
-    proc = subprocess.run([sys.executable, "-c", readers, str(run)], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", readers, str(run)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "Traceback" not in proc.stderr, proc.stderr

@@ -47,8 +47,15 @@ def test_cpu_bandwidth_is_measured_once_per_process():
 
 
 def _llama(tied: bool) -> LlamaForCausalLM:
-    cfg = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      intermediate_size=128, vocab_size=100, tie_word_embeddings=tied)
+    cfg = LlamaConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=100,
+        tie_word_embeddings=tied,
+    )
     return LlamaForCausalLM(cfg)
 
 

@@ -8,8 +8,12 @@ from rich.console import Console
 from grpo_tui.rundir.state import summarize
 from grpo_tui.tui.headless import print_summary, step_line
 
-STEP = {"type": "step", "step": 7, "max_steps": 10, "metrics": {"reward": 0.5, "kl": 0.0123, "entropy": 1.234,
-                                                              "grad_norm": 0.456}}
+STEP = {
+    "type": "step",
+    "step": 7,
+    "max_steps": 10,
+    "metrics": {"reward": 0.5, "kl": 0.0123, "entropy": 1.234, "grad_norm": 0.456},
+}
 
 
 def test_step_line_shows_kl_entropy_and_grad_norm() -> None:
@@ -21,13 +25,23 @@ def test_step_line_shows_kl_entropy_and_grad_norm() -> None:
 
 
 def test_summary_lists_policy_health_and_knob_changes() -> None:
-    warn = {"type": "health", "step": 5, "rule": "zero_std", "status": "warn", "diagnosis": "all groups [red]x",
-            "fix": "set [curriculum] dynamic_sampling = true"}
-    events = [{"type": "run_start", "preset": "p", "max_steps": 10, "reward_names": ["correctness"]},
-              {**STEP, "step": 1, "metrics": {"entropy": 2.0, "kl": 0.01, "grad_norm": 0.5}}, STEP, warn,
-              {"type": "health", "step": 6, "rule": "truncation", "status": "warn", "diagnosis": "d", "fix": "f"},
-              {"type": "health", "step": 9, "rule": "truncation", "status": "ok"},
-              {"type": "knobs", "step": 6, "values": {"learning_rate": 3e-3}, "previous": {"learning_rate": 1e-4}}]
+    warn = {
+        "type": "health",
+        "step": 5,
+        "rule": "zero_std",
+        "status": "warn",
+        "diagnosis": "all groups [red]x",
+        "fix": "set [curriculum] dynamic_sampling = true",
+    }
+    events = [
+        {"type": "run_start", "preset": "p", "max_steps": 10, "reward_names": ["correctness"]},
+        {**STEP, "step": 1, "metrics": {"entropy": 2.0, "kl": 0.01, "grad_norm": 0.5}},
+        STEP,
+        warn,
+        {"type": "health", "step": 6, "rule": "truncation", "status": "warn", "diagnosis": "d", "fix": "f"},
+        {"type": "health", "step": 9, "rule": "truncation", "status": "ok"},
+        {"type": "knobs", "step": 6, "values": {"learning_rate": 3e-3}, "previous": {"learning_rate": 1e-4}},
+    ]
     s = summarize(events)
     assert list(s.health) == ["zero_std"] and list(s.health_fired) == ["zero_std", "truncation"]
     assert s.unknown_types == 0

@@ -20,8 +20,7 @@ from trl import GRPOTrainer
 from grpo_tui.engine.train.trl_hooks import HookedGRPOTrainer
 
 # (gradient_accumulation_steps, steps_per_generation, num_iterations)
-SHAPES = [(1, 1, 1), (4, 4, 1), (8, 4, 1), (2, 1, 2), (4, 2, 2), (1, 2, 1), (2, 4, 1), (1, 1, 2), (3, 2, 1),
-          (2, 4, 2)]
+SHAPES = [(1, 1, 1), (4, 4, 1), (8, 4, 1), (2, 1, 2), (4, 2, 2), (1, 2, 1), (2, 4, 1), (1, 1, 2), (3, 2, 1), (2, 4, 2)]
 
 
 class _Buffer:
@@ -68,22 +67,36 @@ def lora_trainer(tmp_path_factory):
     from trl import GRPOConfig
 
     from grpo_tui.engine.models import ensure_tiny_random
+
     path = ensure_tiny_random(log=lambda *a: None)
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} plus 1?"}]} for i in range(8)])
-    args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp("knobs")), per_device_train_batch_size=4,
-                      num_generations=4, steps_per_generation=2, gradient_accumulation_steps=1,
-                      max_completion_length=4, use_cpu=True, report_to=[], disable_tqdm=True,
-                      gradient_checkpointing=False)
-    return HookedGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path),
-                             reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=args,
-                             train_dataset=ds, processing_class=AutoTokenizer.from_pretrained(path),
-                             peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    args = GRPOConfig(
+        output_dir=str(tmp_path_factory.mktemp("knobs")),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        steps_per_generation=2,
+        gradient_accumulation_steps=1,
+        max_completion_length=4,
+        use_cpu=True,
+        report_to=[],
+        disable_tqdm=True,
+        gradient_checkpointing=False,
+    )
+    return HookedGRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(path),
+        reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
+        args=args,
+        train_dataset=ds,
+        processing_class=AutoTokenizer.from_pretrained(path),
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
+    )
 
 
 def test_beta_can_be_turned_on_in_a_lora_run_with_gradient_accumulation(lora_trainer):
     """steps_per_generation = gradient_accumulation_steps = 4: TRL generates afresh at every optimizer step, so
     the generations beta would apply to are scored with reference log-probs."""
     from grpo_tui.engine.train.knobs import check_knobs, wait_reason
+
     t = lora_trainer
     saved = (t.args.gradient_accumulation_steps, t.args.steps_per_generation)
     t.args.gradient_accumulation_steps = t.args.steps_per_generation = 4
@@ -112,6 +125,7 @@ class _Events:
 def test_a_temperature_change_waits_for_the_buffer_to_run_out(lora_trainer, tmp_path):
     from grpo_tui.engine.train.commands import CommandWatcher
     from grpo_tui.engine.train.grpo import EngineCallback
+
     t = lora_trainer
     events = _Events()
     watcher = CommandWatcher(tmp_path, events)
@@ -139,6 +153,7 @@ def test_a_temperature_change_waits_for_the_buffer_to_run_out(lora_trainer, tmp_
         assert watcher.queue.empty()
     finally:
         from grpo_tui.engine.train.knobs import apply_knobs
+
         t._buffered_inputs, t._step = None, 0
         apply_knobs(t, {"temperature": old, "beta": 0.0}, [])
 

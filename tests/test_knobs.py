@@ -27,13 +27,20 @@ NAMES = ["correctness", "int_answer", "soft_format", "xmlcount"]
 
 
 def test_validate_knobs_cleans_and_refuses_with_the_reason() -> None:
-    assert validate_knobs({"learning_rate": "1e-5", "temperature": 0.7, "reward_weights": {"correctness": 2}},
-                          NAMES) == {"learning_rate": 1e-5, "temperature": 0.7, "reward_weights": {"correctness": 2.0}}
-    for args, why in [({}, "at least one"), ({"learning_rate": 0}, "[train] learning_rate must be"),
-                      ({"top_p": 1.5}, "[train] top_p must be"), ({"temperature": "hot"}, "not a number"),
-                      ({"beta": float("nan")}, "finite"), ({"beta": -1}, "[train] beta must be"),
-                      ({"reward_weights": {"nope": 1}}, "no reward named 'nope'"), ({"lr": 1}, "not a live knob"),
-                      ({"temperature": True}, "not a number")]:
+    assert validate_knobs(
+        {"learning_rate": "1e-5", "temperature": 0.7, "reward_weights": {"correctness": 2}}, NAMES
+    ) == {"learning_rate": 1e-5, "temperature": 0.7, "reward_weights": {"correctness": 2.0}}
+    for args, why in [
+        ({}, "at least one"),
+        ({"learning_rate": 0}, "[train] learning_rate must be"),
+        ({"top_p": 1.5}, "[train] top_p must be"),
+        ({"temperature": "hot"}, "not a number"),
+        ({"beta": float("nan")}, "finite"),
+        ({"beta": -1}, "[train] beta must be"),
+        ({"reward_weights": {"nope": 1}}, "no reward named 'nope'"),
+        ({"lr": 1}, "not a live knob"),
+        ({"temperature": True}, "not a number"),
+    ]:
         with pytest.raises(KnobError, match=__import__("re").escape(why)):
             validate_knobs(args, NAMES)
     assert describe_change({"learning_rate": 5e-5}, {"learning_rate": 1e-4}) == "learning_rate 0.0001 -> 5e-05"
@@ -65,8 +72,7 @@ def steered_run(tmp_path_factory) -> Path:
         # refused at once, with the reason: a bad value, and beta on a run that has no reference model
         send_command(run.control, "set", top_p=1.5)
         no_ref = send_command(run.control, "set", beta=0.04)
-        ok = send_command(run.control, "set", learning_rate=3e-3, temperature=0.7,
-                          reward_weights={"correctness": 2.0})
+        ok = send_command(run.control, "set", learning_rate=3e-3, temperature=0.7, reward_weights={"correctness": 2.0})
         _wait(tail, seen, lambda e: e["type"] == "command" and e["id"] == ok and e["status"] == "done")
         _wait(tail, seen, lambda e: e["type"] == "command" and e["id"] == no_ref)
         end = _wait(tail, seen, lambda e: e["type"] == "run_end")
@@ -113,8 +119,11 @@ def test_engine_writes_health_events_when_rules_fire(steered_run: Path) -> None:
 
 def test_resume_keeps_the_live_knobs(steered_run: Path) -> None:
     from conftest import run_cli
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(steered_run), "--resume", "--max-steps", "10"],
-                   timeout=400)
+
+    proc = run_cli(
+        ["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(steered_run), "--resume", "--max-steps", "10"],
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     events = read_events(RunDir(steered_run).events)
     start = [e for e in events if e["type"] == "run_start"][-1]

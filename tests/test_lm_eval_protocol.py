@@ -11,15 +11,17 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SHARED_DATA, run_cli
 from grpo_tui.engine.eval import lm_eval_gsm8k as lm
 
 TRAIN = [{"question": f"Train question {i}?", "answer": f"Step {i}.\n#### {i * 7}"} for i in range(40)]
-TEST = [{"question": "Natalia sold 48 clips. How many?", "answer": "She sold 48 + 24 = 72.\n#### 72"},
-        {"question": "How much is 1,000 + 80?", "answer": "1000 + 80 = 1080\n#### 1,080"}]
+TEST = [
+    {"question": "Natalia sold 48 clips. How many?", "answer": "She sold 48 + 24 = 72.\n#### 72"},
+    {"question": "How much is 1,000 + 80?", "answer": "1000 + 80 = 1080\n#### 1,080"},
+]
 
 
 def test_fewshot_prompt_shape_and_sampling():
@@ -32,16 +34,19 @@ def test_fewshot_prompt_shape_and_sampling():
     assert ctx[0] != ctx[1]  # a fresh draw per item
 
 
-@pytest.mark.parametrize("completion, strict, flexible, strict_ok, flex_ok", [
-    (" She sold 72 clips.\n#### 72", "72", "72", True, True),
-    (" 48 + 24 = 72 clips", "[invalid]", "72", False, True),
-    (" The answer is $72.", "[invalid]", "$72.", False, True),          # "$" and the final "." are ignored
-    (" #### 72.00", "72.00", "72.00", False, False),                     # exact match: 72.00 is not 72
-    (" #### 1,080", "1,080", "1,080", False, False),                     # against 72: wrong either way
-    (" so 70 then 72\n#### 7", "7", "7", False, False),                   # flexible: the last number, 7
-    (" 70, then 72 apples", "[invalid]", "72", False, True),
-    ("", "[invalid]", "[invalid]", False, False),
-])
+@pytest.mark.parametrize(
+    "completion, strict, flexible, strict_ok, flex_ok",
+    [
+        (" She sold 72 clips.\n#### 72", "72", "72", True, True),
+        (" 48 + 24 = 72 clips", "[invalid]", "72", False, True),
+        (" The answer is $72.", "[invalid]", "$72.", False, True),  # "$" and the final "." are ignored
+        (" #### 72.00", "72.00", "72.00", False, False),  # exact match: 72.00 is not 72
+        (" #### 1,080", "1,080", "1,080", False, False),  # against 72: wrong either way
+        (" so 70 then 72\n#### 7", "7", "7", False, False),  # flexible: the last number, 7
+        (" 70, then 72 apples", "[invalid]", "72", False, True),
+        ("", "[invalid]", "[invalid]", False, False),
+    ],
+)
 def test_filters_and_exact_match(completion, strict, flexible, strict_ok, flex_ok):
     got = lm.score(completion, TEST[0])
     assert (got["extracted_strict"], got["extracted_flex"]) == (strict, flexible)
@@ -56,6 +61,7 @@ def test_cut_at_stop_sequences():
 
 # ------------------------------------------------------------- parity with lm-eval's own code
 
+
 def _lm_eval_source() -> Path | None:
     """lm_eval's package directory: LM_EVAL_SRC (an unpacked wheel: `pip download lm_eval --no-deps`), or installed."""
     env = os.environ.get("LM_EVAL_SRC")
@@ -69,14 +75,17 @@ def _lm_eval_functions(src: Path):
     """lm-eval's RegexFilter and exact_match_hf_evaluate, taken from its source files and run as written (its
     package imports sacrebleu, sklearn, aiohttp...: too heavy to install for two pure functions)."""
     import string
+
     import numpy as np
-    ns = {"re": re, "np": np, "string": string, "Filter": object, "register_filter": lambda name: (lambda c: c)}
+
+    ns = {"re": re, "np": np, "string": string, "Filter": object, "register_filter": lambda name: lambda c: c}
     for file, name in (("filters/extraction.py", "RegexFilter"), ("api/metrics.py", "exact_match_hf_evaluate")):
         tree = ast.parse((src / file).read_text())
         node = next(n for n in tree.body if getattr(n, "name", None) == name)
         node.decorator_list = []
         exec(compile(ast.Module([node], []), str(src / file), "exec"), ns)
     import yaml
+
     task = yaml.safe_load((src / "tasks" / "gsm8k" / "gsm8k.yaml").read_text())
     return ns["RegexFilter"], ns["exact_match_hf_evaluate"], task
 
@@ -92,11 +101,21 @@ def _lm_eval_verdicts(completions, docs):
         spec = f["filter"][0]
         flt = RegexFilter(regex_pattern=spec["regex_pattern"], group_select=spec.get("group_select", 0))
         picked = [r[0] for r in flt.apply([[c] for c in completions], docs)]  # then take_first
-        out[f["name"]] = (picked, [bool(exact_match_hf_evaluate([p], [d["answer"]],
-                                                                  regexes_to_ignore=metric["regexes_to_ignore"],
-                                                                  ignore_case=metric["ignore_case"],
-                                                                  ignore_punctuation=metric["ignore_punctuation"])
-                                        ["exact_match"]) for p, d in zip(picked, docs)])
+        out[f["name"]] = (
+            picked,
+            [
+                bool(
+                    exact_match_hf_evaluate(
+                        [p],
+                        [d["answer"]],
+                        regexes_to_ignore=metric["regexes_to_ignore"],
+                        ignore_case=metric["ignore_case"],
+                        ignore_punctuation=metric["ignore_punctuation"],
+                    )["exact_match"]
+                )
+                for p, d in zip(picked, docs)
+            ],
+        )
     # our constants are the yaml's
     assert (task["num_fewshot"], task["generation_kwargs"]["until"]) == (lm.NUM_FEWSHOT, list(lm.UNTIL))
     assert tuple(metric["regexes_to_ignore"]) == lm.REGEXES_TO_IGNORE
@@ -116,10 +135,20 @@ def _assert_parity(completions, docs):
 
 @pytest.mark.slow
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.text(alphabet="0123456789.,$#- abcQ:\n", max_size=40),
-                          st.builds(lambda a, b: f"so {a} ... #### {b}", st.integers(-999, 99999),
-                                    st.sampled_from(["72", "72.", "72.0", "1,080", "$72", "-3", "7 2"]))),
-                min_size=1, max_size=10))
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet="0123456789.,$#- abcQ:\n", max_size=40),
+            st.builds(
+                lambda a, b: f"so {a} ... #### {b}",
+                st.integers(-999, 99999),
+                st.sampled_from(["72", "72.", "72.0", "1,080", "$72", "-3", "7 2"]),
+            ),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
 def test_verdicts_match_lm_evals_own_filters_on_generated_completions(completions):
     docs = [TEST[i % 2] for i in range(len(completions))]
     _assert_parity(completions, docs)
@@ -130,9 +159,28 @@ def test_verdicts_match_lm_evals_own_filters_on_generated_completions(completion
 def test_cli_protocol_on_a_real_model_matches_lm_eval_verdicts(tmp_path):
     """SmolLM2-135M-Instruct, 8 GSM8K test items, the CLI's completions re-scored by lm-eval's code."""
     out = tmp_path / "out"
-    proc = run_cli(["-m", "grpo_tui.tui.cli", "eval", "--model", "smollm2-135m-instruct", "--dataset", "gsm8k",
-                    "--protocol", "lm-eval-gsm8k", "--limit", "8", "--max-new-tokens", "128", "--threads", "2",
-                    "--out", str(out)], timeout=1800)
+    proc = run_cli(
+        [
+            "-m",
+            "grpo_tui.tui.cli",
+            "eval",
+            "--model",
+            "smollm2-135m-instruct",
+            "--dataset",
+            "gsm8k",
+            "--protocol",
+            "lm-eval-gsm8k",
+            "--limit",
+            "8",
+            "--max-new-tokens",
+            "128",
+            "--threads",
+            "2",
+            "--out",
+            str(out),
+        ],
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "|gsm8k|" in proc.stdout and "strict-match" in proc.stdout and "flexible-extract" in proc.stdout
     rows = [json.loads(x) for x in next(out.rglob("results.jsonl")).read_text().splitlines()]

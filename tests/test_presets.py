@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from grpo_tui.engine.config import load_config, list_presets, preset_dir
+from grpo_tui.engine.config import list_presets, load_config, preset_dir
 from grpo_tui.engine.plan.memory import HEADROOM, estimate
-
 from grpo_tui.engine.rewards import REWARDS, resolve_reward
 
 REWARD_NAMES = set(REWARDS)
@@ -29,9 +28,17 @@ HUB_DATASET_PRESETS = {"gpu16-qwen7b-qlora-zh"}
 
 
 def test_the_issue_presets_are_shipped():
-    assert {"gpu24-qwen05b-g16", "gpu24-qwen05b-b8g8", "gpu24-qwen15b-ckpt", "gpu16-qwen7b-qlora",
-            "gpu40-qwen15b-full", "gpu40-qwen3b-lora", "gpu80-qwen7b-lora", "gpu80-qwen15b-g16",
-            "gpu80-qwen7b-r1-grpo"} <= set(PRESETS)
+    assert {
+        "gpu24-qwen05b-g16",
+        "gpu24-qwen05b-b8g8",
+        "gpu24-qwen15b-ckpt",
+        "gpu16-qwen7b-qlora",
+        "gpu40-qwen15b-full",
+        "gpu40-qwen3b-lora",
+        "gpu80-qwen7b-lora",
+        "gpu80-qwen15b-g16",
+        "gpu80-qwen7b-r1-grpo",
+    } <= set(PRESETS)
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -93,7 +100,12 @@ def test_chinese_gsm8k_preset():
     cfg = load_config("gpu16-qwen7b-qlora-zh")
     d = cfg.data
     assert (d.source, d.dataset, d.question_field, d.answer_field, d.gold_format) == (
-        "hub", "swulling/gsm8k_chinese", "question_zh-cn", "answer_only", "number")
+        "hub",
+        "swulling/gsm8k_chinese",
+        "question_zh-cn",
+        "answer_only",
+        "number",
+    )
     assert not d.data_files and "<answer>" in cfg.prompt.system_prompt and "采用" in cfg.prompt.system_prompt
     base = load_config("gpu16-qwen7b-qlora")
     assert cfg.model == base.model and cfg.train == base.train and cfg.rewards == base.rewards
@@ -160,6 +172,7 @@ def test_qwen3_presets_switch_thinking_through_the_chat_template(size, stem, tmp
     """Each Qwen3 size ships thinking on and off; the switch reaches TRL's GRPOConfig as chat_template_kwargs,
     and the prompt format and rewards read what that mode writes."""
     from grpo_tui.engine.train.grpo import grpo_args
+
     think, plain = load_config(f"{stem}-think"), load_config(f"{stem}-nothink")
     for cfg, on in ((think, True), (plain, False)):
         assert cfg.model.name == f"Qwen/Qwen3-{size}"

@@ -17,16 +17,19 @@ from __future__ import annotations
 import shutil
 
 from conftest import FIXTURES, run_cli, write_preset
+
 from grpo_tui.rundir.events import read_events
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts.reader import read_rollouts
 
 
 def test_resumed_dynamic_sampling_run_repeats_the_uninterrupted_steps(tmp_path):
-    preset = write_preset(tmp_path / "ds-resume.toml", f"""
+    preset = write_preset(
+        tmp_path / "ds-resume.toml",
+        f"""
 extends = "tiny"
 [rewards]
-"{FIXTURES / 'hash_rewards.py'}:text_hash" = 1.0
+"{FIXTURES / "hash_rewards.py"}:text_hash" = 1.0
 [train]
 num_generations = 2
 per_device_train_batch_size = 8
@@ -41,7 +44,8 @@ torch_threads = 1
 [curriculum]
 dynamic_sampling = true
 dynamic_sampling_criterion = "total"
-""")
+""",
+    )
     run_dir = tmp_path / "run"
     proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(preset), "--run-dir", str(run_dir)])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -58,8 +62,8 @@ dynamic_sampling_criterion = "total"
     events = read_events(run.events)
     starts = [i for i, e in enumerate(events) if e["type"] == "run_start"]
     assert len(starts) == 2 and events[starts[1]]["resume_from"].endswith("checkpoint-1")
-    first = {e["step"]: e["metrics"] for e in events[:starts[1]] if e["type"] == "step"}
-    again = {e["step"]: e["metrics"] for e in events[starts[1]:] if e["type"] == "step"}
+    first = {e["step"]: e["metrics"] for e in events[: starts[1]] if e["type"] == "step"}
+    again = {e["step"]: e["metrics"] for e in events[starts[1] :] if e["type"] == "step"}
     assert sorted(again) == [2, 3, 4]
     # the refills ran: a run that skipped them would prove nothing about their RNG
     assert first[1]["dynamic_sampling/extra_groups"] > 0 and first[3]["dynamic_sampling/extra_groups"] > 0
@@ -77,5 +81,6 @@ dynamic_sampling_criterion = "total"
     assert [(g["step"], g["group"]) for g in after] == [(g["step"], g["group"]) for g in before]
     for a, b in zip(after, before):
         assert a["prompt"] == b["prompt"], (a["step"], a["group"])
-        assert [(c["text"], c["tokens"], c["rewards"], c["advantage"]) for c in a["completions"]] == \
-            [(c["text"], c["tokens"], c["rewards"], c["advantage"]) for c in b["completions"]], (a["step"], a["group"])
+        assert [(c["text"], c["tokens"], c["rewards"], c["advantage"]) for c in a["completions"]] == [
+            (c["text"], c["tokens"], c["rewards"], c["advantage"]) for c in b["completions"]
+        ], (a["step"], a["group"])

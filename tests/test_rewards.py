@@ -299,7 +299,17 @@ def test_correctness_think(text, gold, expected):
 
 @pytest.mark.parametrize(
     "n_tokens, expected",
-    [(0, -0.1), (200, -0.1), (350, -0.05), (500, 0.0), (650, 0.0), (800, 0.0), (950, -0.05), (1100, -0.1), (5000, -0.1)],
+    [
+        (0, -0.1),
+        (200, -0.1),
+        (350, -0.05),
+        (500, 0.0),
+        (650, 0.0),
+        (800, 0.0),
+        (950, -0.05),
+        (1100, -0.1),
+        (5000, -0.1),
+    ],
 )
 def test_length_penalty_default_window(n_tokens, expected):
     fn = REWARDS["length_penalty"]
@@ -433,7 +443,7 @@ def test_weight_key_is_ignored_and_name_kept():
 
 
 USER_FILE = textwrap.dedent(
-    '''
+    """
     def has_seven(completions, *, bonus=1.0, **kwargs):
         return [bonus if "7" in c[0]["content"] else 0.0 for c in completions]
 
@@ -441,7 +451,7 @@ USER_FILE = textwrap.dedent(
         return [0.0 for c in completions]
 
     NOT_A_FUNCTION = 3
-    '''
+    """
 )
 
 

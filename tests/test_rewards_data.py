@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from grpo_tui.engine.rewards import GSM8K_RECIPE, REWARDS, VALUES, gold_from_solution, mathverify, multiple_choice_letter
+from grpo_tui.engine.rewards import (
+    GSM8K_RECIPE,
+    REWARDS,
+    VALUES,
+    gold_from_solution,
+    mathverify,
+    multiple_choice_letter,
+)
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 GSM8K_TRAIN = DATA / "gsm8k" / "train.jsonl"
@@ -48,12 +55,16 @@ def test_gsm8k_gold_completion_gets_every_reward(gsm8k_rows):
     for name in (*GSM8K_RECIPE, "correctness_normalized"):
         scores = REWARDS[name](prompts, texts, golds)
         misses = [i for i, s in enumerate(scores) if s != VALUES[name]]
-        assert not misses, f"{name}: {len(misses)} rows below {VALUES[name]}, e.g. row {misses[0]}: {texts[misses[0]]!r}"
+        assert not misses, (
+            f"{name}: {len(misses)} rows below {VALUES[name]}, e.g. row {misses[0]}: {texts[misses[0]]!r}"
+        )
 
 
 def test_gsm8k_changed_number_gets_zero_correctness(gsm8k_rows):
     golds = [gold_from_solution(r["answer"], "gsm8k") for r in gsm8k_rows]
-    texts = [strict_completion(r["answer"].rsplit("####", 1)[0].strip(), wrong_number(g)) for r, g in zip(gsm8k_rows, golds)]
+    texts = [
+        strict_completion(r["answer"].rsplit("####", 1)[0].strip(), wrong_number(g)) for r, g in zip(gsm8k_rows, golds)
+    ]
     for name in ("correctness", "correctness_normalized"):
         assert sum(REWARDS[name](None, texts, golds)) == 0.0, name
     # formatting is still perfect, so the format rewards do not move

@@ -155,13 +155,16 @@ def test_called_with_keywords_only():
     assert seen == {"prompts": ["p"], "completions": ["c"], "solution": ["7"], "kwargs": {"trainer_state": "S"}}
 
 
-@pytest.mark.parametrize("fn, broken", [
-    (lambda completions, **kw: [1 / 0 for _ in completions], True),  # raises on every completion
-    (lambda completions, **kw: ["high"] * len(completions), True),  # never a number
-    (lambda completions, **kw: [1.0], True),  # wrong length: every completion fails
-    (lambda completions, **kw: [1.0 / (c != "b") for c in completions], False),  # only sometimes
-    (lambda completions, **kw: [None] * len(completions), False),  # not applicable is no failure
-])
+@pytest.mark.parametrize(
+    "fn, broken",
+    [
+        (lambda completions, **kw: [1 / 0 for _ in completions], True),  # raises on every completion
+        (lambda completions, **kw: ["high"] * len(completions), True),  # never a number
+        (lambda completions, **kw: [1.0], True),  # wrong length: every completion fails
+        (lambda completions, **kw: [1.0 / (c != "b") for c in completions], False),  # only sometimes
+        (lambda completions, **kw: [None] * len(completions), False),  # not applicable is no failure
+    ],
+)
 def test_broken_when_every_completion_fails_by_the_functions_fault(fn, broken):
     g = guard(fn, "r")
     g(None, ["a", "b", "c"], None)

@@ -18,7 +18,11 @@ STRICT = "<reasoning>\nHe had 3.\nThen 4 more.\n</reasoning>\n<answer>\n7\n</ans
 def test_score_completion_default_stack():
     result = score_completion(STRICT, "7")
     assert result["scores"] == {
-        "xmlcount": 0.5, "soft_format": 0.5, "strict_format": 0.5, "int_answer": 0.5, "correctness": 2.0,
+        "xmlcount": 0.5,
+        "soft_format": 0.5,
+        "strict_format": 0.5,
+        "int_answer": 0.5,
+        "correctness": 2.0,
     }
     assert result["total"] == 4.0 and result["extracted"] == "7" and result["correct"] is True
 
@@ -62,7 +66,9 @@ def test_main_prints_scores_total_and_extracted(tmp_path, capsys):
 
 def test_main_reads_stdin_and_writes_json(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("<answer>1,000</answer>"))
-    assert main(["--answer", "1000", "--reward", "correctness_normalized=0.5", "--reward", "correctness", "--json"]) == 0
+    assert (
+        main(["--answer", "1000", "--reward", "correctness_normalized=0.5", "--reward", "correctness", "--json"]) == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["scores"] == {"correctness_normalized": 2.0, "correctness": 0.0}
     assert result["total"] == 1.0 and result["correct"] is True
@@ -77,9 +83,12 @@ def test_main_errors_are_exit_code_2(tmp_path, capsys):
 
 
 def test_main_with_a_preset(monkeypatch, tmp_path, capsys):
-    (tmp_path / "mine.py").write_text("def one(prompts, completions, answer, **kw):\n    return [1.0] * len(completions)\n")
-    (tmp_path / "p.toml").write_text('[prompt]\nformat = "think"\n\n[rewards]\nthink_format = 1.0\n'
-                                     '"mine.py:one" = { weight = 3.0 }\n')
+    (tmp_path / "mine.py").write_text(
+        "def one(prompts, completions, answer, **kw):\n    return [1.0] * len(completions)\n"
+    )
+    (tmp_path / "p.toml").write_text(
+        '[prompt]\nformat = "think"\n\n[rewards]\nthink_format = 1.0\n"mine.py:one" = { weight = 3.0 }\n'
+    )
     path = tmp_path / "c.txt"
     path.write_text("<think>x</think> 7")
     assert main(["--answer", "7", "--completion", str(path), "--preset", str(tmp_path / "p.toml"), "--json"]) == 0
@@ -102,9 +111,9 @@ def test_score_completion_calls_a_user_reward_as_trl_does(tmp_path):
         "    assert prompts[0][-1]['role'] == 'user' and trainer_state.global_step == 0\n"
         "    return [float(solution == answer == ['7'])]\n"
         "def skip(completions, **kw):\n"
-        "    return [None for _ in completions]\n")
-    result = score_completion("hello", "7", {"r.py:seen": 2.0, "r.py:skip": 1.0, "correctness": 1.0},
-                              base_dir=tmp_path)
+        "    return [None for _ in completions]\n"
+    )
+    result = score_completion("hello", "7", {"r.py:seen": 2.0, "r.py:skip": 1.0, "correctness": 1.0}, base_dir=tmp_path)
     assert result["scores"] == {"r.py:seen": 1.0, "r.py:skip": None, "correctness": 0.0}
     assert result["weighted"]["r.py:skip"] is None and result["total"] == 2.0
     assert all(row["failure"] is None for row in result["rewards"])
@@ -114,6 +123,7 @@ def test_every_reward_of_a_preset_that_stops_at_the_answer_can_score():
     """A preset whose stop_strings end completions at </answer> must not keep a reward that wants more after it
     (cpu-demo's strict_format scored 0 on every completion of a run that way)."""
     from grpo_tui.engine.config import list_presets, load_config
+
     perfect = STRICT.rstrip("\n")  # generation stops right after </answer>
     checked = 0
     for name in list_presets():

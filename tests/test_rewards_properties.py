@@ -23,7 +23,7 @@ from grpo_tui.engine.rewards import (
 FAST = settings(max_examples=150, deadline=None)
 # Text that cannot contain a tag or a brace: block bodies of a well-formed completion.
 plain = st.text(alphabet=st.characters(blacklist_characters="<>{}\\", blacklist_categories=("Cs",)), max_size=80)
-integers = st.integers(min_value=-10**12, max_value=10**12)
+integers = st.integers(min_value=-(10**12), max_value=10**12)
 
 
 def with_separators(n: int) -> str:
@@ -31,8 +31,11 @@ def with_separators(n: int) -> str:
 
 
 @FAST
-@given(integers, st.sampled_from(["{}", "${}", "{}.00", "{} dollars", "{}.", "\\${}", " {} ", "\\boxed{{{}}}"]),
-       st.booleans())
+@given(
+    integers,
+    st.sampled_from(["{}", "${}", "{}.00", "{} dollars", "{}.", "\\${}", " {} ", "\\boxed{{{}}}"]),
+    st.booleans(),
+)
 def test_number_formats_parse_to_the_number(n, template, commas):
     s = template.format(with_separators(n) if commas else str(n))
     assert parse_number(s) == n
@@ -47,7 +50,7 @@ def test_integers_are_correct_iff_equal(a, b):
 
 
 @FAST
-@given(st.decimals(min_value=-10**6, max_value=10**6, places=3, allow_nan=False, allow_infinity=False))
+@given(st.decimals(min_value=-(10**6), max_value=10**6, places=3, allow_nan=False, allow_infinity=False))
 def test_decimals_compare_exactly(d):
     text = format(d, "f")
     assert parse_number(text) == Fraction(Decimal(text))
@@ -83,14 +86,17 @@ def test_xmlcount_charges_trailing_text(reasoning, answer, trailing):
 
 
 @FAST
-@given(plain, st.recursive(plain, lambda inner: st.builds(lambda a, b, c: f"{a}{{{b}}}{c}", plain, inner, plain), max_leaves=6))
+@given(
+    plain,
+    st.recursive(plain, lambda inner: st.builds(lambda a, b, c: f"{a}{{{b}}}{c}", plain, inner, plain), max_leaves=6),
+)
 def test_last_boxed_takes_balanced_content(prefix, content):
     assert last_boxed(f"{prefix}\\boxed{{{content}}}") == content.strip()
     assert last_boxed(f"\\boxed{{first}} {prefix} \\boxed{{{content}}}") == content.strip()
 
 
 @FAST
-@given(st.integers(min_value=-10**9, max_value=10**9), plain)
+@given(st.integers(min_value=-(10**9), max_value=10**9), plain)
 def test_gsm8k_gold(n, solution):
     assert gold_from_solution(f"{solution}\n#### {with_separators(n)}", "gsm8k") == str(n)
 
@@ -100,13 +106,23 @@ def test_gsm8k_gold(n, solution):
 def test_extraction_and_recipe_rewards_never_raise(text, fmt):
     got = extract_answer(text, fmt)
     assert got is None or isinstance(got, str)
-    for name in ("correctness", "int_answer", "strict_format", "soft_format", "xmlcount", "think_format", "length_penalty"):
+    for name in (
+        "correctness",
+        "int_answer",
+        "strict_format",
+        "soft_format",
+        "xmlcount",
+        "think_format",
+        "length_penalty",
+    ):
         (v,) = REWARDS[name](None, [text], ["1"])
         assert isinstance(v, float) and math.isfinite(v)
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.text(alphabet="0123456789+-*/^().,x{}\\fracsqrt ", max_size=25), st.sampled_from(["2", "\\frac{1}{2}", "x+1"]))
+@given(
+    st.text(alphabet="0123456789+-*/^().,x{}\\fracsqrt ", max_size=25), st.sampled_from(["2", "\\frac{1}{2}", "x+1"])
+)
 def test_is_correct_never_raises(answer, gold):
     assert is_correct(answer, gold, timeout_s=2.0) in (True, False)
 
@@ -117,7 +133,9 @@ scalars = st.one_of(
 
 
 @FAST
-@given(st.one_of(st.none(), st.lists(scalars, max_size=6), scalars), st.integers(min_value=1, max_value=5), st.booleans())
+@given(
+    st.one_of(st.none(), st.lists(scalars, max_size=6), scalars), st.integers(min_value=1, max_value=5), st.booleans()
+)
 def test_guard_returns_finite_floats_or_nan_for_none(returned, n, raises):
     def fn(prompts, completions, answer, **kwargs):
         if raises:
@@ -128,8 +146,9 @@ def test_guard_returns_finite_floats_or_nan_for_none(returned, n, raises):
     out = g(None, ["c"] * n, ["1"] * n)
     assert len(out) == n and all(isinstance(v, float) for v in out)
     # NaN only where the function said None for that completion (not applicable), never for a failure
-    not_applicable = [isinstance(returned, list) and len(returned) == n and returned[i] is None and not raises
-                      for i in range(n)]
+    not_applicable = [
+        isinstance(returned, list) and len(returned) == n and returned[i] is None and not raises for i in range(n)
+    ]
     assert [math.isnan(v) for v in out] == not_applicable
     assert all(math.isfinite(v) for v, na in zip(out, not_applicable) if not na)
     failures = g.drain_failures()
@@ -166,6 +185,6 @@ def test_full_width_digits_count(n, unit):
 
 
 @FAST
-@given(st.integers(min_value=-10**6, max_value=10**6), st.sampled_from(["{}.0", "{} (apples)", "{}.00", "{} 个"]))
+@given(st.integers(min_value=-(10**6), max_value=10**6), st.sampled_from(["{}.0", "{} (apples)", "{}.00", "{} 个"]))
 def test_number_golds_read_units_parentheses_and_float_forms(n, template):
     assert gold_from_solution(template.format(n), "number") == str(n)

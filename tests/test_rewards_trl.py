@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-
 from grpo_tui.engine.rewards import BrokenRewardError, RewardSpecError, resolve_reward
 from grpo_tui.engine.rewards.isolated import ProcessReward
 from grpo_tui.engine.rewards.spec import label
@@ -34,11 +32,17 @@ def trl_call(reward: TrlReward, texts: list[str], **columns) -> list[float]:
 
     n = len(texts)
     logged: dict = {}
-    out = reward(prompts=[QUESTION] * n, completions=said(*texts), completion_ids=[[1, 2]] * n,
-                 question=["What is 3 + 4?"] * n, answer=["7"] * n, **columns,
-                 trainer_state=TrainerState(global_step=3, max_steps=9),
-                 log_extra=lambda column, values: logged.setdefault("extra", []).append((column, values)),
-                 log_metric=lambda name, value: logged.setdefault("metric", []).append((name, value)))
+    out = reward(
+        prompts=[QUESTION] * n,
+        completions=said(*texts),
+        completion_ids=[[1, 2]] * n,
+        question=["What is 3 + 4?"] * n,
+        answer=["7"] * n,
+        **columns,
+        trainer_state=TrainerState(global_step=3, max_steps=9),
+        log_extra=lambda column, values: logged.setdefault("extra", []).append((column, values)),
+        log_metric=lambda name, value: logged.setdefault("metric", []).append((name, value)),
+    )
     reward.logged = logged
     return out
 
@@ -50,7 +54,9 @@ def user_reward(tmp_path: Path, body: str, func: str = "f") -> TrlReward:
 
 
 def test_a_user_function_gets_exactly_trls_keywords(tmp_path):
-    r = user_reward(tmp_path, """
+    r = user_reward(
+        tmp_path,
+        """
         def f(*, prompts, completions, completion_ids, trainer_state, answer, solution, question, log_extra,
               log_metric, **kwargs):
             assert not kwargs, kwargs  # nothing of ours besides TRL's call and the gold's second name
@@ -61,7 +67,8 @@ def test_a_user_function_gets_exactly_trls_keywords(tmp_path):
             log_extra("seen", [c[0]["content"] for c in completions])
             log_metric("calls", 1.0)
             return [float(c[0]["content"] == s) for c, s in zip(completions, solution)]
-        """)
+        """,
+    )
     try:
         assert trl_call(r, ["7", "8"]) == [1.0, 0.0]
         assert r.guarded.drain_failures() == []
@@ -85,10 +92,13 @@ def test_builtins_get_text_at_the_one_boundary():
 
 
 def test_none_is_not_applicable(tmp_path):
-    r = user_reward(tmp_path, """
+    r = user_reward(
+        tmp_path,
+        """
         def f(completions, **kwargs):
             return [None if c[0]["content"] == "skip" else 1.0 for c in completions]
-        """)
+        """,
+    )
     try:
         out = trl_call(r, ["skip", "x", "skip"])
         assert math.isnan(out[0]) and out[1] == 1.0 and math.isnan(out[2])
@@ -100,13 +110,16 @@ def test_none_is_not_applicable(tmp_path):
 
 
 def test_an_async_reward_is_awaited(tmp_path):
-    r = user_reward(tmp_path, """
+    r = user_reward(
+        tmp_path,
+        """
         import asyncio
 
         async def f(completions, **kwargs):
             await asyncio.sleep(0)
             return [float(len(c[0]["content"])) for c in completions]
-        """)
+        """,
+    )
     try:
         assert trl_call(r, ["ab", "abc"]) == [2.0, 3.0]
     finally:
@@ -132,8 +145,9 @@ def test_module_spec_errors_and_ownership(tmp_path, monkeypatch):
     pkg = tmp_path / "site" / "myrewards"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "score.py").write_text("def ok(completions, **kwargs):\n    return [1.0] * len(completions)\n"
-                                  "def strict(completions):\n    return []\n")
+    (pkg / "score.py").write_text(
+        "def ok(completions, **kwargs):\n    return [1.0] * len(completions)\ndef strict(completions):\n    return []\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))  # the worker's import path
     fn = resolve_reward("myrewards.score:ok")
@@ -167,10 +181,13 @@ def test_labels_and_a_bare_trl_name():
 
 
 def test_a_reward_failing_on_every_completion_stops_with_its_name_error_and_a_completion(tmp_path):
-    r = user_reward(tmp_path, """
+    r = user_reward(
+        tmp_path,
+        """
         def f(completions, **kwargs):
             return [1 / 0 for c in completions]
-        """)
+        """,
+    )
     try:
         with pytest.raises(BrokenRewardError) as e:
             trl_call(r, ["first completion", "second"])
@@ -182,10 +199,13 @@ def test_a_reward_failing_on_every_completion_stops_with_its_name_error_and_a_co
 
 
 def test_a_reward_failing_sometimes_scores_zero_and_goes_on(tmp_path):
-    r = user_reward(tmp_path, """
+    r = user_reward(
+        tmp_path,
+        """
         def f(completions, **kwargs):
             return [1.0 / (c[0]["content"] != "bad") for c in completions]
-        """)
+        """,
+    )
     try:
         assert trl_call(r, ["ok", "bad"]) == [1.0, 0.0]
         (failure,) = r.guarded.drain_failures()
@@ -207,8 +227,16 @@ def tiny_reward_model(tmp_path_factory) -> Path:
 
     tokenizer = build_small_tokenizer()
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, num_labels=1, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=0,
+    )
     path = tmp_path_factory.mktemp("rm") / "tiny-rm"
     LlamaForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -250,8 +278,14 @@ def _grpo_tui(cwd: Path, *args: str, timeout: float = 300) -> subprocess.Complet
     """The installed console script, from a directory that holds an engine.py that raises."""
     (cwd / "engine.py").write_text("raise SystemExit('the user engine.py ran instead of grpo-tui')\n")
     exe = Path(sys.executable).with_name("grpo-tui")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return subprocess.run(
+        [str(exe), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
 
 
 def _events(run_dir: Path) -> list[dict]:
@@ -269,7 +303,8 @@ def test_trl_style_rewards_train_with_no_failures(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     (tmp_path / "f.py").write_text(
-        'def f(completions, **kwargs):\n    return [float(len(c[0]["content"]) > 0) for c in completions]\n')
+        'def f(completions, **kwargs):\n    return [float(len(c[0]["content"]) > 0) for c in completions]\n'
+    )
     preset = _preset(tmp_path, f'"trl.rewards:think_format_reward" = 1.0\n"{tmp_path / "f.py"}:f" = 1.0\n', 3)
     proc = _grpo_tui(work, "--no-ui", "--preset", str(preset), "--max-steps", "3", "--run-dir", str(work / "run"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -10,21 +10,40 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grpo_tui.rundir.rollouts import (Chunk, CompletionRecord, RolloutFilter, RolloutReader, Rollouts, RolloutWriter, ReadReport,
-                             list_segments, open_rollouts, parse_range, read_rollouts, write_segment)
+from grpo_tui.rundir.rollouts import (
+    Chunk,
+    CompletionRecord,
+    ReadReport,
+    RolloutFilter,
+    RolloutReader,
+    Rollouts,
+    RolloutWriter,
+    list_segments,
+    open_rollouts,
+    parse_range,
+    read_rollouts,
+    write_segment,
+)
 
 NAMES = ["correctness", "format"]
 PROMPTS = ["What is 2+3?", "Tom has 4 apples and eats 1. How many are left?", "What is 10-7?"]
 GOLDS = ["5", "3", "3"]
 
 
-def completion(text: str, answer: str | None, gold: str, tokens: int = 20, truncated: bool = False,
-               fmt: float = 0.5) -> dict:
+def completion(
+    text: str, answer: str | None, gold: str, tokens: int = 20, truncated: bool = False, fmt: float = 0.5
+) -> dict:
     correct = answer == gold
-    return CompletionRecord(text=text, extracted=answer, correct=correct,
-                            rewards={"correctness": 2.0 if correct else 0.0, "format": fmt},
-                            total=(2.0 if correct else 0.0) + fmt, advantage=0.0, tokens=tokens,
-                            truncated=truncated).to_dict()
+    return CompletionRecord(
+        text=text,
+        extracted=answer,
+        correct=correct,
+        rewards={"correctness": 2.0 if correct else 0.0, "format": fmt},
+        total=(2.0 if correct else 0.0) + fmt,
+        advantage=0.0,
+        tokens=tokens,
+        truncated=truncated,
+    ).to_dict()
 
 
 def group_for(step: int, g: int, gens: int = 4) -> tuple[str, str, list[dict]]:
@@ -40,17 +59,24 @@ def group_for(step: int, g: int, gens: int = 4) -> tuple[str, str, list[dict]]:
         answer = gold if right else str(100 + i)
         truncated = g == 1 and i == gens - 1
         text = f"<reasoning>step {step} try {i}: thinking about it</reasoning>" + (
-            "" if truncated else f"<answer>{answer}</answer>")
-        comps.append(completion(text, None if truncated else answer, gold, tokens=10 * (i + 1),
-                                truncated=truncated))
+            "" if truncated else f"<answer>{answer}</answer>"
+        )
+        comps.append(completion(text, None if truncated else answer, gold, tokens=10 * (i + 1), truncated=truncated))
     mean = sum(c["total"] for c in comps) / len(comps)
     for c in comps:
         c["advantage"] = c["total"] - mean
     return prompt, gold, comps
 
 
-def write_run(run_dir: Path, steps: int = 4, groups: int = 3, gens: int = 4, segment_steps: int = 2,
-              close: bool = True, start: int = 1) -> RolloutWriter:
+def write_run(
+    run_dir: Path,
+    steps: int = 4,
+    groups: int = 3,
+    gens: int = 4,
+    segment_steps: int = 2,
+    close: bool = True,
+    start: int = 1,
+) -> RolloutWriter:
     """A run directory whose rollouts were written through the real writer, one flush per step."""
     run_dir.mkdir(parents=True, exist_ok=True)
     w = RolloutWriter(run_dir / "rollouts.jsonl", segment_steps=segment_steps)
@@ -162,24 +188,34 @@ def expected(run: Path, pred) -> int:
     return sum(1 for g in read_rollouts(run)[0] for c in g["completions"] if pred(g, c))
 
 
-@pytest.mark.parametrize("f, pred", [
-    (RolloutFilter(correct=True), lambda g, c: c["correct"]),
-    (RolloutFilter(correct=False), lambda g, c: not c["correct"]),
-    (RolloutFilter(truncated=True), lambda g, c: c["truncated"]),
-    (RolloutFilter(truncated=False), lambda g, c: not c["truncated"]),
-    (RolloutFilter(zero_std=True), lambda g, c: len({x["total"] for x in g["completions"]}) == 1),
-    (RolloutFilter(zero_std=False), lambda g, c: len({x["total"] for x in g["completions"]}) > 1),
-    (RolloutFilter(reward_min=1.0), lambda g, c: c["total"] >= 1.0),
-    (RolloutFilter(reward_min=0.1, reward_max=0.6), lambda g, c: 0.1 <= c["total"] <= 0.6),
-    (RolloutFilter(step_min=2, step_max=3), lambda g, c: 2 <= g["step"] <= 3),
-    (RolloutFilter(step_max=1), lambda g, c: g["step"] == 1),
-    (RolloutFilter(text="TRY 2"), lambda g, c: "try 2" in c["text"]),
-    (RolloutFilter(text="apples"), lambda g, c: "apples" in g["prompt"]),
-    (RolloutFilter(text="/<answer>10[0-9]</answer>/"), lambda g, c: re.search(r"<answer>10\d</answer>", c["text"])),
-    (RolloutFilter(correct=False, truncated=False, zero_std=False, step_min=2, text="try"),
-     lambda g, c: not c["correct"] and not c["truncated"] and len({x["total"] for x in g["completions"]}) > 1
-     and g["step"] >= 2 and "try" in c["text"]),
-])
+@pytest.mark.parametrize(
+    "f, pred",
+    [
+        (RolloutFilter(correct=True), lambda g, c: c["correct"]),
+        (RolloutFilter(correct=False), lambda g, c: not c["correct"]),
+        (RolloutFilter(truncated=True), lambda g, c: c["truncated"]),
+        (RolloutFilter(truncated=False), lambda g, c: not c["truncated"]),
+        (RolloutFilter(zero_std=True), lambda g, c: len({x["total"] for x in g["completions"]}) == 1),
+        (RolloutFilter(zero_std=False), lambda g, c: len({x["total"] for x in g["completions"]}) > 1),
+        (RolloutFilter(reward_min=1.0), lambda g, c: c["total"] >= 1.0),
+        (RolloutFilter(reward_min=0.1, reward_max=0.6), lambda g, c: 0.1 <= c["total"] <= 0.6),
+        (RolloutFilter(step_min=2, step_max=3), lambda g, c: 2 <= g["step"] <= 3),
+        (RolloutFilter(step_max=1), lambda g, c: g["step"] == 1),
+        (RolloutFilter(text="TRY 2"), lambda g, c: "try 2" in c["text"]),
+        (RolloutFilter(text="apples"), lambda g, c: "apples" in g["prompt"]),
+        (RolloutFilter(text="/<answer>10[0-9]</answer>/"), lambda g, c: re.search(r"<answer>10\d</answer>", c["text"])),
+        (
+            RolloutFilter(correct=False, truncated=False, zero_std=False, step_min=2, text="try"),
+            lambda g, c: (
+                not c["correct"]
+                and not c["truncated"]
+                and len({x["total"] for x in g["completions"]}) > 1
+                and g["step"] >= 2
+                and "try" in c["text"]
+            ),
+        ),
+    ],
+)
 def test_filters_match_a_plain_python_reading(run, f, pred):
     r = open_rollouts(run)
     sel = r.select(f)
@@ -238,8 +274,21 @@ def test_export_writes_the_filtered_completions(run, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == sel.count > 0
     assert all(not x["correct"] and x["step"] >= 3 for x in rows)
-    assert set(rows[0]) >= {"step", "group", "index", "prompt", "gold", "text", "extracted", "correct",
-                            "rewards", "total", "advantage", "tokens", "truncated"}
+    assert set(rows[0]) >= {
+        "step",
+        "group",
+        "index",
+        "prompt",
+        "gold",
+        "text",
+        "extracted",
+        "correct",
+        "rewards",
+        "total",
+        "advantage",
+        "tokens",
+        "truncated",
+    }
     g = next(g for g in read_rollouts(run)[0] if g["step"] == rows[0]["step"] and g["group"] == rows[0]["group"])
     assert g["completions"][rows[0]["index"]]["text"] == rows[0]["text"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -259,8 +308,9 @@ def test_reader_follows_a_growing_run(tmp_path):
     prompt, gold, comps = group_for(2, 0)
     w.write_group(2, 0, prompt, gold, comps)
     w.flush()  # seals steps 1-2: the reader keeps reading the JSONL, unaffected
-    line = json.dumps({"v": 1, "step": 3, "group": 0, "prompt": "p", "gold": "1",
-                       "completions": [completion("t", "1", "1")]}).encode()
+    line = json.dumps(
+        {"v": 1, "step": 3, "group": 0, "prompt": "p", "gold": "1", "completions": [completion("t", "1", "1")]}
+    ).encode()
     with open(d / "rollouts.jsonl", "ab") as f:
         f.write(line[:20])  # the engine is mid-write
     snap = snap.extend(reader.read_new(), reader.report)
@@ -308,8 +358,13 @@ def test_corrupt_lines_and_bad_records_are_counted(tmp_path):
     d = tmp_path / "r"
     d.mkdir()
     good = {"v": 1, "step": 1, "group": 0, "prompt": "p", "gold": "1", "completions": [completion("t", "1", "1")]}
-    lines = [json.dumps(good), "{not json", "[1, 2]", json.dumps({"v": 1, "group": 0}),
-             json.dumps({**good, "step": 2, "completions": [{"text": 5, "rewards": "bad", "tokens": "x"}, 7]})]
+    lines = [
+        json.dumps(good),
+        "{not json",
+        "[1, 2]",
+        json.dumps({"v": 1, "group": 0}),
+        json.dumps({**good, "step": 2, "completions": [{"text": 5, "rewards": "bad", "tokens": "x"}, 7]}),
+    ]
     (d / "rollouts.jsonl").write_text("\n".join(lines) + "\n")
     r = open_rollouts(d)
     assert list(r.steps) == [1, 2] and r.report.skipped == 2 and r.report.invalid == 1
@@ -323,8 +378,15 @@ def test_corrupt_lines_and_bad_records_are_counted(tmp_path):
 def test_newer_schema_is_read_for_known_fields(tmp_path):
     d = tmp_path / "r"
     d.mkdir()
-    rec = {"v": 3, "step": 1, "group": 0, "prompt": "p", "gold": "1", "future": {"x": 1},
-           "completions": [dict(completion("t <answer>1</answer>", "1", "1"), judge="llm")]}
+    rec = {
+        "v": 3,
+        "step": 1,
+        "group": 0,
+        "prompt": "p",
+        "gold": "1",
+        "future": {"x": 1},
+        "completions": [dict(completion("t <answer>1</answer>", "1", "1"), judge="llm")],
+    }
     (d / "rollouts.jsonl").write_text(json.dumps(rec) + "\n")
     r = open_rollouts(d)
     assert r.num_completions == 1 and r.report.newer == 1
@@ -384,8 +446,11 @@ def test_nothing_is_executed_or_unpickled():
     assert len(files) >= 8
     for path in files:
         rel, src = path.relative_to(root), path.read_text()
-        bad = re.findall(r"import pickle|pickle\.|\beval\(|\bexec\(|to_pandas\(|import marshal|__import__\(|"
-                         r"py_extension_type", src)
+        bad = re.findall(
+            r"import pickle|pickle\.|\beval\(|\bexec\(|to_pandas\(|import marshal|__import__\(|"
+            r"py_extension_type",
+            src,
+        )
         assert not bad, f"{rel} uses {bad}"
 
 
@@ -394,22 +459,36 @@ def test_store_does_not_import_textual():
     import sys
 
     code = "import sys, rundir.rollouts; print('textual' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert out.stdout.strip() == "False"
 
 
 def test_chunk_round_trips_through_a_segment(tmp_path):
-    groups = [{"v": 1, "step": s, "group": 0, "prompt": f"p{s}", "gold": "1",
-               "completions": [completion("é ✓ text", None if s % 2 else "1", "1", truncated=bool(s % 2))]}
-              for s in range(1, 5)]
+    groups = [
+        {
+            "v": 1,
+            "step": s,
+            "group": 0,
+            "prompt": f"p{s}",
+            "gold": "1",
+            "completions": [completion("é ✓ text", None if s % 2 else "1", "1", truncated=bool(s % 2))],
+        }
+        for s in range(1, 5)
+    ]
     chunk = Chunk.from_records(groups, ReadReport())
     path = write_segment(tmp_path, 0, 10, chunk)
     from grpo_tui.rundir.rollouts import read_segment
 
     again = read_segment(path)
-    assert again.records() == chunk.records() == [dict(g, completions=[dict(c) for c in g["completions"]])
-                                                   for g in groups]
+    assert (
+        again.records() == chunk.records() == [dict(g, completions=[dict(c) for c in g["completions"]]) for g in groups]
+    )
     assert np.array_equal(again.truncated, [True, False, True, False])
 
 
@@ -419,8 +498,9 @@ def test_resuming_a_large_old_run_does_not_load_it_into_the_engine(tmp_path):
     lines = []
     for step in (1, 2, 3):  # written before segments existed
         prompt, gold, comps = group_for(step, 0)
-        lines.append(json.dumps({"v": 1, "step": step, "group": 0, "prompt": prompt, "gold": gold,
-                                 "completions": comps}))
+        lines.append(
+            json.dumps({"v": 1, "step": step, "group": 0, "prompt": prompt, "gold": gold, "completions": comps})
+        )
     (d / "rollouts.jsonl").write_text("\n".join(lines) + "\n")
     small = len(lines[0]) // 2  # "large" relative to this segment size
     w = RolloutWriter(d, segment_steps=1, segment_bytes=small)
@@ -439,9 +519,26 @@ def test_record_types_round_trip_and_lead_with_the_index_keys(tmp_path):
     from grpo_tui.rundir.rollouts import GroupRecord, RolloutTail
     from grpo_tui.rundir.rollouts.records import line_key
 
-    rec = GroupRecord(step=3, group=1, prompt="q", gold="5", extra={"source": "gsm8k"}, completions=[
-        CompletionRecord(text="t", extracted="5", correct=True, rewards={"a": 1 / 3, "b": None}, total=float("nan"),
-                         advantage=0.25, tokens=4, truncated=False, extra={"logprob": -1.5})])
+    rec = GroupRecord(
+        step=3,
+        group=1,
+        prompt="q",
+        gold="5",
+        extra={"source": "gsm8k"},
+        completions=[
+            CompletionRecord(
+                text="t",
+                extracted="5",
+                correct=True,
+                rewards={"a": 1 / 3, "b": None},
+                total=float("nan"),
+                advantage=0.25,
+                tokens=4,
+                truncated=False,
+                extra={"logprob": -1.5},
+            )
+        ],
+    )
     d = rec.to_dict()
     assert list(d)[:3] == ["v", "step", "group"] and d["completions"][0]["rewards"]["a"] == 0.333333
     assert d["completions"][0]["total"] is None and d["completions"][0]["logprob"] == -1.5
@@ -463,6 +560,8 @@ def test_run_directory_doc_lists_the_record_fields():
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "run-directory.md").read_text()
     section = doc.split("## rollouts.jsonl", 1)[1].split("### rollouts/", 1)[0]
-    tables = [[line.split("|")[1].strip().strip("`") for line in block.splitlines()
-               if line.startswith("| `")] for block in section.split("Each completion:")]
+    tables = [
+        [line.split("|")[1].strip().strip("`") for line in block.splitlines() if line.startswith("| `")]
+        for block in section.split("Each completion:")
+    ]
     assert set(tables[0]) == set(GROUP_KEYS) and set(tables[1]) == set(COMPLETION_KEYS)

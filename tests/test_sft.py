@@ -8,20 +8,29 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, SHARED_DATA, run_cli, write_preset
-from grpo_tui.engine.config import PresetError, load_config
-from grpo_tui.rundir.events import EventWriter, read_events
-from grpo_tui.rundir.state import summarize
-from grpo_tui.engine.rewards import extract_answer, is_correct
-from grpo_tui.rundir.layout import RunDir
-from grpo_tui.engine.train.sft import (build_sft_rows, gsm8k_solution, run_sft_stage, starting_model, strip_calc,
-                        synthetic_trace, target_text)
 
-GSM8K_ROW = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
-                         "in May. How many clips did Natalia sell altogether in April and May?",
-             "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
-                       "altogether in April and May.\n#### 72"}
+from grpo_tui.engine.config import PresetError, load_config
+from grpo_tui.engine.rewards import extract_answer, is_correct
+from grpo_tui.engine.train.sft import (
+    build_sft_rows,
+    gsm8k_solution,
+    run_sft_stage,
+    starting_model,
+    strip_calc,
+    synthetic_trace,
+    target_text,
+)
+from grpo_tui.rundir.events import EventWriter, read_events
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.rundir.state import summarize
+
+GSM8K_ROW = {
+    "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
+    "in May. How many clips did Natalia sell altogether in April and May?",
+    "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
+    "altogether in April and May.\n#### 72",
+}
 
 
 # ------------------------------------------------------------------------- examples
@@ -31,8 +40,10 @@ def test_gsm8k_solution_strips_calculator_notes():
     assert strip_calc("48/2 = <<48/2=24>>24 clips") == "48/2 = 24 clips"
     steps, gold = gsm8k_solution(GSM8K_ROW["answer"])
     assert gold == "72" and "<<" not in steps and ">>" not in steps and "####" not in steps
-    assert steps.splitlines() == ["Natalia sold 48/2 = 24 clips in May.",
-                                  "Natalia sold 48+24 = 72 clips altogether in April and May."]
+    assert steps.splitlines() == [
+        "Natalia sold 48/2 = 24 clips in May.",
+        "Natalia sold 48+24 = 72 clips altogether in April and May.",
+    ]
     assert gsm8k_solution("no gold here") is None
 
 
@@ -41,13 +52,17 @@ def test_targets_score_as_correct_in_their_own_format(fmt):
     steps, gold = gsm8k_solution(GSM8K_ROW["answer"])
     text = target_text(steps, gold, fmt)
     assert is_correct(extract_answer(text, fmt), "72")
-    assert (text.startswith("<think>\n") and text.endswith("\\boxed{72}")) if fmt == "think" else \
-        (text.startswith("<reasoning>\n") and text.endswith("<answer>\n72\n</answer>"))
+    assert (
+        (text.startswith("<think>\n") and text.endswith("\\boxed{72}"))
+        if fmt == "think"
+        else (text.startswith("<reasoning>\n") and text.endswith("<answer>\n72\n</answer>"))
+    )
 
 
 @pytest.mark.parametrize("difficulty", [1, 2, 3])
 def test_synthetic_traces_work_out_the_answer(difficulty):
     from grpo_tui.engine.data.synthetic import generate
+
     problems = generate(300, difficulty, 5)
     traces = [synthetic_trace(p["question"], p["answer"]) for p in problems]
     assert all(t is not None for t in traces)
@@ -67,8 +82,16 @@ def test_sft_rows_use_the_grpo_prompt_and_format():
 
 @pytest.mark.skipif(not (SHARED_DATA / "gsm8k" / "train.jsonl").exists(), reason="needs ../shared/data")
 def test_sft_rows_from_local_gsm8k_file():
-    cfg = load_config("tiny", ["sft.enabled=true", "sft.source=gsm8k", "prompt.format=think", "sft.max_examples=50",
-                               f"sft.data_files=['{SHARED_DATA / 'gsm8k' / 'train.jsonl'}']"])
+    cfg = load_config(
+        "tiny",
+        [
+            "sft.enabled=true",
+            "sft.source=gsm8k",
+            "prompt.format=think",
+            "sft.max_examples=50",
+            f"sft.data_files=['{SHARED_DATA / 'gsm8k' / 'train.jsonl'}']",
+        ],
+    )
     rows, report = build_sft_rows(cfg)
     assert report["examples"] == 50 and report["skipped"] == 0
     assert all("<<" not in r["completion"][0]["content"] and "\\boxed{" in r["completion"][0]["content"] for r in rows)
@@ -88,17 +111,24 @@ def test_sft_preset_checks():
 
 def test_sft_loss_masks_prompt_tokens():
     """Every prompt token has label -100; every completion token keeps its id (what the loss is computed on)."""
+    import tempfile
+
     from datasets import Dataset
     from trl import SFTTrainer
+
     from grpo_tui.engine.models import load_model
     from grpo_tui.engine.train.sft import sft_args
-    import tempfile
+
     cfg = load_config("tiny", ["sft.enabled=true", "sft.max_examples=4", "sft.max_length=512"])
     rows, _ = build_sft_rows(cfg)
     loaded = load_model(cfg.model, "cpu", log=lambda m: None)
     with tempfile.TemporaryDirectory() as d:
-        trainer = SFTTrainer(model=loaded.model, args=sft_args(cfg, Path(d), "cpu"),
-                             train_dataset=Dataset.from_list(rows), processing_class=loaded.tokenizer)
+        trainer = SFTTrainer(
+            model=loaded.model,
+            args=sft_args(cfg, Path(d), "cpu"),
+            train_dataset=Dataset.from_list(rows),
+            processing_class=loaded.tokenizer,
+        )
         tok = loaded.tokenizer
         for row, ex in zip(rows, trainer.train_dataset):
             ids, labels = ex["input_ids"], ex["labels"]
@@ -128,6 +158,7 @@ def test_finished_sft_stage_is_reused(tmp_path):
 
     class Loaded:
         model = object()
+
     events = EventWriter(tmp_path / "events.jsonl")
     res = run_sft_stage(cfg, tmp_path, Loaded(), events, None, "cpu")
     events.close()
@@ -143,7 +174,9 @@ def test_finished_sft_stage_is_reused(tmp_path):
 def staged_run(tmp_path_factory):
     """tiny-random: SFT (2 steps) -> GRPO (2 steps) with dynamic sampling and an eval every step."""
     d = tmp_path_factory.mktemp("staged")
-    preset = write_preset(d / "tiny-sft.toml", f"""
+    preset = write_preset(
+        d / "tiny-sft.toml",
+        f"""
 extends = "tiny"
 [sft]
 enabled = true
@@ -163,14 +196,17 @@ limit = 3
 max_new_tokens = 4
 batch_size = 3
 [rewards]
-"{FIXTURES / 'spread_rewards.py'}:parity_spread" = 1.0
+"{FIXTURES / "spread_rewards.py"}:parity_spread" = 1.0
 correctness = 1.0
 [train]
 max_steps = 2
 max_completion_length = 10
-""")
+""",
+    )
     run_dir = d / "run"
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(preset), "--run-dir", str(run_dir)], timeout=400)
+    proc = run_cli(
+        ["-P", "-m", "grpo_tui.engine", "train", "--preset", str(preset), "--run-dir", str(run_dir)], timeout=400
+    )
     return run_dir, proc
 
 
@@ -215,10 +251,15 @@ def test_dynamic_sampling_metrics_in_step_events(staged_run):
     steps = [e for e in read_events(RunDir(run_dir).events) if e["type"] == "step"]
     for s in steps:
         m = s["metrics"]
-        for k in ("frac_reward_zero_std", "dynamic_sampling/frac_reward_zero_std_before",
-                  "dynamic_sampling/frac_uniform_correct_before", "dynamic_sampling/frac_uniform_correct",
-                  "dynamic_sampling/extra_groups", "dynamic_sampling/generated_ratio",
-                  "dynamic_sampling/fallback_groups"):
+        for k in (
+            "frac_reward_zero_std",
+            "dynamic_sampling/frac_reward_zero_std_before",
+            "dynamic_sampling/frac_uniform_correct_before",
+            "dynamic_sampling/frac_uniform_correct",
+            "dynamic_sampling/extra_groups",
+            "dynamic_sampling/generated_ratio",
+            "dynamic_sampling/fallback_groups",
+        ):
             assert k in m, k
         # never worse than before filtering; the refill cap (2 x 2 groups) holds
         assert m["frac_reward_zero_std"] <= m["dynamic_sampling/frac_reward_zero_std_before"]

@@ -11,8 +11,8 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-
 from conftest import random_qwen2
+
 from grpo_tui.engine.train import shared_prefix
 from grpo_tui.engine.train.shared_prefix import generation_positions, prompt_groups
 
@@ -38,10 +38,19 @@ def test_generation_positions_count_real_tokens():
 def lora_model():
     from peft import LoraConfig, get_peft_model
     from trl.trainer.utils import add_fused_lm_head
+
     base = random_qwen2(vocab_size=300, hidden_size=64, intermediate_size=128, layers=3)
     add_fused_lm_head(base, temperature=TEMPERATURE, outputs=("log_probs", "entropy"))  # as GRPOTrainer does
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
-                                            layers_to_transform=[1, 2], layers_pattern="layers"))
+    model = get_peft_model(
+        base,
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            target_modules=["q_proj", "v_proj", "down_proj"],
+            layers_to_transform=[1, 2],
+            layers_pattern="layers",
+        ),
+    )
     for name, p in model.named_parameters():
         if "lora_B" in name:
             p.data.normal_(0, 0.05)  # a trained adapter, not peft's zero start
@@ -59,16 +68,18 @@ def _batch(G: int = 3):
     comp = torch.randint(2, 300, (2 * G, C), generator=g)
     cmask = torch.ones_like(comp)
     for i in range(2 * G):
-        cmask[i, 2 + i % (C - 2):] = 0
+        cmask[i, 2 + i % (C - 2) :] = 0
     comp = comp.masked_fill(cmask == 0, 0)
     return torch.cat([prompts, comp], 1), torch.cat([pmask, cmask], 1), C, cmask
 
 
 def _trl_pass(model, ids, mask, C, batch_size=None):
     from trl import GRPOTrainer
+
     fake = types.SimpleNamespace(accelerator=types.SimpleNamespace(autocast=nullcontext, is_main_process=True))
-    logps, ent, _ = GRPOTrainer._get_per_token_logps_and_entropies(fake, model, ids, mask, C, batch_size=batch_size,
-                                                                   compute_entropy=True)
+    logps, ent, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+        fake, model, ids, mask, C, batch_size=batch_size, compute_entropy=True
+    )
     return logps, ent
 
 
@@ -120,10 +131,10 @@ def test_generate_with_a_shared_prefill_matches_plain_generation(lora_model):
     kw = dict(max_new_tokens=5, do_sample=False, pad_token_id=0, output_logits=True, return_dict_in_generate=True)
     with torch.no_grad():
         plain = lora_model.generate(input_ids=prompts, attention_mask=pmask, **kw)
-        shared, was_shared = shared_prefix.generate(generate_fn, lora_model, input_ids=prompts, attention_mask=pmask,
-                                                    **kw)
+        shared, was_shared = shared_prefix.generate(
+            generate_fn, lora_model, input_ids=prompts, attention_mask=pmask, **kw
+        )
     lora_model.train()
     assert calls == [True] and was_shared  # the prefilled cache was handed over
     assert torch.equal(plain.sequences, shared.sequences)
     torch.testing.assert_close(torch.stack(shared.logits), torch.stack(plain.logits), atol=1e-4, rtol=1e-4)
-

@@ -31,17 +31,35 @@ def trainer(tmp_path_factory):
     path = ensure_tiny_random(log=lambda *a: None)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} plus {i + 3}?"}]}
-                            for i in range(PROMPTS)])
+    ds = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": f"What is {i} plus {i + 3}?"}]} for i in range(PROMPTS)]
+    )
 
     def varied(completions, **kwargs):  # advantages must not be zero, or the loss would not see the tokens
         return [float(len(c[0]["content"]) % 3) for c in completions]
 
-    args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp("stop")), per_device_train_batch_size=G * PROMPTS,
-                      num_generations=G, max_completion_length=CAP, beta=0.1, use_cpu=True, report_to=[],
-                      logging_steps=1, disable_tqdm=True, gradient_checkpointing=False, seed=0)
-    tr = HookedGRPOTrainer(model=model, reward_funcs=[varied], args=args, train_dataset=ds, processing_class=tok,
-                           stop_strings=STOPS, peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    args = GRPOConfig(
+        output_dir=str(tmp_path_factory.mktemp("stop")),
+        per_device_train_batch_size=G * PROMPTS,
+        num_generations=G,
+        max_completion_length=CAP,
+        beta=0.1,
+        use_cpu=True,
+        report_to=[],
+        logging_steps=1,
+        disable_tqdm=True,
+        gradient_checkpointing=False,
+        seed=0,
+    )
+    tr = HookedGRPOTrainer(
+        model=model,
+        reward_funcs=[varied],
+        args=args,
+        train_dataset=ds,
+        processing_class=tok,
+        stop_strings=STOPS,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
+    )
     for name, p in tr.model.named_parameters():
         if "lora_B" in name:  # a trained adapter: the policy differs from the reference, so the KL is not zero
             p.data.normal_(0, 0.05)
@@ -80,8 +98,9 @@ def _sampled(trainer, stock) -> list[tuple[list[int], bool]]:
     out = []
     for ids in stock.completion_ids:
         for k in range(1, len(ids) + 1):
-            if ids[k - 1] not in trainer.eos_token_ids and \
-                    any(s in trainer._tokenizer.decode(ids[:k], skip_special_tokens=True) for s in STOPS):
+            if ids[k - 1] not in trainer.eos_token_ids and any(
+                s in trainer._tokenizer.decode(ids[:k], skip_special_tokens=True) for s in STOPS
+            ):
                 out.append((ids[:k], True))
                 break
         else:
@@ -93,17 +112,25 @@ def _stock_batch(trainer, ours: dict, sampled: list[list[int]]) -> dict:
     """The batch stock TRL builds from these sampled tokens (mask 1 on each, right-padded), with our batch's
     prompts, advantages and reference log-probs (the same prefixes, so the same values)."""
     from trl.trainer.utils import pad
+
     ids = pad([torch.tensor(s) for s in sampled], padding_value=trainer.pad_token_id, padding_side="right")
     mask = pad([torch.ones(len(s), dtype=torch.long) for s in sampled], padding_value=0, padding_side="right")
     width = ids.size(1)
     ref = ours["ref_per_token_logps"][:, :width]
-    return {"prompt_ids": ours["prompt_ids"], "prompt_mask": ours["prompt_mask"], "completion_ids": ids,
-            "completion_mask": mask, "advantages": ours["advantages"], "ref_per_token_logps": ref,
-            "num_items_in_batch": mask.sum()}
+    return {
+        "prompt_ids": ours["prompt_ids"],
+        "prompt_mask": ours["prompt_mask"],
+        "completion_ids": ids,
+        "completion_mask": mask,
+        "advantages": ours["advantages"],
+        "ref_per_token_logps": ref,
+        "num_items_in_batch": mask.sum(),
+    }
 
 
 def test_appended_end_token_is_out_of_the_loss_and_the_kl_as_in_stock_trl(trainer):
     from trl import GRPOTrainer
+
     sampled = _sampled(trainer, _score(trainer, stop=False))
     ours = _score(trainer, stop=True)
     stopped = [i for i, (_, st) in enumerate(sampled) if st]
@@ -115,7 +142,7 @@ def test_appended_end_token_is_out_of_the_loss_and_the_kl_as_in_stock_trl(traine
             assert got == tokens + [eos], (i, got, tokens)
             assert mask[i].tolist() == [1] * len(tokens) + [0] * (mask.size(1) - len(tokens)), (i, mask[i])
         else:
-            assert got == tokens[:len(got)] and int(mask[i].sum()) == len(got)
+            assert got == tokens[: len(got)] and int(mask[i].sum()) == len(got)
     assert int(ours.out["num_items_in_batch"]) == int(mask.sum())
     # stock TRL's loss (policy term and beta x KL) over the sampled tokens alone, and its KL metric
     stock = _stock_batch(trainer, ours.out, [t for t, _ in sampled])
@@ -158,4 +185,3 @@ def test_a_stop_string_completed_on_the_last_allowed_token_is_finished_not_cut(t
     # cut at the cap: only the rows that had neither stopped nor ended by then
     cut = sum(1 for t, _ in sampled if len(t) > cap)
     assert trainer._metrics["train"]["completions/clipped_ratio"][-1] == pytest.approx(cut / len(sampled))
-

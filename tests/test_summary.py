@@ -14,13 +14,26 @@ from grpo_tui.tui.headless import print_summary
 def test_summary_with_dynamic_sampling_and_eval(tmp_path):
     events = [{"type": "run_start", "preset": "p", "model": "m", "max_steps": 2, "reward_names": ["a"]}]
     for step, (z, zb) in enumerate([(0.0, 0.5), (0.25, 0.75)], start=1):
-        events.append({"type": "step", "step": step, "max_steps": 2, "correct_frac": 0.5,
-                       "metrics": {"reward": float(step), "frac_reward_zero_std": z,
-                                   "dynamic_sampling/frac_reward_zero_std_before": zb}})
-    events += [{"type": "eval", "step": 0, "accuracy": 0.35, "ci_low": 0.26, "ci_high": 0.45},
-               {"type": "eval", "step": 2, "accuracy": 0.63, "ci_low": 0.53, "ci_high": 0.72},
-               {"type": "sft_step", "step": 1}, {"type": "stage", "stage": "grpo"},
-               {"type": "run_end", "status": "finished", "exit_code": 0, "elapsed_s": 5}]
+        events.append(
+            {
+                "type": "step",
+                "step": step,
+                "max_steps": 2,
+                "correct_frac": 0.5,
+                "metrics": {
+                    "reward": float(step),
+                    "frac_reward_zero_std": z,
+                    "dynamic_sampling/frac_reward_zero_std_before": zb,
+                },
+            }
+        )
+    events += [
+        {"type": "eval", "step": 0, "accuracy": 0.35, "ci_low": 0.26, "ci_high": 0.45},
+        {"type": "eval", "step": 2, "accuracy": 0.63, "ci_low": 0.53, "ci_high": 0.72},
+        {"type": "sft_step", "step": 1},
+        {"type": "stage", "stage": "grpo"},
+        {"type": "run_end", "status": "finished", "exit_code": 0, "elapsed_s": 5},
+    ]
     s = summarize(events)
     assert s.values(REWARD) == [1.0, 2.0] and s.values(ZERO_STD_BEFORE) == [0.5, 0.75] and len(s.evals) == 2
     assert s.unknown_types == 0
@@ -38,29 +51,47 @@ def test_mean_and_stderr():
 
 # ------------------------------------------------------------------ the fold: time across engine starts
 
+
 def _ev(t: float, type_: str, **fields) -> dict:
     return {"v": 1, "t": t, "type": type_, **fields}
 
 
 def _steps(t0: float, first: int, last: int, dt: float = 10.0, max_steps: int = 30) -> list[dict]:
-    return [_ev(t0 + (i - first + 1) * dt, "step", step=i, max_steps=max_steps, eta_s=(max_steps - i) * dt,
-                metrics={"reward": 0.1 * i}) for i in range(first, last + 1)]
+    return [
+        _ev(
+            t0 + (i - first + 1) * dt,
+            "step",
+            step=i,
+            max_steps=max_steps,
+            eta_s=(max_steps - i) * dt,
+            metrics={"reward": 0.1 * i},
+        )
+        for i in range(first, last + 1)
+    ]
 
 
 def test_elapsed_adds_up_engine_starts_and_ticks_only_while_active() -> None:
     s = RunState()
     # engine 1: 10 steps in 100 s, then killed (no run_end); resumed an hour later
-    s.apply([_ev(1000, "run_start", preset="a", max_steps=30), _ev(1000, "state", state="running"),
-             *_steps(1000, 1, 10)])
+    s.apply(
+        [_ev(1000, "run_start", preset="a", max_steps=30), _ev(1000, "state", state="running"), *_steps(1000, 1, 10)]
+    )
     assert s.elapsed() == 100 and s.elapsed(now=1130) == 130  # ticks between steps
-    s.apply([_ev(5000, "run_start", preset="a", resumed=True), _ev(5000, "state", state="running"),
-             *_steps(5000, 9, 20)])  # steps 9 and 10 again, from the checkpoint at step 8
+    s.apply(
+        [_ev(5000, "run_start", preset="a", resumed=True), _ev(5000, "state", state="running"), *_steps(5000, 9, 20)]
+    )  # steps 9 and 10 again, from the checkpoint at step 8
     assert s.steps == list(range(1, 21)) and s.run_starts == 2
     assert s.elapsed() == 100 + 120
     # a preset switch: the same process re-executes; the seconds in between count
-    s.apply([_ev(5125, "run_end", status="switched", step=20, next_preset="b"),
-             _ev(5130, "run_start", preset="b", resumed=True), *_steps(5130, 21, 30),
-             _ev(5235, "state", state="finished", step=30), _ev(5235, "run_end", status="finished", step=30)])
+    s.apply(
+        [
+            _ev(5125, "run_end", status="switched", step=20, next_preset="b"),
+            _ev(5130, "run_start", preset="b", resumed=True),
+            *_steps(5130, 21, 30),
+            _ev(5235, "state", state="finished", step=30),
+            _ev(5235, "run_end", status="finished", step=30),
+        ]
+    )
     assert s.preset == "b" and s.run_starts == 3 and not s.active
     assert s.elapsed() == 100 + 235 and s.elapsed(now=9999) == 335  # over: no more ticking
     assert fmt_duration(s.elapsed()) == "5m35s"
@@ -83,13 +114,17 @@ def test_checkpointing_shows_from_the_step_end_until_the_checkpoint_is_written()
     s = RunState()
     s.apply([_ev(1, "run_start", preset="a"), _ev(1, "state", state="running", step=0), *_steps(1, 1, 1)])
     # the watcher accepts the command mid-step and announces the state (no step field)
-    s.apply([_ev(12, "command", id="c1", command="checkpoint", status="accepted"), _ev(12, "state", state="checkpointing")])
+    s.apply(
+        [_ev(12, "command", id="c1", command="checkpoint", status="accepted"), _ev(12, "state", state="checkpointing")]
+    )
     assert s.state == "running" and [c.command for c in s.pending_commands()] == ["checkpoint"]
     s.apply(_steps(1, 2, 2))  # the step ends: now the checkpoint is being written
     assert s.state == "checkpointing"
     s.apply([_ev(25, "checkpoint", step=2, path="/r/checkpoints/checkpoint-2", reason="command")])
     assert s.state == "running" and s.checkpoints == 1
-    s.apply([_ev(25, "command", id="c1", command="checkpoint", status="done"), _ev(25, "state", state="running", step=2)])
+    s.apply(
+        [_ev(25, "command", id="c1", command="checkpoint", status="done"), _ev(25, "state", state="running", step=2)]
+    )
     assert s.state == "running" and s.pending_commands() == []
     # a checkpoint while paused comes back to paused
     s.apply([_ev(30, "state", state="paused", step=2), _ev(31, "state", state="checkpointing", step=2)])
@@ -104,6 +139,7 @@ def test_the_reward_line_says_what_it_averages(tmp_path) -> None:
         out = io.StringIO()
         print_summary(Console(file=out, width=160), s, tmp_path, 0)
         return out.getvalue()
+
     assert "1.000 (one step)" in text(1) and "first" not in text(1)
     assert "first step 1.000  ->  last step 4.000" in text(4)
     assert "first 2 steps 1.500 ± 0.500  ->  last 2 steps 9.500 ± 0.500" in text(10)
@@ -155,8 +191,9 @@ def test_headless_summary_after_the_engine_is_killed(tmp_path) -> None:
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGKILL)
         out = io.StringIO()
-        code = follow(run_dir, EngineProcess(proc, run_dir, tmp_path / "preflight.log"),
-                      Console(file=out, width=160), poll_s=0.05)
+        code = follow(
+            run_dir, EngineProcess(proc, run_dir, tmp_path / "preflight.log"), Console(file=out, width=160), poll_s=0.05
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -170,6 +207,7 @@ def test_headless_summary_after_the_engine_is_killed(tmp_path) -> None:
 def test_attached_headless_lists_commands_switches_and_engine_starts(tmp_path) -> None:
     """What `attach --no-ui` prints of a run that was paused, resumed and switched (the same lines as live)."""
     from conftest_tui import SyntheticRun
+
     from grpo_tui.tui.headless import follow
 
     run = SyntheticRun(tmp_path / "run", max_steps=4)
@@ -197,9 +235,15 @@ def test_attached_headless_lists_commands_switches_and_engine_starts(tmp_path) -
     out = io.StringIO()
     assert follow(run.run.root, None, Console(file=out, width=160), poll_s=0.05) == 0
     text = out.getvalue()
-    for line in ("command pause done", "[paused]", "command resume done",
-                 "command switch_preset done: continuing under preset b", "switching to preset b after step 2",
-                 "engine start 2: preset b, resuming from /x/checkpoint-2", "command stop rejected: [bold]not now[/bold]"):
+    for line in (
+        "command pause done",
+        "[paused]",
+        "command resume done",
+        "command switch_preset done: continuing under preset b",
+        "switching to preset b after step 2",
+        "engine start 2: preset b, resuming from /x/checkpoint-2",
+        "command stop rejected: [bold]not now[/bold]",
+    ):
         assert line in text, line
     assert "finished" in text and "over 2 engine starts" in text
 
@@ -207,10 +251,25 @@ def test_attached_headless_lists_commands_switches_and_engine_starts(tmp_path) -
 def test_summary_names_the_dominant_phase_and_its_remedy(tmp_path):
     events = [{"type": "run_start", "preset": "p", "model": "m", "max_steps": 2, "reward_names": ["a"]}]
     for step in (1, 2):
-        events.append({"type": "step", "step": step, "max_steps": 2, "step_time_s": 10.0,
-                       "metrics": {"reward": 1.0},
-                       "phase_s": {"generation": 6.5, "rewards": 0.1, "logprobs": 0.0, "forward_backward": 3.0,
-                                   "optimizer": 0.3, "recording": 0.05, "checkpoint": 0.0, "other": 0.05}})
+        events.append(
+            {
+                "type": "step",
+                "step": step,
+                "max_steps": 2,
+                "step_time_s": 10.0,
+                "metrics": {"reward": 1.0},
+                "phase_s": {
+                    "generation": 6.5,
+                    "rewards": 0.1,
+                    "logprobs": 0.0,
+                    "forward_backward": 3.0,
+                    "optimizer": 0.3,
+                    "recording": 0.05,
+                    "checkpoint": 0.0,
+                    "other": 0.05,
+                },
+            }
+        )
     s = summarize(events)
     assert s.phase_s["generation"] == 13.0 and s.phase_s["forward_backward"] == 6.0
     out = io.StringIO()

@@ -56,6 +56,7 @@ def _check_lengths(rec: CompletionRecord) -> None:
 
 # ------------------------------------------------------------------ the engine: in process, row by row
 
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Two steps of a real RecordingGRPOTrainer with a spy on the loss: (run dir, what the loss saw)."""
@@ -70,26 +71,52 @@ def trained(tmp_path_factory):
     path = ensure_tiny_random(log=lambda *a: None)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} plus {i + 3}?"}],
-                             "question": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3)} for i in range(8)])
+    ds = Dataset.from_list(
+        [
+            {
+                "prompt": [{"role": "user", "content": f"What is {i} plus {i + 3}?"}],
+                "question": f"What is {i} plus {i + 3}?",
+                "answer": str(2 * i + 3),
+            }
+            for i in range(8)
+        ]
+    )
 
     def varied(completions, **kwargs):
         return [float(len(c[0]["content"]) % 3) for c in completions]
 
     run = tmp_path_factory.mktemp("token-stats")
-    args = GRPOConfig(output_dir=str(run / "out"), per_device_train_batch_size=G, gradient_accumulation_steps=2,
-                      num_generations=G, max_completion_length=10, max_steps=2, use_cpu=True, report_to=[],
-                      logging_steps=1, disable_tqdm=True, gradient_checkpointing=False, save_strategy="no", seed=0)
-    trainer = RecordingGRPOTrainer(model=model, reward_funcs=[varied], args=args, train_dataset=ds,
-                                   processing_class=tok)
+    args = GRPOConfig(
+        output_dir=str(run / "out"),
+        per_device_train_batch_size=G,
+        gradient_accumulation_steps=2,
+        num_generations=G,
+        max_completion_length=10,
+        max_steps=2,
+        use_cpu=True,
+        report_to=[],
+        logging_steps=1,
+        disable_tqdm=True,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        seed=0,
+    )
+    trainer = RecordingGRPOTrainer(
+        model=model, reward_funcs=[varied], args=args, train_dataset=ds, processing_class=tok
+    )
     trainer.recorder = RolloutRecorder(RolloutWriter(run), ["varied"], [1.0], G, "reasoning", 10, tokenizer=tok)
     seen: list[dict] = []  # per loss call: step, rows, completion ids and the pass's values
     loss, on_stats = trainer._compute_loss, trainer.on_token_stats
 
     def spy_loss(model, inputs):
         mask = inputs["completion_mask"].bool()
-        seen.append({"step": trainer.state.global_step + 1, "rows": inputs[ROW_KEY].tolist(),
-                     "ids": [ids[m].tolist() for ids, m in zip(inputs["completion_ids"], mask)]})
+        seen.append(
+            {
+                "step": trainer.state.global_step + 1,
+                "rows": inputs[ROW_KEY].tolist(),
+                "ids": [ids[m].tolist() for ids, m in zip(inputs["completion_ids"], mask)],
+            }
+        )
         return loss(model, inputs)
 
     def spy_stats(rows, logps, entropies):
@@ -125,6 +152,7 @@ def test_recorded_arrays_have_one_value_per_token_and_pieces_that_make_the_text(
     from transformers import AutoTokenizer
 
     from grpo_tui.engine.models import ensure_tiny_random
+
     tok = AutoTokenizer.from_pretrained(ensure_tiny_random(log=lambda *a: None))
     for rec in _records(run):
         _check_lengths(rec)
@@ -135,8 +163,9 @@ def test_recorded_arrays_have_one_value_per_token_and_pieces_that_make_the_text(
 
 def test_a_headless_run_records_token_arrays_in_jsonl_and_segments(tmp_path):
     run = tmp_path / "run"
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run),
-                    "--max-steps", "2"])
+    proc = run_cli(
+        ["-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run), "--max-steps", "2"]
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     recs = _records(RunDir(run).rollouts)
     assert len(recs) == 2 * 8
@@ -152,15 +181,30 @@ def test_a_headless_run_records_token_arrays_in_jsonl_and_segments(tmp_path):
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["type"] == "step"]
     for e in steps:
-        ent = np.concatenate([r.token_entropies.astype(np.float64) for r, g in zip(recs, range(len(recs)))
-                              if g // 8 == e["step"] - 1])
+        ent = np.concatenate(
+            [r.token_entropies.astype(np.float64) for r, g in zip(recs, range(len(recs))) if g // 8 == e["step"] - 1]
+        )
         assert ent.mean() == pytest.approx(e["metrics"]["entropy"], abs=0.01)
 
 
 def test_record_token_stats_off_keeps_the_arrays_out_of_the_store(tmp_path):
     run = tmp_path / "run"
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run),
-                    "--max-steps", "1", "--set", "train.record_token_stats=false"])
+    proc = run_cli(
+        [
+            "-P",
+            "-m",
+            "grpo_tui.engine",
+            "train",
+            "--preset",
+            "tiny",
+            "--run-dir",
+            str(run),
+            "--max-steps",
+            "1",
+            "--set",
+            "train.record_token_stats=false",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     store = open_rollouts(run)
     assert all(store.token_arrays(c).get("token_logprobs") is None for c in range(8))
@@ -169,16 +213,24 @@ def test_record_token_stats_off_keeps_the_arrays_out_of_the_store(tmp_path):
 
 # ------------------------------------------------------------------ the recorder, without a model
 
+
 def _recorder(tmp_path, **kw):
     from grpo_tui.engine.train.grpo import RolloutRecorder
+
     return RolloutRecorder(RolloutWriter(tmp_path), ["r"], [1.0], 2, "reasoning", 8, **kw)
 
 
 def _batch(rec, step: int, ids: list[list[int]], token_stats: bool = True):
-    rec.record(step=step, inputs=[{"question": "q", "answer": "1"}] * len(ids),
-               completions=[[{"role": "assistant", "content": "x" * len(i)}] for i in ids], completion_ids=ids,
-               rewards=torch.zeros(len(ids), 1), advantages=torch.zeros(len(ids)), eos_ids={0},
-               token_stats=token_stats)
+    rec.record(
+        step=step,
+        inputs=[{"question": "q", "answer": "1"}] * len(ids),
+        completions=[[{"role": "assistant", "content": "x" * len(i)}] for i in ids],
+        completion_ids=ids,
+        rewards=torch.zeros(len(ids), 1),
+        advantages=torch.zeros(len(ids)),
+        eos_ids={0},
+        token_stats=token_stats,
+    )
 
 
 def test_recorder_waits_for_every_row_then_writes_and_ignores_repeats(tmp_path):
@@ -218,6 +270,7 @@ def test_token_chars_cover_the_text_even_when_a_character_spans_tokens():
 
     from grpo_tui.engine.models import ensure_tiny_random
     from grpo_tui.engine.train.token_stats import token_chars
+
     tok = AutoTokenizer.from_pretrained(ensure_tiny_random(log=lambda *a: None))
     for text in ["So the answer is 42.", "é ✓ 漢字 done", "a\n\nb"]:
         ids = tok.encode(text, add_special_tokens=False)
@@ -231,17 +284,41 @@ def test_token_chars_cover_the_text_even_when_a_character_spans_tokens():
 
 # ------------------------------------------------------------------ the store
 
+
 def _arrays(n: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return {"token_ids": np.arange(n, dtype=np.int32), "token_chars": np.ones(n, dtype=np.uint16),
-            "token_logprobs": -rng.random(n).astype(np.float16), "token_entropies": rng.random(n).astype(np.float16)}
+    return {
+        "token_ids": np.arange(n, dtype=np.int32),
+        "token_chars": np.ones(n, dtype=np.uint16),
+        "token_logprobs": -rng.random(n).astype(np.float16),
+        "token_entropies": rng.random(n).astype(np.float16),
+    }
 
 
 def test_arrays_round_trip_through_jsonl_segment_and_snapshot(tmp_path):
-    comps = [CompletionRecord(text="abcd", extracted=None, correct=False, rewards={"r": 0.0}, total=0.0,
-                              advantage=0.5, tokens=4, truncated=False, **_arrays(4)),
-             CompletionRecord(text="old", extracted=None, correct=False, rewards={"r": 1.0}, total=1.0,
-                              advantage=-0.5, tokens=1, truncated=False)]  # written without arrays
+    comps = [
+        CompletionRecord(
+            text="abcd",
+            extracted=None,
+            correct=False,
+            rewards={"r": 0.0},
+            total=0.0,
+            advantage=0.5,
+            tokens=4,
+            truncated=False,
+            **_arrays(4),
+        ),
+        CompletionRecord(
+            text="old",
+            extracted=None,
+            correct=False,
+            rewards={"r": 1.0},
+            total=1.0,
+            advantage=-0.5,
+            tokens=1,
+            truncated=False,
+        ),
+    ]  # written without arrays
     w = RolloutWriter(tmp_path, segment_steps=1)
     w.write_group(1, 0, "p", "1", comps)
     w.write_group(2, 0, "p", "1", comps)
@@ -263,9 +340,27 @@ def test_arrays_round_trip_through_jsonl_segment_and_snapshot(tmp_path):
 def test_format_1_segments_and_damaged_arrays_still_read(tmp_path):
     import pyarrow as pa
 
-    rec = {"v": 1, "step": 1, "group": 0, "prompt": "p", "gold": "1", "completions": [
-        {"text": "t", "extracted": None, "correct": False, "rewards": {}, "total": 0.0, "advantage": 0.0,
-         "tokens": 1, "truncated": False, "token_logprobs": "not base64!", "token_ids": "AAA="}]}
+    rec = {
+        "v": 1,
+        "step": 1,
+        "group": 0,
+        "prompt": "p",
+        "gold": "1",
+        "completions": [
+            {
+                "text": "t",
+                "extracted": None,
+                "correct": False,
+                "rewards": {},
+                "total": 0.0,
+                "advantage": 0.0,
+                "tokens": 1,
+                "truncated": False,
+                "token_logprobs": "not base64!",
+                "token_ids": "AAA=",
+            }
+        ],
+    }
     chunk = Chunk.from_records([rec], ReadReport())
     assert chunk.token_arrays(0) == dict.fromkeys(TOKEN_ARRAYS), "damaged or misaligned arrays read as absent"
     # a segment written before the token columns existed
@@ -279,10 +374,24 @@ def test_format_1_segments_and_damaged_arrays_still_read(tmp_path):
 
 
 def test_segment_token_columns_are_read_only_when_asked_for(tmp_path):
-    comps = [CompletionRecord(text="abcd", extracted=None, correct=False, rewards={}, total=0.0, advantage=0.0,
-                              tokens=4, truncated=False, **_arrays(4, seed)) for seed in range(3)]
-    chunk = Chunk.from_records([{"v": 1, "step": 1, "group": 0, "prompt": "p", "gold": "1",
-                                 "completions": [c.to_dict() for c in comps]}], ReadReport())
+    comps = [
+        CompletionRecord(
+            text="abcd",
+            extracted=None,
+            correct=False,
+            rewards={},
+            total=0.0,
+            advantage=0.0,
+            tokens=4,
+            truncated=False,
+            **_arrays(4, seed),
+        )
+        for seed in range(3)
+    ]
+    chunk = Chunk.from_records(
+        [{"v": 1, "step": 1, "group": 0, "prompt": "p", "gold": "1", "completions": [c.to_dict() for c in comps]}],
+        ReadReport(),
+    )
     path = write_segment(tmp_path, 0, 10, chunk)
     lazy = read_segment(path)
     assert lazy.token is None and lazy.token_source == path, "opening a segment skips its token columns"
@@ -294,6 +403,7 @@ def test_segment_token_columns_are_read_only_when_asked_for(tmp_path):
 
 # ------------------------------------------------------------------ the token view
 
+
 def _add_token_arrays(run: Path) -> None:
     """Give every completion of a synthetic run word-sized tokens with varied entropies (digits fork)."""
     out = []
@@ -304,9 +414,13 @@ def _add_token_arrays(run: Path) -> None:
             assert "".join(pieces) == c["text"]
             n = len(pieces)
             ent = np.array([2.5 if re.search(r"\d", p) else 0.2 + 0.15 * (i % 5) for i, p in enumerate(pieces)])
-            c.update(tokens=n, token_ids=pack_array(np.arange(n), "<i4"),
-                     token_chars=pack_array(np.array([len(p) for p in pieces]), "<u2"),
-                     token_logprobs=pack_array(-ent * 0.6, "<f2"), token_entropies=pack_array(ent, "<f2"))
+            c.update(
+                tokens=n,
+                token_ids=pack_array(np.arange(n), "<i4"),
+                token_chars=pack_array(np.array([len(p) for p in pieces]), "<u2"),
+                token_logprobs=pack_array(-ent * 0.6, "<f2"),
+                token_entropies=pack_array(ent, "<f2"),
+            )
         out.append(json.dumps(g))
     (run / "rollouts.jsonl").write_text("\n".join(out) + "\n")
     shutil.rmtree(run / "rollouts", ignore_errors=True)  # the segments held the arrays-less copy
@@ -361,8 +475,9 @@ def test_browser_t_shows_a_completion_without_arrays_as_plain_text(tmp_path):
     async def go() -> None:
         app = BrowserApp(run, poll_s=0.1)
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, RolloutScreen) and app.screen.gid is not None,
-                           what="load")
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, RolloutScreen) and app.screen.gid is not None, what="load"
+            )
             await pilot.press("t")
             await wait_for(pilot, lambda: isinstance(app.screen, TokenScreen), what="token view")
             text = " ".join(strip.text for strip in app.screen.query_one("#token-body").lines)
@@ -376,8 +491,13 @@ def test_untrusted_token_text_is_not_markup():
 
     text = "[bold]x[/] [@click=app.quit]\x1b[2J"
     pieces = ["[bold]", "x", "[/] ", "[@click=app.quit]", "\x1b[2J"]
-    row = TokenRow(text, None, np.array([len(p) for p in pieces], dtype=np.uint16),
-                   np.zeros(5, dtype=np.float16), np.ones(5, dtype=np.float16))
+    row = TokenRow(
+        text,
+        None,
+        np.array([len(p) for p in pieces], dtype=np.uint16),
+        np.zeros(5, dtype=np.float16),
+        np.ones(5, dtype=np.float16),
+    )
     out = render_tokens(row, "entropy", 1.0, math.inf)
     assert out.plain == "[bold]x[/] [@click=app.quit]␛[2J"
 
@@ -392,14 +512,24 @@ def test_token_view_snapshot(snap_compare, tmp_path: Path, monkeypatch, size) ->
         await wait_for(pilot, lambda: getattr(app.screen, "gid", None) is not None, what="the rollouts")
         await pilot.press("t")
         await pilot.pause(0.5)
+
     assert snap_compare(app, terminal_size=size, run_before=ready)
 
 
 def test_a_browsed_store_keeps_only_a_few_segments_token_columns_in_memory(tmp_path):
     w = RolloutWriter(tmp_path, segment_steps=1)
     for step in range(1, 8):
-        rec = CompletionRecord(text="abcd", extracted=None, correct=False, rewards={}, total=0.0, advantage=0.0,
-                               tokens=4, truncated=False, **_arrays(4, step))
+        rec = CompletionRecord(
+            text="abcd",
+            extracted=None,
+            correct=False,
+            rewards={},
+            total=0.0,
+            advantage=0.0,
+            tokens=4,
+            truncated=False,
+            **_arrays(4, step),
+        )
         w.write_group(step, 0, "p", "1", [rec])
         w.flush()
     w.close()

@@ -64,8 +64,20 @@ def test_live_knobs_are_refused_until_training_begins_then_checked_by_the_callba
     events = Events()
     watcher = CommandWatcher(Path("/nonexistent"), events)
     trainer = SimpleNamespace(lr_scheduler=None)
-    callback = EngineCallback(events, watcher, None, [], None, max_steps=3, save_final=False, trainer=trainer,
-                              health=None, config_path=None, learning_rate=None, bound=None)
+    callback = EngineCallback(
+        events,
+        watcher,
+        None,
+        [],
+        None,
+        max_steps=3,
+        save_final=False,
+        trainer=trainer,
+        health=None,
+        config_path=None,
+        learning_rate=None,
+        bound=None,
+    )
     assert callback.trainer is trainer
     watcher.submit({"id": "early", "command": "set", "args": {"learning_rate": 1e-5}})
     early = [f for t, f in events.log if t == "command" and f["id"] == "early"]

@@ -22,8 +22,13 @@ def _params(fn) -> list[str]:
 
 
 def test_private_method_signatures() -> None:
-    assert _params(GRPOTrainer._calculate_rewards) == ["self", "inputs", "prompts", "completions",
-                                                       "completion_ids_list"]
+    assert _params(GRPOTrainer._calculate_rewards) == [
+        "self",
+        "inputs",
+        "prompts",
+        "completions",
+        "completion_ids_list",
+    ]
     assert _params(GRPOTrainer._generate_and_score_completions) == ["self", "inputs"]
     assert _params(Trainer._save_checkpoint) == ["self", "model", "trial"]
     assert _params(trl_utils.nanstd)[0] == "tensor" and "dim" in _params(trl_utils.nanstd)
@@ -44,8 +49,16 @@ def test_shared_prefix_hooks_match_trl() -> None:
     """share_prompt_prefix replaces TRL's scoring pass and feeds a cache to its transformers `generate` call."""
     # the override names TRL's parameters explicitly; the rest must be extra inputs that default to None
     sig = inspect.signature(GRPOTrainer._get_per_token_logps_and_entropies)
-    assert list(sig.parameters)[:8] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep",
-                                        "batch_size", "compute_entropy", "compute_aux_loss"]
+    assert list(sig.parameters)[:8] == [
+        "self",
+        "model",
+        "input_ids",
+        "attention_mask",
+        "logits_to_keep",
+        "batch_size",
+        "compute_entropy",
+        "compute_aux_loss",
+    ]
     assert all(p.default is None for p in list(sig.parameters.values())[8:])
     src = inspect.getsource(GRPOTrainer._get_per_token_logps_and_entropies)
     # the scoring shared_prefix.score reproduces: labels masked outside the completion, TRL's fused LM head
@@ -60,8 +73,15 @@ def test_shared_prefix_hooks_match_trl() -> None:
 def test_private_attributes_are_set_where_expected() -> None:
     # Building a trainer needs a model; the assignments in TRL's __init__ are what the hooks read.
     init = inspect.getsource(GRPOTrainer.__init__)
-    for attr in ("self._tokenizer =", "self._metrics =", "self.eos_token_ids =", "self.reward_weights =",
-                 "self.reward_func_names =", "self.num_generations =", "self.pad_to_multiple_of ="):
+    for attr in (
+        "self._tokenizer =",
+        "self._metrics =",
+        "self.eos_token_ids =",
+        "self.reward_weights =",
+        "self.reward_func_names =",
+        "self.num_generations =",
+        "self.pad_to_multiple_of =",
+    ):
         assert attr in init, f"GRPOTrainer.__init__ no longer sets {attr.split()[0]}"
     assert '"train": defaultdict(list)' in init  # _metrics["train"]: key -> list, one value per scoring call
 
@@ -75,6 +95,7 @@ def test_scoring_calls_calculate_rewards_and_returns_the_fields_recorded() -> No
 
 def test_memory_plan_tracks_trls_logprob_chunk() -> None:
     from grpo_tui.engine.plan.memory import FUSED_VOCAB_TILE
+
     assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == FUSED_VOCAB_TILE
 
 
@@ -115,4 +136,5 @@ def test_stop_string_hooks_match_trl() -> None:
     assert "completion_mask = [torch.ones_like(ids, dtype=torch.long) for ids in completion_ids]" in score
     assert "num_items_in_batch = self.accelerator.gather(loss_mask.sum()).sum()" in score
     from transformers import StopStringCriteria
+
     assert _params(StopStringCriteria.__init__)[:3] == ["self", "tokenizer", "stop_strings"]

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from conftest_tui import ROOT, engine_env, wait_for
+
 from grpo_tui.rundir.events import read_events
 
 SIZE = (140, 45)
@@ -16,12 +17,14 @@ def test_full_stack_pause_resume_checkpoint_switch_stop(tmp_path: Path, monkeypa
     """The app starts a real tiny engine and steers it through every control."""
     from grpo_tui.tui.components.dialogs import PresetPicker
     from grpo_tui.tui.launcher import launch_engine
+
     monkeypatch.chdir(ROOT)
     for k, v in engine_env().items():
         monkeypatch.setenv(k, v)
     preset = tmp_path / "tiny-lr.toml"
-    preset.write_text('extends = "tiny"\n[preset]\ndescription = "tiny, another learning rate"\n'
-                      "[train]\nlearning_rate = 5e-5\n")
+    preset.write_text(
+        'extends = "tiny"\n[preset]\ndescription = "tiny, another learning rate"\n[train]\nlearning_rate = 5e-5\n'
+    )
     run_dir = tmp_path / "run"
     engine = launch_engine("tiny", run_dir, 10_000, ["train.max_completion_length=16"])  # stopped by the test
 
@@ -67,6 +70,7 @@ def test_full_stack_pause_resume_checkpoint_switch_stop(tmp_path: Path, monkeypa
         assert engine.wait(30) == 0
 
     from grpo_tui.tui.app import Dashboard
+
     app = Dashboard(run_dir, engine=engine, poll_interval=0.1)
     try:
         asyncio.run(go())

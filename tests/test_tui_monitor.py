@@ -14,6 +14,7 @@ SIZE = (140, 45)
 
 def _dashboard(run: Path, **kw):
     from grpo_tui.tui.app import Dashboard
+
     return Dashboard(run, poll_interval=0.05, idle_interval=0.1, **kw)
 
 
@@ -23,15 +24,27 @@ def _legends(app) -> str:
 
 def test_curve_groups_cycle_with_g_and_draw_every_logged_metric(synthetic_run) -> None:
     from grpo_tui.tui.components.curves import CurvePlot, RewardCurves
+
     run: SyntheticRun = synthetic_run(steps=0, finished=False)
     for step in range(1, 6):
         run.write_step()  # the synthetic steps log kl and the clip ratios, as a beta > 0 run does
-    run.events.emit("step", step=6, max_steps=60, metrics={"loss": 0.01, "kl": 0.02, "entropy": 0.9,
-                                                           "clip_ratio/region_mean": 0.01, "grad_norm": 0.4,
-                                                           "learning_rate": 2e-4, "completions/mean_length": 50.0,
-                                                           "completions/min_length": 10.0,
-                                                           "completions/max_length": 96.0,
-                                                           "completions/clipped_ratio": 0.1})
+    run.events.emit(
+        "step",
+        step=6,
+        max_steps=60,
+        metrics={
+            "loss": 0.01,
+            "kl": 0.02,
+            "entropy": 0.9,
+            "clip_ratio/region_mean": 0.01,
+            "grad_norm": 0.4,
+            "learning_rate": 2e-4,
+            "completions/mean_length": 50.0,
+            "completions/min_length": 10.0,
+            "completions/max_length": 96.0,
+            "completions/clipped_ratio": 0.1,
+        },
+    )
     run.finish()
 
     async def go() -> None:
@@ -64,6 +77,7 @@ def test_curve_groups_cycle_with_g_and_draw_every_logged_metric(synthetic_run) -
 
 def test_health_warnings_show_in_a_panel_and_clear(synthetic_run) -> None:
     from grpo_tui.tui.components.health_panel import HealthPanel
+
     run: SyntheticRun = synthetic_run(steps=3, alive=True, finished=False)
 
     async def go() -> None:
@@ -71,9 +85,16 @@ def test_health_warnings_show_in_a_panel_and_clear(synthetic_run) -> None:
             await wait_for(pilot, lambda: len(app.model.steps) == 3, what="steps")
             panel = app.query_one(HealthPanel)
             assert not panel.display, "no warnings: no panel"
-            run.events.emit("health", step=3, rule="zero_std", status="warn", value=0.9, threshold=0.5,
-                            diagnosis="90%+ of groups had identical rewards [bold]x[/bold]",
-                            fix="set [curriculum] dynamic_sampling = true")
+            run.events.emit(
+                "health",
+                step=3,
+                rule="zero_std",
+                status="warn",
+                value=0.9,
+                threshold=0.5,
+                diagnosis="90%+ of groups had identical rewards [bold]x[/bold]",
+                fix="set [curriculum] dynamic_sampling = true",
+            )
             await wait_for(pilot, lambda: panel.display, what="panel shown")
             text = str(panel.render())
             assert "zero_std" in text and "[bold]x[/bold]" in text, "run text is shown as text, not markup"
@@ -90,6 +111,7 @@ def test_knobs_dialog_sends_a_set_command_and_the_change_is_marked(synthetic_run
     from textual.widgets import Input
 
     from grpo_tui.tui.components.dialogs import KnobsDialog
+
     run: SyntheticRun = synthetic_run(steps=3, alive=True, finished=False)
     control = run.run.control
 
@@ -122,8 +144,9 @@ def test_knobs_dialog_sends_a_set_command_and_the_change_is_marked(synthetic_run
             cmd = json.loads(next(control.glob("*.json")).read_text())
             assert cmd["args"] == {"temperature": 0.7, "reward_weights": {"correctness": 2.0}}
             # the engine's acknowledgement and record: a marker on the curves, the dialog shows the new values
-            run.events.emit("command", id=cmd["id"], command="set", status="done",
-                            detail="temperature 1 -> 0.7 from step 4")
+            run.events.emit(
+                "command", id=cmd["id"], command="set", status="done", detail="temperature 1 -> 0.7 from step 4"
+            )
             run.events.emit("knobs", step=3, id=cmd["id"], values=cmd["args"], previous={"temperature": 1.0})
             await wait_for(pilot, lambda: app.model.knob_changes, what="knobs event")
             await pilot.pause(2.0)  # the curves redraw at most every CURVE_MIN_INTERVAL
@@ -148,6 +171,7 @@ def test_a_timer_that_fires_while_the_app_shuts_down_is_harmless(synthetic_run) 
     from grpo_tui.tui.app import TICK
     from grpo_tui.tui.components.curves import RewardCurves
     from grpo_tui.tui.components.status_panel import StatusPanel
+
     run: SyntheticRun = synthetic_run(steps=3, alive=True, finished=False)
 
     async def go() -> None:

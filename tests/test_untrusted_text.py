@@ -10,18 +10,25 @@ import json
 import time
 from pathlib import Path
 
+from conftest_tui import run_coroutine, wait_for
 from rich.console import Console
 from rich.text import Text
 
-from conftest_tui import run_coroutine, wait_for
 from grpo_tui.rundir.control import ensure_control_dir
 from grpo_tui.rundir.events import EventWriter
 from grpo_tui.rundir.layout import SCHEMA_VERSION, RunDir
 from grpo_tui.rundir.rollouts import RolloutWriter
 from grpo_tui.tui.text import safe_text, visible
 
-CORPUS = ["[/...]", "[@click=app.quit]quit[/]", "[link=file:///etc/passwd]x[/link]", "\x1b[2J", "\x1b]0;title\x07",
-          "[bold]", "ünïcødé ✓ 数学 🙂"]
+CORPUS = [
+    "[/...]",
+    "[@click=app.quit]quit[/]",
+    "[link=file:///etc/passwd]x[/link]",
+    "\x1b[2J",
+    "\x1b]0;title\x07",
+    "[bold]",
+    "ünïcødé ✓ 数学 🙂",
+]
 HOSTILE = " ".join(CORPUS)
 SIZE = (140, 45)
 
@@ -38,20 +45,59 @@ def write_hostile_run(root: Path, *, failed: bool = True) -> Path:
     ensure_control_dir(run.control)
     ev, ro = EventWriter(run.events), RolloutWriter(run.rollouts)
     names = ["correctness", "[/x]", "\x1b[31mred"]
-    ev.emit("run_start", run_dir=str(root), preset=HOSTILE, preset_path="x.toml", model="[@click=app.quit]m",
-            pid=0, host="h", resumed=False, resume_from=None, max_steps=3, num_generations=2, reward_names=names,
-            reward_weights={n: 1.0 for n in names}, device="\x1b]0;dev\x07", versions={})
-    ev.emit("dataset", source="[/d]", origin="[link=file:///etc/passwd]o[/link]", rows_total=2, rows_used=2,
-            rows_skipped=0, skipped={})
+    ev.emit(
+        "run_start",
+        run_dir=str(root),
+        preset=HOSTILE,
+        preset_path="x.toml",
+        model="[@click=app.quit]m",
+        pid=0,
+        host="h",
+        resumed=False,
+        resume_from=None,
+        max_steps=3,
+        num_generations=2,
+        reward_names=names,
+        reward_weights={n: 1.0 for n in names},
+        device="\x1b]0;dev\x07",
+        versions={},
+    )
+    ev.emit(
+        "dataset",
+        source="[/d]",
+        origin="[link=file:///etc/passwd]o[/link]",
+        rows_total=2,
+        rows_used=2,
+        rows_skipped=0,
+        skipped={},
+    )
     ev.state("running", step=0, detail="[/detail]")
     for step in (1, 2):
-        comps = [{"text": f"<reasoning>{HOSTILE}</reasoning><answer>{c}</answer>", "extracted": c,
-                  "correct": i == 0, "rewards": {n: float(i) for n in names}, "total": float(i), "advantage": 0.0,
-                  "tokens": 5, "truncated": False} for i, c in enumerate(["[@click=app.quit]", "\x1b[2J7"])]
+        comps = [
+            {
+                "text": f"<reasoning>{HOSTILE}</reasoning><answer>{c}</answer>",
+                "extracted": c,
+                "correct": i == 0,
+                "rewards": {n: float(i) for n in names},
+                "total": float(i),
+                "advantage": 0.0,
+                "tokens": 5,
+                "truncated": False,
+            }
+            for i, c in enumerate(["[@click=app.quit]", "\x1b[2J7"])
+        ]
         ro.write_group(step, 0, HOSTILE, "[link=file:///etc/passwd]7[/link]", comps)
         ro.flush()
-        ev.emit("step", step=step, max_steps=3, metrics={"reward": 0.5, **{f"rewards/{n}/mean": 0.5 for n in names}},
-                step_time_s=1.0, elapsed_s=float(step), eta_s=1.0, correct_frac=0.5)
+        ev.emit(
+            "step",
+            step=step,
+            max_steps=3,
+            metrics={"reward": 0.5, **{f"rewards/{n}/mean": 0.5 for n in names}},
+            step_time_s=1.0,
+            elapsed_s=float(step),
+            eta_s=1.0,
+            correct_frac=0.5,
+        )
     # the writer only writes known commands; a run directory's log is untrusted all the same
     _append_raw(run.events, "command", id="c1", command="[/cmd]", status="rejected", detail="\x1b[2J[/why]")
     ev.emit("reward_failure", step=2, reward="[/r]", count=1, kind="[bold]", example="\x1b]0;t\x07")
@@ -136,8 +182,9 @@ def test_browser_shows_hostile_text_literally(tmp_path: Path) -> None:
             await wait_for(pilot, lambda: isinstance(app.screen, RunListScreen) and app.screen.runs, what="runs")
             await pilot.pause(0.2)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, RolloutScreen) and app.screen.gid is not None,
-                           what="the rollouts")
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, RolloutScreen) and app.screen.gid is not None, what="the rollouts"
+            )
             await pilot.pause(0.3)
             view = app.screen.query_one(CompletionView)
             assert "[link=file:///etc/passwd]7[/link]" in view.text and "\x1b" not in view.text
@@ -159,6 +206,7 @@ def test_a_crashed_ui_does_not_exit_0(tmp_path: Path, monkeypatch) -> None:
 
     def broken(self, *a, **k):
         raise RuntimeError("a bug")
+
     monkeypatch.setattr(StatusPanel, "show", broken)
     monkeypatch.setattr(dashboard.Dashboard, "run", lambda self: dashboard.App.run(self, headless=True))
     assert dashboard.run_dashboard(None, run, attach=True) == 1
@@ -172,16 +220,26 @@ def test_cli_front_ends_show_run_paths_and_answers_as_text(tmp_path: Path) -> No
     import sys
 
     from conftest import REPO
+
     run = tmp_path / "r\x1b]0;pwned\x07\x1b[2J[link=file:///etc/shadow]x[/link]"
     write_hostile_run(run)
     bad = tmp_path / "b\x1b]0;pwned\x07"  # a log compare cannot read: the problem names it
     bad.mkdir()
     (bad / "events.jsonl").write_bytes(b"\x00 not events\n")
-    for args in (["stop", str(run)], ["set", str(run), "learning_rate=1e-5"],
-                 ["compare", "--no-ui", str(run), str(bad)],
-                 ["export", str(run), "--out", str(tmp_path / "out")]):
-        proc = subprocess.run([sys.executable, "-m", "grpo_tui.tui.cli", *args], cwd=REPO, capture_output=True,
-                              text=True, timeout=120, env=dict(os.environ, TERM="xterm-256color"))
+    for args in (
+        ["stop", str(run)],
+        ["set", str(run), "learning_rate=1e-5"],
+        ["compare", "--no-ui", str(run), str(bad)],
+        ["export", str(run), "--out", str(tmp_path / "out")],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "grpo_tui.tui.cli", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ, TERM="xterm-256color"),
+        )
         out = proc.stdout + proc.stderr
         assert proc.returncode == 2, (args, out)
         assert "\x1b" not in out and "\x07" not in out, (args, out)

@@ -309,7 +309,8 @@ class TrainConfig:
     record_token_stats: bool = knob(
         True,
         "Store each completion's per-token log-probabilities and entropies, taken from the loss's own pass, in "
-        "the rollouts (the token view, t). Off keeps the rollouts store smaller: text, token ids, rewards and advantages only.",
+        "the rollouts (the token view, t). Off keeps the rollouts store smaller: text, token ids, rewards and "
+        "advantages only.",
     )
     use_cpu: bool = knob(
         False,

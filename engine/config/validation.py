@@ -68,9 +68,19 @@ def unknown_key(where: str, key: str, allowed: list[str], allowed_text: str | No
 
 
 # Names a TRL field annotation may use that the check can evaluate without importing trl.
-_ANNOTATION_NAMES = {"dict": dict, "list": list, "str": str, "int": int, "float": float, "bool": bool,
-                     "None": None, "Any": Any, "Optional": typing.Optional, "Union": typing.Union,
-                     "Literal": typing.Literal}
+_ANNOTATION_NAMES = {
+    "dict": dict,
+    "list": list,
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "None": None,
+    "Any": Any,
+    "Optional": typing.Optional,
+    "Union": typing.Union,
+    "Literal": typing.Literal,
+}
 
 
 def _trl_type_from_source(cls: str, key: str) -> tuple[Any, list | None]:

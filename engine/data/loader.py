@@ -28,9 +28,10 @@ import json
 import random
 import string
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from grpo_tui.engine.config import DataConfig, PresetError, PromptConfig
 from grpo_tui.engine.data.synthetic import generate
@@ -62,9 +63,14 @@ class DataReport:
         self.first_bad.setdefault(reason, where)
 
     def as_event(self) -> dict[str, Any]:
-        return {"source": self.source, "origin": self.origin, "rows_total": self.rows_total,
-                "rows_used": self.rows_used, "rows_skipped": sum(self.skipped.values()),
-                "skipped": dict(self.skipped)}
+        return {
+            "source": self.source,
+            "origin": self.origin,
+            "rows_total": self.rows_total,
+            "rows_used": self.rows_used,
+            "rows_skipped": sum(self.skipped.values()),
+            "skipped": dict(self.skipped),
+        }
 
     def explain(self) -> str:
         parts = [f"{n} {reason} (first: {self.first_bad.get(reason, '?')})" for reason, n in self.skipped.items()]
@@ -74,6 +80,7 @@ class DataReport:
 @dataclass
 class FieldMap:
     """Where a record keeps its question and gold answer. 'auto' fields try the usual names in turn."""
+
     question_field: str = "question"
     answer_field: str = "answer"
     question_template: str | None = None
@@ -84,13 +91,14 @@ class FieldMap:
     AUTO_ANSWER = ("answer", "solution")
 
     @classmethod
-    def from_config(cls, cfg: DataConfig) -> "FieldMap":
+    def from_config(cls, cfg: DataConfig) -> FieldMap:
         if cfg.source == "gsm8k":
             return cls("question", "answer", None, "gsm8k", tuple(cfg.extra_fields))
         if cfg.source == "synthetic":  # built-in problems: their own field names, a plain number for gold
             return cls("question", "answer", None, "plain", tuple(cfg.extra_fields))
-        return cls(cfg.question_field, cfg.answer_field, cfg.question_template, cfg.gold_format,
-                   tuple(cfg.extra_fields))
+        return cls(
+            cfg.question_field, cfg.answer_field, cfg.question_template, cfg.gold_format, tuple(cfg.extra_fields)
+        )
 
     def template_fields(self) -> list[str]:
         if not self.question_template:
@@ -104,10 +112,11 @@ def check_template(template: str | None, where: str) -> None:
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as e:
-        raise PresetError(f"{where} question_template {template!r}: {e} (write fields as {{Field}}, "
-                          "a literal brace as {{ or }}).") from None
+        raise PresetError(
+            f"{where} question_template {template!r}: {e} (write fields as {{Field}}, a literal brace as {{{{ or }}}})."
+        ) from None
     if not names or any(not n for n in names):
-        raise PresetError(f"{where} question_template {template!r}: name each field, e.g. \"{{Body}} {{Question}}\".")
+        raise PresetError(f'{where} question_template {template!r}: name each field, e.g. "{{Body}} {{Question}}".')
 
 
 def check_files(cfg: DataConfig) -> None:
@@ -127,11 +136,13 @@ def check_files(cfg: DataConfig) -> None:
 
 
 def read_file(path: Path, report: DataReport | None = None) -> Iterator[dict[str, Any]]:
-    """Records of a JSONL/JSON/Parquet/CSV file. Lines that are not UTF-8 or not a JSON object are counted, not fatal."""
+    """Records of a JSONL/JSON/Parquet/CSV file. Lines that are not UTF-8 or not a JSON object are counted, not
+    fatal."""
     report = report if report is not None else DataReport("file", str(path))
     try:
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
+
             yield from pq.read_table(path).to_pylist()
             return
         if path.suffix == ".csv":
@@ -179,8 +190,9 @@ def _csv_records(path: Path, report: DataReport) -> Iterator[dict[str, Any]]:
                 return
             except csv.Error as e:
                 if header is None:
-                    raise PresetError(f"{path} line {start}: the header row is not valid CSV ({e}); fix its quotes.") \
-                        from None
+                    raise PresetError(
+                        f"{path} line {start}: the header row is not valid CSV ({e}); fix its quotes."
+                    ) from None
                 report.rows_total += 1
                 report.skip("bad_csv", f"{path} lines {start}-{reader.line_num}: {e} (an unbalanced quote?)")
                 continue
@@ -200,11 +212,15 @@ def hub_records(dataset: str, config: str | None, split: str, where: str = "[dat
     """The real hub path (users have the hub even though CI does not); failures become a clear error."""
     try:
         from datasets import load_dataset
+
         return load_dataset(dataset, config, split=split) if config else load_dataset(dataset, split=split)
     except Exception as e:  # noqa: BLE001 - offline, unknown id/config/split: say what was asked and why it failed
-        raise PresetError(f"{where} hub dataset {dataset!r}" + (f" (config {config!r})" if config else "")
-                          + f", split {split!r}: {type(e).__name__}: {str(e)[:300]}. Offline? Point data_files "
-                            "at a local copy (JSONL, Parquet or CSV).") from None
+        raise PresetError(
+            f"{where} hub dataset {dataset!r}"
+            + (f" (config {config!r})" if config else "")
+            + f", split {split!r}: {type(e).__name__}: {str(e)[:300]}. Offline? Point data_files "
+            "at a local copy (JSONL, Parquet or CSV)."
+        ) from None
 
 
 def records_for(cfg: DataConfig, report: DataReport) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -229,8 +245,11 @@ def records_for(cfg: DataConfig, report: DataReport) -> Iterator[tuple[str, dict
 
 
 def _is_messages(value: Any) -> bool:
-    return (isinstance(value, list) and bool(value)
-            and all(isinstance(m, dict) and "role" in m and "content" in m for m in value))
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
+    )
 
 
 def _gold_kind(fmt: str, raw: str) -> str:
@@ -246,6 +265,7 @@ def _gold_kind(fmt: str, raw: str) -> str:
 def map_record(rec: dict[str, Any], fm: FieldMap, where: str, report: DataReport) -> dict[str, Any] | None:
     """A row {"question", "answer"[, "messages"][, extras]} from a record, or None (skipped and counted)."""
     from grpo_tui.engine.rewards import gold_from_solution
+
     report.rows_total += 1
     report.fields_seen.update(rec)
     messages = None
@@ -296,8 +316,9 @@ def map_record(rec: dict[str, Any], fm: FieldMap, where: str, report: DataReport
     return row
 
 
-def rows_from_records(records: Iterable[tuple[str, dict[str, Any]]], fm: FieldMap,
-                      report: DataReport) -> list[dict[str, Any]]:
+def rows_from_records(
+    records: Iterable[tuple[str, dict[str, Any]]], fm: FieldMap, report: DataReport
+) -> list[dict[str, Any]]:
     return [row for where, rec in records if (row := map_record(rec, fm, where, report)) is not None]
 
 
@@ -305,9 +326,11 @@ def _field_hint(fm: FieldMap, report: DataReport) -> str:
     wanted = fm.template_fields() or [fm.question_field, fm.answer_field]
     absent = [f for f in wanted if f != "auto" and f not in report.fields_seen]
     if report.fields_seen and absent:
-        return (f" No row has field(s) {', '.join(map(repr, absent))}; the rows have: "
-                f"{', '.join(sorted(report.fields_seen)[:20])}. Set [data] question_field / question_template / "
-                "answer_field.")
+        return (
+            f" No row has field(s) {', '.join(map(repr, absent))}; the rows have: "
+            f"{', '.join(sorted(report.fields_seen)[:20])}. Set [data] question_field / question_template / "
+            "answer_field."
+        )
     return " Check question_field/question_template/answer_field and gold_format."
 
 
@@ -324,9 +347,17 @@ def load_rows(cfg: DataConfig, seed: int, *, min_rows: int = 1) -> tuple[list[di
         problems = generate(cfg.synthetic_size, cfg.synthetic_difficulty, seed)
         rows = rows_from_records(((f"synthetic {i}", p) for i, p in enumerate(problems)), fm, report)
     else:
-        origin = ", ".join(cfg.data_files) if cfg.data_files else (
-            f"hub {GSM8K_HUB[0]} ({GSM8K_HUB[1]}), split {cfg.split}" if cfg.source == "gsm8k" else
-            f"hub {cfg.dataset}" + (f" ({cfg.dataset_config})" if cfg.dataset_config else "") + f", split {cfg.split}")
+        origin = (
+            ", ".join(cfg.data_files)
+            if cfg.data_files
+            else (
+                f"hub {GSM8K_HUB[0]} ({GSM8K_HUB[1]}), split {cfg.split}"
+                if cfg.source == "gsm8k"
+                else f"hub {cfg.dataset}"
+                + (f" ({cfg.dataset_config})" if cfg.dataset_config else "")
+                + f", split {cfg.split}"
+            )
+        )
         report = DataReport(cfg.source, origin)
         rows = rows_from_records(records_for(cfg, report), fm, report)
     rows = drop_long_questions(rows, cfg.max_prompt_tokens or DEFAULT_PROMPT_TOKEN_CAP, report)
@@ -342,16 +373,22 @@ def load_rows(cfg: DataConfig, seed: int, *, min_rows: int = 1) -> tuple[list[di
     report.rows_used = len(rows)
     broken = sum(report.skipped[r] for r in MALFORMED)
     if broken > len(rows):
-        raise PresetError(f"[data] most rows of {report.origin} look malformed ({broken} of {report.rows_total}: "
-                          f"{report.explain()}); {len(rows)} would be used. Fix the file (quotes, columns) or the "
-                          f"[data] field settings.{_field_hint(fm, report)}")
+        raise PresetError(
+            f"[data] most rows of {report.origin} look malformed ({broken} of {report.rows_total}: "
+            f"{report.explain()}); {len(rows)} would be used. Fix the file (quotes, columns) or the "
+            f"[data] field settings.{_field_hint(fm, report)}"
+        )
     if not rows:
-        raise PresetError(f"[data] no usable rows in {report.origin} (rows read: {report.rows_total}; skipped: "
-                          f"{report.explain()}).{_field_hint(fm, report)}")
+        raise PresetError(
+            f"[data] no usable rows in {report.origin} (rows read: {report.rows_total}; skipped: "
+            f"{report.explain()}).{_field_hint(fm, report)}"
+        )
     if len(rows) < min_rows:
-        raise PresetError(f"[data] {len(rows)} usable rows in {report.origin}, fewer than one generation batch "
-                          f"({min_rows} prompts; skipped: {report.explain()}). Add rows or make the batch smaller "
-                          "([train] per_device_train_batch_size / num_generations).")
+        raise PresetError(
+            f"[data] {len(rows)} usable rows in {report.origin}, fewer than one generation batch "
+            f"({min_rows} prompts; skipped: {report.explain()}). Add rows or make the batch smaller "
+            "([train] per_device_train_batch_size / num_generations)."
+        )
     return rows, report
 
 
@@ -368,8 +405,10 @@ def balance_rows(rows: list[dict[str, Any]], key: str, seed: int, report: DataRe
         value = row.get(key)
         groups.setdefault("" if value is None else str(value), []).append(row)
     if list(groups) == [""]:
-        raise PresetError(f"[data] balance_by = {key!r}: no row has that field; the rows have: "
-                          f"{', '.join(sorted(report.fields_seen)[:20])}.")
+        raise PresetError(
+            f"[data] balance_by = {key!r}: no row has that field; the rows have: "
+            f"{', '.join(sorted(report.fields_seen)[:20])}."
+        )
     rng = random.Random(seed)
     kinds = sorted(groups)
     for kind in kinds:
@@ -381,8 +420,11 @@ def balance_rows(rows: list[dict[str, Any]], key: str, seed: int, report: DataRe
         out.extend(groups[kind][i] for kind in kinds)
     dropped = len(rows) - len(out)
     if dropped:
-        report.skip("balance", f"balance_by = {key!r}: {len(groups)} kinds, {per_kind} rows each "
-                               "(the rarest kind's count)", dropped)
+        report.skip(
+            "balance",
+            f"balance_by = {key!r}: {len(groups)} kinds, {per_kind} rows each (the rarest kind's count)",
+            dropped,
+        )
     return out
 
 
@@ -408,17 +450,20 @@ def prompt_token_limit(max_prompt_tokens: int, model_config: Any, max_completion
     return context - max_completion_length
 
 
-def drop_long_prompts(rows: list[dict[str, Any]], tokenizer: Any, prompt: PromptConfig, limit: int | None,
-                      report: DataReport) -> list[dict[str, Any]]:
+def drop_long_prompts(
+    rows: list[dict[str, Any]], tokenizer: Any, prompt: PromptConfig, limit: int | None, report: DataReport
+) -> list[dict[str, Any]]:
     """Drop rows whose prompt (system prompt, one-shot turn and question, as tokenized) is over limit tokens."""
     if not limit:
         return rows
     from grpo_tui.engine.data.prompts import build_messages, system_prompt
+
     system = system_prompt(prompt.format, prompt.system_prompt)
     shot = prompt.format if prompt.one_shot else None
     try:  # the chat template's own tokens, counted once; the question's are counted per row
-        overhead = len(tokenizer.apply_chat_template(build_messages("", system, shot), tokenize=True,
-                                                     add_generation_prompt=True))
+        overhead = len(
+            tokenizer.apply_chat_template(build_messages("", system, shot), tokenize=True, add_generation_prompt=True)
+        )
     except Exception:  # noqa: BLE001 - a tokenizer without a chat template: count the system prompt alone
         overhead = len(tokenizer(system).input_ids)
     kept = []
@@ -436,7 +481,9 @@ def drop_long_prompts(rows: list[dict[str, Any]], tokenizer: Any, prompt: Prompt
 def to_dataset(rows: list[dict[str, Any]], prompt: PromptConfig) -> Any:
     """A datasets.Dataset with a conversational 'prompt' column; 'answer' and extra columns reach rewards as kwargs."""
     from datasets import Dataset
+
     from grpo_tui.engine.data.prompts import build_messages, system_prompt
+
     system = system_prompt(prompt.format, prompt.system_prompt)
     shot = prompt.format if prompt.one_shot else None
     out = []

@@ -22,7 +22,9 @@ FORMATS = {"reasoning": REASONING_PROMPT, "think": THINK_PROMPT}
 # (SmolLM2-135M: tags in 5 of 16 samples as a turn, 0 of 16 in the system prompt).
 EXAMPLE_QUESTION = "Sam has 4 apples and buys 3 more. How many apples does Sam have now?"
 EXAMPLE_ANSWER = {
-    "reasoning": "<reasoning>\nSam starts with 4 apples and buys 3 more, so 4 + 3 = 7.\n</reasoning>\n<answer>\n7\n</answer>",
+    "reasoning": (
+        "<reasoning>\nSam starts with 4 apples and buys 3 more, so 4 + 3 = 7.\n</reasoning>\n<answer>\n7\n</answer>"
+    ),
     "think": "<think>\nSam starts with 4 apples and buys 3 more, so 4 + 3 = 7.\n</think>\n\\boxed{7}",
 }
 
@@ -35,8 +37,10 @@ def build_messages(question: str, system: str, one_shot_format: str | None = Non
     """Conversational prompt; TRL applies the tokenizer's chat template to it."""
     messages = [{"role": "system", "content": system}]
     if one_shot_format:
-        messages += [{"role": "user", "content": EXAMPLE_QUESTION},
-                     {"role": "assistant", "content": EXAMPLE_ANSWER[one_shot_format]}]
+        messages += [
+            {"role": "user", "content": EXAMPLE_QUESTION},
+            {"role": "assistant", "content": EXAMPLE_ANSWER[one_shot_format]},
+        ]
     return messages + [{"role": "user", "content": question}]
 
 

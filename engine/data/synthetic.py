@@ -10,8 +10,28 @@ from __future__ import annotations
 import random
 import re
 
-NAMES = ["Ava", "Ben", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jade", "Kofi", "Lena",
-         "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara"]
+NAMES = [
+    "Ava",
+    "Ben",
+    "Chen",
+    "Dana",
+    "Eli",
+    "Fatima",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Jade",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+]
 ITEMS = ["apples", "marbles", "stickers", "books", "coins", "pencils", "cookies", "stamps", "shells", "cards"]
 
 
@@ -43,8 +63,11 @@ def _step(rng: random.Random, value: int, item: str, hi: int) -> tuple[str, str,
     return "mul", rng.choice(TEMPLATES["mul"]).format(n=m, item=item), value * m
 
 
-_PATTERNS = [(op, re.compile(re.escape(t).replace(re.escape("{n}"), r"\d+").replace(re.escape("{item}"), r"\w+")))
-             for op, ts in TEMPLATES.items() for t in ts]
+_PATTERNS = [
+    (op, re.compile(re.escape(t).replace(re.escape("{n}"), r"\d+").replace(re.escape("{item}"), r"\w+")))
+    for op, ts in TEMPLATES.items()
+    for t in ts
+]
 
 
 def operations(question: str) -> list[str]:

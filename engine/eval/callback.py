@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from grpo_tui.engine.config import Config
-from grpo_tui.rundir.layout import RunDir
 from grpo_tui.engine.data.prompts import chat_template_kwargs
 from grpo_tui.engine.eval.data import load_eval_data
 from grpo_tui.engine.eval.evaluate import evaluate_loaded
 from grpo_tui.engine.eval.generation import default_batch_size
+from grpo_tui.rundir.layout import RunDir
 
 
 class TrainingEvaluator:
@@ -21,7 +21,9 @@ class TrainingEvaluator:
     def __init__(self, cfg: Config, run_root: Path, device: str) -> None:
         e = cfg.eval
         self.cfg = cfg
-        self.data = load_eval_data(e.dataset, e.split, e.limit, cfg, shuffle_seed=None if e.dataset == "synthetic" else 1234)
+        self.data = load_eval_data(
+            e.dataset, e.split, e.limit, cfg, shuffle_seed=None if e.dataset == "synthetic" else 1234
+        )
         self.max_new_tokens = e.max_new_tokens or cfg.train.max_completion_length
         self.batch_size = e.batch_size or default_batch_size(device)
         self.run_dir = RunDir(Path(run_root))
@@ -31,11 +33,17 @@ class TrainingEvaluator:
         old_side = tokenizer.padding_side
         t0 = time.time()
         try:
-            rows, numbers = evaluate_loaded(model, tokenizer, self.data, self.cfg.prompt,
-                                            max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
-                                            stop_strings=self.cfg.train.stop_strings,
-                                            fast_cpu_decode=self.cfg.train.fast_cpu_decode,
-                                            template_kwargs=chat_template_kwargs(self.cfg))
+            rows, numbers = evaluate_loaded(
+                model,
+                tokenizer,
+                self.data,
+                self.cfg.prompt,
+                max_new_tokens=self.max_new_tokens,
+                batch_size=self.batch_size,
+                stop_strings=self.cfg.train.stop_strings,
+                fast_cpu_decode=self.cfg.train.fast_cpu_decode,
+                template_kwargs=chat_template_kwargs(self.cfg),
+            )
         finally:
             tokenizer.padding_side = old_side
         path = self.run_dir.eval_results(step)
@@ -44,13 +52,23 @@ class TrainingEvaluator:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
         g = numbers["greedy"]
-        return {"step": step, "dataset": self.data.name, "n": numbers["n"],
-                "accuracy": g["strict"]["accuracy"], "correct": g["strict"]["correct"],
-                "ci_low": g["strict"]["ci95"][0], "ci_high": g["strict"]["ci95"][1],
-                "accuracy_flex": g["flexible"]["accuracy"], "correct_flex": g["flexible"]["correct"],
-                "format_rate": g["format_rate"], "mean_tokens": round(g["mean_tokens"], 2),
-                "truncated_frac": g["truncated_frac"], "max_new_tokens": self.max_new_tokens,
-                "eval_s": round(time.time() - t0, 2), "path": str(path)}
+        return {
+            "step": step,
+            "dataset": self.data.name,
+            "n": numbers["n"],
+            "accuracy": g["strict"]["accuracy"],
+            "correct": g["strict"]["correct"],
+            "ci_low": g["strict"]["ci95"][0],
+            "ci_high": g["strict"]["ci95"][1],
+            "accuracy_flex": g["flexible"]["accuracy"],
+            "correct_flex": g["flexible"]["correct"],
+            "format_rate": g["format_rate"],
+            "mean_tokens": round(g["mean_tokens"], 2),
+            "truncated_frac": g["truncated_frac"],
+            "max_new_tokens": self.max_new_tokens,
+            "eval_s": round(time.time() - t0, 2),
+            "path": str(path),
+        }
 
 
 def make_eval_callback(cfg: Config, run_root: Path, device: str, events: Any, engine_callback: Any = None) -> Any:
@@ -73,9 +91,12 @@ def make_eval_callback(cfg: Config, run_root: Path, device: str, events: Any, en
                 model = model.module
             fields = evaluator.run(model, tokenizer, step)
             events.emit("eval", **fields)
-            print(f"eval step {step}: {fields['correct']}/{fields['n']} = {100 * fields['accuracy']:.1f}% "
-                  f"[{100 * fields['ci_low']:.1f}, {100 * fields['ci_high']:.1f}] "
-                  f"(flexible {100 * fields['accuracy_flex']:.1f}%) in {fields['eval_s']:.1f}s", flush=True)
+            print(
+                f"eval step {step}: {fields['correct']}/{fields['n']} = {100 * fields['accuracy']:.1f}% "
+                f"[{100 * fields['ci_low']:.1f}, {100 * fields['ci_high']:.1f}] "
+                f"(flexible {100 * fields['accuracy_flex']:.1f}%) in {fields['eval_s']:.1f}s",
+                flush=True,
+            )
             if engine_callback is not None and hasattr(engine_callback, "exclude"):
                 engine_callback.exclude(fields["eval_s"])  # eval time is not step time
 

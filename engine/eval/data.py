@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from grpo_tui.engine.config import Config, PresetError
-from grpo_tui.engine.data.loader import GSM8K_HUB, MATH500_HUB, DataReport, FieldMap, check_template, hub_records, map_record, read_file
-from grpo_tui.engine.rewards import parse_number
+from grpo_tui.engine.data.loader import (
+    GSM8K_HUB,
+    MATH500_HUB,
+    DataReport,
+    FieldMap,
+    check_template,
+    hub_records,
+    map_record,
+    read_file,
+)
 from grpo_tui.engine.eval.errors import EvalError
-
+from grpo_tui.engine.rewards import parse_number
 
 # The synthetic problems a model trains on come from random.Random(f"synthetic-{difficulty}-{seed}") with the
 # preset's integer seed; a string seed gives a stream no training run can draw, and questions that happen to
@@ -33,10 +42,10 @@ class EvalItem:
 
 @dataclass
 class EvalData:
-    name: str          # as given on the command line
-    origin: str        # file path or hub id
+    name: str  # as given on the command line
+    origin: str  # file path or hub id
     items: list[EvalItem]
-    math_style: bool   # answers are LaTeX (\\boxed{}) rather than plain numbers
+    math_style: bool  # answers are LaTeX (\\boxed{}) rather than plain numbers
     skipped: int = 0
     unparsed: int = 0  # golds that are neither a number nor LaTeX: only an exact string match scores them
 
@@ -45,9 +54,11 @@ class EvalData:
         if not self.items or self.unparsed * 2 <= len(self.items):
             return None
         example = next((i.gold for i in self.items if parse_number(i.gold) is None and "\\" not in i.gold), "")
-        return (f"WARNING: {self.unparsed} of {len(self.items)} gold answers are not a number or a LaTeX expression "
-                f"(e.g. {example[:60]!r}); answers to them score only on an exact text match. Check --answer-field "
-                "and --gold-format (gsm8k, boxed, plain, number).")
+        return (
+            f"WARNING: {self.unparsed} of {len(self.items)} gold answers are not a number or a LaTeX expression "
+            f"(e.g. {example[:60]!r}); answers to them score only on an exact text match. Check --answer-field "
+            "and --gold-format (gsm8k, boxed, plain, number)."
+        )
 
 
 def _data_dirs() -> list[Path]:
@@ -64,8 +75,9 @@ def local_copy(name: str, split: str) -> Path | None:
     return None
 
 
-def items_from_records(records: Iterable[dict[str, Any]], prefix: str,
-                       fields: FieldMap | None = None) -> tuple[list[EvalItem], int, bool]:
+def items_from_records(
+    records: Iterable[dict[str, Any]], prefix: str, fields: FieldMap | None = None
+) -> tuple[list[EvalItem], int, bool]:
     """Items through the data loader's field mapping; by default the question from question/problem/prompt and the
     gold from answer (GSM8K '####', MATH plain) or the solution's last \\boxed{}."""
     fm = fields or FieldMap("auto", "auto")
@@ -90,20 +102,35 @@ def _unparsed(items: list[EvalItem]) -> int:
 def heldout_synthetic(n: int, difficulty: int, train_seed: int | None = None, train_size: int = 0) -> list[EvalItem]:
     """n built-in problems from a seed no training run uses, minus any question in the given training set."""
     from grpo_tui.engine.data.synthetic import generate
-    train = {p["question"] for p in generate(train_size, difficulty, train_seed)} if train_seed is not None and train_size else set()
+
+    train = (
+        {p["question"] for p in generate(train_size, difficulty, train_seed)}
+        if train_seed is not None and train_size
+        else set()
+    )
     out: list[EvalItem] = []
     want = n
     while len(out) < n:
         problems = generate(want + len(train) // 10 + 16, difficulty, HELDOUT_SEED)  # type: ignore[arg-type]
-        out = [EvalItem(f"synthetic-{difficulty}-{i}", p["question"], p["answer"])
-               for i, p in enumerate(problems) if p["question"] not in train][:n]
+        out = [
+            EvalItem(f"synthetic-{difficulty}-{i}", p["question"], p["answer"])
+            for i, p in enumerate(problems)
+            if p["question"] not in train
+        ][:n]
         want *= 2
     return out
 
 
-def load_eval_data(dataset: str, split: str = "test", limit: int = 0, cfg: Config | None = None,
-                   difficulty: int | None = None, shuffle_seed: int | None = None,
-                   fields: FieldMap | None = None, dataset_config: str | None = None) -> EvalData:
+def load_eval_data(
+    dataset: str,
+    split: str = "test",
+    limit: int = 0,
+    cfg: Config | None = None,
+    difficulty: int | None = None,
+    shuffle_seed: int | None = None,
+    fields: FieldMap | None = None,
+    dataset_config: str | None = None,
+) -> EvalData:
     """The items to evaluate on. Named datasets use a local copy when there is one (see _data_dirs), else the hub;
     an 'owner/name' that is not a local path is a hub dataset. `fields` maps questions and golds (default: auto)."""
     if dataset == "synthetic":
@@ -119,7 +146,12 @@ def load_eval_data(dataset: str, split: str = "test", limit: int = 0, cfg: Confi
             raise EvalError(str(e)) from None
     path = Path(dataset).expanduser()
     hub_id = {"gsm8k": GSM8K_HUB, "math500": MATH500_HUB}.get(dataset)
-    if hub_id is None and "/" in dataset and not path.exists() and path.suffix not in (".jsonl", ".json", ".parquet", ".csv"):
+    if (
+        hub_id is None
+        and "/" in dataset
+        and not path.exists()
+        and path.suffix not in (".jsonl", ".json", ".parquet", ".csv")
+    ):
         hub_id = (dataset, dataset_config)
     if hub_id is not None and not path.exists():
         local = local_copy(dataset, split) if dataset in ("gsm8k", "math500") else None
@@ -129,15 +161,22 @@ def load_eval_data(dataset: str, split: str = "test", limit: int = 0, cfg: Confi
             try:
                 ds = hub_records(hub_id[0], hub_id[1], split, where="--dataset")
             except PresetError as e:
-                raise EvalError(f"{e} (local copies of gsm8k/math500 are looked for in "
-                                f"{', '.join(map(str, _data_dirs()))}; set {DATA_DIRS_ENV})") from None
+                raise EvalError(
+                    f"{e} (local copies of gsm8k/math500 are looked for in "
+                    f"{', '.join(map(str, _data_dirs()))}; set {DATA_DIRS_ENV})"
+                ) from None
             origin = f"hub {hub_id[0]}" + (f" ({hub_id[1]})" if hub_id[1] else "") + f", split {split}"
             items, skipped, math_style = items_from_records(ds, dataset.replace("/", "_"), fields)
-            return _finish(EvalData(dataset, origin, items, math_style or dataset == "math500", skipped,
-                                    _unparsed(items)), limit, shuffle_seed)
+            return _finish(
+                EvalData(dataset, origin, items, math_style or dataset == "math500", skipped, _unparsed(items)),
+                limit,
+                shuffle_seed,
+            )
     if not path.is_file():
-        raise EvalError(f"--dataset {dataset}: not 'gsm8k', 'math500', 'synthetic', a hub id (owner/name) or an "
-                        "existing .jsonl/.json/.parquet/.csv file.")
+        raise EvalError(
+            f"--dataset {dataset}: not 'gsm8k', 'math500', 'synthetic', a hub id (owner/name) or an "
+            "existing .jsonl/.json/.parquet/.csv file."
+        )
     report = DataReport("eval", str(path))
     try:
         items, skipped, math_style = items_from_records(read_file(path, report), path.stem, fields)
@@ -145,12 +184,17 @@ def load_eval_data(dataset: str, split: str = "test", limit: int = 0, cfg: Confi
         raise EvalError(str(e)) from None
     skipped += sum(report.skipped.values())
     if not items:
-        raise EvalError(f"--dataset {path}: no usable rows ({skipped} without a question or a gold answer); "
-                        "rows need question/problem and answer (or a solution with \\boxed{}), or name the fields "
-                        "with --question-field/--question-template and --answer-field.")
+        raise EvalError(
+            f"--dataset {path}: no usable rows ({skipped} without a question or a gold answer); "
+            "rows need question/problem and answer (or a solution with \\boxed{}), or name the fields "
+            "with --question-field/--question-template and --answer-field."
+        )
     named = dataset if dataset in ("gsm8k", "math500") else str(path)
-    return _finish(EvalData(named, str(path), items, math_style or "math" in path.parent.name.lower(), skipped,
-                            _unparsed(items)), limit, shuffle_seed)
+    return _finish(
+        EvalData(named, str(path), items, math_style or "math" in path.parent.name.lower(), skipped, _unparsed(items)),
+        limit,
+        shuffle_seed,
+    )
 
 
 def _finish(data: EvalData, limit: int, shuffle_seed: int | None) -> EvalData:
@@ -168,7 +212,9 @@ def gsm8k_docs(dataset: str, split: str, what: str) -> tuple[list[dict[str, Any]
         local = local_copy("gsm8k", split)
         if local is None:
             try:
-                return [dict(r) for r in hub_records(*GSM8K_HUB, split=split, where=what)], f"hub {GSM8K_HUB[0]} {split}"
+                return [
+                    dict(r) for r in hub_records(*GSM8K_HUB, split=split, where=what)
+                ], f"hub {GSM8K_HUB[0]} {split}"
             except PresetError as e:
                 raise EvalError(f"{e} (or set {DATA_DIRS_ENV} to a folder with gsm8k/{split}.jsonl)") from None
         path = local

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from grpo_tui.rundir.errors import GrpoTuiError
 
 

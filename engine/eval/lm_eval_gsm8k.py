@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 import random
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 NUM_FEWSHOT = 5
 FEWSHOT_SEED = 1234
@@ -46,15 +47,21 @@ def doc_to_text(doc: dict[str, Any]) -> str:
     return f"Question: {doc['question']}\nAnswer:"
 
 
-def contexts(test_docs: list[dict[str, Any]], train_docs: list[dict[str, Any]], num_fewshot: int = NUM_FEWSHOT,
-             seed: int = FEWSHOT_SEED) -> list[str]:
+def contexts(
+    test_docs: list[dict[str, Any]],
+    train_docs: list[dict[str, Any]],
+    num_fewshot: int = NUM_FEWSHOT,
+    seed: int = FEWSHOT_SEED,
+) -> list[str]:
     """The prompt of every test item, few-shot examples drawn as lm-eval's default sampler draws them."""
     rnd = random.Random(seed)
     out = []
     for doc in test_docs:
         shots = [x for x in rnd.sample(train_docs, num_fewshot) if x != doc][:num_fewshot]
-        out.append("".join(doc_to_text(s) + TARGET_DELIMITER + s["answer"] + FEWSHOT_DELIMITER for s in shots)
-                   + doc_to_text(doc))
+        out.append(
+            "".join(doc_to_text(s) + TARGET_DELIMITER + s["answer"] + FEWSHOT_DELIMITER for s in shots)
+            + doc_to_text(doc)
+        )
     return out
 
 
@@ -91,8 +98,12 @@ def exact_match(prediction: str, reference: str) -> bool:
 def score(response: str, doc: dict[str, Any]) -> dict[str, Any]:
     """Both filters' extraction and verdict for one completion (already cut at the stop sequences)."""
     strict, flexible = regex_extract(response, "strict-match"), regex_extract(response, "flexible-extract")
-    return {"extracted_strict": strict, "correct": exact_match(strict, doc["answer"]),
-            "extracted_flex": flexible, "correct_flex": exact_match(flexible, doc["answer"])}
+    return {
+        "extracted_strict": strict,
+        "correct": exact_match(strict, doc["answer"]),
+        "extracted_flex": flexible,
+        "correct_flex": exact_match(flexible, doc["answer"]),
+    }
 
 
 def stderr_of_mean(hits: list[bool]) -> float | None:
@@ -105,39 +116,68 @@ def stderr_of_mean(hits: list[bool]) -> float | None:
     return math.sqrt(var / n)
 
 
-def run(model: Any, tokenizer: Any, test_docs: list[dict[str, Any]], train_docs: list[dict[str, Any]], *,
-        batch_size: int, max_new_tokens: int = MAX_GEN_TOKS,
-        progress: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def run(
+    model: Any,
+    tokenizer: Any,
+    test_docs: list[dict[str, Any]],
+    train_docs: list[dict[str, Any]],
+    *,
+    batch_size: int,
+    max_new_tokens: int = MAX_GEN_TOKS,
+    progress: Any = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate and score every test item; returns (rows, numbers) in the shape of grpo-tui's eval output."""
     from grpo_tui.engine.eval.generation import generate
     from grpo_tui.engine.eval.stats import wilson
+
     prompts = contexts(test_docs, train_docs)
     eos = tokenizer.eos_token or ""
-    completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                           on_batch=progress)
+    completions = generate(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=progress
+    )
     rows = []
     for i, (doc, outs) in enumerate(zip(test_docs, completions)):
         text = cut_at_stop(outs[0].text, (*UNTIL, eos))
-        rows.append({"id": str(doc.get("id", f"gsm8k-{i}")), "question": doc["question"], "gold": doc["answer"],
-                     "completion": text, "tokens": outs[0].tokens, **score(text, doc)})
-    numbers: dict[str, Any] = {"protocol": "lm-eval-gsm8k", "n": len(rows), "num_fewshot": NUM_FEWSHOT,
-                               "fewshot_seed": FEWSHOT_SEED}
+        rows.append(
+            {
+                "id": str(doc.get("id", f"gsm8k-{i}")),
+                "question": doc["question"],
+                "gold": doc["answer"],
+                "completion": text,
+                "tokens": outs[0].tokens,
+                **score(text, doc),
+            }
+        )
+    numbers: dict[str, Any] = {
+        "protocol": "lm-eval-gsm8k",
+        "n": len(rows),
+        "num_fewshot": NUM_FEWSHOT,
+        "fewshot_seed": FEWSHOT_SEED,
+    }
     for key, label in (("correct", "strict-match"), ("correct_flex", "flexible-extract")):
         hits = [r[key] for r in rows]
         k = sum(hits)
         lo, hi = wilson(k, len(hits))
-        numbers[label] = {"exact_match": k / len(hits) if hits else None, "stderr": stderr_of_mean(hits),
-                          "correct": k, "ci_low": lo, "ci_high": hi}
+        numbers[label] = {
+            "exact_match": k / len(hits) if hits else None,
+            "stderr": stderr_of_mean(hits),
+            "correct": k,
+            "ci_low": lo,
+            "ci_high": hi,
+        }
     return rows, numbers
 
 
 def table_markdown(model: str, numbers: dict[str, Any]) -> str:
     """The results table as lm-eval prints it."""
-    lines = ["|Tasks|Version|     Filter     |n-shot|  Metric   |   |Value |   |Stderr|",
-             "|-----|------:|----------------|-----:|-----------|---|-----:|---|-----:|"]
+    lines = [
+        "|Tasks|Version|     Filter     |n-shot|  Metric   |   |Value |   |Stderr|",
+        "|-----|------:|----------------|-----:|-----------|---|-----:|---|-----:|",
+    ]
     for label in ("flexible-extract", "strict-match"):
         m = numbers[label]
         err = "N/A" if m["stderr"] is None else f"{m['stderr']:.4f}"
-        lines.append(f"|gsm8k|      3|{label:<16}|{numbers['num_fewshot']:>6}|exact_match|↑  |{m['exact_match']:.4f}|±  |"
-                     f"{err}|")
+        lines.append(
+            f"|gsm8k|      3|{label:<16}|{numbers['num_fewshot']:>6}|exact_match|↑  |{m['exact_match']:.4f}|±  |{err}|"
+        )
     return f"{model}\n" + "\n".join(lines)

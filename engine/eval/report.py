@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
+from typing import Any
 
 
 def write_results(out_dir: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -33,35 +33,52 @@ def compare(summaries: list[dict[str, Any]], rows: list[list[dict[str, Any]]]) -
     metrics = list(COMPARE_METRICS)
     k = (summaries[0].get("sampled") or {}).get("k")
     if k and all((s.get("sampled") or {}).get("k") == k for s in summaries):
-        metrics += [(f"pass@{k} strict", lambda s, k=k: s["sampled"]["strict"][f"pass@{k}"]),
-                    (f"maj@{k} strict", lambda s, k=k: s["sampled"]["strict"][f"maj@{k}"]["accuracy"])]
+        metrics += [
+            (f"pass@{k} strict", lambda s, k=k: s["sampled"]["strict"][f"pass@{k}"]),
+            (f"maj@{k} strict", lambda s, k=k: s["sampled"]["strict"][f"maj@{k}"]["accuracy"]),
+        ]
     table = []
     for name, get in metrics:
         vals = [get(s) for s in summaries]
         base = vals[0]
-        table.append({"metric": name, "values": vals,
-                      "delta": [None if v is None or base is None else v - base for v in vals]})
+        table.append(
+            {"metric": name, "values": vals, "delta": [None if v is None or base is None else v - base for v in vals]}
+        )
     paired = []
     first = {r["id"]: r for r in rows[0]}
     for s, rs in zip(summaries[1:], rows[1:]):
         both = [(first[r["id"]], r) for r in rs if r["id"] in first and "correct" in r]
         for mode, col in (("strict", "correct"), ("flexible", "correct_flex")):
-            paired.append({"model": s["model"], "mode": mode, "items": len(both),
-                           "fixed": sum(1 for a, b in both if b[col] and not a[col]),
-                           "broken": sum(1 for a, b in both if a[col] and not b[col])})
-    return {"models": [s["model"] for s in summaries], "dataset": summaries[0].get("dataset"),
-            "n": summaries[0].get("n"), "table": table, "paired": paired}
+            paired.append(
+                {
+                    "model": s["model"],
+                    "mode": mode,
+                    "items": len(both),
+                    "fixed": sum(1 for a, b in both if b[col] and not a[col]),
+                    "broken": sum(1 for a, b in both if a[col] and not b[col]),
+                }
+            )
+    return {
+        "models": [s["model"] for s in summaries],
+        "dataset": summaries[0].get("dataset"),
+        "n": summaries[0].get("n"),
+        "table": table,
+        "paired": paired,
+    }
 
 
 def compare_markdown(cmp: dict[str, Any]) -> str:
     heads = cmp["models"]
-    lines = [f"| metric | {' | '.join(heads)} | " + " | ".join(f"Δ {h}" for h in heads[1:]) + " |",
-             "|---" * (1 + len(heads) + len(heads) - 1) + "|"]
+    lines = [
+        f"| metric | {' | '.join(heads)} | " + " | ".join(f"Δ {h}" for h in heads[1:]) + " |",
+        "|---" * (1 + len(heads) + len(heads) - 1) + "|",
+    ]
     for row in cmp["table"]:
         vals = " | ".join(percent(v) for v in row["values"])
         deltas = " | ".join("-" if d is None else f"{100 * d:+.1f}" for d in row["delta"][1:])
         lines.append(f"| {row['metric']} (%) | {vals} | {deltas} |")
     for p in cmp["paired"]:
-        lines.append(f"\n{p['model']} vs {heads[0]} ({p['mode']}): fixed {p['fixed']}, broke {p['broken']} "
-                     f"of {p['items']} items")
+        lines.append(
+            f"\n{p['model']} vs {heads[0]} ({p['mode']}): fixed {p['fixed']}, broke {p['broken']} of {p['items']} items"
+        )
     return "\n".join(lines) + "\n"

@@ -10,26 +10,28 @@ from pathlib import Path
 from typing import Any
 
 from grpo_tui.engine.config import Config, ModelConfig, PresetError, PromptConfig
-from grpo_tui.rundir.layout import RunDir, checkpoint_step, find_checkpoints
 from grpo_tui.engine.eval.errors import EvalError
+from grpo_tui.rundir.layout import RunDir, checkpoint_step, find_checkpoints
 
 
 @dataclass
 class ModelSpec:
     """What --model names, resolved: weights to load, an optional LoRA adapter, the prompt to ask with."""
+
     label: str
-    path: str                      # full weights (dir or hub id)
-    adapter: str | None = None     # peft adapter dir on top of `path`
-    tokenizer: str | None = None   # where the tokenizer lives (default: adapter dir if it has one, else path)
+    path: str  # full weights (dir or hub id)
+    adapter: str | None = None  # peft adapter dir on top of `path`
+    tokenizer: str | None = None  # where the tokenizer lives (default: adapter dir if it has one, else path)
     prompt: PromptConfig | None = None
-    config: Config | None = None   # the run's or preset's config, if any
+    config: Config | None = None  # the run's or preset's config, if any
     run_dir: str | None = None
-    step: int | None = None        # checkpoint step (None: not a checkpoint)
-    stage: str = "model"           # model | base | sft | grpo
+    step: int | None = None  # checkpoint step (None: not a checkpoint)
+    stage: str = "model"  # model | base | sft | grpo
 
 
 def _run_config(root: Path) -> Config | None:
     from grpo_tui.engine.config import load_resolved
+
     try:
         return load_resolved(RunDir(root).config)
     except PresetError:
@@ -49,6 +51,7 @@ def _run_prompt(root: Path) -> PromptConfig | None:
 def _base_of_run(root: Path, cfg: Config | None) -> str:
     """Weights a run's GRPO stage started from: its SFT model when it had one, else [model] name."""
     from grpo_tui.engine.models import resolve_model_path
+
     run = RunDir(root)
     if run.sft_done():
         return str(run.sft_model)
@@ -65,6 +68,7 @@ def run_checkpoints(root: Path) -> dict[int, Path]:
 def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:
     """--model value -> ModelSpec. Run directories take @STEP, @latest (default), @sft (the SFT stage) or @base."""
     from grpo_tui.engine.models import SMOLLM2, TINY, resolve_model_path
+
     name, at = spec, None
     if "@" in spec and not Path(spec).expanduser().exists():
         name, at = spec.rsplit("@", 1)
@@ -90,8 +94,9 @@ def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:
             return ModelSpec(f"{root.name}@sft", str(sft), prompt=prompt, config=cfg, run_dir=str(root), stage="sft")
         ckpts = run_checkpoints(root)
         if not ckpts:
-            raise EvalError(f"{root}: the run has no checkpoint yet; use {root}@base or {root}@sft, "
-                            "or wait for a checkpoint.")
+            raise EvalError(
+                f"{root}: the run has no checkpoint yet; use {root}@base or {root}@sft, or wait for a checkpoint."
+            )
         if at in (None, "latest"):
             step = max(ckpts)
         else:
@@ -105,8 +110,9 @@ def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:
         label = f"{root.name}@{step}"
         if (ck / "adapter_config.json").is_file():
             base = _base_of_run(root, cfg)
-            return ModelSpec(label, base, adapter=str(ck), prompt=prompt, config=cfg, run_dir=str(root),
-                             step=step, stage="grpo")
+            return ModelSpec(
+                label, base, adapter=str(ck), prompt=prompt, config=cfg, run_dir=str(root), step=step, stage="grpo"
+            )
         return ModelSpec(label, str(ck), prompt=prompt, config=cfg, run_dir=str(root), step=step, stage="grpo")
     if at is not None:
         raise EvalError(f"--model {spec}: @STEP works on run directories only ({name} is not one).")
@@ -130,7 +136,9 @@ def resolve_model(spec: str, preset: Config | None = None) -> ModelSpec:
 def load_for_eval(spec: ModelSpec, device: str, dtype: str = "auto") -> tuple[Any, Any]:
     """(model in eval mode on device, tokenizer with left padding). LoRA adapters are merged for speed."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from grpo_tui.engine.models import pick_dtype
+
     torch_dtype = pick_dtype(ModelConfig(dtype=dtype), device)
     tok_dir = spec.tokenizer or spec.path
     if spec.adapter and (Path(spec.adapter) / "tokenizer_config.json").is_file():
@@ -142,6 +150,7 @@ def load_for_eval(spec: ModelSpec, device: str, dtype: str = "auto") -> tuple[An
     model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=torch_dtype)
     if spec.adapter:
         from peft import PeftModel
+
         model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
     model.to(device)
     model.eval()

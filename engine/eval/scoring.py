@@ -8,9 +8,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from grpo_tui.engine.rewards import extract_answer, is_correct, last_boxed, last_number, parse_number
 from grpo_tui.engine.eval.data import EvalItem
 from grpo_tui.engine.eval.stats import mean_ci, pass_at_k, wilson
+from grpo_tui.engine.rewards import extract_answer, is_correct, last_boxed, last_number, parse_number
 
 
 def flexible_answer(text: str, math_style: bool) -> str | None:
@@ -56,13 +56,24 @@ class Completion:
 def score_completion(c: Completion, gold: str, fmt: str, math_style: bool) -> dict[str, Any]:
     strict = extract_answer(c.text, fmt)
     flex = flexible_answer(c.text, math_style)
-    return {"completion": c.text, "extracted": strict, "correct": bool(is_correct(strict, gold)),
-            "extracted_flex": flex, "correct_flex": bool(is_correct(flex, gold)),
-            "tokens": c.tokens, "truncated": c.truncated}
+    return {
+        "completion": c.text,
+        "extracted": strict,
+        "correct": bool(is_correct(strict, gold)),
+        "extracted_flex": flex,
+        "correct_flex": bool(is_correct(flex, gold)),
+        "tokens": c.tokens,
+        "truncated": c.truncated,
+    }
 
 
-def score_items(items: list[EvalItem], greedy: list[Completion] | None, samples: list[list[Completion]] | None,
-                fmt: str, math_style: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def score_items(
+    items: list[EvalItem],
+    greedy: list[Completion] | None,
+    samples: list[list[Completion]] | None,
+    fmt: str,
+    math_style: bool,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-item rows and the aggregate numbers (no metadata)."""
     rows: list[dict[str, Any]] = []
     for i, item in enumerate(items):
@@ -100,12 +111,17 @@ def aggregate(rows: list[dict[str, Any]], has_greedy: bool, k: int) -> dict[str,
         }
     if k and n:
         sampled: dict[str, Any] = {"k": k}
-        for mode, col, maj in (("strict", "n_correct", "majority_correct"), ("flexible", "n_correct_flex", "majority_flex_correct")):
+        for mode, col, maj in (
+            ("strict", "n_correct", "majority_correct"),
+            ("flexible", "n_correct_flex", "majority_flex_correct"),
+        ):
             p1 = [r[col] / k for r in rows]
             pk = [pass_at_k(k, r[col], k) for r in rows]
             sampled[mode] = {
-                "pass@1": sum(p1) / n, "pass@1_ci95": list(mean_ci(p1)),
-                f"pass@{k}": sum(pk) / n, f"pass@{k}_ci95": list(wilson(sum(1 for x in pk if x > 0), n)),
+                "pass@1": sum(p1) / n,
+                "pass@1_ci95": list(mean_ci(p1)),
+                f"pass@{k}": sum(pk) / n,
+                f"pass@{k}_ci95": list(wilson(sum(1 for x in pk if x > 0), n)),
                 f"maj@{k}": _rate(sum(r[maj] for r in rows), n),
             }
         sampled["frac_all_same"] = sum(r["n_correct"] in (0, k) for r in rows) / n  # groups GRPO can't learn from

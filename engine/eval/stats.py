@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 
-
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for k successes in n trials (95% by default); (0, 1) for n = 0."""
     if n <= 0:

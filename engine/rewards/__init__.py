@@ -62,6 +62,7 @@ from . import mathverify
 from .builtin import GSM8K_RECIPE, REWARDS, THINK_RECIPE, VALUES, RewardFailure, count_xml
 from .extract import (
     extract_answer,
+    format_number,
     gold_from_solution,
     is_correct,
     judge,
@@ -69,12 +70,10 @@ from .extract import (
     last_number,
     multiple_choice_letter,
     parse_number,
-    format_number,
 )
 from .guard import BrokenRewardError, GuardedReward, drain_all, guard
 from .messages import message_text
 from .spec import RewardSpecError, resolve_reward, reward_options
-
 
 
 class RewardFn(Protocol):

@@ -42,7 +42,8 @@ def _tie_to_parent() -> None:
 def main() -> int:
     _tie_to_parent()
     logging.disable(logging.WARNING)
-    from math_verify import parse as _parse, verify
+    from math_verify import parse as _parse
+    from math_verify import verify
 
     @functools.lru_cache(maxsize=4096)  # golds repeat across a group; parsed sympy values are immutable
     def parse(text: str, parsing_timeout=None):

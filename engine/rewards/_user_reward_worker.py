@@ -22,8 +22,18 @@ import sys
 import traceback
 import types
 
-CALL_PARAMS = {"prompts", "completions", "answer", "solution", "completion_ids", "prompt_format", "trainer_state",
-               "log_extra", "log_metric", "environments"}
+CALL_PARAMS = {
+    "prompts",
+    "completions",
+    "answer",
+    "solution",
+    "completion_ids",
+    "prompt_format",
+    "trainer_state",
+    "log_extra",
+    "log_metric",
+    "environments",
+}
 
 
 def _worker_common():
@@ -54,19 +64,32 @@ def _jsonable(v):
 
 def _recorder(name: str, calls: list):
     """A stand-in for the trainer's log_extra/log_metric: records (name, args) to replay in the trainer."""
+
     def record(*args):
         calls.append([name, [_jsonable(a) for a in args]])
+
     record.__name__ = name
     return record
 
 
 def _describe(module, func: str) -> dict:
     fn = getattr(module, func, None)
-    names = sorted(n for n, v in vars(module).items()
-                   if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
-    out = {"ready": True, "file": getattr(module, "__file__", None), "defined": fn is not None,
-           "callable": callable(fn), "functions": names,
-           "coroutine": inspect.iscoroutinefunction(fn), "signature": None, "var_kw": True, "options": {}}
+    names = sorted(
+        n
+        for n, v in vars(module).items()
+        if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+    )
+    out = {
+        "ready": True,
+        "file": getattr(module, "__file__", None),
+        "defined": fn is not None,
+        "callable": callable(fn),
+        "functions": names,
+        "coroutine": inspect.iscoroutinefunction(fn),
+        "signature": None,
+        "var_kw": True,
+        "options": {},
+    }
     if callable(fn):
         try:
             sig = inspect.signature(fn)
@@ -74,9 +97,13 @@ def _describe(module, func: str) -> dict:
             return out
         out["signature"] = str(sig)
         out["var_kw"] = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
-        out["options"] = {p.name: _jsonable(p.default) for p in sig.parameters.values()
-                          if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                          and p.default is not p.empty and p.name not in CALL_PARAMS}
+        out["options"] = {
+            p.name: _jsonable(p.default)
+            for p in sig.parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.default is not p.empty
+            and p.name not in CALL_PARAMS
+        }
     return out
 
 
@@ -118,8 +145,12 @@ def main() -> int:
                 value = asyncio.run(value)
             if value is not None and not isinstance(value, (str, bytes)):
                 try:
-                    value = [v if v is None or isinstance(v, (bool, int, float, str)) else
-                             (float(v) if hasattr(v, "__float__") else repr(v)) for v in value]
+                    value = [
+                        v
+                        if v is None or isinstance(v, (bool, int, float, str))
+                        else (float(v) if hasattr(v, "__float__") else repr(v))
+                        for v in value
+                    ]
                 except TypeError:
                     reply = {"exc": f"TypeError: returned {type(value).__name__}, not a list of floats"}
                     value = None

@@ -13,16 +13,16 @@ floats equal to 0.0 that carry a kind and a detail, so an unguarded caller sees
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from .extract import extract_answer, last_boxed, is_correct, judge
+from .extract import extract_answer, is_correct, judge, last_boxed
 from .mathverify import MathVerifyError
 
 
 class RewardFailure(float):
     """0.0 for a completion this reward could not score (kind: timeout, error...)."""
 
-    def __new__(cls, kind: str, detail: str = "") -> "RewardFailure":
+    def __new__(cls, kind: str, detail: str = "") -> RewardFailure:
         obj = super().__new__(cls, 0.0)
         obj.kind = kind
         obj.detail = detail
@@ -54,9 +54,7 @@ def _judged(extracted: str | None, gold, value: float, timeout_s: float | None) 
 
 _TAG = r"</?(?:reasoning|answer)>"
 _BODY = r"(?:(?!" + _TAG + r").)*?"  # no tag inside a block (DOTALL: newlines allowed)
-_STRICT_RE = re.compile(
-    r"<reasoning>\n" + _BODY + r"\n</reasoning>\n<answer>\n" + _BODY + r"\n</answer>\n", re.DOTALL
-)
+_STRICT_RE = re.compile(r"<reasoning>\n" + _BODY + r"\n</reasoning>\n<answer>\n" + _BODY + r"\n</answer>\n", re.DOTALL)
 _STRICT_NO_NL_RE = re.compile(
     r"<reasoning>\n" + _BODY + r"\n</reasoning>\n<answer>\n" + _BODY + r"\n</answer>\n?", re.DOTALL
 )
@@ -84,9 +82,7 @@ def int_answer(prompts=None, completions=(), answer=None, **kwargs) -> list[floa
     return out
 
 
-def strict_format(
-    prompts=None, completions=(), answer=None, *, final_newline: bool = True, **kwargs
-) -> list[float]:
+def strict_format(prompts=None, completions=(), answer=None, *, final_newline: bool = True, **kwargs) -> list[float]:
     """0.5 for exactly <reasoning>\\n...\\n</reasoning>\\n<answer>\\n...\\n</answer>\\n (blocks may span lines)."""
     pattern = _STRICT_RE if final_newline else _STRICT_NO_NL_RE
     out = []
@@ -136,9 +132,7 @@ def correctness_normalized(
     return [_judged(extract_answer(t, fmt), g, 2.0, timeout_s) for t, g in zip(completions, golds)]
 
 
-def math_equivalence(
-    prompts=None, completions=(), answer=None, *, timeout_s: float = 5.0, **kwargs
-) -> list[float]:
+def math_equivalence(prompts=None, completions=(), answer=None, *, timeout_s: float = 5.0, **kwargs) -> list[float]:
     """1.0 when the last \\boxed{} is mathematically equivalent to the gold (math-verify; letters A-E strictly)."""
     golds = _golds(answer, len(completions), "math_equivalence")
     return [_judged(last_boxed(t), g, 1.0, timeout_s) for t, g in zip(completions, golds)]
@@ -149,9 +143,7 @@ def math_equivalence(
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
 
-def think_format(
-    prompts=None, completions=(), answer=None, *, require_open_tag: bool = True, **kwargs
-) -> list[float]:
+def think_format(prompts=None, completions=(), answer=None, *, require_open_tag: bool = True, **kwargs) -> list[float]:
     """0.5 for <think>reasoning</think> followed by a non-empty answer, one of each tag."""
     out = []
     for text in completions:
@@ -171,9 +163,7 @@ def think_format(
     return out
 
 
-def correctness_think(
-    prompts=None, completions=(), answer=None, *, timeout_s: float = 5.0, **kwargs
-) -> list[float]:
+def correctness_think(prompts=None, completions=(), answer=None, *, timeout_s: float = 5.0, **kwargs) -> list[float]:
     """1.0 when the answer after </think> (last \\boxed{}, <answer>, or last number) matches the gold."""
     golds = _golds(answer, len(completions), "correctness_think")
     return [_judged(extract_answer(t, "think"), g, 1.0, timeout_s) for t, g in zip(completions, golds)]

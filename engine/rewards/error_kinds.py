@@ -9,7 +9,8 @@ run summary counts them per step. No Textual, no torch.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .extract import _LAST_NUMBER_RE, _THOUSANDS_RE, last_number, parse_number
 
@@ -32,8 +33,9 @@ def _same_number(s: str | None, gold: Any) -> bool:
     return a is not None and gold is not None and a == gold
 
 
-def classify_error(text: str | None, extracted: str | None, gold: str | None, correct: bool,
-                   truncated: bool = False) -> str | None:
+def classify_error(
+    text: str | None, extracted: str | None, gold: str | None, correct: bool, truncated: bool = False
+) -> str | None:
     """The kind of a wrong answer (a key of ERROR_KINDS), or None for a correct one.
 
     - cut_off: the completion hit the length limit before giving a readable answer;
@@ -72,8 +74,9 @@ def error_counts(groups: Iterable[dict[str, Any]]) -> dict[int, Counter]:
     for (step, _), g in sorted(latest.items(), key=lambda kv: kv[0][0]):
         counts = out.setdefault(step, Counter())
         for c in g.get("completions") or []:
-            kind = classify_error(c.get("text"), c.get("extracted"), g.get("gold"), bool(c.get("correct")),
-                                  bool(c.get("truncated")))
+            kind = classify_error(
+                c.get("text"), c.get("extracted"), g.get("gold"), bool(c.get("correct")), bool(c.get("truncated"))
+            )
             if kind is not None:
                 counts[kind] += 1
     return out

@@ -113,9 +113,7 @@ def extract_answer(text: str, prompt_format: str = "reasoning") -> str | None:
         if tagged is not None:
             return tagged
         return last_number(tail)
-    raise ValueError(
-        f"unknown prompt_format {prompt_format!r}; expected one of {', '.join(PROMPT_FORMATS)}"
-    )
+    raise ValueError(f"unknown prompt_format {prompt_format!r}; expected one of {', '.join(PROMPT_FORMATS)}")
 
 
 # ------------------------------------------------------------------------ gold
@@ -157,8 +155,7 @@ _PREFIX = r"(?:[^\d]*?(?:[\s:=]|[^\W\d_a-z]))?"
 # in parentheses ("9 (apples)", ASDiv's gold style); a number of anything is that number.
 _UNIT = r"(?:%|(?:[^\W\d_]|\(\s*[^\W\d_])[^\d]*)?"
 _NUMERIC_RE = re.compile(
-    "^" + _PREFIX +
-    r"(?:\$|usd|£|€|¥|￥)?\s*"
+    "^" + _PREFIX + r"(?:\$|usd|£|€|¥|￥)?\s*"
     r"(?P<num>" + _NUMBER + r")"
     r"(?:\s*/\s*(?P<den>\d+(?:\.\d+)?))?"
     r"\s*" + _UNIT + "$"
@@ -241,6 +238,7 @@ def format_number(value: Fraction) -> str:
     if d != 1:
         return f"{value.numerator}/{value.denominator}"
     from decimal import Decimal, localcontext
+
     with localcontext() as ctx:  # exact: a finite decimal has at most as many digits as 2s and 5s in d
         ctx.prec = 60
         text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")

@@ -38,7 +38,8 @@ from __future__ import annotations
 import math
 import threading
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .builtin import RewardFailure
 from .isolated import RewardCallError
@@ -59,7 +60,7 @@ class BrokenRewardError(RuntimeError):
 
 
 def _excerpt(text: Any) -> str:
-    s = (text if isinstance(text, str) else message_text(text) if isinstance(text, list) else str(text))
+    s = text if isinstance(text, str) else message_text(text) if isinstance(text, list) else str(text)
     s = s.replace("\n", "\\n")
     return s if len(s) <= EXAMPLE_CHARS else s[: EXAMPLE_CHARS - 3] + "..."
 
@@ -89,9 +90,16 @@ class GuardedReward:
         self.timeout_s = timeout_s
         # Built-ins bound their own slow part (math-verify) and run inline;
         # user functions run in a thread with a deadline when timeout_s is set.
-        self.threaded = (timeout_s is not None and not getattr(fn, "builtin", False)
-                         and not getattr(fn, "inline", False)
-                         and not hasattr(fn, "call_with_deadline")) if threaded is None else threaded
+        self.threaded = (
+            (
+                timeout_s is not None
+                and not getattr(fn, "builtin", False)
+                and not getattr(fn, "inline", False)
+                and not hasattr(fn, "call_with_deadline")
+            )
+            if threaded is None
+            else threaded
+        )
         self._lock = threading.Lock()
         self._failures: dict[str, int] = {}
         self._first_kind: str | None = None
@@ -143,8 +151,10 @@ class GuardedReward:
         example = self._last_example or ""
         if len(example) > BROKEN_EXAMPLE_CHARS:  # the error event's message is one short line
             example = example[: BROKEN_EXAMPLE_CHARS - 3] + "..."
-        return (f"reward {self.name!r} failed on every completion of the batch ({self._last_n} of {self._last_n}): "
-                f"{example}")
+        return (
+            f"reward {self.name!r} failed on every completion of the batch ({self._last_n} of {self._last_n}): "
+            f"{example}"
+        )
 
     # ------------------------------------------------------------------ call
     def _invoke(self, deadline_s: float | None, kwargs: dict) -> tuple[str, Any]:

@@ -70,23 +70,28 @@ class ProcessReward:
         self.path = Path(target) if kind == "file" else None
         self.target, self.kind, self.func, self.__name__ = str(target), kind, func, func
         self.options: dict[str, Any] = {}
-        self._worker = WorkerProcess([sys.executable, "-u", str(_SCRIPT), kind, str(target), func, module_name],
-                                     startup_timeout_s=import_timeout_s(), stderr=None)
+        self._worker = WorkerProcess(
+            [sys.executable, "-u", str(_SCRIPT), kind, str(target), func, module_name],
+            startup_timeout_s=import_timeout_s(),
+            stderr=None,
+        )
         self.info = self._hello()
 
     def _hello(self) -> dict[str, Any]:
         try:
             line = self._worker.start()
         except WorkerStartError as e:
-            raise RewardCallError(f"importing {self.target} failed: its worker process {e} "
-                                  f"(an endless loop, a wait or an exit at import time?)") from None
+            raise RewardCallError(
+                f"importing {self.target} failed: its worker process {e} "
+                f"(an endless loop, a wait or an exit at import time?)"
+            ) from None
         info = json.loads(line)
         if "import_error" in info:
             self._worker.kill()
             raise RewardCallError(f"importing {self.target} failed: {info['import_error']}")
         return info
 
-    def bind(self, options: dict[str, Any]) -> "ProcessReward":
+    def bind(self, options: dict[str, Any]) -> ProcessReward:
         """The same function with keyword options fixed (sent with every call)."""
         bound = object.__new__(ProcessReward)
         bound.__dict__.update(self.__dict__)
@@ -99,9 +104,11 @@ class ProcessReward:
 
     def call_with_deadline(self, deadline_s: float | None, kwargs: dict) -> Any:
         """Raises WorkerTimeout past the deadline (the worker is killed), RewardCallError if the call failed."""
-        req = {"options": self.options,
-               "kwargs": {k: _plain(v) for k, v in kwargs.items() if k not in _CALLBACKS and not callable(v)},
-               "callbacks": [k for k in _CALLBACKS if callable(kwargs.get(k))]}
+        req = {
+            "options": self.options,
+            "kwargs": {k: _plain(v) for k, v in kwargs.items() if k not in _CALLBACKS and not callable(v)},
+            "callbacks": [k for k in _CALLBACKS if callable(kwargs.get(k))],
+        }
         try:
             line = self._worker.request(json.dumps(req, allow_nan=True).encode(), deadline_s)
         except WorkerTimeout:

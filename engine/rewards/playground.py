@@ -17,7 +17,6 @@ from .extract import PROMPT_FORMATS, extract_answer, is_correct
 from .messages import as_messages
 from .spec import RewardSpecError, label, resolve_reward
 
-
 EXAMPLE_COMPLETION = "<reasoning>\n3 apples plus 4 apples make 7 apples.\n</reasoning>\n<answer>\n7\n</answer>"
 
 
@@ -63,8 +62,11 @@ def score_completion(
     rows = []
     prompt, completion = as_messages(question, text)
     # what the trainer passes besides the texts: the gold under both names, and a trainer state at step 0
-    kwargs: dict[str, Any] = {"answer": [gold], "question": [question],
-                              "trainer_state": {"global_step": 0, "max_steps": 0, "epoch": 0.0}}
+    kwargs: dict[str, Any] = {
+        "answer": [gold],
+        "question": [question],
+        "trainer_state": {"global_step": 0, "max_steps": 0, "epoch": 0.0},
+    }
     if completion_ids is not None:
         kwargs["completion_ids"] = [completion_ids]
     for name, entry in rewards.items():

@@ -28,13 +28,16 @@ def _local_path(name: str, base_dir: Path | None) -> Path | None:
     for c in candidates:
         if c.is_dir():
             if not (c / "config.json").is_file():
-                raise RewardModelError(f"reward 'model:{name}': {c} has no config.json; save the model there with "
-                                       "save_pretrained (a sequence-classification model with num_labels=1)")
+                raise RewardModelError(
+                    f"reward 'model:{name}': {c} has no config.json; save the model there with "
+                    "save_pretrained (a sequence-classification model with num_labels=1)"
+                )
             return c.resolve()
     if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
         where = f" (relative paths are resolved against {base_dir})" if base_dir is not None else ""
-        raise RewardModelError(f"reward 'model:{name}': no such directory{where}; fix the path or give a hub id "
-                               "such as 'org/name'")
+        raise RewardModelError(
+            f"reward 'model:{name}': no such directory{where}; fix the path or give a hub id such as 'org/name'"
+        )
     return None
 
 
@@ -87,13 +90,15 @@ class RewardModelScorer:
         if is_conversational(prompts):
             from trl.data_utils import apply_chat_template
 
-            texts = [apply_chat_template({"messages": list(p) + list(c)}, tokenizer,
-                                         **self.chat_template_kwargs)["text"]
-                     for p, c in zip(prompts, completions, strict=True)]
+            texts = [
+                apply_chat_template({"messages": list(p) + list(c)}, tokenizer, **self.chat_template_kwargs)["text"]
+                for p, c in zip(prompts, completions, strict=True)
+            ]
         else:
             texts = [str(p) + str(c) for p, c in zip(prompts, completions, strict=True)]
-        inputs = tokenizer(text=texts, return_tensors="pt", padding=True, padding_side="right",
-                           add_special_tokens=False).to(device)
+        inputs = tokenizer(
+            text=texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
+        ).to(device)
         with torch.inference_mode():
             return model(**inputs).logits[:, 0].float().cpu().tolist()
 

@@ -14,9 +14,10 @@ import importlib.util
 import inspect
 import re
 import sys
+from collections.abc import Callable
 from importlib.machinery import PathFinder
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from grpo_tui.rundir.errors import GrpoTuiError
 from grpo_tui.rundir.layout import trusted_file_problem
@@ -26,8 +27,18 @@ from .isolated import ProcessReward, RewardCallError
 
 # Keyword parameters every reward may receive from the trainer: never options.
 CALL_PARAMS = frozenset(
-    {"prompts", "completions", "answer", "solution", "completion_ids", "prompt_format", "trainer_state", "log_extra",
-     "log_metric", "environments"}
+    {
+        "prompts",
+        "completions",
+        "answer",
+        "solution",
+        "completion_ids",
+        "prompt_format",
+        "trainer_state",
+        "log_extra",
+        "log_metric",
+        "environments",
+    }
 )
 MODEL_PREFIX = "model:"
 _MODULE_SPEC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
@@ -62,7 +73,7 @@ def _is_file_spec(spec: str) -> bool:
 
 
 def spec_kind(spec: str) -> str:
-    """"builtin", "model", "file", "module" or "unknown" for a (stripped) reward spec."""
+    """ "builtin", "model", "file", "module" or "unknown" for a (stripped) reward spec."""
     if spec in REWARDS:
         return "builtin"
     if spec.startswith(MODEL_PREFIX):
@@ -86,7 +97,7 @@ def _trl_reward_names() -> list[str]:
 def label(spec: str) -> str:
     """The name a reward is shown and recorded under: the function's name, or the reward model's last part."""
     if spec.startswith(MODEL_PREFIX):
-        return spec[len(MODEL_PREFIX):].rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or spec
+        return spec[len(MODEL_PREFIX) :].rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or spec
     return spec.rsplit(":", 1)[-1] if ":" in spec else spec
 
 
@@ -101,8 +112,11 @@ def _load_file(spec: str, base_dir: Path | None) -> tuple[Callable[..., Any], st
     if not path.is_absolute():
         path = (Path(base_dir) if base_dir is not None else Path.cwd()) / path
     path = path.resolve()
-    where = (f"relative paths are resolved against {base_dir}" if base_dir is not None
-             else "relative to the current directory")
+    where = (
+        f"relative paths are resolved against {base_dir}"
+        if base_dir is not None
+        else "relative to the current directory"
+    )
     if not path.is_file():
         raise RewardSpecError(
             f"reward {spec!r}: file not found: {path} ({where}); fix the path in the preset or use an absolute path"
@@ -137,8 +151,9 @@ def _module_files(module: str) -> list[Path]:
         if found is None and i == 0:  # an install through an import hook (an editable install): ask the hooks
             found = importlib.util.find_spec(name)  # a top-level name: nothing is imported to find it
         if found is None:
-            raise RewardSpecError(f"no module named {name!r} on the import path (install it, or name a file: "
-                                  "'path/to/file.py:function')")
+            raise RewardSpecError(
+                f"no module named {name!r} on the import path (install it, or name a file: 'path/to/file.py:function')"
+            )
         if found.has_location and found.origin:
             files.append(Path(found.origin))
         search = list(found.submodule_search_locations) if found.submodule_search_locations is not None else None
@@ -162,8 +177,10 @@ def _load_module(spec: str) -> tuple[Callable[..., Any], str]:
     loaded = fn.info.get("file")
     if files and loaded and Path(loaded).resolve() != files[-1].resolve():
         fn.close()  # the worker found another file than the one checked: refuse rather than guess
-        raise RewardSpecError(f"reward {spec!r}: the worker imported {loaded}, not the checked {files[-1]}; "
-                              "remove the other copy from the import path")
+        raise RewardSpecError(
+            f"reward {spec!r}: the worker imported {loaded}, not the checked {files[-1]}; "
+            "remove the other copy from the import path"
+        )
     return _checked(fn, spec, func, module), func
 
 
@@ -209,7 +226,7 @@ def resolve_reward(spec: str, options: dict | None = None, base_dir: Path | None
         from .reward_model import RewardModelError, reward_model  # checks the path; loads nothing yet
 
         try:
-            fn, name = reward_model(spec[len(MODEL_PREFIX):], base_dir), label(spec)
+            fn, name = reward_model(spec[len(MODEL_PREFIX) :], base_dir), label(spec)
         except RewardModelError as e:
             raise RewardSpecError(str(e)) from None
     elif kind == "file":

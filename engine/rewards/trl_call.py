@@ -11,7 +11,8 @@ and completions turned into text (engine/rewards/messages.py), the one place tex
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from grpo_tui.engine.rewards.guard import BrokenRewardError, GuardedReward
 from grpo_tui.engine.rewards.messages import message_text
@@ -45,8 +46,9 @@ class TrlReward:
         out = self.guarded(prompts=prompts, completions=completions, **kwargs)
         broken = self.guarded.broken() if self.fail_fast else None
         if broken:
-            raise BrokenRewardError(f"{broken}. The run stops before training on it (return None where a "
-                                    "reward does not apply)")
+            raise BrokenRewardError(
+                f"{broken}. The run stops before training on it (return None where a reward does not apply)"
+            )
         return out
 
 

@@ -72,14 +72,20 @@ class _Launcher:
 
 
 _launcher = _Launcher()
-_workers: "weakref.WeakSet[WorkerProcess]" = weakref.WeakSet()
+_workers: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()
 
 
 class WorkerProcess:
     """`argv` started on demand; it prints one greeting line when ready, then one reply line per request line."""
 
-    def __init__(self, argv: list[str], *, startup_timeout_s: float, env: dict[str, str] | None = None,
-                 stderr: int | None = subprocess.DEVNULL) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        startup_timeout_s: float,
+        env: dict[str, str] | None = None,
+        stderr: int | None = subprocess.DEVNULL,
+    ) -> None:
         self.argv, self.startup_timeout_s, self.stderr = argv, startup_timeout_s, stderr
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
         self.proc: subprocess.Popen | None = None
@@ -92,8 +98,9 @@ class WorkerProcess:
     # -- process management ---------------------------------------------------
     def start(self) -> bytes:
         """Start the process and return its greeting line; WorkerError if none comes in time."""
-        self.proc = _launcher.popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                                    env=self.env, close_fds=True)
+        self.proc = _launcher.popen(
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=self.env, close_fds=True
+        )
         self.buf = b""
         try:
             line = self.readline(time.monotonic() + self.startup_timeout_s)

@@ -25,8 +25,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from grpo_tui.engine import distributed
 from grpo_tui.rundir.control import take_commands
@@ -38,8 +39,7 @@ ALL_COMMANDS = frozenset(COMMANDS)
 class CommandWatcher(threading.Thread):
     """Polls control/ every 0.2 s, acknowledges at once, queues for the step boundary."""
 
-    def __init__(self, control_dir: Path, events: Any,
-                 check_switch: Callable[[str], str | None] | None = None) -> None:
+    def __init__(self, control_dir: Path, events: Any, check_switch: Callable[[str], str | None] | None = None) -> None:
         super().__init__(name="command-watcher", daemon=True)
         self.control_dir, self.events = control_dir, events
         # check_switch(preset) -> None if the run can continue under that preset, else why not
@@ -77,14 +77,19 @@ class CommandWatcher(threading.Thread):
             self.events.emit("command", id=cmd.get("id"), command=name, status="rejected", detail=why_not)
             return
         self.events.emit("command", id=cmd.get("id"), command=name, status="accepted")
-        pending = {Command.PAUSE: State.PAUSING, Command.CHECKPOINT: State.CHECKPOINTING, Command.STOP: State.STOPPING,
-                   Command.SWITCH_PRESET: State.CHECKPOINTING}.get(name)
+        pending = {
+            Command.PAUSE: State.PAUSING,
+            Command.CHECKPOINT: State.CHECKPOINTING,
+            Command.STOP: State.STOPPING,
+            Command.SWITCH_PRESET: State.CHECKPOINTING,
+        }.get(name)
         if pending and not (name == "pause" and self.paused.is_set()):
             self.events.state(pending)
         self.queue.put(cmd)
 
     def _check_set(self, cmd: dict) -> str | None:
         from grpo_tui.rundir.knobs import KnobError
+
         if self.check_set is None:
             return "live knobs apply once GRPO training runs (the model is still loading, or an SFT stage runs)"
         try:
@@ -201,7 +206,7 @@ class StepCommands:
             elif name == "pause":
                 # commands that arrived after the pause in the same batch (a quick resume or stop)
                 # are the first ones the pause acts on
-                held += self._pause(state, control, cid, pending=cmds[i + 1:])
+                held += self._pause(state, control, cid, pending=cmds[i + 1 :])
                 break
             elif name == "resume":
                 self._emit_command(cid, "resume", "rejected", "not paused")

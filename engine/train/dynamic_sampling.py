@@ -65,21 +65,28 @@ from grpo_tui.engine.train.trl_hooks import ScoredBatch, nanstd
 METRIC_PREFIX = "dynamic_sampling/"
 # Per-row tensors of TRL's batch dict and how to pad them when batches of different widths are joined.
 _PAD_LEFT = {"prompt_ids": "pad", "prompt_mask": 0}
-_PAD_RIGHT = {"completion_ids": "pad", "completion_mask": 0, "old_per_token_logps": 0.0,
-              "ref_per_token_logps": 0.0, "sampling_per_token_logps": 0.0, "importance_sampling_ratio": 1.0}
+_PAD_RIGHT = {
+    "completion_ids": "pad",
+    "completion_mask": 0,
+    "old_per_token_logps": 0.0,
+    "ref_per_token_logps": 0.0,
+    "sampling_per_token_logps": 0.0,
+    "importance_sampling_ratio": 1.0,
+}
 _ROWS = {"advantages"}
 
 
 @dataclass
 class Scored(ScoredBatch):
     """One scoring call's output and what went into it, with each row's correctness."""
+
     correct: list[bool] = field(default_factory=list)
 
 
 @dataclass
 class GroupRef:
-    batch: int   # index into the list of Scored
-    group: int   # group index within that batch
+    batch: int  # index into the list of Scored
+    group: int  # group index within that batch
     informative: bool
     uniform_correct: bool
     zero_std: bool
@@ -99,7 +106,7 @@ def zero_std_groups(totals: torch.Tensor, G: int) -> list[bool]:
 
 
 def uniform_groups(correct: list[bool], G: int) -> list[bool]:
-    return [len(set(correct[i:i + G])) == 1 for i in range(0, len(correct), G)]
+    return [len(set(correct[i : i + G])) == 1 for i in range(0, len(correct), G)]
 
 
 def pad_cat(tensors: list[torch.Tensor], value: float | int, left: bool, multiple: int | None = None) -> torch.Tensor:
@@ -117,8 +124,9 @@ def pad_cat(tensors: list[torch.Tensor], value: float | int, left: bool, multipl
     return torch.cat(parts, dim=0)
 
 
-def merge_batches(parts: list[tuple[dict[str, Any], list[int]]], pad_id: int,
-                  multiple: int | None = None) -> dict[str, Any]:
+def merge_batches(
+    parts: list[tuple[dict[str, Any], list[int]]], pad_id: int, multiple: int | None = None
+) -> dict[str, Any]:
     """Rows `idx` of each TRL batch dict, joined into one batch dict (num_items_in_batch is left to the caller)."""
     keys = set(parts[0][0])
     for out, _ in parts[1:]:
@@ -138,8 +146,12 @@ def merge_batches(parts: list[tuple[dict[str, Any], list[int]]], pad_id: int,
         if value == "pad":
             value = pad_id
         # sequence-level importance ratios are (rows, 1): nothing to pad
-        merged[key] = pad_cat(rows, value, left, multiple if key in ("prompt_ids", "prompt_mask", "completion_ids",
-                                                                      "completion_mask") else None)
+        merged[key] = pad_cat(
+            rows,
+            value,
+            left,
+            multiple if key in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask") else None,
+        )
     return merged
 
 
@@ -151,14 +163,17 @@ class DynamicSamplingGRPOTrainer(RecordingGRPOTrainer):
     ds_prompt_format: str = "reasoning"
     _ds_rng: random.Random | None = None
 
-    def configure_dynamic_sampling(self, criterion: str = "correctness", max_extra: float = 1.0,
-                                   prompt_format: str = "reasoning", seed: int = 0) -> None:
+    def configure_dynamic_sampling(
+        self, criterion: str = "correctness", max_extra: float = 1.0, prompt_format: str = "reasoning", seed: int = 0
+    ) -> None:
         if self.accelerator.num_processes > 1:
-            raise RuntimeError("[curriculum] dynamic_sampling supports a single training process; "
-                               "turn it off for multi-GPU runs.")
+            raise RuntimeError(
+                "[curriculum] dynamic_sampling supports a single training process; turn it off for multi-GPU runs."
+            )
         if any(getattr(self, name, None) for name in ("tools", "environment_factories", "rollout_func")):
-            raise RuntimeError("[curriculum] dynamic_sampling supports plain text prompts "
-                               "(no tools, environments, rollout_func).")
+            raise RuntimeError(
+                "[curriculum] dynamic_sampling supports plain text prompts (no tools, environments, rollout_func)."
+            )
         self.ds_criterion, self.ds_max_extra, self.ds_prompt_format = criterion, max_extra, prompt_format
         self._ds_rng = random.Random(f"dynamic-sampling-{seed}")
 
@@ -179,8 +194,10 @@ class DynamicSamplingGRPOTrainer(RecordingGRPOTrainer):
     def _score(self, inputs: list[dict[str, Any]]) -> Scored:
         b = self.score_batch(inputs)  # TRL's scoring only; the batch that trains is recorded once, below
         s = Scored(b.out, b.inputs, b.completions, b.completion_ids, b.rewards)
-        s.correct = [completion_correct(message_text(c), x.get("answer"), self.ds_prompt_format)
-                     for c, x in zip(s.completions, s.inputs)]
+        s.correct = [
+            completion_correct(message_text(c), x.get("answer"), self.ds_prompt_format)
+            for c, x in zip(s.completions, s.inputs)
+        ]
         return s
 
     def _groups(self, s: Scored, b: int) -> list[GroupRef]:
@@ -252,13 +269,26 @@ class DynamicSamplingGRPOTrainer(RecordingGRPOTrainer):
         self.replace_metrics(mark, self._batch_metrics(f_rewards, f_ids, f_correct, groups, extra, len(fallback), need))
         if self.recorder is not None and self.accelerator.is_main_process:
             self.recorder.record(
-                step=self.state.global_step + 1, inputs=f_inputs, completions=f_completions, completion_ids=f_ids,
-                rewards=f_rewards, advantages=out["advantages"].detach().float().cpu(),
-                eos_ids=self.end_token_ids())
+                step=self.state.global_step + 1,
+                inputs=f_inputs,
+                completions=f_completions,
+                completion_ids=f_ids,
+                rewards=f_rewards,
+                advantages=out["advantages"].detach().float().cpu(),
+                eos_ids=self.end_token_ids(),
+            )
         return out
 
-    def _batch_metrics(self, rewards: torch.Tensor, ids: list[list[int]], correct: list[bool],
-                       first_groups: list[GroupRef], extra: int, fallback: int, need: int) -> dict[str, float]:
+    def _batch_metrics(
+        self,
+        rewards: torch.Tensor,
+        ids: list[list[int]],
+        correct: list[bool],
+        first_groups: list[GroupRef],
+        extra: int,
+        fallback: int,
+        need: int,
+    ) -> dict[str, float]:
         """TRL's per-batch metrics over the batch that trains (they replace the per-call values), plus ours."""
         G = self.num_generations
         m: dict[str, float] = {}

@@ -62,8 +62,11 @@ def tracker_settings(cfg: Config, run_root: Path) -> dict[str, Any]:
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(trackers / "tensorboard"))
         os.environ.setdefault("WANDB_DIR", str(trackers))
         os.environ.setdefault("WANDB_PROJECT", t.project or "grpo-tui")
-    return {"report_to": report_to, "run_name": t.run_name or Path(run_root).resolve().name,
-            "project": t.project or "grpo-tui"}
+    return {
+        "report_to": report_to,
+        "run_name": t.run_name or Path(run_root).resolve().name,
+        "project": t.project or "grpo-tui",
+    }
 
 
 def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None = None) -> GRPOConfig:
@@ -80,13 +83,17 @@ def grpo_args(cfg: Config, output_dir: Path, device: str, max_steps: int | None 
         output_dir=str(output_dir),
         warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio in transformers 5
         reward_weights=list(cfg.reward_weights().values()),
-        max_steps=max_steps or t.max_steps, bf16=bf16, data_seed=t.seed,
+        max_steps=max_steps or t.max_steps,
+        bf16=bf16,
+        data_seed=t.seed,
         # Always explicit: TRL 1.16 turns gradient checkpointing on by default.
         gradient_checkpointing=cfg.model.gradient_checkpointing,
         **vllm_server_args(cfg),
         # Events are the progress report: log every step, no tqdm bars in engine.log.
-        logging_steps=1, disable_tqdm=True,
-        save_strategy="steps" if t.save_steps > 0 else "no", save_steps=max(t.save_steps, 1),
+        logging_steps=1,
+        disable_tqdm=True,
+        save_strategy="steps" if t.save_steps > 0 else "no",
+        save_steps=max(t.save_steps, 1),
         use_cpu=device == "cpu",
         **tracker_settings(cfg, Path(output_dir).parent),
     )
@@ -100,14 +107,18 @@ def vllm_server_args(cfg: Config) -> dict[str, Any]:
     """Server mode's address, from [distributed]; the colocate knobs pass through from [train] by name."""
     d = cfg.distributed
     # TRL's own default host, 0.0.0.0, reaches a `trl vllm-serve` on this machine
-    return dict(vllm_server_host=d.vllm_server_host or "0.0.0.0", vllm_server_port=d.vllm_server_port,
-                vllm_group_port=d.vllm_group_port, vllm_server_timeout=d.vllm_server_timeout)
+    return dict(
+        vllm_server_host=d.vllm_server_host or "0.0.0.0",
+        vllm_server_port=d.vllm_server_port,
+        vllm_group_port=d.vllm_group_port,
+        vllm_server_timeout=d.vllm_server_timeout,
+    )
 
 
 class RecordingGRPOTrainer(HookedGRPOTrainer):
     """GRPOTrainer that hands every scored generation batch to a recorder (and times its phases)."""
 
-    def __init__(self, *args: Any, recorder: "RolloutRecorder | None" = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, recorder: RolloutRecorder | None = None, **kwargs: Any) -> None:
         self.recorder = recorder  # None on ranks other than 0: they gather, rank 0 records
         super().__init__(*args, **kwargs)
 
@@ -123,15 +134,26 @@ class RecordingGRPOTrainer(HookedGRPOTrainer):
         advantages = s.out["advantages"].detach().float().cpu()
         # rewards are already gathered over processes (in rank order); gather the rest the same way so
         # rank 0 records the whole generation batch and groups split across ranks stay whole.
-        parts = distributed.gather(([{k: x.get(k) for k in ("question", "answer", "prompt")} for x in s.inputs],
-                                    s.completions, s.completion_ids, advantages))
+        parts = distributed.gather(
+            (
+                [{k: x.get(k) for k in ("question", "answer", "prompt")} for x in s.inputs],
+                s.completions,
+                s.completion_ids,
+                advantages,
+            )
+        )
         if self.recorder is not None and parts:
             self.recorder.record(
-                step=self.state.global_step + 1, inputs=[x for p in parts for x in p[0]],
-                completions=[c for p in parts for c in p[1]], completion_ids=[c for p in parts for c in p[2]],
-                rewards=s.rewards, advantages=torch.cat([p[3] for p in parts]), eos_ids=self.end_token_ids(),
+                step=self.state.global_step + 1,
+                inputs=[x for p in parts for x in p[0]],
+                completions=[c for p in parts for c in p[1]],
+                completion_ids=[c for p in parts for c in p[2]],
+                rewards=s.rewards,
+                advantages=torch.cat([p[3] for p in parts]),
+                eos_ids=self.end_token_ids(),
                 # the loss sees this process's rows only; with several, the others' would never arrive
-                token_stats=len(parts) == 1 and self.model.training)
+                token_stats=len(parts) == 1 and self.model.training,
+            )
 
     def wants_token_stats(self) -> bool:
         return self.recorder is not None and self.recorder.expects_token_stats()
@@ -172,9 +194,17 @@ class RolloutRecorder:
     with those it has when the next batch is recorded, or at `close`.
     """
 
-    def __init__(self, writer: RolloutWriter, reward_names: list[str], weights: list[float],
-                 num_generations: int, prompt_format: str, max_completion_length: int,
-                 tokenizer: Any = None, token_stats: bool = True) -> None:
+    def __init__(
+        self,
+        writer: RolloutWriter,
+        reward_names: list[str],
+        weights: list[float],
+        num_generations: int,
+        prompt_format: str,
+        max_completion_length: int,
+        tokenizer: Any = None,
+        token_stats: bool = True,
+    ) -> None:
         self.writer = writer
         self.names = reward_names
         self.weights = torch.tensor(weights, dtype=torch.float32)
@@ -191,13 +221,31 @@ class RolloutRecorder:
         self._thread = threading.Thread(target=self._work, name="rollout-recorder", daemon=True)
         self._thread.start()
 
-    def record(self, step: int, inputs: list[dict], completions: list, completion_ids: list[list[int]],
-               rewards: torch.Tensor, advantages: torch.Tensor, eos_ids: set[int], token_stats: bool = True) -> None:
+    def record(
+        self,
+        step: int,
+        inputs: list[dict],
+        completions: list,
+        completion_ids: list[list[int]],
+        rewards: torch.Tensor,
+        advantages: torch.Tensor,
+        eos_ids: set[int],
+        token_stats: bool = True,
+    ) -> None:
         """Queue a scored batch (CPU tensors, plain lists); returns at once. With token_stats, its groups wait
         for `add_token_stats` (rows in this order)."""
         self._release()
-        batch = _Batch(step, inputs, completions, completion_ids, rewards, advantages, eos_ids,
-                       token_stats=token_stats and self.token_stats, waiting=len(inputs))
+        batch = _Batch(
+            step,
+            inputs,
+            completions,
+            completion_ids,
+            rewards,
+            advantages,
+            eos_ids,
+            token_stats=token_stats and self.token_stats,
+            waiting=len(inputs),
+        )
         self._queue.put(("judge", batch))
         if batch.token_stats:
             self._pending = batch
@@ -255,17 +303,30 @@ class RolloutRecorder:
                 correct = bool(is_correct(extracted, inputs[i].get("answer")))
                 correct_list.append(correct)
                 ids = completion_ids[i]
-                rows.append(CompletionRecord(
-                    text=text, extracted=extracted, correct=correct,
-                    rewards={n: float(rewards[i, j]) for j, n in enumerate(self.names)},
-                    total=float(totals[i]), advantage=float(advantages[i]), tokens=len(ids),
-                    truncated=bool(len(ids) >= self.max_len and (not ids or ids[-1] not in eos_ids))))
+                rows.append(
+                    CompletionRecord(
+                        text=text,
+                        extracted=extracted,
+                        correct=correct,
+                        rewards={n: float(rewards[i, j]) for j, n in enumerate(self.names)},
+                        total=float(totals[i]),
+                        advantage=float(advantages[i]),
+                        tokens=len(ids),
+                        truncated=bool(len(ids) >= self.max_len and (not ids or ids[-1] not in eos_ids)),
+                    )
+                )
             group = self._group_counter.get(step, 0)
             self._group_counter[step] = group + 1
             first = inputs[start]
-            b.groups.append(GroupRecord(step=step, group=group,
-                                        prompt=first.get("question") or message_text(first.get("prompt")),
-                                        gold=str(first.get("answer", "")), completions=rows))
+            b.groups.append(
+                GroupRecord(
+                    step=step,
+                    group=group,
+                    prompt=first.get("question") or message_text(first.get("prompt")),
+                    gold=str(first.get("answer", "")),
+                    completions=rows,
+                )
+            )
         for old in [k for k in self._group_counter if k < step - 1]:
             del self._group_counter[old]
 
@@ -314,11 +375,22 @@ class EngineCallback(StepCommands, TrainerCallback):
     `bound` gives each step event its generation bandwidth bound.
     """
 
-    def __init__(self, events: EventWriter, watcher: CommandWatcher,
-                 recorder: RolloutRecorder | None, rewards: list[TrlReward], probe: MemoryProbe | None,
-                 max_steps: int, save_final: bool, *, trainer: RecordingGRPOTrainer | None = None,
-                 health: Any = None, config_path: Path | None = None, learning_rate: float | None = None,
-                 bound: GenerationBound | None = None) -> None:
+    def __init__(
+        self,
+        events: EventWriter,
+        watcher: CommandWatcher,
+        recorder: RolloutRecorder | None,
+        rewards: list[TrlReward],
+        probe: MemoryProbe | None,
+        max_steps: int,
+        save_final: bool,
+        *,
+        trainer: RecordingGRPOTrainer | None = None,
+        health: Any = None,
+        config_path: Path | None = None,
+        learning_rate: float | None = None,
+        bound: GenerationBound | None = None,
+    ) -> None:
         self.events, self.watcher = events, watcher
         self.recorder, self.rewards, self.probe = recorder, rewards, probe
         self.max_steps, self.save_final = max_steps, save_final
@@ -373,8 +445,11 @@ class EngineCallback(StepCommands, TrainerCallback):
         tokens = logs.get("num_tokens")
         tps = None
         if tokens is not None:
-            tps = (tokens - self.last_tokens) / step_time if self.last_tokens is not None and step_time > 0 else (
-                tokens / step_time if step_time > 0 else None)
+            tps = (
+                (tokens - self.last_tokens) / step_time
+                if self.last_tokens is not None and step_time > 0
+                else (tokens / step_time if step_time > 0 else None)
+            )
             self.last_tokens = tokens
         timer = getattr(self.trainer, "phase_timer", None)
         phase_s, gen_tps = timer.snapshot() if timer is not None else (None, None)
@@ -384,22 +459,39 @@ class EngineCallback(StepCommands, TrainerCallback):
         metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()}
         for r in self.rewards:
             for f in r.guarded.drain_failures():
-                failure = self.events.emit("reward_failure", step=state.global_step, reward=f["name"],
-                                           kind=f["kind"], kinds=f.get("kinds"), count=f["count"],
-                                           example=f["example"])
+                failure = self.events.emit(
+                    "reward_failure",
+                    step=state.global_step,
+                    reward=f["name"],
+                    kind=f["kind"],
+                    kinds=f.get("kinds"),
+                    count=f["count"],
+                    example=f["example"],
+                )
                 self._check_health(failure)
-        step_ev = self.events.emit("step", step=state.global_step, max_steps=self.max_steps,
-                                   epoch=state.epoch, metrics=metrics, step_time_s=round(step_time, 4),
-                                   tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
-                                   phase_s=phase_s, generation_tokens_per_s=gen_tps,
-                                   generation_bound_tokens_per_s=gen_bound,
-                                   elapsed_s=round(now - self.t_start, 3), eta_s=round(eta, 1),
-                                   correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None)
+        step_ev = self.events.emit(
+            "step",
+            step=state.global_step,
+            max_steps=self.max_steps,
+            epoch=state.epoch,
+            metrics=metrics,
+            step_time_s=round(step_time, 4),
+            tokens_per_s=round(tps, 2) if tps is not None and math.isfinite(tps) else None,
+            phase_s=phase_s,
+            generation_tokens_per_s=gen_tps,
+            generation_bound_tokens_per_s=gen_bound,
+            elapsed_s=round(now - self.t_start, 3),
+            eta_s=round(eta, 1),
+            correct_frac=self.recorder.correct_frac(state.global_step) if self.recorder else None,
+        )
         self._check_health(step_ev)
         self._emit_memory(state.global_step)
         if distributed.is_main():
-            print(f"step {state.global_step}/{self.max_steps} reward={metrics.get('reward')} "
-                  f"zero_std={metrics.get('frac_reward_zero_std')} {step_time:.2f}s", flush=True)
+            print(
+                f"step {state.global_step}/{self.max_steps} reward={metrics.get('reward')} "
+                f"zero_std={metrics.get('frac_reward_zero_std')} {step_time:.2f}s",
+                flush=True,
+            )
         self._handle_commands(state, control)
         at_end = state.global_step >= self.max_steps
         if at_end and self.save_final:
@@ -416,8 +508,13 @@ class EngineCallback(StepCommands, TrainerCallback):
         self.events.emit("checkpoint", step=state.global_step, path=str(path), reason=reasons[0][0])
         for reason, cid in reasons:
             if cid and reason == "switch":
-                self.events.emit("command", id=cid, command="switch_preset", status="done",
-                                 detail=f"checkpoint {path}; continuing under preset {self.switch_to}")
+                self.events.emit(
+                    "command",
+                    id=cid,
+                    command="switch_preset",
+                    status="done",
+                    detail=f"checkpoint {path}; continuing under preset {self.switch_to}",
+                )
             elif cid:
                 self.events.emit("command", id=cid, command="checkpoint", status="done", detail=str(path))
         if not self.stop_requested and state.global_step < self.max_steps and not self.watcher.paused.is_set():
@@ -516,14 +613,19 @@ class EngineCallback(StepCommands, TrainerCallback):
         except Exception as e:  # noqa: BLE001 - a knob that can't apply is refused, training goes on
             self.events.emit("command", id=cid, command="set", status="rejected", detail=f"{type(e).__name__}: {e}")
             return True
-        self.events.emit("knobs", step=state.global_step, id=cid, values=values,
-                         previous={k: previous[k] for k in values})
-        self.events.emit("command", id=cid, command="set", status="done",
-                         detail=f"{describe_change(values, previous)} from step {state.global_step + 1}")
+        self.events.emit(
+            "knobs", step=state.global_step, id=cid, values=values, previous={k: previous[k] for k in values}
+        )
+        self.events.emit(
+            "command",
+            id=cid,
+            command="set",
+            status="done",
+            detail=f"{describe_change(values, previous)} from step {state.global_step + 1}",
+        )
         return True
 
     def _save_now(self, state) -> None:
         self.events.state("checkpointing", step=state.global_step)
         self.trainer.save_checkpoint_now()
         self.on_save(self.trainer.args, state, self.trainer.control)
-

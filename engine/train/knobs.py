@@ -37,9 +37,13 @@ def current_knobs(trainer: Any, reward_names: list[str]) -> dict[str, Any]:
     lr = None
     if trainer.optimizer is not None and trainer.optimizer.param_groups:
         lr = trainer.optimizer.param_groups[0].get("initial_lr", trainer.optimizer.param_groups[0]["lr"])
-    return {"learning_rate": lr if lr is not None else trainer.args.learning_rate,
-            "temperature": float(trainer.temperature), "top_p": float(trainer.top_p), "beta": float(trainer.beta),
-            REWARD_WEIGHTS: dict(zip(reward_names, [float(w) for w in trainer.reward_weights]))}
+    return {
+        "learning_rate": lr if lr is not None else trainer.args.learning_rate,
+        "temperature": float(trainer.temperature),
+        "top_p": float(trainer.top_p),
+        "beta": float(trainer.beta),
+        REWARD_WEIGHTS: dict(zip(reward_names, [float(w) for w in trainer.reward_weights])),
+    }
 
 
 def _is_peft(model: Any) -> bool:
@@ -56,8 +60,11 @@ def check_knobs(trainer: Any, values: dict[str, Any], reward_names: list[str]) -
     if beta and not trainer.beta and trainer.ref_model is None:
         model = trainer.accelerator.unwrap_model(trainer.model)
         if not _is_peft(model):
-            raise KnobError("beta can't be turned on live: this run started with beta = 0, so no reference model "
-                            "was loaded; restart with --resume --set train.beta=" f"{beta:g} (or train LoRA)")
+            raise KnobError(
+                "beta can't be turned on live: this run started with beta = 0, so no reference model "
+                "was loaded; restart with --resume --set train.beta="
+                f"{beta:g} (or train LoRA)"
+            )
     if REWARD_WEIGHTS in values:
         new = [values[REWARD_WEIGHTS].get(name, float(w)) for name, w in zip(reward_names, trainer.reward_weights)]
         if not any(new):
@@ -76,18 +83,25 @@ def wait_reason(trainer: Any, values: dict[str, Any]) -> str | None:
         why.append("they carry no reference log-probs")
     if not why:
         return None
-    return ("waits for the next step that generates afresh: the current generations span optimizer steps "
-            f"(steps_per_generation x num_iterations = {trainer.generation_interval()}, gradient_accumulation_steps "
-            f"= {trainer.args.gradient_accumulation_steps}) and " + " and ".join(why))
+    return (
+        "waits for the next step that generates afresh: the current generations span optimizer steps "
+        f"(steps_per_generation x num_iterations = {trainer.generation_interval()}, gradient_accumulation_steps "
+        f"= {trainer.args.gradient_accumulation_steps}) and " + " and ".join(why)
+    )
 
 
 def _set_temperature(trainer: Any, temperature: float) -> None:
     from trl.trainer.utils import add_fused_lm_head
+
     trainer.temperature = temperature
     model = trainer.accelerator.unwrap_model(trainer.model)
     base = model.get_base_model() if _is_peft(model) else model
-    add_fused_lm_head(base, temperature=temperature, cast_lm_head_to_fp32=trainer.args.cast_lm_head_to_fp32,
-                      outputs=("log_probs", "entropy"))
+    add_fused_lm_head(
+        base,
+        temperature=temperature,
+        cast_lm_head_to_fp32=trainer.args.cast_lm_head_to_fp32,
+        outputs=("log_probs", "entropy"),
+    )
     if trainer.ref_model is not None:
         ref = trainer.accelerator.unwrap_model(trainer.ref_model)
         add_fused_lm_head(ref, temperature=temperature, cast_lm_head_to_fp32=trainer.args.cast_lm_head_to_fp32)

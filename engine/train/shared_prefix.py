@@ -26,8 +26,9 @@ with gradient checkpointing, which turns the model's cache off in training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -59,10 +60,15 @@ def _prefix_cache(model: Any, ids: torch.Tensor, mask: torch.Tensor, position_id
     return model(**kwargs).get(cache_name())
 
 
-def score(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-          batch_size: int | None = None, compute_entropy: bool = False,
-          autocast: Callable[[], AbstractContextManager] = nullcontext,
-          ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+def score(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    logits_to_keep: int,
+    batch_size: int | None = None,
+    compute_entropy: bool = False,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """Per-token log-probs (and entropies) of the last `logits_to_keep` tokens, as TRL's scoring pass returns them.
 
     Rows are processed in chunks of `batch_size` (TRL's memory bound for its no-grad passes). Returns None, and
@@ -74,7 +80,7 @@ def score(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, log
     step = batch_size or input_ids.size(0)
     chunks = []
     for start in range(0, input_ids.size(0), step):
-        ids, mask = input_ids[start:start + step], attention_mask[start:start + step]
+        ids, mask = input_ids[start : start + step], attention_mask[start : start + step]
         groups = prompt_groups(ids[:, :P], mask[:, :P])
         if groups is None:
             return None
@@ -83,15 +89,14 @@ def score(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, log
     for ids, mask, (first, rows) in chunks:
         with autocast():
             # TRL's pass gives the prompt positions 0..P-1 whatever the padding; so does a cache of P-1 tokens
-            cache = _prefix_cache(model, ids[first, :P - 1], mask[first, :P - 1], None)
+            cache = _prefix_cache(model, ids[first, : P - 1], mask[first, : P - 1], None)
             if cache is None:
                 return None
             cache.batch_select_indices(rows)
-            tail = ids[:, P - 1:]  # the last prompt token predicts the first completion token
-            labels = tail.masked_fill(mask[:, P - 1:] == 0, -100)
+            tail = ids[:, P - 1 :]  # the last prompt token predicts the first completion token
+            labels = tail.masked_fill(mask[:, P - 1 :] == 0, -100)
             labels[:, 0] = -100
-            out = model(input_ids=tail, attention_mask=mask, labels=labels, fused_lm_head=True,
-                        **{cache_name(): cache})
+            out = model(input_ids=tail, attention_mask=mask, labels=labels, fused_lm_head=True, **{cache_name(): cache})
         logps.append(out.log_probs)
         if compute_entropy:
             entropies.append(out.entropy)
@@ -103,12 +108,19 @@ def generation_positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
 
 
-def generate(generate_fn: Callable[..., Any], model: Any, input_ids: torch.Tensor,
-             attention_mask: torch.Tensor | None = None, **kwargs: Any) -> tuple[Any, bool]:
+def generate(
+    generate_fn: Callable[..., Any],
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> tuple[Any, bool]:
     """(`generate_fn(input_ids, ...)`, whether it ran on a shared prefill): each distinct prompt prefilled once,
     its cache copied to its rows. Without a repeated prompt it is the plain call."""
+
     def plain() -> tuple[Any, bool]:
         return generate_fn(input_ids=input_ids, attention_mask=attention_mask, **kwargs), False
+
     if attention_mask is None or input_ids.size(1) < 2 or cache_name() in kwargs or "past_key_values" in kwargs:
         return plain()
     groups = prompt_groups(input_ids, attention_mask)

@@ -8,7 +8,7 @@ from typing import Any
 import psutil
 import torch
 
-GB = 1024 ** 3
+GB = 1024**3
 
 
 class MemoryProbe:
@@ -19,6 +19,7 @@ class MemoryProbe:
         if device.startswith("cuda"):
             try:
                 import pynvml
+
                 pynvml.nvmlInit()
                 index = torch.cuda.current_device()
                 self._nvml = (pynvml, pynvml.nvmlDeviceGetHandleByIndex(index))
@@ -26,9 +27,16 @@ class MemoryProbe:
                 self._nvml = None
 
     def sample(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"device": self.device, "rss_gb": round(self._proc.memory_info().rss / GB, 3),
-                               "allocated_gb": None, "reserved_gb": None, "peak_gb": None, "peak_reserved_gb": None,
-                               "nvml_used_gb": None, "total_gb": None}
+        out: dict[str, Any] = {
+            "device": self.device,
+            "rss_gb": round(self._proc.memory_info().rss / GB, 3),
+            "allocated_gb": None,
+            "reserved_gb": None,
+            "peak_gb": None,
+            "peak_reserved_gb": None,
+            "nvml_used_gb": None,
+            "total_gb": None,
+        }
         if self.device.startswith("cuda") and torch.cuda.is_available():
             out["device"] = f"cuda:{torch.cuda.current_device()}"
             out["allocated_gb"] = round(torch.cuda.memory_allocated() / GB, 3)

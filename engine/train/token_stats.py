@@ -53,7 +53,7 @@ def _stream_pieces(fast: Any, ids: list[int]) -> list[str] | None:
     pieces = [stream.step(fast, i) or "" for i in ids]
     joined = "".join(pieces)
     full = fast.decode(ids, skip_special_tokens=True)
-    rest = full[len(joined):]
+    rest = full[len(joined) :]
     if pieces and full.startswith(joined) and rest and set(rest) == {"\ufffd"}:
         # bytes the stream still holds at the end (a character cut off by the length cap) decode, in the
         # full text, to replacement characters: they belong to the last token
@@ -61,8 +61,9 @@ def _stream_pieces(fast: Any, ids: list[int]) -> list[str] | None:
     return pieces
 
 
-def split_rows(rows: torch.Tensor, stats: torch.Tensor,
-               lengths: dict[int, int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def split_rows(
+    rows: torch.Tensor, stats: torch.Tensor, lengths: dict[int, int]
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Row index -> (log-probabilities, entropies) as float16, cut to the row's length.
 
     `rows` are generation-batch row indices, `stats` the (2, rows, width) stack the loss pass handed over

@@ -55,8 +55,9 @@ import functools
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from trl import GRPOTrainer
@@ -96,8 +97,14 @@ class HookedGRPOTrainer(GRPOTrainer):
     `score_batch` for TRL's generation and scoring of a batch.
     """
 
-    def __init__(self, *args: Any, share_prompt_prefix: bool = False, stop_strings: list[str] | None = None,
-                 fast_cpu_decode: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        share_prompt_prefix: bool = False,
+        stop_strings: list[str] | None = None,
+        fast_cpu_decode: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.phase_timer = PhaseTimer()
         self.share_prompt_prefix = share_prompt_prefix
         self.stop_strings = list(stop_strings or [])
@@ -148,13 +155,17 @@ class HookedGRPOTrainer(GRPOTrainer):
     def _patched_generate(self) -> Iterator[None]:
         """TRL's transformers path calls `unwrapped_model.generate(...)`: for this call, add the stop strings,
         prefill each prompt once and decode with the CPU's faster cache and matmuls (engine/fast_decode.py)."""
-        if not (self.share_prompt_prefix or self.stop_strings or self.fast_cpu_decode) or self.use_vllm \
-                or self.use_transformers_continuous_batching:
+        if (
+            not (self.share_prompt_prefix or self.stop_strings or self.fast_cpu_decode)
+            or self.use_vllm
+            or self.use_transformers_continuous_batching
+        ):
             yield
             return
         model = self.accelerator.unwrap_model(self.model_wrapped)  # the object TRL's unwrap_model_for_generation yields
-        original = functools.partial(fast_cpu_generate, model.generate, model) if self.fast_cpu_decode \
-            else model.generate
+        original = (
+            functools.partial(fast_cpu_generate, model.generate, model) if self.fast_cpu_decode else model.generate
+        )
 
         def generate(**kw: Any) -> Any:
             if self.stop_strings:  # generate needs the tokenizer to find the strings in the tokens
@@ -170,8 +181,9 @@ class HookedGRPOTrainer(GRPOTrainer):
                 n = kw["input_ids"].size(1)
                 if self._stop_test is None:
                     self._stop_test = stop_string_test(self._tokenizer, self.stop_strings)
-                lengths = stopped_lengths(out[:, :n], out[:, n:], self._stop_test, self.pad_token_id,
-                                          self.eos_token_ids)
+                lengths = stopped_lengths(
+                    out[:, :n], out[:, n:], self._stop_test, self.pad_token_id, self.eos_token_ids
+                )
                 self._call_stops = lengths.tolist()
             return out
 
@@ -181,22 +193,45 @@ class HookedGRPOTrainer(GRPOTrainer):
         finally:
             del model.generate
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
-                                           compute_entropy=False, compute_aux_loss=False, **kwargs: Any):
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **kwargs: Any,
+    ):
         # Called for the loss too (with grad): that forward is part of forward_backward.
         no_grad_pass = self.phase_timer.current != "forward_backward" and not torch.is_grad_enabled()
         with self.phase_timer.phase("logprobs") if no_grad_pass else contextlib.nullcontext():
             out = None
             if self.share_prompt_prefix and not compute_aux_loss and all(v is None for v in kwargs.values()):
-                out = shared_prefix.score(model, input_ids, attention_mask, logits_to_keep, batch_size,
-                                          compute_entropy, autocast=self.accelerator.autocast)
+                out = shared_prefix.score(
+                    model,
+                    input_ids,
+                    attention_mask,
+                    logits_to_keep,
+                    batch_size,
+                    compute_entropy,
+                    autocast=self.accelerator.autocast,
+                )
                 self.shared_prefix_counts["scoring" if out is not None else "scoring_unshared"] += 1
                 if out is not None:
                     out = (out[0], out[1], None)
             if out is None:
                 out = super()._get_per_token_logps_and_entropies(
-                    model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                    compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
+                    model,
+                    input_ids,
+                    attention_mask,
+                    logits_to_keep,
+                    batch_size=batch_size,
+                    compute_entropy=compute_entropy,
+                    compute_aux_loss=compute_aux_loss,
+                    **kwargs,
+                )
         if self._loss_rows is not None and compute_entropy and out[1] is not None:
             rows, self._loss_rows = self._loss_rows, None  # the loss's own pass, once per batch
             self.on_token_stats(rows, out[0], out[1])
@@ -255,8 +290,13 @@ class HookedGRPOTrainer(GRPOTrainer):
         if self.stop_strings:
             self._unmask_end_tokens(out)
         scored_inputs, completions, completion_ids, rewards = self._last_scored
-        return ScoredBatch(out, list(scored_inputs), list(completions), [list(c) for c in completion_ids],
-                           rewards.detach().float().cpu())
+        return ScoredBatch(
+            out,
+            list(scored_inputs),
+            list(completions),
+            [list(c) for c in completion_ids],
+            rewards.detach().float().cpu(),
+        )
 
     def _unmask_end_tokens(self, out: dict[str, Any]) -> None:
         """Leave the end-of-turn token each stopped row was given out of the loss and the KL term (mask 0).
@@ -268,8 +308,10 @@ class HookedGRPOTrainer(GRPOTrainer):
         self._stopped_lengths = []
         mask = out["completion_mask"]
         if lengths.numel() != mask.size(0):
-            raise RuntimeError(f"stop strings: {lengths.numel()} generated rows for a batch of {mask.size(0)}; "
-                               "multi-turn generation (tools, environments) can't be combined with stop_strings")
+            raise RuntimeError(
+                f"stop strings: {lengths.numel()} generated rows for a batch of {mask.size(0)}; "
+                "multi-turn generation (tools, environments) can't be combined with stop_strings"
+            )
         rows = (lengths >= 0).nonzero().flatten().to(mask.device)
         cols = lengths.to(mask.device)[rows]
         dropped = mask[rows, cols].sum()
@@ -293,7 +335,7 @@ class HookedGRPOTrainer(GRPOTrainer):
         metrics = self._metrics["train"]
         for key, value in values.items():
             lst = metrics[key]
-            del lst[mark.get(key, 0):]
+            del lst[mark.get(key, 0) :]
             lst.append(float(value))
 
     def save_checkpoint_now(self) -> None:
@@ -341,8 +383,10 @@ class HookedGRPOTrainer(GRPOTrainer):
             # A checkpoint in the middle of a generation buffer: the uninterrupted run trains its next steps on
             # the rest of it (with the old log-probs it was scored with), so the resumed run must too, not
             # generate afresh where TRL's _prepare_inputs finds no buffer.
-            torch.save({"step": self._step, "inputs": self._buffered_inputs, "made_with": self._buffer_settings()},
-                       self._engine_file(output_dir, GENERATION_BUFFER_FILE))
+            torch.save(
+                {"step": self._step, "inputs": self._buffered_inputs, "made_with": self._buffer_settings()},
+                self._engine_file(output_dir, GENERATION_BUFFER_FILE),
+            )
 
     def _load_rng_state(self, checkpoint: str | None) -> None:
         # Trainer calls this on resume, once the skipped batches are drawn, right before the first step
@@ -363,7 +407,11 @@ class HookedGRPOTrainer(GRPOTrainer):
     def _buffer_settings(self) -> dict[str, Any]:
         """What a saved generation buffer is only valid under: its shape, and the knobs its log-probs came from."""
         a = self.args
-        return {"per_device_train_batch_size": a.per_device_train_batch_size,
-                "steps_per_generation": a.steps_per_generation, "num_iterations": self.num_iterations,
-                "gradient_accumulation_steps": a.gradient_accumulation_steps,
-                "temperature": float(self.temperature), "beta_on": bool(self.beta)}
+        return {
+            "per_device_train_batch_size": a.per_device_train_batch_size,
+            "steps_per_generation": a.steps_per_generation,
+            "num_iterations": self.num_iterations,
+            "gradient_accumulation_steps": a.gradient_accumulation_steps,
+            "temperature": float(self.temperature),
+            "beta_on": bool(self.beta),
+        }

@@ -20,16 +20,50 @@ the dashboard's step index, the browser's columnar reader), `query` (the
 `Rollouts` snapshot: filters, per-step summaries, export).
 """
 
-from grpo_tui.rundir.rollouts.query import Rollouts, RolloutFilter, Selection, StepSummary, parse_range
-from grpo_tui.rundir.rollouts.reader import (GroupLine, RolloutIndex, RolloutReader, RolloutTail, open_rollouts,
-                                    read_rollouts)
-from grpo_tui.rundir.rollouts.records import (COMPLETION_KEYS, GROUP_KEYS, CompletionRecord, GroupRecord, ReadReport,
-                                     rollout_paths)
+from grpo_tui.rundir.rollouts.query import RolloutFilter, Rollouts, Selection, StepSummary, parse_range
+from grpo_tui.rundir.rollouts.reader import (
+    GroupLine,
+    RolloutIndex,
+    RolloutReader,
+    RolloutTail,
+    open_rollouts,
+    read_rollouts,
+)
+from grpo_tui.rundir.rollouts.records import (
+    COMPLETION_KEYS,
+    GROUP_KEYS,
+    CompletionRecord,
+    GroupRecord,
+    ReadReport,
+    rollout_paths,
+)
 from grpo_tui.rundir.rollouts.segments import SEGMENT_FORMAT, Chunk, list_segments, read_segment, write_segment
 from grpo_tui.rundir.rollouts.writer import SEGMENT_BYTES, SEGMENT_STEPS, RolloutWriter
 
-__all__ = ["COMPLETION_KEYS", "GROUP_KEYS", "SEGMENT_BYTES", "SEGMENT_FORMAT", "SEGMENT_STEPS", "Chunk",
-           "CompletionRecord", "GroupLine", "GroupRecord", "ReadReport", "RolloutFilter", "RolloutIndex",
-           "RolloutReader", "RolloutTail", "RolloutWriter", "Rollouts", "Selection", "StepSummary",
-           "list_segments", "open_rollouts", "parse_range", "read_rollouts", "read_segment", "rollout_paths",
-           "write_segment"]
+__all__ = [
+    "COMPLETION_KEYS",
+    "GROUP_KEYS",
+    "SEGMENT_BYTES",
+    "SEGMENT_FORMAT",
+    "SEGMENT_STEPS",
+    "Chunk",
+    "CompletionRecord",
+    "GroupLine",
+    "GroupRecord",
+    "ReadReport",
+    "RolloutFilter",
+    "RolloutIndex",
+    "RolloutReader",
+    "RolloutTail",
+    "RolloutWriter",
+    "Rollouts",
+    "Selection",
+    "StepSummary",
+    "list_segments",
+    "open_rollouts",
+    "parse_range",
+    "read_rollouts",
+    "read_segment",
+    "rollout_paths",
+    "write_segment",
+]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -133,8 +134,9 @@ class Rollouts:
         for c in ch:
             names += [k for k in c.rewards if k not in names]
         self.reward_names = names
-        self.rewards = {k: cat([c.rewards.get(k, np.full(c.completions, np.nan)) for c in ch], np.float64)
-                        for k in names}
+        self.rewards = {
+            k: cat([c.rewards.get(k, np.full(c.completions, np.nan)) for c in ch], np.float64) for k in names
+        }
         G, C = len(self.g_step), len(self.total)
         self.c_gid = np.repeat(np.arange(G, dtype=np.int64), self.g_n)
         self.c_index = np.arange(C, dtype=np.int64) - self.g_start[self.c_gid] if C else np.zeros(0, np.int64)
@@ -181,7 +183,7 @@ class Rollouts:
         self._summary: StepSummary | None = None
 
     # ------------------------------------------------------------ growing
-    def extend(self, chunks: list[Chunk], report: ReadReport | None = None) -> "Rollouts":
+    def extend(self, chunks: list[Chunk], report: ReadReport | None = None) -> Rollouts:
         """A new snapshot with more chunks; small trailing chunks (a live run's polls) are merged."""
         chunks = [c for c in chunks if c.groups]
         if not chunks:
@@ -208,8 +210,11 @@ class Rollouts:
 
     def nbytes(self) -> int:
         arrays = [self.prompt, self.gold, self.text, self.extracted, self.extra, self.cextra]
-        return (sum(a.nbytes for a in arrays) + sum(a.nbytes for a in self.rewards.values())
-                + sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray)))
+        return (
+            sum(a.nbytes for a in arrays)
+            + sum(a.nbytes for a in self.rewards.values())
+            + sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+        )
 
     # ------------------------------------------------------------ steps
     def summary(self, selection: Selection | None = None) -> StepSummary:
@@ -225,13 +230,16 @@ class Rollouts:
         fin = np.isfinite(tot)
         with np.errstate(invalid="ignore", divide="ignore"):
             out = StepSummary(
-                step=self.steps, groups=groups, completions=comps,
+                step=self.steps,
+                groups=groups,
+                completions=comps,
                 mean_reward=np.bincount(ci[fin], tot[fin], minlength=S) / np.bincount(ci[fin], minlength=S),
                 accuracy=np.bincount(ci, self.correct[self.c_live], minlength=S) / comps,
                 zero_std_frac=np.bincount(gi, self.g_zero_std[self.g_live], minlength=S) / groups,
                 mean_tokens=np.bincount(ci, self.tokens[self.c_live], minlength=S) / comps,
                 truncated_frac=np.bincount(ci, self.truncated[self.c_live], minlength=S) / comps,
-                matches=None)
+                matches=None,
+            )
         if selection is None:
             self._summary = out
             return out
@@ -268,10 +276,15 @@ class Rollouts:
         """One group as a JSONL-shaped dict."""
         s, n = int(self.g_start[gid]), int(self.g_n[gid])
         extra = self.extra[gid].as_py()
-        return GroupRecord(step=int(self.g_step[gid]), group=int(self.g_group[gid]),
-                           prompt=self.prompt[gid].as_py(), gold=self.gold[gid].as_py(),
-                           completions=[self._record(c) for c in range(s, s + n)], v=int(self.g_v[gid]),
-                           extra=json.loads(extra) if extra else {}).to_dict()
+        return GroupRecord(
+            step=int(self.g_step[gid]),
+            group=int(self.g_group[gid]),
+            prompt=self.prompt[gid].as_py(),
+            gold=self.gold[gid].as_py(),
+            completions=[self._record(c) for c in range(s, s + n)],
+            v=int(self.g_v[gid]),
+            extra=json.loads(extra) if extra else {},
+        ).to_dict()
 
     def _record(self, c: int) -> CompletionRecord:
         return completion_record(self, c, self.text[c].as_py(), self.extracted[c].as_py(), self.cextra[c].as_py())
@@ -335,8 +348,8 @@ class Rollouts:
         pos = 0
         for arr in self.text.chunks:
             n = len(arr)
-            if want[pos:pos + n].any():
-                out[pos:pos + n] = _bools(match(arr), n)
+            if want[pos : pos + n].any():
+                out[pos : pos + n] = _bools(match(arr), n)
             pos += n
         return out
 
@@ -351,9 +364,14 @@ class Rollouts:
         with open(tmp, "w", encoding="utf-8") as out:
             for c in np.flatnonzero(mask):
                 gid = int(self.c_gid[c])
-                rec = {"step": int(self.g_step[gid]), "group": int(self.g_group[gid]),
-                       "index": int(self.c_index[c]), "prompt": self.prompt[gid].as_py(),
-                       "gold": self.gold[gid].as_py(), **self._completion(int(c))}
+                rec = {
+                    "step": int(self.g_step[gid]),
+                    "group": int(self.g_group[gid]),
+                    "index": int(self.c_index[c]),
+                    "prompt": self.prompt[gid].as_py(),
+                    "gold": self.gold[gid].as_py(),
+                    **self._completion(int(c)),
+                }
                 out.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 n += 1
         os.replace(tmp, path)

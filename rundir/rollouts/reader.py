@@ -60,7 +60,7 @@ class RolloutTail:
             except OSError:
                 return b""
             if b"\n" in data or len(data) < size or (want is not None and block >= want):
-                return data[:data.rfind(b"\n") + 1]
+                return data[: data.rfind(b"\n") + 1]
             block *= 2
 
     def read_new(self, max_bytes: int = 32 << 20, parse_from_step: int | None = None) -> list[GroupLine]:
@@ -87,7 +87,7 @@ class RolloutTail:
             for line in lines:
                 if line.step >= last and line.record is None:
                     rel = line.offset - base
-                    line.record = parse_record(data[rel:rel + line.length])
+                    line.record = parse_record(data[rel : rel + line.length])
                     if line.record is None:
                         self.skipped += 1
         return lines
@@ -216,8 +216,9 @@ class RolloutReader:
         pos = 0
         for start, end, path in list_segments(self.segment_dir):
             if size is not None and end > size:
-                self.report.segment_problems.append(f"{path.name}: describes bytes past the end of "
-                                                    "rollouts.jsonl; ignored")
+                self.report.segment_problems.append(
+                    f"{path.name}: describes bytes past the end of rollouts.jsonl; ignored"
+                )
                 continue
             if start < pos:
                 continue  # overlaps what is already covered
@@ -229,12 +230,14 @@ class RolloutReader:
             try:
                 chunk = read_segment(path)
             except Exception as e:  # noqa: BLE001 - a bad segment must not stop the browser
-                self.report.segment_problems.append(f"{path.name}: unreadable ({type(e).__name__}: {e}); "
-                                                    "read from rollouts.jsonl instead")
+                self.report.segment_problems.append(
+                    f"{path.name}: unreadable ({type(e).__name__}: {e}); read from rollouts.jsonl instead"
+                )
                 continue
             if getattr(chunk, "format", SEGMENT_FORMAT) > SEGMENT_FORMAT:
-                self.report.segment_problems.append(f"{path.name}: newer segment format; read the columns "
-                                                    "this reader knows")
+                self.report.segment_problems.append(
+                    f"{path.name}: newer segment format; read the columns this reader knows"
+                )
             chunks.append(chunk)
             self.report.segments += 1
             pos = end
@@ -259,9 +262,8 @@ def read_rollouts(path: Path | str) -> tuple[list[dict[str, Any]], int]:
     return groups, skipped
 
 
-def open_rollouts(path_or_rundir: Path | str) -> "Rollouts":
+def open_rollouts(path_or_rundir: Path | str) -> Rollouts:
     """All rollouts of a run as a columnar snapshot (report: what was skipped)."""
     reader = RolloutReader(path_or_rundir)
     rollouts = Rollouts(reader.read_new(), reader.report)
     return rollouts
-

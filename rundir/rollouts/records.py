@@ -86,10 +86,16 @@ class CompletionRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSONL shape (rewards, total and advantage rounded; NaN -> null; arrays base64, only when present)."""
-        out = {"text": self.text, "extracted": self.extracted, "correct": self.correct,
-               "rewards": {k: _num(v) for k, v in self.rewards.items()},
-               "total": _num(self.total), "advantage": _num(self.advantage),
-               "tokens": self.tokens, "truncated": self.truncated}
+        out = {
+            "text": self.text,
+            "extracted": self.extracted,
+            "correct": self.correct,
+            "rewards": {k: _num(v) for k, v in self.rewards.items()},
+            "total": _num(self.total),
+            "advantage": _num(self.advantage),
+            "tokens": self.tokens,
+            "truncated": self.truncated,
+        }
         for name, dtype in TOKEN_ARRAYS.items():
             a = getattr(self, name)
             if a is not None:
@@ -100,7 +106,7 @@ class CompletionRecord:
         return isinstance(other, CompletionRecord) and self.to_dict() == other.to_dict()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CompletionRecord":
+    def from_dict(cls, d: dict[str, Any]) -> CompletionRecord:
         known = {k: d.get(k) for k in COMPLETION_KEYS if k != "extra" and k not in TOKEN_ARRAYS}
         arrays = {k: unpack_array(d.get(k), dtype) for k, dtype in TOKEN_ARRAYS.items()}
         return cls(**known, **arrays, extra={k: v for k, v in d.items() if k not in COMPLETION_KEYS})
@@ -120,17 +126,30 @@ class GroupRecord:
 
     def to_dict(self) -> dict[str, Any]:
         # "v", "step", "group" lead every line: `line_key` reads them without parsing the line.
-        return {"v": self.v, "step": self.step, "group": self.group, "prompt": self.prompt, "gold": self.gold,
-                **self.extra, "completions": [c.to_dict() for c in self.completions]}
+        return {
+            "v": self.v,
+            "step": self.step,
+            "group": self.group,
+            "prompt": self.prompt,
+            "gold": self.gold,
+            **self.extra,
+            "completions": [c.to_dict() for c in self.completions],
+        }
 
     def to_line(self) -> bytes:
         return (json.dumps(self.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GroupRecord":
-        return cls(step=d["step"], group=d["group"], prompt=d.get("prompt", ""), gold=d.get("gold", ""),
-                   completions=[CompletionRecord.from_dict(c) for c in d.get("completions", [])],
-                   v=d.get("v", 1), extra={k: v for k, v in d.items() if k not in GROUP_KEYS})
+    def from_dict(cls, d: dict[str, Any]) -> GroupRecord:
+        return cls(
+            step=d["step"],
+            group=d["group"],
+            prompt=d.get("prompt", ""),
+            gold=d.get("gold", ""),
+            completions=[CompletionRecord.from_dict(c) for c in d.get("completions", [])],
+            v=d.get("v", 1),
+            extra={k: v for k, v in d.items() if k not in GROUP_KEYS},
+        )
 
 
 GROUP_KEYS = tuple(f.name for f in fields(GroupRecord) if f.name != "extra")
@@ -192,18 +211,23 @@ class ReadReport:
     def messages(self) -> list[str]:
         out = []
         if self.missing:
-            out.append("no rollouts.jsonl in this run directory" + (" (showing sealed segments only)"
-                                                                    if self.segments else ""))
+            out.append(
+                "no rollouts.jsonl in this run directory" + (" (showing sealed segments only)" if self.segments else "")
+            )
         if self.skipped:
             out.append(f"{self.skipped} damaged line(s) in rollouts.jsonl skipped")
         if self.invalid:
             out.append(f"{self.invalid} record(s) without step/completions skipped")
         if self.partial:
-            out.append(f"unfinished last line ({self.partial} bytes) skipped: still being written, "
-                       "or the engine was killed mid-write")
+            out.append(
+                f"unfinished last line ({self.partial} bytes) skipped: still being written, "
+                "or the engine was killed mid-write"
+            )
         if self.newer:
-            out.append(f"{self.newer} record(s) from a newer schema (v{self.newest}; this reader knows "
-                       f"v{SCHEMA_VERSION}): read the fields it knows")
+            out.append(
+                f"{self.newer} record(s) from a newer schema (v{self.newest}; this reader knows "
+                f"v{SCHEMA_VERSION}): read the fields it knows"
+            )
         out.extend(self.segment_problems)
         if self.replaced:
             out.append(f"{self.replaced} group(s) were recorded again after a resume; showing the latest")

@@ -16,15 +16,23 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from grpo_tui.rundir.layout import SCHEMA_VERSION
-from grpo_tui.rundir.rollouts.records import (COMPLETION_KEYS, GROUP_KEYS, TOKEN_ARRAYS, CompletionRecord, GroupRecord,
-                                              ReadReport, unpack_array)
+from grpo_tui.rundir.rollouts.records import (
+    COMPLETION_KEYS,
+    GROUP_KEYS,
+    TOKEN_ARRAYS,
+    CompletionRecord,
+    GroupRecord,
+    ReadReport,
+    unpack_array,
+)
 
 # Version of the Arrow segment layout (schema metadata "format"). 2 added the per-token columns;
 # a format-1 segment reads with those absent.
@@ -80,8 +88,9 @@ def _str(x: Any) -> str | None:
 # Arrow <-> numpy by buffers. pyarrow's own conversions (to_numpy, pa.array on Python objects,
 # scalars) first import pandas, ~0.2 s of a browser's 1 s budget, so the read path avoids them.
 
+
 def _bits(buf, offset: int, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(buf, dtype=np.uint8), bitorder="little")[offset:offset + n].astype(bool)
+    return np.unpackbits(np.frombuffer(buf, dtype=np.uint8), bitorder="little")[offset : offset + n].astype(bool)
 
 
 def _valid(arr) -> np.ndarray | None:
@@ -92,9 +101,19 @@ def _valid(arr) -> np.ndarray | None:
     return _bits(buf, arr.offset, len(arr)) if buf is not None else np.zeros(len(arr), dtype=bool)
 
 
-_NUMPY = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64, "uint8": np.uint8,
-          "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64, "float": np.float32,
-          "double": np.float64, "halffloat": np.float16}
+_NUMPY = {
+    "int8": np.int8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+    "uint32": np.uint32,
+    "uint64": np.uint64,
+    "float": np.float32,
+    "double": np.float64,
+    "halffloat": np.float16,
+}
 
 
 def _numbers(arr, dtype: Any, fill: Any) -> np.ndarray:
@@ -148,9 +167,13 @@ def _list_array(values: list[np.ndarray | None], name: str):
     valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
     nulls = int(n - valid.sum())
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes()) if nulls else None
-    return pa.Array.from_buffers(pa.list_(_token_type(name)), n,
-                                 [bitmap, pa.py_buffer(offsets.astype(np.int32).tobytes())],
-                                 null_count=nulls, children=[child])
+    return pa.Array.from_buffers(
+        pa.list_(_token_type(name)),
+        n,
+        [bitmap, pa.py_buffer(offsets.astype(np.int32).tobytes())],
+        null_count=nulls,
+        children=[child],
+    )
 
 
 def token_array(column: Any, c: int, name: str) -> np.ndarray | None:
@@ -181,8 +204,12 @@ def _string_array(values: list[str | None]):
     valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
     nulls = int(n - valid.sum())
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes()) if nulls else None
-    return pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(offsets.astype(np.int32).tobytes()),
-                                                  pa.py_buffer(b"".join(enc))], null_count=nulls)
+    return pa.Array.from_buffers(
+        pa.string(),
+        n,
+        [bitmap, pa.py_buffer(offsets.astype(np.int32).tobytes()), pa.py_buffer(b"".join(enc))],
+        null_count=nulls,
+    )
 
 
 @dataclass
@@ -215,8 +242,11 @@ class Chunk:
     def tokens_loaded(self) -> dict[str, Any]:
         """The per-token columns, read from the segment on first use."""
         if self.token is None:
-            self.token = (_read_token_columns(self.token_source, self.groups, self.n) if self.token_source
-                          else _absent_tokens(self.completions))
+            self.token = (
+                _read_token_columns(self.token_source, self.groups, self.n)
+                if self.token_source
+                else _absent_tokens(self.completions)
+            )
         return self.token
 
     def unload_tokens(self) -> None:
@@ -237,7 +267,7 @@ class Chunk:
         return len(self.correct)
 
     @classmethod
-    def from_records(cls, records: Iterable[dict[str, Any]], report: "ReadReport") -> "Chunk":
+    def from_records(cls, records: Iterable[dict[str, Any]], report: ReadReport) -> Chunk:
         """Columns from JSONL group records; malformed records are counted in report.invalid."""
         vs, steps, groups, ns, prompts, golds, extras = [], [], [], [], [], [], []
         texts, exs, cor, tru, tot, adv, tok, cext = [], [], [], [], [], [], [], []
@@ -289,14 +319,24 @@ class Chunk:
                 cext.append(json.dumps(other, ensure_ascii=False) if other else None)
         i64 = lambda xs: np.asarray(xs, dtype=np.int64)  # noqa: E731
         return cls(
-            v=i64(vs), step=i64(steps), group=i64(groups), n=i64(ns),
-            prompt=_string_array(prompts), gold=_string_array(golds),
-            extra=_string_array(extras), text=_string_array(texts),
-            extracted=_string_array(exs), correct=np.asarray(cor, dtype=bool),
-            truncated=np.asarray(tru, dtype=bool), total=np.asarray(tot, dtype=np.float64),
-            advantage=np.asarray(adv, dtype=np.float64), tokens=i64(tok),
+            v=i64(vs),
+            step=i64(steps),
+            group=i64(groups),
+            n=i64(ns),
+            prompt=_string_array(prompts),
+            gold=_string_array(golds),
+            extra=_string_array(extras),
+            text=_string_array(texts),
+            extracted=_string_array(exs),
+            correct=np.asarray(cor, dtype=bool),
+            truncated=np.asarray(tru, dtype=bool),
+            total=np.asarray(tot, dtype=np.float64),
+            advantage=np.asarray(adv, dtype=np.float64),
+            tokens=i64(tok),
             rewards={k: np.asarray(col, dtype=np.float64) for k, col in rewards.items()},
-            cextra=_string_array(cext), token={k: _list_array(vals, k) for k, vals in token.items()})
+            cextra=_string_array(cext),
+            token={k: _list_array(vals, k) for k, vals in token.items()},
+        )
 
     # ---------------------------------------------------------------- Arrow
     def to_table(self, meta: dict[str, Any]):
@@ -305,29 +345,48 @@ class Chunk:
         nc, names = self.completions, list(self.rewards)
         offsets = np.zeros(self.groups + 1, dtype=np.int32)
         np.cumsum(self.n, out=offsets[1:])
-        vals = (np.stack([self.rewards[k] for k in names], axis=1).reshape(-1) if names
-                else np.zeros(0, dtype=np.float64))
+        vals = (
+            np.stack([self.rewards[k] for k in names], axis=1).reshape(-1) if names else np.zeros(0, dtype=np.float64)
+        )
         rewards = pa.MapArray.from_arrays(
             pa.array(np.arange(nc + 1, dtype=np.int32) * len(names)),
-            pa.array(names * nc, pa.string()), pa.array(vals, pa.float64(), mask=np.isnan(vals)))
+            pa.array(names * nc, pa.string()),
+            pa.array(vals, pa.float64(), mask=np.isnan(vals)),
+        )
         nan = lambda a: pa.array(a, mask=np.isnan(a))  # noqa: E731
         comps = pa.StructArray.from_arrays(
-            [self.text, self.extracted, pa.array(self.correct), rewards, nan(self.total), nan(self.advantage),
-             pa.array(self.tokens, pa.int64()), pa.array(self.truncated), self.cextra],
-            names=["text", "extracted", "correct", "rewards", "total", "advantage", "tokens", "truncated",
-                   "extra"])
+            [
+                self.text,
+                self.extracted,
+                pa.array(self.correct),
+                rewards,
+                nan(self.total),
+                nan(self.advantage),
+                pa.array(self.tokens, pa.int64()),
+                pa.array(self.truncated),
+                self.cextra,
+            ],
+            names=["text", "extracted", "correct", "rewards", "total", "advantage", "tokens", "truncated", "extra"],
+        )
         group_lists = lambda a: pa.ListArray.from_arrays(pa.array(offsets), a)  # noqa: E731
         tokens = self.tokens_loaded()
-        table = pa.table({
-            "v": pa.array(self.v, pa.int64()), "step": pa.array(self.step, pa.int64()),
-            "group": pa.array(self.group, pa.int64()), "prompt": self.prompt, "gold": self.gold,
-            "extra": self.extra, "completions": group_lists(comps),
-            # top-level columns (one list of completions' lists per group), so a reader can skip them
-            **{k: group_lists(tokens[k]) for k in TOKEN_ARRAYS}})
+        table = pa.table(
+            {
+                "v": pa.array(self.v, pa.int64()),
+                "step": pa.array(self.step, pa.int64()),
+                "group": pa.array(self.group, pa.int64()),
+                "prompt": self.prompt,
+                "gold": self.gold,
+                "extra": self.extra,
+                "completions": group_lists(comps),
+                # top-level columns (one list of completions' lists per group), so a reader can skip them
+                **{k: group_lists(tokens[k]) for k in TOKEN_ARRAYS},
+            }
+        )
         return table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
 
     @classmethod
-    def from_table(cls, table) -> "Chunk":
+    def from_table(cls, table) -> Chunk:
         """Columns of a segment; raises ValueError when a needed column is missing or mistyped."""
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -396,16 +455,24 @@ class Chunk:
         vcol = col("v", False)
         tokens = field("tokens")
         return cls(
-            v=ints(vcol, 1) if vcol is not None else np.ones(g, dtype=np.int64), step=step,
-            group=ints(col("group"), -1), n=n,
-            prompt=strings(col("prompt", False), g), gold=strings(col("gold", False), g),
+            v=ints(vcol, 1) if vcol is not None else np.ones(g, dtype=np.int64),
+            step=step,
+            group=ints(col("group"), -1),
+            n=n,
+            prompt=strings(col("prompt", False), g),
+            gold=strings(col("gold", False), g),
             extra=strings(col("extra", False), g),
-            text=strings(field("text"), nc), extracted=strings(field("extracted"), nc),
-            correct=bools(field("correct"), nc), truncated=bools(field("truncated"), nc),
-            total=floats(field("total"), nc), advantage=floats(field("advantage"), nc),
+            text=strings(field("text"), nc),
+            extracted=strings(field("extracted"), nc),
+            correct=bools(field("correct"), nc),
+            truncated=bools(field("truncated"), nc),
+            total=floats(field("total"), nc),
+            advantage=floats(field("advantage"), nc),
             tokens=ints(tokens, 0) if tokens is not None else np.zeros(nc, dtype=np.int64),
-            rewards=rewards, cextra=strings(field("extra"), nc),
-            token=_token_columns(table, g, n) if TOKEN_ARRAYS.keys() & set(table.column_names) else None)
+            rewards=rewards,
+            cextra=strings(field("extra"), nc),
+            token=_token_columns(table, g, n) if TOKEN_ARRAYS.keys() & set(table.column_names) else None,
+        )
 
     def records(self) -> list[dict[str, Any]]:
         """The groups as JSONL-shaped dicts (rewards NaN -> None)."""
@@ -417,20 +484,35 @@ class Chunk:
             for _ in range(int(self.n[i])):
                 comps.append(completion_record(self, c, texts[c], exs[c], cext[c]))
                 c += 1
-            out.append(GroupRecord(step=int(self.step[i]), group=int(self.group[i]), prompt=prompts[i],
-                                   gold=golds[i], completions=comps, v=int(self.v[i]),
-                                   extra=json.loads(extras[i]) if extras[i] else {}).to_dict())
+            out.append(
+                GroupRecord(
+                    step=int(self.step[i]),
+                    group=int(self.group[i]),
+                    prompt=prompts[i],
+                    gold=golds[i],
+                    completions=comps,
+                    v=int(self.v[i]),
+                    extra=json.loads(extras[i]) if extras[i] else {},
+                ).to_dict()
+            )
         return out
+
 
 def completion_record(cols: Any, c: int, text: str, extracted: str | None, extra: str | None) -> CompletionRecord:
     """Completion row c of a Chunk or a Rollouts snapshot (same column names); its strings are
     passed in because reading them one at a time from Arrow is slow."""
-    return CompletionRecord(text=text, extracted=extracted, correct=bool(cols.correct[c]),
-                            rewards={k: _none(a[c]) for k, a in cols.rewards.items()},
-                            total=_none(cols.total[c]), advantage=_none(cols.advantage[c]),
-                            tokens=int(cols.tokens[c]), truncated=bool(cols.truncated[c]),
-                            **cols.token_arrays(c),
-                            extra=json.loads(extra) if extra else {})
+    return CompletionRecord(
+        text=text,
+        extracted=extracted,
+        correct=bool(cols.correct[c]),
+        rewards={k: _none(a[c]) for k, a in cols.rewards.items()},
+        total=_none(cols.total[c]),
+        advantage=_none(cols.advantage[c]),
+        tokens=int(cols.tokens[c]),
+        truncated=bool(cols.truncated[c]),
+        **cols.token_arrays(c),
+        extra=json.loads(extra) if extra else {},
+    )
 
 
 def _none(x: float) -> float | None:
@@ -443,9 +525,16 @@ def write_segment(segment_dir: Path, start: int, end: int, chunk: Chunk) -> Path
     import pyarrow as pa
 
     segment_dir.mkdir(exist_ok=True)
-    meta = {"format": SEGMENT_FORMAT, "start": start, "end": end, "groups": chunk.groups,
-            "completions": chunk.completions, "first_step": int(chunk.step.min()) if chunk.groups else None,
-            "last_step": int(chunk.step.max()) if chunk.groups else None, "written": round(time.time(), 3)}
+    meta = {
+        "format": SEGMENT_FORMAT,
+        "start": start,
+        "end": end,
+        "groups": chunk.groups,
+        "completions": chunk.completions,
+        "first_step": int(chunk.step.min()) if chunk.groups else None,
+        "last_step": int(chunk.step.max()) if chunk.groups else None,
+        "written": round(time.time(), 3),
+    }
     table = chunk.to_table(meta)
     path = segment_dir / f"seg-{start:012d}-{end:012d}.arrow"
     tmp = segment_dir / f".{path.name}.tmp"
@@ -520,16 +609,23 @@ def _merge(a: Chunk, b: Chunk) -> Chunk:
     names = list(dict.fromkeys([*a.rewards, *b.rewards]))
     pick = lambda c, k: c.rewards.get(k, np.full(c.completions, np.nan))  # noqa: E731
     out = Chunk(
-        v=np.concatenate([a.v, b.v]), step=np.concatenate([a.step, b.step]),
-        group=np.concatenate([a.group, b.group]), n=np.concatenate([a.n, b.n]),
-        prompt=pa.concat_arrays([a.prompt, b.prompt]), gold=pa.concat_arrays([a.gold, b.gold]),
-        extra=pa.concat_arrays([a.extra, b.extra]), text=pa.concat_arrays([a.text, b.text]),
+        v=np.concatenate([a.v, b.v]),
+        step=np.concatenate([a.step, b.step]),
+        group=np.concatenate([a.group, b.group]),
+        n=np.concatenate([a.n, b.n]),
+        prompt=pa.concat_arrays([a.prompt, b.prompt]),
+        gold=pa.concat_arrays([a.gold, b.gold]),
+        extra=pa.concat_arrays([a.extra, b.extra]),
+        text=pa.concat_arrays([a.text, b.text]),
         extracted=pa.concat_arrays([a.extracted, b.extracted]),
-        correct=np.concatenate([a.correct, b.correct]), truncated=np.concatenate([a.truncated, b.truncated]),
-        total=np.concatenate([a.total, b.total]), advantage=np.concatenate([a.advantage, b.advantage]),
+        correct=np.concatenate([a.correct, b.correct]),
+        truncated=np.concatenate([a.truncated, b.truncated]),
+        total=np.concatenate([a.total, b.total]),
+        advantage=np.concatenate([a.advantage, b.advantage]),
         tokens=np.concatenate([a.tokens, b.tokens]),
         rewards={k: np.concatenate([pick(a, k), pick(b, k)]) for k in names},
         cextra=pa.concat_arrays([a.cextra, b.cextra]),
-        token={k: pa.concat_arrays([a.tokens_loaded()[k], b.tokens_loaded()[k]]) for k in TOKEN_ARRAYS})
+        token={k: pa.concat_arrays([a.tokens_loaded()[k], b.tokens_loaded()[k]]) for k in TOKEN_ARRAYS},
+    )
     out._tail = True  # type: ignore[attr-defined]
     return out

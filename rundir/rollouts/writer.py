@@ -33,8 +33,9 @@ class RolloutWriter:
     range simply stays JSONL-only.
     """
 
-    def __init__(self, path_or_rundir: Path | str, *, segment_steps: int = SEGMENT_STEPS,
-                 segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(
+        self, path_or_rundir: Path | str, *, segment_steps: int = SEGMENT_STEPS, segment_bytes: int = SEGMENT_BYTES
+    ) -> None:
         self.path, self.segment_dir = rollout_paths(path_or_rundir)
         self.segment_steps, self.segment_bytes = segment_steps, segment_bytes
         self.segments_written = 0
@@ -72,16 +73,24 @@ class RolloutWriter:
         self._buffer.append(record)
         self._buffer_steps.add(group.step)
 
-    def write_group(self, step: int, group: int, prompt: str, gold: str,
-                    completions: list[CompletionRecord | dict[str, Any]], **extra: Any) -> None:
+    def write_group(
+        self,
+        step: int,
+        group: int,
+        prompt: str,
+        gold: str,
+        completions: list[CompletionRecord | dict[str, Any]],
+        **extra: Any,
+    ) -> None:
         """`write` from parts; completions may be CompletionRecords or dicts of the same fields."""
         comps = [c if isinstance(c, CompletionRecord) else CompletionRecord.from_dict(c) for c in completions]
         self.write(GroupRecord(step=step, group=group, prompt=prompt, gold=gold, completions=comps, extra=extra))
 
     def flush(self) -> None:
         self._f.flush()
-        if self._buffer and (len(self._buffer_steps) >= self.segment_steps
-                             or self._pos - self._seg_start >= self.segment_bytes):
+        if self._buffer and (
+            len(self._buffer_steps) >= self.segment_steps or self._pos - self._seg_start >= self.segment_bytes
+        ):
             self.seal()
 
     def seal(self) -> Path | None:
