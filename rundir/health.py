@@ -39,12 +39,83 @@ class Thresholds:
     hacking_correct_rise: float = 0.02  # ... while the correct fraction rose by at most this much
     reward_failure_steps: int = 5     # reward failures within the last N steps ...
     reward_failure_min: int = 1       # ... at least this many failed completions
+    constant_reward_steps: int = 10   # a reward gave every completion the same score for this many steps ...
+                                      # ... while another reward varied
     clear_after: int = 5              # a firing rule clears after this many quiet steps in a row (no flapping
                                       # warn/ok events when a noisy metric hovers at its threshold)
 
 
 DEFAULT = Thresholds()
 RECENT = 3  # steps averaged for "the current value" of a noisy metric
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """What a rule's firing means and how to fix it, for the help screen and the docs; `{field}` names a
+    Thresholds field (formatted with it), so the text always quotes the thresholds in force."""
+    meaning: str
+    fix: str
+
+    def describe(self, t: Thresholds = DEFAULT) -> tuple[str, str]:
+        values = {k: getattr(t, k) for k in t.__dataclass_fields__}
+        return self.meaning.format(**values, recent=RECENT), self.fix
+
+
+_CURRICULUM_FIX = ("set [curriculum] dynamic_sampling = true (dynamic_sampling_criterion, dynamic_sampling_max_extra), "
+                   "or [curriculum] prepass = true with min_pass_rate/max_pass_rate (exclusive = true keeps "
+                   "0 < pass rate < 1)")
+_DYNAMIC_FIX = ("dynamic sampling is on but can't refill enough: raise [curriculum] dynamic_sampling_max_extra, or "
+                "filter problems first with [curriculum] prepass = true and a min_pass_rate/max_pass_rate band")
+_LIMIT_FIX = ("raise [train] max_completion_length, or set [train] mask_truncated_completions = true so "
+              "cut-off completions don't train")
+
+RULE_INFO: dict[str, RuleInfo] = {
+    "zero_std": RuleInfo(
+        "at least {zero_std_frac:.0%} of the groups had identical rewards (no learning signal) in each of "
+        "{zero_std_steps} steps in a row", _CURRICULUM_FIX),
+    "entropy_collapse": RuleInfo(
+        "token entropy (mean of the last {recent} steps) fell below {entropy_ratio:g} x its start or below "
+        "{entropy_floor:g} nats, after {entropy_min_steps} steps: the policy is nearly deterministic",
+        "raise [train] temperature, lower [train] learning_rate (both live knobs, key k), or set "
+        "[train] epsilon_high above epsilon (clip-higher)"),
+    "kl_spike": RuleInfo(
+        "KL to the reference rose above {kl_spike_factor:g} x the median of the previous {kl_window} steps "
+        "(and above {kl_min:g})",
+        "lower [train] learning_rate or raise [train] beta (live knobs, key k); a lower [train] "
+        "max_grad_norm limits single bad steps"),
+    "length_collapse": RuleInfo(
+        "mean completion length (last {recent} steps) fell below {length_collapse_ratio:g} x its peak, after "
+        "{length_min_steps} steps: the model may be skipping its reasoning",
+        "check which [rewards] pay short answers (format rewards, length_penalty) and lower their "
+        "weights (live knob, key k), or lower [train] learning_rate"),
+    "length_at_limit": RuleInfo(
+        "mean completion length (last {recent} steps) reached {length_limit_frac:.0%} of max_completion_length",
+        _LIMIT_FIX),
+    "truncation": RuleInfo(
+        "more than {truncation_frac:.0%} of completions (mean of the last {recent} steps) were cut off at "
+        "max_completion_length",
+        "raise [train] max_completion_length, or set [train] mask_truncated_completions = true"),
+    "reward_hacking": RuleInfo(
+        "over the last {hacking_window} steps a format reward rose by {hacking_format_rise:g} or more while the "
+        "correct fraction rose by {hacking_correct_rise:g} or less: the policy learns the format, not the math",
+        "raise the correctness weight or lower the format reward in [rewards] (reward weights are a live knob, "
+        "key k)"),
+    "non_finite": RuleInfo(
+        "loss or grad_norm is NaN or infinite at a step: the update is garbage",
+        "lower [train] learning_rate (live knob, key k) and [train] max_grad_norm; with float16 use "
+        "[model] dtype = 'bfloat16' or 'float32'; check rewards for NaN"),
+    "reward_failures": RuleInfo(
+        "a reward function raised, timed out or returned a non-number on at least {reward_failure_min} "
+        "completion(s) in the last {reward_failure_steps} steps (those scored 0)",
+        "fix the function (the reward_failure events and engine.log show an example), or drop it from "
+        "[rewards]"),
+    "constant_reward": RuleInfo(
+        "a reward gave every completion the same score for {constant_reward_steps} steps while another reward "
+        "varied: it adds nothing to the advantages (a 0 everywhere usually means its pattern never matches)",
+        "try the reward on a real completion (key r, or `grpo-tui rewards`): fix its pattern or the preset's "
+        "[train] stop_strings / final_newline, or set its weight to 0 (live knob, key k) or drop it from "
+        "[rewards]"),
+}
 
 
 @dataclass
@@ -110,12 +181,7 @@ def zero_std(h: History, t: Thresholds) -> Finding | None:
     if len(xs) < t.zero_std_steps or any(x is None for x in xs):
         return None
     low = min(xs)
-    if h.dynamic_sampling:
-        fix = ("dynamic sampling is on but can't refill enough: raise [curriculum] dynamic_sampling_max_extra, or "
-               "filter problems first with [curriculum] prepass = true and a min_pass_rate/max_pass_rate band")
-    else:
-        fix = ("set [curriculum] dynamic_sampling = true (dynamic_sampling_criterion, dynamic_sampling_max_extra), or "
-               "[curriculum] prepass = true with min_pass_rate/max_pass_rate (exclusive = true keeps 0 < pass rate < 1)")
+    fix = _DYNAMIC_FIX if h.dynamic_sampling else RULE_INFO["zero_std"].fix
     return Finding("zero_std", low >= t.zero_std_frac, low, t.zero_std_frac,
                    f"{'all' if low >= 1 else f'at least {low:.0%} of the'} groups had identical rewards (no learning "
                    f"signal) in each of the last {t.zero_std_steps} steps",
@@ -131,8 +197,7 @@ def entropy_collapse(h: History, t: Thresholds) -> Finding | None:
     return Finding("entropy_collapse", now < limit, now, limit,
                    f"token entropy fell to {now:.3g} (started at {start:.3g}): the policy is nearly deterministic, "
                    "groups stop differing",
-                   "raise [train] temperature, lower [train] learning_rate (both live knobs, key k), or set "
-                   "[train] epsilon_high above epsilon (clip-higher)")
+                   RULE_INFO["entropy_collapse"].fix)
 
 
 def kl_spike(h: History, t: Thresholds) -> Finding | None:
@@ -147,8 +212,7 @@ def kl_spike(h: History, t: Thresholds) -> Finding | None:
     limit = max(t.kl_min, t.kl_spike_factor * base)
     return Finding("kl_spike", now > limit, now, limit,
                    f"KL to the reference jumped to {now:.3g} (median of the previous steps {base:.3g})",
-                   "lower [train] learning_rate or raise [train] beta (live knobs, key k); a lower [train] "
-                   "max_grad_norm limits single bad steps")
+                   RULE_INFO["kl_spike"].fix)
 
 
 def length_collapse(h: History, t: Thresholds) -> Finding | None:
@@ -161,8 +225,7 @@ def length_collapse(h: History, t: Thresholds) -> Finding | None:
     return Finding("length_collapse", now < limit, now, limit,
                    f"completions shrank to {now:.0f} tokens on average (peak {peak:.0f}): the model may be "
                    "skipping its reasoning",
-                   "check which [rewards] pay short answers (format rewards, length_penalty) and lower their "
-                   "weights (live knob, key k), or lower [train] learning_rate")
+                   RULE_INFO["length_collapse"].fix)
 
 
 def length_at_limit(h: History, t: Thresholds) -> Finding | None:
@@ -174,8 +237,7 @@ def length_at_limit(h: History, t: Thresholds) -> Finding | None:
     return Finding("length_at_limit", now >= limit, now, limit,
                    f"completions average {now:.0f} tokens against a limit of {h.max_completion_length}: "
                    "answers run into max_completion_length",
-                   "raise [train] max_completion_length, or set [train] mask_truncated_completions = true so "
-                   "cut-off completions don't train")
+                   RULE_INFO["length_at_limit"].fix)
 
 
 def truncation(h: History, t: Thresholds) -> Finding | None:
@@ -186,7 +248,7 @@ def truncation(h: History, t: Thresholds) -> Finding | None:
     return Finding("truncation", now > t.truncation_frac, now, t.truncation_frac,
                    f"{now:.0%} of completions were cut off at max_completion_length"
                    + (f" ({h.max_completion_length} tokens)" if h.max_completion_length else ""),
-                   "raise [train] max_completion_length, or set [train] mask_truncated_completions = true")
+                   RULE_INFO["truncation"].fix)
 
 
 def reward_hacking(h: History, t: Thresholds) -> Finding | None:
@@ -227,8 +289,7 @@ def non_finite(h: History, t: Thresholds) -> Finding | None:
     bad = [k for k in ("loss", "grad_norm") if k in m and (_num(m[k]) is None or not math.isfinite(_num(m[k])))]
     return Finding("non_finite", bool(bad), None, None,
                    f"{' and '.join(bad) or 'loss'} is NaN or infinite at step {h.step}: the update is garbage",
-                   "lower [train] learning_rate (live knob, key k) and [train] max_grad_norm; with float16 use "
-                   "[model] dtype = 'bfloat16' or 'float32'; check rewards for NaN")
+                   RULE_INFO["non_finite"].fix)
 
 
 def reward_failures(h: History, t: Thresholds) -> Finding | None:
@@ -241,15 +302,58 @@ def reward_failures(h: History, t: Thresholds) -> Finding | None:
     return Finding("reward_failures", total >= t.reward_failure_min, float(total), float(t.reward_failure_min),
                    f"reward {', '.join(repr(n) for n in names) or '?'} failed on {total} completion(s) in the "
                    f"last {t.reward_failure_steps} steps (scored 0)",
-                   "fix the function (the reward_failure events and engine.log show an example), or drop it from "
-                   "[rewards]")
+                   RULE_INFO["reward_failures"].fix)
+
+
+def _flat(metrics: list[dict[str, Any]], name: str) -> bool | None:
+    """Whether a reward scored every completion alike in these steps (std 0, same mean); None if unknown."""
+    stds = [_num(m.get(f"rewards/{name}/std")) for m in metrics]
+    means = [_num(m.get(f"rewards/{name}/mean")) for m in metrics]
+    if any(x is None or not math.isfinite(x) for x in stds + means):
+        return None
+    return max(stds) <= 1e-9 and max(means) - min(means) <= 1e-9
+
+
+def constant_reward(h: History, t: Thresholds) -> Finding | None:
+    n = t.constant_reward_steps
+    if len(h.metrics) < n:
+        return None
+    recent = h.metrics[-n:]
+    names = sorted({k[len("rewards/"):-len("/mean")] for m in recent for k in m
+                    if k.startswith("rewards/") and k.endswith("/mean")})
+    verdicts = {name: _flat(recent, name) for name in names}
+    flat = [name for name, v in verdicts.items() if v is True]
+    varying = [name for name, v in verdicts.items() if v is False]
+    if not flat:
+        return Finding("constant_reward", False, None, float(n))
+    value = _num(recent[-1].get(f"rewards/{flat[0]}/mean"))
+    why = ("it never matched: check its pattern against how completions end ([train] stop_strings, final_newline)"
+           if value == 0 else "it pays every completion the same, so it can't tell them apart")
+    return Finding("constant_reward", bool(varying), value, float(n),
+                   f"reward {', '.join(repr(x) for x in flat)} scored {value:g} on every completion for {n} steps "
+                   f"while {varying[0] if varying else 'no other reward'!r} varied: {why}",
+                   RULE_INFO["constant_reward"].fix)
 
 
 RULES: dict[str, Rule] = {
     "zero_std": zero_std, "entropy_collapse": entropy_collapse, "kl_spike": kl_spike,
     "length_collapse": length_collapse, "length_at_limit": length_at_limit, "truncation": truncation,
     "reward_hacking": reward_hacking, "non_finite": non_finite, "reward_failures": reward_failures,
+    "constant_reward": constant_reward,
 }
+assert set(RULES) == set(RULE_INFO), "every rule needs its RuleInfo (meaning and fix) for the help screen"
+
+
+def rules_table(t: Thresholds = DEFAULT) -> str:
+    """Every rule with what its firing means and the fix, at the given thresholds (plain text)."""
+    lines = []
+    for name, info in RULE_INFO.items():
+        meaning, fix = info.describe(t)
+        lines.append(f"    {name}: {meaning}.\n        fix: {fix}")
+    return "\n".join(lines)
+
+
+__doc__ += "\nThe rules at the default thresholds:\n\n" + rules_table() + "\n"
 
 
 class HealthMonitor:
@@ -260,6 +364,7 @@ class HealthMonitor:
         self.t = thresholds
         self.h = History(max_completion_length=max_completion_length, dynamic_sampling=dynamic_sampling)
         self.active: dict[str, dict[str, Any]] = {}  # rule -> its last "warn" event fields
+        self.latest: dict[str, Finding] = {}  # rule -> its verdict at the latest step (what it says now)
         self._quiet: dict[str, int] = {}  # firing rule -> quiet steps in a row
 
     @classmethod
@@ -288,6 +393,7 @@ class HealthMonitor:
             f = rule(self.h, self.t)
             if f is None:
                 continue
+            self.latest[name] = f
             if f.firing:
                 self._quiet.pop(name, None)
                 if name not in self.active:
@@ -332,6 +438,20 @@ def check_run(events: Iterable[dict[str, Any]], thresholds: Thresholds = DEFAULT
             mon = HealthMonitor(thresholds)
         out += mon.add(ev)
     return out
+
+
+def latest_findings(events: Iterable[dict[str, Any]], thresholds: Thresholds = DEFAULT) -> dict[str, Finding]:
+    """Rule -> its verdict at the run's last step: the value a summary quotes for a rule still firing at the end
+    (a `health` event holds the value when the rule started firing)."""
+    mon: HealthMonitor | None = None
+    for ev in events:
+        if ev.get("type") == "run_start":
+            mon = mon or HealthMonitor.for_run_start(ev, thresholds)
+            continue
+        if mon is None:
+            mon = HealthMonitor(thresholds)
+        mon.add(ev)
+    return dict(mon.latest) if mon is not None else {}
 
 
 def active_warnings(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

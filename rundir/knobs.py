@@ -20,6 +20,16 @@ KNOBS: dict[str, tuple[str, str, Any]] = {
     "beta": ("[train] beta", "a number >= 0 and <= 10", lambda v: 0 <= v <= 10),
 }
 REWARD_WEIGHTS = "reward_weights"  # arg holding {reward name: weight}; [rewards] <name> in the preset
+# What each knob changes, one line each: the knobs dialog and the dashboard's help screen show these.
+KNOB_HELP: dict[str, str] = {
+    "learning_rate": "size of each update: lower it when KL spikes or the loss turns NaN, raise it when rewards stall",
+    "temperature": "sampling temperature of the completions: higher makes a group's answers differ more (more "
+                   "signal), lower makes them surer",
+    "top_p": "nucleus sampling: only the most likely tokens up to this total probability are sampled (1 = all)",
+    "beta": "weight of the KL penalty to the reference model: higher keeps the policy near where it started",
+    REWARD_WEIGHTS: "a reward's weight in the total that advantages come from: 0 turns it off, higher makes it "
+                    "count more",
+}
 
 
 class KnobError(ValueError):

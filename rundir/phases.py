@@ -29,10 +29,16 @@ REMEDIES: dict[str, list[tuple[str, str | None]]] = {
 }
 
 
-def remedy(phase: str, train: dict[str, Any] | None = None) -> str:
-    """What would cut `phase`, leaving out what the run's [train] settings already do."""
+# remedies that only apply when a [model] setting is on (no LoRA layers to drop without LoRA)
+NEEDS_MODEL: dict[str, str] = {"fewer LoRA layers (model.lora_layers)": "lora"}
+
+
+def remedy(phase: str, train: dict[str, Any] | None = None, model: dict[str, Any] | None = None) -> str:
+    """What would cut `phase`, leaving out what the run's [train] settings already do and, given the [model]
+    settings, what doesn't apply to that model."""
     train = train or {}
-    return ", ".join(text for text, setting in REMEDIES.get(phase, []) if not (setting and train.get(setting)))
+    return ", ".join(text for text, setting in REMEDIES.get(phase, []) if not (setting and train.get(setting))
+                     and not (model is not None and text in NEEDS_MODEL and not model.get(NEEDS_MODEL[text])))
 
 
 LABELS = {"generation": "generate", "rewards": "rewards", "logprobs": "logprobs", "forward_backward": "fwd+bwd",

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from grpo_tui.rundir.health import DEFAULT, RULES, HealthMonitor, active_warnings, check_run, warning_line
+from grpo_tui.rundir.health import (DEFAULT, RULE_INFO, RULES, HealthMonitor, active_warnings, check_run,
+                                    latest_findings, rules_table, warning_line)
 
 BASE = {"loss": 0.01, "grad_norm": 0.5, "learning_rate": 1e-5, "entropy": 1.0, "frac_reward_zero_std": 0.2,
         "completions/mean_length": 100.0, "completions/clipped_ratio": 0.05, "rewards/correctness/mean": 0.3,
@@ -122,7 +123,7 @@ def test_a_metric_hovering_at_its_threshold_does_not_flap() -> None:
 
 def test_every_rule_is_tested_and_a_resumed_run_rewinds() -> None:
     assert set(RULES) == {"zero_std", "entropy_collapse", "kl_spike", "length_collapse", "length_at_limit",
-                          "truncation", "reward_hacking", "non_finite", "reward_failures"}
+                          "truncation", "reward_hacking", "non_finite", "reward_failures", "constant_reward"}
     mon = HealthMonitor()
     for s in (1, 2, 3, 2, 3):  # the resumed engine repeats steps 2 and 3
         mon.add({"type": "step", "step": s, "metrics": dict(BASE)})
@@ -168,3 +169,40 @@ def test_resume_clears_a_warning_from_the_rewound_steps_and_restores_one_cleared
     # in agreement already: nothing to write
     assert HealthMonitor().resume(cleared, checkpoint_step=12) == []
     assert HealthMonitor().resume(late, checkpoint_step=12) == []
+
+
+def _flat_strict(s: int) -> dict[str, float]:
+    """strict_format 0 on every completion (its pattern never matches); correctness varies."""
+    return {"rewards/strict_format/mean": 0.0, "rewards/strict_format/std": 0.0,
+            "rewards/correctness/mean": 0.3 + 0.01 * (s % 3), "rewards/correctness/std": 0.4}
+
+
+def test_a_reward_constant_on_every_completion_is_named_with_why() -> None:
+    n = DEFAULT.constant_reward_steps
+    ev = fired(run(n + 2, _flat_strict))["constant_reward"]
+    assert ev["step"] == n and "'strict_format'" in ev["diagnosis"] and "never matched" in ev["diagnosis"]
+    assert "stop_strings" in ev["diagnosis"] and "weight" in ev["fix"]
+    # one completion scoring differently in one step of the window keeps it quiet
+    wobble = lambda s: dict(_flat_strict(s), **({"rewards/strict_format/std": 0.1} if s == n else {}))
+    assert "constant_reward" not in fired(run(n + 3, wobble))
+    # every reward flat is zero_std's case, not this rule's
+    allflat = lambda s: dict(_flat_strict(s), **{"rewards/correctness/std": 0.0, "rewards/correctness/mean": 0.3})
+    assert "constant_reward" not in fired(run(n + 3, allflat))
+
+
+def test_the_summary_quotes_a_rule_at_the_end_not_when_it_fired() -> None:
+    rising = lambda s: {"frac_reward_zero_std": 0.88 if s < 9 else 1.0}
+    events = run(16, rising)
+    assert fired(events)["zero_std"]["value"] == 0.88
+    now = latest_findings(events)["zero_std"]
+    assert now.firing and now.value == 1.0 and "all" in now.diagnosis
+
+
+def test_the_rules_table_quotes_the_thresholds_in_force() -> None:
+    from dataclasses import replace
+    table = rules_table(replace(DEFAULT, zero_std_steps=7))
+    assert set(RULE_INFO) == set(RULES)
+    assert all(f"{name}:" in table for name in RULES)
+    assert "7 steps in a row" in table and "7 steps in a row" not in rules_table()
+    import grpo_tui.rundir.health as health
+    assert rules_table() in health.__doc__

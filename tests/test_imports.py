@@ -68,9 +68,11 @@ RUN_PREFIXES = ("before-restart", "engine.rank")
 # A saved MODEL directory (Hugging Face weights) also holds a config.json; these files mean that one.
 MODEL_CONFIG_JSON = {
     "engine/models.py": "saved and downloaded model weights",
-    "engine/plan/memory.py": "the model's config.json sizes the model",
+    "engine/plan/model_source.py": "the model's config.json sizes the model",
+    "engine/offline_models.py": "the converted offline model's config.json",
     "engine/preflight.py": "[model] name pointing at a model directory",
     "engine/eval/resolve.py": "--model DIR: a saved model directory",
+    "engine/rewards/reward_model.py": "model:DIR, a saved reward model directory",
 }
 # Whole files allowed to spell run-directory names, with the reason.
 SPELLS_NAMES = {"bench/reward_hang.py": "benchmarks any checkout given by --tree, so imports nothing from this one"}

@@ -31,16 +31,16 @@ from grpo_tui.rundir.control import send_command
 from grpo_tui.rundir.events import COMMANDS, EventTail, State
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.state import RunState, fmt_duration
-from grpo_tui.tui.components.completion_view import CompletionView
+from grpo_tui.tui.components.completion_view import LEGEND as COMPLETION_LEGEND, CompletionView
 from grpo_tui.tui.components.curves import RewardCurves
 from grpo_tui.tui.components.dialogs import ConfirmStop, KnobsDialog, PresetPicker, PreflightError, QuitDialog
 from grpo_tui.tui.components.error_panel import ErrorPanel, tail_lines
-from grpo_tui.tui.components.group_table import GroupTable
+from grpo_tui.tui.components.group_table import LEGEND as GROUP_LEGEND, GroupTable
 from grpo_tui.tui.components.health_panel import HealthPanel
 from grpo_tui.tui.components.metric_groups import GROUP_NAMES
-from grpo_tui.tui.components.memory_panel import MemoryPanel
+from grpo_tui.tui.components.memory_panel import BAR_LEVELS, MemoryPanel
 from grpo_tui.rundir.rollouts import RolloutIndex, RolloutTail
-from grpo_tui.tui.components.status_panel import EngineLink, StatusPanel
+from grpo_tui.tui.components.status_panel import STATE_STYLE, EngineLink, StatusPanel
 from grpo_tui.tui.launcher import EngineProcess, default_run_dir, launch_engine
 from grpo_tui.tui.messages import EngineExited, RunUpdate
 from grpo_tui.tui.text import safe_text, visible
@@ -56,44 +56,52 @@ COMPACT_BELOW = (100, 30)  # a terminal narrower or lower than this gets the com
 COMPACT_VIEWS = ("curves", "rollouts", "status")
 
 
-def preset_choices() -> list[tuple[str, str]]:
-    """Shipped presets with their one-line description (read straight from the TOML)."""
-    import tomllib
-
-    from grpo_tui.engine.config import list_presets, preset_dir
-    out = []
-    for name in list_presets():
-        try:
-            with open(preset_dir() / f"{name}.toml", "rb") as f:
-                desc = str(tomllib.load(f).get("preset", {}).get("description", ""))
-        except (OSError, ValueError):
-            desc = ""
-        out.append((name, desc))
-    return out
+# The panels, for their titles and the help screen: (widget id, title, class, colour legend or ()).
+PANELS: tuple[tuple[str, str, type, tuple[tuple[str, str], ...]], ...] = (
+    ("status", "Status", StatusPanel, tuple((style, state) for state, style in STATE_STYLE.items())),
+    ("memory", "Memory", MemoryPanel, tuple((style, meaning) for _, style, meaning in BAR_LEVELS)),
+    ("curves", "Curves", RewardCurves, ()),
+    ("groups", "Group rewards", GroupTable, GROUP_LEGEND),
+    ("completion", "Completion", CompletionView, COMPLETION_LEGEND),
+    ("health", "Health", HealthPanel, ()),
+    ("error", "Engine error", ErrorPanel, ()),
+)
 
 
 class Dashboard(App[int]):
     CSS_PATH = "dashboard.tcss"
     TITLE = "grpo-tui"
+    # The help screen (?) lists these keys with their tooltips: a key's one-line help lives here only.
     BINDINGS = [
-        Binding("q", "quit", "Quit"),  # first, so a narrow footer never drops it
-        Binding("v", "next_view", "View"),
-        Binding("p", "pause", "Pause"),
-        Binding("p", "resume", "Resume"),
-        Binding("c", "checkpoint", "Checkpoint"),
-        Binding("s", "stop", "Stop"),
-        Binding("w", "switch_preset", "Switch preset"),
-        Binding("k", "knobs", "Knobs"),
-        Binding("m", "toggle_smoothing", "Smooth"),
-        Binding("g", "next_curves", "Curves"),
-        Binding("left_square_bracket", "move_step(-1)", "Step", key_display="[ ]"),
+        Binding("q", "quit", "Quit", tooltip="close the dashboard; with the engine training, asks whether to leave "
+                "it running or stop it"),  # first, so a narrow footer never drops it
+        Binding("v", "next_view", "View", tooltip="below 100x30 one view shows at a time: curves, rollouts, "
+                "status"),
+        Binding("question_mark,f1", "help", "Help", key_display="?", tooltip="this screen"),
+        Binding("p", "pause", "Pause", tooltip="pause at the next step boundary (memory stays allocated)"),
+        Binding("p", "resume", "Resume", tooltip="continue a paused run"),
+        Binding("c", "checkpoint", "Checkpoint", tooltip="write a checkpoint at the next step boundary"),
+        Binding("s", "stop", "Stop", tooltip="finish the step, checkpoint and stop; asks first (y stops, n or esc "
+                "cancels, Enter does nothing)"),
+        Binding("w", "switch_preset", "Switch preset", tooltip="checkpoint, then continue the run under another "
+                "preset of the same model (type to filter)"),
+        Binding("k", "knobs", "Knobs", tooltip="change learning rate, temperature, top_p, beta or reward weights "
+                "from the next step, without a restart"),
+        Binding("m", "toggle_smoothing", "Smooth", tooltip="smooth the curves (EMA) or show raw values"),
+        Binding("g", "next_curves", "Curves", tooltip="next curve group: rewards, policy, optimizer, lengths"),
+        Binding("left_square_bracket", "move_step(-1)", "Step", key_display="[ ]",
+                tooltip="show the previous / next step's groups"),
         Binding("right_square_bracket", "move_step(1)", "Next step", show=False),
-        Binding("comma", "move_group(-1)", "Group", key_display=", ."),
+        Binding("comma", "move_group(-1)", "Group", key_display=", .", tooltip="previous / next group of the step"),
         Binding("full_stop", "move_group(1)", "Next group", show=False),
-        Binding("f", "follow", "Latest"),
-        Binding("r", "playground", "Rewards"),
+        Binding("f", "follow", "Latest", tooltip="follow the newest step again"),
+        Binding("r", "playground", "Rewards", tooltip="reward playground: edit the selected completion and gold, "
+                "every reward of the run rescores as you type (esc: back)"),
+        Binding("t", "tokens", "Tokens", tooltip="the selected completion token by token, shaded by entropy or "
+                "log-probability, forking tokens marked (esc: back)"),
         # attached to a run someone started: Ctrl-C leaves it running (a dashboard that launched it asks first)
-        Binding("ctrl+c", "detach", "Detach", show=False, priority=True),
+        Binding("ctrl+c", "detach", "Detach", show=False, priority=True,
+                tooltip="attached: leave the run training and close; launched here: same as q"),
     ]
 
     def __init__(self, run_dir: Path, *, engine: EngineProcess | None = None, preset_reason: str | None = None,
@@ -138,9 +146,10 @@ class Dashboard(App[int]):
 
     def on_mount(self) -> None:
         self.sub_title = visible(self.link.run_dir)
-        for wid, title in (("status", "Status"), ("memory", "Memory"), ("curves", "Curves · rewards (g: next)"),
-                           ("groups", "Group rewards"), ("completion", "Completion"), ("error", "Engine error")):
-            self.query_one(f"#{wid}").border_title = title
+        for wid, title, _, _ in PANELS:
+            if wid != "health":  # titled with its count of warnings
+                self.query_one(f"#{wid}").border_title = title
+        self.query_one("#curves").border_title = "Curves · rewards (g: next)"
         self._refresh_status()
         self.query_one(GroupTable).table.focus()
         self.set_interval(TICK, self._while_mounted(self._tick))
@@ -259,6 +268,7 @@ class Dashboard(App[int]):
             self.query_one(HealthPanel).show(self.model.health)
         if steps:
             groups = self.query_one(GroupTable)
+            groups.max_steps = self.model.max_steps
             groups.rollouts_changed(steps)
             self._show_selected(groups)  # in this frame, not one message later
         self._check_gone()
@@ -309,8 +319,9 @@ class Dashboard(App[int]):
                 else:
                     self.notify(f"{ev.get('command')}: done" + (f" ({detail})" if detail else ""), timeout=4)
             elif ev.get("type") == "health" and ev.get("status") == "warn" and self._is_live_event(ev):
-                self.notify(Text(f"{ev.get('rule')}: {ev.get('diagnosis')}"), title="Health warning",
-                            severity="warning", timeout=8)
+                # the health panel has the diagnosis and the fix: the toast only points there, so it stays small
+                self.notify(f"{ev.get('rule')} at step {ev.get('step')}: see the Health panel (? explains the rules)",
+                            title="Health warning", severity="warning", timeout=6)
             elif ev.get("type") == "run_start" and ev.get("resumed") and self._is_live_event(ev):
                 self.notify(f"engine continues under preset {ev.get('preset')}", timeout=6)
 
@@ -356,10 +367,25 @@ class Dashboard(App[int]):
 
     # ---------------------------------------------------------------- controls
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self._own_actions() and self.screen is not self.default_screen:
+            # Another screen is up (playground, help): its keys are its own; none reaches the run.
+            return False
+        return self._allowed(action)
+
+    @classmethod
+    def _own_actions(cls) -> frozenset[str]:
+        """The dashboard's keys' actions: live only while the dashboard itself is the screen (ctrl+c detach works
+        anywhere)."""
+        return frozenset(b.action.split("(")[0] for b in cls.BINDINGS) - {"detach"}
+
+    def _allowed(self, action: str) -> bool | None:
+        """Whether an action applies to the run now (the command palette asks this too, from its own screen)."""
         if action == "next_view":
             return self.compact
         if action in CONTROL_ACTIONS:
-            if not self.link.alive or not self.model.active:
+            if not self.model.active:
+                return False  # finished, failed or not started: nothing to steer, so the footer offers nothing
+            if not self.link.alive:
                 return False if action == "resume" else None
             paused = self.model.state in (State.PAUSED, State.PAUSING)
             if action == "pause":
@@ -394,10 +420,26 @@ class Dashboard(App[int]):
         self.push_screen(ConfirmStop(), answer)
 
     def action_switch_preset(self) -> None:
+        from grpo_tui.tui.switch_choices import switch_choices
+
         def chosen(name: str | None) -> None:
-            if name:
+            if name and name != self.model.preset:
                 self._send("switch_preset", preset=name)
-        self.push_screen(PresetPicker(preset_choices(), self.model.preset), chosen)
+        config = self.model.config or (self.model.run_start or {}).get("config") or {}
+        self.push_screen(PresetPicker(switch_choices(config, self.model.preset), self.model.preset), chosen)
+
+    def action_help(self) -> None:
+        from grpo_tui.tui.components.dialogs import KnobsDialog, PresetPicker, QuitDialog
+        from grpo_tui.tui.help import HelpScreen, help_sections
+        from grpo_tui.tui.components.token_view import TokenScreen
+        from grpo_tui.tui.playground import PlaygroundScreen
+        keys = [("Dashboard keys", self.BINDINGS), ("Stop training? (s)", ConfirmStop.BINDINGS),
+                ("Quit (q, while the engine trains)", QuitDialog.BINDINGS),
+                ("Switch preset (w)", PresetPicker.BINDINGS), ("Live knobs (k)", KnobsDialog.BINDINGS),
+                ("Reward playground (r)", PlaygroundScreen.BINDINGS), ("Token view (t)", TokenScreen.BINDINGS),
+                ("Help", HelpScreen.BINDINGS)]
+        panels = [(title, cls, legend) for _, title, cls, legend in PANELS]
+        self.push_screen(HelpScreen(help_sections(keys, panels)))
 
     def action_knobs(self) -> None:
         def chosen(args: dict | None) -> None:
@@ -429,6 +471,11 @@ class Dashboard(App[int]):
             return
         self.left_running = self.link.alive and self.model.active
         self.exit(0, return_code=0)
+
+    def action_tokens(self) -> None:
+        from grpo_tui.tui.components.token_view import TokenScreen, open_token_view
+        if not isinstance(self.screen, TokenScreen):
+            open_token_view(self, self.query_one(GroupTable))
 
     def action_playground(self) -> None:
         """The reward playground on the selected completion, with this run's rewards and prompt format."""
@@ -479,19 +526,19 @@ class Dashboard(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if self.check_action("pause", ()):
+        if self._allowed("pause"):
             yield SystemCommand("Pause training", "Pause at the next step boundary (memory stays allocated)",
                                 self.action_pause)
-        if self.check_action("resume", ()):
+        if self._allowed("resume"):
             yield SystemCommand("Resume training", "Continue a paused run", self.action_resume)
-        if self.check_action("checkpoint", ()):
+        if self._allowed("checkpoint"):
             yield SystemCommand("Checkpoint now", "Write a checkpoint at the next step boundary",
                                 self.action_checkpoint)
             yield SystemCommand("Stop training", "Finish the step, checkpoint and stop (asks first)",
                                 self.action_stop)
             yield SystemCommand("Switch preset", "Checkpoint, then continue the run under another preset",
                                 self.action_switch_preset)
-        if self.check_action("knobs", ()):
+        if self._allowed("knobs"):
             yield SystemCommand("Change live knobs", "Learning rate, temperature, top_p, beta, reward weights "
                                 "from the next step, without a restart", self.action_knobs)
         for i, name in enumerate(GROUP_NAMES):

@@ -28,7 +28,9 @@ from grpo_tui.tui.text import safe_text
 DEBOUNCE_S = 0.15
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float | None) -> str:
+    if x is None:  # the reward returned None: it does not apply to this completion
+        return "n/a"
     return f"{x:+.3f}" if x else "0"
 
 

@@ -88,6 +88,11 @@ def describe_completion(step: int, group: dict[str, Any], index: int) -> Text:
     return safe_text(head)
 
 
+LEGEND = (("bold magenta", "<reasoning> / <think> tags"), ("bold cyan", "<answer> tags"),
+          ("bold black on green", "the extracted answer, correct"),
+          ("bold black on yellow", "the extracted answer, wrong"))
+
+
 class CompletionView(RichLog):
     """Scrollable full text of the completion picked in the group table.
 

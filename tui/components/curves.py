@@ -115,6 +115,11 @@ def step_ticks(lo: float, hi: float, most: int = 5) -> list[int]:
     return ticks or [lo_i]
 
 
+def terminated_values(ys: list[float | None], clipped: list[float | None]) -> list[float | None]:
+    """A terminated-length series with a gap at the steps where nothing terminated (all cut off)."""
+    return [None if c is not None and c >= 1 - 1e-9 else y for y, c in zip(ys, clipped)] + list(ys[len(clipped):])
+
+
 def legend(items: list[tuple[str, int]]) -> Text:
     """Labels in their line's colour; each label is one word so a wrapped legend never splits one."""
     t = Text()
@@ -126,10 +131,13 @@ def legend(items: list[tuple[str, int]]) -> Text:
 
 
 class RewardCurves(Vertical):
-    """Two plots of one metric group (tui/components/metric_groups.py), `g` cycles the groups.
+    """Curves by step, two plots of one metric group at a time (g cycles the groups, m smooths); a live-knob
+    change is a vertical line at the step it took effect.
 
-    The "rewards" group: rewards (total and each function's mean) and GRPO signal (zero-std, truncated,
-    correct, length). Live-knob changes are marked on every plot with a vertical line at their step.
+    The "rewards" group: the weighted total reward and each function's raw mean (before its weight, so they
+    need not add up to the total), and GRPO signal (zero-std, truncated, correct, length).
+
+    The other groups are declared in tui/components/metric_groups.py.
     """
 
     def __init__(self, model: RunState, **kw: Any) -> None:
@@ -200,8 +208,8 @@ class RewardCurves(Vertical):
         if m.reward_names != self._legend_names:  # a legend update re-lays out the screen: only on change
             self._legend_names = list(m.reward_names)
             self.query_one("#reward-legend", Static).update(legend(
-                [("total", TOTAL_COLOR)] + [(n, REWARD_COLORS[i % len(REWARD_COLORS)])
-                                            for i, n in enumerate(m.reward_names)]))
+                [("total(weighted)", TOTAL_COLOR)] + [(f"{n}(raw)", REWARD_COLORS[i % len(REWARD_COLORS)])
+                                                      for i, n in enumerate(m.reward_names)]))
         filtered = any(v is not None for v in m.column(ZERO_STD_BEFORE))
         if filtered != self._filtered or self._marks != len(m.knob_changes):
             self._marks = len(m.knob_changes)
@@ -238,7 +246,10 @@ class RewardCurves(Vertical):
     def _draw_spec(self, plt: Plot, spec: PlotSpec, width: int, height: int) -> None:
         drawn_sides = set()
         for ln in spec.lines:
-            if self._line(plt, self.model.column(ln.key), width, ln.color, yside=ln.yside):
+            ys = self.model.column(ln.key)
+            if ln.terminated_only:
+                ys = terminated_values(ys, self.model.column(CLIPPED))
+            if self._line(plt, ys, width, ln.color, yside=ln.yside):
                 drawn_sides.add(ln.yside)
         for side in spec.ylim01:
             if side in drawn_sides:
@@ -266,7 +277,8 @@ class RewardCurves(Vertical):
         for i, name in enumerate(m.reward_names):
             drawn |= self._line(plt, m.column(reward_key(name)), width, REWARD_COLORS[i % len(REWARD_COLORS)])
         if height >= 14 or not drawn:  # a short plot keeps its rows for the curves
-            plt.title(("Reward: total and mean per function" if drawn else "Reward: waiting for the first step")
+            plt.title(("Reward: weighted total · raw mean per function (before its weight)" if drawn
+                       else "Reward: waiting for the first step")
                       + self._suffix())
         self._xaxis(plt)
 

@@ -30,7 +30,7 @@ def last_lines(text: str, n: int) -> str:
 
 
 class ErrorPanel(VerticalScroll):
-    """Hidden until the engine fails or dies; keeps everything else on screen."""
+    """The engine's error and the end of engine.log: hidden until the engine fails or dies (red border)."""
 
     def compose(self):
         yield Static("", id="error-text")

@@ -38,6 +38,15 @@ def ellipsize(s: str, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def fit_prompt(prompt: str, room: int) -> str:
+    """The prompt in `room` characters (0: unknown, as is). A word problem asks its question at the end, so a
+    long one keeps its start and its end and loses the middle."""
+    if room <= 0 or len(prompt) <= room:
+        return prompt
+    head = max(0, room // 3)
+    return prompt[:head] + "…" + prompt[len(prompt) - (room - head - 1):]
+
+
 def _num(x: Any, signed: bool = False) -> Text:
     if not isinstance(x, (int, float)) or isinstance(x, bool):
         return Text("-", justify="right", style="dim")
@@ -45,8 +54,16 @@ def _num(x: Any, signed: bool = False) -> Text:
     return Text(f"{x:+.2f}" if signed else f"{x:.2f}", justify="right", style=style)
 
 
+# (style, meaning) of the table's colours, for the help screen
+LEGEND = (("bold green", "✓ correct answer; the gold answer; a positive advantage"),
+          ("red", "✗ wrong answer; a negative advantage"),
+          ("yellow", "an answer that is not the gold; a completion cut at max_completion_length (cut)"),
+          ("bold black on yellow", "all totals equal: the group teaches nothing (zero std)"))
+
+
 class GroupTable(Vertical):
-    """Header (step, group, prompt, gold) over a DataTable of one group's completions."""
+    """One group (the G completions of one prompt) of the step shown: step, group, prompt and gold on top, then a
+    row per completion: total reward, advantage, correct, extracted answer, tokens, cut, and each reward."""
 
     class CompletionSelected(Message):
         def __init__(self, step: int, group: dict[str, Any], index: int) -> None:
@@ -58,6 +75,7 @@ class GroupTable(Vertical):
         self.rollouts = rollouts
         self.follow = True
         self.step: int | None = None
+        self.max_steps: int | None = None  # the run's, as the status panel shows it (set by the app)
         self.group_pos = 0
         self._groups: list[dict[str, Any]] = []
         self._columns: tuple[str, ...] = ()
@@ -121,14 +139,12 @@ class GroupTable(Vertical):
         self._fill(group, keep_row)
 
     def _draw_header(self, group: dict[str, Any]) -> None:
-        steps = self.rollouts.steps
         comps = group.get("completions") or []
         totals = [c.get("total") for c in comps if isinstance(c.get("total"), (int, float))]
         h = Text()
         h.append(f"Step {self.step}", style="bold")
-        h.append(f"/{steps[-1]}" if steps else "")
-        h.append("  following latest" if self.follow else "  (f: follow latest)",
-                 style="green" if self.follow else "yellow")
+        total = self.max_steps or (self.rollouts.steps[-1] if self.rollouts.steps else None)  # the run's, else the last
+        h.append(f"/{total}" if total else "")
         # Group numbers are the records' own (from 0, as in rollouts.jsonl, exports and the browser's grp column).
         h.append(f"   group {group.get('group', '?')}", style="bold")
         h.append(f" ({self.group_pos + 1} of {len(self._groups)})")
@@ -138,10 +154,16 @@ class GroupTable(Vertical):
         h.append(f"   correct {correct}/{len(comps)}")
         if len(totals) > 1 and max(totals) - min(totals) < 1e-9:
             h.append("   all totals equal: no signal", style="bold black on yellow")
+        h.append("  following latest" if self.follow else "  (f: follow latest)",
+                 style="green" if self.follow else "yellow")
+        header = self.query_one("#group-header", Static)
+        width = header.content_size.width
+        if width and h.cell_len > width:  # one line, least important last, so the prompt keeps its lines
+            h.truncate(width, overflow="ellipsis")
         h.append("\n")
-        prompt = " ".join(str(group.get("prompt", "")).split())
-        h.append(prompt, style="italic")
-        self.query_one("#group-header", Static).update(safe_text(h), layout=False)  # fixed height (dashboard.tcss)
+        room = (header.size.height - 1) * width * 9 // 10  # word wrap wastes some
+        h.append(fit_prompt(" ".join(str(group.get("prompt", "")).split()), room), style="italic")
+        header.update(safe_text(h), layout=False)  # fixed height (dashboard.tcss)
 
     def _fill(self, group: dict[str, Any], keep_row: bool) -> None:
         table = self.table
@@ -177,6 +199,12 @@ class GroupTable(Vertical):
         if comps:
             table.move_cursor(row=max(0, min(row, len(comps) - 1)), animate=False)
             self.post_message(self.CompletionSelected(self.step, group, table.cursor_row))
+
+    def on_resize(self) -> None:
+        # the prompt is fitted to the header's size, known only after layout (and changed by a resize)
+        group = self.current_group
+        if group is not None:
+            self.call_after_refresh(self._draw_header, group)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()

@@ -31,6 +31,9 @@ def warnings_text(health: dict[str, dict[str, Any]], width: int | None = None) -
 
 
 class HealthPanel(Static):
+    """The health rules firing now (yellow ⚠), one line each: the step it started, the rule, what it saw and
+    the fix. Hidden while every rule is quiet; `?` lists the rules."""
+
     def show(self, health: dict[str, dict[str, Any]]) -> None:
         self.set_class(bool(health), "-visible")
         self.border_title = f"Health: {len(health)} warning{'s' if len(health) != 1 else ''}"

@@ -12,6 +12,11 @@ from grpo_tui.rundir.state import RunState
 from grpo_tui.tui.text import safe_text
 
 
+# (fraction above which, colour, meaning) of a memory bar, highest first
+BAR_LEVELS = ((0.9, "red", "above 90% of the card: close to out of memory"),
+              (0.75, "yellow", "above 75%: little headroom"), (-1.0, "green", "room to spare"))
+
+
 def _gb(x: Any) -> str:
     return f"{x:.2f} GB" if isinstance(x, (int, float)) else "-"
 
@@ -21,7 +26,7 @@ def _bar(value: Any, total: Any, width: int = 12) -> Text:
         return Text("")
     frac = max(0.0, min(1.0, value / total))
     full = int(round(frac * width))
-    style = "red" if frac > 0.9 else "yellow" if frac > 0.75 else "green"
+    style = next(s for level, s, _ in BAR_LEVELS if frac > level)
     return Text("█" * full, style=style) + Text("░" * (width - full), style="dim") + Text(f" {100 * frac:.0f}%")
 
 
@@ -40,6 +45,9 @@ class _Lines:
 
 
 class MemoryPanel(Vertical):
+    """Memory against the limit: GPU allocated, reserved and peak (and NVML's view) on a GPU, the process RSS
+    without one; bars coloured by BAR_LEVELS, and a sparkline of the history."""
+
     _shape: tuple = ()
 
     def compose(self):

@@ -18,6 +18,8 @@ class Line:
     label: str
     color: int
     yside: str = "left"
+    # TRL logs 0 for a terminated-length metric when every completion was cut off; drawn as a gap there, not 0
+    terminated_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ GROUPS: tuple[CurveGroup, ...] = (
         PlotSpec("Completion length, tokens",
                  (Line("completions/mean_length", "mean", 14), Line("completions/min_length", "min", 10),
                   Line("completions/max_length", "max", 9),
-                  Line("completions/mean_terminated_length", "mean-terminated", 13))),
+                  Line("completions/mean_terminated_length", "mean-terminated", 13, terminated_only=True))),
         PlotSpec("Truncated (cut at max_completion_length)",
                  (Line("completions/clipped_ratio", "truncated", 11),), ylim01=("left",)),
     )),

@@ -45,6 +45,7 @@ class RolloutScreen(Screen):
         Binding("c", "clear_filters", "Clear filters"),
         Binding("f", "follow", "Follow latest"),
         Binding("r", "reload", "Reload"),
+        Binding("t", "tokens", "Tokens"),  # after the others: at 80 columns the footer keeps them
         Binding("escape", "escape", "Clear search", show=False),
     ]
 
@@ -349,6 +350,10 @@ class RolloutScreen(Screen):
         self.follow = True
         if self.visible_steps:
             self._select_step(self.visible_steps[-1])
+
+    def action_tokens(self) -> None:
+        from grpo_tui.tui.components.token_view import open_token_view
+        open_token_view(self.app, self.query_one(GroupTable))
 
     def action_history(self) -> None:
         if self.gid is None:
