@@ -40,7 +40,7 @@ from grpo_tui.engine.config import Config, load_config  # noqa: E402
 from grpo_tui.engine.data.loader import load_rows, to_dataset  # noqa: E402
 from grpo_tui.engine.models import load_model  # noqa: E402
 from grpo_tui.engine.rewards import resolve_reward  # noqa: E402
-from grpo_tui.engine.rewards.messages import message_text  # noqa: E402
+from grpo_tui.engine.rewards.chat_format import message_text  # noqa: E402
 from grpo_tui.engine.train.grpo import RecordingGRPOTrainer, grpo_args  # noqa: E402
 from grpo_tui.engine.train.orchestrator import train as engine_train  # noqa: E402
 from grpo_tui.rundir.events import read_events  # noqa: E402

@@ -3,7 +3,7 @@
 The dashboard's dialog and the engine validate a `set` command's args with the
 same function here, so a bad value is refused with the same reason whether it
 was typed in the dialog or written to control/ by a script. The engine applies
-accepted values at the next step boundary (engine/train/knobs.py), writes a
+accepted values at the next step boundary (engine/train/apply_knobs.py), writes a
 `knobs` event and updates config.json, so a resumed run keeps them.
 """
 

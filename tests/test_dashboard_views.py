@@ -181,7 +181,7 @@ def test_compare_screen_overlays_runs_and_opens_from_the_browser(tmp_path: Path)
     from textual.widgets import DataTable
 
     from grpo_tui.tui.browser.app import BrowserApp, RunListScreen
-    from grpo_tui.tui.compare import CompareScreen
+    from grpo_tui.tui.compare_screen import CompareScreen
     from grpo_tui.tui.components.curves import CurvePlot
 
     _two_runs(tmp_path)
@@ -212,7 +212,7 @@ def test_compare_screen_overlays_runs_and_opens_from_the_browser(tmp_path: Path)
 
 
 def test_compare_snapshot(snap_compare, tmp_path: Path) -> None:
-    from grpo_tui.tui.compare import CompareApp
+    from grpo_tui.tui.compare_screen import CompareApp
 
     runs, _ = load_runs(_two_runs(tmp_path))
     for r in runs:  # a stable title whatever tmp_path is
@@ -226,7 +226,7 @@ def test_compare_snapshot(snap_compare, tmp_path: Path) -> None:
 def test_playground_recomputes_every_reward_as_you_type(tmp_path: Path) -> None:
     from textual.widgets import Input, TextArea
 
-    from grpo_tui.tui.playground import PlaygroundScreen
+    from grpo_tui.tui.playground_screen import PlaygroundScreen
 
     run = write_synthetic_run(tmp_path / "run", 2, seed=1, max_steps=2).run.root
     (run / "config.json").write_text(

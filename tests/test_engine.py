@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import run_cli
 
-from grpo_tui.engine.train.phases import PHASES
+from grpo_tui.engine.train.phase_timer import PHASES
 from grpo_tui.rundir.events import read_events
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts import read_rollouts

@@ -17,7 +17,7 @@ from grpo_tui.engine.train.generation_bound import (
     gpu_bandwidth,
     measure_cpu_bandwidth,
 )
-from grpo_tui.engine.train.phases import PhaseTimer
+from grpo_tui.engine.train.phase_timer import PhaseTimer
 
 
 def test_gpu_bandwidth_from_nvml_clock_and_bus_width():

@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 
-from grpo_tui.rundir.health import (DEFAULT, RULE_INFO, RULES, HealthMonitor, active_warnings, check_run,
-                                    latest_findings, rules_table, warning_line)
+from grpo_tui.rundir.health import (
+    DEFAULT,
+    RULE_INFO,
+    RULES,
+    HealthMonitor,
+    active_warnings,
+    check_run,
+    latest_findings,
+    rules_table,
+    warning_line,
+)
 
 BASE = {"loss": 0.01, "grad_norm": 0.5, "learning_rate": 1e-5, "entropy": 1.0, "frac_reward_zero_std": 0.2,
         "completions/mean_length": 100.0, "completions/clipped_ratio": 0.05, "rewards/correctness/mean": 0.3,

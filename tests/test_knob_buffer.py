@@ -95,7 +95,7 @@ def lora_trainer(tmp_path_factory):
 def test_beta_can_be_turned_on_in_a_lora_run_with_gradient_accumulation(lora_trainer):
     """steps_per_generation = gradient_accumulation_steps = 4: TRL generates afresh at every optimizer step, so
     the generations beta would apply to are scored with reference log-probs."""
-    from grpo_tui.engine.train.knobs import check_knobs, wait_reason
+    from grpo_tui.engine.train.apply_knobs import check_knobs, wait_reason
 
     t = lora_trainer
     saved = (t.args.gradient_accumulation_steps, t.args.steps_per_generation)
@@ -152,7 +152,7 @@ def test_a_temperature_change_waits_for_the_buffer_to_run_out(lora_trainer, tmp_
         assert events.emitted[-1]["status"] == "done" and "from step 3" in events.emitted[-1]["detail"]
         assert watcher.queue.empty()
     finally:
-        from grpo_tui.engine.train.knobs import apply_knobs
+        from grpo_tui.engine.train.apply_knobs import apply_knobs
 
         t._buffered_inputs, t._step = None, 0
         apply_knobs(t, {"temperature": old, "beta": 0.0}, [])

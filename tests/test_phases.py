@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from grpo_tui.engine.train.phases import PhaseTimer
+from grpo_tui.engine.train.phase_timer import PhaseTimer
 from grpo_tui.rundir.phases import PHASES, breakdown_text, dominant, sum_phases
 
 

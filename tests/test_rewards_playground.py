@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from grpo_tui.engine.rewards import RewardSpecError
-from grpo_tui.engine.rewards.playground import score_completion
+from grpo_tui.engine.rewards.score_completion import score_completion
 from grpo_tui.tui.console.rewards import main
 
 STRICT = "<reasoning>\nHe had 3.\nThen 4 more.\n</reasoning>\n<answer>\n7\n</answer>\n"

@@ -9,14 +9,21 @@ import json
 import sys
 from pathlib import Path
 
+from conftest_tui import (  # noqa: F401
+    ROOT,
+    SyntheticRun,
+    control_commands,
+    engine_env,
+    synthetic_run,
+    tiny_run,
+    wait_for,
+    write_synthetic_run,
+)
 
-from conftest_tui import (ROOT, SyntheticRun, control_commands, engine_env, synthetic_run, tiny_run,  # noqa: F401
-                          wait_for, write_synthetic_run)
 from grpo_tui.rundir.events import read_events
-from grpo_tui.rundir.rollouts import CompletionRecord, RolloutWriter
-from grpo_tui.tui.components.completion_view import highlight_completion
-from grpo_tui.rundir.rollouts import RolloutIndex, RolloutTail
+from grpo_tui.rundir.rollouts import CompletionRecord, RolloutIndex, RolloutTail, RolloutWriter
 from grpo_tui.rundir.state import REWARD, RunState, reward_key
+from grpo_tui.tui.components.completion_view import highlight_completion
 from grpo_tui.tui.components.curves import downsample, smooth
 
 SIZE = (140, 45)
@@ -394,6 +401,7 @@ def test_dynamic_sampling_runs_draw_zero_std_before_and_after(synthetic_run) -> 
 def test_elapsed_ticks_checkpointing_waits_for_the_step_end_and_eta_goes_with_the_engine(synthetic_run,
                                                                                            monkeypatch) -> None:
     import re
+
     import grpo_tui.tui.app as tui_app
     from grpo_tui.tui.components.status_panel import StatusPanel
     monkeypatch.setattr(tui_app, "TICK", 0.2)

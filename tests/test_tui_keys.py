@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from conftest_tui import SyntheticRun, control_commands, synthetic_run, wait_for, write_synthetic_run  # noqa: F401
 
 SIZE = (140, 45)
@@ -34,7 +33,7 @@ def _live(synthetic_run) -> SyntheticRun:
 
 def test_the_playground_keeps_every_key_from_the_run(synthetic_run) -> None:
     """r, then a paragraph with Tab and Enter (focus leaves the editor): no key reaches the dashboard."""
-    from grpo_tui.tui.playground import PlaygroundScreen
+    from grpo_tui.tui.playground_screen import PlaygroundScreen
     run = _live(synthetic_run)
 
     async def go() -> None:
@@ -158,6 +157,7 @@ def test_help_lists_every_key_rule_and_knob(synthetic_run) -> None:
 
 def test_the_preset_picker_filters_explains_and_ignores_the_running_preset(synthetic_run, monkeypatch) -> None:
     from textual.widgets import OptionList
+
     from grpo_tui.tui.components.dialogs import PresetPicker
     monkeypatch.setattr("grpo_tui.tui.switch_choices._has_gpu", lambda: False)
     run = synthetic_run(steps=3, alive=True, finished=False, preset="tiny")
@@ -259,6 +259,7 @@ def test_a_paused_run_stays_paused_across_a_switch(tmp_path: Path, monkeypatch) 
     import time
 
     from conftest_tui import ROOT, engine_env
+
     from grpo_tui.rundir.control import send_command
     from grpo_tui.rundir.events import read_events
     from grpo_tui.tui.launcher import launch_engine

@@ -21,8 +21,8 @@ from rich.text import Text
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
@@ -30,19 +30,21 @@ from textual.worker import get_current_worker
 from grpo_tui.rundir.control import send_command
 from grpo_tui.rundir.events import COMMANDS, EventTail, State
 from grpo_tui.rundir.layout import RunDir
-from grpo_tui.rundir.state import RunState, fmt_duration
-from grpo_tui.tui.components.completion_view import LEGEND as COMPLETION_LEGEND, CompletionView
-from grpo_tui.tui.components.curves import RewardCurves
-from grpo_tui.tui.components.dialogs import ConfirmStop, KnobsDialog, PresetPicker, PreflightError, QuitDialog
-from grpo_tui.tui.components.error_panel import ErrorPanel, tail_lines
-from grpo_tui.tui.components.group_table import LEGEND as GROUP_LEGEND, GroupTable
-from grpo_tui.tui.components.health_panel import HealthPanel
-from grpo_tui.tui.components.metric_groups import GROUP_NAMES
-from grpo_tui.tui.components.memory_panel import BAR_LEVELS, MemoryPanel
 from grpo_tui.rundir.rollouts import RolloutIndex, RolloutTail
+from grpo_tui.rundir.state import RunState, fmt_duration
+from grpo_tui.tui.components.completion_view import LEGEND as COMPLETION_LEGEND
+from grpo_tui.tui.components.completion_view import CompletionView
+from grpo_tui.tui.components.curves import RewardCurves
+from grpo_tui.tui.components.dialogs import ConfirmStop, KnobsDialog, PreflightError, PresetPicker, QuitDialog
+from grpo_tui.tui.components.error_panel import ErrorPanel, tail_lines
+from grpo_tui.tui.components.group_table import LEGEND as GROUP_LEGEND
+from grpo_tui.tui.components.group_table import GroupTable
+from grpo_tui.tui.components.health_panel import HealthPanel
+from grpo_tui.tui.components.memory_panel import BAR_LEVELS, MemoryPanel
+from grpo_tui.tui.components.metric_groups import GROUP_NAMES
 from grpo_tui.tui.components.status_panel import STATE_STYLE, EngineLink, StatusPanel
 from grpo_tui.tui.launcher import EngineProcess, default_run_dir, launch_engine
-from grpo_tui.tui.messages import EngineExited, RunUpdate
+from grpo_tui.tui.poller_messages import EngineExited, RunUpdate
 from grpo_tui.tui.text import safe_text, visible
 
 CURVE_MIN_INTERVAL = 1.5  # seconds between plot rebuilds while data streams (a rebuild is ~10-20 ms each)
@@ -430,9 +432,9 @@ class Dashboard(App[int]):
 
     def action_help(self) -> None:
         from grpo_tui.tui.components.dialogs import KnobsDialog, PresetPicker, QuitDialog
-        from grpo_tui.tui.help import HelpScreen, help_sections
         from grpo_tui.tui.components.token_view import TokenScreen
-        from grpo_tui.tui.playground import PlaygroundScreen
+        from grpo_tui.tui.help import HelpScreen, help_sections
+        from grpo_tui.tui.playground_screen import PlaygroundScreen
         keys = [("Dashboard keys", self.BINDINGS), ("Stop training? (s)", ConfirmStop.BINDINGS),
                 ("Quit (q, while the engine trains)", QuitDialog.BINDINGS),
                 ("Switch preset (w)", PresetPicker.BINDINGS), ("Live knobs (k)", KnobsDialog.BINDINGS),
@@ -481,7 +483,7 @@ class Dashboard(App[int]):
         """The reward playground on the selected completion, with this run's rewards and prompt format."""
         import json
 
-        from grpo_tui.tui.playground import PlaygroundScreen
+        from grpo_tui.tui.playground_screen import PlaygroundScreen
         if isinstance(self.screen, PlaygroundScreen):
             return
         try:

@@ -213,7 +213,7 @@ def cmd_compare(argv: list[str]) -> int:
     if args.no_ui:
         print_comparison(runs)
         return 0
-    from grpo_tui.tui.compare import run_compare
+    from grpo_tui.tui.compare_screen import run_compare
 
     return run_compare(runs)
 
@@ -240,7 +240,7 @@ def cmd_rewards(argv: list[str]) -> int:
     p.add_argument("--completion", type=Path, help="a file with the completion to start with")
     p.add_argument("--format", choices=("reasoning", "think"), help="prompt format (default: the preset's)")
     args = p.parse_args(argv)
-    from grpo_tui.engine.rewards.playground import EXAMPLE_COMPLETION
+    from grpo_tui.engine.rewards.score_completion import EXAMPLE_COMPLETION
     from grpo_tui.engine.rewards.spec import RewardSpecError
     from grpo_tui.tui.console.rewards import _load_preset
 
@@ -256,7 +256,7 @@ def cmd_rewards(argv: list[str]) -> int:
     except OSError as e:
         print(f"error: cannot read --completion {args.completion}: {e.strerror}", file=sys.stderr)
         return 2
-    from grpo_tui.tui.playground import run_rewards
+    from grpo_tui.tui.playground_screen import run_rewards
 
     return run_rewards(rewards, fmt or "reasoning", base_dir, args.answer, text, args.preset or "")
 

@@ -28,14 +28,12 @@ from rich.table import Table
 from rich.text import Text
 
 from grpo_tui.rundir.control import send_command
-from grpo_tui.rundir.events import EventTail, iter_events
+from grpo_tui.rundir.events import EventTail, State, iter_events
 from grpo_tui.rundir.health import latest_findings
-from grpo_tui.rundir.summary_stats import trend
 from grpo_tui.rundir.layout import RunDir
-from grpo_tui.rundir.events import State
-from grpo_tui.rundir.state import (CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, failure_summary,
-                                   fmt_duration)
 from grpo_tui.rundir.phases import breakdown_text, dominant, remedy
+from grpo_tui.rundir.state import CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, failure_summary, fmt_duration
+from grpo_tui.rundir.summary_stats import trend
 from grpo_tui.tui.launcher import EngineProcess, launch_engine
 from grpo_tui.tui.text import safe_text
 

@@ -16,8 +16,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from grpo_tui.rundir.layout import RunDir
 from grpo_tui.engine.run import PREFLIGHT_LOG_ENV
+from grpo_tui.rundir.layout import RunDir
 
 
 def default_run_dir(preset: str, root: Path = Path("runs")) -> Path:

@@ -47,7 +47,7 @@ API (what the engine and the TUI import from ``engine.rewards``)::
         kind "gsm8k" (after ####, thousands separators removed), "boxed" (last
         \\boxed{} of a MATH solution, nested braces), "plain" (stripped).
 
-    score_completion(...) lives in engine.rewards.playground (its CLI: tui/console/rewards.py)
+    score_completion(...) lives in engine.rewards.score_completion (its CLI: tui/console/rewards.py)
     (imported lazily: it needs rich).
 
     mathverify.warm_up() starts the math-verify worker process ahead of the
@@ -60,6 +60,7 @@ from typing import Any, Protocol
 
 from . import mathverify
 from .builtin import GSM8K_RECIPE, REWARDS, THINK_RECIPE, VALUES, RewardFailure, count_xml
+from .chat_format import message_text
 from .extract import (
     extract_answer,
     format_number,
@@ -72,7 +73,6 @@ from .extract import (
     parse_number,
 )
 from .guard import BrokenRewardError, GuardedReward, drain_all, guard
-from .messages import message_text
 from .spec import RewardSpecError, resolve_reward, reward_options
 
 

@@ -42,8 +42,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .builtin import RewardFailure
+from .chat_format import message_text
 from .isolated import RewardCallError
-from .messages import message_text
 from .worker import WorkerTimeout
 
 EXAMPLE_CHARS = 160

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .messages import is_conversational
+from .chat_format import is_conversational
 
 
 class RewardModelError(ValueError):

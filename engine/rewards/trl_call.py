@@ -6,7 +6,7 @@ before anything heavy is imported; the trainer builds them again to train with.
 TRL calls ``reward(prompts=..., completions=..., completion_ids=..., **columns, trainer_state=...,
 log_extra=..., log_metric=...)``. A user function (file, module) and a reward model get that call as it
 is, plus the gold under ``solution`` as well as ``answer``; a built-in gets the same call with the prompts
-and completions turned into text (engine/rewards/messages.py), the one place text and TRL's format meet.
+and completions turned into text (engine/rewards/chat_format.py), the one place text and TRL's format meet.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from grpo_tui.engine.rewards.chat_format import message_text
 from grpo_tui.engine.rewards.guard import BrokenRewardError, GuardedReward
-from grpo_tui.engine.rewards.messages import message_text
 
 REWARD_TIMEOUT_S = 5.0  # per completion, for user reward functions
 

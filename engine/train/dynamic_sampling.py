@@ -57,7 +57,7 @@ from typing import Any
 
 import torch
 
-from grpo_tui.engine.rewards.messages import message_text
+from grpo_tui.engine.rewards.chat_format import message_text
 from grpo_tui.engine.train.curriculum import completion_correct
 from grpo_tui.engine.train.grpo import RecordingGRPOTrainer
 from grpo_tui.engine.train.trl_hooks import ScoredBatch, nanstd
@@ -77,7 +77,7 @@ _ROWS = {"advantages"}
 
 
 @dataclass
-class Scored(ScoredBatch):
+class ScoredWithVerdicts(ScoredBatch):
     """One scoring call's output and what went into it, with each row's correctness."""
 
     correct: list[bool] = field(default_factory=list)
@@ -85,7 +85,7 @@ class Scored(ScoredBatch):
 
 @dataclass
 class GroupRef:
-    batch: int  # index into the list of Scored
+    batch: int  # index into the list of ScoredWithVerdicts
     group: int  # group index within that batch
     informative: bool
     uniform_correct: bool
@@ -191,16 +191,16 @@ class DynamicSamplingGRPOTrainer(RecordingGRPOTrainer):
             self._ds_rng.setstate((version, tuple(internal), gauss))
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, inputs: list[dict[str, Any]]) -> Scored:
+    def _score(self, inputs: list[dict[str, Any]]) -> ScoredWithVerdicts:
         b = self.score_batch(inputs)  # TRL's scoring only; the batch that trains is recorded once, below
-        s = Scored(b.out, b.inputs, b.completions, b.completion_ids, b.rewards)
+        s = ScoredWithVerdicts(b.out, b.inputs, b.completions, b.completion_ids, b.rewards)
         s.correct = [
             completion_correct(message_text(c), x.get("answer"), self.ds_prompt_format)
             for c, x in zip(s.completions, s.inputs)
         ]
         return s
 
-    def _groups(self, s: Scored, b: int) -> list[GroupRef]:
+    def _groups(self, s: ScoredWithVerdicts, b: int) -> list[GroupRef]:
         G = self.num_generations
         weights = self.reward_weights.detach().float().cpu()
         zero = zero_std_groups(group_totals(s.rewards, weights), G)

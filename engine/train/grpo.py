@@ -32,12 +32,12 @@ from trl import GRPOConfig
 from grpo_tui.engine import distributed
 from grpo_tui.engine.config import Config
 from grpo_tui.engine.rewards import extract_answer, is_correct
-from grpo_tui.engine.rewards.messages import message_text
+from grpo_tui.engine.rewards.chat_format import message_text
 from grpo_tui.engine.rewards.trl_call import TrlReward
+from grpo_tui.engine.train.apply_knobs import apply_knobs, check_knobs, save_knobs, set_base_learning_rate, wait_reason
 from grpo_tui.engine.train.commands import CommandWatcher, StepCommands
 from grpo_tui.engine.train.generation_bound import GenerationBound
-from grpo_tui.engine.train.knobs import apply_knobs, check_knobs, save_knobs, set_base_learning_rate, wait_reason
-from grpo_tui.engine.train.phases import EXCLUDED
+from grpo_tui.engine.train.phase_timer import EXCLUDED
 from grpo_tui.engine.train.telemetry import MemoryProbe
 from grpo_tui.engine.train.token_stats import split_rows, token_chars
 from grpo_tui.engine.train.trl_hooks import HookedGRPOTrainer, ScoredBatch

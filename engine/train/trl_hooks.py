@@ -35,7 +35,7 @@ TRL upgrade that changes them fails in CI instead of mid-run:
 - `Trainer._save_rng_state(output_dir)` / `Trainer._load_rng_state(checkpoint)`: a checkpoint's RNG states, written
   by `_save_checkpoint` and read back on resume; extended with the engine's own (`engine_rng_state`) and, for a
   checkpoint in the middle of a generation buffer, that buffer and `_step`.
-- Phase timing (engine/train/phases.py) wraps `Trainer.training_step`, `Trainer._prepare_inputs`,
+- Phase timing (engine/train/phase_timer.py) wraps `Trainer.training_step`, `Trainer._prepare_inputs`,
   `GRPOTrainer._generate_single_turn` (returns completion ids first),
   `GRPOTrainer._get_per_token_logps_and_entropies` (no grad: old-policy/reference passes),
   `Trainer._clip_grad_norm`, `Trainer.log` and `Trainer._save_checkpoint`: each second
@@ -66,7 +66,7 @@ from trl.trainer.utils import nanstd
 from grpo_tui.engine.fast_decode import fast_cpu_generate
 from grpo_tui.engine.stopping import close_stopped_rows, stop_string_test, stopped_lengths
 from grpo_tui.engine.train import shared_prefix
-from grpo_tui.engine.train.phases import PhaseCallback, PhaseTimer
+from grpo_tui.engine.train.phase_timer import PhaseCallback, PhaseTimer
 
 # Beside Trainer's rng_state.pth in each checkpoint (with a _<rank> suffix when several processes train)
 ENGINE_RNG_FILE = "engine_rng_state.json"

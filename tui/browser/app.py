@@ -21,11 +21,11 @@ from pathlib import Path
 
 from textual.app import App
 
+from grpo_tui.rundir.layout import RunDir
 from grpo_tui.tui.browser.screens.rollouts import POLL_S, RolloutScreen
 from grpo_tui.tui.browser.screens.run_list import RunListScreen
 from grpo_tui.tui.browser.snapshot import prefetch
 from grpo_tui.tui.text import visible
-from grpo_tui.rundir.layout import RunDir
 
 
 class BrowserApp(App[int]):

@@ -7,7 +7,6 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
-
 from grpo_tui.rundir.rollouts import RolloutReader, Rollouts
 
 

@@ -30,8 +30,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Select
 
-from grpo_tui.rundir.rollouts import Rollouts
 from grpo_tui.engine.rewards.error_kinds import ERROR_KINDS
+from grpo_tui.rundir.rollouts import Rollouts
 from grpo_tui.tui.components.group_table import GroupTable, ellipsize
 from grpo_tui.tui.text import safe_text
 

@@ -17,8 +17,8 @@ from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
 from grpo_tui.rundir.state import CLIPPED, CORRECT, MEAN_LENGTH, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, reward_key
-from grpo_tui.tui.text import safe_text
 from grpo_tui.tui.components.metric_groups import GROUPS, KNOB_MARK_COLOR, PlotSpec
+from grpo_tui.tui.text import safe_text
 
 SMOOTHING = 0.8
 # 256-colour codes: plotext and rich draw the same colour from the same number, so the legend

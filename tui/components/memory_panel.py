@@ -11,7 +11,6 @@ from textual.widgets import Sparkline, Static
 from grpo_tui.rundir.state import RunState
 from grpo_tui.tui.text import safe_text
 
-
 # (fraction above which, colour, meaning) of a memory bar, highest first
 BAR_LEVELS = ((0.9, "red", "above 90% of the card: close to out of memory"),
               (0.75, "yellow", "above 75%: little headroom"), (-1.0, "green", "room to spare"))

@@ -13,9 +13,9 @@ from textual.widgets import Static
 
 from grpo_tui.rundir.events import Command, State
 from grpo_tui.rundir.layout import find_checkpoints
+from grpo_tui.rundir.phases import breakdown_text
 from grpo_tui.rundir.state import RunState, fmt_duration
 from grpo_tui.tui.text import params_text, safe_text
-from grpo_tui.rundir.phases import breakdown_text
 
 STATE_STYLE = {
     "starting": "bold cyan", "loading_model": "bold cyan", "running": "bold green",

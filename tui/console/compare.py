@@ -2,7 +2,7 @@
 
 Each run's curves come from its events.jsonl (one value per step; a resumed run's
 redone steps replace the first try) and its settings from config.json. The
-Textual screen (tui/compare.py) draws the same series as overlaid plots.
+Textual screen (tui/compare_screen.py) draws the same series as overlaid plots.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from grpo_tui.rundir.events import EventTail
-from grpo_tui.rundir.state import CORRECT, MEAN_LENGTH, REWARD, RunState
 from grpo_tui.rundir.layout import RunDir
+from grpo_tui.rundir.state import CORRECT, MEAN_LENGTH, REWARD, RunState
 from grpo_tui.rundir.summary_stats import trend
 from grpo_tui.tui.text import safe_text, visible
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import sys
 import time
-import random
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -70,8 +70,15 @@ def _quiet_hub_bars() -> None:
 
 def run_one(spec: ModelSpec, req: EvalRequest, device: str, console: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """evaluate_spec with a progress bar on a terminal, one line per batch in a log file."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     n = len(req.dataset.items)
     total = (n if req.greedy else 0) + (n if req.samples else 0)
     log = lambda m: console.print(visible(m), markup=False)  # noqa: E731 - labels and paths are not markup

@@ -5,7 +5,7 @@
 
 Prints each reward's score, its weight and weighted score, the total, the
 extracted answer and the correct/incorrect judgment. The scoring itself is
-engine/rewards/playground.py.
+engine/rewards/score_completion.py.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from grpo_tui.engine.rewards.extract import PROMPT_FORMATS
-from grpo_tui.engine.rewards.playground import score_completion
-from grpo_tui.rundir.errors import GrpoTuiError
+from grpo_tui.engine.rewards.score_completion import score_completion
 from grpo_tui.engine.rewards.spec import RewardSpecError
+from grpo_tui.rundir.errors import GrpoTuiError
 
 
 def _load_preset(name_or_path: str) -> tuple[dict, str, Path | None]:

@@ -23,11 +23,11 @@ from grpo_tui.engine.rewards.error_kinds import ERROR_KINDS
 from grpo_tui.rundir.rollouts import Rollouts, Selection, StepSummary, parse_range
 from grpo_tui.tui.browser import error_filter
 from grpo_tui.tui.browser.error_filter import BrowserFilter
-from grpo_tui.tui.browser.messages import Exported, RolloutsLoaded, SelectionFailed, SelectionReady
 from grpo_tui.tui.browser.screens.export import ExportDialog
 from grpo_tui.tui.browser.screens.history import HistoryScreen
 from grpo_tui.tui.browser.snapshot import open_snapshot
 from grpo_tui.tui.browser.widgets import FilterBar, GroupSource, RowList, group_answers, num_cell, show_group
+from grpo_tui.tui.browser.worker_messages import Exported, RolloutsLoaded, SelectionFailed, SelectionReady
 from grpo_tui.tui.components.completion_view import CompletionView
 from grpo_tui.tui.components.group_table import GroupTable, ellipsize
 from grpo_tui.tui.text import safe_text

@@ -12,12 +12,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from grpo_tui.rundir.state import RunState
-from grpo_tui.tui.browser.messages import RunsListed
 from grpo_tui.tui.browser.runs import list_runs, run_date
 from grpo_tui.tui.browser.screens.rollouts import RolloutScreen
 from grpo_tui.tui.browser.widgets import num_cell
+from grpo_tui.tui.browser.worker_messages import RunsListed
 from grpo_tui.tui.text import safe_text
-
 
 STEPS_WIDTH = 9  # the steps column's narrowest width
 
@@ -94,7 +93,7 @@ class RunListScreen(Screen):
 
     def action_compare(self) -> None:
         """Compare the marked runs (at least two) in the compare screen."""
-        from grpo_tui.tui.compare import CompareScreen
+        from grpo_tui.tui.compare_screen import CompareScreen
         from grpo_tui.tui.console.compare import load_runs
 
         paths = [r.path for r in self.runs if r.path in self.marked]

@@ -1,7 +1,7 @@
 """The reward playground screen: edit a completion and the gold answer, see every reward of the preset
 recompute as you type, with the extracted answer and the verdict.
 
-Scoring is engine.rewards.playground.score_completion (the same code as `grpo-tui rewards`), run in a
+Scoring is engine.rewards.score_completion.score_completion (the same code as `grpo-tui rewards`), run in a
 thread worker a moment after the last keystroke, so a slow reward (math-verify) never blocks typing.
 Opened from the dashboard (r, or the command palette: the selected completion and its gold, the run's
 rewards) and by `grpo-tui rewards --ui [--preset P]`.
@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static, TextArea
 
-from grpo_tui.engine.rewards.playground import EXAMPLE_COMPLETION, score_completion
+from grpo_tui.engine.rewards.score_completion import EXAMPLE_COMPLETION, score_completion
 from grpo_tui.tui.text import safe_text
 
 DEBOUNCE_S = 0.15
@@ -65,7 +65,7 @@ def verdict_text(result: dict[str, Any], gold: str) -> Text:
     return t
 
 
-class Scored(Message):
+class PlaygroundScored(Message):
     def __init__(self, key: tuple[str, str], result: dict[str, Any] | None, error: str | None) -> None:
         super().__init__()
         self.key, self.result, self.error = key, result, error
@@ -145,11 +145,11 @@ class PlaygroundScreen(Screen):
         try:
             result = score_completion(text, gold, self.rewards, self.prompt_format, self.base_dir)
         except Exception as e:  # noqa: BLE001 - a reward spec problem is shown, not raised into the UI
-            self.post_message(Scored(key, None, f"{type(e).__name__}: {e}"))
+            self.post_message(PlaygroundScored(key, None, f"{type(e).__name__}: {e}"))
             return
-        self.post_message(Scored(key, result, None))
+        self.post_message(PlaygroundScored(key, result, None))
 
-    def on_scored(self, msg: Scored) -> None:
+    def on_playground_scored(self, msg: PlaygroundScored) -> None:
         if msg.key != self._key():
             return  # typed on meanwhile: a newer score is on its way
         if msg.error is not None:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .builtin import GSM8K_RECIPE, THINK_RECIPE
+from .chat_format import as_messages
 from .extract import PROMPT_FORMATS, extract_answer, is_correct
-from .messages import as_messages
 from .spec import RewardSpecError, label, resolve_reward
 
 EXAMPLE_COMPLETION = "<reasoning>\n3 apples plus 4 apples make 7 apples.\n</reasoning>\n<answer>\n7\n</answer>"

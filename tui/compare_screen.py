@@ -16,8 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext.plot import Plot
 
-from grpo_tui.tui.components.curves import REWARD_COLORS, CurvePlot, _points, legend, step_ticks
-from grpo_tui.tui.components.curves import downsample
+from grpo_tui.tui.components.curves import REWARD_COLORS, CurvePlot, _points, downsample, legend, step_ticks
 from grpo_tui.tui.console.compare import SERIES, RunCurves, config_differences
 from grpo_tui.tui.text import safe_text, visible
 
