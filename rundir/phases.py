@@ -1,4 +1,4 @@
-"""The step-time phases of a `step` event's `phase_s`, and what cuts each one (issue 17).
+"""The step-time phases of a `step` event's `phase_s`, and what cuts each one.
 
 Part of the run-directory contract: the engine writes `phase_s` with these
 names, and every reader (dashboard, headless summary, bench) names the
@@ -7,21 +7,30 @@ dominant phase and its remedy from here. No torch, no textual.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 PHASES = ("generation", "rewards", "logprobs", "forward_backward", "optimizer", "recording", "checkpoint", "other")
 
 # What would cut each phase, for the run summary: (remedy, the [train] setting that already applies it or None).
 REMEDIES: dict[str, list[tuple[str, str | None]]] = {
-    "generation": [("vLLM (train.use_vllm) on a GPU", "use_vllm"),
-                   ("train.share_prompt_prefix on a CPU (one prefill per prompt; slower on an H200)", "share_prompt_prefix"),
-                   ("a smaller G (num_generations)", None), ("shorter max_completion_length", None)],
+    "generation": [
+        ("vLLM (train.use_vllm) on a GPU", "use_vllm"),
+        ("train.share_prompt_prefix on a CPU (one prefill per prompt; slower on an H200)", "share_prompt_prefix"),
+        ("a smaller G (num_generations)", None),
+        ("shorter max_completion_length", None),
+    ],
     "rewards": [("cheaper reward functions (math_verify is the slow one) or fewer of them", None)],
     "logprobs": [("beta = 0 (no reference pass) and num_iterations = 1 (no old-policy pass)", None)],
-    "forward_backward": [("train.share_prompt_prefix on a CPU (each prompt encoded once, not G times; one process)",
-                          "share_prompt_prefix"),
-                         ("fewer LoRA layers (model.lora_layers)", None), ("shorter completions", None),
-                         ("a smaller G", None)],
+    "forward_backward": [
+        (
+            "train.share_prompt_prefix on a CPU (each prompt encoded once, not G times; one process)",
+            "share_prompt_prefix",
+        ),
+        ("fewer LoRA layers (model.lora_layers)", None),
+        ("shorter completions", None),
+        ("a smaller G", None),
+    ],
     "optimizer": [("LoRA instead of full fine-tuning, or a lighter optimizer (adamw_8bit)", None)],
     "recording": [("nothing in the preset; rollout recording should stay small, report it if it dominates", None)],
     "checkpoint": [("a larger train.save_steps", None)],
@@ -37,12 +46,24 @@ def remedy(phase: str, train: dict[str, Any] | None = None, model: dict[str, Any
     """What would cut `phase`, leaving out what the run's [train] settings already do and, given the [model]
     settings, what doesn't apply to that model."""
     train = train or {}
-    return ", ".join(text for text, setting in REMEDIES.get(phase, []) if not (setting and train.get(setting))
-                     and not (model is not None and text in NEEDS_MODEL and not model.get(NEEDS_MODEL[text])))
+    return ", ".join(
+        text
+        for text, setting in REMEDIES.get(phase, [])
+        if not (setting and train.get(setting))
+        and not (model is not None and text in NEEDS_MODEL and not model.get(NEEDS_MODEL[text]))
+    )
 
 
-LABELS = {"generation": "generate", "rewards": "rewards", "logprobs": "logprobs", "forward_backward": "fwd+bwd",
-          "optimizer": "optimizer", "recording": "record", "checkpoint": "checkpoint", "other": "other"}
+LABELS = {
+    "generation": "generate",
+    "rewards": "rewards",
+    "logprobs": "logprobs",
+    "forward_backward": "fwd+bwd",
+    "optimizer": "optimizer",
+    "recording": "record",
+    "checkpoint": "checkpoint",
+    "other": "other",
+}
 
 
 def add_phases(total: dict[str, float], phase_s: Any) -> None:

@@ -212,7 +212,7 @@ class PreflightError(ModalScreen[None]):
 
 
 class KnobsDialog(ModalScreen[dict | None]):
-    """Change live knobs (issue 16): learning rate, temperature, top_p, beta, reward weights.
+    """Change live knobs: learning rate, temperature, top_p, beta, reward weights.
 
     Returns only the values that differ from the current ones (the args of a `set` command), or None.
     Values are checked with the engine's own rules (rundir.knobs.validate_knobs) before anything is sent.
