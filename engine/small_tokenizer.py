@@ -32,10 +32,11 @@ def _corpus() -> list[str]:
     """
     import re
 
-    from grpo_tui.engine.data.prompts import EXAMPLE_QUESTION, FORMATS
     from grpo_tui.engine.data.synthetic import generate
+    from grpo_tui.engine.rewards.answer_format import ANSWER_FORMATS, EXAMPLE_QUESTION
 
-    text = [re.sub(r"</?\w+>", " ", t) for t in FORMATS.values()] + [EXAMPLE_QUESTION]
+    prompts = [f.system_prompt for f in ANSWER_FORMATS.values()]
+    text = [re.sub(r"</?\w+>", " ", t) for t in prompts] + [EXAMPLE_QUESTION]
     for difficulty in (1, 2, 3):
         for row in generate(3000, difficulty, seed=difficulty):
             text.append(f"{row['question']}\nSo the answer is {row['answer']}. #### {row['answer']}")

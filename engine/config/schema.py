@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grpo_tui.engine.rewards.answer_format import PROMPT_FORMATS
 from grpo_tui.rundir.errors import GrpoTuiError
 
 from .trl_meta import TrlChoices
@@ -182,7 +183,7 @@ class DataConfig:
 
 @dataclass
 class PromptConfig:
-    format: str = knob("reasoning", "Output format asked for in the system prompt.", ("reasoning", "think"))
+    format: str = knob("reasoning", "Output format asked for in the system prompt.", PROMPT_FORMATS)
     system_prompt: str | None = knob(None, "Replace the format's built-in system prompt.")
     one_shot: bool = knob(
         False, "Show one worked example as an earlier chat turn (helps small models find the format)."

@@ -1,45 +1,29 @@
-"""Prompt formats: the system prompt that asks for a reasoning format, applied through the model's chat template."""
+"""Prompts: a question asked in the answer format's conversation (its system prompt, optionally its worked example
+as an earlier turn), rendered by the model's chat template. The formats themselves live in rewards/answer_format.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
-REASONING_PROMPT = """Respond in the following format:
-<reasoning>
-...
-</reasoning>
-<answer>
-...
-</answer>"""
+from grpo_tui.engine.rewards.answer_format import ANSWER_FORMATS, EXAMPLE_QUESTION, answer_format
 
-THINK_PROMPT = """Think step by step inside <think> and </think> tags, then give the final answer \
-after the closing tag as \\boxed{answer}."""
-
-FORMATS = {"reasoning": REASONING_PROMPT, "think": THINK_PROMPT}
-
-# One worked example, given as an earlier user/assistant turn: small chat models copy the format of a
-# previous assistant turn far more often than they follow an example described in the system prompt
-# (SmolLM2-135M: tags in 5 of 16 samples as a turn, 0 of 16 in the system prompt).
-EXAMPLE_QUESTION = "Sam has 4 apples and buys 3 more. How many apples does Sam have now?"
-EXAMPLE_ANSWER = {
-    "reasoning": (
-        "<reasoning>\nSam starts with 4 apples and buys 3 more, so 4 + 3 = 7.\n</reasoning>\n<answer>\n7\n</answer>"
-    ),
-    "think": "<think>\nSam starts with 4 apples and buys 3 more, so 4 + 3 = 7.\n</think>\n\\boxed{7}",
-}
+# The worked example's assistant turn per format (the question is EXAMPLE_QUESTION).
+EXAMPLE_ANSWER = {name: fmt.example for name, fmt in ANSWER_FORMATS.items()}
 
 
 def system_prompt(fmt: str, override: str | None = None) -> str:
-    return override if override is not None else FORMATS[fmt]
+    return override if override is not None else answer_format(fmt).system_prompt
 
 
 def build_messages(question: str, system: str, one_shot_format: str | None = None) -> list[dict[str, Any]]:
     """Conversational prompt; TRL applies the tokenizer's chat template to it."""
     messages = [{"role": "system", "content": system}]
     if one_shot_format:
+        # The example is an earlier user/assistant turn, not text in the system prompt: small chat models copy the
+        # format of a previous assistant turn far more often than they follow an example they are told about.
         messages += [
             {"role": "user", "content": EXAMPLE_QUESTION},
-            {"role": "assistant", "content": EXAMPLE_ANSWER[one_shot_format]},
+            {"role": "assistant", "content": answer_format(one_shot_format).example},
         ]
     return messages + [{"role": "user", "content": question}]
 
@@ -52,3 +36,6 @@ def chat_template_kwargs(cfg: Any) -> dict[str, Any]:
         return {}
     value = cfg.train.trl_extra.get("chat_template_kwargs") or getattr(cfg.train, "chat_template_kwargs", None)
     return dict(value or {})
+
+
+__all__ = ["EXAMPLE_ANSWER", "EXAMPLE_QUESTION", "build_messages", "chat_template_kwargs", "system_prompt"]

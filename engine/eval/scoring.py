@@ -10,7 +10,8 @@ from typing import Any
 
 from grpo_tui.engine.eval.data import EvalItem
 from grpo_tui.engine.eval.stats import mean_ci, pass_at_k, wilson
-from grpo_tui.engine.rewards import extract_answer, is_correct, last_boxed, last_number, parse_number
+from grpo_tui.engine.rewards import is_correct, last_boxed, last_number, parse_number
+from grpo_tui.engine.rewards.answer_format import answer_format
 
 
 def flexible_answer(text: str, math_style: bool) -> str | None:
@@ -54,7 +55,9 @@ class Completion:
 
 
 def score_completion(c: Completion, gold: str, fmt: str, math_style: bool) -> dict[str, Any]:
-    strict = extract_answer(c.text, fmt)
+    """Strict: the answer as the prompt format's extractor reads it (what training rewards); flexible: as a lenient
+    benchmark parser reads it."""
+    strict = answer_format(fmt).extract(c.text)
     flex = flexible_answer(c.text, math_style)
     return {
         "completion": c.text,

@@ -32,6 +32,11 @@ API (what the engine and the TUI import from ``engine.rewards``)::
         .broken() -> why the last call failed on every completion, or None
         (the trainer raises BrokenRewardError on it).
 
+    answer_format.ANSWER_FORMATS: dict[str, AnswerFormat]
+        The prompt formats, one record each: tags, system prompt, worked
+        example, extractor, stop string, strict/soft patterns. Prompts,
+        extraction, the format rewards and eval scoring all read them.
+
     extract_answer(text, prompt_format="reasoning") -> str | None
         "reasoning": text inside the last <answer>...</answer> (to the end if
         unclosed), None without an <answer> tag. "think": after the last

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from .answer_format import REASONING, THINK
 from .extract import extract_answer, is_correct, judge, last_boxed
 from .mathverify import MathVerifyError
 
@@ -52,13 +53,9 @@ def _judged(extracted: str | None, gold, value: float, timeout_s: float | None) 
 
 # ----------------------------------------------------- the GSM8K recipe (five)
 
-_TAG = r"</?(?:reasoning|answer)>"
-_BODY = r"(?:(?!" + _TAG + r").)*?"  # no tag inside a block (DOTALL: newlines allowed)
-_STRICT_RE = re.compile(r"<reasoning>\n" + _BODY + r"\n</reasoning>\n<answer>\n" + _BODY + r"\n</answer>\n", re.DOTALL)
-_STRICT_NO_NL_RE = re.compile(
-    r"<reasoning>\n" + _BODY + r"\n</reasoning>\n<answer>\n" + _BODY + r"\n</answer>\n?", re.DOTALL
-)
-_SOFT_RE = re.compile(r"\s*<reasoning>" + _BODY + r"</reasoning>\s*<answer>" + _BODY + r"</answer>", re.DOTALL)
+# The recipe's format rewards score the <reasoning>/<answer> format; its record holds the tags and patterns.
+_PATTERNS = REASONING.patterns
+_THOUGHT, _ANSWER = REASONING.thought, REASONING.answer
 _INT_RE = re.compile(r"-?[0-9]+")
 
 
@@ -67,7 +64,7 @@ def correctness(prompts=None, completions=(), answer=None, **kwargs) -> list[flo
     golds = _golds(answer, len(completions), "correctness")
     out = []
     for text, gold in zip(completions, golds):
-        got = extract_answer(text, "reasoning")
+        got = REASONING.extract(text)
         gold = "" if gold is None else str(gold).strip()
         out.append(2.0 if gold and got == gold else 0.0)
     return out
@@ -77,14 +74,14 @@ def int_answer(prompts=None, completions=(), answer=None, **kwargs) -> list[floa
     """0.5 when the text inside the last <answer> tag is an integer (ASCII digits, optional minus)."""
     out = []
     for text in completions:
-        got = extract_answer(text, "reasoning")
+        got = REASONING.extract(text)
         out.append(0.5 if got is not None and _INT_RE.fullmatch(got) else 0.0)
     return out
 
 
 def strict_format(prompts=None, completions=(), answer=None, *, final_newline: bool = True, **kwargs) -> list[float]:
     """0.5 for exactly <reasoning>\\n...\\n</reasoning>\\n<answer>\\n...\\n</answer>\\n (blocks may span lines)."""
-    pattern = _STRICT_RE if final_newline else _STRICT_NO_NL_RE
+    pattern = _PATTERNS.strict if final_newline else _PATTERNS.strict_open_end
     out = []
     for text in completions:
         # the original's `$` also accepted one extra newline at the very end
@@ -95,23 +92,24 @@ def strict_format(prompts=None, completions=(), answer=None, *, final_newline: b
 
 def soft_format(prompts=None, completions=(), answer=None, **kwargs) -> list[float]:
     """0.5 when the completion starts with a <reasoning> block followed by an <answer> block, any whitespace."""
-    return [0.5 if _SOFT_RE.match(text) else 0.0 for text in completions]
+    return [0.5 if _PATTERNS.soft.match(text) else 0.0 for text in completions]
 
 
 def count_xml(text: str) -> float:
     """The recipe's tag score: 0.125 per well-placed tag, minus 0.001 per character after </answer>."""
     count = 0.0
-    if text.count("<reasoning>\n") == 1:
+    close = f"\n{_ANSWER.close}"
+    if text.count(f"{_THOUGHT.open}\n") == 1:
         count += 0.125
-    if text.count("\n</reasoning>\n") == 1:
+    if text.count(f"\n{_THOUGHT.close}\n") == 1:
         count += 0.125
-    if text.count("\n<answer>\n") == 1:
+    if text.count(f"\n{_ANSWER.open}\n") == 1:
         count += 0.125
-        if "\n</answer>\n" in text:  # original: whole text length when the closing tag is missing
-            count -= len(text.split("\n</answer>\n")[-1]) * 0.001
-    if text.count("\n</answer>") == 1:
+        if close + "\n" in text:  # original: whole text length when the closing tag is missing
+            count -= len(text.split(close + "\n")[-1]) * 0.001
+    if text.count(close) == 1:
         count += 0.125
-        count -= max(0, len(text.split("\n</answer>")[-1]) - 1) * 0.001  # original: could be -1 (a bonus)
+        count -= max(0, len(text.split(close)[-1]) - 1) * 0.001  # original: could be -1 (a bonus)
     return count
 
 
@@ -140,7 +138,7 @@ def math_equivalence(prompts=None, completions=(), answer=None, *, timeout_s: fl
 
 # ------------------------------------------------------ the <think> recipe
 
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+_THINK_OPEN, _THINK_CLOSE = THINK.thought.open, THINK.thought.close
 
 
 def think_format(prompts=None, completions=(), answer=None, *, require_open_tag: bool = True, **kwargs) -> list[float]:
@@ -166,7 +164,7 @@ def think_format(prompts=None, completions=(), answer=None, *, require_open_tag:
 def correctness_think(prompts=None, completions=(), answer=None, *, timeout_s: float = 5.0, **kwargs) -> list[float]:
     """1.0 when the answer after </think> (last \\boxed{}, <answer>, or last number) matches the gold."""
     golds = _golds(answer, len(completions), "correctness_think")
-    return [_judged(extract_answer(t, "think"), g, 1.0, timeout_s) for t, g in zip(completions, golds)]
+    return [_judged(THINK.extract(t), g, 1.0, timeout_s) for t, g in zip(completions, golds)]
 
 
 def _length_options(min_tokens: int = 500, max_tokens: int = 800, penalty: float = -0.1, ramp_tokens=None) -> None:

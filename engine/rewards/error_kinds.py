@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from .extract import _LAST_NUMBER_RE, _THOUSANDS_RE, last_number, parse_number
+from .extract import parse_number
+from .locate import last_number, numbers
 
 # Kinds in the order they are shown, with their labels.
 ERROR_KINDS: dict[str, str] = {
@@ -22,10 +23,6 @@ ERROR_KINDS: dict[str, str] = {
     "cut_off": "cut off before the answer",
     "right_number_wrong_format": "right number, wrong format",
 }
-
-
-def _numbers(text: str) -> list[str]:
-    return [_THOUSANDS_RE.sub("", n).replace("\u2212", "-") for n in _LAST_NUMBER_RE.findall(text or "")]
 
 
 def _same_number(s: str | None, gold: Any) -> bool:
@@ -61,7 +58,7 @@ def classify_error(
     if answer_n is not None:
         # equal to the gold yet recorded wrong: judged by stricter rules when it was recorded (an older run)
         return "right_number_wrong_format" if answer_n == gold_n else "wrong_number"
-    if any(_same_number(n, gold_n) for n in _numbers(str(extracted))):
+    if any(_same_number(n, gold_n) for n in numbers(str(extracted))):
         return "right_number_wrong_format"
     return "cut_off" if truncated else "not_a_number"
 

@@ -11,109 +11,18 @@ import re
 from fractions import Fraction
 
 from . import mathverify
+from .answer_format import PROMPT_FORMATS, answer_format
+from .locate import NUMBER, THOUSANDS_RE, last_boxed, last_number
 
-PROMPT_FORMATS = ("reasoning", "think")
 GOLD_KINDS = ("gsm8k", "boxed", "plain", "number")
 
-_ANSWER_OPEN = "<answer>"
-_ANSWER_CLOSE = "</answer>"
-_THINK_CLOSE = "</think>"
 
-# A number as a grader reads it: optional sign, digits with optional thousands
-# separators, optional decimals (".5" too).
-_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-# In running text a minus is a sign only where a number can start: "5-3" ends in 3, not -3.
-_LAST_NUMBER_RE = re.compile(r"(?:(?<![\w)\]}.])[-\u2212])?" + _NUMBER.replace("[-+]?", ""))
-_THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_BRACE_RE = re.compile(r"[{}]")
-
-
-# --------------------------------------------------------------------------- boxed
-
-
-def last_boxed(text: str) -> str | None:
-    r"""Content of the last complete ``\boxed{...}`` (or ``\fbox{...}``) in text.
-
-    Braces nest (``\boxed{\frac{1}{2}}`` gives ``\frac{1}{2}``). A trailing
-    unclosed box (a truncated completion) is skipped in favour of the previous
-    complete one. ``\boxed 5`` (no braces) gives ``5``.
-    """
-    if not text or "\\boxed" not in text and "\\fbox" not in text:
-        return None
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\b", text)]
-    if not starts:
-        return None
-    # Match every brace once (linear even for thousands of unclosed boxes).
-    closing: dict[int, int] = {}
-    stack: list[int] = []
-    for m in _BRACE_RE.finditer(text):
-        if m.group() == "{":
-            stack.append(m.start())
-        elif stack:
-            closing[stack.pop()] = m.start()
-    for j in reversed(starts):
-        while j < len(text) and text[j] == " ":
-            j += 1
-        if j >= len(text):
-            continue
-        if text[j] != "{":
-            # \boxed 5: the next run of non-space characters
-            m = re.match(r"[^\s$]+", text[j:])
-            if m:
-                return m.group(0).rstrip(".,")
-            continue
-        if j in closing:
-            return text[j + 1 : closing[j]].strip()
-        # unclosed (a truncated completion): try the previous box
-    return None
-
-
-# ------------------------------------------------------------------ completions
-
-
-def _answer_tag(text: str) -> str | None:
-    if _ANSWER_OPEN not in text:
-        return None
-    inner = text.rsplit(_ANSWER_OPEN, 1)[1]
-    return inner.split(_ANSWER_CLOSE, 1)[0].strip()
-
-
-def last_number(text: str) -> str | None:
-    """The last number in text, thousands separators removed ("1,000" -> "1000")."""
-    found = _LAST_NUMBER_RE.findall(text or "")
-    if not found:
-        return None
-    return _THOUSANDS_RE.sub("", found[-1]).replace("\u2212", "-")
-
-
-def extract_answer(text: str, prompt_format: str = "reasoning") -> str | None:
-    r"""The answer a completion gives, as the trainer records it.
-
-    ``"reasoning"``: the stripped text inside the last ``<answer>...</answer>``
-    (a missing closing tag means "to the end", as the original recipe's
-    split-based extractor does); None when there is no ``<answer>`` tag.
-
-    ``"think"``: only the text after the last ``</think>`` counts (None when
-    there is none: a completion truncated while thinking has no answer). In that
-    tail: the last ``\boxed{}`` if present, else an ``<answer>`` tag, else the
-    last number.
-    """
+def extract_answer(text: str | None, prompt_format: str = "reasoning") -> str | None:
+    """The answer a completion gives, as the trainer records it: the extractor of the prompt format
+    (answer_format.AnswerFormat.extract); ValueError for an unknown format."""
     if text is None:
         return None
-    if prompt_format == "reasoning":
-        return _answer_tag(text)
-    if prompt_format == "think":
-        if _THINK_CLOSE not in text:
-            return None
-        tail = text.rsplit(_THINK_CLOSE, 1)[1]
-        boxed = last_boxed(tail)
-        if boxed is not None:
-            return boxed
-        tagged = _answer_tag(tail)
-        if tagged is not None:
-            return tagged
-        return last_number(tail)
-    raise ValueError(f"unknown prompt_format {prompt_format!r}; expected one of {', '.join(PROMPT_FORMATS)}")
+    return answer_format(prompt_format).extract(text)
 
 
 # ------------------------------------------------------------------------ gold
@@ -132,7 +41,7 @@ def gold_from_solution(text: str, kind: str) -> str | None:
         if text is None or "####" not in text:
             return None
         gold = text.rsplit("####", 1)[1].strip()
-        gold = _THOUSANDS_RE.sub("", gold)
+        gold = THOUSANDS_RE.sub("", gold)
         return gold or None
     if kind == "boxed":
         return last_boxed(text or "")
@@ -156,7 +65,7 @@ _PREFIX = r"(?:[^\d]*?(?:[\s:=]|[^\W\d_a-z]))?"
 _UNIT = r"(?:%|(?:[^\W\d_]|\(\s*[^\W\d_])[^\d]*)?"
 _NUMERIC_RE = re.compile(
     "^" + _PREFIX + r"(?:\$|usd|£|€|¥|￥)?\s*"
-    r"(?P<num>" + _NUMBER + r")"
+    r"(?P<num>" + NUMBER + r")"
     r"(?:\s*/\s*(?P<den>\d+(?:\.\d+)?))?"
     r"\s*" + _UNIT + "$"
 )
@@ -298,3 +207,19 @@ def is_correct(extracted: str | None, gold: str | None, *, timeout_s: float | No
         return judge(extracted, gold, timeout_s=timeout_s)
     except Exception:  # noqa: BLE001 - the dashboard's judgment must not take anything down
         return False
+
+
+# Where an answer sits in text and the format records live in locate.py and answer_format.py; callers read them here.
+__all__ = [
+    "GOLD_KINDS",
+    "PROMPT_FORMATS",
+    "extract_answer",
+    "format_number",
+    "gold_from_solution",
+    "is_correct",
+    "judge",
+    "last_boxed",
+    "last_number",
+    "multiple_choice_letter",
+    "parse_number",
+]

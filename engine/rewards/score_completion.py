@@ -12,12 +12,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .answer_format import REASONING
 from .builtin import GSM8K_RECIPE, THINK_RECIPE
 from .chat_format import as_messages
 from .extract import PROMPT_FORMATS, extract_answer, is_correct
 from .spec import RewardSpecError, label, resolve_reward
 
-EXAMPLE_COMPLETION = "<reasoning>\n3 apples plus 4 apples make 7 apples.\n</reasoning>\n<answer>\n7\n</answer>"
+EXAMPLE_COMPLETION = REASONING.render("3 apples plus 4 apples make 7 apples.", "7")
 
 
 def _split(entry: Any, name: str) -> tuple[float, dict]:

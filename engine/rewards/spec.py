@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo_tui.rundir.errors import GrpoTuiError
-from grpo_tui.rundir.layout import trusted_file_problem
+from grpo_tui.rundir.private_io import trusted_file_problem
 
 from .builtin import REWARDS
 from .isolated import ProcessReward, RewardCallError

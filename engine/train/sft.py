@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from grpo_tui.engine.config import Config, ModelConfig, PresetError
-from grpo_tui.rundir.layout import RunDir, find_checkpoints
+from grpo_tui.engine.rewards.answer_format import answer_format
+from grpo_tui.rundir.checkpoints import find_checkpoints
+from grpo_tui.rundir.layout import RunDir
 
 _CALC_RE = re.compile(r"<<[^<>]*>>")
 
@@ -103,10 +105,8 @@ def synthetic_trace(question: str, answer: str) -> str | None:
 
 
 def target_text(steps: str, gold: str, fmt: str) -> str:
-    """The completion to imitate, in the run's answer format (the same shape as prompts.EXAMPLE_ANSWER)."""
-    if fmt == "think":
-        return f"<think>\n{steps}\n</think>\n\\boxed{{{gold}}}"
-    return f"<reasoning>\n{steps}\n</reasoning>\n<answer>\n{gold}\n</answer>"
+    """The completion to imitate, in the run's answer format (laid out as the format's worked example)."""
+    return answer_format(fmt).render(steps, gold)
 
 
 def sft_source(cfg: Config) -> str:
@@ -230,7 +230,7 @@ def sft_args(cfg: Config, output_dir: Path, device: str) -> Any:
 
 
 def _latest_sft_checkpoint(run_root: Path) -> Path | None:
-    # the one definition of a usable checkpoint lives in rundir.layout
+    # the one definition of a usable checkpoint lives in rundir.checkpoints
     return find_checkpoints(RunDir(Path(run_root)).sft_checkpoints).latest
 
 
