@@ -42,7 +42,7 @@ from grpo_tui.engine.eval.stats import wilson  # noqa: E402
 from grpo_tui.rundir.events import read_events  # noqa: E402
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
 from grpo_tui.rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
-from grpo_tui.rundir.state import mean_and_stderr  # noqa: E402
+from grpo_tui.rundir.summary_stats import mean_and_stderr  # noqa: E402
 
 # The cpu-demo's earlier settings (the --baseline), as `--set` overrides of today's preset: what --baseline runs.
 # Before, a step was one prompt with G=8 completions (now two prompts of G=4), every row's prompt was encoded

@@ -20,15 +20,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from grpo_tui.rundir.errors import UnsafeRunDir
 from grpo_tui.rundir.events import COMMANDS, Command
-from grpo_tui.rundir.layout import (
-    UnsafeRunDir,
-    check_private_dir,
-    file_mode,
-    make_private_dir,
-    open_private,
-    ownership_problem,
-)
+from grpo_tui.rundir.private_io import check_private_dir, file_mode, make_private_dir, open_private, ownership_problem
 
 
 def ensure_control_dir(path: Path) -> None:

@@ -1,7 +1,8 @@
-"""The one base error of grpo-tui: a message for the user and the exit code it means.
+"""The errors of grpo-tui: the base error (a message for the user and the exit code it means), and the run
+directory's.
 
 Every error that names a bad input and its fix (a preset, a reward spec, a model,
-an eval dataset) subclasses `GrpoTuiError`, so entry points catch it once,
+an eval dataset, a run directory) subclasses `GrpoTuiError`, so entry points catch it once,
 print its message and exit with its code (2: usage, nothing was written).
 """
 
@@ -19,3 +20,7 @@ class GrpoTuiError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class UnsafeRunDir(GrpoTuiError):
+    """A run directory (or a file in it) the engine refuses to use; the message names the path and the fix."""

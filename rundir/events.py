@@ -35,6 +35,7 @@ import json
 import math
 import os
 import stat
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +44,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from grpo_tui.rundir.layout import SCHEMA_VERSION, open_private
+from grpo_tui.rundir.health import RULE_INFO, rules_markdown
+from grpo_tui.rundir.names import SCHEMA_VERSION
+from grpo_tui.rundir.private_io import open_private
 
 
 class _StrEnum(str, Enum):
@@ -222,7 +225,7 @@ class StepEvent:
     |---|---|
     | `generation` | sampling the G completions, plus the scoring glue around it (tokenizing, decoding, advantages) |
     | `rewards` | calling the reward functions |
-    | `logprobs` | the no-grad old-policy and reference-model passes (zero with TRL's defaults: beta = 0, aligned steps) |
+    | `logprobs` | the no-grad old-policy and reference-model passes (zero with TRL's defaults: beta=0, aligned steps) |
     | `forward_backward` | the loss forward pass and the backward pass |
     | `optimizer` | gradient clipping, `optimizer.step`, the LR scheduler and zeroing the gradients |
     | `recording` | TRL's metric logging, writing this event, rollout recording and waiting for it |
@@ -455,31 +458,20 @@ class HealthEvent:
     warning raised in the steps it rewinds, and `warn` again for one that fired
     at the checkpoint and cleared after it.
 
-    The rules and their thresholds (`rundir.health.Thresholds`):
-
-    | rule | fires when |
-    |---|---|
-    | `zero_std` | `frac_reward_zero_std` >= 0.5 in each of the last 5 steps (fix: `[curriculum] dynamic_sampling`, or `prepass` with a `min_pass_rate`/`max_pass_rate` band) |
-    | `entropy_collapse` | `entropy` (mean of the last 3 steps) below max(0.05, 0.1 x its mean over the first 3), after 6 steps |
-    | `kl_spike` | `kl` above max(0.05, 5 x the median of the previous 10 steps) (only logged when beta > 0) |
-    | `length_collapse` | mean completion length (3-step mean) below 0.4 x its earlier peak 3-step mean, after 6 steps |
-    | `length_at_limit` | mean completion length (last 3 steps) >= 0.9 x `[train] max_completion_length` |
-    | `truncation` | `completions/clipped_ratio` (last 3 steps) above 1/3 |
-    | `reward_hacking` | over the last 10 steps a format reward (name containing `format` or `xml`) rose by >= 0.1 while `correct_frac` rose by <= 0.02 |
-    | `non_finite` | the step's `loss` or `grad_norm` is NaN or infinite (stored as null) |
-    | `reward_failures` | a reward function failed on >= 1 completion in the last 5 steps |
-    | `constant_reward` | a reward gave every completion the same score (`rewards/<name>/std` 0, the same mean) in each of the last 10 steps while another reward varied; the diagnosis names it and why (0 everywhere: its pattern never matches) |"""
+    The rules, their meaning and fix, at the default thresholds (`rundir.health.Thresholds`):
+    """
 
     step: int = info("step at which the rule changed")
-    rule: str = info(
-        "`zero_std`, `entropy_collapse`, `kl_spike`, `length_collapse`, `length_at_limit`, "
-        "`truncation`, `reward_hacking`, `non_finite`, `reward_failures`, `constant_reward`"
-    )
+    rule: str = info(", ".join(f"`{name}`" for name in RULE_INFO))
     status: str = info("`warn` (started firing) or `ok` (no longer fires)", choices=("warn", "ok"))
     value: float | None = info("the number the rule compared", None)
     threshold: float | None = info("what it was compared against", None)
     diagnosis: str = info("one line: what is wrong", "")
     fix: str = info("one line: what to change, naming preset keys", "")
+
+
+# the rules' table comes from their own records, so it always quotes the thresholds in force
+HealthEvent.__doc__ = f"{HealthEvent.__doc__.rstrip()}\n\n{textwrap.indent(rules_markdown(), '    ')}\n"
 
 
 @record("knobs")

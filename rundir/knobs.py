@@ -24,11 +24,11 @@ REWARD_WEIGHTS = "reward_weights"  # arg holding {reward name: weight}; [rewards
 KNOB_HELP: dict[str, str] = {
     "learning_rate": "size of each update: lower it when KL spikes or the loss turns NaN, raise it when rewards stall",
     "temperature": "sampling temperature of the completions: higher makes a group's answers differ more (more "
-                   "signal), lower makes them surer",
+    "signal), lower makes them surer",
     "top_p": "nucleus sampling: only the most likely tokens up to this total probability are sampled (1 = all)",
     "beta": "weight of the KL penalty to the reference model: higher keeps the policy near where it started",
     REWARD_WEIGHTS: "a reward's weight in the total that advantages come from: 0 turns it off, higher makes it "
-                    "count more",
+    "count more",
 }
 
 
@@ -66,8 +66,9 @@ def validate_knobs(args: Any, reward_names: list[str]) -> dict[str, Any]:
             weights = {}
             for reward, w in value.items():
                 if reward not in reward_names:
-                    raise KnobError(f"no reward named {reward!r} in this run; its rewards are "
-                                    f"{', '.join(reward_names) or '(none)'}")
+                    raise KnobError(
+                        f"no reward named {reward!r} in this run; its rewards are {', '.join(reward_names) or '(none)'}"
+                    )
                 weights[reward] = _number(f"{REWARD_WEIGHTS}.{reward}", w)
             out[REWARD_WEIGHTS] = weights
         else:
@@ -92,8 +93,10 @@ def describe_change(values: dict[str, Any], previous: dict[str, Any]) -> str:
     for k, v in values.items():
         if k == REWARD_WEIGHTS:
             old = previous.get(REWARD_WEIGHTS) or {}
-            parts += [f"{k}.{n} {old.get(n, '?'):g} -> {w:g}" if isinstance(old.get(n), (int, float))
-                      else f"{k}.{n} -> {w:g}" for n, w in v.items()]
+            parts += [
+                f"{k}.{n} {old.get(n, '?'):g} -> {w:g}" if isinstance(old.get(n), (int, float)) else f"{k}.{n} -> {w:g}"
+                for n, w in v.items()
+            ]
         else:
             old = previous.get(k)
             parts.append(f"{k} {old:g} -> {v:g}" if isinstance(old, (int, float)) else f"{k} -> {v:g}")

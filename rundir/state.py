@@ -4,9 +4,10 @@ Every reader reads a run through `RunState`: the dashboard applies each new
 batch of events live and repaints only what `apply` says changed ("curves",
 "status", "memory", "commands", "error"); the headless printer and its run
 summary; the browser's run list (`fold_run`: config.json plus the head and the
-tail of a long log, so listing many runs stays quick); the tests. Events are
-the plain dicts of events.jsonl (records: rundir.events); missing and unknown
-fields are tolerated so old logs and logs from newer engines stay readable.
+tail of a long log, so listing many runs stays quick, and every step's reward
+for the windowed means); the tests. Events are the plain dicts of events.jsonl
+(records: rundir.events); missing and unknown fields are tolerated so old logs
+and logs from newer engines stay readable.
 
 Time: a run can span several engine processes (`--resume`, a preset switch).
 `elapsed(now)` adds them up from the events' timestamps (each engine start
@@ -27,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grpo_tui.rundir.events import ACTIVE_STATES, RECORDS, State, open_log, parse_lines
-from grpo_tui.rundir.layout import SCHEMA_VERSION, RunDir
+from grpo_tui.rundir.events import ACTIVE_STATES, RECORDS, State, iter_events, open_log, parse_lines
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.rundir.names import SCHEMA_VERSION
 from grpo_tui.rundir.phases import add_phases
+from grpo_tui.rundir.summary_stats import Trend, trend
 
 # Series kept per step, by the key they have in a step event's metrics.
 REWARD = "reward"
@@ -42,10 +45,10 @@ CORRECT = "correct_frac"  # top-level field of the step event, not a TRL metric
 STEP_TIME = "step_time_s"
 TOKENS_PER_S = "tokens_per_s"
 POLICY_METRICS = ("entropy", "kl", "grad_norm")  # shown by the headless line and summary
-FIXED_SERIES = (REWARD, MEAN_LENGTH, CLIPPED, ZERO_STD, CORRECT, STEP_TIME, TOKENS_PER_S)
 
 MEMORY_HISTORY = 240
-# a run list reads only this much of a long log: the head (run_start) and the tail (the latest state)
+# a run list folds only this much of a long log: the head (run_start) and the tail (the latest state);
+# of the rest it reads only the step rewards
 HEAD_BYTES = 64 << 10
 TAIL_BYTES = 256 << 10
 
@@ -56,9 +59,6 @@ def reward_key(name: str) -> str:
 
 def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
-
-
-POLICY_METRICS = ("entropy", "kl", "grad_norm")  # issue 16: shown by the headless line and summary
 
 
 @dataclass
@@ -95,19 +95,19 @@ class RunState:
     evals: list[dict[str, Any]] = field(default_factory=list)
     stage: dict[str, Any] | None = None  # the latest `stage` event
     sft_stage: dict[str, Any] | None = None  # the latest `stage` event of the SFT stage
-    last_sft_step: dict[str, Any] | None = None
     sft_losses: list[float] = field(default_factory=list)
     curriculum: dict[str, Any] | None = None
     run_end: dict[str, Any] | None = None
-    curves_version: int = 0  # bumped whenever a series changes (plots redraw on change only)
     unknown_types: int = 0
     newer_schema: int = 0  # events written by a newer schema than this reader knows
     newest_schema: int = SCHEMA_VERSION
     last_t: float | None = None
     # set by readers that know more than the log: the engine process is gone without a run_end
     engine_gone: bool = False
-    # what a run list adds (fold_run): where the run is, its config.json, what could not be read
+    # what a run list adds (fold_run): where the run is, its config.json, what could not be read, and the
+    # windowed means of every step's reward (its series holds only the last step)
     path: Path | None = None
+    reward_trend: Trend | None = None
     config: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     # elapsed time, summed over engine starts
@@ -197,14 +197,6 @@ class RunState:
     def values(self, key: str) -> list[float]:
         """A series without its missing values (what summaries average)."""
         return [x for x in self.series.get(key, ()) if x is not None]
-
-    @property
-    def last_reward(self) -> float | None:
-        """The latest step's mean reward (the latest one logged, if that step has none)."""
-        for x in reversed(self.series.get(REWARD, ())):
-            if x is not None:
-                return x
-        return None
 
     def pending_commands(self) -> list[CommandStatus]:
         return [c for c in self.commands.values() if c.status in ("sent", "accepted")]
@@ -369,7 +361,6 @@ class RunState:
                 if len(col) < n + 1:
                     col.append(None)
         self.last_step = ev
-        self.curves_version += 1
         return {"curves", "status"}
 
     def _on_memory(self, ev: dict) -> set[str]:
@@ -428,7 +419,6 @@ class RunState:
         return {"status"}
 
     def _on_sft_step(self, ev: dict) -> set[str]:
-        self.last_sft_step = ev
         loss = _num(ev.get("loss"))
         if loss is not None:
             self.sft_losses.append(loss)
@@ -451,7 +441,6 @@ class RunState:
         step = ev.get("step")
         if isinstance(step, int):
             self.knob_changes = [k for k in self.knob_changes if k["step"] < step] + [ev]  # a resume rewinds
-            self.curves_version += 1
         return {"curves", "knobs"}
 
     def knobs_now(self) -> dict[str, Any]:
@@ -510,32 +499,53 @@ def summarize(events: Iterable[dict[str, Any]]) -> RunState:
     return s
 
 
-def _head_and_tail(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """(events from the head and the tail of a log, damaged lines skipped)."""
+def _head_and_tail(path: Path) -> tuple[list[dict[str, Any]], int, bool]:
+    """(events from the head and the tail of a log, damaged lines skipped, whether that is the whole log)."""
     try:
         fd = open_log(path)  # None for a FIFO or device planted there: never a reader that blocks
         if fd is None:
-            return [], 0
+            return [], 0, True
         with os.fdopen(fd, "rb") as f:
             size = os.fstat(fd).st_size
             if size <= HEAD_BYTES + TAIL_BYTES:
                 events, _, skipped = parse_lines(f.read())  # a half-written last event is left out
-                return events, skipped
+                return events, skipped, True
             head = f.read(HEAD_BYTES)
             f.seek(size - TAIL_BYTES)
             tail = f.read()
     except OSError:
-        return [], 0
+        return [], 0, True
     head = head[: head.rfind(b"\n") + 1]
     tail = tail[tail.find(b"\n") + 1 :]  # the first line of the tail block is cut
     a, _, s1 = parse_lines(head)
     b, _, s2 = parse_lines(tail)
-    return a + b, s1 + s2
+    return a + b, s1 + s2, False
+
+
+def step_rewards(batches: Iterable[Iterable[dict[str, Any]]]) -> list[float | None]:
+    """Every step's mean reward, as RunState folds it (a resumed run's redone steps replace the first try),
+    without the other series: a run list reads a long log for it, one chunk at a time."""
+    steps: list[int] = []
+    rewards: list[float | None] = []
+    for batch in batches:
+        for ev in batch:
+            step = ev.get("step")
+            if ev.get("type") != "step" or not isinstance(step, int):
+                continue
+            if steps and step <= steps[-1]:
+                cut = bisect.bisect_left(steps, step)
+                del steps[cut:], rewards[cut:]
+            metrics = ev.get("metrics")
+            steps.append(step)
+            rewards.append(_num(metrics.get(REWARD)) if isinstance(metrics, dict) else None)
+    return rewards
 
 
 def fold_run(path: Path) -> RunState:
     """A run directory as a run list shows it: config.json, then the head and the tail of its event log
-    (of its step events only the last, so `steps` and the series hold that one step).
+    (of its step events only the last, so `steps` and the series hold that one step), and the windowed means
+    of every step's reward (`reward_trend`, the means `compare` and the run summary quote: a long log is read
+    to its end for them, one chunk at a time).
 
     `path`, `config` and `notes` (what could not be read) are set; `engine_gone` too when the log
     says the engine is active but no engine process lives. `started` falls back on config.json's mtime.
@@ -556,7 +566,7 @@ def fold_run(path: Path) -> RunState:
         s.notes.append("no events.jsonl")
         s.state = "no events" if not run.rollouts.exists() else "?"
         return s
-    events, skipped = _head_and_tail(run.events)
+    events, skipped, whole = _head_and_tail(run.events)
     if skipped:
         s.notes.append(f"{skipped} damaged event line(s) skipped")
     # A list shows the latest step, not the curves: fold only the last step event (the dearest to fold).
@@ -564,6 +574,11 @@ def fold_run(path: Path) -> RunState:
     fallback_started, s.started = s.started, None
     s.apply(ev for i, ev in enumerate(events) if i == last or ev.get("type") != "step")
     s.started = s.started if s.started is not None else fallback_started
+    # a long log is read to its end for the rewards in chunks of the tail's size: memory stays as bounded
+    try:
+        s.reward_trend = trend(step_rewards([events] if whole else iter_events(run.events, TAIL_BYTES)))
+    except OSError as e:
+        s.notes.append(f"events.jsonl unreadable past its tail ({type(e).__name__})")
     if s.newer_schema:
         s.notes.append(
             f"{s.newer_schema} event(s) from a newer schema (v{s.newest_schema}): read the fields this knows"
@@ -589,18 +604,6 @@ def failure_summary(s: RunState, run_dir: Path) -> str:
         fix += f"start again: grpo-tui --restart --run-dir {run_dir}"
     lines.append(f"fix: {fix}")
     return "\n".join(lines)
-
-
-def mean_and_stderr(xs: list[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (0 for fewer than 2 values)."""
-    n = len(xs)
-    if n == 0:
-        return math.nan, math.nan
-    mean = sum(xs) / n
-    if n < 2:
-        return mean, 0.0
-    var = sum((x - mean) ** 2 for x in xs) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 def fmt_duration(seconds: float | None) -> str:

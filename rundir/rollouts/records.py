@@ -19,10 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from grpo_tui.rundir.layout import ROLLOUTS_NAME, SCHEMA_VERSION, SEGMENTS_NAME
-
-ROLLOUTS_FILE = ROLLOUTS_NAME  # rundir.layout names every entry of a run directory
-SEGMENT_DIR = SEGMENTS_NAME
+from grpo_tui.rundir.names import ROLLOUTS_NAME, SCHEMA_VERSION, SEGMENTS_NAME
 
 
 def _num(x: float | None) -> float | None:
@@ -189,8 +186,8 @@ def parse_record(raw: bytes) -> dict[str, Any] | None:
 def rollout_paths(path_or_rundir: Path | str) -> tuple[Path, Path]:
     """(rollouts.jsonl, segment directory) for a run directory or a rollouts.jsonl path."""
     p = Path(path_or_rundir)
-    jsonl = p if p.suffix == ".jsonl" or p.is_file() else p / ROLLOUTS_FILE
-    return jsonl, jsonl.parent / SEGMENT_DIR
+    jsonl = p if p.suffix == ".jsonl" or p.is_file() else p / ROLLOUTS_NAME
+    return jsonl, jsonl.parent / SEGMENTS_NAME
 
 
 @dataclass

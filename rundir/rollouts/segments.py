@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from grpo_tui.rundir.layout import SCHEMA_VERSION
+from grpo_tui.rundir.names import SCHEMA_VERSION
 from grpo_tui.rundir.rollouts.records import (
     COMPLETION_KEYS,
     GROUP_KEYS,

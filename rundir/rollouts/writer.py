@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from grpo_tui.rundir.layout import open_private
+from grpo_tui.rundir.private_io import open_private
 from grpo_tui.rundir.rollouts.reader import RolloutTail
 from grpo_tui.rundir.rollouts.records import CompletionRecord, GroupRecord, ReadReport, rollout_paths
 from grpo_tui.rundir.rollouts.segments import Chunk, sealed_end, write_segment
@@ -40,7 +40,7 @@ class RolloutWriter:
         self.segment_steps, self.segment_bytes = segment_steps, segment_bytes
         self.segments_written = 0
         self.seal_errors: list[str] = []
-        # never through a link, owner-only when created (rundir.layout.open_private)
+        # never through a link, owner-only when created (rundir.private_io.open_private)
         self._f = os.fdopen(open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "rollout log"), "ab")
         self._pos = self._f.seek(0, os.SEEK_END)
         if self._pos:

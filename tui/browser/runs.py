@@ -1,7 +1,8 @@
 """The runs under runs/, for the browser's run picker (no Textual here).
 
 Each run is folded by rundir.state.fold_run (config.json, then the head and the
-tail of a long event log), so listing many long runs stays quick.
+tail of a long event log), so listing many long runs stays quick; only the step
+rewards are read from the whole log, one chunk at a time, for the windowed means.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The run picker: `grpo-tui browse` without a RUN_DIR. Space marks runs, c compares the marked ones."""
+"""The run picker: `grpo-tui browse` without a RUN_DIR. Space marks runs, c compares the marked ones.
+
+The reward column is the mean over the first fifth of the steps -> the mean over the last fifth (rundir.summary_stats),
+the numbers `compare` and the run summary quote for the same run.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,29 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from grpo_tui.rundir.state import RunState
+from grpo_tui.rundir.summary_stats import Trend
 from grpo_tui.tui.browser.runs import list_runs, run_date
 from grpo_tui.tui.browser.screens.rollouts import RolloutScreen
-from grpo_tui.tui.browser.widgets import num_cell
 from grpo_tui.tui.browser.worker_messages import RunsListed
 from grpo_tui.tui.text import safe_text
 
 STEPS_WIDTH = 9  # the steps column's narrowest width
+REWARD_WIDTH = 13  # first→last: two means of three decimals
+
+
+def reward_cell(t: Trend | None) -> Text:
+    """A run's windowed mean rewards, first→last, as compare's summary shows them ("-": no step yet)."""
+    return Text("-", style="dim", justify="right") if t is None else Text(t.span(), justify="right")
 
 
 class RunListScreen(Screen):
-    BINDINGS = [Binding("q", "app.quit", "Quit"), Binding("r", "reload", "Reload"),
-                Binding("enter", "open", "Open", show=True), Binding("space", "mark", "Mark"),
-                Binding("c", "compare", "Compare marked")]
+    BINDINGS = [
+        Binding("q", "app.quit", "Quit"),
+        Binding("r", "reload", "Reload"),
+        Binding("enter", "open", "Open", show=True),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare marked"),
+    ]
 
     def __init__(self, runs_root: Path) -> None:
         super().__init__()
@@ -47,8 +61,16 @@ class RunListScreen(Screen):
 
     @staticmethod
     def _add_columns(table: DataTable, steps_width: int) -> None:
-        for label, width in (("date", 18), ("run", 28), ("preset", 12), ("model", 24), ("steps", steps_width),
-                             ("reward", 7), ("state", 9), ("notes", 40)):
+        for label, width in (
+            ("date", 18),
+            ("run", 28),
+            ("preset", 12),
+            ("model", 24),
+            ("steps", steps_width),
+            ("reward", REWARD_WIDTH),
+            ("state", 9),
+            ("notes", 40),
+        ):
             table.add_column(label, key=label, width=width)  # date: + the mark
 
     @work(thread=True, exclusive=True, group="runs")
@@ -61,18 +83,35 @@ class RunListScreen(Screen):
         steps = ["-" if not r.steps else f"{r.step}" + (f"/{r.max_steps}" if r.max_steps else "") for r in self.runs]
         table.clear(columns=True)  # the steps column as wide as its widest count: "20000/20000", never cut
         self._add_columns(table, max([STEPS_WIDTH, *map(len, steps)]))
-        state_style = {"finished": "green", "running": "bold cyan", "failed": "red", "gone": "yellow",
-                       "stopped": "yellow", "paused": "cyan"}
+        state_style = {
+            "finished": "green",
+            "running": "bold cyan",
+            "failed": "red",
+            "gone": "yellow",
+            "stopped": "yellow",
+            "paused": "cyan",
+        }
         self.marked &= {r.path for r in self.runs}
         for i, r in enumerate(self.runs):
-            table.add_row(self._mark(r), safe_text(r.path.name), safe_text(r.preset), safe_text(r.model_name),
-                          Text(steps[i], justify="right"),
-                          num_cell(r.last_reward), safe_text(r.status, style=state_style.get(r.status, "")),
-                          safe_text("; ".join(r.notes), style="yellow"), key=str(i))
+            table.add_row(
+                self._mark(r),
+                safe_text(r.path.name),
+                safe_text(r.preset),
+                safe_text(r.model_name),
+                Text(steps[i], justify="right"),
+                reward_cell(r.reward_trend),
+                safe_text(r.status, style=state_style.get(r.status, "")),
+                safe_text("; ".join(r.notes), style="yellow"),
+                key=str(i),
+            )
         title = self.query_one("#runs-title", Static)
         if self.runs:
-            title.update(safe_text(f"Runs under {self.runs_root}/: {len(self.runs)} "
-                                   "(enter: browse its rollouts · space: mark · c: compare marked runs)"))
+            title.update(
+                safe_text(
+                    f"Runs under {self.runs_root}/: {len(self.runs)} "
+                    "(enter: browse its rollouts · space: mark · c: compare marked runs)"
+                )
+            )
         else:
             title.update(safe_text(f"No runs under {self.runs_root}/ (start one with `grpo-tui`, or pass RUN_DIR)"))
 
