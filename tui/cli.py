@@ -30,6 +30,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from grpo_tui.engine.config import RECIPE_SUFFIXES
+from grpo_tui.engine.rewards.answer_format import PROMPT_FORMATS
 from grpo_tui.engine.train_flags import add_train_flags
 from grpo_tui.tui.console.control import SHELL_COMMANDS as CONTROL
 from grpo_tui.tui.console.control import WHAT as CONTROL_WHAT
@@ -238,7 +239,7 @@ def cmd_rewards(argv: list[str]) -> int:
     p.add_argument("--preset", help="preset name or path: use its rewards, weights and prompt format")
     p.add_argument("--answer", default="7", help="the gold answer to start with")
     p.add_argument("--completion", type=Path, help="a file with the completion to start with")
-    p.add_argument("--format", choices=("reasoning", "think"), help="prompt format (default: the preset's)")
+    p.add_argument("--format", choices=PROMPT_FORMATS, help="prompt format (default: the preset's)")
     args = p.parse_args(argv)
     from grpo_tui.engine.rewards.score_completion import EXAMPLE_COMPLETION
     from grpo_tui.engine.rewards.spec import RewardSpecError

@@ -45,8 +45,10 @@ class CompareScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical():
-            yield Static(legend([(visible(r.name, one_line=True), run_color(i)) for i, r in enumerate(self.runs)]),
-                         id="compare-legend")
+            yield Static(
+                legend([(visible(r.name, one_line=True), run_color(i)) for i, r in enumerate(self.runs)]),
+                id="compare-legend",
+            )
             with Grid(id="compare-plots"):
                 for key, label in SERIES:
                     yield CurvePlot(self._drawer(key, label), id=f"plot-{key}")
@@ -83,6 +85,7 @@ class CompareScreen(Screen):
                 plt.title(f"{label}: no values" + (" (beta = 0: no KL term)" if key == "kl" else ""))
             if key == "correct" and drawn:
                 plt.ylim(0, 1)
+
         return draw
 
     def action_close(self) -> None:

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-_WATCH_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
 from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
@@ -34,54 +32,52 @@ from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.phases import breakdown_text, dominant, remedy
 from grpo_tui.rundir.state import CORRECT, REWARD, ZERO_STD, ZERO_STD_BEFORE, RunState, failure_summary, fmt_duration
 from grpo_tui.rundir.summary_stats import trend
+from grpo_tui.tui.fmt import param_count, significant, value
 from grpo_tui.tui.launcher import EngineProcess, launch_engine
 from grpo_tui.tui.text import safe_text
 
-
-def _f(x: Any, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+_WATCH_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def memory_text(mem: dict[str, Any]) -> str:
     if not mem:
         return "-"
     if mem.get("allocated_gb") is not None:
-        return (f"GPU {mem['allocated_gb']:.1f} alloc / {mem['reserved_gb']:.1f} resv / "
-                f"{mem['peak_gb']:.1f} peak of {mem['total_gb']:.0f} GB")
+        return (
+            f"GPU {mem['allocated_gb']:.1f} alloc / {mem['reserved_gb']:.1f} resv / "
+            f"{mem['peak_gb']:.1f} peak of {mem['total_gb']:.0f} GB"
+        )
     return f"RSS {mem.get('rss_gb', 0):.2f} GB (no GPU)"
 
 
 def step_line(ev: dict[str, Any], names: list[str]) -> str:
     m = ev.get("metrics") or {}
-    parts = [f"step {ev['step']}/{ev.get('max_steps', '?')}",
-             f"reward {_f(m.get('reward'))}"]
-    parts += [f"{n} {_f(m.get(f'rewards/{n}/mean'), 2)}" for n in names]
-    parts += [f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}",
-              f"correct {_f(ev.get('correct_frac'), 2)}",
-              f"len {_f(m.get('completions/mean_length'), 0)}",
-              f"trunc {_f(m.get('completions/clipped_ratio'), 2)}"]
-    parts += policy_parts(m)
+    parts = [f"step {ev['step']}/{ev.get('max_steps', '?')}", f"reward {value(m.get('reward'))}"]
+    parts += [f"{n} {value(m.get(f'rewards/{n}/mean'), 2)}" for n in names]
     parts += [
-              f"{_f(ev.get('step_time_s'), 1)}s/step",
-              f"ETA {fmt_duration(ev.get('eta_s'))}"]
+        f"zero-std {value(m.get('frac_reward_zero_std'), 2)}",
+        f"correct {value(ev.get('correct_frac'), 2)}",
+        f"len {value(m.get('completions/mean_length'), 0)}",
+        f"trunc {value(m.get('completions/clipped_ratio'), 2)}",
+    ]
+    parts += policy_parts(m)
+    parts += [f"{value(ev.get('step_time_s'), 1)}s/step", f"ETA {fmt_duration(ev.get('eta_s'))}"]
     return " | ".join(parts)
-
-
-def _g(x: Any) -> str:
-    return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
 def policy_parts(m: dict[str, Any]) -> list[str]:
     """KL (logged only when beta > 0), entropy and grad norm of a step's metrics."""
-    out = [f"kl {_g(m.get('kl'))}"] if "kl" in m else []
-    return out + [f"entropy {_g(m.get('entropy'))}", f"gnorm {_g(m.get('grad_norm'))}"]
+    out = [f"kl {significant(m.get('kl'))}"] if "kl" in m else []
+    return out + [f"entropy {significant(m.get('entropy'))}", f"gnorm {significant(m.get('grad_norm'))}"]
 
 
 def health_line(ev: dict[str, Any]) -> tuple[str, str]:
     """A `health` event as one line (text, style)."""
     if ev.get("status") == "warn":
-        return (f"warning at step {ev.get('step')}: {ev.get('rule')}: {ev.get('diagnosis')}; "
-                f"fix: {ev.get('fix')}", "yellow")
+        return (
+            f"warning at step {ev.get('step')}: {ev.get('rule')}: {ev.get('diagnosis')}; fix: {ev.get('fix')}",
+            "yellow",
+        )
     return f"ok at step {ev.get('step')}: {ev.get('rule')} no longer fires", "dim"
 
 
@@ -99,12 +95,18 @@ def status_panel(s: RunState, run_dir: Path, note: str, now: float | None = None
     t.add_column(style="bold cyan")
     t.add_column()
     t.add_row("state", f"{s.state}{' (' + s.state_detail + ')' if s.state_detail else ''}")
-    t.add_row("step", f"{s.step}/{s.max_steps}  in {fmt_duration(s.elapsed(now))}  ETA {fmt_duration(s.eta(now))}  "
-                      f"{_f(ev.get('step_time_s'), 1)} s/step  {_f(ev.get('tokens_per_s'), 0)} tok/s total")
-    rewards = "  ".join(f"{n} {_f(m.get(f'rewards/{n}/mean'), 2)}" for n in s.reward_names)
-    t.add_row("reward", f"{_f(m.get('reward'))}   {rewards}")
-    t.add_row("groups", f"zero-std {_f(m.get('frac_reward_zero_std'), 2)}  correct {_f(ev.get('correct_frac'), 2)}  "
-                        f"len {_f(m.get('completions/mean_length'), 0)}  truncated {_f(m.get('completions/clipped_ratio'), 2)}")
+    t.add_row(
+        "step",
+        f"{s.step}/{s.max_steps}  in {fmt_duration(s.elapsed(now))}  ETA {fmt_duration(s.eta(now))}  "
+        f"{value(ev.get('step_time_s'), 1)} s/step  {value(ev.get('tokens_per_s'), 0)} tok/s total",
+    )
+    rewards = "  ".join(f"{n} {value(m.get(f'rewards/{n}/mean'), 2)}" for n in s.reward_names)
+    t.add_row("reward", f"{value(m.get('reward'))}   {rewards}")
+    t.add_row(
+        "groups",
+        f"zero-std {value(m.get('frac_reward_zero_std'), 2)}  correct {value(ev.get('correct_frac'), 2)}  "
+        f"len {value(m.get('completions/mean_length'), 0)}  truncated {value(m.get('completions/clipped_ratio'), 2)}",
+    )
     if isinstance(ev.get("phase_s"), dict):
         gen = ev.get("generation_tokens_per_s")
         t.add_row("step time", breakdown_text(ev["phase_s"]) + (f"   generation {gen:,.0f} tok/s" if gen else ""))
@@ -140,6 +142,7 @@ def wrong_answer_line(run_dir: Path) -> str:
 
     def fmt(c: Counter) -> str:
         return ", ".join(f"{ERROR_KINDS[k]} {c[k]}" for k in ERROR_KINDS if c[k]) or "none"
+
     return f"{fmt(total)}  (step {last_step}: {fmt(per_step[last_step])})"
 
 
@@ -148,8 +151,11 @@ def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None
     t.add_column(style="bold")
     t.add_column()
     t.add_row("status", s.outcome(code) + (f"  (engine exit code {code})" if code is not None else ""))
-    t.add_row("steps", f"{s.step}/{s.max_steps}  in {fmt_duration(s.elapsed())}"
-                       + (f" over {s.run_starts} engine starts" if s.run_starts > 1 else ""))
+    t.add_row(
+        "steps",
+        f"{s.step}/{s.max_steps}  in {fmt_duration(s.elapsed())}"
+        + (f" over {s.run_starts} engine starts" if s.run_starts > 1 else ""),
+    )
     rewards = s.values(REWARD)
     if rewards:
         t.add_row("mean reward", _reward_trend(rewards))
@@ -170,32 +176,46 @@ def print_summary(console: Console, s: RunState, run_dir: Path, code: int | None
         t.add_row("step time", breakdown_text(s.phase_s, top=6))
         config = s.config or (s.run_start or {}).get("config") or {}
         train = config.get("train") or {}
-        t.add_row("dominant phase", f"{name} ({100 * share:.0f}%): cut it with "
-                                    f"{remedy(name, train, config.get('model'))}")
+        t.add_row(
+            "dominant phase", f"{name} ({100 * share:.0f}%): cut it with {remedy(name, train, config.get('model'))}"
+        )
     if s.policy:
         t.add_row("policy", policy_summary(s.policy))
     # streamed: a long log is read in chunks, never whole into memory
-    now = latest_findings(ev for batch in iter_events(RunDir(Path(run_dir)).events) for ev in batch) \
-        if s.health_fired else {}
+    now = (
+        latest_findings(ev for batch in iter_events(RunDir(Path(run_dir)).events) for ev in batch)
+        if s.health_fired
+        else {}
+    )
     for rule, h in s.health_fired.items():
         still = " (still firing)" if rule in s.health else ""
         # a rule still firing is quoted as it reads at the end; one that cleared, as it read when it fired
         diagnosis = now[rule].diagnosis if rule in s.health and rule in now and now[rule].firing else h.get("diagnosis")
-        t.add_row("health", safe_text(f"{rule} from step {h.get('step')}{still}: {diagnosis}; "
-                                      f"fix: {h.get('fix')}", style="yellow"))
+        t.add_row(
+            "health",
+            safe_text(f"{rule} from step {h.get('step')}{still}: {diagnosis}; fix: {h.get('fix')}", style="yellow"),
+        )
     for k in s.knob_changes:
-        t.add_row("live knobs", f"after step {k.get('step')}: " + ", ".join(
-            f"{n} {v}" for n, v in (k.get("values") or {}).items()))  # SafeTable: reward names are run text
+        t.add_row(
+            "live knobs",
+            f"after step {k.get('step')}: " + ", ".join(f"{n} {v}" for n, v in (k.get("values") or {}).items()),
+        )  # SafeTable: reward names are run text
     if s.dataset:
-        t.add_row("data", f"{s.dataset.get('rows_used')} rows used, {s.dataset.get('rows_skipped')} skipped "
-                          f"{s.dataset.get('skipped') or ''}")
+        t.add_row(
+            "data",
+            f"{s.dataset.get('rows_used')} rows used, {s.dataset.get('rows_skipped')} skipped "
+            f"{s.dataset.get('skipped') or ''}",
+        )
     if s.reward_failure_counts:
         t.add_row("reward failures", ", ".join(f"{k}: {v}" for k, v in s.reward_failure_counts.items()))
     if s.evals:
         first, last = s.evals[0], s.evals[-1]
-        t.add_row("eval (strict)", f"step {first.get('step')}: {_f(first.get('accuracy'), 3)}  ->  "
-                                   f"step {last.get('step')}: {_f(last.get('accuracy'), 3)} "
-                                   f"[{_f(last.get('ci_low'), 3)}, {_f(last.get('ci_high'), 3)}]")
+        t.add_row(
+            "eval (strict)",
+            f"step {first.get('step')}: {value(first.get('accuracy'), 3)}  ->  "
+            f"step {last.get('step')}: {value(last.get('accuracy'), 3)} "
+            f"[{value(last.get('ci_low'), 3)}, {value(last.get('ci_high'), 3)}]",
+        )
     wrong = wrong_answer_line(run_dir)
     if wrong:
         t.add_row("wrong answers", wrong)
@@ -227,8 +247,7 @@ def policy_summary(policy: dict[str, list[float]]) -> str:
     return "  ".join(parts)
 
 
-def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None = None,
-           poll_s: float = 0.25) -> int:
+def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None = None, poll_s: float = 0.25) -> int:
     """Print the run until its engine exits; returns the engine's exit code (or 0/1 from run_end when attached).
 
     engine None means attached: a signal detaches (returns 0) and training goes on.
@@ -262,8 +281,11 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
                     console.print(safe_text(line[0], style=line[1]))  # run text is data, never markup
 
     old = {sig: signal.signal(sig, on_signal) for sig in _WATCH_SIGNALS}
-    live = Live(status_panel(s, run.root, note), console=console, refresh_per_second=4,
-                transient=True) if console.is_terminal else None
+    live = (
+        Live(status_panel(s, run.root, note), console=console, refresh_per_second=4, transient=True)
+        if console.is_terminal
+        else None
+    )
     code: int | None = None  # the engine's exit code, when known
     try:
         if live:
@@ -291,8 +313,9 @@ def follow(run_dir: Path, engine: EngineProcess | None, console: Console | None 
             live.stop()
             live = None
         pid = run.engine_pid()
-        _say(console, f"{e}: detached; training continues in the background (engine pid {pid}). "
-                      f"{how_to_stop(run.root)}")
+        _say(
+            console, f"{e}: detached; training continues in the background (engine pid {pid}). {how_to_stop(run.root)}"
+        )
         return 0
     except KeyboardInterrupt:
         if live:
@@ -327,7 +350,8 @@ def event_line(ev: dict[str, Any], s: RunState) -> tuple[str, str] | None:
     if typ == "command" and ev.get("status") in ("done", "rejected"):
         detail = f": {ev.get('detail')}" if ev.get("detail") else ""
         return f"command {ev.get('command')} {ev.get('status')}{detail}", (
-            "yellow" if ev.get("status") == "rejected" else "cyan")
+            "yellow" if ev.get("status") == "rejected" else "cyan"
+        )
     if typ == "error":
         return f"error: {ev.get('message')}", "red"
     if typ == "state" and ev.get("state") == State.FAILED:
@@ -338,8 +362,10 @@ def event_line(ev: dict[str, Any], s: RunState) -> tuple[str, str] | None:
     if typ == "run_end" and ev.get("status") == "switched":
         return f"switching to preset {ev.get('next_preset')} after step {ev.get('step')}", "cyan"
     if typ == "run_start" and s.run_starts > 1:
-        return (f"engine start {s.run_starts}: preset {ev.get('preset')}"
-                + (f", resuming from {ev.get('resume_from')}" if ev.get("resume_from") else "")), "cyan"
+        return (
+            f"engine start {s.run_starts}: preset {ev.get('preset')}"
+            + (f", resuming from {ev.get('resume_from')}" if ev.get("resume_from") else "")
+        ), "cyan"
     return None
 
 
@@ -356,34 +382,51 @@ def _event_line(ev: dict[str, Any]) -> str:
     if typ == "checkpoint":
         return f"checkpoint ({ev.get('reason')}) at step {ev.get('step')}: {ev.get('path')}"
     if typ == "reward_failure":
-        return f"reward '{ev.get('reward')}' failed on {ev.get('count')} completion(s) ({ev.get('kind')}): {ev.get('example')}"
+        return (
+            f"reward '{ev.get('reward')}' failed on {ev.get('count')} completion(s) ({ev.get('kind')}): "
+            f"{ev.get('example')}"
+        )
     if typ == "dataset":
-        return (f"data: {ev.get('rows_used')} rows from {ev.get('origin')}, {ev.get('rows_skipped')} skipped "
-                f"{ev.get('skipped') or ''}")
+        return (
+            f"data: {ev.get('rows_used')} rows from {ev.get('origin')}, {ev.get('rows_skipped')} skipped "
+            f"{ev.get('skipped') or ''}"
+        )
     if typ == "model":
-        from grpo_tui.tui.text import params_text
         n, k = ev.get("parameters"), ev.get("trainable")
-        return f"model: {ev.get('name')} ({params_text(n)} params, " + (
-            "all trainable)" if k == n else f"{params_text(k)} trainable)")
+        return f"model: {ev.get('name')} ({param_count(n)} params, " + (
+            "all trainable)" if k == n else f"{param_count(k)} trainable)"
+        )
     if typ == "eval":
-        return (f"eval at step {ev.get('step')}: {ev.get('dataset')} n={ev.get('n')} strict {_f(ev.get('accuracy'), 3)} "
-                f"[{_f(ev.get('ci_low'), 3)}, {_f(ev.get('ci_high'), 3)}] flexible {_f(ev.get('accuracy_flex'), 3)} "
-                f"format {_f(ev.get('format_rate'), 2)}")
+        return (
+            f"eval at step {ev.get('step')}: {ev.get('dataset')} n={ev.get('n')} "
+            f"strict {value(ev.get('accuracy'), 3)} [{value(ev.get('ci_low'), 3)}, {value(ev.get('ci_high'), 3)}] "
+            f"flexible {value(ev.get('accuracy_flex'), 3)} format {value(ev.get('format_rate'), 2)}"
+        )
     if typ == "sft_step":
-        return (f"sft step {ev.get('step')}/{ev.get('max_steps')} loss {_f(ev.get('loss'), 4)} "
-                f"token acc {_f(ev.get('mean_token_accuracy'), 3)} lr {ev.get('learning_rate')} "
-                f"ETA {fmt_duration(ev.get('eta_s'))}")
+        return (
+            f"sft step {ev.get('step')}/{ev.get('max_steps')} loss {value(ev.get('loss'), 4)} "
+            f"token acc {value(ev.get('mean_token_accuracy'), 3)} lr {ev.get('learning_rate')} "
+            f"ETA {fmt_duration(ev.get('eta_s'))}"
+        )
     if typ == "stage":
         extra = {k: ev[k] for k in ("examples", "steps", "train_loss", "kept", "problems", "rows") if k in ev}
         return f"stage {ev.get('stage')} {ev.get('status')} {extra or ''}"
     if typ == "curriculum":
-        return (f"curriculum: kept {ev.get('kept')}/{ev.get('problems')} problems in pass-rate band {ev.get('band')} "
-                f"(all wrong {ev.get('all_wrong')}, all right {ev.get('all_right')})")
+        return (
+            f"curriculum: kept {ev.get('kept')}/{ev.get('problems')} problems in pass-rate band {ev.get('band')} "
+            f"(all wrong {ev.get('all_wrong')}, all right {ev.get('all_right')})"
+        )
     raise ValueError(f"no line for a {typ!r} event")
 
 
-def run_headless(preset: str | None, run_dir: Path, max_steps: int | None = None,
-                 overrides: list[str] = (), resume: bool = False, restart: bool = False) -> int:
+def run_headless(
+    preset: str | None,
+    run_dir: Path,
+    max_steps: int | None = None,
+    overrides: list[str] = (),
+    resume: bool = False,
+    restart: bool = False,
+) -> int:
     console = Console()
     engine = launch_engine(preset, run_dir, max_steps, overrides, resume, restart)
     console.print(safe_text(f"engine pid {engine.pid}, run directory {run_dir}"))

@@ -34,8 +34,15 @@ def first_paragraph(obj: Any, index: int = 0) -> str:
 def key_label(b: Binding) -> str:
     if b.key_display:
         return b.key_display
-    names = {"question_mark": "?", "left_square_bracket": "[", "right_square_bracket": "]", "comma": ",",
-             "full_stop": ".", "escape": "esc", "enter": "Enter"}
+    names = {
+        "question_mark": "?",
+        "left_square_bracket": "[",
+        "right_square_bracket": "]",
+        "comma": ",",
+        "full_stop": ".",
+        "escape": "esc",
+        "enter": "Enter",
+    }
     return "/".join(names.get(k.strip(), k.strip()) for k in b.key.split(","))
 
 
@@ -68,6 +75,7 @@ def panels_section(panels: Iterable[tuple[str, type, Iterable[tuple[str, str]]]]
 def curves_section() -> Section:
     from grpo_tui.tui.components.curves import RewardCurves
     from grpo_tui.tui.components.metric_groups import GROUPS
+
     rows: list[Row] = [(Text("curves", style="bold"), Text(first_paragraph(RewardCurves)))]
     for group in GROUPS:
         if group.plots is None:
@@ -84,6 +92,7 @@ def curves_section() -> Section:
 
 def health_section() -> Section:
     from grpo_tui.rundir.health import DEFAULT, RULE_INFO
+
     rows: list[Row] = []
     for name, info in RULE_INFO.items():
         meaning, fix = info.describe(DEFAULT)
@@ -96,14 +105,18 @@ def health_section() -> Section:
 
 def knobs_section() -> Section:
     from grpo_tui.rundir.knobs import KNOB_HELP, KNOBS, REWARD_WEIGHTS
-    rows: list[Row] = [(Text(name, style="bold"), Text(f"{KNOB_HELP[name]} ({where}, {allowed})"))
-                       for name, (where, allowed, _) in KNOBS.items()]
+
+    rows: list[Row] = [
+        (Text(name, style="bold"), Text(f"{KNOB_HELP[name]} ({where}, {allowed})"))
+        for name, (where, allowed, _) in KNOBS.items()
+    ]
     rows.append((Text(REWARD_WEIGHTS, style="bold"), Text(f"{KNOB_HELP[REWARD_WEIGHTS]} ([rewards] <name>)")))
     return "Live knobs (k: applied at the next step boundary, marked on the curves)", rows
 
 
-def help_sections(keys: list[tuple[str, Iterable[Binding]]],
-                  panels: Iterable[tuple[str, type, Iterable[tuple[str, str]]]]) -> list[Section]:
+def help_sections(
+    keys: list[tuple[str, Iterable[Binding]]], panels: Iterable[tuple[str, type, Iterable[tuple[str, str]]]]
+) -> list[Section]:
     out = [keys_section(title, bindings) for title, bindings in keys]
     return out + [panels_section(panels), curves_section(), health_section(), knobs_section()]
 

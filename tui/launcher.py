@@ -25,8 +25,14 @@ def default_run_dir(preset: str, root: Path = Path("runs")) -> Path:
     return root / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{stem}"
 
 
-def engine_command(preset: str | None, run_dir: Path, max_steps: int | None = None,
-                   overrides: list[str] = (), resume: bool = False, restart: bool = False) -> list[str]:
+def engine_command(
+    preset: str | None,
+    run_dir: Path,
+    max_steps: int | None = None,
+    overrides: list[str] = (),
+    resume: bool = False,
+    restart: bool = False,
+) -> list[str]:
     cmd = [sys.executable, "-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(run_dir), "--log-to-run-dir"]
     if preset:
         cmd += ["--preset", preset]
@@ -48,8 +54,14 @@ def _size(path: Path) -> int:
         return -1
 
 
-def check_request(preset: str | None, run_dir: Path, max_steps: int | None = None, overrides: list[str] = (),
-                  resume: bool = False, restart: bool = False) -> str | None:
+def check_request(
+    preset: str | None,
+    run_dir: Path,
+    max_steps: int | None = None,
+    overrides: list[str] = (),
+    resume: bool = False,
+    restart: bool = False,
+) -> str | None:
     """What the engine's pre-flight would refuse without loading anything heavy (unknown preset, bad --set,
     a run directory that already holds a run), as its message; None when the request looks fine.
     Run by the UIs before launching, so such mistakes fail in well under a second."""
@@ -58,8 +70,14 @@ def check_request(preset: str | None, run_dir: Path, max_steps: int | None = Non
     from grpo_tui.engine.run import check_request as engine_check
     from grpo_tui.rundir.errors import GrpoTuiError
 
-    args = argparse.Namespace(preset=preset, run_dir=Path(run_dir), max_steps=max_steps,
-                              overrides=list(overrides), resume=resume, restart=restart)
+    args = argparse.Namespace(
+        preset=preset,
+        run_dir=Path(run_dir),
+        max_steps=max_steps,
+        overrides=list(overrides),
+        resume=resume,
+        restart=restart,
+    )
     try:
         engine_check(args)
     except GrpoTuiError as e:  # PresetError, UnsafeRunDir (a locked or foreign run directory)
@@ -116,14 +134,25 @@ class EngineProcess:
         return self.started()
 
 
-def launch_engine(preset: str | None, run_dir: Path, max_steps: int | None = None,
-                  overrides: list[str] = (), resume: bool = False, restart: bool = False) -> EngineProcess:
+def launch_engine(
+    preset: str | None,
+    run_dir: Path,
+    max_steps: int | None = None,
+    overrides: list[str] = (),
+    resume: bool = False,
+    restart: bool = False,
+) -> EngineProcess:
     """Start `python -m grpo_tui.engine train` detached (own session, no stdin, output to engine.log)."""
     events_size = _size(RunDir(Path(run_dir)).events)
     fd, log_path = tempfile.mkstemp(prefix="grpo-tui-preflight-", suffix=".log")
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONSAFEPATH="1", **{PREFLIGHT_LOG_ENV: log_path})
-    proc = subprocess.Popen(engine_command(preset, run_dir, max_steps, overrides, resume, restart),
-                            stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env)
+    proc = subprocess.Popen(
+        engine_command(preset, run_dir, max_steps, overrides, resume, restart),
+        stdin=subprocess.DEVNULL,
+        stdout=fd,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
+    )
     os.close(fd)
     return EngineProcess(proc, run_dir, Path(log_path), events_size)

@@ -23,15 +23,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static, TextArea
 
 from grpo_tui.engine.rewards.score_completion import EXAMPLE_COMPLETION, score_completion
+from grpo_tui.tui.fmt import score
 from grpo_tui.tui.text import safe_text
 
 DEBOUNCE_S = 0.15
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:  # the reward returned None: it does not apply to this completion
-        return "n/a"
-    return f"{x:+.3f}" if x else "0"
 
 
 def result_table(result: dict[str, Any]) -> Table:
@@ -44,9 +39,9 @@ def result_table(result: dict[str, Any]) -> Table:
         name = safe_text(row["name"])
         if row["failure"]:
             name.append(f"  ! {row['failure']['kind']}", style="bold red")
-        t.add_row(name, _fmt(row["score"]), f"{row['weight']:g}", _fmt(row["weighted"]))
+        t.add_row(name, score(row["score"]), f"{row['weight']:g}", score(row["weighted"]))
     t.add_section()
-    t.add_row(Text("total", style="bold"), "", "", Text(_fmt(result["total"]), style="bold"))
+    t.add_row(Text("total", style="bold"), "", "", Text(score(result["total"]), style="bold"))
     return t
 
 
@@ -60,7 +55,9 @@ def verdict_text(result: dict[str, Any], gold: str) -> Text:
     t.append("   gold ", style="dim")
     t.append_text(safe_text(gold, style="bold"))
     t.append("   ")
-    t.append("✓ correct" if result["correct"] else "✗ incorrect", style="bold green" if result["correct"] else "bold red")
+    t.append(
+        "✓ correct" if result["correct"] else "✗ incorrect", style="bold green" if result["correct"] else "bold red"
+    )
     t.append(f"\n{result['prompt_format']} format", style="dim")
     return t
 
@@ -88,9 +85,15 @@ class PlaygroundScreen(Screen):
     PlaygroundScreen #pg-verdict { height: auto; margin-bottom: 1; }
     """
 
-    def __init__(self, rewards: dict[str, Any] | None, prompt_format: str = "reasoning",
-                 base_dir: Path | None = None, completion: str = EXAMPLE_COMPLETION, gold: str = "7",
-                 source: str = "") -> None:
+    def __init__(
+        self,
+        rewards: dict[str, Any] | None,
+        prompt_format: str = "reasoning",
+        base_dir: Path | None = None,
+        completion: str = EXAMPLE_COMPLETION,
+        gold: str = "7",
+        source: str = "",
+    ) -> None:
         super().__init__()
         self.rewards, self.prompt_format, self.base_dir = rewards, prompt_format, base_dir
         self.start_completion, self.start_gold, self.source = completion, gold, source
@@ -167,8 +170,9 @@ class PlaygroundScreen(Screen):
             self.app.pop_screen()
 
 
-def run_rewards(rewards: dict[str, Any] | None, prompt_format: str, base_dir: Path | None, gold: str,
-                completion: str, source: str) -> int:
+def run_rewards(
+    rewards: dict[str, Any] | None, prompt_format: str, base_dir: Path | None, gold: str, completion: str, source: str
+) -> int:
     class PlaygroundApp(App[int]):
         TITLE = "grpo-tui rewards"
 

@@ -12,8 +12,9 @@ from grpo_tui.rundir.rollouts import GroupLine
 class RunUpdate(Message):
     """New events and rollout lines from the run directory, and whether the engine is alive."""
 
-    def __init__(self, events: list[dict[str, Any]], rollouts: list[GroupLine], engine_alive: bool,
-                 engine_pid: int | None) -> None:
+    def __init__(
+        self, events: list[dict[str, Any]], rollouts: list[GroupLine], engine_alive: bool, engine_pid: int | None
+    ) -> None:
         super().__init__()
         self.events = events
         self.rollouts = rollouts

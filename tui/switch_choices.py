@@ -13,8 +13,16 @@ from typing import Any
 
 # [model] settings a checkpoint is bound to: engine/train/preset_switch.py's MODEL_SHAPE_KEYS (a test keeps them
 # equal; importing that module here would load torch and TRL into the dashboard)
-MODEL_KEYS = ("name", "lora", "lora_r", "lora_target_modules", "lora_layers", "load_in_4bit",
-              "tiny_hidden_size", "tiny_layers")
+MODEL_KEYS = (
+    "name",
+    "lora",
+    "lora_r",
+    "lora_target_modules",
+    "lora_layers",
+    "load_in_4bit",
+    "tiny_hidden_size",
+    "tiny_layers",
+)
 
 
 @dataclass(frozen=True)
@@ -22,11 +30,12 @@ class PresetChoice:
     name: str
     description: str
     problem: str | None = None  # why the run can't continue under it; None when it can
-    running: bool = False       # the run's own preset: choosing it changes nothing
+    running: bool = False  # the run's own preset: choosing it changes nothing
 
 
 def _has_gpu() -> bool:
     from grpo_tui.engine.gpu import visible_gpus
+
     try:
         return visible_gpus() is not None
     except Exception:  # noqa: BLE001 - no driver, no library: no GPU
@@ -48,6 +57,7 @@ def switch_problem(run_config: dict[str, Any], preset: Any, has_gpu: bool) -> st
 def switch_choices(run_config: dict[str, Any], current: str) -> list[PresetChoice]:
     """Every shipped preset with whether this run can switch to it; runnable ones first, then by name."""
     from grpo_tui.engine.config import PresetError, list_presets, load_config
+
     has_gpu = _has_gpu()
     out = []
     for name in list_presets():

@@ -51,10 +51,3 @@ def safe_text(s: Any, style: str = "", *, one_line: bool = False) -> Text:
             out.stylize(style)
         return out
     return Text(visible(s, one_line=one_line), style=style)
-
-
-def params_text(n: Any) -> str:
-    """A parameter count at a precision that tells different counts apart: 136,384 -> 0.136M, 4,884,480 -> 4.88M."""
-    if not isinstance(n, (int, float)) or isinstance(n, bool):
-        return "?"
-    return f"{n / 1e9:.3g}B" if n >= 1e9 else f"{n / 1e6:.3g}M"

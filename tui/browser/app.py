@@ -38,8 +38,15 @@ class BrowserApp(App[int]):
         self.run_dir, self.runs_root, self.poll_s = run_dir, Path(runs_root), poll_s
         self._prefetched = prefetch(Path(run_dir)) if run_dir is not None else None
 
-    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
-               markup: bool = False) -> None:
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: str = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
         """Notifications quote run data and typed filters: always literal text."""
         super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=False)
 
@@ -60,8 +67,10 @@ def run_browser(run_dir: Path | None, runs_root: Path = Path("runs")) -> int:
             print(f"error: {run_dir} is not a directory", file=sys.stderr)
             return 2
         if not RunDir(run_dir).has_records():
-            print(f"error: {run_dir} is not a run directory (no rollouts.jsonl, events.jsonl or config.json)",
-                  file=sys.stderr)
+            print(
+                f"error: {run_dir} is not a run directory (no rollouts.jsonl, events.jsonl or config.json)",
+                file=sys.stderr,
+            )
             return 2
     app = BrowserApp(run_dir, runs_root)
     result = app.run()

@@ -16,7 +16,7 @@ from grpo_tui.engine.rewards.error_kinds import ERROR_KINDS, classify_error
 from grpo_tui.rundir.rollouts import RolloutFilter, Rollouts, Selection
 
 KIND_CODES = {k: i for i, k in enumerate(ERROR_KINDS)}
-_cache: "weakref.WeakKeyDictionary[Rollouts, np.ndarray]" = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[Rollouts, np.ndarray] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ def error_kind_codes(r: Rollouts) -> np.ndarray:
     codes = np.full(len(r.correct), -1, dtype=np.int8)
     for c in np.flatnonzero(r.c_live & ~r.correct):
         gid = int(r.c_gid[c])
-        kind = classify_error(r.text[c].as_py(), r.extracted[c].as_py(), r.gold[gid].as_py(), False,
-                              bool(r.truncated[c]))
+        kind = classify_error(
+            r.text[c].as_py(), r.extracted[c].as_py(), r.gold[gid].as_py(), False, bool(r.truncated[c])
+        )
         if kind is not None:
             codes[c] = KIND_CODES[kind]
     _cache[r] = codes

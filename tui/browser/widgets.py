@@ -14,7 +14,8 @@ dashboard's GroupTable with the browser's groups.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -61,12 +62,12 @@ class RowList(ScrollView, can_focus=True):
     cursor: reactive[int] = reactive(0, always_update=False)
 
     class Highlighted(Message):
-        def __init__(self, row_list: "RowList", index: int, key: Hashable) -> None:
+        def __init__(self, row_list: RowList, index: int, key: Hashable) -> None:
             super().__init__()
             self.row_list, self.index, self.key = row_list, index, key
 
         @property
-        def control(self) -> "RowList":
+        def control(self) -> RowList:
             return self.row_list
 
     class Selected(Highlighted):
@@ -81,8 +82,14 @@ class RowList(ScrollView, can_focus=True):
         self._line_width = 0
 
     # ------------------------------------------------------------ data
-    def set_rows(self, header: Text, keys: Sequence[Hashable], render_row: Callable[[int], Text],
-                 cursor: int = 0, line_width: int = 0) -> None:
+    def set_rows(
+        self,
+        header: Text,
+        keys: Sequence[Hashable],
+        render_row: Callable[[int], Text],
+        cursor: int = 0,
+        line_width: int = 0,
+    ) -> None:
         """Replace every row. `render_row(i)` is called for rows as they are drawn (and cached)."""
         self.header, self.keys, self._render_row = header, keys, render_row
         self._cache.clear()
@@ -171,14 +178,18 @@ class RowList(ScrollView, can_focus=True):
             text = self.row_text(index)
             if index == self.cursor:
                 style = self.get_component_rich_style(
-                    "row-list--cursor" if self.has_focus else "row-list--cursor-blurred")
+                    "row-list--cursor" if self.has_focus else "row-list--cursor-blurred"
+                )
             elif index % 2:
                 style = self.get_component_rich_style("row-list--odd")
             else:
                 style = Style()
         base = self.rich_style + style
-        segments = [Segment(s.text, base + s.style if s.style else base)
-                    for s in text.render(self.app.console) if s.text != "\n"]
+        segments = [
+            Segment(s.text, base + s.style if s.style else base)
+            for s in text.render(self.app.console)
+            if s.text != "\n"
+        ]
         strip = Strip(segments).crop(scroll_x, scroll_x + width)
         return strip.extend_cell_length(width, base)
 
@@ -190,10 +201,6 @@ def num_cell(x: float, fmt: str = "{:.2f}", style: str = "") -> Text:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return Text("-", style="dim", justify="right")
     return Text(fmt.format(x), style=style, justify="right")
-
-
-def pct_cell(x: float) -> Text:
-    return num_cell(x, "{:.0%}")
 
 
 class GroupSource:
@@ -212,8 +219,9 @@ class GroupSource:
         return self._groups.get(step, [])
 
 
-def show_group(table: GroupTable, source: GroupSource, steps: list[int], step: int,
-               groups: list[dict[str, Any]], pos: int) -> None:
+def show_group(
+    table: GroupTable, source: GroupSource, steps: list[int], step: int, groups: list[dict[str, Any]], pos: int
+) -> None:
     source.set(steps, step, groups)
     table.follow = False
     table.step = step
@@ -242,8 +250,7 @@ class FilterBar(Horizontal):
         yield Input(placeholder="search prompts + completions (/re/ = regex)", id="f-search")
         yield Select([("correct", "yes"), ("incorrect", "no")], prompt="any answer", id="f-correct")
         yield Select([("truncated", "yes"), ("not truncated", "no")], prompt="any length", id="f-truncated")
-        yield Select([("zero-std groups", "yes"), ("groups with signal", "no")], prompt="any group",
-                     id="f-zero-std")
+        yield Select([("zero-std groups", "yes"), ("groups with signal", "no")], prompt="any group", id="f-zero-std")
         yield Select([(label, key) for key, label in ERROR_KINDS.items()], prompt="any error", id="f-kind")
         yield Input(placeholder="reward a..b", id="f-reward")
         yield Input(placeholder="steps a..b", id="f-steps")

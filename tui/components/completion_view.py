@@ -9,17 +9,12 @@ from rich.text import Text
 from textual import events
 from textual.widgets import RichLog
 
+from grpo_tui.tui.fmt import fixed
 from grpo_tui.tui.text import safe_text
 
 TAG = re.compile(r"</?(reasoning|answer|think)>")
 TAG_STYLE = {"reasoning": "bold magenta", "think": "bold magenta", "answer": "bold cyan"}
 BODY_STYLE = {"reasoning": "", "think": "", "answer": "bold"}
-
-
-def _fmt(x: Any, signed: bool = False) -> str:
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return "-"
-    return f"{x:+.2f}" if signed else f"{x:.2f}"
 
 
 def highlight_completion(text: str, extracted: str | None, correct: bool) -> Text:
@@ -29,7 +24,7 @@ def highlight_completion(text: str, extracted: str | None, correct: bool) -> Tex
     answer_spans: list[tuple[int, int]] = []
     pos = 0
     for m in TAG.finditer(text):
-        body = text[pos:m.start()]
+        body = text[pos : m.start()]
         start = len(out)
         out.append(body, style=BODY_STYLE.get(region or "", ""))
         if region == "answer":
@@ -63,10 +58,11 @@ def describe_completion(step: int, group: dict[str, Any], index: int) -> Text:
     comps = group.get("completions") or []
     c = comps[index]
     head = Text()
-    head.append(f"step {step} · group {group.get('group', '?')} · completion {index + 1}/{len(comps)}\n",
-                style="bold")
-    head.append(f"total {_fmt(c.get('total'))}   advantage {_fmt(c.get('advantage'), True)}   "
-                f"{c.get('tokens', '?')} tokens")
+    head.append(f"step {step} · group {group.get('group', '?')} · completion {index + 1}/{len(comps)}\n", style="bold")
+    head.append(
+        f"total {fixed(c.get('total'))}   advantage {fixed(c.get('advantage'), signed=True)}   "
+        f"{c.get('tokens', '?')} tokens"
+    )
     if c.get("truncated"):
         head.append("   truncated", style="bold yellow")
     head.append("\n")
@@ -78,19 +74,21 @@ def describe_completion(step: int, group: dict[str, Any], index: int) -> Text:
         head.append("none", style="bold red")
     else:
         head.append(str(extracted), style="bold green" if c.get("correct") else "bold yellow")
-        head.append("  ✓ correct" if c.get("correct") else "  ✗ wrong",
-                    style="green" if c.get("correct") else "red")
+        head.append("  ✓ correct" if c.get("correct") else "  ✗ wrong", style="green" if c.get("correct") else "red")
     head.append("\n")
     rewards = c.get("rewards") or {}
-    head.append("  ".join(f"{k} {_fmt(v)}" for k, v in rewards.items()), style="dim")
+    head.append("  ".join(f"{k} {fixed(v)}" for k, v in rewards.items()), style="dim")
     head.append("\n\n")
     head.append_text(highlight_completion(str(c.get("text", "")), extracted, bool(c.get("correct"))))
     return safe_text(head)
 
 
-LEGEND = (("bold magenta", "<reasoning> / <think> tags"), ("bold cyan", "<answer> tags"),
-          ("bold black on green", "the extracted answer, correct"),
-          ("bold black on yellow", "the extracted answer, wrong"))
+LEGEND = (
+    ("bold magenta", "<reasoning> / <think> tags"),
+    ("bold cyan", "<answer> tags"),
+    ("bold black on green", "the extracted answer, correct"),
+    ("bold black on yellow", "the extracted answer, wrong"),
+)
 
 
 class CompletionView(RichLog):

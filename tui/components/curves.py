@@ -3,12 +3,13 @@
 A plotext build costs ~20 ms at 200 points and grows with the points, so each
 series is bucketed to one point per column, and a plot only rebuilds its
 picture when its data, size or theme changed; the app throttles data changes
-(tui.app.CURVE_MIN_INTERVAL). The plots are most of the dashboard's CPU.
+(tui.run_follower.CURVE_MIN_INTERVAL). The plots are most of the dashboard's CPU.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 from textual.containers import Horizontal, Vertical
@@ -109,7 +110,7 @@ def step_ticks(lo: float, hi: float, most: int = 5) -> list[int]:
     lo_i, hi_i = int(lo), int(round(hi))
     span = max(1, hi_i - lo_i)
     raw = span / max(1, most - 1)
-    nice = next(n * 10 ** e for e in range(0, 9) for n in (1, 2, 5) if n * 10 ** e >= raw)
+    nice = next(n * 10**e for e in range(0, 9) for n in (1, 2, 5) if n * 10**e >= raw)
     first = (lo_i + nice - 1) // nice * nice if lo_i % nice else lo_i
     ticks = list(range(first, hi_i + 1, nice))
     return ticks or [lo_i]
@@ -117,7 +118,7 @@ def step_ticks(lo: float, hi: float, most: int = 5) -> list[int]:
 
 def terminated_values(ys: list[float | None], clipped: list[float | None]) -> list[float | None]:
     """A terminated-length series with a gap at the steps where nothing terminated (all cut off)."""
-    return [None if c is not None and c >= 1 - 1e-9 else y for y, c in zip(ys, clipped)] + list(ys[len(clipped):])
+    return [None if c is not None and c >= 1 - 1e-9 else y for y, c in zip(ys, clipped)] + list(ys[len(clipped) :])
 
 
 def legend(items: list[tuple[str, int]]) -> Text:
@@ -140,9 +141,9 @@ class RewardCurves(Vertical):
     The other groups are declared in tui/components/metric_groups.py.
     """
 
-    def __init__(self, model: RunState, **kw: Any) -> None:
+    def __init__(self, state: RunState, **kw: Any) -> None:
         super().__init__(**kw)
-        self.model = model
+        self.state = state
         self.smoothing = False
         self.group = 0  # index into GROUPS
 
@@ -166,7 +167,7 @@ class RewardCurves(Vertical):
         if filtered:  # dynamic sampling: zero-std as sampled (before) and as trained
             items.append(("zero-std-before-filter", ZERO_STD_BEFORE_COLOR))
         items += [("truncated", TRUNCATED_COLOR), ("correct", CORRECT_COLOR), ("mean-length(right)", LENGTH_COLOR)]
-        if self.model.knob_changes:
+        if self.state.knob_changes:
             items.append(("knob-change", KNOB_MARK_COLOR))
         self.query_one("#signal-legend", Static).update(legend(items))
 
@@ -186,9 +187,12 @@ class RewardCurves(Vertical):
         """Legends of a metric group: the lines that have data, and the knob-change marker if any."""
         legends = []
         for spec in specs:
-            items = [(ln.label + ("(right)" if ln.yside == "right" else ""), ln.color)
-                     for ln in spec.lines if any(v is not None for v in self.model.column(ln.key))]
-            if self.model.knob_changes:
+            items = [
+                (ln.label + ("(right)" if ln.yside == "right" else ""), ln.color)
+                for ln in spec.lines
+                if any(v is not None for v in self.state.column(ln.key))
+            ]
+            if self.state.knob_changes:
                 items.append(("knob-change", KNOB_MARK_COLOR))
             legends.append(items)
         key = (self.group, repr(legends))
@@ -198,7 +202,7 @@ class RewardCurves(Vertical):
                 self.query_one(wid, Static).update(legend(items))
 
     def redraw(self) -> None:
-        m = self.model
+        m = self.state
         specs = GROUPS[self.group].plots
         if specs is not None:
             self._group_legends(specs)
@@ -207,9 +211,12 @@ class RewardCurves(Vertical):
             return
         if m.reward_names != self._legend_names:  # a legend update re-lays out the screen: only on change
             self._legend_names = list(m.reward_names)
-            self.query_one("#reward-legend", Static).update(legend(
-                [("total(weighted)", TOTAL_COLOR)] + [(f"{n}(raw)", REWARD_COLORS[i % len(REWARD_COLORS)])
-                                                      for i, n in enumerate(m.reward_names)]))
+            self.query_one("#reward-legend", Static).update(
+                legend(
+                    [("total(weighted)", TOTAL_COLOR)]
+                    + [(f"{n}(raw)", REWARD_COLORS[i % len(REWARD_COLORS)]) for i, n in enumerate(m.reward_names)]
+                )
+            )
         filtered = any(v is not None for v in m.column(ZERO_STD_BEFORE))
         if filtered != self._filtered or self._marks != len(m.knob_changes):
             self._marks = len(m.knob_changes)
@@ -227,7 +234,7 @@ class RewardCurves(Vertical):
         # 6 significant digits is finer than any terminal plot can show; it keeps a series that varies in its
         # 7th digit (entropy 10.78986 -> 10.78985) from being drawn as full-height swings under labels like 10.7898684
         ys = settle(smooth(ys, SMOOTHING) if self.smoothing else ys, PLOT_DIGITS)
-        xs, vs = downsample(self.model.steps, ys, _points(width))
+        xs, vs = downsample(self.state.steps, ys, _points(width))
         if not xs:
             return False
         marker = "braille" if len(xs) > 1 else "●"
@@ -235,10 +242,10 @@ class RewardCurves(Vertical):
         return True
 
     def _xaxis(self, plt: Plot) -> None:
-        steps = self.model.steps
+        steps = self.state.steps
         if steps:
             plt.xticks(step_ticks(steps[0], steps[-1]))
-            for ev in self.model.knob_changes:  # live knobs apply from the step after the marker
+            for ev in self.state.knob_changes:  # live knobs apply from the step after the marker
                 if steps[0] <= ev["step"] <= steps[-1]:
                     plt.vline(ev["step"] + 0.5, color=KNOB_MARK_COLOR)
         plt.xlabel("step")
@@ -246,9 +253,9 @@ class RewardCurves(Vertical):
     def _draw_spec(self, plt: Plot, spec: PlotSpec, width: int, height: int) -> None:
         drawn_sides = set()
         for ln in spec.lines:
-            ys = self.model.column(ln.key)
+            ys = self.state.column(ln.key)
             if ln.terminated_only:
-                ys = terminated_values(ys, self.model.column(CLIPPED))
+                ys = terminated_values(ys, self.state.column(CLIPPED))
             if self._line(plt, ys, width, ln.color, yside=ln.yside):
                 drawn_sides.add(ln.yside)
         for side in spec.ylim01:
@@ -260,30 +267,37 @@ class RewardCurves(Vertical):
 
     def _drawer(self, side: int) -> Callable[[Plot, int, int], None]:
         """The draw function of the left (0) or right (1) plot: the shown group's spec for that side."""
+
         def draw(plt: Plot, width: int, height: int) -> None:
             specs = GROUPS[self.group].plots
             if specs is not None:
                 self._draw_spec(plt, specs[side], width, height)
             else:
                 (self._draw_rewards if side == 0 else self._draw_signal)(plt, width, height)
+
         return draw
 
     def _suffix(self) -> str:
         return f" · smoothed (EMA {SMOOTHING})" if self.smoothing else ""
 
     def _draw_rewards(self, plt: Plot, width: int, height: int) -> None:
-        m = self.model
+        m = self.state
         drawn = self._line(plt, m.column(REWARD), width, TOTAL_COLOR)
         for i, name in enumerate(m.reward_names):
             drawn |= self._line(plt, m.column(reward_key(name)), width, REWARD_COLORS[i % len(REWARD_COLORS)])
         if height >= 14 or not drawn:  # a short plot keeps its rows for the curves
-            plt.title(("Reward: weighted total · raw mean per function (before its weight)" if drawn
-                       else "Reward: waiting for the first step")
-                      + self._suffix())
+            plt.title(
+                (
+                    "Reward: weighted total · raw mean per function (before its weight)"
+                    if drawn
+                    else "Reward: waiting for the first step"
+                )
+                + self._suffix()
+            )
         self._xaxis(plt)
 
     def _draw_signal(self, plt: Plot, width: int, height: int) -> None:
-        m = self.model
+        m = self.state
         drawn = self._line(plt, m.column(ZERO_STD), width, ZERO_STD_COLOR)
         if any(v is not None for v in m.column(ZERO_STD_BEFORE)):
             drawn |= self._line(plt, m.column(ZERO_STD_BEFORE), width, ZERO_STD_BEFORE_COLOR)
@@ -293,6 +307,8 @@ class RewardCurves(Vertical):
             plt.ylim(0, 1, yside="left")
         drawn |= self._line(plt, m.column(MEAN_LENGTH), width, LENGTH_COLOR, yside="right")
         if height >= 14 or not drawn:
-            plt.title(("Fractions (left) · length (right)" if drawn
-                       else "Signal: waiting for the first step") + self._suffix())
+            plt.title(
+                ("Fractions (left) · length (right)" if drawn else "Signal: waiting for the first step")
+                + self._suffix()
+            )
         self._xaxis(plt)

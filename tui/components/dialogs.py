@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from grpo_tui.tui.fmt import editable
 from grpo_tui.tui.switch_choices import PresetChoice
 from grpo_tui.tui.text import safe_text
 
@@ -22,14 +23,18 @@ from grpo_tui.tui.text import safe_text
 class ConfirmStop(ModalScreen[bool]):
     """Asks before stopping the run. Only y stops: the buttons take no focus, so Enter or Tab do nothing here."""
 
-    BINDINGS = [Binding("y", "answer(True)", "Stop", tooltip="the engine finishes the step, checkpoints and exits"),
-                Binding("n,escape", "answer(False)", "Cancel", tooltip="keep training")]
+    BINDINGS = [
+        Binding("y", "answer(True)", "Stop", tooltip="the engine finishes the step, checkpoints and exits"),
+        Binding("n,escape", "answer(False)", "Cancel", tooltip="keep training"),
+    ]
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Stop training?", classes="dialog-title")
-            yield Static("The engine finishes the current step, writes a checkpoint and exits. "
-                         "The run can be continued later with --resume.")
+            yield Static(
+                "The engine finishes the current step, writes a checkpoint and exits. "
+                "The run can be continued later with --resume."
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield _Unfocusable("Stop training (y)", variant="error", id="yes")
                 yield _Unfocusable("Cancel (n)", id="no")
@@ -50,9 +55,11 @@ class _Unfocusable(Button):
 class QuitDialog(ModalScreen[str | None]):
     """Returns 'leave', 'stop' or None (cancel). Only its letters answer: Enter does nothing."""
 
-    BINDINGS = [Binding("l", "answer('leave')", "Leave running", tooltip="close the dashboard, the run goes on"),
-                Binding("s", "answer('stop')", "Stop", tooltip="stop the run (checkpoint first), then close"),
-                Binding("escape,c", "answer(None)", "Cancel", tooltip="back to the dashboard")]
+    BINDINGS = [
+        Binding("l", "answer('leave')", "Leave running", tooltip="close the dashboard, the run goes on"),
+        Binding("s", "answer('stop')", "Stop", tooltip="stop the run (checkpoint first), then close"),
+        Binding("escape,c", "answer(None)", "Cancel", tooltip="back to the dashboard"),
+    ]
 
     def __init__(self, run_dir: str) -> None:
         super().__init__()
@@ -61,9 +68,13 @@ class QuitDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Quit the dashboard", classes="dialog-title")
-            yield Static(safe_text("The engine is still training. Leave it running in the background "
-                                   f"(re-attach with: grpo-tui attach {self.run_dir}) or stop it "
-                                   "(it finishes the step and writes a checkpoint)?"))
+            yield Static(
+                safe_text(
+                    "The engine is still training. Leave it running in the background "
+                    f"(re-attach with: grpo-tui attach {self.run_dir}) or stop it "
+                    "(it finishes the step and writes a checkpoint)?"
+                )
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield _Unfocusable("Leave running (l)", variant="primary", id="leave")
                 yield _Unfocusable("Stop training (s)", variant="error", id="stop")
@@ -84,11 +95,19 @@ class PresetPicker(ModalScreen[str | None]):
     to a .toml file typed in full is sent as is (the engine checks it).
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="close without switching"),
-                Binding("up", "move(-1)", "Move", show=False, key_display="↑ ↓",
-                        tooltip="move through the list; typing filters it, Enter continues under the highlighted "
-                        "preset (or a typed .toml path)"),
-                Binding("down", "move(1)", "Down", show=False)]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", tooltip="close without switching"),
+        Binding(
+            "up",
+            "move(-1)",
+            "Move",
+            show=False,
+            key_display="↑ ↓",
+            tooltip="move through the list; typing filters it, Enter continues under the highlighted "
+            "preset (or a typed .toml path)",
+        ),
+        Binding("down", "move(1)", "Down", show=False),
+    ]
 
     def __init__(self, choices: list[PresetChoice], current: str) -> None:
         super().__init__()
@@ -98,8 +117,11 @@ class PresetPicker(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="preset-dialog"):
             yield Label(safe_text(f"Switch preset (now: {self.current})"), classes="dialog-title")
-            yield Static("The engine checkpoints at the step boundary and continues from the latest weights under "
-                         "the new preset, in the same run directory; a paused run stays paused.", id="preset-intro")
+            yield Static(
+                "The engine checkpoints at the step boundary and continues from the latest weights under "
+                "the new preset, in the same run directory; a paused run stays paused.",
+                id="preset-intro",
+            )
             yield Input(placeholder="filter, or a path to a .toml file; Enter chooses", id="preset-input")
             yield OptionList(id="preset-list")
             yield Static("", id="preset-why")
@@ -218,8 +240,15 @@ class KnobsDialog(ModalScreen[dict | None]):
     Values are checked with the engine's own rules (rundir.knobs.validate_knobs) before anything is sent.
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="close without sending anything; Enter in a field "
-                        "sends every edited knob, Tab moves between the fields")]
+    BINDINGS = [
+        Binding(
+            "escape",
+            "cancel",
+            "Cancel",
+            tooltip="close without sending anything; Enter in a field "
+            "sends every edited knob, Tab moves between the fields",
+        )
+    ]
 
     def __init__(self, current: dict, reward_names: list[str]) -> None:
         super().__init__()
@@ -228,19 +257,26 @@ class KnobsDialog(ModalScreen[dict | None]):
     def _fields(self) -> list[tuple[str, str, str, str]]:
         """(input id, label, current value as text, one-line help)."""
         from grpo_tui.rundir.knobs import KNOB_HELP, KNOBS, REWARD_WEIGHTS
-        out = [(f"knob-{k}", KNOBS[k][0], _fmt(self.current.get(k)), f"{k}: {KNOB_HELP[k]} ({KNOBS[k][1]})")
-               for k in KNOBS]
+
+        out = [
+            (f"knob-{k}", KNOBS[k][0], editable(self.current.get(k)), f"{k}: {KNOB_HELP[k]} ({KNOBS[k][1]})")
+            for k in KNOBS
+        ]
         weights = self.current.get(REWARD_WEIGHTS) or {}
-        out += [(f"weight-{i}", f"[rewards] {name}", _fmt(weights.get(name)), f"{name}: {KNOB_HELP[REWARD_WEIGHTS]}")
-                for i, name in enumerate(self.reward_names)]
+        out += [
+            (f"weight-{i}", f"[rewards] {name}", editable(weights.get(name)), f"{name}: {KNOB_HELP[REWARD_WEIGHTS]}")
+            for i, name in enumerate(self.reward_names)
+        ]
         return out
 
     def compose(self) -> ComposeResult:
         self._help = {}
         with Vertical(classes="dialog wide", id="knobs-dialog"):
             yield Label("Live knobs", classes="dialog-title")
-            yield Static("Applied at the next step boundary without a restart, marked on the curves, and kept "
-                         "by --resume.", id="knobs-intro")
+            yield Static(
+                "Applied at the next step boundary without a restart, marked on the curves, and kept by --resume.",
+                id="knobs-intro",
+            )
             with VerticalScroll(id="knobs-fields"):
                 for wid, label, value, help_line in self._fields():
                     self._help[wid] = help_line
@@ -272,16 +308,17 @@ class KnobsDialog(ModalScreen[dict | None]):
     def changes(self) -> dict:
         """The set command's args for what was edited; raises KnobError for a bad value."""
         from grpo_tui.rundir.knobs import KNOBS, REWARD_WEIGHTS, validate_knobs
+
         args: dict = {}
         for k in KNOBS:
             text = self.query_one(f"#knob-{k}", Input).value.strip()
-            if text and text != _fmt(self.current.get(k)):
+            if text and text != editable(self.current.get(k)):
                 args[k] = text
         weights = {}
         old = self.current.get(REWARD_WEIGHTS) or {}
         for i, name in enumerate(self.reward_names):
             text = self.query_one(f"#weight-{i}", Input).value.strip()
-            if text and text != _fmt(old.get(name)):
+            if text and text != editable(old.get(name)):
                 weights[name] = text
         if weights:
             args[REWARD_WEIGHTS] = weights
@@ -289,6 +326,7 @@ class KnobsDialog(ModalScreen[dict | None]):
 
     def _apply(self) -> None:
         from grpo_tui.rundir.knobs import KnobError
+
         try:
             args = self.changes()
         except KnobError as e:
@@ -319,7 +357,3 @@ KNOBS_ROWS = (13, 16)
 def _fit(widget: Any, screen_height: int, rows: tuple[int, int]) -> None:
     around, most = rows
     widget.styles.max_height = max(3, min(most, screen_height - around))
-
-
-def _fmt(value: object) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""

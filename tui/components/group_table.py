@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from grpo_tui.rundir.rollouts import RolloutIndex
+from grpo_tui.tui.fmt import fixed_cell
 from grpo_tui.tui.text import safe_text
 
 
@@ -44,21 +45,16 @@ def fit_prompt(prompt: str, room: int) -> str:
     if room <= 0 or len(prompt) <= room:
         return prompt
     head = max(0, room // 3)
-    return prompt[:head] + "…" + prompt[len(prompt) - (room - head - 1):]
-
-
-def _num(x: Any, signed: bool = False) -> Text:
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return Text("-", justify="right", style="dim")
-    style = ("green" if x > 0 else "red" if x < 0 else "dim") if signed else ""
-    return Text(f"{x:+.2f}" if signed else f"{x:.2f}", justify="right", style=style)
+    return prompt[:head] + "…" + prompt[len(prompt) - (room - head - 1) :]
 
 
 # (style, meaning) of the table's colours, for the help screen
-LEGEND = (("bold green", "✓ correct answer; the gold answer; a positive advantage"),
-          ("red", "✗ wrong answer; a negative advantage"),
-          ("yellow", "an answer that is not the gold; a completion cut at max_completion_length (cut)"),
-          ("bold black on yellow", "all totals equal: the group teaches nothing (zero std)"))
+LEGEND = (
+    ("bold green", "✓ correct answer; the gold answer; a positive advantage"),
+    ("red", "✗ wrong answer; a negative advantage"),
+    ("yellow", "an answer that is not the gold; a completion cut at max_completion_length (cut)"),
+    ("bold black on yellow", "all totals equal: the group teaches nothing (zero std)"),
+)
 
 
 class GroupTable(Vertical):
@@ -154,8 +150,9 @@ class GroupTable(Vertical):
         h.append(f"   correct {correct}/{len(comps)}")
         if len(totals) > 1 and max(totals) - min(totals) < 1e-9:
             h.append("   all totals equal: no signal", style="bold black on yellow")
-        h.append("  following latest" if self.follow else "  (f: follow latest)",
-                 style="green" if self.follow else "yellow")
+        h.append(
+            "  following latest" if self.follow else "  (f: follow latest)", style="green" if self.follow else "yellow"
+        )
         header = self.query_one("#group-header", Static)
         width = header.content_size.width
         if width and h.cell_len > width:  # one line, least important last, so the prompt keeps its lines
@@ -188,14 +185,26 @@ class GroupTable(Vertical):
             rewards = c.get("rewards") or {}
             extracted = c.get("extracted")
             ok = Text("✓", style="bold green") if c.get("correct") else Text("✗", style="red")
-            answer = (Text("—", style="dim") if extracted is None
-                      else safe_text(ellipsize(str(extracted), ANSWER_CHARS), one_line=True,
-                                     style="green" if c.get("correct") else "yellow"))
-            table.add_row(Text(str(i + 1), justify="right"), _num(c.get("total")),
-                          _num(c.get("advantage"), signed=True), ok, answer,
-                          Text(str(c.get("tokens", "?")), justify="right"),
-                          Text("cut", style="yellow") if c.get("truncated") else Text(""),
-                          *(_num(rewards.get(n)) for n in names), key=str(i))
+            answer = (
+                Text("—", style="dim")
+                if extracted is None
+                else safe_text(
+                    ellipsize(str(extracted), ANSWER_CHARS),
+                    one_line=True,
+                    style="green" if c.get("correct") else "yellow",
+                )
+            )
+            table.add_row(
+                Text(str(i + 1), justify="right"),
+                fixed_cell(c.get("total"), justify="right"),
+                fixed_cell(c.get("advantage"), signed=True, justify="right"),
+                ok,
+                answer,
+                Text(str(c.get("tokens", "?")), justify="right"),
+                Text("cut", style="yellow") if c.get("truncated") else Text(""),
+                *(fixed_cell(rewards.get(n), justify="right") for n in names),
+                key=str(i),
+            )
         if comps:
             table.move_cursor(row=max(0, min(row, len(comps) - 1)), animate=False)
             self.post_message(self.CompletionSelected(self.step, group, table.cursor_row))

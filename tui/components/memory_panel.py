@@ -12,8 +12,11 @@ from grpo_tui.rundir.state import RunState
 from grpo_tui.tui.text import safe_text
 
 # (fraction above which, colour, meaning) of a memory bar, highest first
-BAR_LEVELS = ((0.9, "red", "above 90% of the card: close to out of memory"),
-              (0.75, "yellow", "above 75%: little headroom"), (-1.0, "green", "room to spare"))
+BAR_LEVELS = (
+    (0.9, "red", "above 90% of the card: close to out of memory"),
+    (0.75, "yellow", "above 75%: little headroom"),
+    (-1.0, "green", "room to spare"),
+)
 
 
 def _gb(x: Any) -> str:
@@ -67,8 +70,9 @@ class MemoryPanel(Vertical):
             t.add_row("peak", Text(_gb(last.get("peak_gb"))), _bar(last.get("peak_gb"), total))
             if last.get("peak_reserved_gb") is not None:
                 # what torch's allocator held at most: the figure to set against the card
-                t.add_row("peak rsvd", Text(_gb(last.get("peak_reserved_gb"))),
-                          _bar(last.get("peak_reserved_gb"), total))
+                t.add_row(
+                    "peak rsvd", Text(_gb(last.get("peak_reserved_gb"))), _bar(last.get("peak_reserved_gb"), total)
+                )
             if last.get("nvml_used_gb") is not None:
                 t.add_row("nvml used", Text(_gb(last.get("nvml_used_gb"))), _bar(last.get("nvml_used_gb"), total))
             t.add_row("engine rss", Text(_gb(last.get("rss_gb"))), Text(""))

@@ -27,7 +27,7 @@ class PlotSpec:
     title: str
     lines: tuple[Line, ...]
     ylim01: tuple[str, ...] = ()  # y sides that hold fractions (drawn 0..1)
-    empty: str = "no data yet"    # shown when none of the lines has a value
+    empty: str = "no data yet"  # shown when none of the lines has a value
 
 
 @dataclass(frozen=True)
@@ -38,27 +38,51 @@ class CurveGroup:
 
 GROUPS: tuple[CurveGroup, ...] = (
     CurveGroup("rewards", None),
-    CurveGroup("policy", (
-        PlotSpec("Loss (left) · KL (right)",
-                 (Line("loss", "loss", 15), Line("kl", "kl", 214, "right")),
-                 empty="waiting for the first step (KL is logged only when beta > 0)"),
-        PlotSpec("Entropy (left) · clip ratios (right)",
-                 (Line("entropy", "entropy", 14), Line("clip_ratio/region_mean", "clip-region", 9, "right"),
-                  Line("clip_ratio/low_mean", "clip-low", 13, "right"),
-                  Line("clip_ratio/high_mean", "clip-high", 11, "right"))),
-    )),
-    CurveGroup("optimizer", (
-        PlotSpec("Gradient norm (before clipping)", (Line("grad_norm", "grad-norm", 10),)),
-        PlotSpec("Learning rate", (Line("learning_rate", "learning-rate", 12),)),
-    )),
-    CurveGroup("lengths", (
-        PlotSpec("Completion length, tokens",
-                 (Line("completions/mean_length", "mean", 14), Line("completions/min_length", "min", 10),
-                  Line("completions/max_length", "max", 9),
-                  Line("completions/mean_terminated_length", "mean-terminated", 13, terminated_only=True))),
-        PlotSpec("Truncated (cut at max_completion_length)",
-                 (Line("completions/clipped_ratio", "truncated", 11),), ylim01=("left",)),
-    )),
+    CurveGroup(
+        "policy",
+        (
+            PlotSpec(
+                "Loss (left) · KL (right)",
+                (Line("loss", "loss", 15), Line("kl", "kl", 214, "right")),
+                empty="waiting for the first step (KL is logged only when beta > 0)",
+            ),
+            PlotSpec(
+                "Entropy (left) · clip ratios (right)",
+                (
+                    Line("entropy", "entropy", 14),
+                    Line("clip_ratio/region_mean", "clip-region", 9, "right"),
+                    Line("clip_ratio/low_mean", "clip-low", 13, "right"),
+                    Line("clip_ratio/high_mean", "clip-high", 11, "right"),
+                ),
+            ),
+        ),
+    ),
+    CurveGroup(
+        "optimizer",
+        (
+            PlotSpec("Gradient norm (before clipping)", (Line("grad_norm", "grad-norm", 10),)),
+            PlotSpec("Learning rate", (Line("learning_rate", "learning-rate", 12),)),
+        ),
+    ),
+    CurveGroup(
+        "lengths",
+        (
+            PlotSpec(
+                "Completion length, tokens",
+                (
+                    Line("completions/mean_length", "mean", 14),
+                    Line("completions/min_length", "min", 10),
+                    Line("completions/max_length", "max", 9),
+                    Line("completions/mean_terminated_length", "mean-terminated", 13, terminated_only=True),
+                ),
+            ),
+            PlotSpec(
+                "Truncated (cut at max_completion_length)",
+                (Line("completions/clipped_ratio", "truncated", 11),),
+                ylim01=("left",),
+            ),
+        ),
+    ),
 )
 
 GROUP_NAMES = tuple(g.name for g in GROUPS)

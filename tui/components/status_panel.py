@@ -11,16 +11,24 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from grpo_tui.rundir.checkpoints import find_checkpoints
 from grpo_tui.rundir.events import Command, State
-from grpo_tui.rundir.layout import find_checkpoints
 from grpo_tui.rundir.phases import breakdown_text
 from grpo_tui.rundir.state import RunState, fmt_duration
-from grpo_tui.tui.text import params_text, safe_text
+from grpo_tui.tui.fmt import param_count
+from grpo_tui.tui.text import safe_text
 
 STATE_STYLE = {
-    "starting": "bold cyan", "loading_model": "bold cyan", "running": "bold green",
-    "pausing": "bold black on yellow", "paused": "bold yellow", "checkpointing": "bold cyan",
-    "stopping": "bold yellow", "finished": "bold blue", "failed": "bold white on red", "gone": "bold white on red",
+    "starting": "bold cyan",
+    "loading_model": "bold cyan",
+    "running": "bold green",
+    "pausing": "bold black on yellow",
+    "paused": "bold yellow",
+    "checkpointing": "bold cyan",
+    "stopping": "bold yellow",
+    "finished": "bold blue",
+    "failed": "bold white on red",
+    "gone": "bold white on red",
 }
 LABEL_WIDTH = 11
 STATE_LABEL = {"loading_model": "loading model", "pausing": "pausing at step end"}
@@ -29,6 +37,7 @@ STATE_LABEL = {"loading_model": "loading model", "pausing": "pausing at step end
 @dataclass
 class EngineLink:
     """What the app knows about the engine process beyond the events."""
+
     run_dir: str
     preset_reason: str | None = None
     alive: bool = False
@@ -109,8 +118,12 @@ class StatusPanel(Static):
         elif m.state_detail and m.state_detail != state:
             label.append(f" ({m.state_detail})", style="")
         # accepted ones show in the state, except a checkpoint: it is written when the step ends
-        pending = [c for c in m.pending_commands() if c.status == "sent" or (
-            c.command in (Command.CHECKPOINT, Command.SWITCH_PRESET) and m.state != State.CHECKPOINTING)]
+        pending = [
+            c
+            for c in m.pending_commands()
+            if c.status == "sent"
+            or (c.command in (Command.CHECKPOINT, Command.SWITCH_PRESET) and m.state != State.CHECKPOINTING)
+        ]
         if pending and not link.gone:
             label.append("  " + ", ".join(f"{c.command}: {c.status}" for c in pending[-2:]), style="yellow")
         t.add_row("State", label)
@@ -144,7 +157,9 @@ class StatusPanel(Static):
         tps = last.get("tokens_per_s")
         st = last.get("step_time_s")
         speed = Text((f"{st:.2f}" if st < 10 else f"{st:.0f}") + " s/step" if st else "- s/step")
-        speed.append(f"  {tps:,.0f} tok/s total" if isinstance(tps, (int, float)) else "  - tok/s total")  # prompt + completion
+        speed.append(
+            f"  {tps:,.0f} tok/s total" if isinstance(tps, (int, float)) else "  - tok/s total"
+        )  # prompt + completion
         speed.append(f"  ETA {fmt_duration(m.eta(now) if live else None)}")
         t.add_row("Speed", speed)
         if isinstance(last.get("phase_s"), dict):  # where the last step's seconds went
@@ -168,20 +183,27 @@ class StatusPanel(Static):
         model = m.model_info or {}
         if rs or model:
             t.add_row("Model", Text(str(model.get("name") or rs.get("model") or "?")))
-            ptext = Text(params_text(model["parameters"]) if model.get("parameters") else "?")
+            ptext = Text(param_count(model["parameters"]) if model.get("parameters") else "?")
             if model.get("trainable") and model["trainable"] != model.get("parameters"):
-                ptext.append(f", {params_text(model['trainable'])} trainable")
+                ptext.append(f", {param_count(model['trainable'])} trainable")
             elif model.get("trainable"):
                 ptext.append(", all trainable")
             t.add_row("Params", ptext)
         if m.dataset:
-            t.add_row("Data", Text(f"{m.dataset.get('source')}  {_int(m.dataset.get('rows_used'))} rows"
-                                   f"  G={rs.get('num_generations', '?')}"))
+            t.add_row(
+                "Data",
+                Text(
+                    f"{m.dataset.get('source')}  {_int(m.dataset.get('rows_used'))} rows"
+                    f"  G={rs.get('num_generations', '?')}"
+                ),
+            )
         t.add_row("Run", Text(link.run_dir))
         if m.last_checkpoint:
             ck = m.last_checkpoint
-            t.add_row("Checkpoint", Text(f"step {ck.get('step')} ({ck.get('reason')})"
-                                         + self._saved(ck.get("path"), m.checkpoints)))
+            t.add_row(
+                "Checkpoint",
+                Text(f"step {ck.get('step')} ({ck.get('reason')})" + self._saved(ck.get("path"), m.checkpoints)),
+            )
         if m.last_command:
             c = m.last_command
             style = {"rejected": "bold red", "done": "green", "accepted": "yellow", "sent": "yellow"}.get(c.status, "")
@@ -191,7 +213,9 @@ class StatusPanel(Static):
             t.add_row("Command", cmd)
         if m.reward_failures:
             f = m.reward_failures[-1]
-            t.add_row("Reward err", Text(f"{f.get('reward')}: {f.get('kind')} x{f.get('count')} (step {f.get('step')})",
-                                         style="yellow"))
+            t.add_row(
+                "Reward err",
+                Text(f"{f.get('reward')}: {f.get('kind')} x{f.get('count')} (step {f.get('step')})", style="yellow"),
+            )
         self.update(t.text(), layout=len(t.lines) != self._rows)
         self._rows = len(t.lines)

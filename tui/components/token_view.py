@@ -27,6 +27,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static
 
 from grpo_tui.rundir.rollouts.records import TOKEN_ARRAYS, unpack_array
+from grpo_tui.tui.fmt import fixed
 from grpo_tui.tui.text import safe_text, visible
 
 # Background per shade level, low to high; the top levels get dark text to stay readable.
@@ -115,7 +116,7 @@ def render_tokens(row: TokenRow, mode: str, entropy_scale: float, fork_at: float
         out.append(prefix, style="dim")
     values = shade_values(row, mode, entropy_scale)
     ent = row.entropies.astype(np.float32)
-    for i, piece in enumerate(pieces[:len(values)]):
+    for i, piece in enumerate(pieces[: len(values)]):
         style = level_style(float(values[i]))
         if ent[i] >= fork_at:
             style += " " + FORK_STYLE
@@ -131,8 +132,10 @@ def top_forks(row: TokenRow, fork_at: float, n: int = TOP_FORKS) -> Text:
     idx = [int(i) for i in np.argsort(-ent, kind="stable")[:n] if ent[i] >= fork_at]
     out = Text()
     if not idx:
-        out.append(f"no forking tokens: none at the group's {FORK_QUANTILE:.0%} entropy quantile and above its "
-                   "median", style="dim")
+        out.append(
+            f"no forking tokens: none at the group's {FORK_QUANTILE:.0%} entropy quantile and above its median",
+            style="dim",
+        )
         return out
     out.append("forking tokens: ", style="bold")
     for k, i in enumerate(sorted(idx)):
@@ -154,12 +157,6 @@ def legend(mode: str) -> Text:
     return out
 
 
-def _fmt(x: Any, signed: bool = False) -> str:
-    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
-        return "-"
-    return f"{x:+.2f}" if signed else f"{x:.2f}"
-
-
 class TokenScreen(Screen):
     """One completion of a group, token by token (`s` switches the shading; `,` `.` move within the group)."""
 
@@ -174,8 +171,9 @@ class TokenScreen(Screen):
         Binding("t", "close", "Back", show=False),
         Binding("q", "close", "Back", show=False),
         Binding("s", "toggle_mode", "Shade by", tooltip="shade tokens by entropy or by 1 - p(token)"),
-        Binding("comma", "move(-1)", "Completion", key_display=", .",
-                tooltip="previous / next completion of the group"),
+        Binding(
+            "comma", "move(-1)", "Completion", key_display=", .", tooltip="previous / next completion of the group"
+        ),
         Binding("full_stop", "move(1)", "Next completion", show=False),
     ]
 
@@ -210,8 +208,9 @@ class TokenScreen(Screen):
     def _draw(self) -> None:
         head = Text()
         n = len(self.comps)
-        head.append(f"step {self.step} · group {self.group.get('group', '?')} · completion {self.index + 1}/{n}",
-                    style="bold")
+        head.append(
+            f"step {self.step} · group {self.group.get('group', '?')} · completion {self.index + 1}/{n}", style="bold"
+        )
         body = self.query_one("#token-body", RichLog)
         forks = self.query_one("#token-forks", Static)
         body.clear()
@@ -223,26 +222,41 @@ class TokenScreen(Screen):
         c, row = self.comps[self.index], self.rows[self.index]
         adv = c.get("advantage")
         head.append("   advantage ")
-        adv_style = "bold green" if isinstance(adv, (int, float)) and adv > 0 else (
-            "bold red" if isinstance(adv, (int, float)) and adv < 0 else "bold")
-        head.append(_fmt(adv, True), style=adv_style)
-        head.append(f"   total {_fmt(c.get('total'))}   {c.get('tokens', '?')} tokens")
+        adv_style = (
+            "bold green"
+            if isinstance(adv, (int, float)) and adv > 0
+            else ("bold red" if isinstance(adv, (int, float)) and adv < 0 else "bold")
+        )
+        head.append(fixed(adv, signed=True, finite_only=True), style=adv_style)
+        head.append(f"   total {fixed(c.get('total'), finite_only=True)}   {c.get('tokens', '?')} tokens")
         if row.has_stats and len(row.logprobs):
-            head.append(f"   mean H {float(np.mean(row.entropies.astype(np.float32))):.2f}"
-                        f"   mean logp {float(np.mean(row.logprobs.astype(np.float32))):.2f}", style="dim")
+            head.append(
+                f"   mean H {float(np.mean(row.entropies.astype(np.float32))):.2f}"
+                f"   mean logp {float(np.mean(row.logprobs.astype(np.float32))):.2f}",
+                style="dim",
+            )
         head.append("\n")
         head.append_text(legend(self.mode))
         self.query_one("#token-head", Static).update(safe_text(head))
         width = body.scrollable_content_region.width
         if not row.has_stats:
-            body.write(Text("No per-token log-probabilities or entropies in this record: it was written before "
-                            "they were recorded, by a run on several processes, or by a loss that doesn't compute "
-                            "them. The text:\n\n", style="dim"), width=width if width > 0 else None)
+            body.write(
+                Text(
+                    "No per-token log-probabilities or entropies in this record: it was written before "
+                    "they were recorded, by a run on several processes, or by a loss that doesn't compute "
+                    "them. The text:\n\n",
+                    style="dim",
+                ),
+                width=width if width > 0 else None,
+            )
             body.write(safe_text(row.text), width=width if width > 0 else None, scroll_end=False)
             forks.update("")
         else:
-            body.write(render_tokens(row, self.mode, self.entropy_scale, self.fork_at),
-                       width=width if width > 0 else None, scroll_end=False)
+            body.write(
+                render_tokens(row, self.mode, self.entropy_scale, self.fork_at),
+                width=width if width > 0 else None,
+                scroll_end=False,
+            )
             forks.update(top_forks(row, self.fork_at))
         body.scroll_to(0, 0, animate=False)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from collections.abc import Callable
 
 
 def int_at_least(low: int) -> Callable[[str], int]:
     """An int >= low (`--limit -3` is refused, not read as 'nothing to do')."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -17,6 +18,7 @@ def int_at_least(low: int) -> Callable[[str], int]:
         if value < low:
             raise argparse.ArgumentTypeError(f"{value} is below {low}; give a whole number >= {low}")
         return value
+
     parse.__name__ = f"int >= {low}"
     return parse
 

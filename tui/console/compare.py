@@ -20,6 +20,7 @@ from grpo_tui.rundir.events import EventTail
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.state import CORRECT, MEAN_LENGTH, REWARD, RunState
 from grpo_tui.rundir.summary_stats import trend
+from grpo_tui.tui.fmt import fixed
 from grpo_tui.tui.text import safe_text, visible
 
 # (key, label, how to read it from a step event)
@@ -83,13 +84,16 @@ def load_run(path: Path) -> RunCurves:
     except OSError as e:
         raise ValueError(f"{run.events}: unreadable ({e.strerror or e})") from None
     if fold.run_starts == 0 and not fold.steps and run.events.stat().st_size > 0:
-        raise ValueError(f"{run.events}: not an event log ({tail.skipped} line(s), none of them a grpo-tui event); "
-                         "is this a run directory?")
+        raise ValueError(
+            f"{run.events}: not an event log ({tail.skipped} line(s), none of them a grpo-tui event); "
+            "is this a run directory?"
+        )
     steps = list(fold.steps)
     series = {key: list(fold.column(COLUMNS[key])) or [None] * len(steps) for key, _ in SERIES}
     state = fold.status + (f" ({tail.skipped} damaged line(s) skipped)" if tail.skipped else "")
-    return RunCurves(Path(path), config if isinstance(config, dict) else {}, steps, series, state,
-                     list(fold.knob_changes))
+    return RunCurves(
+        Path(path), config if isinstance(config, dict) else {}, steps, series, state, list(fold.knob_changes)
+    )
 
 
 def load_runs(paths: list[Path]) -> tuple[list[RunCurves], list[str]]:
@@ -124,8 +128,7 @@ def config_differences(runs: list[RunCurves]) -> list[tuple[str, list[str]]]:
         keys += [k for k in f if k not in keys]
     out = []
     for k in keys:
-        values = [json.dumps(f[k], ensure_ascii=False) + live_note(r, k) if k in f else "—"
-                  for f, r in zip(flat, runs)]
+        values = [json.dumps(f[k], ensure_ascii=False) + live_note(r, k) if k in f else "—" for f, r in zip(flat, runs)]
         if len(set(values)) > 1:
             out.append((k, [v if len(v) <= 60 else v[:59] + "…" for v in values]))
     return out
@@ -159,10 +162,6 @@ def sample_steps(runs: list[RunCurves], rows: int = SAMPLE_ROWS) -> list[int]:
     return sorted(picked)
 
 
-def _f(x: float | None, digits: int = 3) -> Text:
-    return Text("-", style="dim") if x is None else Text(f"{x:.{digits}f}")
-
-
 def print_comparison(runs: list[RunCurves], console: Console | None = None) -> None:
     """The --no-ui comparison: settings that differ, each run's first and last values, a by-step table."""
     console = console or Console()
@@ -176,8 +175,11 @@ def print_comparison(runs: list[RunCurves], console: Console | None = None) -> N
         diff.add_row(Text("(the runs have the same settings)", style="dim"), *([""] * len(runs)))
     console.print(diff)
 
-    summary = Table(title="Each run: mean of its first fifth of steps → its last fifth (as in its summary)",
-                    title_style="bold", header_style="bold")
+    summary = Table(
+        title="Each run: mean of its first fifth of steps → its last fifth (as in its summary)",
+        title_style="bold",
+        header_style="bold",
+    )
     summary.add_column("run", no_wrap=True, min_width=8, overflow="ellipsis")
     summary.add_column("state", no_wrap=True)
     summary.add_column("steps", justify="right", no_wrap=True)
@@ -200,7 +202,8 @@ def print_comparison(runs: list[RunCurves], console: Console | None = None) -> N
         cells = []
         for r in runs:
             rew, cor = r.at("reward", step), r.at("correct", step)
-            cells.append(Text("-", style="dim") if rew is None and cor is None else
-                         Text(f"{'-' if rew is None else f'{rew:.3f}'} / {'-' if cor is None else f'{cor:.2f}'}"))
+            cells.append(
+                Text("-", style="dim") if rew is None and cor is None else Text(f"{fixed(rew, 3)} / {fixed(cor, 2)}")
+            )
         by_step.add_row(str(step), *cells)
     console.print(by_step)

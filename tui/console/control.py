@@ -26,7 +26,7 @@ WHAT = {
     Command.RESUME: "resume a paused run",
     Command.CHECKPOINT: "write a checkpoint at the end of the step",
     Command.SET: "change live knobs at the next step boundary: learning_rate, temperature, top_p, beta, "
-                 "reward_weights.NAME",
+    "reward_weights.NAME",
 }
 ACCEPTED = {
     Command.STOP: "it finishes the step and writes a checkpoint",
@@ -42,6 +42,7 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
     """['learning_rate=1e-5', 'reward_weights.correctness=2'] -> a `set` command's args (values stay text: the
     knob check turns them into numbers and names a bad one)."""
     from grpo_tui.rundir.knobs import REWARD_WEIGHTS, KnobError
+
     args: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -49,7 +50,7 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key or not value:
             raise KnobError(f"{pair!r}: expected KEY=VALUE, e.g. learning_rate=1e-5 or {REWARD_WEIGHTS}.correctness=2")
         if key.startswith(REWARD_WEIGHTS + "."):
-            args.setdefault(REWARD_WEIGHTS, {})[key[len(REWARD_WEIGHTS) + 1:]] = value
+            args.setdefault(REWARD_WEIGHTS, {})[key[len(REWARD_WEIGHTS) + 1 :]] = value
         else:
             args[key] = value
     return args
@@ -58,12 +59,14 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
 def _say(text: str, file: Any = None) -> None:
     """Print a line whose run text (a path, the engine's detail) is shown, its control characters made visible."""
     from grpo_tui.tui.text import visible
+
     print(visible(text), file=file or sys.stdout)
 
 
 def _wait_for(events_path: Path, offset: int, cid: str, statuses: set[str], timeout: float) -> dict | None:
     """The first `command` event for cid whose status is in statuses, read from offset on; None at the timeout."""
     from grpo_tui.rundir.events import EventTail
+
     tail = EventTail(events_path, offset)
     deadline = time.monotonic() + timeout
     while True:
@@ -79,12 +82,25 @@ def main(command: str, argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog=f"grpo-tui {command}", description=WHAT[command])
     p.add_argument("run_dir", type=Path)
     if command == "set":
-        p.add_argument("values", nargs="+", metavar="KEY=VALUE",
-                       help="learning_rate, temperature, top_p, beta, or reward_weights.NAME (a reward of the run)")
-    p.add_argument("--wait", action="store_true", help="wait until the engine has carried the command out "
-                   "(the end of the current step), not only until it accepted it")
-    p.add_argument("--timeout", type=positive_float, default=10.0, metavar="S",
-                   help="seconds to wait for the engine's answer (with --wait: for it to act); default 10")
+        p.add_argument(
+            "values",
+            nargs="+",
+            metavar="KEY=VALUE",
+            help="learning_rate, temperature, top_p, beta, or reward_weights.NAME (a reward of the run)",
+        )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the engine has carried the command out "
+        "(the end of the current step), not only until it accepted it",
+    )
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for the engine's answer (with --wait: for it to act); default 10",
+    )
     args = p.parse_args(argv)
     import os
 
@@ -93,6 +109,7 @@ def main(command: str, argv: list[str]) -> int:
     from grpo_tui.rundir.knobs import KnobError, validate_knobs
     from grpo_tui.rundir.layout import RunDir
     from grpo_tui.rundir.state import fold_run
+
     run = RunDir(args.run_dir)
     try:  # the engine's own checks, before anything else is read or written
         os.close(open_control_dir(run.control))
@@ -125,8 +142,11 @@ def main(command: str, argv: list[str]) -> int:
         return EXIT_USAGE
     ack = _wait_for(run.events, offset, cid, {"accepted", "rejected", "done"}, args.timeout)
     if ack is None:
-        _say(f"no answer from engine pid {pid} within {args.timeout:g} s; the command stays queued in "
-              f"{run.control} (watch with: grpo-tui attach {args.run_dir})", file=sys.stderr)
+        _say(
+            f"no answer from engine pid {pid} within {args.timeout:g} s; the command stays queued in "
+            f"{run.control} (watch with: grpo-tui attach {args.run_dir})",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     if ack["status"] == "rejected":
         _say(f"refused: {ack.get('detail') or 'no reason given'}", file=sys.stderr)
@@ -135,8 +155,9 @@ def main(command: str, argv: list[str]) -> int:
     if args.wait and ack["status"] != "done":
         ack = _wait_for(run.events, offset, cid, {"rejected", "done"}, args.timeout)
         if ack is None:
-            _say(f"not carried out within {args.timeout:g} s (a step can take longer; raise --timeout)",
-                  file=sys.stderr)
+            _say(
+                f"not carried out within {args.timeout:g} s (a step can take longer; raise --timeout)", file=sys.stderr
+            )
             return EXIT_FAILED
         if ack["status"] == "rejected":
             _say(f"refused: {ack.get('detail') or 'no reason given'}", file=sys.stderr)

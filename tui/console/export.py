@@ -13,9 +13,11 @@ from grpo_tui.tui.text import visible  # messages name run paths: their escapes 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="grpo-tui export",
-                                description="Export a run's checkpoint as a transformers model (LoRA merged) or a "
-                                            "LoRA adapter, with tokenizer, generation config and a model card.")
+    p = argparse.ArgumentParser(
+        prog="grpo-tui export",
+        description="Export a run's checkpoint as a transformers model (LoRA merged) or a "
+        "LoRA adapter, with tokenizer, generation config and a model card.",
+    )
     p.add_argument("run", metavar="RUN_DIR[@STEP]", help="a run directory; @STEP picks a checkpoint (default latest)")
     p.add_argument("--out", type=Path, required=True, help="new (or empty) output directory")
     p.add_argument("--adapter", action="store_true", help="keep the LoRA adapter instead of merging it")
@@ -27,12 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.push_to_hub:
         from huggingface_hub import constants
+
         if constants.HF_HUB_OFFLINE:  # say it before minutes of merging, not after
-            print(f"error: --push-to-hub {args.push_to_hub}: the hub is switched off here (HF_HUB_OFFLINE=1); "
-                  "export without --push-to-hub and upload later with `hf upload`.", file=sys.stderr)
+            print(
+                f"error: --push-to-hub {args.push_to_hub}: the hub is switched off here (HF_HUB_OFFLINE=1); "
+                "export without --push-to-hub and upload later with `hf upload`.",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
+
     def say(text: str, file: Any = None) -> None:
         print(visible(text), file=file or sys.stdout)
+
     try:
         out = export_model(args.run, args.out, args.adapter, log=say)
         say(f"exported {args.run} to {out}" + (" (LoRA adapter)" if args.adapter else ""))

@@ -19,6 +19,7 @@ from grpo_tui.engine.rewards.extract import PROMPT_FORMATS
 from grpo_tui.engine.rewards.score_completion import score_completion
 from grpo_tui.engine.rewards.spec import RewardSpecError
 from grpo_tui.rundir.errors import GrpoTuiError
+from grpo_tui.tui.fmt import score
 
 
 def _load_preset(name_or_path: str) -> tuple[dict, str, Path | None]:
@@ -39,27 +40,29 @@ def _parse_reward_arg(s: str) -> tuple[str, float]:
     return s, 1.0
 
 
-def _fmt(x: float | None) -> str:
-    if x is None:  # the reward returned None: it does not apply to this completion
-        return "n/a"
-    return f"{x:+.4f}".rstrip("0").rstrip(".") if x else "0"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="grpo-tui rewards",
-        description="Score one completion with each reward function; prints scores, weighted total and the extracted answer.",
+        description="Score one completion with each reward function; "
+        "prints scores, weighted total and the extracted answer.",
     )
     # --ui is taken by `grpo-tui rewards --ui` (tui/cli.py) before this parser runs; listed so --help shows it
-    parser.add_argument("--ui", action="store_true", help="open the reward playground instead (see rewards --ui --help)")
+    parser.add_argument(
+        "--ui", action="store_true", help="open the reward playground instead (see rewards --ui --help)"
+    )
     parser.add_argument("--answer", help="the gold answer (required without --ui)")
     parser.add_argument("--completion", default="-", help="file with the completion text, or - for stdin (default)")
     parser.add_argument("--preset", help="preset name or path: use its rewards, weights and prompt format")
-    parser.add_argument("--format", choices=PROMPT_FORMATS, help="prompt format (default: the preset's, else reasoning)")
     parser.add_argument(
-        "--reward", action="append", default=[], metavar="NAME[=WEIGHT]",
+        "--format", choices=PROMPT_FORMATS, help="prompt format (default: the preset's, else reasoning)"
+    )
+    parser.add_argument(
+        "--reward",
+        action="append",
+        default=[],
+        metavar="NAME[=WEIGHT]",
         help="score with this reward (repeatable; built-in name, file.py:function, package.module:function or "
-             "model:PATH_OR_ID); default: the recipe's set",
+        "model:PATH_OR_ID); default: the recipe's set",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
@@ -106,13 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     table.add_column("weighted", justify="right")
     for row in result["rewards"]:
         name = row["name"] + (f"  [red]! {row['failure']['kind']}[/red]" if row["failure"] else "")
-        table.add_row(name, _fmt(row["score"]), f"{row['weight']:g}", _fmt(row["weighted"]))
+        table.add_row(
+            name, score(row["score"], 4, trim=True), f"{row['weight']:g}", score(row["weighted"], 4, trim=True)
+        )
     table.add_section()
-    table.add_row("[b]total[/b]", "", "", f"[b]{_fmt(result['total'])}[/b]")
+    table.add_row("[b]total[/b]", "", "", f"[b]{score(result['total'], 4, trim=True)}[/b]")
     console.print(table)
     for row in result["rewards"]:
         if row["failure"]:
-            console.print(f"{row['name']} failed ({row['failure']['kind']}): {row['failure']['example']}", style="red", markup=False)
+            console.print(
+                f"{row['name']} failed ({row['failure']['kind']}): {row['failure']['example']}",
+                style="red",
+                markup=False,
+            )
     extracted = result["extracted"]
     verdict = "[green]correct[/green]" if result["correct"] else "[red]incorrect[/red]"
     console.print(f"extracted answer: {extracted!r}   gold: {args.answer!r}   {verdict}")

@@ -43,8 +43,11 @@ class HistoryScreen(Screen):
         r = self.rollouts
         gid0 = self.start_gid
         head = Text()
-        head.append(f"Prompt history: {len(self.gids)} group(s) across "
-                    f"{len(set(r.g_step[self.gids].tolist()))} step(s)   gold ", style="bold")
+        head.append(
+            f"Prompt history: {len(self.gids)} group(s) across "
+            f"{len(set(r.g_step[self.gids].tolist()))} step(s)   gold ",
+            style="bold",
+        )
         head.append(str(r.gold[gid0].as_py()), style="bold green")
         head.append("\n" + ellipsize(r.prompt[gid0].as_py() or "", 400), style="italic")
         self.query_one("#history-prompt", Static).update(safe_text(head))
@@ -52,18 +55,27 @@ class HistoryScreen(Screen):
         self.query_one("#completions").border_title = "Completions"
         self.query_one("#completion").border_title = "Completion"
         table = self.query_one("#history", DataTable)
-        for key, label in (("step", "step"), ("group", "grp"), ("mean", "mean"), ("std", "std"),
-                           ("ok", "ok"), ("answers", "answers")):
+        for key, label in (
+            ("step", "step"),
+            ("group", "grp"),
+            ("mean", "mean"),
+            ("std", "std"),
+            ("ok", "ok"),
+            ("answers", "answers"),
+        ):
             table.add_column(label, key=key)
         for gid in self.gids:
             gid = int(gid)
             n = int(r.g_n[gid])
-            table.add_row(Text(str(int(r.g_step[gid])), justify="right"),
-                          Text(str(int(r.g_group[gid])), justify="right"), num_cell(r.g_mean[gid]),
-                          num_cell(r.g_std[gid], style="bold yellow" if r.g_zero_std[gid] else ""),
-                          Text(f"{int(r.g_correct[gid])}/{n}", justify="right",
-                               style="green" if r.g_correct[gid] else "dim"),
-                          group_answers(r, gid, 16), key=str(gid))
+            table.add_row(
+                Text(str(int(r.g_step[gid])), justify="right"),
+                Text(str(int(r.g_group[gid])), justify="right"),
+                num_cell(r.g_mean[gid]),
+                num_cell(r.g_std[gid], style="bold yellow" if r.g_zero_std[gid] else ""),
+                Text(f"{int(r.g_correct[gid])}/{n}", justify="right", style="green" if r.g_correct[gid] else "dim"),
+                group_answers(r, gid, 16),
+                key=str(gid),
+            )
         where = int(np.flatnonzero(self.gids == gid0)[0]) if (self.gids == gid0).any() else 0
         table.move_cursor(row=where, animate=False)
         table.focus()
@@ -76,8 +88,14 @@ class HistoryScreen(Screen):
         step = int(self.rollouts.g_step[gid])
         same_step = [int(g) for g in self.gids if int(self.rollouts.g_step[g]) == step]
         steps = sorted({int(s) for s in self.rollouts.g_step[self.gids]})
-        show_group(self.query_one(GroupTable), self.source, steps, step,
-                   [self.rollouts.group_record(g) for g in same_step], same_step.index(gid))
+        show_group(
+            self.query_one(GroupTable),
+            self.source,
+            steps,
+            step,
+            [self.rollouts.group_record(g) for g in same_step],
+            same_step.index(gid),
+        )
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "history":

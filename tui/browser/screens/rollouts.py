@@ -49,8 +49,9 @@ class RolloutScreen(Screen):
         Binding("escape", "escape", "Clear search", show=False),
     ]
 
-    def __init__(self, run_dir: Path, *, can_go_back: bool = False, poll_s: float = POLL_S,
-                 prefetched: Future | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, *, can_go_back: bool = False, poll_s: float = POLL_S, prefetched: Future | None = None
+    ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self._prefetched = prefetched
@@ -88,15 +89,26 @@ class RolloutScreen(Screen):
 
     def on_mount(self) -> None:
         self.app.sub_title = str(self.run_dir)
-        for wid, title in (("steps", "Steps"), ("groups", "Groups"), ("completions", "Completions"),
-                           ("completion", "Completion")):
+        for wid, title in (
+            ("steps", "Steps"),
+            ("groups", "Groups"),
+            ("completions", "Completions"),
+            ("completion", "Completion"),
+        ):
             self.query_one(f"#{wid}").border_title = title
         steps = self.query_one("#steps", RowList)
         groups = self.query_one("#groups", DataTable)
         # Fixed widths for the short columns: auto widths were sometimes settled before the rows arrived,
         # cutting "0.84" to "0.8" and "1/8" to "1/" in a narrow terminal.
-        for key, label, width in (("group", "grp", 3), ("mean", "mean", 5), ("std", "std", 5), ("ok", "ok", 5),
-                                  ("match", "match", 5), ("answers", "answers", None), ("prompt", "prompt", None)):
+        for key, label, width in (
+            ("group", "grp", 3),
+            ("mean", "mean", 5),
+            ("std", "std", 5),
+            ("ok", "ok", 5),
+            ("match", "match", 5),
+            ("answers", "answers", None),
+            ("prompt", "prompt", None),
+        ):
             groups.add_column(label, key=key, width=width)
         steps.focus()
         self.poll()
@@ -163,8 +175,10 @@ class RolloutScreen(Screen):
         if msg.filter != self.filter:
             return
         detail = msg.error.strip().splitlines()[-1] if msg.error.strip() else "not a valid pattern"
-        text = f"search {msg.filter.text}: invalid regular expression ({detail}). Fix it, or drop the slashes " \
-               "to search for the text as written."
+        text = (
+            f"search {msg.filter.text}: invalid regular expression ({detail}). Fix it, or drop the slashes "
+            "to search for the text as written."
+        )
         self.notify(text, severity="error", timeout=10)
         self.query_one("#status", Static).update(safe_text(text, style="bold red"))
 
@@ -193,8 +207,11 @@ class RolloutScreen(Screen):
             target = steps[0] if steps else None
         header = Text(self.STEP_HEADER + (f" {'match':>7}" if filtered else ""))
         self.query_one("#steps", RowList).set_rows(
-            header, steps, lambda i: self._step_line(s, int(rows[i]), filtered),
-            cursor=steps.index(target) if target is not None else 0)
+            header,
+            steps,
+            lambda i: self._step_line(s, int(rows[i]), filtered),
+            cursor=steps.index(target) if target is not None else 0,
+        )
         # the groups shown change with the filter, or when the shown step got more groups
         self._select_step(target, force=rebuild or target == old_last)
 
@@ -249,13 +266,16 @@ class RolloutScreen(Screen):
             gid = int(gid)
             n = int(r.g_n[gid])
             std = r.g_std[gid]
-            table.add_row(Text(str(int(r.g_group[gid])), justify="right"), num_cell(r.g_mean[gid]),
-                          num_cell(std, style="bold yellow" if r.g_zero_std[gid] else ""),
-                          Text(f"{int(r.g_correct[gid])}/{n}", justify="right",
-                               style="green" if r.g_correct[gid] else "dim"),
-                          Text(f"{int(sel.group_matches[gid])}" if filtered else "", justify="right"),
-                          group_answers(r, gid), safe_text(ellipsize(r.prompt[gid].as_py() or "", PROMPT_CHARS)),
-                          key=str(gid))
+            table.add_row(
+                Text(str(int(r.g_group[gid])), justify="right"),
+                num_cell(r.g_mean[gid]),
+                num_cell(std, style="bold yellow" if r.g_zero_std[gid] else ""),
+                Text(f"{int(r.g_correct[gid])}/{n}", justify="right", style="green" if r.g_correct[gid] else "dim"),
+                Text(f"{int(sel.group_matches[gid])}" if filtered else "", justify="right"),
+                group_answers(r, gid),
+                safe_text(ellipsize(r.prompt[gid].as_py() or "", PROMPT_CHARS)),
+                key=str(gid),
+            )
         if move_cursor and step in self.visible_steps:
             self.query_one("#steps", RowList).move_to(self.visible_steps.index(step))
         self._show_detail(bool(len(gids)))
@@ -296,14 +316,19 @@ class RolloutScreen(Screen):
             return None if v is Select.NULL or v not in ("yes", "no") else v == "yes"
 
         ranges = []
-        for wid, kind, what, example in (("reward", float, "reward range", "0.5..2"),
-                                         ("steps", int, "step range", "100..200")):
+        for wid, kind, what, example in (
+            ("reward", float, "reward range", "0.5..2"),
+            ("steps", int, "step range", "100..200"),
+        ):
             value = self.query_one(f"#f-{wid}", Input).value
             try:
                 ranges.append(parse_range(value, kind))
             except ValueError as e:
-                why = ("the low end is above the high end" if "above" in str(e)
-                       else "each end must be a " + ("whole number" if kind is int else "number"))
+                why = (
+                    "the low end is above the high end"
+                    if "above" in str(e)
+                    else "each end must be a " + ("whole number" if kind is int else "number")
+                )
                 lo, hi = example.split("..")
                 text = f"{what} {value.strip()!r}: {why}. Write low..high, e.g. {example} (or {lo}.. or ..{hi})."
                 self.notify(text, severity="error", timeout=8)
@@ -311,10 +336,17 @@ class RolloutScreen(Screen):
                 return None
         (rlo, rhi), (slo, shi) = ranges
         kind = self.query_one("#f-kind", Select).value
-        return BrowserFilter(error_kind=kind if kind in ERROR_KINDS else None,
-                             correct=sel("correct"), truncated=sel("truncated"), zero_std=sel("zero-std"),
-                             reward_min=rlo, reward_max=rhi, step_min=slo, step_max=shi,
-                             text=self.query_one("#f-search", Input).value.strip())
+        return BrowserFilter(
+            error_kind=kind if kind in ERROR_KINDS else None,
+            correct=sel("correct"),
+            truncated=sel("truncated"),
+            zero_std=sel("zero-std"),
+            reward_min=rlo,
+            reward_max=rhi,
+            step_min=slo,
+            step_max=shi,
+            text=self.query_one("#f-search", Input).value.strip(),
+        )
 
     def apply_filter(self) -> None:
         f = self._read_filter()
@@ -353,6 +385,7 @@ class RolloutScreen(Screen):
 
     def action_tokens(self) -> None:
         from grpo_tui.tui.components.token_view import open_token_view
+
         open_token_view(self.app, self.query_one(GroupTable))
 
     def action_history(self) -> None:
@@ -425,11 +458,16 @@ class RolloutScreen(Screen):
         r, sel = self.rollouts, self.selection
         t = Text()
         if not r.num_groups:
-            t.append("No rollouts yet" + (" (rollouts.jsonl is missing)" if r.report.missing else "") +
-                     "; new steps appear as the engine writes them.", style="italic")
+            t.append(
+                "No rollouts yet"
+                + (" (rollouts.jsonl is missing)" if r.report.missing else "")
+                + "; new steps appear as the engine writes them.",
+                style="italic",
+            )
         else:
-            t.append(f"{len(r.steps):,} steps · {r.num_groups:,} groups · {r.num_completions:,} completions",
-                     style="bold")
+            t.append(
+                f"{len(r.steps):,} steps · {r.num_groups:,} groups · {r.num_completions:,} completions", style="bold"
+            )
             if self.open_seconds is not None:
                 t.append(f" · opened in {self.open_seconds:.2f} s", style="dim")
             if sel is not None and not sel.filter.is_empty():
