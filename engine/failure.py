@@ -14,8 +14,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from grpo_tui.rundir.checkpoints import checkpoint_unfinished, find_checkpoints
 from grpo_tui.rundir.errors import EXIT_FAILED
-from grpo_tui.rundir.layout import RunDir, checkpoint_unfinished, find_checkpoints
+from grpo_tui.rundir.layout import RunDir
 
 TRACEBACK_CHARS = 8000  # the error event keeps the end of a traceback: short enough to write on a nearly full disk
 # torch's words for a short write in its zip writer: on a disk with almost no room left they mean "disk full"

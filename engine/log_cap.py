@@ -17,7 +17,8 @@ import os
 import threading
 from pathlib import Path
 
-from grpo_tui.rundir.layout import ENGINE_LOG_MAX_BYTES, older_part, open_private
+from grpo_tui.rundir.layout import ENGINE_LOG_MAX_BYTES, older_part
+from grpo_tui.rundir.private_io import open_private
 
 CHECK_EVERY_S = 0.25
 _COPY_CHUNK = 1 << 20

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from grpo_tui.rundir.layout import open_private
+from grpo_tui.rundir.private_io import open_private
 
 # Set by the launcher: the temporary file that holds the engine's output until engine.log exists.
 PREFLIGHT_LOG_ENV = "GRPO_TUI_PREFLIGHT_LOG"

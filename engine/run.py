@@ -4,7 +4,7 @@ Everything that can be checked without loading a model (preset, overrides,
 rewards, data files, the run directory itself) is checked before anything is
 written; a failure there exits 2 with a message naming the file, key and fix.
 
-The run directory is owner-only (rundir.layout): created 0700 (0750 with
+The run directory is owner-only (rundir.private_io): created 0700 (0750 with
 --group-access), nothing in it followed through a link, and one engine at a
 time holds its lock (RunLock) from before the first write to exit, across the
 in-place re-executions of a preset switch and of `accelerate launch`.
@@ -26,23 +26,13 @@ from grpo_tui.engine.gpu import default_allocator_env, visible_gpus
 from grpo_tui.engine.output import PREFLIGHT_LOG_ENV, route_output
 from grpo_tui.engine.train.batch_shape import prompts_per_batch
 from grpo_tui.engine.train_flags import add_train_flags
+from grpo_tui.rundir.checkpoints import find_checkpoints
 from grpo_tui.rundir.control import ensure_control_dir
-from grpo_tui.rundir.errors import EXIT_USAGE, GrpoTuiError
-from grpo_tui.rundir.layout import (
-    GROUP_ACCESS_ENV,
-    LOCK_FD_ENV,
-    LOCK_HOLDER_ENV,
-    RESTART_PREFIX,
-    RunDir,
-    RunLock,
-    UnsafeRunDir,
-    check_run_dir,
-    find_checkpoints,
-    make_private_dir,
-    replace_private,
-    set_aside_for_restart,
-    write_private,
-)
+from grpo_tui.rundir.errors import EXIT_USAGE, GrpoTuiError, UnsafeRunDir
+from grpo_tui.rundir.layout import RunDir, check_run_dir, set_aside_for_restart
+from grpo_tui.rundir.names import RESTART_PREFIX
+from grpo_tui.rundir.private_io import GROUP_ACCESS_ENV, make_private_dir, replace_private, write_private
+from grpo_tui.rundir.run_lock import LOCK_FD_ENV, LOCK_HOLDER_ENV, RunLock
 
 __all__ = ["PREFLIGHT_LOG_ENV", "build_parser", "check_request", "check_resumable", "main", "preflight"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from grpo_tui.rundir.layout import RESTART_PREFIX
+from grpo_tui.rundir.names import RESTART_PREFIX
 
 
 def add_train_flags(p: argparse.ArgumentParser, *, run_dir_required: bool, run_dir_default: str = "") -> None:

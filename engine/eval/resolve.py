@@ -11,7 +11,8 @@ from typing import Any
 
 from grpo_tui.engine.config import Config, ModelConfig, PresetError, PromptConfig
 from grpo_tui.engine.eval.errors import EvalError
-from grpo_tui.rundir.layout import RunDir, checkpoint_step, find_checkpoints
+from grpo_tui.rundir.checkpoints import checkpoint_step, find_checkpoints
+from grpo_tui.rundir.layout import RunDir
 
 
 @dataclass
@@ -61,7 +62,7 @@ def _base_of_run(root: Path, cfg: Config | None) -> str:
 
 
 def run_checkpoints(root: Path) -> dict[int, Path]:
-    """Complete checkpoints by step (the one definition of complete is rundir.layout.checkpoint_problem)."""
+    """Complete checkpoints by step (the one definition of complete is rundir.checkpoints.checkpoint_problem)."""
     return find_checkpoints(RunDir(root).checkpoints).usable
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from grpo_tui.rundir.knobs import KNOBS, REWARD_WEIGHTS, KnobError
-from grpo_tui.rundir.layout import replace_private
+from grpo_tui.rundir.private_io import replace_private
 
 
 def current_knobs(trainer: Any, reward_names: list[str]) -> dict[str, Any]:

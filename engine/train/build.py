@@ -26,9 +26,10 @@ from grpo_tui.engine.train.generation_bound import generation_bound
 from grpo_tui.engine.train.grpo import EngineCallback, RecordingGRPOTrainer, RolloutRecorder, grpo_args
 from grpo_tui.engine.train.sft import starting_model
 from grpo_tui.engine.train.telemetry import MemoryProbe
+from grpo_tui.rundir.checkpoints import checkpoint_step
 from grpo_tui.rundir.events import read_events
 from grpo_tui.rundir.health import HealthMonitor
-from grpo_tui.rundir.layout import RunDir, checkpoint_step
+from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts import RolloutWriter
 
 

@@ -41,10 +41,11 @@ from grpo_tui.engine.train.phase_timer import EXCLUDED
 from grpo_tui.engine.train.telemetry import MemoryProbe
 from grpo_tui.engine.train.token_stats import split_rows, token_chars
 from grpo_tui.engine.train.trl_hooks import HookedGRPOTrainer, ScoredBatch
+from grpo_tui.rundir.checkpoints import checkpoint_path
 from grpo_tui.rundir.control import send_command
 from grpo_tui.rundir.events import EventWriter
 from grpo_tui.rundir.knobs import describe_change, validate_knobs
-from grpo_tui.rundir.layout import RunDir, checkpoint_path
+from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts import CompletionRecord, GroupRecord, RolloutWriter
 
 

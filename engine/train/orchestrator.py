@@ -35,9 +35,10 @@ from grpo_tui.engine.train.grpo import EngineCallback, RecordingGRPOTrainer, Rol
 from grpo_tui.engine.train.preset_switch import switch_problem
 from grpo_tui.engine.train.rewards import build_rewards
 from grpo_tui.engine.train.sft import before_grpo
+from grpo_tui.rundir.checkpoints import find_checkpoints
 from grpo_tui.rundir.errors import EXIT_OK
 from grpo_tui.rundir.events import EventWriter
-from grpo_tui.rundir.layout import RunDir, find_checkpoints
+from grpo_tui.rundir.layout import RunDir
 
 VERSIONED_PACKAGES = ("torch", "transformers", "trl", "peft", "grpo-tui")
 

@@ -13,7 +13,7 @@ from grpo_tui.engine import distributed
 from grpo_tui.engine.config import Config, PresetError, load_config
 from grpo_tui.engine.rewards.trl_call import close_rewards
 from grpo_tui.engine.train.rewards import build_rewards
-from grpo_tui.rundir.layout import trusted_file_problem
+from grpo_tui.rundir.private_io import trusted_file_problem
 
 # [model] keys a checkpoint depends on: another value means other weights or another adapter shape
 MODEL_SHAPE_KEYS = (
