@@ -22,19 +22,6 @@ import sys
 import traceback
 import types
 
-CALL_PARAMS = {
-    "prompts",
-    "completions",
-    "answer",
-    "solution",
-    "completion_ids",
-    "prompt_format",
-    "trainer_state",
-    "log_extra",
-    "log_metric",
-    "environments",
-}
-
 
 def _worker_common():
     """_worker_common.py beside this script, loaded by path: the engine runs with PYTHONSAFEPATH, so
@@ -101,8 +88,7 @@ def _describe(module, func: str) -> dict:
             p.name: _jsonable(p.default)
             for p in sig.parameters.values()
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-            and p.default is not p.empty
-            and p.name not in CALL_PARAMS
+            and p.default is not p.empty  # the parent leaves out the ones TRL passes (isolated.CALL_PARAMS)
         }
     return out
 

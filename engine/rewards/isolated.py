@@ -27,6 +27,22 @@ from typing import Any
 
 from .worker import WorkerError, WorkerProcess, WorkerStartError, WorkerTimeout
 
+# The arguments TRL passes a reward function: never a user option of it
+CALL_PARAMS = frozenset(
+    {
+        "prompts",
+        "completions",
+        "answer",
+        "solution",
+        "completion_ids",
+        "prompt_format",
+        "trainer_state",
+        "log_extra",
+        "log_metric",
+        "environments",
+    }
+)
+
 IMPORT_TIMEOUT_ENV = "GRPO_TUI_REWARD_IMPORT_TIMEOUT_S"
 DEFAULT_IMPORT_TIMEOUT_S = 30.0
 _SCRIPT = Path(__file__).with_name("_user_reward_worker.py")
@@ -100,7 +116,7 @@ class ProcessReward:
 
     @property
     def declared_options(self) -> dict[str, Any]:
-        return dict(self.info.get("options") or {})
+        return {k: v for k, v in (self.info.get("options") or {}).items() if k not in CALL_PARAMS}
 
     def call_with_deadline(self, deadline_s: float | None, kwargs: dict) -> Any:
         """Raises WorkerTimeout past the deadline (the worker is killed), RewardCallError if the call failed."""

@@ -23,23 +23,8 @@ from grpo_tui.rundir.errors import GrpoTuiError
 from grpo_tui.rundir.private_io import trusted_file_problem
 
 from .builtin import REWARDS
-from .isolated import ProcessReward, RewardCallError
+from .isolated import CALL_PARAMS, ProcessReward, RewardCallError
 
-# Keyword parameters every reward may receive from the trainer: never options.
-CALL_PARAMS = frozenset(
-    {
-        "prompts",
-        "completions",
-        "answer",
-        "solution",
-        "completion_ids",
-        "prompt_format",
-        "trainer_state",
-        "log_extra",
-        "log_metric",
-        "environments",
-    }
-)
 MODEL_PREFIX = "model:"
 _MODULE_SPEC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 # Keys a preset's reward table may carry that are for the engine, not the function.
