@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# [model] settings a checkpoint is bound to: engine/train/preset_switch.py's MODEL_SHAPE_KEYS (a test keeps them
-# equal; importing that module here would load torch and TRL into the dashboard)
+from grpo_tui.engine.config.schema import MODEL_SHAPE_KEYS
+
 MODEL_KEYS = (
     "name",
     "lora",
@@ -48,7 +48,7 @@ def switch_problem(run_config: dict[str, Any], preset: Any, has_gpu: bool) -> st
     if device and device != "cpu" and not has_gpu:
         return f"needs a GPU ([preset] device = {device!r}); none is visible here"
     model = run_config.get("model") or {}
-    for key in MODEL_KEYS:
+    for key in MODEL_SHAPE_KEYS:
         if key in model and getattr(preset.model, key, None) != model[key]:
             return f"[model] {key} = {getattr(preset.model, key, None)!r}, this run has {model[key]!r}"
     return None

@@ -89,6 +89,20 @@ class PresetInfo:
     min_gpu_gb: float | None = knob(None, "Smallest GPU memory the preset is meant to fit, in GB.")
 
 
+# [model] keys a checkpoint depends on: another value means other weights or another adapter shape, so a run can
+# switch only to a preset that agrees on every one (the engine's check and the dashboard's picker read this)
+MODEL_SHAPE_KEYS = (
+    "name",
+    "lora",
+    "lora_r",
+    "lora_target_modules",
+    "lora_layers",
+    "load_in_4bit",
+    "tiny_hidden_size",
+    "tiny_layers",
+)
+
+
 @dataclass
 class ModelConfig:
     name: str = knob(

@@ -11,21 +11,10 @@ from pathlib import Path
 
 from grpo_tui.engine import distributed
 from grpo_tui.engine.config import Config, PresetError, load_config
+from grpo_tui.engine.config.schema import MODEL_SHAPE_KEYS
 from grpo_tui.engine.rewards.trl_call import close_rewards
 from grpo_tui.engine.train.rewards import build_rewards
 from grpo_tui.rundir.private_io import trusted_file_problem
-
-# [model] keys a checkpoint depends on: another value means other weights or another adapter shape
-MODEL_SHAPE_KEYS = (
-    "name",
-    "lora",
-    "lora_r",
-    "lora_target_modules",
-    "lora_layers",
-    "load_in_4bit",
-    "tiny_hidden_size",
-    "tiny_layers",
-)
 
 
 def switch_problem(current: Config, preset: str) -> str | None:
