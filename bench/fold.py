@@ -2,7 +2,7 @@
 
 The folds it replaced (tui/components/run_model.py RunModel, the browser's run-list summary) are
 read from git at commit 7b4dcd8 and run in the same process on the same synthetic logs (written with
-the engine's writers, bench/tui_cpu.py), interleaved, best of N:
+the engine's writers, tests/support/synthetic.py), interleaved, best of N:
 
   whole log   folding a 2000-step log at once (attaching to a long run)
   live        the same, two events per apply (what the dashboard does while a run streams)
@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "tests"):  # tests/: the synthetic run writer is a test helper the bench borrows
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from support.synthetic import write_synthetic_run  # noqa: E402
 
 from grpo_tui.rundir.events import read_events  # noqa: E402
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
@@ -70,9 +73,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fold-bench-"))
     old_model = _old("tui/components/run_model.py", "old_run_model", tmp)
     old_runs = _old("tui/browser/runs.py", "old_runs", tmp)
-    bench = _module("tui_cpu_bench", ROOT / "bench" / "tui_cpu.py")
     for i in range(args.runs):
-        bench.write_synthetic_run(
+        write_synthetic_run(
             tmp / "runs" / f"r{i:03d}", args.steps if i == 0 else 300, max_steps=args.steps, G=2, groups=1
         )
     events = read_events(RunDir(tmp / "runs" / "r000").events)

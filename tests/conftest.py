@@ -1,11 +1,13 @@
-"""Shared fixtures. Nothing here may reach the network: the hub is off in CI."""
+"""Fixtures, found by pytest without imports. Helpers live in tests/support. Nothing here may reach the network:
+the hub is off in CI."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,51 +17,15 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from support.paths import FIXTURES  # noqa: E402
+from support.processes import TinyRun, run_cli, write_preset  # noqa: E402
 
-
-def random_qwen2(vocab_size: int, hidden_size: int, intermediate_size: int, layers: int, seed: int = 0):
-    """A Qwen2 causal LM with random weights (4 heads, 2 KV heads, tied embeddings): any size, no download."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=1,
-    )
-    return Qwen2ForCausalLM(config)
-
-
-def run_cli(args: list[str], timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m <args>` in a child process, as a user would, with the test environment."""
-    return subprocess.run(
-        [sys.executable, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd or REPO,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-
-
-def write_preset(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
+if TYPE_CHECKING:  # imported where used: a broken rundir module fails its own tests, not collection
+    from support.synthetic import SyntheticRun
 
 
 @pytest.fixture(scope="session")
-def test_preset(tmp_path_factory) -> Path:
+def test_preset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny preset plus a user reward that varies (so advantages are non-zero) and one that crashes."""
     d = tmp_path_factory.mktemp("preset")
     return write_preset(
@@ -76,10 +42,9 @@ xmlcount = 1.0
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, test_preset) -> tuple[Path, subprocess.CompletedProcess, float]:
-    """A real 3-step headless run of the tiny preset: (run_dir, process result, seconds)."""
-    import time
-
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, test_preset: Path) -> TinyRun:
+    """A real 3-step headless run of `test_preset`, recorded once per session. Tests read it and never write
+    to it (one that resumes it works on a copy); test_engine checks the run itself succeeded."""
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     t0 = time.time()
     proc = run_cli(
@@ -96,4 +61,29 @@ def tiny_run(tmp_path_factory, test_preset) -> tuple[Path, subprocess.CompletedP
         ],
         timeout=300,
     )
-    return run_dir, proc, time.time() - t0
+    return TinyRun(run_dir, proc, time.time() - t0)
+
+
+@pytest.fixture
+def synthetic_run(tmp_path: Path) -> Iterator[Callable[..., SyntheticRun]]:
+    """Factory: synthetic_run(steps=5, alive=False, finished=True, **SyntheticRun options) -> SyntheticRun,
+    its writers left open (closed after the test). alive: this test process plays the engine."""
+    from support.synthetic import SyntheticRun
+
+    made: list[SyntheticRun] = []
+
+    def make(steps: int = 5, *, alive: bool = False, finished: bool = True, **kw: Any) -> SyntheticRun:
+        run = SyntheticRun(tmp_path / f"run{len(made)}", **kw)
+        run.start(pid=os.getpid() if alive else 0)
+        for _ in range(steps):
+            run.write_step()
+        if finished:
+            run.finish()
+        if alive:
+            run.run.pid_file.write_text(str(os.getpid()))
+        made.append(run)
+        return run
+
+    yield make
+    for run in made:
+        run.close()

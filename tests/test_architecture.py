@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 import re
 
-from conftest import REPO
+from support.paths import REPO
 
 DOC = (REPO / "ARCHITECTURE.md").read_text()
 

@@ -101,7 +101,7 @@ def test_help_works(capsys):
 
 
 def test_reads_a_real_engine_run(tiny_run, capsys):
-    run_dir = tiny_run[0]
+    run_dir = tiny_run.dir
     assert _bench().main(["--runs", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "seconds per step" in out and "generate share" in out and "fwd+bwd share" in out

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from rich.text import Text
-from test_rollouts import PROMPTS, group_for, write_run
+from support.dashboard import wait_for
+from support.rollout_store import PROMPTS, group_for, write_run
 from textual.widgets import DataTable, Input, Select, Static
 
 from grpo_tui.rundir.rollouts import RolloutFilter, open_rollouts
@@ -28,14 +29,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-async def wait_for(pilot, cond, timeout: float = 15.0, what: str = "condition") -> None:
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
 
 
 def browser(app) -> RolloutScreen:
@@ -280,7 +273,7 @@ async def test_run_list_picks_a_run(tmp_path):
         new, old = (list(map(str, table.get_row_at(i))) for i in range(2))
         assert new[1:5] == ["new", "cpu-demo", "smollm2", "1/10"] and new[6] == "gone"
         assert "newer schema (v9)" in new[7]
-        assert old[1:7] == ["old", "tiny", "tiny-random", "3/10", "0.25", "finished"]
+        assert old[1:7] == ["old", "tiny", "tiny-random", "3/10", "0.250→0.250", "finished"]
         await pilot.press("down", "enter")
         s = await opened(pilot)
         assert s.run_dir == root / "old" and list(s.query_one("#steps", RowList).keys) == [1, 2, 3]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from importlib.metadata import version
 
-from conftest import run_cli
+from support.processes import run_cli
 
 from grpo_tui.engine.run import build_parser
 from grpo_tui.tui.cli import COMMANDS, SUBCOMMANDS, main, train_parser

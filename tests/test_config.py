@@ -152,7 +152,7 @@ def test_choices_are_read_from_both_help_styles():
 
 
 def test_choices_check_does_not_import_trl():
-    from conftest import run_cli
+    from support.processes import run_cli
 
     proc = run_cli(
         [

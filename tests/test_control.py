@@ -5,25 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import write_preset
+from support.polling import take_event
+from support.processes import write_preset
 
 from grpo_tui.rundir.control import send_command, take_commands
 from grpo_tui.rundir.events import EventTail, read_events
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.tui.launcher import launch_engine
-
-
-def wait_for(tail: EventTail, seen: list, pred, timeout: float = 90.0) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for ev in tail.read_new():
-            seen.append(ev)
-        for ev in seen:
-            if pred(ev):
-                seen.remove(ev)
-                return ev
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; last events: {[(e['type'], e.get('state'), e.get('step')) for e in seen[-8:]]}")
 
 
 def test_control_files_are_atomic_and_private(tmp_path):
@@ -56,43 +44,43 @@ def test_pause_checkpoint_resume_switch_stop(tmp_path):
         assert engine.wait_started(), engine.preflight_output()
         run = RunDir(run_dir)
         tail, seen = EventTail(run.events), []
-        wait_for(tail, seen, lambda e: e["type"] == "step" and e["step"] >= 1)
+        take_event(tail, seen, lambda e: e["type"] == "step" and e["step"] >= 1)
 
         # pause: acknowledged at once, paused at the next step boundary, and no steps while paused
         cid = send_command(run.control, "pause")
-        ack = wait_for(tail, seen, lambda e: e["type"] == "command" and e["id"] == cid)
+        ack = take_event(tail, seen, lambda e: e["type"] == "command" and e["id"] == cid)
         assert ack["status"] == "accepted"
-        paused = wait_for(tail, seen, lambda e: e["type"] == "state" and e["state"] == "paused")
+        paused = take_event(tail, seen, lambda e: e["type"] == "state" and e["state"] == "paused")
         time.sleep(2.0)
         assert not [e for e in tail.read_new() + seen if e["type"] == "step" and e["step"] > paused["step"]]
 
         # checkpoint while paused: written at once, still paused
         cid = send_command(run.control, "checkpoint")
-        ck = wait_for(tail, seen, lambda e: e["type"] == "checkpoint")
+        ck = take_event(tail, seen, lambda e: e["type"] == "checkpoint")
         assert ck["reason"] == "command" and ck["step"] == paused["step"] and Path(ck["path"]).is_dir()
-        wait_for(tail, seen, lambda e: e["type"] == "command" and e["id"] == cid and e["status"] == "done")
+        take_event(tail, seen, lambda e: e["type"] == "command" and e["id"] == cid and e["status"] == "done")
 
         send_command(run.control, "resume")
-        wait_for(tail, seen, lambda e: e["type"] == "state" and e["state"] == "running")
-        wait_for(tail, seen, lambda e: e["type"] == "step" and e["step"] > paused["step"])
+        take_event(tail, seen, lambda e: e["type"] == "state" and e["state"] == "running")
+        take_event(tail, seen, lambda e: e["type"] == "step" and e["step"] > paused["step"])
 
         # a preset with another model shape is refused, with the reason
         cid = send_command(run.control, "switch_preset", preset=str(bad))
-        rej = wait_for(tail, seen, lambda e: e["type"] == "command" and e["id"] == cid)
+        rej = take_event(tail, seen, lambda e: e["type"] == "command" and e["id"] == cid)
         assert rej["status"] == "rejected" and "tiny_layers" in rej["detail"]
 
         # switch: checkpoint, the same process continues under the new preset, curves go on
         cid = send_command(run.control, "switch_preset", preset=str(other))
-        sw = wait_for(tail, seen, lambda e: e["type"] == "checkpoint" and e["reason"] == "switch")
-        start = wait_for(tail, seen, lambda e: e["type"] == "run_start" and e["resumed"])
+        sw = take_event(tail, seen, lambda e: e["type"] == "checkpoint" and e["reason"] == "switch")
+        start = take_event(tail, seen, lambda e: e["type"] == "run_start" and e["resumed"])
         assert start["resumed"] and start["preset"] == "tiny-lr" and start["pid"] == engine.pid
         assert start["resume_from"] == sw["path"]
-        after = wait_for(tail, seen, lambda e: e["type"] == "step" and e["step"] > sw["step"])
+        after = take_event(tail, seen, lambda e: e["type"] == "step" and e["step"] > sw["step"])
         assert after["step"] == sw["step"] + 1
         assert after["metrics"]["learning_rate"] == 3e-3, "the new preset's learning rate applies after a switch"
 
         send_command(run.control, "stop")
-        end = wait_for(tail, seen, lambda e: e["type"] == "run_end" and e["status"] != "switched")
+        end = take_event(tail, seen, lambda e: e["type"] == "run_end" and e["status"] != "switched")
         assert end["status"] == "stopped" and end["step"] < 10_000
         assert engine.wait(timeout=60) == 0
     finally:

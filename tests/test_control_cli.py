@@ -4,10 +4,10 @@ prints it; a bad `set` is refused before anything is sent."""
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
-from conftest import run_cli
+from support.polling import wait_for_event
+from support.processes import run_cli
 
 from grpo_tui.rundir.events import read_events
 from grpo_tui.rundir.layout import RunDir
@@ -17,16 +17,6 @@ from grpo_tui.tui.launcher import launch_engine
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return run_cli(["-m", "grpo_tui.tui.cli", *args], timeout=180)
-
-
-def _wait_for(run: RunDir, pred, timeout: float = 120.0) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = [e for e in read_events(run.events) if pred(e)]
-        if found:
-            return found[-1]
-        time.sleep(0.2)
-    raise AssertionError([(e["type"], e.get("state"), e.get("step")) for e in read_events(run.events)][-8:])
 
 
 def test_parse_assignments_builds_the_set_args() -> None:
@@ -43,7 +33,7 @@ def test_control_commands_from_the_shell(tmp_path: Path) -> None:
     run = RunDir(run_dir)
     try:
         assert engine.wait_started(), engine.preflight_output()
-        _wait_for(run, lambda e: e["type"] == "step")
+        wait_for_event(run.events, lambda e: e["type"] == "step")
         # refused before anything is sent: the run's own knob check, exit 2
         for args, why in [
             (["top_p=1.5"], "[train] top_p must be a number > 0 and <= 1"),
@@ -59,16 +49,16 @@ def test_control_commands_from_the_shell(tmp_path: Path) -> None:
         assert "set accepted" in r.stdout and "temperature 1 -> 0.7" in r.stdout, r.stdout
         r = _cli("pause", d, "--wait", "--timeout", "120")
         assert r.returncode == 0 and "pause accepted" in r.stdout and "done" in r.stdout, r.stdout + r.stderr
-        paused = _wait_for(run, lambda e: e["type"] == "state" and e["state"] == "paused")
+        paused = wait_for_event(run.events, lambda e: e["type"] == "state" and e["state"] == "paused")
         r = _cli("checkpoint", d, "--wait", "--timeout", "120")  # a paused run writes it at once
         assert r.returncode == 0 and "checkpoint-" in r.stdout, r.stdout + r.stderr
         r = _cli("resume", d, "--wait", "--timeout", "120")
         assert r.returncode == 0 and "done" in r.stdout, r.stdout + r.stderr
-        _wait_for(run, lambda e: e["type"] == "step" and e["step"] > paused["step"])
+        wait_for_event(run.events, lambda e: e["type"] == "step" and e["step"] > paused["step"])
         r = _cli("stop", d, "--wait", "--timeout", "120")
         assert r.returncode == 0 and "stop accepted" in r.stdout, r.stdout + r.stderr
         assert engine.wait(timeout=120) == 0
-        assert _wait_for(run, lambda e: e["type"] == "run_end")["status"] == "stopped"
+        assert wait_for_event(run.events, lambda e: e["type"] == "run_end")["status"] == "stopped"
     finally:
         if engine.poll() is None:
             engine.proc.kill()

@@ -13,23 +13,20 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_tui import ROOT, engine_env, run_coroutine, wait_for, write_synthetic_run
 from rich.console import Console
+from support.dashboard import dashboard, run_coroutine, wait_for
+from support.paths import REPO
+from support.processes import engine_env
+from support.synthetic import write_synthetic_run
 
 from grpo_tui.engine.rewards.error_kinds import ERROR_KINDS, classify_error, error_counts
 from grpo_tui.tui.console.compare import config_differences, load_runs
 
 
-def _dashboard(run: Path, **kw):
-    from grpo_tui.tui.app import Dashboard
-
-    return Dashboard(run, poll_interval=0.05, idle_interval=0.1, **kw)
-
-
 def _grpo_tui(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "grpo_tui.tui.cli", *args],
-        cwd=ROOT,
+        cwd=REPO,
         env=engine_env(),
         capture_output=True,
         text=True,
@@ -235,7 +232,7 @@ def test_playground_recomputes_every_reward_as_you_type(tmp_path: Path) -> None:
     )
 
     async def go() -> None:
-        app = _dashboard(run)
+        app = dashboard(run)
         async with app.run_test(size=(140, 45)) as pilot:
             await wait_for(pilot, lambda: app.rollouts.steps and app.updates, what="history")
             await pilot.press("r")
@@ -269,7 +266,7 @@ def _snapshot_run(tmp_path: Path, monkeypatch) -> Path:
 
 def _ready(app):
     async def ready(pilot) -> None:
-        await wait_for(pilot, lambda: app.model.steps and app.rollouts.steps and app.updates, what="history")
+        await wait_for(pilot, lambda: app.state.steps and app.rollouts.steps and app.updates, what="history")
         await pilot.pause(0.3)
 
     return ready
@@ -277,7 +274,7 @@ def _ready(app):
 
 @pytest.mark.parametrize("view", ["curves", "rollouts", "status"])
 def test_dashboard_80x24_snapshot(snap_compare, tmp_path: Path, monkeypatch, view: str) -> None:
-    app = _dashboard(_snapshot_run(tmp_path, monkeypatch))
+    app = dashboard(_snapshot_run(tmp_path, monkeypatch))
     ready = _ready(app)
 
     async def go(pilot) -> None:
@@ -290,7 +287,7 @@ def test_dashboard_80x24_snapshot(snap_compare, tmp_path: Path, monkeypatch, vie
 
 
 def test_dashboard_200x50_snapshot(snap_compare, tmp_path: Path, monkeypatch) -> None:
-    app = _dashboard(_snapshot_run(tmp_path, monkeypatch), preset_reason="picked synthetic because this is a test")
+    app = dashboard(_snapshot_run(tmp_path, monkeypatch), preset_reason="picked synthetic because this is a test")
     assert snap_compare(app, terminal_size=(200, 50), run_before=_ready(app))
 
 
@@ -315,7 +312,7 @@ def test_compact_layout_keeps_quit_and_cycles_views(tmp_path: Path, monkeypatch)
     run = _snapshot_run(tmp_path, monkeypatch)
 
     async def go() -> None:
-        app = _dashboard(run)
+        app = dashboard(run)
         async with app.run_test(size=(80, 24)) as pilot:
             await _ready(app)(pilot)
             assert app.compact and app.screen.has_class("-compact", "-view-curves")
@@ -338,10 +335,10 @@ def test_status_column_fits_eta_and_elapsed_at_120x30(tmp_path: Path, monkeypatc
     write_synthetic_run(Path("runs/long"), 3, seed=3, max_steps=300, finished=False)
 
     async def go() -> None:
-        app = _dashboard(Path("runs/long"))
+        app = dashboard(Path("runs/long"))
         async with app.run_test(size=(120, 30)) as pilot:
             await _ready(app)(pilot)
-            app.model.active  # noqa: B018
+            app.state.active  # noqa: B018
             text = str(app.query_one("#status").render())
             step_line = next(ln for ln in text.splitlines() if ln.startswith("Step"))
             speed_line = next(ln for ln in text.splitlines() if ln.startswith("Speed"))
@@ -403,7 +400,7 @@ def test_preset_name_shows_while_starting(tmp_path: Path) -> None:
     (run / "events.jsonl").write_text("")
 
     async def go() -> None:
-        app = _dashboard(run, preset="tiny")
+        app = dashboard(run, preset="tiny")
         async with app.run_test(size=(140, 45)) as pilot:
             await pilot.pause(0.3)
             text = str(app.query_one(StatusPanel).render())
@@ -422,7 +419,7 @@ def test_quitting_with_stop_says_what_happens(tmp_path: Path, monkeypatch, capsy
 
     async def quit_with_stop(self) -> int:
         async with App.run_test(self, size=(140, 45)) as pilot:
-            await wait_for(pilot, lambda: self.model.steps and self.link.alive, what="a live run")
+            await wait_for(pilot, lambda: self.state.steps and self.link.alive, what="a live run")
             await pilot.press("q")  # the quit question
             await pilot.press("s")  # stop training
         return self.return_value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SHARED_DATA
+from support.paths import SHARED_DATA
 
 from grpo_tui.engine.config import DataConfig, PresetError, PromptConfig
 from grpo_tui.engine.data.loader import check_files, load_rows, to_dataset

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import run_cli, write_preset
+from support.processes import run_cli, write_preset
 
 from grpo_tui.engine.config import DataConfig, PresetError, PromptConfig
 from grpo_tui.engine.data.loader import FieldMap, drop_long_prompts, hub_records, load_rows, to_dataset

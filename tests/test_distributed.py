@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from conftest import run_cli
-from test_control import wait_for
+from support.polling import take_event
+from support.processes import run_cli
 
 from grpo_tui.engine.config import load_config
 from grpo_tui.engine.distributed import accelerate_argv
@@ -55,22 +55,22 @@ def test_two_processes_pause_checkpoint_stop_resume(tmp_path):
         assert engine.wait_started(timeout=240), engine.preflight_output()
         run = RunDir(run_dir)
         tail, seen = EventTail(run.events), []
-        start = wait_for(tail, seen, lambda e: e["type"] == "run_start", timeout=120)
+        start = take_event(tail, seen, lambda e: e["type"] == "run_start", timeout=120)
         assert start["world_size"] == 2
-        wait_for(tail, seen, lambda e: e["type"] == "step" and e["step"] >= 1, timeout=240)
+        take_event(tail, seen, lambda e: e["type"] == "step" and e["step"] >= 1, timeout=240)
 
         send_command(run.control, "pause")
-        paused = wait_for(tail, seen, lambda e: e["type"] == "state" and e["state"] == "paused")
+        paused = take_event(tail, seen, lambda e: e["type"] == "state" and e["state"] == "paused")
         time.sleep(2.0)
         assert not [e for e in tail.read_new() + seen if e["type"] == "step" and e["step"] > paused["step"]]
         send_command(run.control, "checkpoint")  # both ranks take part in the save, rank 0 writes it
-        ck = wait_for(tail, seen, lambda e: e["type"] == "checkpoint")
+        ck = take_event(tail, seen, lambda e: e["type"] == "checkpoint")
         assert ck["reason"] == "command" and ck["step"] == paused["step"]
         send_command(run.control, "resume")
-        wait_for(tail, seen, lambda e: e["type"] == "step" and e["step"] > paused["step"])
+        take_event(tail, seen, lambda e: e["type"] == "step" and e["step"] > paused["step"])
 
         send_command(run.control, "stop")
-        end = wait_for(tail, seen, lambda e: e["type"] == "run_end", timeout=120)
+        end = take_event(tail, seen, lambda e: e["type"] == "run_end", timeout=120)
         assert end["status"] == "stopped"
         assert engine.wait(timeout=120) == 0
     finally:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
-from conftest import run_cli
+from support.processes import run_cli
 
 from grpo_tui.engine.train.phase_timer import PHASES
 from grpo_tui.rundir.events import read_events
@@ -35,46 +36,90 @@ COMPLETION_FIELDS = {
 }
 
 
-def test_headless_run_exits_0_quickly(tiny_run):
-    run_dir, proc, seconds = tiny_run
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert seconds < 120, f"3 tiny steps took {seconds:.0f}s"
-    out = proc.stdout
+def test_headless_run_exits_0(tiny_run):
+    assert tiny_run.proc.returncode == 0, tiny_run.proc.stdout + tiny_run.proc.stderr
+
+
+def test_three_tiny_steps_take_under_two_minutes(tiny_run):
+    assert tiny_run.seconds < 120, f"3 tiny steps took {tiny_run.seconds:.0f}s"
+
+
+def test_headless_run_prints_its_progress_and_a_summary(tiny_run):
+    out = tiny_run.proc.stdout
     assert "step 3/3" in out and "Run summary" in out and "finished" in out
 
 
-def test_run_directory_layout(tiny_run):
-    run = RunDir(tiny_run[0])
-    cfg = json.loads(run.config.read_text())
+def test_config_json_records_the_resolved_preset(tiny_run):
+    cfg = json.loads(RunDir(tiny_run.dir).config.read_text())
     assert cfg["model"]["name"] == "tiny-random" and cfg["train"]["max_steps"] == 3
     assert set(cfg) >= {"preset", "model", "data", "prompt", "rewards", "train"}
-    assert run.engine_log.read_text().count("step ") >= 3
+
+
+def test_engine_log_has_a_line_per_step(tiny_run):
+    assert RunDir(tiny_run.dir).engine_log.read_text().count("step ") >= 3
+
+
+def test_engine_log_reports_the_memory_bandwidth_measured_at_start(tiny_run):
     # the bandwidth behind each step's generation bound: measured once, at start
-    log = run.engine_log.read_text()
+    log = RunDir(tiny_run.dir).engine_log.read_text()
     assert "generation bound:" in log and "GB/s memory bandwidth on cpu" in log
-    assert (run.control.stat().st_mode & 0o777) == 0o700
-    ckpt = run.latest_checkpoint()
+
+
+def test_the_control_dir_is_owner_only(tiny_run):
+    assert (RunDir(tiny_run.dir).control.stat().st_mode & 0o777) == 0o700
+
+
+def test_the_final_checkpoint_holds_the_weights_and_the_optimizer(tiny_run):
+    ckpt = RunDir(tiny_run.dir).latest_checkpoint()
     assert ckpt is not None and ckpt.name == "checkpoint-3"
     assert (ckpt / "model.safetensors").exists() and (ckpt / "optimizer.pt").exists()
-    assert not run.pid_file.exists(), "the pid file is removed when the engine exits"
 
 
-def test_event_log_field_by_field(tiny_run):
-    events = read_events(RunDir(tiny_run[0]).events)
-    assert all(e["v"] == 1 and isinstance(e["t"], float) for e in events)
-    types = [e["type"] for e in events]
+def test_the_pid_file_is_removed_when_the_engine_exits(tiny_run):
+    assert not RunDir(tiny_run.dir).pid_file.exists()
+
+
+def _events(tiny_run) -> list[dict]:
+    return read_events(RunDir(tiny_run.dir).events)
+
+
+def _steps(tiny_run) -> list[dict]:
+    return [e for e in _events(tiny_run) if e["type"] == "step"]
+
+
+def test_every_event_has_the_schema_version_and_a_float_time(tiny_run):
+    assert all(e["v"] == 1 and isinstance(e["t"], float) for e in _events(tiny_run))
+
+
+def test_the_event_log_opens_with_run_start_and_closes_with_run_end(tiny_run):
+    types = [e["type"] for e in _events(tiny_run)]
     assert types[0] == "run_start" and types[-1] == "run_end"
-    start = events[0]
+
+
+def test_run_start_records_the_rewards_the_group_size_the_device_and_versions(tiny_run):
+    start = _events(tiny_run)[0]
     assert start["reward_names"] == ["correctness", "xmlcount", "distinct_chars", "crashy"]
     assert start["reward_weights"]["crashy"] == 0.5 and start["num_generations"] == 4
     assert start["resumed"] is False and start["device"] == "cpu" and start["versions"]["trl"].startswith("1.16")
-    states = [e["state"] for e in events if e["type"] == "state"]
+
+
+def test_states_go_from_starting_through_running_to_finished(tiny_run):
+    states = [e["state"] for e in _events(tiny_run) if e["type"] == "state"]
     assert states[:3] == ["starting", "loading_model", "running"] and states[-1] == "finished"
-    ds = next(e for e in events if e["type"] == "dataset")
+
+
+def test_the_dataset_event_counts_the_rows_used_and_skipped(tiny_run):
+    ds = next(e for e in _events(tiny_run) if e["type"] == "dataset")
     assert ds["rows_used"] == 200 and ds["rows_skipped"] == 0
-    model = next(e for e in events if e["type"] == "model")
+
+
+def test_the_model_event_counts_the_parameters(tiny_run):
+    model = next(e for e in _events(tiny_run) if e["type"] == "model")
     assert model["parameters"] == model["trainable"] == 136_384  # tiny-random: h64, 2 layers, 974-token vocab
-    steps = [e for e in events if e["type"] == "step"]
+
+
+def test_each_step_event_carries_progress_timing_and_metrics(tiny_run):
+    start, steps = _events(tiny_run)[0], _steps(tiny_run)
     assert [s["step"] for s in steps] == [1, 2, 3]
     for s in steps:
         assert s["max_steps"] == 3 and s["step_time_s"] > 0 and s["elapsed_s"] > 0 and s["eta_s"] >= 0
@@ -84,51 +129,100 @@ def test_event_log_field_by_field(tiny_run):
             assert f"rewards/{name}/mean" in s["metrics"]
         assert 0.0 <= s["correct_frac"] <= 1.0
         assert s["tokens_per_s"] > 0
-        # where the step went: the phases add up to the step's wall time
+
+
+def test_each_steps_phases_add_up_to_its_wall_time(tiny_run):
+    for s in _steps(tiny_run):
         phases = s["phase_s"]
         assert set(phases) == set(PHASES) and all(v >= 0 for v in phases.values())
         assert abs(sum(phases.values()) - s["step_time_s"]) <= 0.03 * s["step_time_s"] + 0.02, (phases, s)
         for name in ("generation", "rewards", "forward_backward", "optimizer", "recording"):
             assert phases[name] > 0, (name, phases)
         assert phases["other"] < 0.1 * s["step_time_s"], phases
+
+
+def test_each_steps_generation_speed_is_below_its_memory_bandwidth_bound(tiny_run):
+    for s in _steps(tiny_run):
         assert s["generation_tokens_per_s"] > 0
-        # the memory-bandwidth bound of this step's generation (the CPU's, measured with a copy) is above it
+        # the bound of this step's generation (the CPU's bandwidth, measured with a copy) is above it
         assert s["generation_bound_tokens_per_s"] > s["generation_tokens_per_s"]
+
+
+def test_a_user_reward_that_varies_within_groups_gives_grpo_signal(tiny_run):
     # distinct_chars varies within groups, so GRPO had signal
-    assert any(s["metrics"]["frac_reward_zero_std"] < 1.0 for s in steps)
-    mem = [e for e in events if e["type"] == "memory"]
+    assert any(s["metrics"]["frac_reward_zero_std"] < 1.0 for s in _steps(tiny_run))
+
+
+def test_memory_is_recorded_at_start_and_after_each_step(tiny_run):
+    mem = [e for e in _events(tiny_run) if e["type"] == "memory"]
     assert len(mem) == 4 and all(m["rss_gb"] > 0 and m["total_gb"] > 0 for m in mem)
-    ck = [e for e in events if e["type"] == "checkpoint"]
+
+
+def test_only_the_final_checkpoint_is_recorded(tiny_run):
+    ck = [e for e in _events(tiny_run) if e["type"] == "checkpoint"]
     assert [(c["step"], c["reason"]) for c in ck] == [(3, "final")]
-    end = events[-1]
+
+
+def test_run_end_says_finished_with_exit_code_0_at_the_last_step(tiny_run):
+    end = _events(tiny_run)[-1]
     assert end["status"] == "finished" and end["exit_code"] == 0 and end["step"] == 3
 
 
 def test_crashing_user_reward_is_counted_not_fatal(tiny_run):
-    events = read_events(RunDir(tiny_run[0]).events)
+    events = read_events(RunDir(tiny_run.dir).events)
     fails = [e for e in events if e["type"] == "reward_failure"]
     assert fails, "crashy raises on some completions; failures must be reported"
     assert all(f["reward"] == "crashy" and f["count"] >= 1 and "deliberate failure" in f["example"] for f in fails)
     assert events[-1]["status"] == "finished"
 
 
-def test_rollouts_field_by_field(tiny_run):
-    groups, skipped = read_rollouts(RunDir(tiny_run[0]).rollouts)
+REWARD_NAMES = ["correctness", "xmlcount", "distinct_chars", "crashy"]
+REWARD_WEIGHTS = {"correctness": 1.0, "xmlcount": 1.0, "distinct_chars": 1.0, "crashy": 0.5}
+
+
+def _groups(tiny_run) -> list[dict]:
+    return read_rollouts(RunDir(tiny_run.dir).rollouts)[0]
+
+
+def test_rollouts_read_back_whole(tiny_run):
+    _, skipped = read_rollouts(RunDir(tiny_run.dir).rollouts)
     assert skipped == 0
+
+
+def test_rollouts_hold_every_group_of_every_step_in_order(tiny_run):
     # 8 completions per step, G=4 -> 2 groups per step, 3 steps
-    assert [(g["step"], g["group"]) for g in groups] == [(s, i) for s in (1, 2, 3) for i in (0, 1)]
-    names = ["correctness", "xmlcount", "distinct_chars", "crashy"]
-    weights = {"correctness": 1.0, "xmlcount": 1.0, "distinct_chars": 1.0, "crashy": 0.5}
-    for g in groups:
+    assert [(g["step"], g["group"]) for g in _groups(tiny_run)] == [(s, i) for s in (1, 2, 3) for i in (0, 1)]
+
+
+def test_each_rollout_group_has_its_prompt_gold_answer_and_g_completions(tiny_run):
+    for g in _groups(tiny_run):
         assert g["v"] == 1 and g["prompt"].endswith("now?") and g["gold"].isdigit()
         assert len(g["completions"]) == 4
+
+
+def test_each_completion_has_every_field_with_its_type(tiny_run):
+    for g in _groups(tiny_run):
         for c in g["completions"]:
             for k, typ in COMPLETION_FIELDS.items():
                 assert isinstance(c[k], typ), (k, c[k])
-            assert list(c["rewards"]) == names
-            assert c["total"] == pytest.approx(sum(weights[n] * c["rewards"][n] for n in names), abs=1e-4)
+
+
+def test_each_completions_total_is_the_weighted_sum_of_its_rewards(tiny_run):
+    for g in _groups(tiny_run):
+        for c in g["completions"]:
+            assert list(c["rewards"]) == REWARD_NAMES
+            assert c["total"] == pytest.approx(sum(REWARD_WEIGHTS[n] * c["rewards"][n] for n in REWARD_NAMES), abs=1e-4)
+
+
+def test_a_completion_is_truncated_exactly_when_it_reaches_the_length_cap(tiny_run):
+    for g in _groups(tiny_run):
+        for c in g["completions"]:
             assert 1 <= c["tokens"] <= 24
             assert c["truncated"] == (c["tokens"] == 24)
+
+
+def test_group_advantages_are_centred_and_the_best_completion_gets_the_largest(tiny_run):
+    for g in _groups(tiny_run):
         totals = [c["total"] for c in g["completions"]]
         advs = [c["advantage"] for c in g["completions"]]
         assert sum(advs) == pytest.approx(0.0, abs=1e-3), "group advantages are centred"
@@ -136,8 +230,9 @@ def test_rollouts_field_by_field(tiny_run):
             assert advs.index(max(advs)) == totals.index(max(totals))
 
 
-def test_resume_continues_at_step_4(tiny_run):
-    run_dir = tiny_run[0]
+def test_resume_continues_at_step_4(tiny_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run.dir, run_dir)  # a copy: the session's run stays as recorded for the other tests
     proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(run_dir), "--resume", "--max-steps", "4"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     events = read_events(RunDir(run_dir).events)
@@ -150,7 +245,7 @@ def test_resume_continues_at_step_4(tiny_run):
 
 
 def test_new_run_refuses_existing_run_dir(tiny_run, test_preset):
-    run_dir = tiny_run[0]
+    run_dir = tiny_run.dir
     before = RunDir(run_dir).events.read_bytes()
     proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir)])
     assert proc.returncode == 2

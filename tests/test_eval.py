@@ -11,7 +11,7 @@ from math import comb
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SHARED_DATA
+from support.paths import REPO, SHARED_DATA
 
 from grpo_tui.engine.eval.data import heldout_synthetic, items_from_records, load_eval_data
 from grpo_tui.engine.eval.errors import EvalError
@@ -177,7 +177,7 @@ def _fake_run(tmp_path: Path, lora: bool) -> Path:
     for step in (2, 5):
         name = "adapter_config.json" if lora else "config.json"
         (run / "checkpoints" / f"checkpoint-{step}" / name).write_text("{}")
-        # complete, as the one checkpoint lookup (rundir.layout.find_checkpoints) defines it
+        # complete, as the one checkpoint lookup (rundir.checkpoints.find_checkpoints) defines it
         (run / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text(
             json.dumps({"global_step": step})
         )

@@ -13,6 +13,7 @@ def test_the_bar_says_loading_until_the_first_answer(monkeypatch) -> None:
     from transformers.utils import logging as hf_logging
 
     import grpo_tui.tui.console.eval as ev
+
     hf_logging.enable_progress_bar()
     seen: list[str] = []
 
@@ -25,6 +26,7 @@ def test_the_bar_says_loading_until_the_first_answer(monkeypatch) -> None:
 
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
     import rich.progress
+
     bars: list[rich.progress.Progress] = []
 
     class Recorded(rich.progress.Progress):

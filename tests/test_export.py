@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
+from support.processes import run_cli
 
 from grpo_tui.tui.console.export import main as export_main
 

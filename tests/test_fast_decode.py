@@ -10,7 +10,7 @@ import types
 
 import pytest
 import torch
-from conftest import random_qwen2
+from support.models import random_qwen2
 from transformers import GenerationConfig
 from transformers.cache_utils import DynamicCache, DynamicLayer
 

@@ -1,9 +1,10 @@
 """Fault injection: what a hostile or unlucky user can do to a run directory, and what the engine does then.
 
 Most cases are refused by the engine's pre-flight (exit 2, before torch loads), so they run the real
-`python -m grpo_tui.engine train` in a child process and cost a second or two. Two tests run real training with the
-tiny preset: one engine watched by `grpo-tui --no-ui` (second engine refused, SIGTERM, torn event line,
-damaged newest checkpoint, resume), and a run on a full disk (a small tmpfs; root only).
+`python -m grpo_tui.engine train` in a child process and cost a second or two. Two scenarios run real training
+with the tiny preset: one engine watched by `grpo-tui --no-ui` (second engine refused, SIGTERM, torn event line,
+damaged newest checkpoint, resume; recorded once by module fixtures, one claim per test), and a run on a full disk
+(a small tmpfs; root only).
 """
 
 from __future__ import annotations
@@ -16,20 +17,29 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
-from conftest import REPO
+from support.paths import REPO
+from support.polling import wait_until
 
 from grpo_tui.engine.config import load_config
 from grpo_tui.engine.rewards import RewardSpecError, guard, resolve_reward
+from grpo_tui.rundir.checkpoints import find_checkpoints
 from grpo_tui.rundir.control import ensure_control_dir, send_command, take_commands
+from grpo_tui.rundir.errors import UnsafeRunDir
 from grpo_tui.rundir.events import EventWriter, read_events
-from grpo_tui.rundir.layout import RunDir, RunLock, UnsafeRunDir, find_checkpoints, open_private
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.rundir.private_io import open_private
 from grpo_tui.rundir.rollouts import RolloutWriter
+from grpo_tui.rundir.run_lock import RunLock
 
 IS_ROOT = os.geteuid() == 0
 NOBODY = 65534
+# the two ways a second engine can try a run directory that is in use
+SECOND_ENGINES = {"resume": ["--resume"], "new-run": ["--preset", "tiny"]}
 
 
 def engine(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -157,18 +167,20 @@ def test_run_dir_owned_by_another_user_is_refused(tmp_path):
     assert proc.returncode == 2 and "belongs to" in proc.stderr and str(run) in proc.stderr
 
 
-def test_new_run_dir_and_files_are_owner_only_and_group_access_is_an_option(tmp_path):
-    from grpo_tui.rundir.layout import GROUP_ACCESS_ENV, make_private_dir, write_private
+def test_new_run_dirs_and_files_are_owner_only(tmp_path):
+    from grpo_tui.rundir.private_io import make_private_dir, write_private
 
     make_private_dir(tmp_path / "a", "run directory")
     write_private(tmp_path / "a" / "f", "x")
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o700 and (tmp_path / "a" / "f").stat().st_mode & 0o777 == 0o600
-    os.environ[GROUP_ACCESS_ENV] = "1"
-    try:
-        make_private_dir(tmp_path / "b", "run directory")
-        write_private(tmp_path / "b" / "f", "x")
-    finally:
-        del os.environ[GROUP_ACCESS_ENV]
+
+
+def test_group_access_is_an_option_for_new_run_dirs_and_files(tmp_path, monkeypatch):
+    from grpo_tui.rundir.private_io import GROUP_ACCESS_ENV, make_private_dir, write_private
+
+    monkeypatch.setenv(GROUP_ACCESS_ENV, "1")
+    make_private_dir(tmp_path / "b", "run directory")
+    write_private(tmp_path / "b" / "f", "x")
     assert (tmp_path / "b").stat().st_mode & 0o777 == 0o750 and (tmp_path / "b" / "f").stat().st_mode & 0o777 == 0o640
 
 
@@ -188,43 +200,80 @@ def test_resume_with_a_reward_file_others_can_write_is_refused(tmp_path):
     os.chmod(reward, 0o666)
     proc = engine("--run-dir", str(run), "--resume")
     assert proc.returncode == 2 and "can be written by other users" in proc.stderr and str(reward) in proc.stderr
-    if IS_ROOT:
-        os.chmod(reward, 0o644)
-        os.chown(reward, NOBODY, NOBODY)
-        with pytest.raises(RewardSpecError, match="belongs to"):
-            resolve_reward(f"{reward}:r")
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to give a file to another user")
+def test_a_reward_file_owned_by_another_user_is_refused(tmp_path):
+    reward = _reward_file(tmp_path)
+    os.chmod(reward, 0o644)
+    os.chown(reward, NOBODY, NOBODY)
+    with pytest.raises(RewardSpecError, match="belongs to"):
+        resolve_reward(f"{reward}:r")
+
+
+def _switch_problem(preset: Path) -> str | None:
+    from grpo_tui.engine.train.preset_switch import switch_problem
+
+    return switch_problem(load_config("tiny"), str(preset))
+
+
+def _other_preset(tmp_path: Path, mode: int) -> Path:
+    preset = tmp_path / "other.toml"
+    preset.write_text('extends = "tiny"\n')
+    os.chmod(preset, mode)
+    return preset
 
 
 def test_switch_preset_naming_a_preset_others_can_write_is_refused(tmp_path):
-    from grpo_tui.engine.train.preset_switch import switch_problem
-
-    preset = tmp_path / "other.toml"
-    preset.write_text('extends = "tiny"\n')
-    os.chmod(preset, 0o666)
-    why = switch_problem(load_config("tiny"), str(preset))
+    preset = _other_preset(tmp_path, 0o666)
+    why = _switch_problem(preset)
     assert why and "can be written by other users" in why and str(preset) in why
-    os.chmod(preset, 0o644)
-    assert switch_problem(load_config("tiny"), str(preset)) is None
-    if IS_ROOT:
-        os.chown(preset, NOBODY, NOBODY)
-        assert "belongs to" in switch_problem(load_config("tiny"), str(preset))
+
+
+def test_switch_preset_takes_a_preset_only_its_owner_can_write(tmp_path):
+    assert _switch_problem(_other_preset(tmp_path, 0o644)) is None
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to give a file to another user")
+def test_switch_preset_naming_another_users_preset_is_refused(tmp_path):
+    preset = _other_preset(tmp_path, 0o644)
+    os.chown(preset, NOBODY, NOBODY)
+    assert "belongs to" in _switch_problem(preset)
 
 
 # ---------------------------------------------------------------- one writer
 
 
-def test_second_engine_is_refused_while_the_lock_is_held(tmp_path):
+def _run_to_lock(tmp_path: Path) -> Path:
     run = private_dir(tmp_path / "run")
     write_config(run)
     (run / "events.jsonl").write_text("")
+    return run
+
+
+def test_the_lock_names_the_process_that_holds_it(tmp_path):
+    run = _run_to_lock(tmp_path)
     lock = RunLock.acquire(run)
     try:
         assert RunLock.holder(run) == os.getpid()
-        for args in (["--resume"], ["--preset", "tiny"]):
-            proc = engine("--run-dir", str(run), *args)
-            assert proc.returncode == 2 and f"engine pid {os.getpid()}" in proc.stderr, proc.stderr
     finally:
         lock.release()
+
+
+@pytest.mark.parametrize("attempt", list(SECOND_ENGINES))
+def test_second_engine_is_refused_while_the_lock_is_held(tmp_path, attempt):
+    run = _run_to_lock(tmp_path)
+    lock = RunLock.acquire(run)
+    try:
+        proc = engine("--run-dir", str(run), *SECOND_ENGINES[attempt])
+        assert proc.returncode == 2 and f"engine pid {os.getpid()}" in proc.stderr, proc.stderr
+    finally:
+        lock.release()
+
+
+def test_a_released_lock_has_no_holder(tmp_path):
+    run = _run_to_lock(tmp_path)
+    RunLock.acquire(run).release()
     assert RunLock.holder(run) is None  # released: the kernel drops a flock with its last descriptor
 
 
@@ -234,7 +283,7 @@ def test_lock_survives_exec_in_the_same_process(tmp_path):
     script = tmp_path / "relock.py"
     script.write_text(
         "import os, sys, time\n"
-        "from rundir.layout import RunLock\n"
+        "from grpo_tui.rundir.run_lock import RunLock\n"
         "lock = RunLock.acquire(sys.argv[1])\n"
         "if len(sys.argv) == 2:\n"
         "    lock.keep_across_exec()\n"
@@ -376,29 +425,57 @@ def test_non_finite_or_out_of_range_numbers_are_refused(tmp_path, override, key)
 
     with pytest.raises(PresetError, match=key):
         load_config("tiny", [override])
-    if override == "train.learning_rate=nan":  # and once through the command line: exit 2, nothing written
-        proc = engine("--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--set", override)
-        assert proc.returncode == 2 and key in proc.stderr and not (tmp_path / "run").exists()
 
 
-def test_unwritable_run_dir_is_a_clear_exit_2(tmp_path):
+def test_a_non_finite_number_on_the_command_line_exits_2_and_writes_nothing(tmp_path):
+    proc = engine("--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--set", "train.learning_rate=nan")
+    assert proc.returncode == 2 and "learning_rate" in proc.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_run_dir_under_a_file_is_a_clear_exit_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     proc = engine("--preset", "tiny", "--run-dir", str(blocker / "run"))
     assert proc.returncode == 2 and "choose a --run-dir" in proc.stderr and "Traceback" not in proc.stderr
-    if not IS_ROOT:  # root writes anywhere; as a user, a read-only parent
-        ro = tmp_path / "ro"
-        ro.mkdir(mode=0o500)
-        proc = engine("--preset", "tiny", "--run-dir", str(ro / "run"))
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root writes anywhere")
+def test_a_run_dir_under_a_read_only_parent_is_a_clear_exit_2(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    proc = engine("--preset", "tiny", "--run-dir", str(ro / "run"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
 # ---------------------------------------------------------------- user rewards
 
 
-def test_user_reward_that_hangs_is_killed_counted_and_leaves_no_slowdown(tmp_path):
+class HungCall(NamedTuple):
+    """A guarded user reward whose call hangs, timed against the same reward's normal calls."""
+
+    returned: list[float]
+    seconds: float
+    worker_gone: bool
+    failures: list[dict]
+    before_s: float
+    after_s: float
+
+
+def _gone(pid: int, within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def hung_call(tmp_path_factory) -> HungCall:
     f = _reward_file(
-        tmp_path,
+        tmp_path_factory.mktemp("hang"),
         "import time\n"
         "def slow(prompts, completions, answer, **kwargs):\n"
         "    if any('hang' in c for c in completions):\n"
@@ -418,17 +495,31 @@ def test_user_reward_that_hangs_is_killed_counted_and_leaves_no_slowdown(tmp_pat
     before = timed()
     pid = g.fn.pid
     t0 = time.monotonic()
-    assert g(None, ["hang"], None) == [0.0]
-    assert time.monotonic() - t0 < 5
-    with pytest.raises(ProcessLookupError):  # the hung worker is gone, not left burning a core
-        for _ in range(50):
-            os.kill(pid, 0)
-            time.sleep(0.1)
+    returned = g(None, ["hang"], None)
+    seconds = time.monotonic() - t0
+    gone = _gone(pid)
     g(None, batch, None)  # restarts the worker (re-imports the file once)
     after = timed()
-    (failure,) = g.drain_failures()
+    return HungCall(returned, seconds, gone, g.drain_failures(), before, after)
+
+
+def test_a_user_reward_call_that_hangs_scores_0_within_seconds(hung_call):
+    assert hung_call.returned == [0.0]
+    assert hung_call.seconds < 5
+
+
+def test_a_user_reward_worker_that_hangs_is_killed(hung_call):
+    assert hung_call.worker_gone  # the hung worker is gone, not left burning a core
+
+
+def test_a_user_reward_call_that_hangs_is_counted_as_a_timeout(hung_call):
+    (failure,) = hung_call.failures
     assert failure["kinds"] == {"timeout": 1}
-    assert after < before * 3 + 0.05, (before, after)  # no thread left spinning: same speed as before
+
+
+def test_a_user_reward_that_hung_leaves_no_slowdown(hung_call):
+    # no thread left spinning: same speed as before
+    assert hung_call.after_s < hung_call.before_s * 3 + 0.05, (hung_call.before_s, hung_call.after_s)
 
 
 def test_user_reward_that_exits_fails_that_call_only(tmp_path):
@@ -536,7 +627,7 @@ def test_dashboard_attach_ctrl_c_detaches(tmp_path):
         async with app.run_test() as pilot:
             for _ in range(50):
                 await pilot.pause(0.1)
-                if app.model.active:
+                if app.state.active:
                     break
             await pilot.press("ctrl+c")
             await pilot.pause(0.2)
@@ -553,24 +644,40 @@ def test_dashboard_attach_ctrl_c_detaches(tmp_path):
 # ---------------------------------------------------------------- the real engine
 
 
-def _wait_for(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _steps(run: Path) -> list[int]:
     return [e["step"] for e in read_events(run / "events.jsonl") if e["type"] == "step"]
 
 
-def test_engine_lock_sigterm_torn_line_and_damaged_checkpoint(tmp_path, test_preset):
-    """One real run watched by --no-ui: a second engine is refused naming the live pid; SIGTERM to the
-    watcher stops the run gracefully; then a torn event line and a damaged newest checkpoint don't stop
-    --resume, which falls back to the previous checkpoint and says so."""
-    run = tmp_path / "run"
+class WatchedRun(NamedTuple):
+    """What one real run watched by `grpo-tui --no-ui` showed while it trained and after SIGTERM stopped it."""
+
+    dir: Path
+    pid: int
+    mode_while_running: int
+    lock_holder_while_running: int | None
+    second_engines: dict[str, subprocess.CompletedProcess]
+    watcher_returncode: int
+    watcher_output: str
+    events_after_stop: list[dict]
+    lock_holder_after_stop: int | None
+    usable_checkpoints: list[int]
+
+
+class ResumedPastDamage(NamedTuple):
+    """`--resume` of the stopped run after its newest checkpoint and its last event line were damaged."""
+
+    proc: subprocess.CompletedProcess
+    newest: int
+    previous: int
+    starts: list[dict]
+    steps: list[int]
+
+
+@pytest.fixture(scope="module")
+def watched_run(tmp_path_factory, test_preset) -> WatchedRun:
+    """One real run watched by --no-ui, checkpointing every step: a second engine tries the run dir while it
+    trains, then SIGTERM goes to the watcher. Everything the tests check is recorded here, at the moment it holds."""
+    run = tmp_path_factory.mktemp("watched") / "run"
     ui = subprocess.Popen(
         [
             sys.executable,
@@ -595,42 +702,115 @@ def test_engine_lock_sigterm_torn_line_and_damaged_checkpoint(tmp_path, test_pre
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
     try:
-        _wait_for(lambda: len(_steps(run)) >= 2, 600, "two steps")
+        wait_until(lambda: len(_steps(run)) >= 2, 600, "two steps")
         pid = RunDir(run).engine_pid()
-        assert run.stat().st_mode & 0o777 == 0o700 and RunLock.holder(run) == pid
-        for args in (["--resume"], ["--preset", "tiny"]):
-            second = engine("--run-dir", str(run), *args)
-            assert second.returncode == 2 and f"engine pid {pid}" in second.stderr, second.stderr
+        mode, holder = run.stat().st_mode & 0o777, RunLock.holder(run)
+        second = {name: engine("--run-dir", str(run), *args) for name, args in SECOND_ENGINES.items()}
         ui.send_signal(signal.SIGTERM)
         out, _ = ui.communicate(timeout=600)
     finally:
         if ui.poll() is None:
             ui.kill()
-    assert ui.returncode == 0, out
-    assert "SIGTERM: asked the engine to stop" in out
-    events = read_events(run / "events.jsonl")
-    assert events[-1]["type"] == "run_end" and events[-1]["status"] == "stopped"
-    assert RunLock.holder(run) is None
+    return WatchedRun(
+        dir=run,
+        pid=pid,
+        mode_while_running=mode,
+        lock_holder_while_running=holder,
+        second_engines=second,
+        watcher_returncode=ui.returncode,
+        watcher_output=out,
+        events_after_stop=read_events(run / "events.jsonl"),
+        lock_holder_after_stop=RunLock.holder(run),
+        usable_checkpoints=sorted(find_checkpoints(run / "checkpoints").usable),
+    )
+
+
+@pytest.fixture(scope="module")
+def resumed_past_damage(watched_run) -> ResumedPastDamage:
+    """Tear the newest checkpoint's trainer_state.json and the event log's last line (an engine killed
+    mid-event), then `--resume` one step past the previous checkpoint."""
+    run = watched_run.dir
     lookup = find_checkpoints(run / "checkpoints")
-    assert len(lookup.usable) == 2
     newest, previous = sorted(lookup.usable)[-1], sorted(lookup.usable)[-2]
     (lookup.usable[newest] / "trainer_state.json").write_text('{"global_step": ')  # torn
     with open(run / "events.jsonl", "a") as f:
-        f.write('{"v": 1, "t": 1.0, "type": "step", "st')  # an engine killed mid-event
+        f.write('{"v": 1, "t": 1.0, "type": "step", "st')
     proc = engine("--run-dir", str(run), "--resume", "--max-steps", str(previous + 1), timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     starts = [e for e in read_events(run / "events.jsonl") if e["type"] == "run_start"]
-    assert len(starts) == 2  # the resumed engine's first event was not swallowed by the torn line
-    assert starts[-1]["resume_from"].endswith(f"checkpoint-{previous}")
-    assert [Path(s["path"]).name for s in starts[-1]["skipped_checkpoints"]] == [f"checkpoint-{newest}"]
-    assert "damaged trainer_state.json" in starts[-1]["skipped_checkpoints"][0]["reason"]
-    assert _steps(run)[-1] == previous + 1
+    return ResumedPastDamage(proc, newest, previous, starts, _steps(run))
 
 
-@pytest.mark.skipif(not IS_ROOT or not shutil.which("mount"), reason="mounting a tmpfs needs root")
-def test_full_disk_ends_the_run_with_a_short_complete_error(tmp_path):
-    mnt = tmp_path / "small"  # 1 MB: room for the run's files, not for tiny's 1.8 MB checkpoint (weights + Adam)
-    mnt.mkdir()
+def test_a_running_engines_run_dir_is_owner_only(watched_run):
+    assert watched_run.mode_while_running == 0o700
+
+
+def test_a_running_engine_holds_the_run_lock(watched_run):
+    assert watched_run.lock_holder_while_running == watched_run.pid
+
+
+@pytest.mark.parametrize("attempt", list(SECOND_ENGINES))
+def test_a_second_engine_is_refused_naming_the_live_pid(watched_run, attempt):
+    second = watched_run.second_engines[attempt]
+    assert second.returncode == 2 and f"engine pid {watched_run.pid}" in second.stderr, second.stderr
+
+
+def test_sigterm_to_the_watcher_asks_the_engine_to_stop_and_exits_0(watched_run):
+    assert watched_run.watcher_returncode == 0, watched_run.watcher_output
+    assert "SIGTERM: asked the engine to stop" in watched_run.watcher_output
+
+
+def test_sigterm_to_the_watcher_ends_the_run_as_stopped(watched_run):
+    last = watched_run.events_after_stop[-1]
+    assert last["type"] == "run_end" and last["status"] == "stopped"
+
+
+def test_a_stopped_run_releases_its_lock(watched_run):
+    assert watched_run.lock_holder_after_stop is None
+
+
+def test_save_total_limit_keeps_that_many_usable_checkpoints(watched_run):
+    assert len(watched_run.usable_checkpoints) == 2
+
+
+def test_resume_succeeds_past_a_damaged_checkpoint_and_a_torn_event_line(resumed_past_damage):
+    proc = resumed_past_damage.proc
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_torn_last_event_line_does_not_swallow_the_resumed_engines_first_event(resumed_past_damage):
+    assert len(resumed_past_damage.starts) == 2
+
+
+def test_resume_falls_back_to_the_previous_checkpoint(resumed_past_damage):
+    assert resumed_past_damage.starts[-1]["resume_from"].endswith(f"checkpoint-{resumed_past_damage.previous}")
+
+
+def test_resume_names_the_skipped_damaged_checkpoint_and_why(resumed_past_damage):
+    skipped = resumed_past_damage.starts[-1]["skipped_checkpoints"]
+    assert [Path(s["path"]).name for s in skipped] == [f"checkpoint-{resumed_past_damage.newest}"]
+    assert "damaged trainer_state.json" in skipped[0]["reason"]
+
+
+def test_resume_trains_on_from_the_previous_checkpoint(resumed_past_damage):
+    assert resumed_past_damage.steps[-1] == resumed_past_damage.previous + 1
+
+
+class FullDiskRun(NamedTuple):
+    """A tiny run on a disk too small for its first checkpoint, and what `attach --no-ui` shows of it."""
+
+    proc: subprocess.CompletedProcess
+    raw_log: bytes
+    events: list[dict]
+    shown: subprocess.CompletedProcess
+
+
+NO_SPACE = "no space left on device while writing checkpoint-1"
+needs_tmpfs = pytest.mark.skipif(not IS_ROOT or not shutil.which("mount"), reason="mounting a tmpfs needs root")
+
+
+@pytest.fixture(scope="module")
+def full_disk_run(tmp_path_factory) -> Iterator[FullDiskRun]:
+    mnt = tmp_path_factory.mktemp("small")  # 1 MB: room for the run's files, not for tiny's checkpoint (weights + Adam)
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]).returncode:
         pytest.skip("could not mount a tmpfs here")
     try:
@@ -638,16 +818,6 @@ def test_full_disk_ends_the_run_with_a_short_complete_error(tmp_path):
         proc = engine(
             "--preset", "tiny", "--run-dir", str(run), "--max-steps", "2", "--set", "train.save_steps=1", timeout=600
         )
-        assert proc.returncode == 1, proc.stdout + proc.stderr
-        raw = (run / "events.jsonl").read_bytes()
-        assert raw.endswith(b"\n")
-        events = read_events(run / "events.jsonl")
-        assert len(events) == raw.count(b"\n")  # every line whole
-        error = next(e for e in events if e["type"] == "error")
-        assert error["message"].startswith("no space left on device while writing checkpoint-1"), error["message"]
-        assert [e["type"] for e in events[-2:]] == ["state", "run_end"]
-        assert events[-2]["state"] == "failed" and events[-1]["status"] == "failed"
-        assert events[-2]["step"] == 1 and events[-1]["step"] == 1  # the last completed step, not 0
         shown = subprocess.run(
             [sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)],
             cwd=REPO,
@@ -656,12 +826,43 @@ def test_full_disk_ends_the_run_with_a_short_complete_error(tmp_path):
             timeout=120,
             env=dict(os.environ, COLUMNS="250"),
         )
-        assert shown.returncode == 1, shown.stdout + shown.stderr
-        assert "[failed] at step 1: no space left on device while writing checkpoint-1" in shown.stdout
-        assert "cause: no space left on device while writing checkpoint-1" in shown.stdout
-        assert "Traceback" not in shown.stdout and "unexpected pos" not in shown.stdout
+        yield FullDiskRun(proc, (run / "events.jsonl").read_bytes(), read_events(run / "events.jsonl"), shown)
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+@needs_tmpfs
+def test_a_full_disk_fails_the_run_with_exit_1(full_disk_run):
+    assert full_disk_run.proc.returncode == 1, full_disk_run.proc.stdout + full_disk_run.proc.stderr
+
+
+@needs_tmpfs
+def test_a_full_disk_leaves_every_event_line_whole(full_disk_run):
+    assert full_disk_run.raw_log.endswith(b"\n")
+    assert len(full_disk_run.events) == full_disk_run.raw_log.count(b"\n")  # every line whole
+
+
+@needs_tmpfs
+def test_a_full_disk_error_event_says_what_was_being_written(full_disk_run):
+    error = next(e for e in full_disk_run.events if e["type"] == "error")
+    assert error["message"].startswith(NO_SPACE), error["message"]
+
+
+@needs_tmpfs
+def test_a_full_disk_run_ends_failed_at_the_last_completed_step(full_disk_run):
+    events = full_disk_run.events
+    assert [e["type"] for e in events[-2:]] == ["state", "run_end"]
+    assert events[-2]["state"] == "failed" and events[-1]["status"] == "failed"
+    assert events[-2]["step"] == 1 and events[-1]["step"] == 1  # the last completed step, not 0
+
+
+@needs_tmpfs
+def test_attach_no_ui_shows_the_full_disk_cause_not_a_traceback(full_disk_run):
+    shown = full_disk_run.shown
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    assert f"[failed] at step 1: {NO_SPACE}" in shown.stdout
+    assert f"cause: {NO_SPACE}" in shown.stdout
+    assert "Traceback" not in shown.stdout and "unexpected pos" not in shown.stdout
 
 
 # ---------------------------------------------------------------- long logs, failures, control from a shell
@@ -707,7 +908,7 @@ def _long_log(run: Path, source: Path, steps: int) -> None:
 
 def test_attach_no_ui_reads_a_20000_step_log_over_16_mb_to_its_end(tmp_path, tiny_run):
     run = private_dir(tmp_path / "run")
-    _long_log(run, tiny_run[0], 20000)
+    _long_log(run, tiny_run.dir, 20000)
     assert (run / "events.jsonl").stat().st_size > 16 << 20
     proc = subprocess.run(
         [sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)],
@@ -899,7 +1100,7 @@ def _hostile_copy(tmp_path: Path, source: Path) -> Path:
 def test_model_card_escapes_markdown_and_drops_control_characters(tmp_path, tiny_run):
     from grpo_tui.tui.console.export import main as export_main
 
-    run = _hostile_copy(tmp_path, tiny_run[0])
+    run = _hostile_copy(tmp_path, tiny_run.dir)
     out = tmp_path / "export"
     assert export_main([str(run), "--out", str(out)]) == 0
     card = out / "README.md"
@@ -930,7 +1131,7 @@ def test_model_card_escapes_markdown_and_drops_control_characters(tmp_path, tiny
 def test_export_refuses_an_out_inside_any_run_directory(tmp_path, tiny_run, capsys):
     from grpo_tui.tui.console.export import main as export_main
 
-    run = tiny_run[0]
+    run = tiny_run.dir
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     other = private_dir(tmp_path / "other-run")
     (other / "events.jsonl").write_text("")
@@ -991,7 +1192,7 @@ def test_compare_says_a_log_of_random_bytes_is_unreadable(tmp_path):
 
 
 def test_run_list_shows_whole_step_counts(tmp_path):
-    from conftest_tui import run_coroutine, wait_for
+    from support.dashboard import run_coroutine, wait_for
 
     from grpo_tui.tui.browser.app import BrowserApp, RunListScreen
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO, run_cli
+from support.paths import REPO
+from support.processes import run_cli
 
 
 def _gsm8k(tmp_path):

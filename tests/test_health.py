@@ -20,16 +20,32 @@ from grpo_tui.rundir.health import (
     warning_line,
 )
 
-BASE = {"loss": 0.01, "grad_norm": 0.5, "learning_rate": 1e-5, "entropy": 1.0, "frac_reward_zero_std": 0.2,
-        "completions/mean_length": 100.0, "completions/clipped_ratio": 0.05, "rewards/correctness/mean": 0.3,
-        "rewards/soft_format/mean": 0.2}
+BASE = {
+    "loss": 0.01,
+    "grad_norm": 0.5,
+    "learning_rate": 1e-5,
+    "entropy": 1.0,
+    "frac_reward_zero_std": 0.2,
+    "completions/mean_length": 100.0,
+    "completions/clipped_ratio": 0.05,
+    "rewards/correctness/mean": 0.3,
+    "rewards/soft_format/mean": 0.2,
+}
 
 
-def run(n: int, vary: Any = None, correct: Any = 0.3, max_len: int = 200, dynamic: bool = False,
-        extra: list[dict] = ()) -> list[dict[str, Any]]:
+def run(
+    n: int, vary: Any = None, correct: Any = 0.3, max_len: int = 200, dynamic: bool = False, extra: list[dict] = ()
+) -> list[dict[str, Any]]:
     """A recorded run of n steps: BASE metrics, with vary(step) -> overrides (step is 1-based)."""
-    evs = [{"type": "run_start", "config": {"train": {"max_completion_length": max_len, "beta": 0.0},
-                                            "curriculum": {"dynamic_sampling": dynamic}}}]
+    evs = [
+        {
+            "type": "run_start",
+            "config": {
+                "train": {"max_completion_length": max_len, "beta": 0.0},
+                "curriculum": {"dynamic_sampling": dynamic},
+            },
+        }
+    ]
     for s in range(1, n + 1):
         m = dict(BASE, **(vary(s) if vary else {}))
         c = correct(s) if callable(correct) else correct
@@ -43,7 +59,9 @@ def fired(events: list[dict]) -> dict[str, dict]:
 
 
 def test_a_healthy_run_raises_nothing() -> None:
-    wobble = lambda s: {"entropy": 1.0 + 0.1 * math.sin(s), "completions/mean_length": 100 + 5 * math.sin(s)}
+    def wobble(s):
+        return {"entropy": 1.0 + 0.1 * math.sin(s), "completions/mean_length": 100 + 5 * math.sin(s)}
+
     assert check_run(run(40, wobble, correct=lambda s: 0.2 + 0.01 * s)) == []
 
 
@@ -51,8 +69,10 @@ def test_zero_std_fires_after_several_steps_and_names_curriculum_keys() -> None:
     ev = fired(run(8, lambda s: {"frac_reward_zero_std": 0.9 if s >= 3 else 0.1}))["zero_std"]
     assert ev["step"] == 3 + DEFAULT.zero_std_steps - 1 and ev["value"] == 0.9
     assert "[curriculum] dynamic_sampling = true" in ev["fix"] and "min_pass_rate" in ev["fix"]
-    assert "dynamic_sampling_max_extra" in fired(run(8, lambda s: {"frac_reward_zero_std": 0.9},
-                                                     dynamic=True))["zero_std"]["fix"]
+    assert (
+        "dynamic_sampling_max_extra"
+        in fired(run(8, lambda s: {"frac_reward_zero_std": 0.9}, dynamic=True))["zero_std"]["fix"]
+    )
 
 
 def test_zero_std_stays_quiet_for_a_short_burst() -> None:
@@ -101,7 +121,9 @@ def test_truncation_above_a_third() -> None:
 
 
 def test_reward_hacking_format_up_correctness_flat() -> None:
-    rising = lambda s: {"rewards/soft_format/mean": 0.05 * s}
+    def rising(s):
+        return {"rewards/soft_format/mean": 0.05 * s}
+
     ev = fired(run(12, rising, correct=0.1))["reward_hacking"]
     assert "soft_format" in ev["diagnosis"] and "[rewards]" in ev["fix"]
     # format and correctness rising together is learning, not hacking
@@ -131,8 +153,18 @@ def test_a_metric_hovering_at_its_threshold_does_not_flap() -> None:
 
 
 def test_every_rule_is_tested_and_a_resumed_run_rewinds() -> None:
-    assert set(RULES) == {"zero_std", "entropy_collapse", "kl_spike", "length_collapse", "length_at_limit",
-                          "truncation", "reward_hacking", "non_finite", "reward_failures", "constant_reward"}
+    assert set(RULES) == {
+        "zero_std",
+        "entropy_collapse",
+        "kl_spike",
+        "length_collapse",
+        "length_at_limit",
+        "truncation",
+        "reward_hacking",
+        "non_finite",
+        "reward_failures",
+        "constant_reward",
+    }
     mon = HealthMonitor()
     for s in (1, 2, 3, 2, 3):  # the resumed engine repeats steps 2 and 3
         mon.add({"type": "step", "step": s, "metrics": dict(BASE)})
@@ -153,7 +185,9 @@ def _recorded(n: int, vary: Any) -> list[dict[str, Any]]:
 
 
 def test_a_resumed_monitor_sees_the_steps_before_its_checkpoint() -> None:
-    zero = lambda s: {"frac_reward_zero_std": 0.9 if s >= 4 else 0.1}  # fires at step 8, after 5 such steps
+    def zero(s):
+        return {"frac_reward_zero_std": 0.9 if s >= 4 else 0.1}  # fires at step 8, after 5 such steps
+
     log = _recorded(6, zero)
     fresh, resumed = HealthMonitor(), HealthMonitor()
     assert resumed.resume(log, checkpoint_step=6) == []  # nothing fired yet, nothing to mend
@@ -182,8 +216,12 @@ def test_resume_clears_a_warning_from_the_rewound_steps_and_restores_one_cleared
 
 def _flat_strict(s: int) -> dict[str, float]:
     """strict_format 0 on every completion (its pattern never matches); correctness varies."""
-    return {"rewards/strict_format/mean": 0.0, "rewards/strict_format/std": 0.0,
-            "rewards/correctness/mean": 0.3 + 0.01 * (s % 3), "rewards/correctness/std": 0.4}
+    return {
+        "rewards/strict_format/mean": 0.0,
+        "rewards/strict_format/std": 0.0,
+        "rewards/correctness/mean": 0.3 + 0.01 * (s % 3),
+        "rewards/correctness/std": 0.4,
+    }
 
 
 def test_a_reward_constant_on_every_completion_is_named_with_why() -> None:
@@ -191,16 +229,24 @@ def test_a_reward_constant_on_every_completion_is_named_with_why() -> None:
     ev = fired(run(n + 2, _flat_strict))["constant_reward"]
     assert ev["step"] == n and "'strict_format'" in ev["diagnosis"] and "never matched" in ev["diagnosis"]
     assert "stop_strings" in ev["diagnosis"] and "weight" in ev["fix"]
+
     # one completion scoring differently in one step of the window keeps it quiet
-    wobble = lambda s: dict(_flat_strict(s), **({"rewards/strict_format/std": 0.1} if s == n else {}))
+    def wobble(s):
+        return dict(_flat_strict(s), **({"rewards/strict_format/std": 0.1} if s == n else {}))
+
     assert "constant_reward" not in fired(run(n + 3, wobble))
+
     # every reward flat is zero_std's case, not this rule's
-    allflat = lambda s: dict(_flat_strict(s), **{"rewards/correctness/std": 0.0, "rewards/correctness/mean": 0.3})
+    def allflat(s):
+        return dict(_flat_strict(s), **{"rewards/correctness/std": 0.0, "rewards/correctness/mean": 0.3})
+
     assert "constant_reward" not in fired(run(n + 3, allflat))
 
 
 def test_the_summary_quotes_a_rule_at_the_end_not_when_it_fired() -> None:
-    rising = lambda s: {"frac_reward_zero_std": 0.88 if s < 9 else 1.0}
+    def rising(s):
+        return {"frac_reward_zero_std": 0.88 if s < 9 else 1.0}
+
     events = run(16, rising)
     assert fired(events)["zero_std"]["value"] == 0.88
     now = latest_findings(events)["zero_std"]
@@ -209,9 +255,11 @@ def test_the_summary_quotes_a_rule_at_the_end_not_when_it_fired() -> None:
 
 def test_the_rules_table_quotes_the_thresholds_in_force() -> None:
     from dataclasses import replace
+
     table = rules_table(replace(DEFAULT, zero_std_steps=7))
     assert set(RULE_INFO) == set(RULES)
     assert all(f"{name}:" in table for name in RULES)
     assert "7 steps in a row" in table and "7 steps in a row" not in rules_table()
     import grpo_tui.rundir.health as health
+
     assert rules_table() in health.__doc__

@@ -7,7 +7,7 @@ import pkgutil
 import subprocess
 import sys
 
-from conftest import REPO
+from support.paths import REPO
 
 UI_PACKAGES = ("textual", "plotext", "textual_plotext")
 # The headless path of the UI package: what `grpo-tui --no-ui`, `presets`, `eval` and `rewards` import.
@@ -24,13 +24,16 @@ def modules_of(package: str) -> list[str]:
 
 
 def loaded_after_import(modules: list[str]) -> set[str]:
-    code = ("import sys, json\n"
-            f"for m in {modules!r}: __import__(m)\n"
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules}\n"
-            "                        | {m.split('.')[1] for m in sys.modules if m.startswith('grpo_tui.')})))\n")
+    code = (
+        "import sys, json\n"
+        f"for m in {modules!r}: __import__(m)\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules}\n"
+        "                        | {m.split('.')[1] for m in sys.modules if m.startswith('grpo_tui.')})))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import json
+
     return set(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
@@ -48,9 +51,12 @@ def test_rundir_is_a_leaf():
 
 
 def test_no_engine_or_rundir_module_mentions_textual():
-    offenders = [p for pkg in ("engine", "rundir") for p in (REPO / pkg).rglob("*.py")
-                 if any(line.lstrip().startswith(("import textual", "from textual"))
-                        for line in p.read_text().splitlines())]
+    offenders = [
+        p
+        for pkg in ("engine", "rundir")
+        for p in (REPO / pkg).rglob("*.py")
+        if any(line.lstrip().startswith(("import textual", "from textual")) for line in p.read_text().splitlines())
+    ]
     assert offenders == []
 
 
@@ -58,9 +64,17 @@ def test_no_engine_or_rundir_module_mentions_textual():
 
 import ast  # noqa: E402
 
-# Files of a run directory: only rundir/ may spell them (rundir.layout.RunDir names each one).
-RUN_FILES = {"config.json", "events.jsonl", "rollouts.jsonl", "engine.log", "engine.pid", "engine.lock",
-             "trainer_state.json", "pass_rates.jsonl"}
+# Files of a run directory: only rundir/names.py may spell them (rundir.layout.RunDir builds each path).
+RUN_FILES = {
+    "config.json",
+    "events.jsonl",
+    "rollouts.jsonl",
+    "engine.log",
+    "engine.pid",
+    "engine.lock",
+    "trainer_state.json",
+    "pass_rates.jsonl",
+}
 # Directories of a run directory: common words elsewhere (config sections, event types, views), so they count
 # only where they build or test a path: an operand of `/`, or compared with a path's `.name`.
 RUN_DIRS = {"control", "checkpoints", "rollouts", "sft", "curriculum", "eval", "trackers"}
@@ -100,8 +114,9 @@ def run_dir_names_in(source: str, allow_config_json: bool = False) -> list[str]:
         operands: list[ast.AST] = []
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             operands = [node.left, node.right]
-        elif isinstance(node, ast.Compare) and any(isinstance(x, ast.Attribute) and x.attr == "name"
-                                                   for x in [node.left, *node.comparators]):
+        elif isinstance(node, ast.Compare) and any(
+            isinstance(x, ast.Attribute) and x.attr == "name" for x in [node.left, *node.comparators]
+        ):
             operands = [node.left, *node.comparators]
         for op in operands:
             for text in _pieces(op):
@@ -118,7 +133,8 @@ def test_the_scan_finds_run_directory_names():
     assert run_dir_names_in('log = root / f"engine.rank{rank}.log"')
     assert run_dir_names_in('d = time.strftime("before-restart-%Y")')
     assert run_dir_names_in('p = model_dir / "config.json"') and not run_dir_names_in(
-        'p = model_dir / "config.json"', allow_config_json=True)
+        'p = model_dir / "config.json"', allow_config_json=True
+    )
     assert not run_dir_names_in('emit("stage", stage="sft")\nsections = {"eval": 1}\n"""no events.jsonl here"""')
 
 
@@ -139,15 +155,34 @@ def test_only_rundir_spells_the_run_directory_layout():
         assert run_dir_names_in((REPO / rel).read_text(encoding="utf-8")), rel
 
 
+def test_inside_rundir_only_names_spells_the_run_directory_layout():
+    spelled = {}
+    for path in sorted((REPO / "rundir").rglob("*.py")):
+        hits = run_dir_names_in(path.read_text(encoding="utf-8"))
+        if hits:
+            spelled[path.relative_to(REPO).as_posix()] = hits
+    assert list(spelled) == ["rundir/names.py"], f"import these from rundir.names: {spelled}"
+
+
 def test_preflight_refusal_imports_no_torch(tmp_path):
-    """`python -m grpo_tui.engine train` refuses in pre-flight before torch, transformers or TRL load: seconds, not tens."""
-    code = ("import json, sys\n"
-            "from engine.run import main\n"
-            f"code = main(['train', '--preset', 'gpu24-qwen05b-g16', '--run-dir', {str(tmp_path / 'run')!r}])\n"
-            "print(json.dumps([code, sorted({m.split('.')[0] for m in sys.modules})]))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""})
+    """`python -m grpo_tui.engine train` refuses in pre-flight before torch, transformers or TRL load: seconds,
+    not tens."""
+    code = (
+        "import json, sys\n"
+        "from engine.run import main\n"
+        f"code = main(['train', '--preset', 'gpu24-qwen05b-g16', '--run-dir', {str(tmp_path / 'run')!r}])\n"
+        "print(json.dumps([code, sorted({m.split('.')[0] for m in sys.modules})]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
+    )
     import json
+
     code, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert code == 2, proc.stderr
     assert "pre-flight" in proc.stderr

@@ -118,7 +118,7 @@ def test_engine_writes_health_events_when_rules_fire(steered_run: Path) -> None:
 
 
 def test_resume_keeps_the_live_knobs(steered_run: Path) -> None:
-    from conftest import run_cli
+    from support.processes import run_cli
 
     proc = run_cli(
         ["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(steered_run), "--resume", "--max-steps", "10"],

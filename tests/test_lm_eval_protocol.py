@@ -11,9 +11,10 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.paths import SHARED_DATA
+from support.processes import run_cli
 
 from grpo_tui.engine.eval import lm_eval_gsm8k as lm
 

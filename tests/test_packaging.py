@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support.paths import REPO
 
 # what the wheel is built from; a copy, so setuptools' build/ folder (which keeps files deleted from the
 # sources and would ship them) never sits in the checkout

@@ -241,16 +241,16 @@ def test_dashboard_shows_the_gpu_preflight_error_and_leaves_no_run_dir(tmp_path,
     """The dashboard's PreflightError dialog carries the pre-flight message; nothing is written."""
     import asyncio
 
-    from conftest_tui import ROOT
+    from support.dashboard import dashboard
+    from support.paths import REPO
 
-    from grpo_tui.tui.app import Dashboard
     from grpo_tui.tui.components.dialogs import PreflightError
     from grpo_tui.tui.launcher import launch_engine
 
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(REPO)
     run_dir = tmp_path / "run"
     engine = launch_engine("gpu24-qwen05b-g16", run_dir, 3)
-    app = Dashboard(run_dir, poll_interval=0.05, idle_interval=0.1, engine=engine)
+    app = dashboard(run_dir, engine=engine)
 
     async def go() -> None:
         async with app.run_test(size=(140, 45)) as pilot:
@@ -271,7 +271,7 @@ def test_vllm_extra_is_the_range_trl_supports():
     import importlib.metadata
     import tomllib
 
-    from conftest import REPO
+    from support.paths import REPO
 
     ours = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["vllm"]
     trls = [

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from support.paths import REPO
+from support.processes import run_cli
 
 from grpo_tui.engine.config import list_presets, load_config
 from grpo_tui.engine.gpu import visible_gpus

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import FIXTURES, run_cli, write_preset
+from support.paths import FIXTURES
+from support.processes import run_cli, write_preset
 
 from grpo_tui.rundir.events import read_events
 from grpo_tui.rundir.layout import RunDir

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, SHARED_DATA, run_cli, write_preset
+from support.paths import FIXTURES, SHARED_DATA
+from support.processes import run_cli, write_preset
 
 from grpo_tui.engine.config import PresetError, load_config
 from grpo_tui.engine.rewards import extract_answer, is_correct

@@ -11,7 +11,7 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-from conftest import random_qwen2
+from support.models import random_qwen2
 
 from grpo_tui.engine.train import shared_prefix
 from grpo_tui.engine.train.shared_prefix import generation_positions, prompt_groups

@@ -7,7 +7,8 @@ import re
 
 from rich.console import Console
 
-from grpo_tui.rundir.state import REWARD, ZERO_STD_BEFORE, RunState, fmt_duration, mean_and_stderr, summarize
+from grpo_tui.rundir.state import REWARD, ZERO_STD_BEFORE, RunState, fmt_duration, summarize
+from grpo_tui.rundir.summary_stats import mean_and_stderr
 from grpo_tui.tui.headless import print_summary
 
 
@@ -153,12 +154,11 @@ def test_unknown_event_types_are_counted_not_fatal() -> None:
 # ------------------------------------------------------------------ the headless printer, end to end
 
 ENGINE_STAND_IN = """
-import importlib.util, os, sys, time
+import os, sys, time
 from pathlib import Path
-spec = importlib.util.spec_from_file_location("tui_cpu_bench", sys.argv[1])
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
-run = bench.SyntheticRun(Path(sys.argv[2]), max_steps=60, G=2, groups=1)
+sys.path.insert(0, sys.argv[1])
+from support.synthetic import SyntheticRun
+run = SyntheticRun(Path(sys.argv[2]), max_steps=60, G=2, groups=1)
 run.start(pid=os.getpid())
 run.run.pid_file.write_text(str(os.getpid()))
 for _ in range(3):
@@ -181,9 +181,9 @@ def test_headless_summary_after_the_engine_is_killed(tmp_path) -> None:
     from grpo_tui.tui.headless import follow
     from grpo_tui.tui.launcher import EngineProcess
 
-    root = Path(__file__).resolve().parent.parent
+    tests = Path(__file__).resolve().parent  # the stand-in imports the synthetic run from tests/support
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-c", ENGINE_STAND_IN, str(root / "bench" / "tui_cpu.py"), str(run_dir)])
+    proc = subprocess.Popen([sys.executable, "-c", ENGINE_STAND_IN, str(tests), str(run_dir)])
     try:
         deadline = time.monotonic() + 60
         while sum(e["type"] == "step" for e in read_events(run_dir / "events.jsonl")) < 3:
@@ -206,7 +206,7 @@ def test_headless_summary_after_the_engine_is_killed(tmp_path) -> None:
 
 def test_attached_headless_lists_commands_switches_and_engine_starts(tmp_path) -> None:
     """What `attach --no-ui` prints of a run that was paused, resumed and switched (the same lines as live)."""
-    from conftest_tui import SyntheticRun
+    from support.synthetic import SyntheticRun
 
     from grpo_tui.tui.headless import follow
 

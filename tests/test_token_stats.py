@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
-from conftest_tui import run_coroutine, wait_for, write_synthetic_run
+from support.dashboard import dashboard, run_coroutine, wait_for
+from support.processes import run_cli
+from support.synthetic import write_synthetic_run
 
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts import (
@@ -434,15 +435,14 @@ def _token_run(tmp_path: Path, monkeypatch) -> Path:
 
 
 def test_dashboard_t_opens_the_token_view_and_it_toggles_and_moves(tmp_path, monkeypatch):
-    from grpo_tui.tui.app import Dashboard
     from grpo_tui.tui.components.token_view import TokenScreen
 
     run = _token_run(tmp_path, monkeypatch)
 
     async def go() -> None:
-        app = Dashboard(run, poll_interval=0.05, idle_interval=0.1)
+        app = dashboard(run)
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: app.model.steps and app.rollouts.steps and app.updates, what="history")
+            await wait_for(pilot, lambda: app.state.steps and app.rollouts.steps and app.updates, what="history")
             await pilot.pause(0.2)
             await pilot.press("t")
             await wait_for(pilot, lambda: isinstance(app.screen, TokenScreen), what="token view")

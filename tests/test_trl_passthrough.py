@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from conftest import run_cli
+from support.processes import run_cli
 
 from grpo_tui.engine.config import ENGINE_OWNED, PresetError, describe_all_fields, load_config, load_resolved
 

@@ -7,7 +7,8 @@ import json
 
 import pytest
 import yaml
-from conftest import REPO, SHARED_DATA, run_cli
+from support.paths import REPO, SHARED_DATA
+from support.processes import run_cli
 
 from grpo_tui.engine.config import ENGINE_OWNED, PresetError, TrainConfig, list_presets, load_config
 from grpo_tui.engine.config.recipe import RULES, read_recipe, recipe_classes, reward_spec, to_trl_yaml

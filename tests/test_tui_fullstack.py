@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest_tui import ROOT, engine_env, wait_for
+from support.dashboard import wait_for
+from support.paths import REPO
+from support.processes import engine_env
 
 from grpo_tui.rundir.events import read_events
 
@@ -18,7 +20,7 @@ def test_full_stack_pause_resume_checkpoint_switch_stop(tmp_path: Path, monkeypa
     from grpo_tui.tui.components.dialogs import PresetPicker
     from grpo_tui.tui.launcher import launch_engine
 
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(REPO)
     for k, v in engine_env().items():
         monkeypatch.setenv(k, v)
     preset = tmp_path / "tiny-lr.toml"
@@ -29,41 +31,41 @@ def test_full_stack_pause_resume_checkpoint_switch_stop(tmp_path: Path, monkeypa
     engine = launch_engine("tiny", run_dir, 10_000, ["train.max_completion_length=16"])  # stopped by the test
 
     def ack(command: str, status: str) -> bool:  # as the app saw it
-        return any(c.command == command and c.status == status for c in app.model.commands.values())
+        return any(c.command == command and c.status == status for c in app.state.commands.values())
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.model.steps, timeout=120, what="first step")
+            await wait_for(pilot, lambda: app.state.steps, timeout=120, what="first step")
             await pilot.press("p")
-            await wait_for(pilot, lambda: app.model.state == "paused", timeout=60, what="paused")
-            paused_at = app.model.step
+            await wait_for(pilot, lambda: app.state.state == "paused", timeout=60, what="paused")
+            paused_at = app.state.step
             await pilot.pause(1.5)
-            assert app.model.step == paused_at and app.model.state == "paused"
+            assert app.state.step == paused_at and app.state.state == "paused"
             await pilot.press("p")
-            await wait_for(pilot, lambda: app.model.step > paused_at, timeout=60, what="resumed")
+            await wait_for(pilot, lambda: app.state.step > paused_at, timeout=60, what="resumed")
             await pilot.press("c")
             await wait_for(pilot, lambda: ack("checkpoint", "done"), timeout=60, what="checkpoint")
-            await wait_for(pilot, lambda: app.model.last_checkpoint, timeout=10, what="checkpoint event")
-            assert app.model.last_checkpoint["reason"] == "command"
+            await wait_for(pilot, lambda: app.state.last_checkpoint, timeout=10, what="checkpoint event")
+            assert app.state.last_checkpoint["reason"] == "command"
             assert ack("pause", "done") and ack("resume", "done")
 
             await pilot.press("w")
             await wait_for(pilot, lambda: isinstance(app.screen, PresetPicker) and app.screen.query("#preset-input"))
             await pilot.click("#preset-input")
             await pilot.press(*str(preset), "enter")
-            await wait_for(pilot, lambda: app.model.run_starts == 2, timeout=120, what="run under the new preset")
-            assert app.model.run_start["resumed"] and app.model.run_start["preset"] in ("tiny-lr", str(preset))
-            switched_at = app.model.last_checkpoint["step"]
-            assert app.model.last_checkpoint["reason"] == "switch"
-            await wait_for(pilot, lambda: app.model.step > switched_at, timeout=120, what="steps after the switch")
-            assert app.model.steps == list(range(1, app.model.step + 1))  # the curves continue
+            await wait_for(pilot, lambda: app.state.run_starts == 2, timeout=120, what="run under the new preset")
+            assert app.state.run_start["resumed"] and app.state.run_start["preset"] in ("tiny-lr", str(preset))
+            switched_at = app.state.last_checkpoint["step"]
+            assert app.state.last_checkpoint["reason"] == "switch"
+            await wait_for(pilot, lambda: app.state.step > switched_at, timeout=120, what="steps after the switch")
+            assert app.state.steps == list(range(1, app.state.step + 1))  # the curves continue
 
             await pilot.press("s", "y")
-            await wait_for(pilot, lambda: app.model.run_end is not None, timeout=90, what="stopped")
-            assert app.model.run_end["status"] == "stopped" and app.model.last_checkpoint["reason"] == "stop"
+            await wait_for(pilot, lambda: app.state.run_end is not None, timeout=90, what="stopped")
+            assert app.state.run_end["status"] == "stopped" and app.state.last_checkpoint["reason"] == "stop"
             assert ack("switch_preset", "done") and ack("stop", "done")
             events = read_events(run_dir / "events.jsonl")
-            assert [e["preset"] for e in events if e["type"] == "run_start"] == ["tiny", app.model.preset]
+            assert [e["preset"] for e in events if e["type"] == "run_start"] == ["tiny", app.state.preset]
             await wait_for(pilot, lambda: not app.link.alive, timeout=30, what="engine exit")
             await pilot.press("q")
         assert app.return_code == 0

@@ -7,24 +7,33 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest_tui import SyntheticRun, control_commands, synthetic_run, wait_for, write_synthetic_run  # noqa: F401
+from support.dashboard import control_commands, dashboard, wait_for
+from support.synthetic import SyntheticRun, write_synthetic_run
 
 SIZE = (140, 45)
 # A paragraph with Enter and Tab in it, and every key the dashboard's footer offers (and the dialogs' letters).
-PARAGRAPH = ("Then we add 7 and 8 <answer>15</answer>\n\tso qvpcswkmg[],.f r?yn l ESC-free: p s \n"
-             "Stop? y\n\t\tq s w k p c\n")
-KEYS = {"\n": "enter", "\t": "tab", " ": "space", "<": "less_than_sign", ">": "greater_than_sign", "/": "slash",
-        "[": "left_square_bracket", "]": "right_square_bracket", ",": "comma", ".": "full_stop",
-        "?": "question_mark", "-": "minus", ":": "colon"}
+PARAGRAPH = (
+    "Then we add 7 and 8 <answer>15</answer>\n\tso qvpcswkmg[],.f r?yn l ESC-free: p s \nStop? y\n\t\tq s w k p c\n"
+)
+KEYS = {
+    "\n": "enter",
+    "\t": "tab",
+    " ": "space",
+    "<": "less_than_sign",
+    ">": "greater_than_sign",
+    "/": "slash",
+    "[": "left_square_bracket",
+    "]": "right_square_bracket",
+    ",": "comma",
+    ".": "full_stop",
+    "?": "question_mark",
+    "-": "minus",
+    ":": "colon",
+}
 
 
 def paragraph_keys() -> list[str]:
     return [KEYS.get(ch, ch) for ch in PARAGRAPH]
-
-
-def _dashboard(run: Path, **kw):
-    from grpo_tui.tui.app import Dashboard
-    return Dashboard(run, poll_interval=0.05, idle_interval=0.1, **kw)
 
 
 def _live(synthetic_run) -> SyntheticRun:
@@ -34,11 +43,12 @@ def _live(synthetic_run) -> SyntheticRun:
 def test_the_playground_keeps_every_key_from_the_run(synthetic_run) -> None:
     """r, then a paragraph with Tab and Enter (focus leaves the editor): no key reaches the dashboard."""
     from grpo_tui.tui.playground_screen import PlaygroundScreen
+
     run = _live(synthetic_run)
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.model.steps == [1, 2, 3] and app.link.alive, what="live run")
+            await wait_for(pilot, lambda: app.state.steps == [1, 2, 3] and app.link.alive, what="live run")
             await pilot.press("r")
             await wait_for(pilot, lambda: isinstance(app.screen, PlaygroundScreen), what="playground")
             await pilot.press(*paragraph_keys())
@@ -51,17 +61,18 @@ def test_the_playground_keeps_every_key_from_the_run(synthetic_run) -> None:
             await pilot.press("escape")
             assert app.screen is app.default_screen
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())
 
 
 def test_stop_takes_y_only_enter_and_tab_do_nothing(synthetic_run) -> None:
     from grpo_tui.tui.components.dialogs import ConfirmStop, QuitDialog
+
     run = _live(synthetic_run)
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.model.steps == [1, 2, 3] and app.link.alive, what="live run")
+            await wait_for(pilot, lambda: app.state.steps == [1, 2, 3] and app.link.alive, what="live run")
             await pilot.press("s", "enter", "tab", "enter", "space")
             assert isinstance(app.screen, ConfirmStop) and control_commands(run.run.control) == []
             await pilot.press("n")
@@ -71,7 +82,7 @@ def test_stop_takes_y_only_enter_and_tab_do_nothing(synthetic_run) -> None:
             await pilot.press("escape", "s", "y")
             assert control_commands(run.run.control) == ["stop"]
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())
 
 
@@ -79,12 +90,13 @@ def test_stop_takes_y_only_enter_and_tab_do_nothing(synthetic_run) -> None:
 def test_a_paragraph_typed_into_a_dialog_sends_nothing(synthetic_run, monkeypatch, key: str) -> None:
     """Each text box of the switch and knobs dialogs (Tab moves between them)."""
     from textual.widgets import Input
+
     monkeypatch.setattr("grpo_tui.tui.switch_choices._has_gpu", lambda: False)
     run = _live(synthetic_run)
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.model.steps == [1, 2, 3] and app.link.alive, what="live run")
+            await wait_for(pilot, lambda: app.state.steps == [1, 2, 3] and app.link.alive, what="live run")
             await pilot.press(key)
             await wait_for(pilot, lambda: app.screen is not app.default_screen, what="the dialog")
             dialog = app.screen
@@ -98,7 +110,7 @@ def test_a_paragraph_typed_into_a_dialog_sends_nothing(synthetic_run, monkeypatc
             await pilot.press("escape")
             assert app.screen is app.default_screen and control_commands(run.run.control) == []
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())
 
 
@@ -107,7 +119,7 @@ def test_a_finished_run_offers_no_controls(synthetic_run) -> None:
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.model.state == "finished", what="finished")
+            await wait_for(pilot, lambda: app.state.state == "finished", what="finished")
             await pilot.pause(0.2)
             for action in ("pause", "resume", "checkpoint", "stop", "switch_preset", "knobs"):
                 assert app.check_action(action, ()) is False, action
@@ -117,7 +129,7 @@ def test_a_finished_run_offers_no_controls(synthetic_run) -> None:
             await pilot.press("s", "p", "c", "w", "k")
             assert app.screen is app.default_screen and control_commands(run.run.control) == []
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())
 
 
@@ -126,11 +138,12 @@ def test_help_lists_every_key_rule_and_knob(synthetic_run) -> None:
     from grpo_tui.rundir.knobs import KNOBS
     from grpo_tui.tui.app import Dashboard
     from grpo_tui.tui.help import HelpScreen
+
     run = synthetic_run(steps=2, alive=True, finished=False)
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.model.steps == [1, 2] and app.link.alive, what="live run")
+            await wait_for(pilot, lambda: app.state.steps == [1, 2] and app.link.alive, what="live run")
             await pilot.press("question_mark")
             await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
             text = app.screen.text
@@ -151,7 +164,7 @@ def test_help_lists_every_key_rule_and_knob(synthetic_run) -> None:
             await pilot.press("question_mark")
             assert app.screen is app.default_screen
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())
 
 
@@ -159,12 +172,13 @@ def test_the_preset_picker_filters_explains_and_ignores_the_running_preset(synth
     from textual.widgets import OptionList
 
     from grpo_tui.tui.components.dialogs import PresetPicker
+
     monkeypatch.setattr("grpo_tui.tui.switch_choices._has_gpu", lambda: False)
     run = synthetic_run(steps=3, alive=True, finished=False, preset="tiny")
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.model.steps == [1, 2, 3] and app.link.alive, what="live run")
+            await wait_for(pilot, lambda: app.state.steps == [1, 2, 3] and app.link.alive, what="live run")
             await pilot.press("w")
             await wait_for(pilot, lambda: isinstance(app.screen, PresetPicker), what="picker")
             picker = app.screen
@@ -183,11 +197,12 @@ def test_the_preset_picker_filters_explains_and_ignores_the_running_preset(synth
             await pilot.press("ctrl+a", "ctrl+k", *"cpu-demo", "enter")
             assert control_commands(run.run.control) == ["switch_preset"]
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())
 
 
 # ------------------------------------------------------------------ 80x24: buttons and boxes on screen
+
 
 def _on_screen(app, selector: str) -> bool:
     w = app.screen.query_one(selector)
@@ -198,12 +213,13 @@ def _on_screen(app, selector: str) -> bool:
 @pytest.mark.parametrize("size", [(80, 24), (200, 50)])
 def test_dialogs_fit_the_terminal(synthetic_run, monkeypatch, size) -> None:
     from grpo_tui.tui.components.dialogs import KnobsDialog, PresetPicker
+
     monkeypatch.setattr("grpo_tui.tui.switch_choices._has_gpu", lambda: False)
     run = _live(synthetic_run)
 
     async def go() -> None:
         async with app.run_test(size=size) as pilot:
-            await wait_for(pilot, lambda: app.model.steps == [1, 2, 3] and app.link.alive, what="live run")
+            await wait_for(pilot, lambda: app.state.steps == [1, 2, 3] and app.link.alive, what="live run")
             await pilot.press("k")
             await wait_for(pilot, lambda: isinstance(app.screen, KnobsDialog), what="knobs")
             await pilot.pause(0.2)
@@ -217,7 +233,7 @@ def test_dialogs_fit_the_terminal(synthetic_run, monkeypatch, size) -> None:
             await pilot.pause(0.2)
             assert _on_screen(app, "#help-scroll")
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())
 
 
@@ -232,25 +248,28 @@ def _opened(app, screen: str):
     async def ready(pilot) -> None:
         from grpo_tui.tui.components.dialogs import KnobsDialog, PresetPicker
         from grpo_tui.tui.switch_choices import switch_choices
-        await wait_for(pilot, lambda: app.model.steps and app.rollouts.steps and app.updates, what="history")
+
+        await wait_for(pilot, lambda: app.state.steps and app.rollouts.steps and app.updates, what="history")
         if screen == "help":
             await pilot.press("question_mark")
         elif screen == "knobs":  # a finished run offers no k: open the dialog itself
-            app.push_screen(KnobsDialog(app.model.knobs_now(), list(app.model.reward_names)))
+            app.push_screen(KnobsDialog(app.state.knobs_now(), list(app.state.reward_names)))
         else:
             app.push_screen(PresetPicker(switch_choices({}, "tiny"), "tiny"))
         await pilot.pause(0.3)
         from textual.widgets import Input
+
         for field in app.screen.query(Input):  # a blinking cursor would make the picture depend on the moment
             field.cursor_blink = False
         await pilot.pause(0.3)
+
     return ready
 
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
 @pytest.mark.parametrize("screen", ["help", "knobs", "switch"])
 def test_new_screens_snapshot(snap_compare, tmp_path: Path, monkeypatch, screen: str, size) -> None:
-    app = _dashboard(_snapshot_run(tmp_path, monkeypatch))
+    app = dashboard(_snapshot_run(tmp_path, monkeypatch))
     assert snap_compare(app, terminal_size=size, run_before=_opened(app, screen))
 
 
@@ -258,17 +277,20 @@ def test_a_paused_run_stays_paused_across_a_switch(tmp_path: Path, monkeypatch) 
     """A real tiny engine, paused, then switched: the engine under the new preset holds before its first step."""
     import time
 
-    from conftest_tui import ROOT, engine_env
+    from support.paths import REPO
+    from support.processes import engine_env
 
     from grpo_tui.rundir.control import send_command
     from grpo_tui.rundir.events import read_events
     from grpo_tui.tui.launcher import launch_engine
-    monkeypatch.chdir(ROOT)
+
+    monkeypatch.chdir(REPO)
     for k, v in engine_env().items():
         monkeypatch.setenv(k, v)
     preset = tmp_path / "tiny-lr.toml"
-    preset.write_text('extends = "tiny"\n[preset]\ndescription = "tiny, another learning rate"\n'
-                      "[train]\nlearning_rate = 5e-5\n")
+    preset.write_text(
+        'extends = "tiny"\n[preset]\ndescription = "tiny, another learning rate"\n[train]\nlearning_rate = 5e-5\n'
+    )
     run_dir = tmp_path / "run"
     engine = launch_engine("tiny", run_dir, 10_000, ["train.max_completion_length=8"])
 
@@ -293,10 +315,14 @@ def test_a_paused_run_stays_paused_across_a_switch(tmp_path: Path, monkeypatch) 
         send_command(run_dir / "control", "pause")
         until(lambda evs: any(e["type"] == "state" and e.get("state") == "paused" for e in evs), "paused")
         send_command(run_dir / "control", "switch_preset", preset=str(preset))
+
         def last_state(evs: list[dict]) -> str | None:
             return next((e.get("state") for e in reversed(evs) if e["type"] == "state"), None)
-        evs = until(lambda evs: sum(e["type"] == "run_start" for e in evs) == 2 and last_state(evs) == "paused",
-                    "paused after the switch")
+
+        evs = until(
+            lambda evs: sum(e["type"] == "run_start" for e in evs) == 2 and last_state(evs) == "paused",
+            "paused after the switch",
+        )
         at = steps(evs)[-1]
         time.sleep(3)
         evs = events()
@@ -311,14 +337,9 @@ def test_a_paused_run_stays_paused_across_a_switch(tmp_path: Path, monkeypatch) 
             engine.proc.kill()
 
 
-def test_the_picker_checks_the_model_settings_the_engine_checks() -> None:
-    from grpo_tui.engine.train.preset_switch import MODEL_SHAPE_KEYS
-    from grpo_tui.tui.switch_choices import MODEL_KEYS
-    assert tuple(MODEL_KEYS) == tuple(MODEL_SHAPE_KEYS)
-
-
 def test_switch_choices_name_why_a_preset_cannot_continue_a_run() -> None:
     from grpo_tui.tui.switch_choices import switch_choices
+
     run = {"model": {"name": "tiny-random", "lora": False}}
     choices = {c.name: c for c in switch_choices(run, "tiny")}
     assert choices["tiny"].running and choices["tiny"].problem is None

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
-from conftest_tui import SyntheticRun, control_commands, synthetic_run, wait_for  # noqa: F401
+from support.dashboard import control_commands, dashboard, wait_for
+from support.synthetic import SyntheticRun
 
 SIZE = (140, 45)
-
-
-def _dashboard(run: Path, **kw):
-    from grpo_tui.tui.app import Dashboard
-
-    return Dashboard(run, poll_interval=0.05, idle_interval=0.1, **kw)
 
 
 def _legends(app) -> str:
@@ -49,7 +43,7 @@ def test_curve_groups_cycle_with_g_and_draw_every_logged_metric(synthetic_run) -
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: len(app.model.steps) == 6, what="steps")
+            await wait_for(pilot, lambda: len(app.state.steps) == 6, what="steps")
             await pilot.pause(0.3)
             assert "total" in _legends(app)
             curves = app.query_one(RewardCurves)
@@ -67,11 +61,11 @@ def test_curve_groups_cycle_with_g_and_draw_every_logged_metric(synthetic_run) -
             assert "grad-norm" in seen["optimizer"] and "learning-rate" in seen["optimizer"]
             assert "mean" in seen["lengths"] and "max" in seen["lengths"] and "truncated" in seen["lengths"]
             assert "total" in seen["rewards"] and "zero-std-groups" in seen["rewards"]
-            assert app.model.column("grad_norm")[-1] == 0.4 and app.model.column("kl")[-1] == 0.02
+            assert app.state.column("grad_norm")[-1] == 0.4 and app.state.column("kl")[-1] == 0.02
             titles = {c.title for c in app.get_system_commands(app.screen)}
             assert {"Curves: rewards", "Curves: policy", "Curves: optimizer", "Curves: lengths"} <= titles
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())
 
 
@@ -82,7 +76,7 @@ def test_health_warnings_show_in_a_panel_and_clear(synthetic_run) -> None:
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: len(app.model.steps) == 3, what="steps")
+            await wait_for(pilot, lambda: len(app.state.steps) == 3, what="steps")
             panel = app.query_one(HealthPanel)
             assert not panel.display, "no warnings: no panel"
             run.events.emit(
@@ -103,7 +97,7 @@ def test_health_warnings_show_in_a_panel_and_clear(synthetic_run) -> None:
             run.events.emit("health", step=4, rule="zero_std", status="ok", diagnosis="", fix="")
             await wait_for(pilot, lambda: not panel.display, what="panel hidden")
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())
 
 
@@ -117,7 +111,7 @@ def test_knobs_dialog_sends_a_set_command_and_the_change_is_marked(synthetic_run
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: len(app.model.steps) == 3 and app.link.alive, what="live run")
+            await wait_for(pilot, lambda: len(app.state.steps) == 3 and app.link.alive, what="live run")
             assert "Change live knobs" in {c.title for c in app.get_system_commands(app.screen)}
             await pilot.press("k")
             await wait_for(pilot, lambda: isinstance(app.screen, KnobsDialog) and app.screen.query(Input))
@@ -148,18 +142,18 @@ def test_knobs_dialog_sends_a_set_command_and_the_change_is_marked(synthetic_run
                 "command", id=cmd["id"], command="set", status="done", detail="temperature 1 -> 0.7 from step 4"
             )
             run.events.emit("knobs", step=3, id=cmd["id"], values=cmd["args"], previous={"temperature": 1.0})
-            await wait_for(pilot, lambda: app.model.knob_changes, what="knobs event")
+            await wait_for(pilot, lambda: app.state.knob_changes, what="knobs event")
             await pilot.pause(2.0)  # the curves redraw at most every CURVE_MIN_INTERVAL
             assert "knob-change" in _legends(app)
-            assert app.model.knobs_now()["temperature"] == 0.7
-            assert app.model.knobs_now()["reward_weights"]["correctness"] == 2.0
+            assert app.state.knobs_now()["temperature"] == 0.7
+            assert app.state.knobs_now()["reward_weights"]["correctness"] == 2.0
             await pilot.press("k")
             await wait_for(pilot, lambda: isinstance(app.screen, KnobsDialog) and app.screen.query(Input))
             assert app.screen.query_one("#knob-temperature", Input).value == "0.7"
             await pilot.press("escape")
             assert control_commands(control) == ["set"]
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())
 
 
@@ -176,7 +170,7 @@ def test_a_timer_that_fires_while_the_app_shuts_down_is_harmless(synthetic_run) 
 
     async def go() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: len(app.model.steps) == 3 and app.link.alive, what="live run")
+            await wait_for(pilot, lambda: len(app.state.steps) == 3 and app.link.alive, what="live run")
             await app.query_one(StatusPanel).remove()
             await app.query_one(RewardCurves).remove()
             app._last_curves = time.monotonic()
@@ -185,5 +179,5 @@ def test_a_timer_that_fires_while_the_app_shuts_down_is_harmless(synthetic_run) 
             await pilot.pause(TICK + 2.0)  # the tick and the curves timer both fire
             assert not app._curves_due, "the curves timer fired"
 
-    app = _dashboard(run.run.root)
+    app = dashboard(run.run.root)
     asyncio.run(go())  # run_test re-raises an exception from the app's timers

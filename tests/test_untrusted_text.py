@@ -10,13 +10,14 @@ import json
 import time
 from pathlib import Path
 
-from conftest_tui import run_coroutine, wait_for
 from rich.console import Console
 from rich.text import Text
+from support.dashboard import run_coroutine, wait_for
 
 from grpo_tui.rundir.control import ensure_control_dir
 from grpo_tui.rundir.events import EventWriter
-from grpo_tui.rundir.layout import SCHEMA_VERSION, RunDir
+from grpo_tui.rundir.layout import RunDir
+from grpo_tui.rundir.names import SCHEMA_VERSION
 from grpo_tui.rundir.rollouts import RolloutWriter
 from grpo_tui.tui.text import safe_text, visible
 
@@ -150,7 +151,7 @@ def test_dashboard_shows_hostile_text_literally(tmp_path: Path) -> None:
     async def go() -> None:
         app = Dashboard(run, poll_interval=0.05, idle_interval=0.1)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.model.steps == [1, 2] and app.rollouts.steps, what="history")
+            await wait_for(pilot, lambda: app.state.steps == [1, 2] and app.rollouts.steps, what="history")
             await pilot.pause(0.3)
             view = app.query_one(CompletionView)
             assert "[@click=app.quit]" in view.text and "␛[2J" in view.text and "\x1b" not in view.text
@@ -219,7 +220,7 @@ def test_cli_front_ends_show_run_paths_and_answers_as_text(tmp_path: Path) -> No
     import subprocess
     import sys
 
-    from conftest import REPO
+    from support.paths import REPO
 
     run = tmp_path / "r\x1b]0;pwned\x07\x1b[2J[link=file:///etc/shadow]x[/link]"
     write_hostile_run(run)
