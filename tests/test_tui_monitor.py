@@ -1,4 +1,4 @@
-"""The dashboard as a health monitor (issue 16): metric-group curves with a picker, health warnings, the
+"""The dashboard as a health monitor: metric-group curves with a picker, health warnings, the
 live-knobs dialog and knob-change markers (Pilot tests on synthetic run directories)."""
 
 from __future__ import annotations
