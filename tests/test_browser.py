@@ -158,7 +158,7 @@ async def test_search_prompts_and_completions(run):
         await filtered(pilot, s, text="APPLES")
         assert s.selection.count == 16  # every completion of group 1 (its prompt), 4 steps
         assert s.query_one("#groups", DataTable).row_count == 1
-        # issue 16 (defect 2): enter keeps focus in the box, so letters typed next don't fire commands
+        # enter keeps focus in the box, so letters typed next don't fire commands
         assert isinstance(app.focused, Input) and app.focused.id == "f-search"
         await pilot.press("slash", "ctrl+a", "ctrl+k", *"try 3", "enter")
         await filtered(pilot, s, text="try 3")

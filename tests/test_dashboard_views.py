@@ -1,4 +1,4 @@
-"""Issue 16, items 4-7: compare, error analysis, the reward playground, the compact 80x24 layout, and the
+"""Compare, error analysis, the reward playground, the compact 80x24 layout, and the
 dashboard/browser/CLI defects. Pilot and snapshot tests on synthetic runs (the engine's own writers) and
 real `grpo-tui` subprocesses for the CLI."""
 

@@ -1,5 +1,5 @@
 """The headless printer (`--no-ui`) shows KL, entropy and grad norm per step, and health warnings and live
-knob changes in its run summary (issue 16); it only displays the engine's events."""
+knob changes in its run summary; it only displays the engine's events."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every shipped preset runs one GRPO step on the CPU through the real engine (issue 13).
+"""Every shipped preset runs one GRPO step on the CPU through the real engine.
 
 Each preset in presets/*.toml (found automatically; the test id is its name) is run as
 `python -m grpo_tui.engine train --device cpu` (engine.run.main with those arguments, the presets one after

@@ -158,7 +158,7 @@ def test_xmlcount(text, expected):
         ("18.01", "18", False),
         ("1,00", "100", False),
         ("2 hours 30 minutes", "2", False),
-        # units in any language, sentences with or without a full stop, full-width digits (issue 15)
+        # units in any language, sentences with or without a full stop, full-width digits
         ("175本", "175", True),
         ("175 本", "175", True),
         ("答案是175本。", "175", True),

@@ -155,7 +155,7 @@ def test_guard_returns_finite_floats_or_nan_for_none(returned, n, raises):
     assert sum(f["count"] for f in failures) <= n
 
 
-# ------------------------------------------------ units, sentences, full-width digits (issue 15)
+# ------------------------------------------------ units, sentences, full-width digits
 
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 units = st.sampled_from(["本", "个", "元", "只苹果", "apples", "stickers", "km", "(apples)", " (个)", "%"])

@@ -1,5 +1,5 @@
 """The full stack: the dashboard starts a real tiny engine and steers it through every control
-(pause, resume, checkpoint, switch preset, stop). About 60-70 s on a 2-core CPU, so it has its own file."""
+(pause, resume, checkpoint, switch preset, stop). It takes about a minute, so it has its own file."""
 
 from __future__ import annotations
 

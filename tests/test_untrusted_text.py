@@ -1,4 +1,4 @@
-"""Untrusted text stays text (issue 14): a run whose prompts, golds, completions, preset and reward names,
+"""Untrusted text stays text: a run whose prompts, golds, completions, preset and reward names,
 state details and errors hold markup and terminal escapes, through the dashboard and the browser (Pilot)
 and the headless printer (a rich Console capture). Nothing crashes, nothing becomes an action or a link,
 escapes are shown as visible characters, and the printer's own [paused]/[failed] labels survive."""
