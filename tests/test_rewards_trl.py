@@ -332,3 +332,39 @@ def test_a_reward_that_always_raises_stops_the_run_in_its_first_step(tmp_path):
     assert [e["state"] for e in events if e["type"] == "state"][-1] == "failed"
     assert events[-1]["type"] == "run_end" and events[-1]["status"] == "failed"
     assert "KeyError: 'gold'" in proc.stdout + proc.stderr  # the headless printer shows the message
+
+
+def test_the_log_history_reaches_a_worker_whole_while_each_call_sends_only_new_records(tmp_path):
+    import json
+    import os
+    import signal
+
+    from transformers import TrainerState
+
+    path = tmp_path / "hist.py"
+    path.write_text(
+        "def f(completions, trainer_state, **kw):\n"
+        '    return [float(sum(r["loss"] for r in trainer_state.log_history))] * len(completions)\n'
+    )
+    fn = resolve_reward(f"{path}:f")
+    sizes: list[int] = []
+    request = fn._worker.request
+
+    def measured(msg: bytes, timeout_s):
+        sizes.append(len(json.loads(msg)["kwargs"]["trainer_state"]["log_history"]))
+        return request(msg, timeout_s)
+
+    fn._worker.request = measured
+    try:
+        state = TrainerState(global_step=0)
+        for step in range(1, 6):
+            state.log_history.append({"loss": float(step), "step": step})
+            assert fn(prompts=["q"], completions=said("a"), trainer_state=state) == [float(sum(range(1, step + 1)))]
+        assert sizes == [1, 1, 1, 1, 1]  # each call carries the one new record
+        os.kill(fn.pid, signal.SIGKILL)  # a fresh worker process asks for the whole history, and gets it
+        os.waitpid(fn.pid, 0)
+        state.log_history.append({"loss": 6.0, "step": 6})
+        assert fn(prompts=["q"], completions=said("a"), trainer_state=state) == [21.0]
+        assert sizes[5:] == [1, 6]
+    finally:
+        fn.close()

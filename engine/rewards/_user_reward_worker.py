@@ -117,13 +117,23 @@ def main() -> int:
     if "import_error" in hello:
         return 0
     fn = getattr(module, func)
+    history: list = []  # trainer_state.log_history: each request carries only the records added since the last
     for line in sys.stdin:
         calls = []
         try:
             req = json.loads(line)
             kwargs = dict(req.get("kwargs") or {}, **(req.get("options") or {}))
-            if isinstance(kwargs.get("trainer_state"), dict):
-                kwargs["trainer_state"] = types.SimpleNamespace(**kwargs["trainer_state"])
+            state = kwargs.get("trainer_state")
+            if isinstance(state, dict):
+                if "log_history_from" in state:
+                    start = state.pop("log_history_from")
+                    if start > len(history):  # this process started after the parent sent the earlier records
+                        proto.write(json.dumps({"resend": True}) + "\n")
+                        proto.flush()
+                        continue
+                    history = history[:start] + list(state.get("log_history") or [])
+                    state["log_history"] = list(history)  # a copy: the function may change what it gets
+                kwargs["trainer_state"] = types.SimpleNamespace(**state)
             for name in req.get("callbacks") or []:
                 kwargs[name] = _recorder(name, calls)
             value = fn(**kwargs)

@@ -75,6 +75,12 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
+def _history_of(plain_kwargs: dict) -> list | None:
+    state = plain_kwargs.get("trainer_state")
+    history = state.get("log_history") if isinstance(state, dict) else None
+    return history if isinstance(history, list) else None
+
+
 class ProcessReward:
     """Callable like a reward function; each call is one request to its worker process.
 
@@ -120,9 +126,30 @@ class ProcessReward:
 
     def call_with_deadline(self, deadline_s: float | None, kwargs: dict) -> Any:
         """Raises WorkerTimeout past the deadline (the worker is killed), RewardCallError if the call failed."""
+        plain = {k: _plain(v) for k, v in kwargs.items() if k not in _CALLBACKS and not callable(v)}
+        history = _history_of(plain)
+        reply = self._request(plain, kwargs, history, getattr(self._worker, "history_sent", 0), deadline_s)
+        if reply.get("resend"):  # a fresh worker process (restarted after a timeout) holds no history yet
+            reply = self._request(plain, kwargs, history, 0, deadline_s)
+        if history is not None:
+            self._worker.history_sent = len(history)
+        for name, args in reply.get("calls") or []:  # log_extra / log_metric calls the function made
+            if name in _CALLBACKS and callable(kwargs.get(name)):
+                kwargs[name](*args)
+        if "exc" in reply:
+            raise RewardCallError(reply["exc"])
+        return reply["ok"]
+
+    def _request(self, plain: dict, kwargs: dict, history: list | None, sent: int, deadline_s: float | None) -> dict:
+        if history is not None:
+            # trainer_state.log_history grows by a record a step: the worker keeps it, each call sends what is new
+            sent = sent if sent <= len(history) else 0
+            plain = dict(
+                plain, trainer_state=dict(plain["trainer_state"], log_history=history[sent:], log_history_from=sent)
+            )
         req = {
             "options": self.options,
-            "kwargs": {k: _plain(v) for k, v in kwargs.items() if k not in _CALLBACKS and not callable(v)},
+            "kwargs": plain,
             "callbacks": [k for k in _CALLBACKS if callable(kwargs.get(k))],
         }
         try:
@@ -131,13 +158,7 @@ class ProcessReward:
             raise
         except WorkerError as e:
             raise RewardCallError(f"{self.func} in {self.target}: {e}") from None
-        reply = json.loads(line)
-        for name, args in reply.get("calls") or []:  # log_extra / log_metric calls the function made
-            if name in _CALLBACKS and callable(kwargs.get(name)):
-                kwargs[name](*args)
-        if "exc" in reply:
-            raise RewardCallError(reply["exc"])
-        return reply["ok"]
+        return json.loads(line)
 
     def __call__(self, **kwargs: Any) -> Any:
         return self.call_with_deadline(None, kwargs)
