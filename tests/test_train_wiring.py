@@ -47,8 +47,8 @@ def test_train_is_a_short_orchestrator():
 
 
 def test_knobs_does_not_import_the_trainer_module():
-    # grpo.py uses the knobs; knobs.py must not reach back (not even from inside a function)
-    assert "grpo_tui.engine.train.grpo" not in _imports(ENGINE / "train" / "knobs.py")
+    # grpo.py uses the knobs; apply_knobs.py must not reach back (not even from inside a function)
+    assert "grpo_tui.engine.train.grpo" not in _imports(ENGINE / "train" / "apply_knobs.py")
     assert "grpo_tui.engine.train.apply_knobs" in _imports(ENGINE / "train" / "grpo.py")
 
 
