@@ -13,17 +13,6 @@ from typing import Any
 
 from grpo_tui.engine.config.schema import MODEL_SHAPE_KEYS
 
-MODEL_KEYS = (
-    "name",
-    "lora",
-    "lora_r",
-    "lora_target_modules",
-    "lora_layers",
-    "load_in_4bit",
-    "tiny_hidden_size",
-    "tiny_layers",
-)
-
 
 @dataclass(frozen=True)
 class PresetChoice:
