@@ -18,7 +18,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from support.paths import FIXTURES  # noqa: E402
-from support.processes import TinyRun, run_cli, write_preset  # noqa: E402
+from support.processes import TinyRun, run_grpo_tui, write_preset  # noqa: E402
 
 if TYPE_CHECKING:  # imported where used: a broken rundir module fails its own tests, not collection
     from support.synthetic import SyntheticRun
@@ -47,10 +47,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, test_preset: Path) -> Tin
     to it (one that resumes it works on a copy); test_engine checks the run itself succeeded."""
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     t0 = time.time()
-    proc = run_cli(
+    proc = run_grpo_tui(
         [
-            "-m",
-            "grpo_tui.tui.cli",
             "--no-ui",
             "--preset",
             str(test_preset),

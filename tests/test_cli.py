@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from importlib.metadata import version
 
-from support.processes import run_cli
+from support.processes import run_grpo_tui
 
 from grpo_tui.engine.run import build_parser
 from grpo_tui.tui.cli import COMMANDS, SUBCOMMANDS, main, train_parser
@@ -45,9 +45,9 @@ def test_ui_and_engine_share_the_train_flags():
 
 
 def test_rewards_help_shows_ui_and_answer_not_required():
-    proc = run_cli(["-m", "grpo_tui.tui.cli", "rewards", "--help"], timeout=120)
+    proc = run_grpo_tui(["rewards", "--help"], timeout=120)
     assert proc.returncode == 0 and "--ui" in proc.stdout, proc.stdout
     usage = proc.stdout.split("\n\n")[0]
     assert "[--answer ANSWER]" in usage  # optional in the usage line: --ui runs without it
-    proc = run_cli(["-m", "grpo_tui.tui.cli", "rewards"], timeout=120)
+    proc = run_grpo_tui(["rewards"], timeout=120)
     assert proc.returncode == 2 and "--answer" in proc.stderr

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from support.polling import wait_for_event
-from support.processes import run_cli
+from support.processes import run_grpo_tui
 
 from grpo_tui.rundir.events import read_events
 from grpo_tui.rundir.layout import RunDir
@@ -16,7 +16,7 @@ from grpo_tui.tui.launcher import launch_engine
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return run_cli(["-m", "grpo_tui.tui.cli", *args], timeout=180)
+    return run_grpo_tui([*args], timeout=180)
 
 
 def test_parse_assignments_builds_the_set_args() -> None:

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from support.processes import run_cli, write_preset
+from support.processes import run_engine, run_grpo_tui, write_preset
 
 from grpo_tui.engine.config import DataConfig, PresetError, PromptConfig
 from grpo_tui.engine.data.loader import FieldMap, drop_long_prompts, hub_records, load_rows, to_dataset
@@ -264,10 +264,8 @@ def test_eval_mapping_and_loud_gold_warning(tmp_path):
 def test_eval_cli_reads_svamp_and_asdiv_shapes(tmp_path, shape, flags, golds):
     f = jsonl(tmp_path / f"{shape}.jsonl", SVAMP if shape == "svamp" else ASDIV)
     out = tmp_path / "out"
-    proc = run_cli(
+    proc = run_grpo_tui(
         [
-            "-m",
-            "grpo_tui.tui.cli",
             "eval",
             "--model",
             "tiny-random",
@@ -294,10 +292,8 @@ def test_eval_cli_reads_svamp_and_asdiv_shapes(tmp_path, shape, flags, golds):
 
 def test_eval_cli_warns_when_golds_do_not_parse(tmp_path):
     f = jsonl(tmp_path / "asdiv.jsonl", ASDIV)
-    proc = run_cli(
+    proc = run_grpo_tui(
         [
-            "-m",
-            "grpo_tui.tui.cli",
             "eval",
             "--model",
             "tiny-random",
@@ -335,12 +331,8 @@ def test_bad_data_exits_2_before_the_run_dir(tmp_path):
         (empty, "no usable rows"),
     ):
         run_dir = tmp_path / f"run-{f.stem}"
-        proc = run_cli(
+        proc = run_engine(
             [
-                "-P",
-                "-m",
-                "grpo_tui.engine",
-                "train",
                 "--preset",
                 "tiny",
                 "--run-dir",
@@ -389,12 +381,8 @@ correctness = 1.0
     )
     run_dir = tmp_path / "run"
     t0 = time.time()
-    proc = run_cli(
+    proc = run_engine(
         [
-            "-P",
-            "-m",
-            "grpo_tui.engine",
-            "train",
             "--preset",
             str(preset),
             "--run-dir",
@@ -425,12 +413,8 @@ def test_balance_by_keeps_the_rounds_order_through_trl(tmp_path):
 
     sets = ['data.balance_by="operation"']
     run_dir = tmp_path / "run"
-    proc = run_cli(
+    proc = run_engine(
         [
-            "-P",
-            "-m",
-            "grpo_tui.engine",
-            "train",
             "--preset",
             "tiny",
             "--run-dir",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from support.polling import take_event
-from support.processes import run_cli
+from support.processes import run_engine
 
 from grpo_tui.engine.config import load_config
 from grpo_tui.engine.distributed import accelerate_argv
@@ -90,12 +90,8 @@ def test_two_processes_pause_checkpoint_stop_resume(tmp_path):
     assert (run.root / "engine.rank1.log").exists()
 
     # resume after the stop: both ranks load the checkpoint and the run goes on from the next step
-    proc = run_cli(
+    proc = run_engine(
         [
-            "-P",
-            "-m",
-            "grpo_tui.engine",
-            "train",
             "--run-dir",
             str(run_dir),
             "--resume",

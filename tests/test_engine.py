@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from support.processes import run_cli
+from support.processes import run_engine, run_grpo_tui
 
 from grpo_tui.engine.train.phase_timer import PHASES
 from grpo_tui.rundir.events import read_events
@@ -233,7 +233,7 @@ def test_group_advantages_are_centred_and_the_best_completion_gets_the_largest(t
 def test_resume_continues_at_step_4(tiny_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run.dir, run_dir)  # a copy: the session's run stays as recorded for the other tests
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(run_dir), "--resume", "--max-steps", "4"])
+    proc = run_engine(["--run-dir", str(run_dir), "--resume", "--max-steps", "4"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     events = read_events(RunDir(run_dir).events)
     starts = [e for e in events if e["type"] == "run_start"]
@@ -247,7 +247,7 @@ def test_resume_continues_at_step_4(tiny_run, tmp_path):
 def test_new_run_refuses_existing_run_dir(tiny_run, test_preset):
     run_dir = tiny_run.dir
     before = RunDir(run_dir).events.read_bytes()
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(test_preset), "--run-dir", str(run_dir)])
+    proc = run_engine(["--preset", str(test_preset), "--run-dir", str(run_dir)])
     assert proc.returncode == 2
     assert "already holds a run" in proc.stderr and "--resume" in proc.stderr
     assert RunDir(run_dir).events.read_bytes() == before
@@ -257,7 +257,7 @@ def test_misspelled_key_exits_2_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('extends = "tiny"\n[train]\nlearnig_rate = 1e-5\n')
     run_dir = tmp_path / "never"
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(bad), "--run-dir", str(run_dir)])
+    proc = run_engine(["--preset", str(bad), "--run-dir", str(run_dir)])
     assert proc.returncode == 2
     assert "learnig_rate" in proc.stderr and "learning_rate" in proc.stderr and str(bad) in proc.stderr
     assert not run_dir.exists()
@@ -265,10 +265,8 @@ def test_misspelled_key_exits_2_and_writes_nothing(tmp_path):
 
 def test_headless_preflight_error_exits_2(tmp_path):
     run_dir = tmp_path / "never"
-    proc = run_cli(
+    proc = run_grpo_tui(
         [
-            "-m",
-            "grpo_tui.tui.cli",
             "--no-ui",
             "--preset",
             "tiny",
@@ -288,12 +286,8 @@ def test_shared_prompt_prefix_trains_as_trl_does(tmp_path, test_preset):
     metrics = {}
     for on in (True, False):
         run_dir = tmp_path / f"shared-{on}"
-        proc = run_cli(
+        proc = run_engine(
             [
-                "-P",
-                "-m",
-                "grpo_tui.engine",
-                "train",
                 "--preset",
                 str(test_preset),
                 "--run-dir",
@@ -324,12 +318,8 @@ def test_shared_prompt_prefix_trains_as_trl_does(tmp_path, test_preset):
 def test_stop_strings_end_each_completion_at_the_string(tmp_path, test_preset, shared):
     """[train] stop_strings: a completion that meets the string ends there, with the end-of-turn token (not cut)."""
     run_dir = tmp_path / "stop"
-    proc = run_cli(
+    proc = run_engine(
         [
-            "-P",
-            "-m",
-            "grpo_tui.engine",
-            "train",
             "--preset",
             str(test_preset),
             "--run-dir",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.processes import run_cli
+from support.processes import run_engine, run_grpo_tui
 
 from grpo_tui.tui.console.export import main as export_main
 
@@ -28,7 +28,7 @@ def test_export_full_weights_loads_and_answers(tiny_run, tmp_path):
     run_dir, proc, _ = tiny_run
     assert proc.returncode == 0
     out = tmp_path / "model"
-    cli = run_cli(["-m", "grpo_tui.tui.cli", "export", f"{run_dir}@3", "--out", str(out)], timeout=300)
+    cli = run_grpo_tui(["export", f"{run_dir}@3", "--out", str(out)], timeout=300)
     assert cli.returncode == 0, cli.stderr[-2000:]
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer_config.json", "README.md"} <= names
@@ -51,12 +51,8 @@ def test_export_full_weights_loads_and_answers(tiny_run, tmp_path):
 def lora_run(tmp_path_factory, test_preset):
     # the test preset's distinct_chars reward varies within a group, so advantages (and the update) are non-zero
     run_dir = tmp_path_factory.mktemp("lora") / "run"
-    proc = run_cli(
+    proc = run_engine(
         [
-            "-P",
-            "-m",
-            "grpo_tui.engine",
-            "train",
             "--preset",
             str(test_preset),
             "--run-dir",

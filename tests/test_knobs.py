@@ -118,10 +118,10 @@ def test_engine_writes_health_events_when_rules_fire(steered_run: Path) -> None:
 
 
 def test_resume_keeps_the_live_knobs(steered_run: Path) -> None:
-    from support.processes import run_cli
+    from support.processes import run_engine
 
-    proc = run_cli(
-        ["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(steered_run), "--resume", "--max-steps", "10"],
+    proc = run_engine(
+        ["--run-dir", str(steered_run), "--resume", "--max-steps", "10"],
         timeout=400,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.paths import SHARED_DATA
-from support.processes import run_cli
+from support.processes import run_grpo_tui
 
 from grpo_tui.engine.eval import lm_eval_gsm8k as lm
 
@@ -160,10 +160,8 @@ def test_verdicts_match_lm_evals_own_filters_on_generated_completions(completion
 def test_cli_protocol_on_a_real_model_matches_lm_eval_verdicts(tmp_path):
     """SmolLM2-135M-Instruct, 8 GSM8K test items, the CLI's completions re-scored by lm-eval's code."""
     out = tmp_path / "out"
-    proc = run_cli(
+    proc = run_grpo_tui(
         [
-            "-m",
-            "grpo_tui.tui.cli",
             "eval",
             "--model",
             "smollm2-135m-instruct",

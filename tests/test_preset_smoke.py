@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from support.paths import REPO
-from support.processes import run_cli
+from support.processes import run_cli, run_engine
 
 from grpo_tui.engine.config import list_presets, load_config
 from grpo_tui.engine.gpu import visible_gpus
@@ -256,9 +256,7 @@ def test_cuda_parts_stop_in_preflight(preset, smoke_env, tmp_path):
 def test_gpu_preset_without_gpu_exits_2_fast(tmp_path):
     run_dir = tmp_path / "run"
     t0 = time.time()
-    proc = run_cli(
-        ["-P", "-m", "grpo_tui.engine", "train", "--preset", "gpu24-qwen05b-g16", "--run-dir", str(run_dir)], timeout=60
-    )
+    proc = run_engine(["--preset", "gpu24-qwen05b-g16", "--run-dir", str(run_dir)], timeout=60)
     took = time.time() - t0
     assert proc.returncode == 2
     assert "[preset] device" in proc.stderr and "CUDA GPU" in proc.stderr and "--device cpu" in proc.stderr

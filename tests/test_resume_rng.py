@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 
 from support.paths import FIXTURES
-from support.processes import run_cli, write_preset
+from support.processes import run_engine, write_preset
 
 from grpo_tui.rundir.events import read_events
 from grpo_tui.rundir.layout import RunDir
@@ -48,7 +48,7 @@ dynamic_sampling_criterion = "total"
 """,
     )
     run_dir = tmp_path / "run"
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--preset", str(preset), "--run-dir", str(run_dir)])
+    proc = run_engine(["--preset", str(preset), "--run-dir", str(run_dir)])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     run = RunDir(run_dir)
     first_checkpoint = run.checkpoints / "checkpoint-1"
@@ -57,7 +57,7 @@ dynamic_sampling_criterion = "total"
     assert not (run.checkpoints / "checkpoint-2" / "generation_buffer.pt").exists()  # step 3 generates afresh
     for n in (2, 3, 4):
         shutil.rmtree(run.checkpoints / f"checkpoint-{n}")
-    proc = run_cli(["-P", "-m", "grpo_tui.engine", "train", "--run-dir", str(run_dir), "--resume"])
+    proc = run_engine(["--run-dir", str(run_dir), "--resume"])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     events = read_events(run.events)

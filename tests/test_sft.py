@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.paths import FIXTURES, SHARED_DATA
-from support.processes import run_cli, write_preset
+from support.processes import run_engine, write_preset
 
 from grpo_tui.engine.config import PresetError, load_config
 from grpo_tui.engine.rewards import extract_answer, is_correct
@@ -205,9 +205,7 @@ max_completion_length = 10
 """,
     )
     run_dir = d / "run"
-    proc = run_cli(
-        ["-P", "-m", "grpo_tui.engine", "train", "--preset", str(preset), "--run-dir", str(run_dir)], timeout=400
-    )
+    proc = run_engine(["--preset", str(preset), "--run-dir", str(run_dir)], timeout=400)
     return run_dir, proc
 
 

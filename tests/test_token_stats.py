@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from support.dashboard import dashboard, run_coroutine, wait_for
-from support.processes import run_cli
+from support.processes import run_engine
 from support.synthetic import write_synthetic_run
 
 from grpo_tui.rundir.layout import RunDir
@@ -164,9 +164,7 @@ def test_recorded_arrays_have_one_value_per_token_and_pieces_that_make_the_text(
 
 def test_a_headless_run_records_token_arrays_in_jsonl_and_segments(tmp_path):
     run = tmp_path / "run"
-    proc = run_cli(
-        ["-P", "-m", "grpo_tui.engine", "train", "--preset", "tiny", "--run-dir", str(run), "--max-steps", "2"]
-    )
+    proc = run_engine(["--preset", "tiny", "--run-dir", str(run), "--max-steps", "2"])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     recs = _records(RunDir(run).rollouts)
     assert len(recs) == 2 * 8
@@ -190,12 +188,8 @@ def test_a_headless_run_records_token_arrays_in_jsonl_and_segments(tmp_path):
 
 def test_record_token_stats_off_keeps_the_arrays_out_of_the_store(tmp_path):
     run = tmp_path / "run"
-    proc = run_cli(
+    proc = run_engine(
         [
-            "-P",
-            "-m",
-            "grpo_tui.engine",
-            "train",
             "--preset",
             "tiny",
             "--run-dir",

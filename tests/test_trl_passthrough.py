@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from support.processes import run_cli
+from support.processes import run_cli, run_engine, run_grpo_tui
 
 from grpo_tui.engine.config import ENGINE_OWNED, PresetError, describe_all_fields, load_config, load_resolved
 
@@ -135,18 +135,14 @@ def test_fields_listing_names_the_origin():
     trl_names = {f.name for f in dataclasses.fields(GRPOConfig) if f.init}
     listed = {k.split(".", 1)[1] for k in origin}
     assert trl_names - listed <= set(ENGINE_OWNED["train"])  # every TRL field is settable or explained
-    proc = run_cli(["-m", "grpo_tui.tui.cli", "presets", "--fields", "sft"], timeout=120)
+    proc = run_grpo_tui(["presets", "--fields", "sft"], timeout=120)
     assert proc.returncode == 0 and "trl.SFTConfig" in proc.stdout and "neftune_noise_alpha" in proc.stdout
 
 
 def test_typo_of_trl_field_exits_2_before_the_run_dir(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli(
+    proc = run_engine(
         [
-            "-P",
-            "-m",
-            "grpo_tui.engine",
-            "train",
             "--preset",
             "tiny",
             "--run-dir",
@@ -164,12 +160,8 @@ def test_gspo_run_with_tensorboard(tmp_path):
     """GSPO (sequence-level importance sampling) trains, and TRL's logs reach TensorBoard beside events.jsonl."""
     pytest.importorskip("tensorboardX")
     run_dir = tmp_path / "gspo"
-    proc = run_cli(
+    proc = run_engine(
         [
-            "-P",
-            "-m",
-            "grpo_tui.engine",
-            "train",
             "--preset",
             "tiny",
             "--run-dir",
@@ -212,12 +204,8 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_dir = tmp_path / "wb"
-    proc = run_cli(
+    proc = run_engine(
         [
-            "-P",
-            "-m",
-            "grpo_tui.engine",
-            "train",
             "--preset",
             "tiny",
             "--run-dir",

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 from support.paths import REPO, SHARED_DATA
-from support.processes import run_cli
+from support.processes import run_grpo_tui
 
 from grpo_tui.engine.config import ENGINE_OWNED, PresetError, TrainConfig, list_presets, load_config
 from grpo_tui.engine.config.recipe import RULES, read_recipe, recipe_classes, reward_spec, to_trl_yaml
@@ -181,8 +181,8 @@ def test_a_dotted_reward_in_the_current_directory_becomes_its_file(tmp_path, mon
 def test_recipe_refusal_exits_2_and_writes_nothing(tmp_path):
     path = recipe(tmp_path, {"model_name_or_path": "tiny-random", "resume_from_checkpoint": True})
     run_dir = tmp_path / "run"
-    proc = run_cli(
-        ["-m", "grpo_tui.tui.cli", "--no-ui", "--config", str(path), "--run-dir", str(run_dir)],
+    proc = run_grpo_tui(
+        ["--no-ui", "--config", str(path), "--run-dir", str(run_dir)],
         timeout=180,
         cwd=tmp_path,
     )
@@ -212,8 +212,8 @@ save_strategy: "no"
 dtype: float32
 """)
     run_dir = tmp_path / "run"
-    proc = run_cli(
-        ["-m", "grpo_tui.tui.cli", "--no-ui", "--config", str(path), "--run-dir", str(run_dir)],
+    proc = run_grpo_tui(
+        ["--no-ui", "--config", str(path), "--run-dir", str(run_dir)],
         timeout=600,
         cwd=tmp_path,
     )
@@ -242,7 +242,7 @@ def test_preset_as_trl_yaml_reads_back_the_same(tmp_path, name):
 
 
 def test_presets_show_trl_yaml_from_the_cli():
-    proc = run_cli(["-m", "grpo_tui.tui.cli", "presets", "--show", "cpu-demo", "--format", "trl-yaml"], timeout=180)
+    proc = run_grpo_tui(["presets", "--show", "cpu-demo", "--format", "trl-yaml"], timeout=180)
     assert proc.returncode == 0, proc.stderr
     data = yaml.safe_load(proc.stdout)
     assert data["model_name_or_path"] == "smollm2-135m-instruct" and data["use_peft"] is True

@@ -42,3 +42,13 @@ def write_preset(path: Path, text: str) -> Path:
     """Write a preset file and return its path (for `--preset PATH`)."""
     path.write_text(text)
     return path
+
+
+def run_engine(args: list[str], timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -P -m grpo_tui.engine train <args>`: the engine alone, as the launcher starts it."""
+    return run_cli(["-P", "-m", "grpo_tui.engine", "train", *args], timeout=timeout, cwd=cwd)
+
+
+def run_grpo_tui(args: list[str], timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`grpo-tui <args>` (as `python -m grpo_tui.tui.cli`)."""
+    return run_cli(["-m", "grpo_tui.tui.cli", *args], timeout=timeout, cwd=cwd)
