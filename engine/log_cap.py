@@ -6,13 +6,16 @@ all of it. A watcher thread checks the file's size a few times a second; past th
 last part (at most the cap) is copied to engine.log.1, replacing the older part, and engine.log is
 truncated in place. Every writer appends, so each write after the cut lands at the new end.
 
-So the run keeps at most two parts of its log, each at most the cap (engine.log: plus what is printed
-between two checks). A rank's own log is capped the same way. Text printed between the copy and the cut
-(an instant) is lost; so is a part older than engine.log.1.
+A reward worker prints synchronously before it answers, and calls can follow each other faster than the
+watcher looks, so the engine also checks after every reward call (`check_now`) and once more at exit.
+So the run keeps at most two parts of its log, each at most the cap (engine.log: plus what one reward call
+prints, or what is printed between two of the watcher's checks). A rank's own log is capped the same way.
+Text printed between the copy and the cut (an instant) is lost; so is a part older than engine.log.1.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from pathlib import Path
@@ -22,6 +25,7 @@ from grpo_tui.rundir.private_io import open_private
 
 CHECK_EVERY_S = 0.25
 _COPY_CHUNK = 1 << 20
+_active: LogCap | None = None  # this process's cap, once its output goes to a run directory's log
 
 
 def rotate_if_over(log_fd: int, path: Path, max_bytes: int) -> bool:
@@ -59,17 +63,37 @@ class LogCap:
         # a descriptor of its own (read-write: the cut needs it), not through a link, only ever our file
         self.fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, "engine log")
         self._stop = threading.Event()
+        self._cutting = threading.Lock()  # the watcher and check() never cut at the same time
         self._thread = threading.Thread(target=self._watch, name="engine-log-cap", daemon=True)
 
     def start(self) -> LogCap:
+        global _active
         self._thread.start()
+        _active = self
+        atexit.register(self.check)  # what the last calls printed is cut too
         return self
+
+    def check(self) -> bool:
+        """Cut the log now if it has passed the cap; True if it was cut."""
+        with self._cutting:
+            return not self._stop.is_set() and rotate_if_over(self.fd, self.path, self.max_bytes)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.every_s):
-            rotate_if_over(self.fd, self.path, self.max_bytes)
+            self.check()
 
     def stop(self) -> None:
+        global _active
         self._stop.set()
         self._thread.join(timeout=5)
-        os.close(self.fd)
+        with self._cutting:
+            os.close(self.fd)
+        if _active is self:
+            _active = None
+
+
+def check_now() -> None:
+    """Cut this process's log now if it has passed the cap (a no-op when its output goes to no run log)."""
+    cap = _active
+    if cap is not None:
+        cap.check()

@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from grpo_tui.engine.log_cap import check_now
+
 from .worker import WorkerError, WorkerProcess, WorkerStartError, WorkerTimeout
 
 # The arguments TRL passes a reward function: never a user option of it
@@ -158,6 +160,8 @@ class ProcessReward:
             raise
         except WorkerError as e:
             raise RewardCallError(f"{self.func} in {self.target}: {e}") from None
+        finally:
+            check_now()  # what the call printed is already in the log: keep the log under its cap now
         return json.loads(line)
 
     def __call__(self, **kwargs: Any) -> Any:
