@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from grpo_tui.engine.data.synthetic import operations  # noqa: E402
 from grpo_tui.engine.eval.stats import wilson  # noqa: E402
-from grpo_tui.rundir.events import read_events  # noqa: E402
+from grpo_tui.rundir.event_reader import read_events  # noqa: E402
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
 from grpo_tui.rundir.phases import LABELS, PHASES, sum_phases  # noqa: E402
 from grpo_tui.rundir.summary_stats import mean_and_stderr  # noqa: E402

@@ -41,9 +41,10 @@ from grpo_tui.engine.data.loader import load_rows, to_dataset  # noqa: E402
 from grpo_tui.engine.models import load_model  # noqa: E402
 from grpo_tui.engine.rewards import resolve_reward  # noqa: E402
 from grpo_tui.engine.rewards.chat_format import message_text  # noqa: E402
-from grpo_tui.engine.train.grpo import RecordingGRPOTrainer, grpo_args  # noqa: E402
+from grpo_tui.engine.train.grpo import RecordingGRPOTrainer  # noqa: E402
+from grpo_tui.engine.train.grpo_args import grpo_args  # noqa: E402
 from grpo_tui.engine.train.orchestrator import train as engine_train  # noqa: E402
-from grpo_tui.rundir.events import read_events  # noqa: E402
+from grpo_tui.rundir.event_reader import read_events  # noqa: E402
 from grpo_tui.rundir.layout import RunDir  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """How much CPU does the dashboard use while it watches a run?
 
 Writes a synthetic run directory with the engine's own writers
-(rundir.events.EventWriter, rundir.rollouts.RolloutWriter) at one step per
+(rundir.event_writer.EventWriter, rundir.rollouts.RolloutWriter) at one step per
 second with G=8 completions and 8 groups per step, while the real app
 (`Dashboard`, attached to that directory) runs in a child process on a pseudo
 terminal, drawing exactly as it would in a terminal. Prints the app process's

@@ -25,7 +25,7 @@ from typing import Any
 
 from grpo_tui.engine.eval.errors import EvalError
 from grpo_tui.engine.eval.resolve import ModelSpec, resolve_model
-from grpo_tui.rundir.events import iter_events
+from grpo_tui.rundir.event_reader import iter_events
 from grpo_tui.rundir.layout import RunDir, enclosing_run
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")

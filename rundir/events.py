@@ -6,6 +6,7 @@ event (under the writer's own lock, so any engine thread may emit) and a
 reader tailing the file never sees a half-event except the very last line of
 a killed engine, which readers skip.
 
+Writing is rundir/event_writer.py, reading rundir/event_reader.py; this module holds the records.
 The records below are the source of truth for every event type and field:
 docs/run-directory.md's field tables are generated from them
 (`python -m grpo_tui.rundir.event_docs` rewrites them; tests/test_events.py fails when
@@ -31,22 +32,13 @@ old logs and logs from newer engines stay readable.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import os
-import stat
 import textwrap
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any, TypeVar
 
 from grpo_tui.rundir.health import RULE_INFO, rules_markdown
-from grpo_tui.rundir.names import SCHEMA_VERSION
-from grpo_tui.rundir.private_io import open_private
 
 
 class _StrEnum(str, Enum):
@@ -524,220 +516,3 @@ def check_event(type: str, fields: dict[str, Any]) -> None:
         value = fields.get(name)
         if value is not None and value not in allowed:
             raise ValueError(f"event {type!r}: {name}={value!r} is not one of {', '.join(sorted(allowed))}")
-
-
-# ------------------------------------------------------------------ writing
-
-
-def _clean(value: Any) -> Any:
-    # JSON has no NaN/inf; readers in other languages choke on them.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-class _LineAppender:
-    """A text sink that appends each write whole or not at all.
-
-    One os.write per event on an O_APPEND descriptor (no 8 KB buffer to cut a
-    long event in two); if the disk is full mid-write, the partial bytes are
-    cut off again, so the log never holds half an event written by this engine.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def write(self, text: str) -> int:
-        data = text.encode("utf-8")
-        start = os.fstat(self.fd).st_size
-        done = 0
-        try:
-            while done < len(data):
-                done += os.write(self.fd, data[done:])
-        except OSError:
-            try:
-                os.ftruncate(self.fd, start)
-            except OSError:
-                pass
-            raise
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
-
-
-def _end_torn_line(fd: int) -> None:
-    """A killed engine may have left half a line: end it, so the next event starts a line of its own
-    (readers then skip that one damaged line instead of losing the next event with it)."""
-    size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) != b"\n":
-        os.write(fd, b"\n")
-
-
-class EventWriter:
-    """Appends events to events.jsonl. One writer per run (the engine's main process); thread-safe.
-
-    The file is opened without following a link (UnsafeRunDir if it is one, or
-    not ours), owner-only when created, and a torn last line is ended first.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, "event log")
-        try:
-            _end_torn_line(fd)
-        except OSError:
-            os.close(fd)
-            raise
-        self._f = _LineAppender(fd)
-        self._lock = threading.Lock()  # the command watcher, recorder and trainer threads all emit
-
-    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
-        check_event(type, fields)
-        with self._lock:
-            event = {"v": SCHEMA_VERSION, "t": round(time.time(), 3), "type": type, **_clean(fields)}
-            self._f.write(json.dumps(event, ensure_ascii=False) + "\n")
-            self._f.flush()
-        return event
-
-    def state(self, state: State | str, **fields: Any) -> dict[str, Any]:
-        return self.emit("state", state=state, **fields)
-
-    def close(self) -> None:
-        """Make the log durable and close it; never raises (it runs on the way out of a failure)."""
-        with self._lock:
-            try:
-                os.fsync(self._f.fileno())
-            except (OSError, ValueError):
-                pass
-            try:
-                self._f.close()
-            except OSError:
-                pass
-
-
-# ------------------------------------------------------------------ reading
-
-
-def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int, int]:
-    """Parse complete lines of a chunk: (events, bytes consumed, lines skipped).
-
-    A trailing line without a newline is not consumed (it may still be being
-    written); a complete line that isn't valid JSON is skipped and counted.
-    """
-    events, skipped = [], 0
-    end = data.rfind(b"\n") + 1
-    for line in data[:end].splitlines():
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            skipped += 1
-            continue
-        if isinstance(obj, dict):
-            events.append(obj)
-        else:
-            skipped += 1
-    return events, end, skipped
-
-
-READ_CHUNK = 8 << 20  # bytes a reader parses at a time: its memory is this plus its fold, whatever the log's size
-
-
-def open_log(path: Path) -> int | None:
-    """A read-only descriptor of a log, or None when it is missing or not a regular file (a FIFO planted in a
-    run directory would block a reader forever: it is opened non-blocking and never read)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    return fd
-
-
-def read_chunk(path: Path, offset: int, max_bytes: int) -> bytes:
-    """Up to max_bytes of a growing file from a byte offset (b"" if it doesn't exist yet, or is no file)."""
-    fd = open_log(path)
-    if fd is None:
-        return b""
-    try:
-        return os.pread(fd, max_bytes, offset)
-    finally:
-        os.close(fd)
-
-
-def iter_events(path: Path, chunk_bytes: int = READ_CHUNK) -> Iterator[list[dict[str, Any]]]:
-    """Every complete event of a log to its end, in batches of one chunk each (memory: one chunk, not the file).
-
-    A half-written last line is left out; a damaged line is skipped (EventTail.skipped counts them).
-    """
-    yield from EventTail(path).read_all(chunk_bytes)
-
-
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """All complete events of a log (a half-written last line is ignored)."""
-    return [ev for batch in iter_events(path) for ev in batch]
-
-
-class EventTail:
-    """Reads new events from a growing events.jsonl, from a byte offset (toolong-style).
-
-    `read_new` returns at most one chunk's events; `read_all` reads to the current end of the file. A line
-    longer than a whole chunk (no event is that long) is skipped and counted, so a reader never stalls on it.
-    """
-
-    def __init__(self, path: Path, offset: int = 0) -> None:
-        self.path = Path(path)
-        self.offset = offset
-        self.skipped = 0
-        self.progressed = False  # the last read_new moved the offset (there may be more to read)
-
-    def read_new(self, max_bytes: int = READ_CHUNK) -> list[dict[str, Any]]:
-        data = read_chunk(self.path, self.offset, max_bytes)
-        events, used, skipped = parse_lines(data)
-        if used == 0 and len(data) >= max_bytes:  # one line fills the chunk: skip to its end
-            used = self._skip_long_line(max_bytes)
-            skipped += used > 0
-        self.offset += used
-        self.skipped += skipped
-        self.progressed = used > 0
-        return events
-
-    def _skip_long_line(self, max_bytes: int) -> int:
-        """Bytes up to and including the newline that ends an overlong line (0 while it is still being written)."""
-        pos = self.offset
-        while True:
-            data = read_chunk(self.path, pos, max_bytes)
-            if not data:
-                return 0
-            nl = data.find(b"\n")
-            if nl >= 0:
-                return pos + nl + 1 - self.offset
-            pos += len(data)
-
-    def read_all(self, max_bytes: int = READ_CHUNK) -> Iterator[list[dict[str, Any]]]:
-        """Batches of new events up to the current end of the file (each batch at most one chunk's worth)."""
-        while True:
-            batch = self.read_new(max_bytes)
-            if batch:
-                yield batch
-            elif not self.progressed:
-                return
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (ev for batch in self.read_all() for ev in batch)

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grpo_tui.rundir.events import ACTIVE_STATES, RECORDS, State, iter_events, open_log, parse_lines
+from grpo_tui.rundir.event_reader import iter_events, open_log, parse_lines
+from grpo_tui.rundir.events import ACTIVE_STATES, RECORDS, State
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.names import SCHEMA_VERSION
 from grpo_tui.rundir.phases import add_phases

@@ -9,7 +9,7 @@ from support.polling import take_event
 from support.processes import write_preset
 
 from grpo_tui.rundir.control import send_command, take_commands
-from grpo_tui.rundir.events import EventTail, read_events
+from grpo_tui.rundir.event_reader import EventTail, read_events
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.tui.launcher import launch_engine
 
@@ -99,7 +99,7 @@ def test_commands_in_one_batch_are_all_handled():
     from types import SimpleNamespace
 
     from grpo_tui.engine.train.commands import CommandWatcher
-    from grpo_tui.engine.train.grpo import EngineCallback
+    from grpo_tui.engine.train.engine_callback import EngineCallback
 
     class Events:
         def __init__(self):

@@ -9,7 +9,7 @@ from pathlib import Path
 from support.polling import wait_for_event
 from support.processes import run_grpo_tui
 
-from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.event_reader import read_events
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.tui.console.control import parse_assignments
 from grpo_tui.tui.launcher import launch_engine

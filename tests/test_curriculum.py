@@ -21,7 +21,8 @@ from grpo_tui.engine.train.curriculum import (
     score_pass_rates,
 )
 from grpo_tui.engine.train.dynamic_sampling import group_totals, merge_batches, pad_cat, uniform_groups, zero_std_groups
-from grpo_tui.rundir.events import EventWriter, read_events
+from grpo_tui.rundir.event_reader import read_events
+from grpo_tui.rundir.event_writer import EventWriter
 
 # ------------------------------------------------------------------------------ band
 

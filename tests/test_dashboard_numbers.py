@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from support.synthetic import write_synthetic_run
 
-from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.event_reader import read_events
 from grpo_tui.rundir.state import REWARD, RunState
 from grpo_tui.rundir.summary_stats import trend
 
@@ -41,7 +41,7 @@ def test_compare_and_the_summary_quote_the_same_windowed_means(tmp_path: Path) -
 
 
 def test_the_run_list_compare_and_the_summary_agree_on_a_long_resumed_run(tmp_path: Path) -> None:
-    from grpo_tui.rundir.events import EventWriter
+    from grpo_tui.rundir.event_writer import EventWriter
     from grpo_tui.rundir.state import HEAD_BYTES, TAIL_BYTES
     from grpo_tui.tui.browser.runs import list_runs
     from grpo_tui.tui.browser.screens.run_list import reward_cell
@@ -73,7 +73,7 @@ def test_the_run_list_compare_and_the_summary_agree_on_a_long_resumed_run(tmp_pa
 
 
 def test_a_knob_changed_live_is_shown_with_the_step_it_took_effect(tmp_path: Path) -> None:
-    from grpo_tui.rundir.events import EventWriter
+    from grpo_tui.rundir.event_writer import EventWriter
     from grpo_tui.tui.console.compare import config_differences, load_runs
 
     runs = [_run(tmp_path / f"r{i}", 6, seed=i) for i in (1, 2)]

@@ -78,7 +78,7 @@ def test_run_summary_counts_wrong_answers_by_kind(tmp_path: Path) -> None:
     run = write_synthetic_run(tmp_path / "run", 4, seed=1, max_steps=4)
     out = io.StringIO()
     s = RunState()
-    from grpo_tui.rundir.events import read_events
+    from grpo_tui.rundir.event_reader import read_events
 
     s.apply(read_events(run.run.events))
     print_summary(Console(file=out, width=200, color_system=None), s, run.run.root, 0)

@@ -10,7 +10,7 @@ from support.processes import run_engine
 from grpo_tui.engine.config import load_config
 from grpo_tui.engine.distributed import accelerate_argv
 from grpo_tui.rundir.control import send_command
-from grpo_tui.rundir.events import EventTail, read_events
+from grpo_tui.rundir.event_reader import EventTail, read_events
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts import read_rollouts
 from grpo_tui.tui.launcher import launch_engine

@@ -9,7 +9,7 @@ import pytest
 from support.processes import run_engine, run_grpo_tui
 
 from grpo_tui.engine.train.phase_timer import PHASES
-from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.event_reader import read_events
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts import read_rollouts
 

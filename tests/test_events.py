@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from grpo_tui.rundir import event_docs
-from grpo_tui.rundir.events import ACTIVE_STATES, COMMANDS, RECORDS, Command, EventWriter, State, read_events
+from grpo_tui.rundir.event_reader import read_events
+from grpo_tui.rundir.event_writer import EventWriter
+from grpo_tui.rundir.events import ACTIVE_STATES, COMMANDS, RECORDS, Command, State
 
 ROOT = Path(__file__).resolve().parent.parent
 

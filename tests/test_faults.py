@@ -24,13 +24,15 @@ from typing import NamedTuple
 import pytest
 from support.paths import REPO
 from support.polling import wait_until
+from support.processes import run_engine
 
 from grpo_tui.engine.config import load_config
 from grpo_tui.engine.rewards import RewardSpecError, guard, resolve_reward
 from grpo_tui.rundir.checkpoints import find_checkpoints
 from grpo_tui.rundir.control import ensure_control_dir, send_command, take_commands
 from grpo_tui.rundir.errors import UnsafeRunDir
-from grpo_tui.rundir.events import EventWriter, read_events
+from grpo_tui.rundir.event_reader import read_events
+from grpo_tui.rundir.event_writer import EventWriter
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.private_io import open_private
 from grpo_tui.rundir.rollouts import RolloutWriter
@@ -40,17 +42,6 @@ IS_ROOT = os.geteuid() == 0
 NOBODY = 65534
 # the two ways a second engine can try a run directory that is in use
 SECOND_ENGINES = {"resume": ["--resume"], "new-run": ["--preset", "tiny"]}
-
-
-def engine(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-P", "-m", "grpo_tui.engine", "train", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
-    )
 
 
 def private_dir(path: Path) -> Path:
@@ -96,7 +87,7 @@ def test_a_link_in_the_run_dir_is_refused_and_its_target_untouched(tmp_path, ent
     before = snapshot(target)
     run = private_dir(tmp_path / "run")
     (run / entry).symlink_to(target)
-    proc = engine("--preset", "tiny", "--run-dir", str(run))
+    proc = run_engine(["--preset", "tiny", "--run-dir", str(run)])
     assert proc.returncode == 2, proc.stderr
     assert "symbolic link" in proc.stderr and str(run / entry) in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -155,7 +146,7 @@ def test_run_or_control_dir_others_can_write_is_refused(tmp_path, what):
     target = run if what == "run" else run / "control"
     target.mkdir(exist_ok=True)
     os.chmod(target, 0o777)
-    proc = engine("--run-dir", str(run), "--resume")
+    proc = run_engine(["--run-dir", str(run), "--resume"])
     assert proc.returncode == 2 and "can be written by other users" in proc.stderr and str(target) in proc.stderr
 
 
@@ -163,7 +154,7 @@ def test_run_or_control_dir_others_can_write_is_refused(tmp_path, what):
 def test_run_dir_owned_by_another_user_is_refused(tmp_path):
     run = private_dir(tmp_path / "run")
     os.chown(run, NOBODY, NOBODY)
-    proc = engine("--preset", "tiny", "--run-dir", str(run))
+    proc = run_engine(["--preset", "tiny", "--run-dir", str(run)])
     assert proc.returncode == 2 and "belongs to" in proc.stderr and str(run) in proc.stderr
 
 
@@ -198,7 +189,7 @@ def test_resume_with_a_reward_file_others_can_write_is_refused(tmp_path):
     (ck / "trainer_state.json").write_text('{"global_step": 1}')
     (ck / "config.json").write_text("{}")
     os.chmod(reward, 0o666)
-    proc = engine("--run-dir", str(run), "--resume")
+    proc = run_engine(["--run-dir", str(run), "--resume"])
     assert proc.returncode == 2 and "can be written by other users" in proc.stderr and str(reward) in proc.stderr
 
 
@@ -265,7 +256,7 @@ def test_second_engine_is_refused_while_the_lock_is_held(tmp_path, attempt):
     run = _run_to_lock(tmp_path)
     lock = RunLock.acquire(run)
     try:
-        proc = engine("--run-dir", str(run), *SECOND_ENGINES[attempt])
+        proc = run_engine(["--run-dir", str(run), *SECOND_ENGINES[attempt]])
         assert proc.returncode == 2 and f"engine pid {os.getpid()}" in proc.stderr, proc.stderr
     finally:
         lock.release()
@@ -387,7 +378,7 @@ def test_resume_without_a_usable_checkpoint_exits_2_and_offers_restart(tmp_path)
     (run / "events.jsonl").write_text('{"v": 1, "t": 1, "type": "run_start"}\n')
     torn = private_dir(run / "checkpoints" / "checkpoint-4")
     (torn / "trainer_state.json").write_text('{"global_st')
-    proc = engine("--run-dir", str(run), "--resume")
+    proc = run_engine(["--run-dir", str(run), "--resume"])
     assert proc.returncode == 2 and "no usable checkpoint" in proc.stderr and "--restart" in proc.stderr
     assert "checkpoint-4: damaged trainer_state.json" in proc.stderr
 
@@ -428,14 +419,14 @@ def test_non_finite_or_out_of_range_numbers_are_refused(tmp_path, override, key)
 
 
 def test_a_non_finite_number_on_the_command_line_exits_2_and_writes_nothing(tmp_path):
-    proc = engine("--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--set", "train.learning_rate=nan")
+    proc = run_engine(["--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--set", "train.learning_rate=nan"])
     assert proc.returncode == 2 and "learning_rate" in proc.stderr and not (tmp_path / "run").exists()
 
 
 def test_a_run_dir_under_a_file_is_a_clear_exit_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    proc = engine("--preset", "tiny", "--run-dir", str(blocker / "run"))
+    proc = run_engine(["--preset", "tiny", "--run-dir", str(blocker / "run")])
     assert proc.returncode == 2 and "choose a --run-dir" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -443,7 +434,7 @@ def test_a_run_dir_under_a_file_is_a_clear_exit_2(tmp_path):
 def test_a_run_dir_under_a_read_only_parent_is_a_clear_exit_2(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o500)
-    proc = engine("--preset", "tiny", "--run-dir", str(ro / "run"))
+    proc = run_engine(["--preset", "tiny", "--run-dir", str(ro / "run")])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
@@ -563,8 +554,8 @@ def test_reward_file_that_hangs_at_import_stops_preflight_with_exit_2(tmp_path):
     f = _reward_file(tmp_path, "while True:\n    pass\n")
     preset = tmp_path / "p.toml"
     preset.write_text(f'extends = "tiny"\n[rewards]\n"{f}:r" = 1.0\n')
-    proc = engine(
-        "--preset", str(preset), "--run-dir", str(tmp_path / "run"), env={"GRPO_TUI_REWARD_IMPORT_TIMEOUT_S": "3"}
+    proc = run_engine(
+        ["--preset", str(preset), "--run-dir", str(tmp_path / "run")], env={"GRPO_TUI_REWARD_IMPORT_TIMEOUT_S": "3"}
     )
     assert proc.returncode == 2 and str(f) in proc.stderr and "within 3s" in proc.stderr
     assert not (tmp_path / "run").exists()
@@ -705,7 +696,7 @@ def watched_run(tmp_path_factory, test_preset) -> WatchedRun:
         wait_until(lambda: len(_steps(run)) >= 2, 600, "two steps")
         pid = RunDir(run).engine_pid()
         mode, holder = run.stat().st_mode & 0o777, RunLock.holder(run)
-        second = {name: engine("--run-dir", str(run), *args) for name, args in SECOND_ENGINES.items()}
+        second = {name: run_engine(["--run-dir", str(run), *args]) for name, args in SECOND_ENGINES.items()}
         ui.send_signal(signal.SIGTERM)
         out, _ = ui.communicate(timeout=600)
     finally:
@@ -735,7 +726,7 @@ def resumed_past_damage(watched_run) -> ResumedPastDamage:
     (lookup.usable[newest] / "trainer_state.json").write_text('{"global_step": ')  # torn
     with open(run / "events.jsonl", "a") as f:
         f.write('{"v": 1, "t": 1.0, "type": "step", "st')
-    proc = engine("--run-dir", str(run), "--resume", "--max-steps", str(previous + 1), timeout=600)
+    proc = run_engine(["--run-dir", str(run), "--resume", "--max-steps", str(previous + 1)], timeout=600)
     starts = [e for e in read_events(run / "events.jsonl") if e["type"] == "run_start"]
     return ResumedPastDamage(proc, newest, previous, starts, _steps(run))
 
@@ -815,8 +806,8 @@ def full_disk_run(tmp_path_factory) -> Iterator[FullDiskRun]:
         pytest.skip("could not mount a tmpfs here")
     try:
         run = mnt / "run"
-        proc = engine(
-            "--preset", "tiny", "--run-dir", str(run), "--max-steps", "2", "--set", "train.save_steps=1", timeout=600
+        proc = run_engine(
+            ["--preset", "tiny", "--run-dir", str(run), "--max-steps", "2", "--set", "train.save_steps=1"], timeout=600
         )
         shown = subprocess.run(
             [sys.executable, "-m", "grpo_tui.tui.cli", "attach", "--no-ui", str(run)],
@@ -924,7 +915,7 @@ def test_attach_no_ui_reads_a_20000_step_log_over_16_mb_to_its_end(tmp_path, tin
 
 
 def test_event_readers_stream_a_long_log_in_bounded_chunks(tmp_path):
-    from grpo_tui.rundir.events import EventTail, iter_events
+    from grpo_tui.rundir.event_reader import EventTail, iter_events
 
     path = tmp_path / "events.jsonl"
     w = EventWriter(path)
@@ -940,7 +931,7 @@ def test_event_readers_stream_a_long_log_in_bounded_chunks(tmp_path):
 
 
 def test_an_event_line_longer_than_a_chunk_is_skipped_not_a_stall(tmp_path):
-    from grpo_tui.rundir.events import EventTail
+    from grpo_tui.rundir.event_reader import EventTail
 
     path = tmp_path / "events.jsonl"
     with open(path, "w") as f:
@@ -1150,7 +1141,7 @@ def test_resume_with_a_config_json_that_is_not_an_object_is_a_clear_exit_2(tmp_p
     for body in ("[1, 2, 3]", '"tiny"', "null"):
         (run / "config.json").write_text(body)
         os.chmod(run / "config.json", 0o600)
-        proc = engine("--run-dir", str(run), "--resume")
+        proc = run_engine(["--run-dir", str(run), "--resume"])
         assert proc.returncode == 2, proc.stderr
         assert "not an object" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -1344,7 +1335,9 @@ def test_a_reward_printing_10_mb_a_call_leaves_engine_log_capped(tmp_path):
     preset = tmp_path / "loud.toml"
     preset.write_text(f'extends = "tiny"\n[rewards]\ncorrectness = 1.0\n"{tmp_path / "loud.py"}:loud" = 1.0\n')
     run = tmp_path / "run"
-    proc = engine("--preset", str(preset), "--run-dir", str(run), "--max-steps", "3", "--log-to-run-dir", timeout=600)
+    proc = run_engine(
+        ["--preset", str(preset), "--run-dir", str(run), "--max-steps", "3", "--log-to-run-dir"], timeout=600
+    )
     assert proc.returncode == 0, (run / "engine.log").read_bytes()[-3000:]
     log, older = run / "engine.log", older_part(run / "engine.log")
     assert older.stat().st_size <= ENGINE_LOG_MAX_BYTES  # 30 MB printed: the log was cut
@@ -1357,7 +1350,7 @@ def test_a_fifo_planted_as_the_event_log_blocks_no_reader(tmp_path):
     os.mkfifo(run / "events.jsonl")
     readers = (
         "import sys\nfrom pathlib import Path\n"
-        "from grpo_tui.rundir.events import read_events\nfrom grpo_tui.rundir.state import fold_run\n"
+        "from grpo_tui.rundir.event_reader import read_events\nfrom grpo_tui.rundir.state import fold_run\n"
         "from grpo_tui.tui.console.compare import load_runs\n"
         "run = Path(sys.argv[1])\n"
         "assert read_events(run / 'events.jsonl') == [] and fold_run(run).steps == []\n"

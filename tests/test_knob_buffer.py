@@ -124,7 +124,7 @@ class _Events:
 
 def test_a_temperature_change_waits_for_the_buffer_to_run_out(lora_trainer, tmp_path):
     from grpo_tui.engine.train.commands import CommandWatcher
-    from grpo_tui.engine.train.grpo import EngineCallback
+    from grpo_tui.engine.train.engine_callback import EngineCallback
 
     t = lora_trainer
     events = _Events()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from grpo_tui.rundir.control import send_command
-from grpo_tui.rundir.events import EventTail, read_events
+from grpo_tui.rundir.event_reader import EventTail, read_events
 from grpo_tui.rundir.health import active_warnings
 from grpo_tui.rundir.knobs import KnobError, describe_change, validate_knobs
 from grpo_tui.rundir.layout import RunDir

@@ -181,7 +181,7 @@ def test_auto_pick_skips_presets_whose_packages_are_missing(monkeypatch):
 
 
 def test_vllm_knobs_reach_grpo_config(tmp_path, monkeypatch):
-    from grpo_tui.engine.train.grpo import grpo_args
+    from grpo_tui.engine.train.grpo_args import grpo_args
 
     cfg = load_config(
         "tiny",
@@ -197,7 +197,7 @@ def test_vllm_knobs_reach_grpo_config(tmp_path, monkeypatch):
             "train.vllm_tensor_parallel_size=2",
         ],
     )
-    from grpo_tui.engine.train import grpo
+    from grpo_tui.engine.train import grpo_args as grpo
 
     args = grpo.vllm_server_args(cfg)
     assert (

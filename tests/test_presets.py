@@ -171,7 +171,7 @@ QWEN3 = {"0.6B": "gpu24-qwen3-06b", "1.7B": "gpu24-qwen3-17b", "4B": "gpu40-qwen
 def test_qwen3_presets_switch_thinking_through_the_chat_template(size, stem, tmp_path):
     """Each Qwen3 size ships thinking on and off; the switch reaches TRL's GRPOConfig as chat_template_kwargs,
     and the prompt format and rewards read what that mode writes."""
-    from grpo_tui.engine.train.grpo import grpo_args
+    from grpo_tui.engine.train.grpo_args import grpo_args
 
     think, plain = load_config(f"{stem}-think"), load_config(f"{stem}-nothink")
     for cfg, on in ((think, True), (plain, False)):

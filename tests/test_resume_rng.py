@@ -19,7 +19,7 @@ import shutil
 from support.paths import FIXTURES
 from support.processes import run_engine, write_preset
 
-from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.event_reader import read_events
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts.reader import read_rollouts
 

@@ -22,7 +22,8 @@ from grpo_tui.engine.train.sft import (
     synthetic_trace,
     target_text,
 )
-from grpo_tui.rundir.events import EventWriter, read_events
+from grpo_tui.rundir.event_reader import read_events
+from grpo_tui.rundir.event_writer import EventWriter
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.state import summarize
 

@@ -177,7 +177,7 @@ def test_headless_summary_after_the_engine_is_killed(tmp_path) -> None:
     import time
     from pathlib import Path
 
-    from grpo_tui.rundir.events import read_events
+    from grpo_tui.rundir.event_reader import read_events
     from grpo_tui.tui.headless import follow
     from grpo_tui.tui.launcher import EngineProcess
 

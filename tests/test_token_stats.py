@@ -66,7 +66,8 @@ def trained(tmp_path_factory):
     from trl import GRPOConfig
 
     from grpo_tui.engine.models import ensure_tiny_random
-    from grpo_tui.engine.train.grpo import RecordingGRPOTrainer, RolloutRecorder
+    from grpo_tui.engine.train.grpo import RecordingGRPOTrainer
+    from grpo_tui.engine.train.rollout_recorder import RolloutRecorder
     from grpo_tui.engine.train.trl_hooks import ROW_KEY
 
     path = ensure_tiny_random(log=lambda *a: None)
@@ -210,7 +211,7 @@ def test_record_token_stats_off_keeps_the_arrays_out_of_the_store(tmp_path):
 
 
 def _recorder(tmp_path, **kw):
-    from grpo_tui.engine.train.grpo import RolloutRecorder
+    from grpo_tui.engine.train.rollout_recorder import RolloutRecorder
 
     return RolloutRecorder(RolloutWriter(tmp_path), ["r"], [1.0], 2, "reasoning", 8, **kw)
 

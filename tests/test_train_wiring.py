@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from grpo_tui.engine.train import orchestrator
 from grpo_tui.engine.train.commands import CommandWatcher
-from grpo_tui.engine.train.grpo import EngineCallback
+from grpo_tui.engine.train.engine_callback import EngineCallback
 
 ENGINE = Path(orchestrator.__file__).resolve().parents[1]
 
@@ -47,9 +47,9 @@ def test_train_is_a_short_orchestrator():
 
 
 def test_knobs_does_not_import_the_trainer_module():
-    # grpo.py uses the knobs; apply_knobs.py must not reach back (not even from inside a function)
-    assert "grpo_tui.engine.train.grpo" not in _imports(ENGINE / "train" / "apply_knobs.py")
-    assert "grpo_tui.engine.train.apply_knobs" in _imports(ENGINE / "train" / "grpo.py")
+    # the callback uses the knobs; apply_knobs.py must not reach back (not even from inside a function)
+    assert "grpo_tui.engine.train.engine_callback" not in _imports(ENGINE / "train" / "apply_knobs.py")
+    assert "grpo_tui.engine.train.apply_knobs" in _imports(ENGINE / "train" / "engine_callback.py")
 
 
 def test_command_line_module_leaves_training_to_the_orchestrator():

@@ -38,7 +38,7 @@ def test_trl_fields_pass_through_typed_and_round_trip(tmp_path):
 
 
 def test_grpo_args_carry_project_and_trl_fields(tmp_path):
-    from grpo_tui.engine.train.grpo import grpo_args
+    from grpo_tui.engine.train.grpo_args import grpo_args
     from grpo_tui.engine.train.sft import sft_args
 
     cfg = load_config(

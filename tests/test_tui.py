@@ -14,7 +14,7 @@ from support.paths import REPO
 from support.processes import TinyRun
 from support.synthetic import SyntheticRun, write_synthetic_run
 
-from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.event_reader import read_events
 from grpo_tui.rundir.rollouts import CompletionRecord, RolloutIndex, RolloutTail, RolloutWriter
 from grpo_tui.rundir.state import REWARD, RunState, reward_key
 from grpo_tui.tui.components.completion_view import highlight_completion
@@ -102,8 +102,9 @@ def test_highlight_colours_tags_and_marks_the_extracted_answer() -> None:
 
 def test_engine_and_tui_init_do_not_import_textual() -> None:
     code = (
-        "import sys, engine.run, rundir.events, rundir.rollouts, tui, tui.launcher, "
-        "rundir.state, rundir.rollouts, tui.headless; "
+        "import sys, grpo_tui.engine.run, grpo_tui.rundir.events, grpo_tui.rundir.event_writer, "
+        "grpo_tui.rundir.event_reader, grpo_tui.rundir.rollouts, grpo_tui.rundir.state, grpo_tui.tui, "
+        "grpo_tui.tui.launcher, grpo_tui.tui.headless; "
         "assert not [m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext', 'plotext')]"
     )
     import subprocess

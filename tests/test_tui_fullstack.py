@@ -10,7 +10,7 @@ from support.dashboard import wait_for
 from support.paths import REPO
 from support.processes import engine_env
 
-from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.event_reader import read_events
 
 SIZE = (140, 45)
 

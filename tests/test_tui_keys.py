@@ -281,7 +281,7 @@ def test_a_paused_run_stays_paused_across_a_switch(tmp_path: Path, monkeypatch) 
     from support.processes import engine_env
 
     from grpo_tui.rundir.control import send_command
-    from grpo_tui.rundir.events import read_events
+    from grpo_tui.rundir.event_reader import read_events
     from grpo_tui.tui.launcher import launch_engine
 
     monkeypatch.chdir(REPO)

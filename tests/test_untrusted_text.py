@@ -15,7 +15,7 @@ from rich.text import Text
 from support.dashboard import run_coroutine, wait_for
 
 from grpo_tui.rundir.control import ensure_control_dir
-from grpo_tui.rundir.events import EventWriter
+from grpo_tui.rundir.event_writer import EventWriter
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.names import SCHEMA_VERSION
 from grpo_tui.rundir.rollouts import RolloutWriter

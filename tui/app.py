@@ -36,7 +36,7 @@ from grpo_tui.tui.dashboard_views import COMPACT_VIEWS, DashboardViews
 from grpo_tui.tui.launcher import EngineProcess, default_run_dir, launch_engine
 from grpo_tui.tui.run_controls import RunControls
 from grpo_tui.tui.run_follower import POLL_ALIVE, POLL_IDLE, RunFollower, while_mounted
-from grpo_tui.tui.text import visible
+from grpo_tui.tui.text import LiteralNotifications, visible
 
 TICK = 1.0  # seconds between status repaints while the engine lives (elapsed, ETA)
 
@@ -53,7 +53,7 @@ PANELS: tuple[tuple[str, str, type, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-class Dashboard(RunFollower, RunControls, DashboardViews, App[int]):
+class Dashboard(LiteralNotifications, RunFollower, RunControls, DashboardViews, App[int]):
     CSS_PATH = "dashboard.tcss"
     TITLE = "grpo-tui"
     # The help screen (?) lists these keys with their tooltips: a key's one-line help lives here only.
@@ -178,18 +178,6 @@ class Dashboard(RunFollower, RunControls, DashboardViews, App[int]):
         self.query_one(GroupTable).table.focus()
         self.set_interval(TICK, while_mounted(self._tick))
         self.poll_run()
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: str = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-    ) -> None:
-        """Notifications quote run data (command details, preset names): always literal text."""
-        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=False)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self._own_actions() and self.screen is not self.default_screen:

@@ -26,7 +26,8 @@ from rich.table import Table
 from rich.text import Text
 
 from grpo_tui.rundir.control import send_command
-from grpo_tui.rundir.events import EventTail, State, iter_events
+from grpo_tui.rundir.event_reader import EventTail, iter_events
+from grpo_tui.rundir.events import State
 from grpo_tui.rundir.health import latest_findings
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.phases import breakdown_text, dominant, remedy

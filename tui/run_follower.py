@@ -19,7 +19,8 @@ from textual import work
 from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
-from grpo_tui.rundir.events import EventTail, State
+from grpo_tui.rundir.event_reader import EventTail
+from grpo_tui.rundir.events import State
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts import RolloutIndex, RolloutTail
 from grpo_tui.rundir.state import RunState

@@ -51,3 +51,21 @@ def safe_text(s: Any, style: str = "", *, one_line: bool = False) -> Text:
             out.stylize(style)
         return out
     return Text(visible(s, one_line=one_line), style=style)
+
+
+class LiteralNotifications:
+    """Mixed into an App before App: every notification is literal text, since it quotes run data (command
+    details, preset names, typed filters), with control characters made visible."""
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: str = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        super().notify(  # type: ignore[misc]
+            visible(message), title=visible(title), severity=severity, timeout=timeout, markup=False
+        )

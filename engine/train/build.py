@@ -22,12 +22,15 @@ from grpo_tui.engine.rewards.trl_call import TrlReward
 from grpo_tui.engine.train.batch_shape import prompts_per_batch
 from grpo_tui.engine.train.commands import CommandWatcher
 from grpo_tui.engine.train.dynamic_sampling import DynamicSamplingGRPOTrainer
+from grpo_tui.engine.train.engine_callback import EngineCallback
 from grpo_tui.engine.train.generation_bound import generation_bound
-from grpo_tui.engine.train.grpo import EngineCallback, RecordingGRPOTrainer, RolloutRecorder, grpo_args
+from grpo_tui.engine.train.grpo import RecordingGRPOTrainer
+from grpo_tui.engine.train.grpo_args import grpo_args
+from grpo_tui.engine.train.rollout_recorder import RolloutRecorder
 from grpo_tui.engine.train.sft import starting_model
 from grpo_tui.engine.train.telemetry import MemoryProbe
 from grpo_tui.rundir.checkpoints import checkpoint_step
-from grpo_tui.rundir.events import read_events
+from grpo_tui.rundir.event_reader import read_events
 from grpo_tui.rundir.health import HealthMonitor
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts import RolloutWriter

@@ -31,13 +31,15 @@ from grpo_tui.engine.train.build import (
     build_trainer,
 )
 from grpo_tui.engine.train.commands import CommandWatcher
-from grpo_tui.engine.train.grpo import EngineCallback, RecordingGRPOTrainer, RolloutRecorder
+from grpo_tui.engine.train.engine_callback import EngineCallback
+from grpo_tui.engine.train.grpo import RecordingGRPOTrainer
 from grpo_tui.engine.train.preset_switch import switch_problem
 from grpo_tui.engine.train.rewards import build_rewards
+from grpo_tui.engine.train.rollout_recorder import RolloutRecorder
 from grpo_tui.engine.train.sft import before_grpo
 from grpo_tui.rundir.checkpoints import find_checkpoints
 from grpo_tui.rundir.errors import EXIT_OK
-from grpo_tui.rundir.events import EventWriter
+from grpo_tui.rundir.event_writer import EventWriter
 from grpo_tui.rundir.layout import RunDir
 
 VERSIONED_PACKAGES = ("torch", "transformers", "trl", "peft", "grpo-tui")

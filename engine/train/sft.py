@@ -192,7 +192,7 @@ def sft_args(cfg: Config, output_dir: Path, device: str) -> Any:
     import torch
     from trl import SFTConfig
 
-    from grpo_tui.engine.train.grpo import tracker_settings
+    from grpo_tui.engine.train.grpo_args import tracker_settings
 
     s = cfg.sft
     bf16 = cfg.train.bf16 if cfg.train.bf16 is not None else (device == "cuda" and torch.cuda.is_bf16_supported())

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grpo_tui.rundir.events import parse_lines
+from grpo_tui.rundir.event_reader import parse_lines
 from grpo_tui.rundir.rollouts.query import Rollouts
 from grpo_tui.rundir.rollouts.records import ReadReport, line_key, parse_record, rollout_paths
 from grpo_tui.rundir.rollouts.segments import SEGMENT_FORMAT, Chunk, list_segments, read_segment

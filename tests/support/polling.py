@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from grpo_tui.rundir.events import EventTail, read_events
+from grpo_tui.rundir.event_reader import EventTail, read_events
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> None:

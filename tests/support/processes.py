@@ -26,15 +26,19 @@ def engine_env() -> dict[str, str]:
     return dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
 
 
-def run_cli(args: list[str], timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python <args>` in a child process (args usually start with "-m"), capturing its output as text."""
+def run_cli(
+    args: list[str], timeout: float = 300, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python <args>` in a child process (args usually start with "-m"), capturing its output as text.
+
+    `env`: variables set on top of this process's environment."""
     return subprocess.run(
         [sys.executable, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd or REPO,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
     )
 
 
@@ -44,9 +48,11 @@ def write_preset(path: Path, text: str) -> Path:
     return path
 
 
-def run_engine(args: list[str], timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_engine(
+    args: list[str], timeout: float = 300, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`python -P -m grpo_tui.engine train <args>`: the engine alone, as the launcher starts it."""
-    return run_cli(["-P", "-m", "grpo_tui.engine", "train", *args], timeout=timeout, cwd=cwd)
+    return run_cli(["-P", "-m", "grpo_tui.engine", "train", *args], timeout=timeout, cwd=cwd, env=env)
 
 
 def run_grpo_tui(args: list[str], timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from grpo_tui.rundir import events as events_module
+from grpo_tui.rundir import event_writer as events_module
 from grpo_tui.rundir.control import ensure_control_dir
-from grpo_tui.rundir.events import EventWriter
+from grpo_tui.rundir.event_writer import EventWriter
 from grpo_tui.rundir.health import HealthMonitor, Thresholds
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.rollouts import CompletionRecord, RolloutWriter

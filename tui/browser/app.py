@@ -25,10 +25,10 @@ from grpo_tui.rundir.layout import RunDir
 from grpo_tui.tui.browser.screens.rollouts import POLL_S, RolloutScreen
 from grpo_tui.tui.browser.screens.run_list import RunListScreen
 from grpo_tui.tui.browser.snapshot import prefetch
-from grpo_tui.tui.text import visible
+from grpo_tui.tui.text import LiteralNotifications
 
 
-class BrowserApp(App[int]):
+class BrowserApp(LiteralNotifications, App[int]):
     CSS_PATH = "browser.tcss"
     TITLE = "grpo-tui browse"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (150, "-wide")]
@@ -37,18 +37,6 @@ class BrowserApp(App[int]):
         super().__init__()
         self.run_dir, self.runs_root, self.poll_s = run_dir, Path(runs_root), poll_s
         self._prefetched = prefetch(Path(run_dir)) if run_dir is not None else None
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: str = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-    ) -> None:
-        """Notifications quote run data and typed filters: always literal text."""
-        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=False)
 
     def on_mount(self) -> None:
         if self.run_dir is not None:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from grpo_tui.rundir.events import EventTail
+from grpo_tui.rundir.event_reader import EventTail
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.state import CORRECT, MEAN_LENGTH, REWARD, RunState
 from grpo_tui.rundir.summary_stats import trend

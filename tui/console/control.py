@@ -65,7 +65,7 @@ def _say(text: str, file: Any = None) -> None:
 
 def _wait_for(events_path: Path, offset: int, cid: str, statuses: set[str], timeout: float) -> dict | None:
     """The first `command` event for cid whose status is in statuses, read from offset on; None at the timeout."""
-    from grpo_tui.rundir.events import EventTail
+    from grpo_tui.rundir.event_reader import EventTail
 
     tail = EventTail(events_path, offset)
     deadline = time.monotonic() + timeout
