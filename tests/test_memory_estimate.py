@@ -123,6 +123,37 @@ def test_an_unreadable_cached_config_falls_back_to_the_table_for_shipped_ids_onl
         resolve_arch("someorg/Mystery-9B")
 
 
+def test_a_hub_that_does_not_answer_leaves_the_size_unknown_within_the_bound(monkeypatch):
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def hanging(name, local_only):  # a black-holed hub: huggingface_hub would retry for minutes
+        release.wait(30)
+        raise model_source.UnknownArch("gave up")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(model_source, "_cached_hub_config", lambda repo: False)
+    monkeypatch.setattr(model_source, "arch_from_pretrained", hanging)
+    monkeypatch.setattr(model_source, "HUB_LOOKUP_TIMEOUT_S", 0.5)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(model_source.UnknownArch, match=r"did not answer within 0.5 s .*hf download someorg/X-9B"):
+            resolve_arch("someorg/X-9B")
+        assert time.monotonic() - t0 < 5
+        assert lookup_arch("someorg/X-9B") is None
+    finally:
+        release.set()
+
+
+def test_a_hub_answer_within_the_bound_is_used(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(model_source, "_cached_hub_config", lambda repo: False)
+    monkeypatch.setattr(model_source, "arch_from_pretrained", lambda name, local_only: fallback_arch("qwen3-4b"))
+    assert resolve_arch("someorg/X-9B") == fallback_arch("qwen3-4b")
+
+
 def test_local_config_json_is_read_through_transformers(tmp_path, offline_hub):
     (tmp_path / "config.json").write_text(json.dumps(FALLBACK_CONFIGS["qwen2.5-1.5b"]))
     local = lookup_arch(str(tmp_path))

@@ -8,7 +8,9 @@ The order, for `[model] name`:
 3. A hub id: its config from the local Hugging Face cache through `AutoConfig` (offline).
 4. Only for the hub ids the shipped presets name (and the offline SmolLM2): the config numbers
    below, so `grpo-tui presets` and pre-flight answer without the model downloaded and without torch.
-5. Any other hub id: `AutoConfig` asks the hub, unless HF_HUB_OFFLINE is set.
+5. Any other hub id: `AutoConfig` asks the hub, unless HF_HUB_OFFLINE is set, for at most
+   HUB_LOOKUP_TIMEOUT_S (huggingface_hub retries an unreachable hub for about half a minute, a
+   black-holed one for minutes; a size estimate is not worth that wait).
 
 Steps 2, 3 and 5 build the model on the meta device (engine.plan.arch.arch_from_model_config),
 so they import torch and transformers; a process that never meets such a model never does.
@@ -19,12 +21,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from grpo_tui.engine.plan.arch import Arch, dense_arch
 
 TINY = "tiny-random"
+HUB_LOOKUP_TIMEOUT_S = 20.0  # the most a size lookup waits on the hub (a config.json answers in about a second)
 
 
 class UnknownArch(LookupError):
@@ -152,6 +156,34 @@ def arch_from_pretrained(name: str, local_only: bool) -> Arch:
         raise UnknownArch(f"can't read the config of {name!r} through transformers: {first}") from None
 
 
+def arch_from_hub(name: str, timeout_s: float | None = None) -> Arch:
+    """arch_from_pretrained asking the hub, or UnknownArch once timeout_s has passed without an answer.
+
+    The lookup goes on in a daemon thread after a timeout (huggingface_hub has no cancel); its answer is
+    cached for the next call."""
+    timeout_s = HUB_LOOKUP_TIMEOUT_S if timeout_s is None else timeout_s
+    result: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            result["arch"] = arch_from_pretrained(name, False)
+        except UnknownArch as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=ask, name="hub-config-lookup", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if "arch" in result:
+        return result["arch"]
+    if "error" in result:
+        raise result["error"]
+    raise UnknownArch(
+        f"unknown model size: the Hugging Face hub did not answer within {timeout_s:g} s for the config of "
+        f"{name!r}; download it once (`hf download {name} config.json`) or point [model] name (or --model) at a "
+        "local directory holding its config.json"
+    )
+
+
 def _adapter_base(path: Path) -> str | None:
     try:
         return json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
@@ -185,7 +217,7 @@ def resolve_arch(name: str, tiny_hidden: int = 64, tiny_layers: int = 2) -> Arch
     if key in FALLBACK_CONFIGS:
         return fallback_arch(key)
     if "/" in name and not _hub_offline():
-        return arch_from_pretrained(name, False)
+        return arch_from_hub(name)
     where = (
         "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
         if "/" in name
