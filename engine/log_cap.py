@@ -20,6 +20,7 @@ import os
 import threading
 from pathlib import Path
 
+from grpo_tui.rundir.errors import UnsafeRunDir
 from grpo_tui.rundir.layout import ENGINE_LOG_MAX_BYTES, older_part
 from grpo_tui.rundir.private_io import open_private
 
@@ -51,7 +52,7 @@ def rotate_if_over(log_fd: int, path: Path, max_bytes: int) -> bool:
             log_fd, f"[{path.name} passed {max_bytes} bytes: its last part is in {older_part(path).name}]\n".encode()
         )
         return True
-    except OSError:
+    except (OSError, UnsafeRunDir):
         return False  # a full disk or a refused link: the log goes on as it is
 
 

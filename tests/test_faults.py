@@ -1324,6 +1324,30 @@ def test_check_now_cuts_the_log_between_two_of_the_watchers_looks(tmp_path):
     log_cap.check_now()  # stopped: nothing to check, no error
 
 
+def test_a_link_planted_as_the_older_part_mid_run_is_never_written_and_the_cap_keeps_watching(tmp_path):
+    from grpo_tui.engine import log_cap
+    from grpo_tui.rundir.layout import older_part
+
+    log = private_dir(tmp_path / "run") / "engine.log"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    cap = log_cap.LogCap(log, max_bytes=1 << 20, every_s=0.05).start()
+    try:
+        older_part(log).symlink_to(victim)
+        with open(log, "ab") as f:
+            f.write(b"y" * (2 << 20))
+        log_cap.check_now()  # refused, not raised: a reward call around it goes on
+        time.sleep(0.3)
+        assert cap._thread.is_alive() and victim.read_text() == "keep me"
+        older_part(log).unlink()
+        deadline = time.monotonic() + 10
+        while log.stat().st_size > 4096 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.stat().st_size < 4096 and older_part(log).stat().st_size == 1 << 20  # the watcher still cuts
+    finally:
+        cap.stop()
+
+
 def test_a_reward_printing_10_mb_a_call_leaves_engine_log_capped(tmp_path):
     from grpo_tui.rundir.layout import ENGINE_LOG_MAX_BYTES, older_part
 
