@@ -546,8 +546,8 @@ class HealthMonitor:
         return out + [dict(ev, step=checkpoint_step) for rule, ev in self.active.items() if rule not in logged]
 
 
-def check_run(events: Iterable[dict[str, Any]], thresholds: Thresholds = DEFAULT) -> list[dict[str, Any]]:
-    """The health events a recorded run would get (for runs recorded before health checks, and for tests)."""
+def _replay(events: Iterable[dict[str, Any]], thresholds: Thresholds) -> tuple[HealthMonitor | None, list[dict]]:
+    """A recorded run fed through a monitor (set up from the first run_start): the monitor, the health events."""
     mon: HealthMonitor | None = None
     out = []
     for ev in events:
@@ -557,20 +557,18 @@ def check_run(events: Iterable[dict[str, Any]], thresholds: Thresholds = DEFAULT
         if mon is None:
             mon = HealthMonitor(thresholds)
         out += mon.add(ev)
-    return out
+    return mon, out
+
+
+def check_run(events: Iterable[dict[str, Any]], thresholds: Thresholds = DEFAULT) -> list[dict[str, Any]]:
+    """The health events a recorded run would get (for runs recorded before health checks, and for tests)."""
+    return _replay(events, thresholds)[1]
 
 
 def latest_findings(events: Iterable[dict[str, Any]], thresholds: Thresholds = DEFAULT) -> dict[str, Finding]:
     """Rule -> its verdict at the run's last step: the value a summary quotes for a rule still firing at the end
     (a `health` event holds the value when the rule started firing)."""
-    mon: HealthMonitor | None = None
-    for ev in events:
-        if ev.get("type") == "run_start":
-            mon = mon or HealthMonitor.for_run_start(ev, thresholds)
-            continue
-        if mon is None:
-            mon = HealthMonitor(thresholds)
-        mon.add(ev)
+    mon = _replay(events, thresholds)[0]
     return dict(mon.latest) if mon is not None else {}
 
 

@@ -89,6 +89,8 @@ class PresetInfo:
     min_gpu_gb: float | None = knob(None, "Smallest GPU memory the preset is meant to fit, in GB.")
 
 
+LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")  # for GRPO and the SFT stage alike
+
 # [model] keys a checkpoint depends on: another value means other weights or another adapter shape, so a run can
 # switch only to a preset that agrees on every one (the engine's check and the dashboard's picker read this)
 MODEL_SHAPE_KEYS = (
@@ -208,9 +210,7 @@ class PromptConfig:
 class TrainConfig:
     # Field names match trl.GRPOConfig so they pass straight through.
     learning_rate: float = knob(5e-6, "Peak learning rate.", range=Range(0.0, 1.0, open_low=True))
-    lr_scheduler_type: str = knob(
-        "cosine", "Learning-rate schedule.", ("constant", "constant_with_warmup", "linear", "cosine")
-    )
+    lr_scheduler_type: str = knob("cosine", "Learning-rate schedule.", LR_SCHEDULES)
     warmup_ratio: float = knob(0.1, "Fraction of steps spent warming up the learning rate.", range=Range(0.0, 1.0))
     weight_decay: float = knob(0.0, "AdamW weight decay.", range=Range(0.0))
     max_grad_norm: float = knob(0.1, "Gradient-norm clip.", range=Range(0.0))
@@ -356,9 +356,7 @@ class SftConfig:
     epochs: float = knob(2.0, "Passes over the SFT examples.", range=Range(0.0))
     max_steps: int = knob(0, "Stop SFT after this many optimizer steps (0 = run the epochs).", range=Range(0))
     learning_rate: float = knob(2e-5, "SFT peak learning rate.", range=Range(0.0, 1.0, open_low=True))
-    lr_scheduler_type: str = knob(
-        "cosine", "SFT learning-rate schedule.", ("constant", "constant_with_warmup", "linear", "cosine")
-    )
+    lr_scheduler_type: str = knob("cosine", "SFT learning-rate schedule.", LR_SCHEDULES)
     warmup_ratio: float = knob(0.03, "Fraction of SFT steps spent warming up.", range=Range(0.0, 1.0))
     weight_decay: float = knob(0.0, "SFT AdamW weight decay.", range=Range(0.0))
     max_grad_norm: float = knob(1.0, "SFT gradient-norm clip.", range=Range(0.0))
