@@ -25,6 +25,7 @@ from grpo_tui.tui.components.curves import RewardCurves
 from grpo_tui.tui.components.group_table import GroupTable
 from grpo_tui.tui.components.metric_groups import GROUP_NAMES
 from grpo_tui.tui.components.status_panel import EngineLink
+from grpo_tui.tui.fmt import fixed, is_real
 from grpo_tui.tui.text import safe_text
 
 COMPACT_BELOW = (100, 30)  # a terminal narrower or lower than this gets the compact layout: one view at a time
@@ -70,21 +71,24 @@ class DashboardViews:
         self.view = COMPACT_VIEWS[(COMPACT_VIEWS.index(self.view) + 1) % len(COMPACT_VIEWS)]
         self._show_view()
 
+    def _state_words(self) -> str:
+        """The run's state as the title and the compact line name it."""
+        return "engine gone" if self.link.gone else self.state.state.replace("_", " ")
+
     def _refresh_compact_status(self) -> None:
         """The compact layout's one line: what the status panel says first, and which view this is."""
         if not self.compact:
             return
         m = self.state
-        state = "engine gone" if self.link.gone else m.state.replace("_", " ")
         last = m.last_step or {}
         reward = (last.get("metrics") or {}).get("reward")
-        line = Text(state, style="bold")
+        line = Text(self._state_words(), style="bold")
         line.append(f"  step {m.step}" + (f"/{m.max_steps}" if m.max_steps else ""))
         eta = m.eta(time.time())
         if eta is not None:
             line.append(f"  ETA {fmt_duration(eta)}")
-        if isinstance(reward, (int, float)):
-            line.append(f"  reward {reward:.3f}")
+        if is_real(reward):
+            line.append(f"  reward {fixed(reward, 3)}")
         line.append(f"   [{self.view}]  v: next view", style="dim")
         self.query_one("#compact-status", Static).update(safe_text(line, one_line=True))
 

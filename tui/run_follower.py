@@ -97,12 +97,7 @@ class RunFollower:
         exit_reported = False
         while not worker.is_cancelled and not self._stop_polling.is_set():
             alive, pid, rc = self._engine_alive()  # before reading: whatever a dead engine wrote is read now
-            new_events: list[dict[str, Any]] = []
-            while True:
-                chunk = events.read_new()
-                if not chunk:
-                    break
-                new_events.extend(chunk)
+            new_events = list(events)  # to the current end, a chunk at a time
             lines = rollouts.read_new()
             if new_events or lines or alive != was_alive:
                 self.post_message(RunUpdate(new_events, lines, alive, pid))
@@ -128,7 +123,6 @@ class RunFollower:
         self._notify_acks(msg.events)
         if "curves" in changed:
             self._schedule_curves()
-            self._refresh_compact_status()
         if "memory" in changed:
             self.query_one(MemoryPanel).show(self.state)
         if "health" in changed:
@@ -223,8 +217,9 @@ class RunFollower:
     def _refresh_status(self) -> None:
         self.query_one(StatusPanel).show(self.state, self.link)
         self._refresh_compact_status()
-        state = "engine gone" if self.link.gone else self.state.state.replace("_", " ")
-        self.title = visible(f"grpo-tui · {state}")  # the step lives in the status panel: a title change re-lays out
+        self.title = visible(
+            f"grpo-tui · {self._state_words()}"
+        )  # the step lives in the status panel: a title change re-lays out
         # The footer rebuilds itself on refresh_bindings: only when what check_action reads changed.
         key = (self.link.alive, self.state.active, self.state.state in (State.PAUSED, State.PAUSING))
         if key != self._bindings_key:

@@ -18,6 +18,7 @@ tabs stay unless `one_line` folds all whitespace into single spaces.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich.text import Text
@@ -51,6 +52,11 @@ def safe_text(s: Any, style: str = "", *, one_line: bool = False) -> Text:
             out.stylize(style)
         return out
     return Text(visible(s, one_line=one_line), style=style)
+
+
+def say(text: str, file: Any = None) -> None:
+    """Print a line that quotes run text (a path, the engine's detail) with its control characters made visible."""
+    print(visible(text), file=file or sys.stdout)
 
 
 class LiteralNotifications:

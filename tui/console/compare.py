@@ -20,7 +20,7 @@ from grpo_tui.rundir.event_reader import EventTail
 from grpo_tui.rundir.layout import RunDir
 from grpo_tui.rundir.state import CORRECT, MEAN_LENGTH, REWARD, RunState
 from grpo_tui.rundir.summary_stats import trend
-from grpo_tui.tui.fmt import fixed
+from grpo_tui.tui.fmt import editable, fixed, is_real
 from grpo_tui.tui.text import safe_text, visible
 
 # (key, label, how to read it from a step event)
@@ -148,7 +148,7 @@ def live_note(run: RunCurves, key: str) -> str:
             was = (previous.get("reward_weights") or {}).get(name)
         else:
             continue
-        was_text = f", was {was:g}" if isinstance(was, (int, float)) else ""
+        was_text = f", was {editable(was)}" if is_real(was) else ""
         notes.append(f"step {int(ev.get('step') or 0) + 1}{was_text}")
     return f" (live from {'; '.join(notes)})" if notes else ""
 

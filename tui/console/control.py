@@ -18,6 +18,7 @@ from typing import Any
 from grpo_tui.rundir.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from grpo_tui.rundir.events import Command
 from grpo_tui.tui.console.arg_types import positive_float
+from grpo_tui.tui.text import say
 
 # the commands a shell sends (switch_preset is the dashboard's), with what each does and what its acceptance means
 WHAT = {
@@ -54,13 +55,6 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
         else:
             args[key] = value
     return args
-
-
-def _say(text: str, file: Any = None) -> None:
-    """Print a line whose run text (a path, the engine's detail) is shown, its control characters made visible."""
-    from grpo_tui.tui.text import visible
-
-    print(visible(text), file=file or sys.stdout)
 
 
 def _wait_for(events_path: Path, offset: int, cid: str, statuses: set[str], timeout: float) -> dict | None:
@@ -114,14 +108,14 @@ def main(command: str, argv: list[str]) -> int:
     try:  # the engine's own checks, before anything else is read or written
         os.close(open_control_dir(run.control))
     except GrpoTuiError as e:
-        _say(f"error: grpo-tui {command}: {e}", file=sys.stderr)
+        say(f"error: grpo-tui {command}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # no run directory, or no control/ in it
-        _say(f"error: no engine is running in {args.run_dir} ({e.strerror or e})", file=sys.stderr)
+        say(f"error: no engine is running in {args.run_dir} ({e.strerror or e})", file=sys.stderr)
         return EXIT_USAGE
     pid = run.engine_pid() if run.exists() else None
     if pid is None:
-        _say(f"error: no engine is running in {args.run_dir}", file=sys.stderr)
+        say(f"error: no engine is running in {args.run_dir}", file=sys.stderr)
         return EXIT_USAGE
     body: dict[str, Any] = {}
     if command == "set":
@@ -129,39 +123,37 @@ def main(command: str, argv: list[str]) -> int:
         try:
             body = validate_knobs(parse_assignments(args.values), names)
         except KnobError as e:
-            _say(f"error: grpo-tui set: {e}", file=sys.stderr)
+            say(f"error: grpo-tui set: {e}", file=sys.stderr)
             return EXIT_USAGE
     offset = run.events.stat().st_size if run.events.exists() else 0
     try:
         cid = send_command(run.control, command, **body)
     except GrpoTuiError as e:  # changed since the check above
-        _say(f"error: grpo-tui {command}: {e}", file=sys.stderr)
+        say(f"error: grpo-tui {command}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # no control/ directory
-        _say(f"error: can't send {command} to {run.control}: {e.strerror or e}", file=sys.stderr)
+        say(f"error: can't send {command} to {run.control}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     ack = _wait_for(run.events, offset, cid, {"accepted", "rejected", "done"}, args.timeout)
     if ack is None:
-        _say(
+        say(
             f"no answer from engine pid {pid} within {args.timeout:g} s; the command stays queued in "
             f"{run.control} (watch with: grpo-tui attach {args.run_dir})",
             file=sys.stderr,
         )
         return EXIT_FAILED
     if ack["status"] == "rejected":
-        _say(f"refused: {ack.get('detail') or 'no reason given'}", file=sys.stderr)
+        say(f"refused: {ack.get('detail') or 'no reason given'}", file=sys.stderr)
         return EXIT_USAGE
-    _say(f"{command} accepted by engine pid {pid}: {ACCEPTED[command]}")
+    say(f"{command} accepted by engine pid {pid}: {ACCEPTED[command]}")
     if args.wait and ack["status"] != "done":
         ack = _wait_for(run.events, offset, cid, {"rejected", "done"}, args.timeout)
         if ack is None:
-            _say(
-                f"not carried out within {args.timeout:g} s (a step can take longer; raise --timeout)", file=sys.stderr
-            )
+            say(f"not carried out within {args.timeout:g} s (a step can take longer; raise --timeout)", file=sys.stderr)
             return EXIT_FAILED
         if ack["status"] == "rejected":
-            _say(f"refused: {ack.get('detail') or 'no reason given'}", file=sys.stderr)
+            say(f"refused: {ack.get('detail') or 'no reason given'}", file=sys.stderr)
             return EXIT_USAGE
-        _say(f"done{': ' + ack['detail'] if ack.get('detail') else ''}")
-    _say(f"watch it with: grpo-tui attach {args.run_dir}")
+        say(f"done{': ' + ack['detail'] if ack.get('detail') else ''}")
+    say(f"watch it with: grpo-tui attach {args.run_dir}")
     return EXIT_OK

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from grpo_tui.engine.export import ExportError, export_model, push_to_hub
 from grpo_tui.rundir.errors import EXIT_OK, EXIT_USAGE
-from grpo_tui.tui.text import visible  # messages name run paths: their escapes are shown, never run
+from grpo_tui.tui.text import say  # messages name run paths: their escapes are shown, never run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,9 +36,6 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-
-    def say(text: str, file: Any = None) -> None:
-        print(visible(text), file=file or sys.stdout)
 
     try:
         out = export_model(args.run, args.out, args.adapter, log=say)
