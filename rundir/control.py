@@ -75,8 +75,6 @@ def open_control_dir(control_dir: Path) -> int:
     """
     try:
         return _open_checked(Path(control_dir))
-    except ControlRefused:
-        raise
     except UnsafeRunDir as e:
         raise ControlRefused(str(e)) from None
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from grpo_tui.rundir.private_io import open_regular
 
 
 def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int, int]:
@@ -41,16 +42,8 @@ READ_CHUNK = 8 << 20  # bytes a reader parses at a time: its memory is this plus
 
 
 def open_log(path: Path) -> int | None:
-    """A read-only descriptor of a log, or None when it is missing or not a regular file (a FIFO planted in a
-    run directory would block a reader forever: it is opened non-blocking and never read)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    return fd
+    """A read-only descriptor of a log, or None when it is missing or not a regular file (private_io.open_regular)."""
+    return open_regular(path)
 
 
 def read_chunk(path: Path, offset: int, max_bytes: int) -> bytes:
@@ -94,16 +87,16 @@ class EventTail:
         data = read_chunk(self.path, self.offset, max_bytes)
         events, used, skipped = parse_lines(data)
         if used == 0 and len(data) >= max_bytes:  # one line fills the chunk: skip to its end
-            used = self._skip_long_line(max_bytes)
+            used = self._skip_long_line(self.offset + len(data), max_bytes)
             skipped += used > 0
         self.offset += used
         self.skipped += skipped
         self.progressed = used > 0
         return events
 
-    def _skip_long_line(self, max_bytes: int) -> int:
-        """Bytes up to and including the newline that ends an overlong line (0 while it is still being written)."""
-        pos = self.offset
+    def _skip_long_line(self, pos: int, max_bytes: int) -> int:
+        """Bytes from the offset up to and including the newline that ends an overlong line, searched for from
+        `pos` (the end of what was read already); 0 while the line is still being written."""
         while True:
             data = read_chunk(self.path, pos, max_bytes)
             if not data:

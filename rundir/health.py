@@ -171,6 +171,18 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _reward_names(metrics: list[dict[str, Any]]) -> list[str]:
+    """The reward functions whose per-step means these step metrics hold, sorted."""
+    return sorted(
+        {
+            k[len("rewards/") : -len("/mean")]
+            for m in metrics
+            for k in m
+            if k.startswith("rewards/") and k.endswith("/mean")
+        }
+    )
+
+
 def is_format_reward(name: str) -> bool:
     """Rewards that pay for the shape of the answer rather than its correctness."""
     n = name.lower()
@@ -315,14 +327,7 @@ def reward_hacking(h: History, t: Thresholds) -> Finding | None:
         return None
     half = len(correct) // 2
     correct_rise = _mean(correct[-half:]) - _mean(correct[:half])
-    names = sorted(
-        {
-            k[len("rewards/") : -len("/mean")]
-            for m in h.metrics[-w:]
-            for k in m
-            if k.startswith("rewards/") and k.endswith("/mean")
-        }
-    )
+    names = _reward_names(h.metrics[-w:])
     best: tuple[float, str] | None = None
     for name in filter(is_format_reward, names):
         xs = [x for x in h.series(f"rewards/{name}/mean")[-w:] if x is not None]
@@ -394,14 +399,7 @@ def constant_reward(h: History, t: Thresholds) -> Finding | None:
     if len(h.metrics) < n:
         return None
     recent = h.metrics[-n:]
-    names = sorted(
-        {
-            k[len("rewards/") : -len("/mean")]
-            for m in recent
-            for k in m
-            if k.startswith("rewards/") and k.endswith("/mean")
-        }
-    )
+    names = _reward_names(recent)
     verdicts = {name: _flat(recent, name) for name in names}
     flat = [name for name, v in verdicts.items() if v is True]
     varying = [name for name, v in verdicts.items() if v is False]

@@ -8,7 +8,6 @@ spelled in rundir.names. See docs/run-directory.md.
 from __future__ import annotations
 
 import os
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from grpo_tui.rundir.names import (
     SFT_NAME,
     TRACKERS_NAME,
 )
-from grpo_tui.rundir.private_io import check_private_dir, make_private_dir, ownership_problem
+from grpo_tui.rundir.private_io import check_private_dir, make_private_dir, open_regular, ownership_problem
 from grpo_tui.rundir.run_lock import LOCK_HOLDER_ENV, RunLock, RunLocked, read_pid
 
 ENGINE_LOG_MAX_BYTES = 16 << 20  # engine.log's cap (a user reward may print without bound)
@@ -172,11 +171,13 @@ class RunDir:
 
     def _pid_from_file(self) -> int | None:
         try:
-            fd = os.open(self.pid_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = open_regular(self.pid_file, follow=False)
         except OSError:
             return None
+        if fd is None:
+            return None
         try:
-            pid = read_pid(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+            pid = read_pid(fd)
         finally:
             os.close(fd)
         if pid is None or pid <= 0:

@@ -102,6 +102,21 @@ def make_private_dir(path: Path, what: str, *, follow: bool = False) -> None:
     check_private_dir(path, what, follow=follow)
 
 
+def open_regular(path: Path, *, follow: bool = True) -> int | None:
+    """A read-only descriptor of a regular file, or None when it is missing or not a regular file: a FIFO
+    planted in a run directory would block a reader forever, so it is opened non-blocking and never read.
+    Without `follow`, a symbolic link raises OSError (ELOOP) like any other failed open."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
 def open_private(path: Path, flags: int, what: str = "file") -> int:
     """os.open without following a symbolic link; new files are 0600 (0640 with group access).
 

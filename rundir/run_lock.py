@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import stat
 import time
 from pathlib import Path
 
 from grpo_tui.rundir.errors import UnsafeRunDir
 from grpo_tui.rundir.names import LOCK_NAME
-from grpo_tui.rundir.private_io import open_private
+from grpo_tui.rundir.private_io import open_private, open_regular
 
 # "fd:dev:ino" of the lock an engine hands to its own re-execution (preset switch, accelerate launch).
 LOCK_FD_ENV = "GRPO_TUI_LOCK_FD"
@@ -85,19 +84,18 @@ class RunLock:
     def holder(root: Path) -> int | None:
         """The pid holding the lock of a run directory (0 if unknown), or None if it is free. Writes nothing."""
         try:
-            fd = os.open(Path(root) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = open_regular(Path(root) / LOCK_NAME, follow=False)  # a FIFO or device planted there is no lock
         except OSError:
             return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device planted there is no lock
-                return None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return read_pid(fd) or 0
+        if fd is None:
             return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return read_pid(fd) or 0
         finally:
             os.close(fd)  # also drops the shared lock taken to probe
+        return None
 
     def keep_across_exec(self) -> None:
         """Let the next program image of this process (os.execv) take the lock over."""

@@ -542,11 +542,11 @@ def step_rewards(batches: Iterable[Iterable[dict[str, Any]]]) -> list[float | No
     return rewards
 
 
-def fold_run(path: Path) -> RunState:
+def fold_run(path: Path, reward_trend: bool = True) -> RunState:
     """A run directory as a run list shows it: config.json, then the head and the tail of its event log
-    (of its step events only the last, so `steps` and the series hold that one step), and the windowed means
-    of every step's reward (`reward_trend`, the means `compare` and the run summary quote: a long log is read
-    to its end for them, one chunk at a time).
+    (of its step events only the last, so `steps` and the series hold that one step), and, with reward_trend,
+    the windowed means of every step's reward (`reward_trend`, the means `compare` and the run summary quote:
+    a long log is read to its end for them, one chunk at a time).
 
     `path`, `config` and `notes` (what could not be read) are set; `engine_gone` too when the log
     says the engine is active but no engine process lives. `started` falls back on config.json's mtime.
@@ -577,7 +577,8 @@ def fold_run(path: Path) -> RunState:
     s.started = s.started if s.started is not None else fallback_started
     # a long log is read to its end for the rewards in chunks of the tail's size: memory stays as bounded
     try:
-        s.reward_trend = trend(step_rewards([events] if whole else iter_events(run.events, TAIL_BYTES)))
+        if reward_trend:
+            s.reward_trend = trend(step_rewards([events] if whole else iter_events(run.events, TAIL_BYTES)))
     except OSError as e:
         s.notes.append(f"events.jsonl unreadable past its tail ({type(e).__name__})")
     if s.newer_schema:

@@ -534,3 +534,30 @@ def test_a_browsed_store_keeps_only_a_few_segments_token_columns_in_memory(tmp_p
         assert np.array_equal(store.token_arrays(c)["token_ids"], np.arange(4))
     loaded = [c.token is not None for c in store.chunks]
     assert loaded == [False, False, False, True, True, True, True]
+
+
+def test_a_live_browsers_new_snapshots_keep_the_bound_on_loaded_token_columns(tmp_path):
+    from grpo_tui.rundir.rollouts import ReadReport
+
+    w = RolloutWriter(tmp_path, segment_steps=1)
+    for step in range(1, 8):
+        rec = CompletionRecord(
+            text="abcd",
+            extracted=None,
+            correct=False,
+            rewards={},
+            total=0.0,
+            advantage=0.0,
+            tokens=4,
+            truncated=False,
+            **_arrays(4, step),
+        )
+        w.write_group(step, 0, "p", "1", [rec])
+        w.flush()
+    w.close()
+    store = open_rollouts(tmp_path)
+    chunks = list(store.chunks)
+    for c in range(7):  # each poll of a live browser gives a new snapshot over the same chunks
+        assert np.array_equal(store.token_arrays(c)["token_ids"], np.arange(4))
+        store = store.extend([], ReadReport())
+    assert [c.token is not None for c in chunks] == [False, False, False, True, True, True, True]

@@ -188,7 +188,7 @@ class Rollouts:
         chunks = [c for c in chunks if c.groups]
         if not chunks:
             if report is not None and report is not self.report:
-                return Rollouts(self.chunks, report)
+                return self._successor(self.chunks, report)
             return self
         old = list(self.chunks)
         for c in chunks:
@@ -197,7 +197,14 @@ class Rollouts:
             else:
                 c._tail = True  # type: ignore[attr-defined]
                 old.append(c)
-        return Rollouts(old, report or self.report)
+        return self._successor(old, report or self.report)
+
+    def _successor(self, chunks: list[Chunk], report: ReadReport | None) -> Rollouts:
+        """A snapshot over these chunks that goes on with this one's loaded token columns (they share the
+        chunks: without them a live browser would load a segment's columns per snapshot and never unload)."""
+        new = Rollouts(chunks, report)
+        new._token_chunks = [c for c in self._token_chunks if any(c is x for x in chunks)]
+        return new
 
     # ------------------------------------------------------------ sizes
     @property

@@ -119,7 +119,7 @@ def main(command: str, argv: list[str]) -> int:
         return EXIT_USAGE
     body: dict[str, Any] = {}
     if command == "set":
-        names = fold_run(run.root).reward_names
+        names = fold_run(run.root, reward_trend=False).reward_names  # the head and tail hold them
         try:
             body = validate_knobs(parse_assignments(args.values), names)
         except KnobError as e:
