@@ -77,10 +77,17 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-def _history_of(plain_kwargs: dict) -> list | None:
-    state = plain_kwargs.get("trainer_state")
-    history = state.get("log_history") if isinstance(state, dict) else None
-    return history if isinstance(history, list) else None
+def _plain_state(state: Any) -> tuple[Any, list | None]:
+    """trainer_state as JSON without its log_history, and that history as it is: it grows by a record a step,
+    so only the part a call sends is converted (`_request`)."""
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        history = getattr(state, "log_history", None)
+        if isinstance(history, list):
+            fields = dataclasses.fields(state)
+            return {f.name: _plain(getattr(state, f.name)) for f in fields if f.name != "log_history"}, history
+    elif isinstance(state, dict) and isinstance(state.get("log_history"), list):
+        return {str(k): _plain(v) for k, v in state.items() if k != "log_history"}, state["log_history"]
+    return _plain(state), None
 
 
 class ProcessReward:
@@ -128,8 +135,15 @@ class ProcessReward:
 
     def call_with_deadline(self, deadline_s: float | None, kwargs: dict) -> Any:
         """Raises WorkerTimeout past the deadline (the worker is killed), RewardCallError if the call failed."""
-        plain = {k: _plain(v) for k, v in kwargs.items() if k not in _CALLBACKS and not callable(v)}
-        history = _history_of(plain)
+        plain: dict[str, Any] = {}
+        history: list | None = None
+        for k, v in kwargs.items():
+            if k in _CALLBACKS or callable(v):
+                continue
+            if k == "trainer_state":
+                plain[k], history = _plain_state(v)
+            else:
+                plain[k] = _plain(v)
         reply = self._request(plain, kwargs, history, getattr(self._worker, "history_sent", 0), deadline_s)
         if reply.get("resend"):  # a fresh worker process (restarted after a timeout) holds no history yet
             reply = self._request(plain, kwargs, history, 0, deadline_s)
@@ -146,9 +160,8 @@ class ProcessReward:
         if history is not None:
             # trainer_state.log_history grows by a record a step: the worker keeps it, each call sends what is new
             sent = sent if sent <= len(history) else 0
-            plain = dict(
-                plain, trainer_state=dict(plain["trainer_state"], log_history=history[sent:], log_history_from=sent)
-            )
+            part = _plain(history[sent:])
+            plain = dict(plain, trainer_state=dict(plain["trainer_state"], log_history=part, log_history_from=sent))
         req = {
             "options": self.options,
             "kwargs": plain,
