@@ -103,18 +103,18 @@ def build_model(name: str, work: Path, dry: bool) -> Path:
     """A random-weight model with the published shape of `name` (or a 2-layer miniature in a dry run)."""
     import torch
 
-    from grpo_tui.engine.models import save_random_qwen2
+    from grpo_tui.engine.models import save_random_model
 
     arch = lookup_arch(name)
     if arch is None:
         raise SystemExit(f"no published config known for {name}; add it to engine/plan/memory.py")
     out = work / "models" / (name.replace("/", "--") + ("-mini" if dry else ""))
     if dry:
-        return save_random_qwen2(
+        return save_random_model(
             out, hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, tied=arch.tied, log=lambda m: None
         )
     t0 = time.time()
-    path = save_random_qwen2(
+    path = save_random_model(
         out,
         hidden=arch.hidden,
         layers=arch.layers,

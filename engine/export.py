@@ -27,6 +27,7 @@ from grpo_tui.engine.eval.errors import EvalError
 from grpo_tui.engine.eval.resolve import ModelSpec, resolve_model
 from grpo_tui.rundir.event_reader import iter_events
 from grpo_tui.rundir.layout import RunDir, enclosing_run
+from grpo_tui.rundir.unsafe_text import UNSAFE_CODEPOINTS
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
@@ -58,22 +59,9 @@ def resolve_export(spec_text: str, out: Path, adapter: bool) -> ModelSpec:
     return spec
 
 
-# Characters a model card never holds: C0 controls but newline and tab, DEL, C1 controls (0x9b is a one-byte
-# CSI), bidi overrides and line/paragraph separators. An ESC in a run name would retitle a terminal that
-# `cat`s the card, or write its clipboard (OSC 52).
-_CONTROL = {
-    c: None
-    for c in (
-        *range(0, 9),
-        *range(11, 32),
-        0x7F,
-        *range(0x80, 0xA0),
-        0x2028,
-        0x2029,
-        *range(0x202A, 0x202F),
-        *range(0x2066, 0x206A),
-    )
-}
+# Characters a model card never holds (str.translate drops them): an ESC in a run name would retitle a terminal
+# that `cat`s the card, or write its clipboard (OSC 52).
+_CONTROL = dict.fromkeys(UNSAFE_CODEPOINTS)
 # Markdown's inline syntax (emphasis, code, links, images, HTML, entities, table cells); run text never starts a
 # line of the card, so the line-start markers (-, +, 1.) need no escape.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~&])")
@@ -235,7 +223,8 @@ def model_card(spec: ModelSpec, adapter: bool, base: str) -> str:
             ]
     lines += ["```", ""]
     if cfg:
-        from grpo_tui.engine.data.prompts import EXAMPLE_ANSWER, EXAMPLE_QUESTION, system_prompt
+        from grpo_tui.engine.data.prompts import EXAMPLE_QUESTION, system_prompt
+        from grpo_tui.engine.rewards.answer_format import answer_format
 
         lines += [
             "Ask with the system prompt it was trained with:",
@@ -254,7 +243,7 @@ def model_card(spec: ModelSpec, adapter: bool, base: str) -> str:
                 "",
                 "assistant:",
                 "",
-                *md_block(EXAMPLE_ANSWER[cfg.prompt.format]),
+                *md_block(answer_format(cfg.prompt.format).example),
                 "",
             ]
     return "\n".join(lines)

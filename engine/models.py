@@ -223,11 +223,6 @@ def save_random_model(
     return save_model(model, tok, final)
 
 
-def save_random_qwen2(final: Path, **shape: Any) -> Path:
-    """save_random_model for Qwen2.5's class (q/k/v bias, RoPE, SwiGLU)."""
-    return save_random_model(final, model_type="qwen2", **shape)
-
-
 def resolve_model_path(cfg: ModelConfig, log: Any = print) -> str:
     """Where to load weights from: a cache directory for the built-in names, else the name itself."""
     if cfg.name == SMOLLM2:

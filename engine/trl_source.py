@@ -110,6 +110,22 @@ def config_field_annotation(cls_name: str, name: str) -> str | None:
     return ast.unparse(node.annotation) if node is not None else None
 
 
+def config_field_help(cls_name: str, name: str) -> str | None:
+    """The field's `metadata={"help": ...}` as written in the source; None if unsure (no such field, or a
+    metadata only importing trl can tell)."""
+    node = (_config_fields(cls_name) or {}).get(name)
+    if node is None or not isinstance(node.value, ast.Call):
+        return None
+    for kw in node.value.keywords:
+        if kw.arg == "metadata":
+            try:
+                meta = ast.literal_eval(kw.value)
+            except (ValueError, SyntaxError):
+                return None
+            return str(meta.get("help", "")) if isinstance(meta, dict) else None
+    return None
+
+
 def config_field_choices(cls_name: str, name: str) -> list | None:
     """The literal `metadata={"choices": [...]}` of the field; None without one. LookupError when the choices
     are computed (only importing trl can tell them)."""

@@ -28,3 +28,6 @@ EVAL_RESULTS_NAME = "step-{step}.jsonl"  # eval/step-N.jsonl
 CHECKPOINT_PREFIX = "checkpoint-"  # checkpoints/checkpoint-N, as the trainer names them
 TRAINER_STATE = "trainer_state.json"  # in a checkpoint: the trainer writes it last
 ADAPTER_CONFIG_NAME = "adapter_config.json"  # in a LoRA checkpoint, instead of config.json
+# in a checkpoint, beside Trainer's rng_state.pth (with a _<rank> suffix when several processes train):
+ENGINE_RNG_FILE = "engine_rng_state.json"  # the engine's own random streams
+GENERATION_BUFFER_FILE = "generation_buffer.pt"  # TRL's generation buffer, when the checkpoint falls inside one

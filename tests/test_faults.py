@@ -1114,9 +1114,10 @@ def test_model_card_escapes_markdown_and_drops_control_characters(tmp_path, tiny
     model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
     ids = model.generate(**tok("What is 2+2?", return_tensors="pt"), tokenizer=tok, max_new_tokens=4)
     assert ids.shape[1] > 0  # the exported generation config loads and generates with its stop strings
-    from grpo_tui.engine.data.prompts import EXAMPLE_ANSWER, EXAMPLE_QUESTION
+    from grpo_tui.engine.data.prompts import EXAMPLE_QUESTION
+    from grpo_tui.engine.rewards.answer_format import answer_format
 
-    assert EXAMPLE_QUESTION in text and EXAMPLE_ANSWER["reasoning"] in text
+    assert EXAMPLE_QUESTION in text and answer_format("reasoning").example in text
 
 
 def test_export_refuses_an_out_inside_any_run_directory(tmp_path, tiny_run, capsys):

@@ -74,6 +74,8 @@ RUN_FILES = {
     "engine.lock",
     "trainer_state.json",
     "pass_rates.jsonl",
+    "engine_rng_state.json",
+    "generation_buffer.pt",
 }
 # Directories of a run directory: common words elsewhere (config sections, event types, views), so they count
 # only where they build or test a path: an operand of `/`, or compared with a path's `.name`.

@@ -23,13 +23,18 @@ from grpo_tui.engine.train.trl_hooks import HookedGRPOTrainer
 SHAPES = [(1, 1, 1), (4, 4, 1), (8, 4, 1), (2, 1, 2), (4, 2, 2), (1, 2, 1), (2, 4, 1), (1, 1, 2), (3, 2, 1), (2, 4, 2)]
 
 
+def regenerates_every_step(t) -> bool:
+    """Every optimizer step starts on fresh generations: gradient_accumulation_steps is a multiple of the
+    generation interval. Otherwise a buffer spans optimizer steps, and TRL keeps its old log-probs."""
+    return t.args.gradient_accumulation_steps % t.generation_interval() == 0
+
+
 class _Buffer:
     """Just what TRL's `_prepare_inputs` reads, with the engine's methods on top."""
 
     _prepare_inputs = GRPOTrainer._prepare_inputs
     generation_interval = HookedGRPOTrainer.generation_interval
     generations_buffered = HookedGRPOTrainer.generations_buffered
-    regenerates_every_step = HookedGRPOTrainer.regenerates_every_step
 
     def __init__(self, ga: int, spg: int, iterations: int) -> None:
         self.args = types.SimpleNamespace(gradient_accumulation_steps=ga, steps_per_generation=spg)
@@ -55,7 +60,7 @@ def test_generations_buffered_says_what_trls_prepare_inputs_does_at_each_optimiz
         if boundary:
             assert predicted == (t.generations == before), (micro, predicted)
             fresh_at_boundaries.append(t.generations > before)
-    assert t.regenerates_every_step() == all(fresh_at_boundaries)
+    assert regenerates_every_step(t) == all(fresh_at_boundaries)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +106,7 @@ def test_beta_can_be_turned_on_in_a_lora_run_with_gradient_accumulation(lora_tra
     saved = (t.args.gradient_accumulation_steps, t.args.steps_per_generation)
     t.args.gradient_accumulation_steps = t.args.steps_per_generation = 4
     try:
-        assert t.regenerates_every_step()
+        assert regenerates_every_step(t)
         check_knobs(t, {"beta": 0.04}, [])  # not refused
         t._buffered_inputs, t._step = [{}], 8  # a boundary: two optimizer steps of 4 micro-steps done
         assert wait_reason(t, {"beta": 0.04, "temperature": 0.5}) is None
@@ -131,7 +136,7 @@ def test_a_temperature_change_waits_for_the_buffer_to_run_out(lora_trainer, tmp_
     watcher = CommandWatcher(tmp_path, events)
     cb = EngineCallback(events, watcher, None, [], None, max_steps=10, save_final=False, trainer=t)
     state, control = TrainerState(), TrainerControl()
-    assert not t.regenerates_every_step()  # one generation batch trains two optimizer steps
+    assert not regenerates_every_step(t)  # one generation batch trains two optimizer steps
     old = float(t.temperature)
     try:
         # after optimizer step 1: micro-step 1 of the buffer of 2 is next, its old log-probs from temperature `old`

@@ -23,10 +23,12 @@ from typing import Any
 
 from rich.text import Text
 
-_TABLE: dict[int, str] = {c: chr(0x2400 + c) for c in range(32) if c not in (9, 10)}
-_TABLE[0x7F] = "\u2421"  # ␡
-_TABLE.update({c: "\ufffd" for c in range(0x80, 0xA0)})  # C1 controls (0x9b is a one-byte CSI)
-_TABLE.update({c: "\ufffd" for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))})
+from grpo_tui.rundir.unsafe_text import UNSAFE_CODEPOINTS
+
+# C0 codes as their control pictures, DEL as ␡, the rest as the replacement character
+_TABLE: dict[int, str] = {
+    c: chr(0x2400 + c) if c < 32 else "\u2421" if c == 0x7F else "\ufffd" for c in UNSAFE_CODEPOINTS
+}
 
 
 def visible(s: Any, *, one_line: bool = False) -> str:

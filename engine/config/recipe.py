@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .passthrough import ENGINE_OWNED, trl_field_names
+from .passthrough import ENGINE_OWNED
 from .schema import Config, PresetError, TrainConfig, field_default
 
 # YAML 1.1 (PyYAML) reads 1e-6 as a string; TRL's parser converts it with the field's type. So do we.
@@ -410,7 +410,6 @@ def read_recipe(path: Path) -> Recipe:
         raise PresetError(f"{where}: a TRL recipe is a YAML mapping of field names to values.")
     preset, notes = _base(Path(path).stem), []
     own_train = [f.name for f in dataclasses.fields(TrainConfig) if not f.metadata.get("internal")]
-    grpo = trl_field_names("train")
     for key, value in recipe.items():
         value = _scalar(value)
         rule, owner = RULES.get(key), _owner(key)
@@ -421,7 +420,7 @@ def read_recipe(path: Path) -> Recipe:
         if rule is None:
             known = sorted(
                 set(RULES)
-                | set(grpo)
+                | set(_trl_fields("GRPOConfig"))
                 | set(own_train)
                 | set(_trl_fields("ModelConfig"))
                 | set(_trl_fields("ScriptArguments"))
@@ -521,7 +520,7 @@ def to_trl_recipe(cfg: Config) -> tuple[dict[str, Any], list[str]]:
         out["reward_funcs"] = funcs
     if funcs or model_weight:
         out["reward_weights"] = model_weight + weights
-    grpo = trl_field_names("train")
+    grpo = _trl_fields("GRPOConfig")  # trl is imported by now (the reward registry)
     for f in dataclasses.fields(TrainConfig):
         value = getattr(t, f.name)
         if f.name in grpo and f.name not in ENGINE_OWNED["train"]:

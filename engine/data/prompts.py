@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grpo_tui.engine.rewards.answer_format import ANSWER_FORMATS, EXAMPLE_QUESTION, answer_format
-
-# The worked example's assistant turn per format (the question is EXAMPLE_QUESTION).
-EXAMPLE_ANSWER = {name: fmt.example for name, fmt in ANSWER_FORMATS.items()}
+from grpo_tui.engine.rewards.answer_format import EXAMPLE_QUESTION, answer_format
 
 
 def system_prompt(fmt: str, override: str | None = None) -> str:
@@ -38,4 +35,4 @@ def chat_template_kwargs(cfg: Any) -> dict[str, Any]:
     return dict(value or {})
 
 
-__all__ = ["EXAMPLE_ANSWER", "EXAMPLE_QUESTION", "build_messages", "chat_template_kwargs", "system_prompt"]
+__all__ = ["EXAMPLE_QUESTION", "build_messages", "chat_template_kwargs", "system_prompt"]

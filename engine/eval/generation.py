@@ -130,14 +130,13 @@ def _generate_batch(
             if fast_cpu_decode and device.type == "cpu"
             else model.generate(**kwargs)
         )
-    prompt_ids = enc["input_ids"].cpu().repeat_interleave(gen.num_return_sequences, dim=0)
     new = seqs[:, enc["input_ids"].shape[1] :].cpu()
     # rows a stop string ended, found with generate's own test: finished (not cut) even on the last allowed token
-    stopped = (
-        stopped_lengths(prompt_ids, new, is_stopped, pad, sorted(eos_ids)).tolist()
-        if is_stopped is not None
-        else [-1] * len(new)
-    )
+    if is_stopped is not None:
+        prompt_ids = enc["input_ids"].cpu().repeat_interleave(gen.num_return_sequences, dim=0)
+        stopped = stopped_lengths(prompt_ids, new, is_stopped, pad, sorted(eos_ids)).tolist()
+    else:
+        stopped = [-1] * len(new)
     for r, row in enumerate(new.tolist()):
         if stopped[r] >= 0:
             ids, truncated = row[: stopped[r]], False

@@ -57,10 +57,6 @@ class Arch:
     experts_per_token: int = 0
 
     @property
-    def hd(self) -> int:
-        return self.head_dim
-
-    @property
     def q_dim(self) -> int:
         return self.heads * self.head_dim
 

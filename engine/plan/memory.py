@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grpo_tui.engine.config import Config
+from grpo_tui.engine.offline_models import TINY
 from grpo_tui.engine.plan import terms
 from grpo_tui.engine.plan.arch import Arch
 from grpo_tui.engine.plan.model_source import UnknownArch, lookup_arch, resolve_arch
 from grpo_tui.engine.plan.terms import FUSED_TOKEN_TILE, FUSED_VOCAB_TILE, NF4_BYTES, GiB, Step, Term
+from grpo_tui.engine.train.batch_shape import completions_per_generation
 
 __all__ = [
     "Arch",
@@ -77,7 +79,6 @@ class Estimate:
     notes: list[str] = field(default_factory=list)
     vllm_gb: float = 0.0
     vllm_problem: str | None = None  # vLLM's share can't hold its weights
-    arch: Arch | None = None
 
     @property
     def peak_phase(self) -> str | None:
@@ -150,7 +151,7 @@ def step_of(cfg: Config, arch: Arch, prompt_tokens: int | None = None, kbit_upca
         prompt_tokens=prompt_tokens if prompt_tokens is not None else prompt_tokens_for(cfg),
         completion_tokens=t.max_completion_length,
         batch=t.per_device_train_batch_size,
-        gen_batch=t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps),
+        gen_batch=completions_per_generation(cfg),
         sharding=terms.sharding_of(cfg, on_gpu),
     )
 
@@ -195,8 +196,7 @@ def estimate(
         est.unknown = str(e)
         return est
     s = step_of(cfg, arch, prompt_tokens, kbit_upcast)
-    est.arch = arch
-    est.model = arch.name if m.name == "tiny-random" else m.name
+    est.model = arch.name if m.name == TINY else m.name
     weights, grads, states = terms.weights(s), terms.gradients(s), terms.optimizer_states(s)
     ref, adapters, step_buf = terms.reference_model(s), terms.lora_adapters(s), terms.optimizer_step_buffer(s)
     acts, bwd = terms.activations(s), terms.backward_buffers(s)

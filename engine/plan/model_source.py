@@ -25,9 +25,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from grpo_tui.engine.offline_models import TINY
 from grpo_tui.engine.plan.arch import Arch, dense_arch
 
-TINY = "tiny-random"
 HUB_LOOKUP_TIMEOUT_S = 20.0  # the most a size lookup waits on the hub (a config.json answers in about a second)
 
 

@@ -54,15 +54,19 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+def _plain_number(n: str) -> str:
+    return THOUSANDS_RE.sub("", n).replace("\u2212", "-")
+
+
 def numbers(text: str | None) -> list[str]:
     """Every number in text, in order, thousands separators removed ("1,000" -> "1000")."""
-    return [THOUSANDS_RE.sub("", n).replace("\u2212", "-") for n in _NUMBER_IN_TEXT_RE.findall(text or "")]
+    return [_plain_number(n) for n in _NUMBER_IN_TEXT_RE.findall(text or "")]
 
 
 def last_number(text: str | None) -> str | None:
     """The last number in text, thousands separators removed ("1,000" -> "1000")."""
-    found = numbers(text)
-    return found[-1] if found else None
+    found = _NUMBER_IN_TEXT_RE.findall(text or "")
+    return _plain_number(found[-1]) if found else None
 
 
 def in_last_tag(text: str, open_tag: str, close_tag: str) -> str | None:

@@ -38,8 +38,10 @@ class RolloutRecorder:
     """Turns a scored generation batch into group records in rollouts.jsonl.
 
     Judging answers (is_correct may ask the math-verify worker, ~10 ms for an
-    unusual answer) and writing happen on a background thread, so a GPU step
-    never waits on them; the step event waits only for its own step's judging.
+    unusual answer) and writing happen on a background thread, so generation
+    and the loss never wait on them. The step event waits until what was queued
+    is judged and written (a batch is queued when it is scored, its write at
+    the latest during its loss), so a recording failure is reported at its step.
 
     With `token_stats`, a batch's groups are written once the loss has scored
     all its rows (`add_token_stats`), with each token's id, piece of the text,

@@ -67,10 +67,7 @@ from grpo_tui.engine.fast_decode import fast_cpu_generate
 from grpo_tui.engine.stopping import close_stopped_rows, stop_string_test, stopped_lengths
 from grpo_tui.engine.train import shared_prefix
 from grpo_tui.engine.train.phase_timer import PhaseCallback, PhaseTimer
-
-# Beside Trainer's rng_state.pth in each checkpoint (with a _<rank> suffix when several processes train)
-ENGINE_RNG_FILE = "engine_rng_state.json"
-GENERATION_BUFFER_FILE = "generation_buffer.pt"
+from grpo_tui.rundir.names import ENGINE_RNG_FILE, GENERATION_BUFFER_FILE
 
 __all__ = ["ROW_KEY", "HookedGRPOTrainer", "ScoredBatch", "nanstd"]
 
@@ -347,11 +344,6 @@ class HookedGRPOTrainer(GRPOTrainer):
         """Micro-steps between two generations: TRL generates `steps_per_generation` micro-batches at once and
         trains on them `num_iterations` times (`_prepare_inputs`, which keeps them in `_buffered_inputs`)."""
         return self.args.steps_per_generation * self.num_iterations
-
-    def regenerates_every_step(self) -> bool:
-        """Every optimizer step starts on fresh generations: gradient_accumulation_steps is a multiple of the
-        generation interval. Otherwise a buffer spans optimizer steps, and TRL keeps its old log-probs."""
-        return self.args.gradient_accumulation_steps % self.generation_interval() == 0
 
     def generations_buffered(self) -> bool:
         """At an optimizer step boundary: the next micro-step trains on generations made before it (with the
