@@ -188,3 +188,13 @@ def test_cli_protocol_on_a_real_model_matches_lm_eval_verdicts(tmp_path):
     _assert_parity([r["completion"] for r in rows], docs)
     summary = json.loads(next(out.rglob("summary.json")).read_text())
     assert summary["strict-match"]["correct"] == sum(r["correct"] for r in rows)
+
+
+def test_cli_protocol_gives_a_model_named_twice_a_folder_each(tmp_path):
+    test = SHARED_DATA / "gsm8k" / "test.jsonl"
+    out = tmp_path / "out"
+    args = ["eval", "--model", "tiny-random", "--compare", "tiny-random", "--dataset", str(test)]
+    args += ["--fewshot-file", str(test), "--protocol", "lm-eval-gsm8k", "--limit", "2", "--max-new-tokens", "4"]
+    proc = run_grpo_tui([*args, "--out", str(out)], timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert sorted(p.parent.name for p in out.rglob("summary.json")) == ["tiny-random", "tiny-random-2"]

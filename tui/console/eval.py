@@ -324,8 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         if done is None:
             return code
         rows, summary = done
-        labels[spec.label] += 1
-        sub = out / (_slug(spec.label) + (f"-{labels[spec.label]}" if labels[spec.label] > 1 else ""))
+        sub = _result_dir(out, spec.label, labels)
         write_results(sub, rows, summary)
         summaries.append(summary)
         all_rows.append(rows)
@@ -379,6 +378,12 @@ def _per_model(spec: ModelSpec, console: Any, work: Callable[[], Any]) -> tuple[
         return None, EXIT_FAILED
 
 
+def _result_dir(out: Path, label: str, seen: Counter) -> Path:
+    """A model's own folder of results: a label met again (the same model twice, RUN@STEP) gets a number."""
+    seen[label] += 1
+    return out / (_slug(label) + (f"-{seen[label]}" if seen[label] > 1 else ""))
+
+
 def _main_lm_eval(args: argparse.Namespace, specs: list[ModelSpec], console: Any) -> int:
     """--protocol lm-eval-gsm8k: lm-evaluation-harness's gsm8k task, one results table per model."""
     from grpo_tui.engine.eval import lm_eval_gsm8k as lm
@@ -418,6 +423,7 @@ def _main_lm_eval(args: argparse.Namespace, specs: list[ModelSpec], console: Any
             max_new_tokens=args.max_new_tokens,
         )  # 256 by default, lm-eval's max_gen_toks
 
+    labels = Counter()
     for spec in specs:
         t0 = time.time()
         done, code = _per_model(spec, console, lambda: one(spec))
@@ -437,7 +443,7 @@ def _main_lm_eval(args: argparse.Namespace, specs: list[ModelSpec], console: Any
             "generation_s": round(time.time() - t0, 2),
             **numbers,
         }
-        sub = out / _slug(spec.label)
+        sub = _result_dir(out, spec.label, labels)
         write_results(sub, rows, summary)
         console.print(visible(lm.table_markdown(spec.label, numbers)), markup=False)
         console.print(f"results: {sub / 'results.jsonl'}\nsummary: {sub / 'summary.json'}")
