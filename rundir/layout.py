@@ -8,6 +8,7 @@ spelled in rundir.names. See docs/run-directory.md.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,13 @@ from grpo_tui.rundir.names import (
     SFT_NAME,
     TRACKERS_NAME,
 )
-from grpo_tui.rundir.private_io import check_private_dir, make_private_dir, open_regular, ownership_problem
+from grpo_tui.rundir.private_io import (
+    check_private_dir,
+    link_refused,
+    make_private_dir,
+    open_regular,
+    ownership_problem,
+)
 from grpo_tui.rundir.run_lock import LOCK_HOLDER_ENV, RunLock, RunLocked, read_pid
 
 ENGINE_LOG_MAX_BYTES = 16 << 20  # engine.log's cap (a user reward may print without bound)
@@ -204,11 +211,8 @@ def check_run_dir(run: RunDir) -> None:
                 st = os.lstat(p)
             except FileNotFoundError:
                 continue
-            if os.path.islink(p):
-                raise UnsafeRunDir(
-                    f"{p} is a symbolic link; the engine never follows links inside a run directory: "
-                    f"remove the link ({p}) and start again."
-                )
+            if stat.S_ISLNK(st.st_mode):
+                raise link_refused(p)
             problem = ownership_problem(st, p, "file")
             if problem:
                 raise UnsafeRunDir(problem)
@@ -249,10 +253,7 @@ def enclosing_run(path: Path) -> Path | None:
 
 def _no_link(path: Path) -> None:
     if path.is_symlink():
-        raise UnsafeRunDir(
-            f"{path} is a symbolic link; the engine never follows links inside a run directory: "
-            f"remove the link ({path}) and start again."
-        )
+        raise link_refused(path)
 
 
 def set_aside_for_restart(run: RunDir) -> Path | None:

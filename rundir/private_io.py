@@ -74,6 +74,14 @@ def trusted_file_problem(path: Path | str, what: str = "file") -> str | None:
     return ownership_problem(st, path, what, allow_root=True)
 
 
+def link_refused(path: Path, what: str | None = None) -> UnsafeRunDir:
+    """The refusal of a symbolic link met inside a run directory, naming the link and the fix."""
+    return UnsafeRunDir(
+        f"{f'{what} ' if what else ''}{path} is a symbolic link; the engine never follows links inside a run "
+        f"directory: remove the link ({path}) and start again."
+    )
+
+
 def check_private_dir(path: Path, what: str, *, follow: bool = False) -> None:
     """Raise UnsafeRunDir unless `path` is a directory we own that others cannot write.
 
@@ -82,10 +90,7 @@ def check_private_dir(path: Path, what: str, *, follow: bool = False) -> None:
     """
     st = os.stat(path) if follow else os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
-        raise UnsafeRunDir(
-            f"{what} {path} is a symbolic link; the engine never follows links inside a run "
-            f"directory: remove the link ({path}) and start again."
-        )
+        raise link_refused(path, what)
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeRunDir(f"{what} {path} is not a directory; remove it or choose another --run-dir.")
     problem = ownership_problem(st, path, what)
@@ -128,10 +133,7 @@ def open_private(path: Path, flags: int, what: str = "file") -> int:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode())
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UnsafeRunDir(
-                f"{what} {path} is a symbolic link; the engine never follows links inside a run "
-                f"directory: remove the link ({path}) and start again."
-            ) from None
+            raise link_refused(path, what) from None
         raise
     try:
         st = os.fstat(fd)

@@ -9,6 +9,7 @@ is shown (tui.dashboard_views).
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -188,6 +189,7 @@ class Dashboard(LiteralNotifications, RunFollower, RunControls, DashboardViews, 
         return self._allowed(action)
 
     @classmethod
+    @functools.cache  # BINDINGS is a class constant; Textual asks check_action for every binding it shows
     def _own_actions(cls) -> frozenset[str]:
         """The dashboard's keys' actions: live only while the dashboard itself is the screen (ctrl+c detach works
         anywhere)."""

@@ -98,25 +98,25 @@ def _single_changes(cfg: Config, est: Estimate, gpu_gb: float, **kw: Any) -> lis
 
 def _combined_changes(cfg: Config, gpu_gb: float, **kw: Any) -> str:
     """Apply the biggest saving until the preset fits (at most MAX_CHANGES changes): one advice line."""
-    cur, applied = cfg, []
+    cur, cur_est, applied = cfg, estimate(cfg, gpu_gb, **kw), []
     for _ in range(MAX_CHANGES):
-        best = None
+        best = None  # (peak, what, changes, config, its estimate)
         for what, changes, _keeps in candidate_changes(cur):
             new = variant(cur, changes)
             if new is None:
                 continue
-            p = estimate(new, gpu_gb, **kw).peak_gb
-            if p is not None and (best is None or p < best[0]):
-                best = (p, what, changes, new)
-        if best is None or best[0] >= estimate(cur, gpu_gb, **kw).peak_gb - 0.05:
+            e = estimate(new, gpu_gb, **kw)
+            if e.peak_gb is not None and (best is None or e.peak_gb < best[0]):
+                best = (e.peak_gb, what, changes, new, e)
+        if best is None or best[0] >= cur_est.peak_gb - 0.05:
             break
-        cur = best[3]
+        cur, cur_est = best[3], best[4]
         applied.append(best)
-        if estimate(cur, gpu_gb, **kw).fits(gpu_gb):
+        if cur_est.fits(gpu_gb):
             break
     if not applied:
         return "  no change in reach fits this preset; pick a smaller model preset."
-    final = estimate(cur, gpu_gb, **kw)
+    final = cur_est
     verdict = "fits" if final.fits(gpu_gb) else "still does not fit"
     return f"  together: {'; '.join(a[1] for a in applied)} -> {final.peak_gb:.1f} GB ({verdict}): " + " ".join(
         set_flags(a[2]) for a in applied
