@@ -157,23 +157,27 @@ def _list_array(values: list[np.ndarray | None], name: str):
 
     dtype, n = TOKEN_ARRAYS[name], len(values)
     lens = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=n)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    if offsets[-1] >= 2**31:
-        raise ValueError("a chunk holds over 2**31 tokens")
+    bitmap, offsets, nulls = _offsets_and_nulls(lens, values, "a chunk holds over 2**31 tokens")
     present = [v for v in values if v is not None]
     flat = np.concatenate(present).astype(dtype, copy=False) if present else np.zeros(0, dtype=dtype)
     child = pa.Array.from_buffers(_token_type(name), len(flat), [None, pa.py_buffer(flat.tobytes())])
+    return pa.Array.from_buffers(pa.list_(_token_type(name)), n, [bitmap, offsets], null_count=nulls, children=[child])
+
+
+def _offsets_and_nulls(lens: np.ndarray, values: list, too_big: str) -> tuple[Any, Any, int]:
+    """The validity bitmap (None without nulls), the int32 offsets buffer and the null count of a variable-length
+    Arrow array whose items have these lengths (None items are null); ValueError(too_big) past int32 offsets."""
+    import pyarrow as pa
+
+    n = len(values)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError(too_big)
     valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
     nulls = int(n - valid.sum())
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes()) if nulls else None
-    return pa.Array.from_buffers(
-        pa.list_(_token_type(name)),
-        n,
-        [bitmap, pa.py_buffer(offsets.astype(np.int32).tobytes())],
-        null_count=nulls,
-        children=[child],
-    )
+    return bitmap, pa.py_buffer(offsets.astype(np.int32).tobytes()), nulls
 
 
 def token_array(column: Any, c: int, name: str) -> np.ndarray | None:
@@ -196,20 +200,9 @@ def _string_array(values: list[str | None]):
 
     n = len(values)
     enc = [v.encode("utf-8", "surrogatepass") if v is not None else b"" for v in values]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    if n:
-        np.cumsum(np.fromiter(map(len, enc), dtype=np.int64, count=n), out=offsets[1:])
-    if offsets[-1] >= 2**31:
-        raise ValueError("a chunk holds over 2 GiB of text")
-    valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
-    nulls = int(n - valid.sum())
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes()) if nulls else None
-    return pa.Array.from_buffers(
-        pa.string(),
-        n,
-        [bitmap, pa.py_buffer(offsets.astype(np.int32).tobytes()), pa.py_buffer(b"".join(enc))],
-        null_count=nulls,
-    )
+    lens = np.fromiter(map(len, enc), dtype=np.int64, count=n)
+    bitmap, offsets, nulls = _offsets_and_nulls(lens, values, "a chunk holds over 2 GiB of text")
+    return pa.Array.from_buffers(pa.string(), n, [bitmap, offsets, pa.py_buffer(b"".join(enc))], null_count=nulls)
 
 
 @dataclass
