@@ -1394,3 +1394,21 @@ def test_a_fifo_planted_as_the_event_log_blocks_no_reader(tmp_path):
         timeout=60,
     )
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_fifo_planted_as_the_rollout_log_blocks_no_reader(tmp_path):
+    run = private_dir(tmp_path / "run")
+    os.mkfifo(run / "rollouts.jsonl")
+    readers = (
+        "import sys\nfrom pathlib import Path\n"
+        "from grpo_tui.rundir.rollouts import RolloutTail, open_rollouts, read_rollouts\n"
+        "run = Path(sys.argv[1])\n"
+        "assert read_rollouts(run) == ([], 0)\n"
+        "assert RolloutTail(run / 'rollouts.jsonl').read_new() == []\n"
+        "assert open_rollouts(run).num_groups == 0\n"
+    )
+    # in a child with a deadline: a reader that blocks fails the test instead of hanging it
+    proc = subprocess.run(
+        [sys.executable, "-c", readers, str(run)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -20,9 +20,10 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from grpo_tui.rundir.event_reader import parse_lines
+from grpo_tui.rundir.private_io import open_regular
 from grpo_tui.rundir.rollouts.query import Rollouts
 from grpo_tui.rundir.rollouts.records import ReadReport, line_key, parse_record, rollout_paths
 from grpo_tui.rundir.rollouts.segments import SEGMENT_FORMAT, Chunk, list_segments, read_segment
@@ -37,6 +38,15 @@ class GroupLine:
     offset: int
     length: int
     record: dict[str, Any] | None  # parsed, for the newest lines only
+
+
+def _open_log(path: Path) -> BinaryIO:
+    """rollouts.jsonl opened for reading; FileNotFoundError when it is missing or not a regular file (a FIFO
+    planted there would block a reader forever: private_io.open_regular never reads one)."""
+    fd = open_regular(path)
+    if fd is None:
+        raise FileNotFoundError(f"{path}: no rollout log")
+    return os.fdopen(fd, "rb")
 
 
 class RolloutTail:
@@ -54,7 +64,7 @@ class RolloutTail:
         while True:
             size = block if want is None else min(block, want)
             try:
-                with open(self.path, "rb") as f:
+                with _open_log(self.path) as f:
                     f.seek(self.offset)
                     data = f.read(size)
             except OSError:
@@ -152,7 +162,7 @@ class RolloutIndex:
         if cached is None or len(cached) < len(ranges):
             cached = {}
             try:
-                with open(self.path, "rb") as f:
+                with _open_log(self.path) as f:
                     for group, (offset, length) in ranges.items():
                         f.seek(offset)
                         rec = parse_record(f.read(length))
@@ -253,7 +263,8 @@ def read_rollouts(path: Path | str) -> tuple[list[dict[str, Any]], int]:
     """
     path = rollout_paths(path)[0]
     try:
-        data = path.read_bytes()
+        with _open_log(path) as f:
+            data = f.read()
     except FileNotFoundError:
         return [], 0
     if data and not data.endswith(b"\n"):
