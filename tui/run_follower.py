@@ -217,9 +217,8 @@ class RunFollower:
     def _refresh_status(self) -> None:
         self.query_one(StatusPanel).show(self.state, self.link)
         self._refresh_compact_status()
-        self.title = visible(
-            f"grpo-tui · {self._state_words()}"
-        )  # the step lives in the status panel: a title change re-lays out
+        # the step lives in the status panel: a title change re-lays out
+        self.title = visible(f"grpo-tui · {self._state_words()}")
         # The footer rebuilds itself on refresh_bindings: only when what check_action reads changed.
         key = (self.link.alive, self.state.active, self.state.state in (State.PAUSED, State.PAUSING))
         if key != self._bindings_key:
